@@ -1,0 +1,48 @@
+# bullbridge: `make demo` and `make test` bootstrap everything they need
+# (virtualenv, locked Python deps, npm ci) and skip what is already in place.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+PYTEST_ARGS ?=
+
+.PHONY: bootstrap test demo bench compat chaos lint typecheck check lock clean
+
+$(STAMP): pyproject.toml requirements/dev.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements/dev.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+bootstrap: $(STAMP) $(NODE_STAMP)
+
+## The whole suite: unit, interop (real Node + real Redis), properties. Starts its own Redis.
+test: bootstrap
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## The front door: Node and Python exchanging jobs, with a summary table.
+demo: bootstrap
+	$(VENV)/bin/bullbridge demo
+
+lint: bootstrap
+	$(PY) -m ruff check bullbridge tests
+
+typecheck: bootstrap
+	$(PY) -m mypy bullbridge
+
+check: lint typecheck
+
+## Re-pin requirements/dev.lock from the current venv (after changing pyproject.toml).
+lock:
+	{ head -2 requirements/dev.lock; $(PY) -m pip freeze --all --exclude-editable | grep -v '^pip=='; } > requirements/dev.lock.new
+	mv requirements/dev.lock.new requirements/dev.lock
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

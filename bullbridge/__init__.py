@@ -1,0 +1,65 @@
+"""bullbridge: Python services on the BullMQ queues Node.js services already use.
+
+Built on BullMQ's own Lua scripts (from the official Python port), so the
+protocol in Redis stays byte-for-byte BullMQ's. See README.md.
+"""
+
+from bullbridge.connection import ConnectionSettings, RedisConnector, connect
+from bullbridge.errors import (
+    BullbridgeError,
+    ConfigurationError,
+    ConnectionSetupError,
+    CorruptJob,
+    CrossSlotError,
+    InvalidJobOptions,
+    JobFailed,
+    JobNotFound,
+    JobTimeout,
+    NotJsonSafe,
+    RedisUnavailable,
+    RedisVersionError,
+    UnrecoverableError,
+)
+from bullbridge.events import QueueEvent, QueueEvents
+from bullbridge.job import EnqueuedJob, Job
+from bullbridge.options import Backoff, Deduplication, JobOptions, KeepJobs, Parent, RateLimit
+from bullbridge.producer import JobSpec, Producer
+from bullbridge.worker import ActiveJob, CancelSignal, Worker, WorkerSettings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActiveJob",
+    "Backoff",
+    "BullbridgeError",
+    "CancelSignal",
+    "ConfigurationError",
+    "ConnectionSettings",
+    "ConnectionSetupError",
+    "CorruptJob",
+    "CrossSlotError",
+    "Deduplication",
+    "EnqueuedJob",
+    "InvalidJobOptions",
+    "Job",
+    "JobFailed",
+    "JobNotFound",
+    "JobOptions",
+    "JobSpec",
+    "JobTimeout",
+    "KeepJobs",
+    "NotJsonSafe",
+    "Parent",
+    "Producer",
+    "QueueEvent",
+    "QueueEvents",
+    "RateLimit",
+    "RedisConnector",
+    "RedisUnavailable",
+    "RedisVersionError",
+    "UnrecoverableError",
+    "Worker",
+    "WorkerSettings",
+    "__version__",
+    "connect",
+]

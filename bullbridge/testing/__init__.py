@@ -1,0 +1,1 @@
+"""Test helpers: a private Redis, a real Node BullMQ driver, cross-language waits."""

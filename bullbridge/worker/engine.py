@@ -1,0 +1,603 @@
+"""The worker: fetch, run, finish - on BullMQ's scripts, faster and safer than the port.
+
+Shape of the engine (see README "Worker engine"):
+
+* ``concurrency`` long-lived *slot* tasks. A slot fetches a job
+  (``moveToActive``), runs its handler, and finishes it with BullMQ's fused
+  ``moveToFinished(..., fetchNext)`` which hands back the next job in the same
+  script call - one script call per job, as in Node (the port makes two);
+* all slots share one pipelining connection (:mod:`bullbridge.resp`); one
+  more connection blocks on the queue's marker for the whole worker
+  (:mod:`bullbridge.worker.gate`);
+* lock renewal, stalled-job recovery and a loop-block watch run beside them
+  (:mod:`bullbridge.worker.maintenance`).
+
+What it gets right where the port does not (FINDINGS.md "Broken", rows 1-7,
+9-11): limits resume when their window opens; idle pickup and sub-second
+timers are exact; a corrupt or vanished job fails with a reason instead of
+cycling or "completing" with ``data={}``; unknown backoff types fail clearly;
+``KeyboardInterrupt``/``SystemExit``/``CancelledError``/``GeneratorExit`` from
+user code fail the job and the worker keeps running; sync handlers run in
+threads so locks keep renewing; the cancellation signal is explicit; lost
+connections are logged and pickup resumes at once after a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from bullbridge import scripts
+from bullbridge.connection import MAX_BLOCK_SECONDS, ConnectionSource, RedisConnector, connect
+from bullbridge.emitter import Emitter
+from bullbridge.errors import (
+    CorruptJob,
+    DelayJob,
+    LockLost,
+    NotJsonSafe,
+    RateLimited,
+    ScriptError,
+    UnknownJobName,
+    UnrecoverableError,
+    WaitingChildren,
+)
+from bullbridge.job import fields_to_dict
+from bullbridge.keys import QueueKeys
+from bullbridge.resp import RespClient, RespConnection, RespConnectionError, RespError
+from bullbridge.worker.context import ActiveJob
+from bullbridge.worker.failures import UnknownBackoff, backoff_delay, failure_reason, stacktrace_list
+from bullbridge.worker.gate import FetchGate
+from bullbridge.worker.handlers import Handler, HandlerFn, HandlerRegistry, RunIn
+from bullbridge.worker.maintenance import LockRenewer, LoopWatch, RateLimitedLog, StalledChecker
+from bullbridge.worker.pools import DaemonThreadPool, kill_process_pool, process_pool
+from bullbridge.worker.settings import WorkerSettings
+
+log = logging.getLogger("bullbridge.worker")
+T = TypeVar("T")
+
+# Raised by user code, these end the attempt like any exception (the port lets
+# them kill the process or silently stop its run loop).
+_USER_BASE_EXCEPTIONS = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
+# Errors that mean "this job cannot succeed by retrying".
+_PERMANENT = (UnrecoverableError, CorruptJob, UnknownJobName, UnknownBackoff, NotJsonSafe)
+
+Next = tuple[dict[bytes, bytes], str, str]  # fields, job id, token
+
+
+class Worker(Emitter):
+    """Process jobs of one queue with handlers registered per job name.
+
+    >>> worker = Worker("email", connection="redis://localhost:6379")
+    >>> @worker.handler("welcome")
+    ... async def welcome(job):
+    ...     await job.update_progress(50)
+    ...     return {"sent": True}
+    >>> await worker.run()          # until close() / a signal via WorkerManager
+    """
+
+    def __init__(self, queue: str, handlers: Mapping[str, HandlerFn | Handler] | HandlerFn | None = None, *,
+                 connection: ConnectionSource | None = None, settings: WorkerSettings | None = None,
+                 **overrides: Any) -> None:
+        super().__init__()
+        settings = settings or WorkerSettings()
+        self.settings = replace(settings, **overrides) if overrides else settings
+        self.queue = queue
+        self.keys = QueueKeys(queue, self.settings.prefix)
+        self.qs = scripts.QueueScripts(self.keys)
+        self.registry = HandlerRegistry()
+        self.registry.update(handlers)
+        self._owns_connector = not isinstance(connection, RedisConnector)
+        self._connector = connect(connection)
+        self._connector.check_queue(self.settings.prefix, queue)
+        self.id = uuid.uuid4().hex
+        self.errors = RateLimitedLog(log)
+        self.locks = LockRenewer(self)
+        self.stalled = StalledChecker(self)
+        self._watch = LoopWatch(self.settings.loop_block_warning, lambda: list(self.locks.active))
+        self._slots: list[asyncio.Task[None]] = []
+        self._tokens = 0
+        self._threads: DaemonThreadPool | None = None
+        self._processes: concurrent.futures.ProcessPoolExecutor | None = None
+        self._blocking_id: int | None = None
+        self._closed = asyncio.Event()
+        self._started = False
+        self.closing = False
+        self.closed = False
+        self.completed = 0
+        self.failed = 0
+        self.client: RespClient = None  # type: ignore[assignment]
+        self.bclient: RespClient = None  # type: ignore[assignment]
+        self.gate: FetchGate = None  # type: ignore[assignment]
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.loop_thread = 0
+        self.last_activity = time.time()
+
+    # -- registration ----------------------------------------------------------------
+
+    def handler(self, name: str | None = None, *, run_in: RunIn | None = None) -> Callable[[HandlerFn], HandlerFn]:
+        """Decorator: handle jobs called ``name`` (``None``: any name without a handler)."""
+        def decorator(fn: HandlerFn) -> HandlerFn:
+            self.registry.register(name, fn, run_in)
+            return fn
+        return decorator
+
+    def fallback(self, fn: HandlerFn | None = None, *, run_in: RunIn | None = None) -> Any:
+        """Decorator: handle every job name that has no handler of its own."""
+        if fn is not None:
+            self.registry.register(None, fn, run_in)
+            return fn
+        return self.handler(None, run_in=run_in)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self.closed
+
+    @property
+    def active_count(self) -> int:
+        return len(self.locks.active)
+
+    async def start(self) -> None:
+        """Connect, check the server, and start the slots. Returns at once."""
+        if self._started:
+            return
+        if not self.registry:
+            raise UnknownJobName(f"worker for {self.queue!r} has no handlers: register one with @worker.handler()")
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+        s = self.settings
+        self.client = self._connector.fast(None)
+        self.client.add_on_connect(scripts.preload)
+        self.bclient = self._connector.blocking(self.keys.client_name(s.wire_name))
+        self.bclient.add_on_connect(self._remember_blocking_id)
+        self._connector.events.on_lost.append(self._on_connection_lost)
+        self._connector.events.on_connected.append(self._on_connected)
+        info = await self._server_info()
+        await asyncio.gather(self.client.connection(), self.bclient.connection())
+        self.gate = FetchGate(
+            drain_delay=s.drain_delay,
+            max_block=MAX_BLOCK_SECONDS,
+            min_block=info.minimum_block_timeout,
+            fractional=info.fractional_block_timeouts,
+            max_rate_limit_delay=s.max_rate_limit_delay_ms,
+            wait_marker=self._wait_marker,
+            unblock=self._unblock,
+        )
+        if self.registry.needs_thread_pool:
+            self._threads = DaemonThreadPool(s.thread_pool_size or s.concurrency)
+        if self.registry.needs_process_pool:
+            self._processes = process_pool(s.process_pool_size)
+        self._started = True
+        if not s.skip_lock_renewal:
+            self.locks.start()
+        if not s.skip_stalled_check:
+            self.stalled.start()
+        self._watch.start()
+        self._slots = [asyncio.create_task(self._slot(i), name=f"bullbridge-{self.queue}-slot-{i}")
+                       for i in range(s.concurrency)]
+        log.info("worker %s on queue %s started (concurrency %d, Redis %s)", s.wire_name, self.queue,
+                 s.concurrency, info.version_text)
+
+    async def _server_info(self) -> Any:
+        from bullbridge.connection import check_server_info, parse_info
+
+        if self._connector._server_info is None:
+            info = parse_info(await self.client.execute("INFO", "server"))
+            try:
+                info.update(parse_info(await self.client.execute("INFO", "memory")))
+            except RespError:  # pragma: no cover - INFO sections restricted on some hosted Redis
+                pass
+            self._connector._server_info = check_server_info(info, self._connector.settings.describe())
+        return self._connector._server_info
+
+    async def run(self) -> None:
+        """Start and wait until the worker is closed."""
+        await self.start()
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def close(self, timeout: float | None = None, *, force: bool = False) -> bool:
+        """Stop fetching, let active jobs finish, and disconnect.
+
+        With ``timeout`` (seconds), jobs still running then are cancelled and
+        handed back to wait at once, for any worker of either language, without
+        a stall counted against them. ``force`` does that immediately. Returns
+        True when every active job finished on its own."""
+        if self.closed:
+            return True
+        first = not self.closing
+        self.closing = True
+        clean = True
+        if first:
+            self.emit("closing")
+            log.info("worker %s on %s closing (%d active)", self.settings.wire_name, self.queue, self.active_count)
+        if self._started:
+            self.gate.close()
+            if self._slots:
+                pending = [t for t in self._slots if not t.done()]
+                if pending and not force:
+                    _, pending_set = await asyncio.wait(pending, timeout=timeout)
+                    pending = list(pending_set)
+                if pending:
+                    clean = False
+                    await self._cancel_slots(pending)
+            await asyncio.gather(self.locks.stop(), self.stalled.stop(), self._watch.stop())
+            if self._threads is not None:
+                self._threads.shutdown(wait=False)
+            if self._processes is not None:
+                kill_process_pool(self._processes) if not clean else self._processes.shutdown(wait=False)
+            await self.wait_listeners(timeout=1.0)
+        if self._on_connection_lost in self._connector.events.on_lost:
+            self._connector.events.on_lost.remove(self._on_connection_lost)
+            self._connector.events.on_connected.remove(self._on_connected)
+        for client in (self.bclient, self.client):
+            if client is not None:
+                await client.close()
+        if self._owns_connector:
+            await self._connector.close()
+        self.closed = True
+        self._closed.set()
+        self.emit("closed")
+        log.info("worker %s on %s closed (%s)", self.settings.wire_name, self.queue,
+                 "clean" if clean else "jobs handed back")
+        return clean
+
+    async def _cancel_slots(self, tasks: list[asyncio.Task[None]]) -> None:
+        for job in list(self.locks.active.values()):
+            job.signal.cancel("worker is shutting down")
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=5.0)
+
+    async def pause(self, wait_active: bool = True) -> None:
+        """Stop fetching at once (this worker only); optionally wait for active jobs."""
+        if not self._started or self.gate.paused:
+            return
+        self.gate.pause()
+        if wait_active:
+            while self.locks.active:
+                await asyncio.sleep(0.01)
+        self.emit("paused")
+
+    def resume(self) -> None:
+        if self._started and self.gate.paused:
+            self.gate.resume()
+            self.emit("resumed")
+
+    def cancel_job(self, job_id: str, reason: str = "cancelled") -> bool:
+        """Set the cancellation signal of an active job (cooperative)."""
+        job = self.locks.active.get(job_id)
+        if job is None:
+            return False
+        job.signal.cancel(reason)
+        return True
+
+    def cancel_all(self, reason: str = "cancelled") -> None:
+        for job in list(self.locks.active.values()):
+            job.signal.cancel(reason)
+
+    # -- connection events --------------------------------------------------------------
+
+    async def _remember_blocking_id(self, conn: RespConnection) -> None:
+        self._blocking_id = await conn.execute("CLIENT", "ID")
+
+    def _on_connection_lost(self, name: str, exc: Exception | None) -> None:
+        if not self.closing:
+            self.emit("connection-lost", name, exc)
+
+    def _on_connected(self, name: str, reconnect: bool) -> None:
+        if reconnect and self._started and not self.closing:
+            self.emit("reconnected", name)
+            self.gate.connection_restored()
+
+    async def _wait_marker(self, timeout: float) -> Any:
+        return await self.bclient.execute("BZPOPMIN", self.keys["marker"], timeout, timeout=timeout + 10.0)
+
+    async def _unblock(self) -> None:
+        if self._blocking_id is not None and self.client.connected:
+            await self.client.execute("CLIENT", "UNBLOCK", self._blocking_id)
+
+    # -- the slot loop ------------------------------------------------------------------
+
+    def _token(self) -> str:
+        self._tokens += 1
+        return f"{self.id}:{self._tokens}"
+
+    async def _slot(self, index: int) -> None:
+        gate = self.gate
+        next_job: Next | None = None
+        error_delay = 0.05
+        while True:
+            if next_job is None:
+                if not await gate.ready():
+                    return
+                token = self._token()
+                keys, args = self.qs.move_to_active(token, self.settings.lock_duration_ms,
+                                                    self.settings.limiter_opts, self.settings.wire_name)
+                try:
+                    raw = await scripts.run(self.client, "moveToActive", keys, args)
+                    error_delay = 0.05
+                except (RespConnectionError, RespError) as exc:
+                    if self.closing:
+                        return
+                    self.errors.error("fetch", "fetching from %s failed: %s", self.queue, exc)
+                    gate.on_error()
+                    await asyncio.sleep(error_delay)
+                    error_delay = min(error_delay * 2, 2.0)
+                    continue
+                next_job = self._next_from(raw, token)
+                if next_job is None:
+                    continue
+            fields, job_id, token = next_job
+            next_job = await self._process(fields, job_id, token)
+
+    def _next_from(self, raw: Any, token: str) -> Next | None:
+        fields, job_id, limit, delay_until = scripts.parse_next_job(raw)
+        found = fields is not None and job_id is not None
+        was_drained = self.gate.drained
+        self.gate.on_fetch(found, limit, delay_until)
+        if not found:
+            if self.gate.drained and not was_drained:
+                self.emit("drained")
+            return None
+        assert fields is not None and job_id is not None
+        return fields_to_dict(fields), job_id, token
+
+    # -- one job ------------------------------------------------------------------------
+
+    async def _process(self, fields: dict[bytes, bytes], job_id: str, token: str) -> Next | None:
+        job = ActiveJob(self, job_id, fields, token)
+        self.last_activity = time.time()
+        self.locks.track(job)
+        try:
+            try:
+                handler = self._prepare(job)
+            except _PERMANENT as exc:
+                return await self._fail(job, exc, permanent=True)
+            self.emit("active", job)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("job %s (%s) of %s active", job.id, job.name, self.queue)
+            try:
+                result = await self._invoke(handler, job)
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    await self._hand_back(job)
+                    raise
+                return await self._fail(job, exc)
+            except (DelayJob, WaitingChildren):
+                return None
+            except RateLimited as exc:
+                return await self._back_to_wait(job, exc.delay_ms)
+            except (Exception, *_USER_BASE_EXCEPTIONS) as exc:
+                return await self._fail(job, exc)
+            if job.signal.reason == "lock lost":
+                log.warning("job %s of %s finished after its lock was lost; result dropped", job.id, self.queue)
+                return None
+            try:
+                value = self.settings.codec.encode(result)
+            except NotJsonSafe as exc:
+                return await self._fail(job, NotJsonSafe(f"return value is not JSON-safe: {exc}"), permanent=True)
+            return await self._complete(job, result, value)
+        finally:
+            self.locks.untrack(job)
+
+    def _prepare(self, job: ActiveJob) -> Handler:
+        job.check()
+        if job.deferred_failure:
+            raise UnrecoverableError(job.deferred_failure)
+        limit = self.settings.max_started_attempts
+        if limit and job.attempts_started > limit:
+            raise UnrecoverableError("job started more than allowable limit")
+        handler = self.registry.resolve(job.name)
+        if handler is None:
+            raise UnknownJobName(
+                f"no handler for job name {job.name!r} on queue {self.queue!r} "
+                f"(handlers: {', '.join(self.registry.names) or 'none'}); register one or a fallback")
+        return handler
+
+    async def _invoke(self, handler: Handler, job: ActiveJob) -> Any:
+        if handler.run_in == "loop":
+            return await handler.fn(job)
+        if handler.run_in == "thread":
+            assert self._threads is not None
+            ctx = contextvars.copy_context()
+            return await asyncio.wrap_future(self._threads.submit(ctx.run, handler.fn, job))
+        assert self._processes is not None
+        return await self.loop.run_in_executor(self._processes, handler.fn, job.snapshot())
+
+    async def run_in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._threads is None:
+            self._threads = DaemonThreadPool(self.settings.thread_pool_size or self.settings.concurrency)
+        return await asyncio.wrap_future(self._threads.submit(fn, *args))  # type: ignore[no-any-return]
+
+    async def run_in_process(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._processes is None:
+            self._processes = process_pool(self.settings.process_pool_size)
+        return await self.loop.run_in_executor(self._processes, fn, *args)
+
+    def note_progress(self, job: ActiveJob, progress: Any) -> None:
+        if not self.has_listeners("progress"):
+            return
+        if threading.get_ident() == self.loop_thread:
+            self.emit("progress", job, progress)
+        else:
+            self.loop.call_soon_threadsafe(self.emit, "progress", job, progress)
+
+    # -- finishing ---------------------------------------------------------------------
+
+    def _keep(self, job: ActiveJob, target: str) -> dict[str, Any]:
+        option = "removeOnComplete" if target == "completed" else "removeOnFail"
+        if option in job.opts:
+            return scripts.keep_jobs(job.opts[option])
+        worker_default = self.settings.remove_on_complete if target == "completed" else self.settings.remove_on_fail
+        if worker_default is None:
+            return {"count": -1}
+        if hasattr(worker_default, "to_bullmq"):
+            return worker_default.to_bullmq()  # type: ignore[no-any-return]
+        return scripts.keep_jobs(worker_default)
+
+    def _parent_flags(self, job: ActiveJob) -> tuple[bool, bool, bool, bool]:
+        o = job.opts
+        return (bool(o.get("fpof")), bool(o.get("cpof")), bool(o.get("idof")), bool(o.get("rdof")))
+
+    async def _finish(self, job: ActiveJob, target: str, value: bytes | str,
+                      fields_to_update: dict[str, Any] | None = None) -> Next | None:
+        s = self.settings
+        fetch_next = self.gate.can_fetch_next()
+        keys, args = self.qs.move_to_finished(
+            job_id=job.id, token=job.token, target=target, value=value, keep=self._keep(job, target),
+            attempts=job.attempts, attempts_made=job.attempts_made,
+            lock_duration=s.lock_duration_ms, limiter=s.limiter_opts, fetch_next=fetch_next,
+            max_metrics_size=s.metrics_max_data_points or "", parent_flags=self._parent_flags(job),
+            worker_name=s.wire_name, fields_to_update=fields_to_update)
+        raw = await self._run_finishing("moveToFinished", keys, args, job)
+        if raw is None:
+            return None
+        if type(raw) is int:
+            if raw < 0:
+                self._finish_error(job, raw, target)
+            return None
+        return self._next_from(raw, job.token)
+
+    async def _run_finishing(self, name: str, keys: list[Any], args: list[Any], job: ActiveJob) -> Any:
+        """Run a finishing script, retrying across a reconnect (a repeat after a
+        lost reply answers "not active", which we take as done)."""
+        retried = False
+        delay = 0.1
+        while True:
+            try:
+                result = await scripts.run(self.client, name, keys, args)
+            except RespConnectionError as exc:
+                if self.closing and retried:
+                    log.warning("could not finish job %s of %s before closing: %s (it will be recovered as "
+                                "stalled)", job.id, self.queue, exc)
+                    return None
+                self.errors.error("finish", "finishing job %s of %s: %s; retrying", job.id, self.queue, exc)
+                retried = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            except RespError as exc:
+                self.errors.error("finish-script", "finishing job %s of %s failed: %s", job.id, self.queue, exc)
+                return None
+            if retried and type(result) is int and result in (-1, -2, -3, -6):
+                log.info("job %s of %s was already finished before the connection dropped", job.id, self.queue)
+                return None
+            return result
+
+    def _finish_error(self, job: ActiveJob, code: int, target: str) -> None:
+        try:
+            scripts.check_code(code, "moveToFinished", job.id)
+        except LockLost as exc:
+            log.warning("job %s of %s: %s - another worker owns it now; result dropped", job.id, self.queue, exc)
+            self.emit("lock-lost", job)
+        except ScriptError as exc:
+            self.errors.error(f"finish{code}", "could not move job %s of %s to %s: %s", job.id, self.queue,
+                              target, exc)
+            self.emit("error", exc)
+
+    async def _complete(self, job: ActiveJob, result: Any, value: bytes) -> Next | None:
+        next_job = await self._finish(job, "completed", value)
+        self.completed += 1
+        self.emit("completed", job, result)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("job %s (%s) of %s completed", job.id, job.name, self.queue)
+        return next_job
+
+    async def _fail(self, job: ActiveJob, exc: BaseException, *, permanent: bool = False) -> Next | None:
+        reason = failure_reason(exc)
+        if isinstance(exc, CorruptJob):
+            reason = f"corrupt job: {exc}"
+        try:
+            previous = job.stacktrace
+            limit = job.opts.get("stackTraceLimit")
+        except CorruptJob:
+            previous, limit = [], None
+        stack = stacktrace_list(previous, exc, limit)
+        fields = {"failedReason": reason, "stacktrace": self.settings.codec.encode(stack).decode()}
+        permanent = permanent or isinstance(exc, _PERMANENT)
+        try:
+            attempts_made = job.attempts_made
+            attempts = job.attempts
+        except (CorruptJob, ValueError):
+            attempts_made, attempts, permanent = 0, 1, True
+        next_job: Next | None = None
+        retry_delay: int | None = None
+        if not permanent and attempts_made + 1 < attempts:
+            try:
+                retry_delay = backoff_delay(job.opts.get("backoff"), attempts_made + 1, exc, job,
+                                            self.settings.backoff_strategies)
+            except UnknownBackoff as err:
+                reason = f"{reason} (not retried: {err})"
+                fields["failedReason"] = reason
+                retry_delay = -1
+            except Exception as err:  # a custom strategy that raised
+                reason = f"{reason} (not retried: backoff strategy raised {failure_reason(err)})"
+                fields["failedReason"] = reason
+                retry_delay = -1
+            if retry_delay is not None and retry_delay < 0:
+                permanent = True
+        if not permanent and attempts_made + 1 < attempts:
+            if retry_delay:
+                s = self.settings
+                fetch_next = self.gate.can_fetch_next()
+                keys, args = self.qs.move_to_delayed(
+                    job_id=job.id, token=job.token, delay=retry_delay, fields_to_update=fields,
+                    fetch_next=fetch_next, lock_duration=s.lock_duration_ms,
+                    limiter=s.limiter_opts, worker_name=s.wire_name)
+                raw = await self._run_finishing("moveToDelayed", keys, args, job)
+                if type(raw) is list:
+                    next_job = self._next_from(raw, job.token)
+                elif type(raw) is int and raw < 0:
+                    self._finish_error(job, raw, "delayed")
+            else:
+                keys, args = self.qs.retry_job(job_id=job.id, token=job.token, lifo=bool(job.opts.get("lifo")),
+                                               fields_to_update=fields)
+                raw = await self._run_finishing("retryJob", keys, args, job)
+                if type(raw) is int and raw < 0:
+                    self._finish_error(job, raw, "wait")
+            self.emit("retrying", job, exc, retry_delay or 0)
+            log.info("job %s (%s) of %s failed (%s); retry %d/%d%s", job.id, job.name, self.queue, reason,
+                     attempts_made + 2, attempts, f" in {retry_delay} ms" if retry_delay else "")
+            return next_job
+        next_job = await self._finish(job, "failed", reason, fields)
+        self.failed += 1
+        self.emit("failed", job, exc, reason)
+        log.info("job %s (%s) of %s failed: %s", job.id, job.name, self.queue, reason)
+        return next_job
+
+    async def _back_to_wait(self, job: ActiveJob, delay_ms: int) -> Next | None:
+        keys, args = self.qs.move_job_from_active_to_wait(job.id, job.token)
+        raw = await self._run_finishing("moveJobFromActiveToWait", keys, args, job)
+        if type(raw) is int and raw < 0:
+            self._finish_error(job, raw, "wait")
+        self.gate.on_fetch(False, delay_ms, 0)
+        return None
+
+    async def _hand_back(self, job: ActiveJob) -> None:
+        """At a forced shutdown: put the job back in wait now, lock released,
+        so another worker takes it at once (not after lock expiry + stall check)."""
+        keys, args = self.qs.move_job_from_active_to_wait(job.id, job.token)
+        try:
+            result = await asyncio.wait_for(scripts.run(self.client, "moveJobFromActiveToWait", keys, args), 2.0)
+            if type(result) is int and result < 0:
+                log.warning("could not hand back job %s of %s (code %d)", job.id, self.queue, result)
+            else:
+                log.info("handed job %s of %s back to wait", job.id, self.queue)
+                self.emit("handed-back", job)
+        except (TimeoutError, RespConnectionError, RespError) as exc:
+            log.warning("could not hand back job %s of %s: %s; it will be recovered as stalled", job.id,
+                        self.queue, exc)
+

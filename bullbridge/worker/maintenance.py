@@ -1,0 +1,184 @@
+"""The worker's background duties: renewing locks and recovering stalled jobs.
+
+* Lock renewal: every ``lock_renew_time`` the locks of all active jobs are
+  extended in one ``extendLocks`` call. A job whose lock could not be renewed
+  (another worker took it after a stall) has its :class:`CancelSignal` set, so
+  its handler can stop, and its result will not be written.
+* Stall recovery: every ``stalled_interval`` (and once at start, as Node does)
+  ``moveStalledJobsToWait`` returns jobs whose worker died to wait - or fails
+  them after ``max_stalled_count`` stalls. The script itself ensures only one
+  worker of the queue does it per interval.
+* Loop watch: when a handler blocks the event loop (a sync call inside an
+  ``async def``), lock renewal cannot run; the watch logs which jobs were
+  active so the handler can be moved to ``run_in="thread"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from bullbridge import scripts
+from bullbridge.resp import RespConnectionError, RespError
+
+if TYPE_CHECKING:
+    from bullbridge.worker.context import ActiveJob
+    from bullbridge.worker.engine import Worker
+
+log = logging.getLogger("bullbridge.worker")
+
+
+class RateLimitedLog:
+    """Log a recurring error at most once per ``every`` seconds, with a count."""
+
+    def __init__(self, logger: logging.Logger, every: float = 10.0) -> None:
+        self._log = logger
+        self._every = every
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def error(self, key: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) >= self._every:
+            skipped = self._suppressed.pop(key, 0)
+            suffix = f" ({skipped} more like it suppressed)" if skipped else ""
+            self._last[key] = now
+            self._log.error(message + suffix, *args)
+        else:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+
+
+class LockRenewer:
+    """Extends the locks of every active job, in one script call per round."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.active: dict[str, ActiveJob] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def track(self, job: ActiveJob) -> None:
+        self.active[job.id] = job
+
+    def untrack(self, job: ActiveJob) -> None:
+        if self.active.get(job.id) is job:
+            del self.active[job.id]
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._loop())
+
+    async def _loop(self) -> None:
+        interval = self.worker.settings.lock_renew_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            await self.renew()
+
+    async def renew(self) -> None:
+        if not self.active:
+            return
+        jobs = list(self.active.values())
+        w = self.worker
+        keys, args = w.qs.extend_locks([j.id for j in jobs], [j.token for j in jobs],
+                                       w.settings.lock_duration_ms)
+        try:
+            failed = await scripts.run(w.client, "extendLocks", keys, args)
+        except (RespConnectionError, RespError) as exc:
+            w.errors.error("renew", "could not renew job locks on %s: %s", w.queue, exc)
+            return
+        for raw in failed or []:
+            job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            job = self.active.get(job_id)
+            if job is not None:
+                log.warning("lost the lock of job %s on %s (another worker took it); its result will be dropped",
+                            job_id, w.queue)
+                job.signal.cancel("lock lost")
+                w.emit("lock-lost", job)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+
+class StalledChecker:
+    """Runs ``moveStalledJobsToWait`` at start and every ``stalled_interval``."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._loop())
+
+    async def _loop(self) -> None:
+        interval = self.worker.settings.stalled_interval_ms / 1000
+        while True:
+            await self.check()
+            await asyncio.sleep(interval)
+
+    async def check(self) -> list[str]:
+        w = self.worker
+        keys, args = w.qs.move_stalled_jobs_to_wait(w.settings.max_stalled_count,
+                                                    w.settings.stalled_interval_ms)
+        try:
+            stalled = await scripts.run(w.client, "moveStalledJobsToWait", keys, args)
+        except (RespConnectionError, RespError) as exc:
+            w.errors.error("stalled", "stalled-job check on %s failed: %s", w.queue, exc)
+            return []
+        ids = [s.decode() if isinstance(s, bytes) else str(s) for s in stalled or []]
+        for job_id in ids:
+            log.warning("job %s of %s stalled (its worker stopped renewing the lock); moved back to wait",
+                        job_id, w.queue)
+            w.emit("stalled", job_id)
+        return ids
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+
+class LoopWatch:
+    """Warn when the event loop was blocked (a sync call inside an async handler)."""
+
+    def __init__(self, threshold: float, active: Callable[[], list[str]]) -> None:
+        self.threshold = threshold
+        self._active = active
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None and self.threshold > 0:
+            self._task = asyncio.ensure_future(self._loop())
+
+    async def _loop(self) -> None:
+        tick = min(0.25, self.threshold / 2)
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(tick)
+            lag = loop.time() - before - tick
+            if lag >= self.threshold:
+                log.warning("the event loop was blocked for %.1f s while jobs %s were active: a handler makes a "
+                            "blocking call; declare it run_in='thread' (or 'process') so locks keep renewing",
+                            lag, ", ".join(self._active()) or "(none)")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

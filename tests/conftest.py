@@ -1,0 +1,72 @@
+"""Fixtures shared by the whole suite: a private Redis, a live Node driver,
+unique queue names, and producers/workers that are closed after each test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from bullbridge import Producer, Worker, WorkerSettings
+from bullbridge.redis_server import PrivateRedis, redis_url_from_env
+from bullbridge.testing.node import NodeDriver
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """BULLBRIDGE_REDIS_URL / REDIS_URL when set, else a private redis-server."""
+    configured = redis_url_from_env()
+    if configured:
+        yield configured
+        return
+    with PrivateRedis() as server:
+        os.environ["BULLBRIDGE_TEST_PRIVATE_REDIS"] = server.url
+        yield server.url
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own (to kill, restart or misconfigure)."""
+    with PrivateRedis() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+async def node(redis_url: str) -> AsyncIterator[NodeDriver]:
+    """One long-lived Node process running the real npm bullmq."""
+    driver = await NodeDriver(redis_url).start()
+    yield driver
+    await driver.close()
+
+
+@pytest.fixture
+def queue_name(request: pytest.FixtureRequest) -> str:
+    base = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:40].strip("-")
+    return f"t-{base}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def producer(redis_url: str, queue_name: str) -> AsyncIterator[Producer]:
+    p = Producer(queue_name, connection=redis_url)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+async def make_worker(redis_url: str, queue_name: str) -> AsyncIterator[Callable[..., Worker]]:
+    """Build (and after the test, close) bullbridge workers: make_worker(handlers, **settings)."""
+    made: list[Worker] = []
+
+    def factory(handlers: Any = None, *, queue: str | None = None, start: bool = True, **settings: Any) -> Worker:
+        worker = Worker(queue or queue_name, handlers, connection=redis_url,
+                        settings=WorkerSettings(**settings))
+        made.append(worker)
+        return worker
+
+    yield factory
+    await asyncio.gather(*(w.close(timeout=5) for w in made), return_exceptions=True)
