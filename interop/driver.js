@@ -67,10 +67,12 @@ function compileProcessor(source, handle) {
   return factory(sleep, shared, bullmq, handle);
 }
 
-async function jobJson(job) {
+// The state is read before the hash, so a caller waiting for state X always
+// sees X's data (or newer) in the same answer.
+async function jobJson(job, stateFirst) {
   if (!job) return null;
   const json = job.toJSON();
-  json.state = await job.getState();
+  json.state = stateFirst !== undefined ? stateFirst : await job.getState();
   json.queueQualifiedName = job.queueQualifiedName;
   return json;
 }
@@ -122,8 +124,10 @@ const commands = {
   },
 
   async 'job.get'(m) {
-    const job = await getQueue(m.queue, prefixOf(m)).getJob(m.jobId);
-    return jobJson(job);
+    const q = getQueue(m.queue, prefixOf(m));
+    const state = await q.getJobState(m.jobId);
+    const job = await q.getJob(m.jobId);
+    return jobJson(job, state);
   },
 
   // Any Job method on a fetched job.
