@@ -80,7 +80,11 @@ class Job:
         try:
             return int(raw)
         except ValueError:
-            return int(float(raw))
+            try:
+                return int(float(raw))
+            except ValueError:
+                shown = raw[:40].decode("utf-8", "replace")
+                raise CorruptJob(f"field '{key.decode()}' is not a number: {shown!r}") from None
 
     @property
     def timestamp(self) -> int:
@@ -195,6 +199,34 @@ class Job:
         return _text(self.fields.get(b"defa"))
 
     # -- checks -----------------------------------------------------------------------
+
+    def safe_opts(self) -> dict[str, Any]:
+        """The options, or ``{}`` when they cannot be decoded (for failing such a job)."""
+        try:
+            return self.opts
+        except CorruptJob:
+            return {}
+
+    def safe_attempts(self) -> tuple[int, int]:
+        """``(attempts_made, attempts)``, or ``(0, 1)`` when the hash is corrupt."""
+        try:
+            return self.attempts_made, self.attempts
+        except CorruptJob:
+            return 0, 1
+
+    def numeric_repairs(self) -> dict[str, str]:
+        """Counter fields that are not numbers, reset to ``"0"``: BullMQ's finishing
+        script runs ``HINCRBY atm`` and would fail on them, so failing such a job
+        must overwrite them first (through the script's own fields-to-update)."""
+        repairs = {}
+        for key in (b"atm", b"ats", b"stc", b"attemptsMade"):
+            raw = self.fields.get(key)
+            if raw is not None and raw != b"":
+                try:
+                    float(raw)
+                except ValueError:
+                    repairs[key.decode()] = "0"
+        return repairs
 
     def check(self) -> None:
         """Raise :class:`CorruptJob` naming the first thing a worker cannot use."""

@@ -72,6 +72,15 @@ _PERMANENT = (UnrecoverableError, CorruptJob, UnknownJobName, UnknownBackoff, No
 Next = tuple[dict[bytes, bytes], str, str]  # fields, job id, token
 
 
+class _Recovered:
+    """A finishing script failed after fetching a broken job, which we recovered."""
+
+    __slots__ = ("next",)
+
+    def __init__(self, next_job: Next) -> None:
+        self.next = next_job
+
+
 class Worker(Emitter):
     """Process jobs of one queue with handlers registered per job name.
 
@@ -332,6 +341,10 @@ class Worker(Emitter):
                     if self.closing:
                         return
                     self.errors.error("fetch", "fetching from %s failed: %s", self.queue, exc)
+                    if isinstance(exc, RespError):
+                        next_job = await self._recover_half_fetched(token, exc)
+                        if next_job is not None:
+                            continue
                     gate.on_error()
                     await asyncio.sleep(error_delay)
                     error_delay = min(error_delay * 2, 2.0)
@@ -340,7 +353,32 @@ class Worker(Emitter):
                 if next_job is None:
                     continue
             fields, job_id, token = next_job
-            next_job = await self._process(fields, job_id, token)
+            try:
+                next_job = await self._process(fields, job_id, token)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug of ours: never let it kill the slot
+                next_job = None
+                log.exception("internal error processing job %s of %s (it will be recovered as stalled): %s",
+                              job_id, self.queue, exc)
+                self.emit("error", exc)
+
+    async def _recover_half_fetched(self, token: str, exc: RespError) -> Next | None:
+        """A fetch script failed half way (Redis scripts are not rolled back): a job
+        whose counter fields are corrupt is left active under our token. Find it
+        (its lock holds our token) so it can be failed with a reason, instead of
+        cycling through stall recovery forever."""
+        try:
+            ids = await self.client.execute("LRANGE", self.keys["active"], 0, 49)
+            for raw_id in ids or []:
+                job_id = raw_id.decode()
+                if await self.client.execute("GET", self.keys.lock(job_id)) == token.encode():
+                    flat = await self.client.execute("HGETALL", self.keys.job(job_id))
+                    log.warning("job %s of %s broke BullMQ's fetch script (%s); failing it", job_id, self.queue, exc)
+                    return fields_to_dict(flat or []), job_id, token
+        except (RespConnectionError, RespError) as err:
+            log.debug("could not look for a half-fetched job: %s", err)
+        return None
 
     def _next_from(self, raw: Any, token: str) -> Next | None:
         fields, job_id, limit, delay_until = scripts.parse_next_job(raw)
@@ -439,8 +477,9 @@ class Worker(Emitter):
 
     def _keep(self, job: ActiveJob, target: str) -> dict[str, Any]:
         option = "removeOnComplete" if target == "completed" else "removeOnFail"
-        if option in job.opts:
-            return scripts.keep_jobs(job.opts[option])
+        opts = job.safe_opts()
+        if option in opts:
+            return scripts.keep_jobs(opts[option])
         worker_default = self.settings.remove_on_complete if target == "completed" else self.settings.remove_on_fail
         if worker_default is None:
             return {"count": -1}
@@ -449,22 +488,25 @@ class Worker(Emitter):
         return scripts.keep_jobs(worker_default)
 
     def _parent_flags(self, job: ActiveJob) -> tuple[bool, bool, bool, bool]:
-        o = job.opts
+        o = job.safe_opts()
         return (bool(o.get("fpof")), bool(o.get("cpof")), bool(o.get("idof")), bool(o.get("rdof")))
 
     async def _finish(self, job: ActiveJob, target: str, value: bytes | str,
                       fields_to_update: dict[str, Any] | None = None) -> Next | None:
         s = self.settings
         fetch_next = self.gate.can_fetch_next()
+        attempts_made, attempts = job.safe_attempts()
         keys, args = self.qs.move_to_finished(
             job_id=job.id, token=job.token, target=target, value=value, keep=self._keep(job, target),
-            attempts=job.attempts, attempts_made=job.attempts_made,
+            attempts=attempts, attempts_made=attempts_made,
             lock_duration=s.lock_duration_ms, limiter=s.limiter_opts, fetch_next=fetch_next,
             max_metrics_size=s.metrics_max_data_points or "", parent_flags=self._parent_flags(job),
             worker_name=s.wire_name, fields_to_update=fields_to_update)
         raw = await self._run_finishing("moveToFinished", keys, args, job)
         if raw is None:
             return None
+        if isinstance(raw, _Recovered):
+            return raw.next
         if type(raw) is int:
             if raw < 0:
                 self._finish_error(job, raw, target)
@@ -491,7 +533,8 @@ class Worker(Emitter):
                 continue
             except RespError as exc:
                 self.errors.error("finish-script", "finishing job %s of %s failed: %s", job.id, self.queue, exc)
-                return None
+                recovered = await self._recover_half_fetched(job.token, exc)
+                return _Recovered(recovered) if recovered else None
             if retried and type(result) is int and result in (-1, -2, -3, -6):
                 log.info("job %s of %s was already finished before the connection dropped", job.id, self.queue)
                 return None
@@ -520,24 +563,22 @@ class Worker(Emitter):
         reason = failure_reason(exc)
         if isinstance(exc, CorruptJob):
             reason = f"corrupt job: {exc}"
+        opts = job.safe_opts()
         try:
             previous = job.stacktrace
-            limit = job.opts.get("stackTraceLimit")
         except CorruptJob:
-            previous, limit = [], None
-        stack = stacktrace_list(previous, exc, limit)
-        fields = {"failedReason": reason, "stacktrace": self.settings.codec.encode(stack).decode()}
+            previous = []
+        stack = stacktrace_list(previous, exc, opts.get("stackTraceLimit"))
+        fields: dict[str, Any] = {"failedReason": reason, "stacktrace": self.settings.codec.encode(stack).decode()}
+        if isinstance(exc, CorruptJob):
+            fields.update(job.numeric_repairs())
         permanent = permanent or isinstance(exc, _PERMANENT)
-        try:
-            attempts_made = job.attempts_made
-            attempts = job.attempts
-        except (CorruptJob, ValueError):
-            attempts_made, attempts, permanent = 0, 1, True
+        attempts_made, attempts = job.safe_attempts()
         next_job: Next | None = None
         retry_delay: int | None = None
         if not permanent and attempts_made + 1 < attempts:
             try:
-                retry_delay = backoff_delay(job.opts.get("backoff"), attempts_made + 1, exc, job,
+                retry_delay = backoff_delay(opts.get("backoff"), attempts_made + 1, exc, job,
                                             self.settings.backoff_strategies)
             except UnknownBackoff as err:
                 reason = f"{reason} (not retried: {err})"
@@ -558,12 +599,14 @@ class Worker(Emitter):
                     fetch_next=fetch_next, lock_duration=s.lock_duration_ms,
                     limiter=s.limiter_opts, worker_name=s.wire_name)
                 raw = await self._run_finishing("moveToDelayed", keys, args, job)
-                if type(raw) is list:
+                if isinstance(raw, _Recovered):
+                    next_job = raw.next
+                elif type(raw) is list:
                     next_job = self._next_from(raw, job.token)
                 elif type(raw) is int and raw < 0:
                     self._finish_error(job, raw, "delayed")
             else:
-                keys, args = self.qs.retry_job(job_id=job.id, token=job.token, lifo=bool(job.opts.get("lifo")),
+                keys, args = self.qs.retry_job(job_id=job.id, token=job.token, lifo=bool(opts.get("lifo")),
                                                fields_to_update=fields)
                 raw = await self._run_finishing("retryJob", keys, args, job)
                 if type(raw) is int and raw < 0:

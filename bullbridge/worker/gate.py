@@ -30,6 +30,7 @@ from typing import Any
 log = logging.getLogger("bullbridge.worker")
 
 BlockingWait = Callable[[float], Awaitable[Any]]
+_WOKEN = object()  # the local timer fired first and a slot was already woken
 
 
 def now_ms() -> int:
@@ -174,6 +175,31 @@ class FetchGate:
         except TimeoutError:
             pass
 
+    async def _block(self, timeout: float) -> Any:
+        """BZPOPMIN the marker; when a delayed job is due first, wake on our own timer.
+
+        Redis checks blocking timeouts only about every 100 ms (``hz 10``), so a
+        200 ms backoff would start up to 100 ms late. A local timer fires at the
+        due millisecond instead; the blocked command is then released with
+        ``CLIENT UNBLOCK`` before the connection is used again."""
+        blocked = asyncio.ensure_future(self._wait_marker(timeout))
+        if not self.block_until:
+            return await blocked
+        due_in = max((self.block_until - now_ms()) / 1000, 0.0)
+        done, _ = await asyncio.wait({blocked}, timeout=due_in)
+        if done:
+            return blocked.result()
+        # Due: let a slot fetch now, then release the blocked connection.
+        self.block_until = 0
+        self.drained = False
+        self.wake_one()
+        await self._safe_unblock()
+        try:
+            await asyncio.wait_for(blocked, 1.0)
+        except TimeoutError:
+            pass
+        return _WOKEN
+
     async def _wait_loop(self) -> None:
         backoff = 0.05
         while self._parked and not self.closing:
@@ -197,7 +223,7 @@ class FetchGate:
             if timeout > 0:
                 self._in_bzpop = True
                 try:
-                    result = await self._wait_marker(timeout)
+                    result = await self._block(timeout)
                     backoff = 0.05
                 except asyncio.CancelledError:
                     raise
@@ -208,7 +234,7 @@ class FetchGate:
                     result = None
                 finally:
                     self._in_bzpop = False
-                if self.closing or self.paused:
+                if self.closing or self.paused or result is _WOKEN:
                     continue
                 if result:
                     score = int(float(result[2]))

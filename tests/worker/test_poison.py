@@ -1,0 +1,198 @@
+"""FINDINGS rows 4 and 5: poison jobs and unknown backoff types.
+
+A job hash written by a foreign writer can be broken. The port fails to parse
+it after locking it, emits an error, and the job stalls and comes back forever;
+a job whose hash vanished is "completed" with ``data={}``. An unknown backoff
+type makes it raise inside moveToFailed: the job stalls twice and fails as
+"stalled more than allowable limit". Ours fails such jobs at once, with a
+reason naming the problem, and keeps serving good jobs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+
+from bullbridge import Producer
+from bullbridge.testing.node import NodeDriver
+from tests.worker.impls import PyWorker, impls, wait_until
+
+CORRUPTIONS: list[tuple[str, dict[str, Any], str]] = [
+    ("data-not-json", {"data": "{not json"}, "field 'data' is not valid JSON"),
+    ("data-not-utf8", {"data": b'{"a": "\xff\xfe"}'}, "field 'data' is not UTF-8"),
+    ("opts-not-json", {"opts": "[[["}, "field 'opts' is not valid JSON"),
+    ("opts-not-object", {"opts": "[1, 2]"}, "field 'opts' is JSON but not an object"),
+    ("timestamp-not-number", {"timestamp": "yesterday"}, "field 'timestamp' is not a number"),
+    ("attempts-not-number", {"atm": "many"}, "field 'atm' is not a number"),
+    # BullMQ's own fetch script fails half way on this one (HINCRBY ats), leaving it active.
+    ("started-not-number", {"ats": "some"}, "field 'ats' is not a number"),
+]
+
+
+async def _corrupt(redis_url: str, key: str, fields: dict[str, Any]) -> None:
+    client = redis.from_url(redis_url)
+    try:
+        await client.hset(key, mapping=fields)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize(("case", "fields", "reason"), CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
+async def test_corrupt_job_fails_with_reason_and_worker_goes_on(case: str, fields: dict[str, Any], reason: str,
+                                                                redis_url: str, make_worker,
+                                                                producer: Producer) -> None:
+    handled: list[str] = []
+
+    async def handle(job):
+        handled.append(job.id)
+        return "ok"
+
+    bad = await producer.enqueue("job", {"fine": True}, attempts=5)
+    await _corrupt(redis_url, producer.keys.job(bad.id), fields)
+    good = await producer.enqueue("job", {"fine": True})
+    worker = make_worker({"job": handle})
+    await worker.start()
+    outcome = await producer.wait_for(bad.id, timeout=5)
+    assert outcome.state == "failed"
+    assert outcome.failed_reason is not None and reason in outcome.failed_reason, outcome.failed_reason
+    assert outcome.failed_reason.startswith("corrupt job:")
+    assert await producer.result(good.id, timeout=5) == "ok"
+    assert handled == [good.id], "the handler must never see a corrupt job"
+    stored = await producer.get_job(bad.id)
+    assert stored is not None and stored.attempts_made == 1, "a corrupt job is not retried"
+
+
+@impls("a corrupt job cycles through stall recovery instead of failing")
+async def test_corrupt_data_fails_promptly(impl: str, redis_url: str, producer: Producer, queue_name: str) -> None:
+    async def body(job):
+        return "ok"
+
+    bad = await producer.enqueue("job", {"a": 1})
+    await _corrupt(redis_url, producer.keys.job(bad.id), {"data": "{not json"})
+    worker = await PyWorker(impl, queue_name, redis_url, body, stalled_interval=1000, lock_duration=1000).start()
+    try:
+        assert await wait_until(lambda: False, timeout=0) is False
+        state = None
+        for _ in range(200):
+            state = await producer.get_state(bad.id)
+            if state == "failed":
+                break
+            await _sleep(0.02)
+        assert state == "failed", f"corrupt job is {state}, not failed"
+    finally:
+        await worker.close()
+
+
+@impls("a job whose hash vanished is completed with data={}")
+async def test_vanished_job_fails_not_completes(impl: str, redis_url: str, producer: Producer,
+                                               queue_name: str) -> None:
+    seen: list[Any] = []
+
+    async def body(job):
+        seen.append(job.data)
+        return "ok"
+
+    ghost = await producer.enqueue("job", {"a": 1})
+    client = redis.from_url(redis_url)
+    await client.delete(producer.keys.job(ghost.id))
+    await client.aclose()
+    worker = await PyWorker(impl, queue_name, redis_url, body).start()
+    try:
+        outcome = await producer.wait_for(ghost.id, timeout=4)
+        assert outcome.state == "failed", f"vanished job ended {outcome.state} (handler saw {seen})"
+        assert outcome.failed_reason and "job hash is missing" in outcome.failed_reason
+        assert seen == []
+    finally:
+        await worker.close()
+
+
+async def test_unknown_job_name_fails_clearly_without_retry(make_worker, producer: Producer) -> None:
+    async def known(job):
+        return 1
+
+    worker = make_worker({"known": known})
+    await worker.start()
+    job = await producer.enqueue("mystery", {}, attempts=3)
+    outcome = await producer.wait_for(job.id, timeout=5)
+    assert outcome.state == "failed"
+    assert outcome.failed_reason == (
+        f"UnknownJobName: no handler for job name 'mystery' on queue '{producer.queue}' (handlers: known); "
+        "register one or a fallback")
+    stored = await producer.get_job(job.id)
+    assert stored is not None and stored.attempts_made == 1
+
+
+async def test_fallback_handler_takes_unknown_names(make_worker, producer: Producer) -> None:
+    worker = make_worker()
+
+    @worker.handler("known")
+    async def known(job):
+        return "known"
+
+    @worker.fallback
+    async def anything(job):
+        return f"fallback:{job.name}"
+
+    await worker.start()
+    a = await producer.enqueue("known", {})
+    b = await producer.enqueue("other", {})
+    assert await producer.result(a.id, timeout=5) == "known"
+    assert await producer.result(b.id, timeout=5) == "fallback:other"
+
+
+@impls("an unknown backoff type stalls the job twice and fails it as 'stalled'")
+async def test_unknown_backoff_type_from_node_fails_clearly(impl: str, node: NodeDriver, redis_url: str,
+                                                            producer: Producer, queue_name: str) -> None:
+    runs: list[int] = []
+
+    async def body(job):
+        runs.append(1)
+        raise RuntimeError("flaky")
+
+    worker = await PyWorker(impl, queue_name, redis_url, body, stalled_interval=1000, lock_duration=1000).start()
+    try:
+        job_id = await node.add(queue_name, "job", {}, {"attempts": 3, "backoff": {"type": "jittered-linear",
+                                                                                  "delay": 100}})
+        outcome = await producer.wait_for(job_id, timeout=4)
+        assert outcome.state == "failed"
+        assert outcome.failed_reason is not None
+        assert "unknown backoff type 'jittered-linear'" in outcome.failed_reason, outcome.failed_reason
+        assert outcome.failed_reason.startswith("RuntimeError: flaky")
+        assert runs == [1]
+    finally:
+        await worker.close()
+
+
+async def test_custom_backoff_registered_in_python_serves_node_jobs(node: NodeDriver, make_worker,
+                                                                    producer: Producer) -> None:
+    import time
+
+    starts: list[float] = []
+    calls: list[tuple[int, str]] = []
+
+    def linear(attempts_made: int, kind: str, err: BaseException, job: Any) -> int:
+        calls.append((attempts_made, kind))
+        return 100 * attempts_made
+
+    async def handle(job):
+        starts.append(time.time())
+        if len(starts) < 3:
+            raise RuntimeError("again")
+        return "third time"
+
+    worker = make_worker({"job": handle}, backoff_strategies={"linear": linear})
+    await worker.start()
+    job_id = await node.add(producer.queue, "job", {}, {"attempts": 3, "backoff": {"type": "linear"}})
+    assert await producer.result(job_id, timeout=5) == "third time"
+    assert calls == [(1, "linear"), (2, "linear")]
+    gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(starts)]
+    assert 95 <= gaps[0] <= 150 and 195 <= gaps[1] <= 250, gaps
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)

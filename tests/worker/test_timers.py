@@ -1,0 +1,130 @@
+"""FINDINGS rows 2 and 3: idle pickup latency, sub-second backoffs and delays.
+
+The port never learns the Redis version on its blocking connection, so block
+timeouts are rounded up to whole seconds (200 ms backoff -> ~1.1 s), and its
+socket timeout equals its block time (idle pickup 1-7.5 s late).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+from bullbridge import Backoff, Producer
+from bullbridge.testing.node import NodeDriver
+from tests.worker.impls import PyWorker, impls, wait_until
+
+
+@impls("exponential backoff 200/400/800 ms runs at ~1030/1106/1105 ms")
+async def test_exponential_backoff_is_exact(impl: str, node: NodeDriver, redis_url: str, queue_name: str) -> None:
+    starts: list[float] = []
+
+    async def body(job):
+        starts.append(time.time())
+        if len(starts) < 4:
+            raise RuntimeError("again")
+        return "done"
+
+    worker = await PyWorker(impl, queue_name, redis_url, body).start()
+    try:
+        # Added by Node, so the retry settings are Node's own.
+        await node.add(queue_name, "flaky", {}, {"attempts": 4, "backoff": {"type": "exponential", "delay": 200}})
+        assert await wait_until(lambda: len(starts) == 4, timeout=5), f"{len(starts)} attempts"
+        gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(starts)]
+        for gap, expected in zip(gaps, (200, 400, 800)):
+            assert expected - 5 <= gap <= expected + 50, f"backoff gaps {gaps} ms, expected 200/400/800 +-50"
+    finally:
+        await worker.close()
+
+
+@impls("a 300 ms delayed job starts 200-650 ms late")
+async def test_delayed_job_starts_on_time(impl: str, redis_url: str, producer: Producer, queue_name: str) -> None:
+    started: dict[str, float] = {}
+
+    async def body(job):
+        started[job.id] = time.time()
+
+    worker = await PyWorker(impl, queue_name, redis_url, body).start()
+    try:
+        await asyncio.sleep(0.2)
+        lateness = []
+        for _ in range(3):
+            job = await producer.enqueue("later", {}, delay=300)
+            assert await wait_until(lambda job=job: job.id in started, timeout=3)
+            lateness.append(started[job.id] * 1000 - (job.timestamp + 300))
+        assert all(-5 <= late <= 50 for late in lateness), f"delayed jobs started {lateness} ms after due"
+    finally:
+        await worker.close()
+
+
+@impls("an idle worker picks up 1-7.5 s late once its blocking read times out")
+async def test_pickup_after_idle_period(impl: str, redis_url: str, producer: Producer, queue_name: str) -> None:
+    started: dict[str, float] = {}
+
+    async def body(job):
+        started[job.id] = time.time()
+
+    worker = await PyWorker(impl, queue_name, redis_url, body).start()
+    try:
+        await asyncio.sleep(5.3)  # idle across one full 5 s blocking wait: that is the scenario
+        job = await producer.enqueue("tick", {})
+        assert await wait_until(lambda: job.id in started, timeout=3), "not picked up within 3 s"
+        latency = started[job.id] * 1000 - job.timestamp
+        assert latency < 100, f"picked up {latency:.0f} ms after being added"
+    finally:
+        await worker.close()
+
+
+async def test_fixed_backoff_from_python_producer(make_worker, producer: Producer) -> None:
+    starts: list[float] = []
+
+    async def handle(job):
+        starts.append(time.time())
+        raise ValueError("nope")
+
+    worker = make_worker({"x": handle})
+    await worker.start()
+    job = await producer.enqueue("x", {}, attempts=3, backoff=Backoff.fixed(150))
+    outcome = await producer.wait_for(job.id, timeout=5)
+    assert outcome.state == "failed" and outcome.failed_reason == "ValueError: nope"
+    gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(starts)]
+    assert len(starts) == 3 and all(145 <= g <= 200 for g in gaps), gaps
+    stored = await producer.get_job(job.id)
+    assert stored is not None and stored.attempts_made == 3 and len(stored.stacktrace) == 3
+
+
+async def test_handler_keyword_parameters_are_left_alone(make_worker, producer: Producer) -> None:
+    """FINDINGS row 9: the port hands an AbortSignal to any third positional
+    parameter (``(job, token, extra="x")``). A bullbridge handler gets the job only;
+    the cancellation signal is ``job.signal``."""
+    seen: list[object] = []
+
+    async def handle(job, extra="x", *, flag=True):
+        seen.append((extra, flag, job.signal.cancelled))
+        return extra
+
+    worker = make_worker({"x": handle})
+    await worker.start()
+    job = await producer.enqueue("x", {})
+    assert await producer.result(job.id, timeout=5) == "x"
+    assert seen == [("x", True, False)]
+
+
+async def test_port_passes_abort_signal_into_a_defaulted_parameter(redis_url: str, producer: Producer,
+                                                                   queue_name: str) -> None:
+    """The port's behaviour (row 9), pinned: its third parameter receives an AbortSignal."""
+    import bullmq
+
+    seen: list[object] = []
+
+    async def processor(job, token, extra="x"):
+        seen.append(extra)
+
+    worker = bullmq.Worker(queue_name, processor, {"connection": redis_url})
+    try:
+        await producer.enqueue("x", {})
+        assert await wait_until(lambda: bool(seen), timeout=5)
+        assert seen[0] != "x" and type(seen[0]).__name__ == "AbortSignal"
+    finally:
+        await asyncio.wait_for(worker.close(force=True), 10)
