@@ -189,6 +189,25 @@ class QueueEvents:
             return Outcome("completed", codec.decode(values[0]) if values[0] is not None else None)
         if failed is not None:
             return Outcome("failed", failed_reason=values[1].decode("utf-8", "replace") if values[1] else "")
+        if await self._commands.execute("EXISTS", k.job(job_id)):
+            return None
+        # No hash: removed on completion (removeOnComplete/Fail) before we looked.
+        # Its outcome is still in the recent events.
+        return await self._outcome_from_stream(job_id)
+
+    async def _outcome_from_stream(self, job_id: str, depth: int = 5000) -> Outcome | None:
+        assert self._commands is not None
+        entries = await self._commands.execute("XREVRANGE", self.keys["events"], "+", "-", "COUNT", depth)
+        wanted = job_id.encode()
+        for _entry_id, flat in entries or []:
+            it = iter(flat)
+            fields = dict(zip(it, it))
+            if fields.get(b"jobId") == wanted and fields.get(b"event") in (b"completed", b"failed"):
+                event = fields[b"event"].decode()
+                if event == "completed":
+                    raw = fields.get(b"returnvalue")
+                    return Outcome("completed", codec.decode(raw) if raw is not None else None)
+                return Outcome("failed", failed_reason=fields.get(b"failedReason", b"").decode("utf-8", "replace"))
         return None
 
     async def close(self) -> None:
