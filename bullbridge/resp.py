@@ -90,8 +90,8 @@ class _Protocol(asyncio.Protocol):
         self._on_lost = on_lost
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses; same interface.
+        self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -315,6 +315,11 @@ class RespClient:
             raise RespConnectionError(
                 f"Redis at {self.endpoint.describe()} unreachable for {self.connect_retry_for:g} s: "
                 f"{self._last_error}") from None
+
+    def connection_soon(self) -> None:
+        """Start (re)connecting in the background without waiting for it."""
+        if not self._closed and not self.connected:
+            self._ensure_reconnecting()
 
     def _ensure_reconnecting(self) -> asyncio.Task[RespConnection]:
         if self._connecting is None or self._connecting.done():

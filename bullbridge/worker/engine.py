@@ -118,6 +118,11 @@ class Worker(Emitter):
         self._blocking_id: int | None = None
         self._closed = asyncio.Event()
         self._started = False
+        self._close_task: asyncio.Future[bool] | None = None
+        self._forced = False
+        self._handing_back: set[asyncio.Future[None]] = set()
+        self.handed_back = 0
+        self.abandoned = 0
         self.closing = False
         self.closed = False
         self.completed = 0
@@ -216,36 +221,62 @@ class Worker(Emitter):
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
+    def stop_fetching(self) -> None:
+        """Take no new job from now on (active jobs go on). Idempotent."""
+        if self.closing:
+            return
+        self.closing = True
+        self.emit("closing")
+        log.info("worker %s on %s stops fetching (%d active)", self.settings.wire_name, self.queue,
+                 self.active_count)
+        if self._started:
+            self.gate.close()
+
+    def force(self) -> None:
+        """Cancel running handlers now; their jobs go back to wait at once."""
+        self.stop_fetching()
+        if self._forced:
+            return
+        self._forced = True
+        for job in list(self.locks.active.values()):
+            job.signal.cancel("worker is shutting down")
+        for task in self._slots:
+            if not task.done():
+                task.cancel()
+
     async def close(self, timeout: float | None = None, *, force: bool = False) -> bool:
         """Stop fetching, let active jobs finish, and disconnect.
 
         With ``timeout`` (seconds), jobs still running then are cancelled and
         handed back to wait at once, for any worker of either language, without
         a stall counted against them. ``force`` does that immediately. Returns
-        True when every active job finished on its own."""
-        if self.closed:
-            return True
-        first = not self.closing
-        self.closing = True
-        clean = True
-        if first:
-            self.emit("closing")
-            log.info("worker %s on %s closing (%d active)", self.settings.wire_name, self.queue, self.active_count)
+        True when every active job finished on its own. Safe to call again (a
+        later ``force=True`` call cuts a graceful close short)."""
+        if self._close_task is None:
+            self._close_task = asyncio.ensure_future(self._close(timeout))
+        if force:
+            self.force()
+        return await asyncio.shield(self._close_task)
+
+    async def _close(self, timeout: float | None) -> bool:
+        self.stop_fetching()
         if self._started:
-            self.gate.close()
-            if self._slots:
-                pending = [t for t in self._slots if not t.done()]
-                if pending and not force:
-                    _, pending_set = await asyncio.wait(pending, timeout=timeout)
-                    pending = list(pending_set)
-                if pending:
-                    clean = False
-                    await self._cancel_slots(pending)
-            await asyncio.gather(self.locks.stop(), self.stalled.stop(), self._watch.stop())
+            pending = [t for t in self._slots if not t.done()]
+            if pending:
+                _, still = await asyncio.wait(pending, timeout=timeout)
+                if still:
+                    self.force()
+                    await asyncio.wait(still, timeout=2.0)
+            if self._handing_back:
+                await asyncio.wait(list(self._handing_back), timeout=1.5)
+            await asyncio.gather(self.locks.stop(), self.stalled.stop(), self._watch.stop(), self.gate.stop())
             if self._threads is not None:
                 self._threads.shutdown(wait=False)
             if self._processes is not None:
-                kill_process_pool(self._processes) if not clean else self._processes.shutdown(wait=False)
+                if self._forced:
+                    kill_process_pool(self._processes)
+                else:
+                    self._processes.shutdown(wait=False)
             await self.wait_listeners(timeout=1.0)
         if self._on_connection_lost in self._connector.events.on_lost:
             self._connector.events.on_lost.remove(self._on_connection_lost)
@@ -257,17 +288,12 @@ class Worker(Emitter):
             await self._connector.close()
         self.closed = True
         self._closed.set()
+        clean = self.handed_back == 0 and self.abandoned == 0
         self.emit("closed")
         log.info("worker %s on %s closed (%s)", self.settings.wire_name, self.queue,
-                 "clean" if clean else "jobs handed back")
+                 "clean" if clean else f"{self.handed_back} job(s) handed back, {self.abandoned} left to stall "
+                 "recovery")
         return clean
-
-    async def _cancel_slots(self, tasks: list[asyncio.Task[None]]) -> None:
-        for job in list(self.locks.active.values()):
-            job.signal.cancel("worker is shutting down")
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks, timeout=5.0)
 
     async def pause(self, wait_active: bool = True) -> None:
         """Stop fetching at once (this worker only); optionally wait for active jobs."""
@@ -403,6 +429,8 @@ class Worker(Emitter):
                 handler = self._prepare(job)
             except _PERMANENT as exc:
                 return await self._fail(job, exc, permanent=True)
+            if job.repeat_job_key:
+                await self._next_iteration(job)
             self.emit("active", job)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("job %s (%s) of %s active", job.id, job.name, self.queue)
@@ -411,7 +439,9 @@ class Worker(Emitter):
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
-                    await self._hand_back(job)
+                    handing = asyncio.ensure_future(self._hand_back(job))
+                    self._handing_back.add(handing)
+                    handing.add_done_callback(self._handing_back.discard)
                     raise
                 return await self._fail(job, exc)
             except (DelayJob, WaitingChildren):
@@ -430,6 +460,21 @@ class Worker(Emitter):
             return await self._complete(job, result, value)
         finally:
             self.locks.untrack(job)
+
+    async def _next_iteration(self, job: ActiveJob) -> None:
+        """A job made by a job scheduler: add its next iteration first, as Node's
+        worker does, with Node's next-run times (bullbridge.scheduler). On error
+        the job still runs; only that next iteration is lost, and it is logged
+        (Node instead leaves the job to come back through stall recovery)."""
+        from bullbridge.scheduler.errors import SchedulerError
+        from bullbridge.scheduler.iteration import schedule_next_iteration
+
+        try:
+            await schedule_next_iteration(self.client, self.keys, job)
+        except (SchedulerError, RespError, RespConnectionError) as exc:
+            self.errors.error("scheduler", "next iteration of scheduler %s (job %s of %s) not added: %s",
+                              job.repeat_job_key, job.id, self.queue, exc)
+            self.emit("error", exc)
 
     def _prepare(self, job: ActiveJob) -> Handler:
         job.check()
@@ -634,13 +679,16 @@ class Worker(Emitter):
         so another worker takes it at once (not after lock expiry + stall check)."""
         keys, args = self.qs.move_job_from_active_to_wait(job.id, job.token)
         try:
-            result = await asyncio.wait_for(scripts.run(self.client, "moveJobFromActiveToWait", keys, args), 2.0)
+            result = await asyncio.wait_for(scripts.run(self.client, "moveJobFromActiveToWait", keys, args), 1.0)
             if type(result) is int and result < 0:
+                self.abandoned += 1
                 log.warning("could not hand back job %s of %s (code %d)", job.id, self.queue, result)
             else:
+                self.handed_back += 1
                 log.info("handed job %s of %s back to wait", job.id, self.queue)
                 self.emit("handed-back", job)
         except (TimeoutError, RespConnectionError, RespError) as exc:
+            self.abandoned += 1
             log.warning("could not hand back job %s of %s: %s; it will be recovered as stalled", job.id,
-                        self.queue, exc)
+                        self.queue, exc or type(exc).__name__)
 

@@ -131,6 +131,16 @@ class FetchGate:
         self._interrupt()
         self.wake_all(False)
 
+    async def stop(self) -> None:
+        """After close(): end the waiter and any unblock in flight (no task left behind)."""
+        for task in (self._waiter, self._unblocking):
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+
     def connection_restored(self) -> None:
         """After a reconnect, look for work at once (markers may have been missed)."""
         self.drained = False

@@ -1,0 +1,185 @@
+"""``bullbridge schedule``: preview cron patterns, list and sync job schedulers.
+
+* ``preview PATTERN [--tz ZONE] [-n N] [--from ISO] [--json]`` - the next N
+  fire times as a BullMQ scheduler produces them (Node's cron-parser rules,
+  DST included), ISO-8601 UTC, one per line (``--json``: a list);
+* ``list --redis URL [--prefix P] [--json] [QUEUE...]`` - the schedulers in
+  Redis, made by either language, with their next run and owner (every queue
+  that has any when none is named);
+* ``sync MODULE:ATTR|FILE.toml --redis URL [--adopt] [--json]`` - make Redis
+  hold the declared schedules (exit status 1 when some id is taken by a
+  scheduler the declaration does not own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from bullbridge.codec import js_date
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "schedule", help="preview cron patterns; list and sync BullMQ job schedulers")
+    commands = parser.add_subparsers(dest="schedule_command", required=True, metavar="SUBCOMMAND")
+
+    preview = commands.add_parser("preview", help="next fire times of a cron pattern, as Node BullMQ computes them")
+    preview.add_argument("pattern", help="cron pattern: 5 fields, or 6 with seconds first; @daily-style macros")
+    preview.add_argument("--tz", default=None, help="IANA time zone (default UTC)")
+    preview.add_argument("-n", type=int, default=10, help="how many fire times (default 10)")
+    preview.add_argument("--from", dest="start", default=None,
+                         help="ISO-8601 instant to start after (default now; without an offset it is UTC)")
+    preview.add_argument("--json", action="store_true", help="print a JSON list")
+    preview.set_defaults(func=run_preview)
+
+    listing = commands.add_parser("list", help="job schedulers in Redis, from either language")
+    listing.add_argument("queues", nargs="*", metavar="QUEUE", help="queues to show (default: all with schedulers)")
+    listing.add_argument("--redis", required=True, help="Redis URL")
+    listing.add_argument("--prefix", default="bull", help="BullMQ key prefix (default bull)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=run_list)
+
+    syncing = commands.add_parser("sync", help="upsert declared schedules; remove the ones no longer declared")
+    syncing.add_argument("spec", metavar="MODULE:ATTR", help="a Declaration (or list of Schedule), or a .toml file")
+    syncing.add_argument("--redis", required=True, help="Redis URL")
+    syncing.add_argument("--adopt", action="store_true",
+                         help="take over declared ids that exist but are not owned by this declaration")
+    syncing.add_argument("--json", action="store_true", help="print the report as JSON")
+    syncing.set_defaults(func=run_sync)
+
+
+def _fail(message: str) -> int:
+    print(f"bullbridge schedule: {message}", file=sys.stderr)
+    return 2
+
+
+def _parse_instant(text: str) -> int:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return round(value.timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return js_date(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+# --- preview ---------------------------------------------------------------------------------
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    from bullbridge.scheduler import InvalidSchedule, Repeat, fire_sequence
+    from bullbridge.scheduler.cron import validate
+    from bullbridge.scheduler.timing import wall_clock_ms
+
+    if args.n < 1:
+        return _fail("-n must be at least 1")
+    try:
+        validate(args.pattern, args.tz)
+        start = _parse_instant(args.start) if args.start else wall_clock_ms()
+    except InvalidSchedule as exc:
+        return _fail(str(exc))
+    except ValueError as exc:
+        return _fail(f"--from: {exc}")
+    times = fire_sequence(Repeat(pattern=args.pattern, tz=args.tz), created_at=start, count=args.n)
+    stamps = [_iso(t) for t in times]
+    if args.json:
+        print(json.dumps(stamps))
+    else:
+        for stamp in stamps:
+            print(stamp)
+    return 0
+
+
+# --- list -----------------------------------------------------------------------------------
+
+
+async def _discover(client: Any, prefix: str) -> list[str]:
+    queues: set[str] = set()
+    cursor: Any = 0
+    pattern = f"{prefix}:*:repeat"
+    while True:
+        cursor, found = await client.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+        for raw in found:
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            name = key[len(prefix) + 1: -len(":repeat")]
+            if name and ":" not in name:
+                queues.add(name)
+        if int(cursor) == 0:
+            return sorted(queues)
+
+
+async def _list(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from bullbridge.connection import connect
+    from bullbridge.keys import QueueKeys
+    from bullbridge.scheduler import read_schedulers
+
+    connector = connect(args.redis)
+    client = connector.fast("bullbridge:schedule-list")
+    try:
+        queues = args.queues or await _discover(client, args.prefix)
+        rows: list[dict[str, Any]] = []
+        for queue in queues:
+            infos = await read_schedulers(client, QueueKeys(queue, args.prefix))
+            rows.extend(info.to_dict() for info in sorted(infos.values(), key=lambda i: (i.next_millis or 0, i.id)))
+        return rows
+    finally:
+        await connector.close()
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from bullbridge.errors import BullbridgeError
+
+    try:
+        rows = asyncio.run(_list(args))
+    except (BullbridgeError, ConnectionError) as exc:
+        return _fail(str(exc))
+    for row in rows:
+        row["nextIso"] = _iso(row["next"]) if row["next"] is not None else None
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ("QUEUE", "ID", "NAME", "SCHEDULE", "TZ", "NEXT (UTC)", "RUNS", "OWNER")
+    table = [header]
+    for row in rows:
+        if row["legacy"]:
+            when = "legacy repeatable"
+        else:
+            when = row["pattern"] or f"every {row['every']} ms"
+        runs = f"{row['iterationCount'] or 0}" + (f"/{row['limit']}" if row["limit"] else "")
+        table.append((row["queue"], row["id"], row["name"] or "", when, row["tz"] or "", row["nextIso"] or "",
+                      runs, row["owner"] or "-"))
+    if len(table) == 1:
+        print("no job schedulers")
+        return 0
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
+    for line in table:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+    return 0
+
+
+# --- sync -----------------------------------------------------------------------------------
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    from bullbridge.errors import BullbridgeError
+    from bullbridge.scheduler import load_declaration, sync
+
+    try:
+        declaration = load_declaration(args.spec)
+        report = asyncio.run(sync(declaration, args.redis, adopt=args.adopt))
+    except (BullbridgeError, ConnectionError) as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps({k: v for k, v in report.__dict__.items()}, indent=2))
+    else:
+        lines = report.lines()
+        print(f"declaration {report.declaration}: " + (f"{len(lines)} scheduler(s)" if lines else "nothing declared"))
+        for line in lines:
+            print(f"  {line}")
+    return 1 if report.conflicts else 0

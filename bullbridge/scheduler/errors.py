@@ -1,0 +1,36 @@
+"""Errors of the scheduler package (all under :class:`bullbridge.errors.BullbridgeError`)."""
+
+from __future__ import annotations
+
+from bullbridge.errors import BullbridgeError
+
+
+class SchedulerError(BullbridgeError):
+    """Something about a job scheduler went wrong."""
+
+
+class InvalidSchedule(SchedulerError, ValueError):
+    """A schedule declaration Node BullMQ would reject or misread (bad pattern,
+    unknown time zone, both or neither of pattern/every...)."""
+
+
+class CronSyntaxError(InvalidSchedule):
+    """A cron pattern that Node's cron-parser 5.10 refuses; the message is
+    cron-parser's own where there is one."""
+
+
+class CronRangeError(SchedulerError):
+    """No fire time exists inside the schedule's start/end window, or the
+    pattern can never match (cron-parser's "Out of the time span range" /
+    "loop limit exceeded"). BullMQ then simply produces no further job."""
+
+
+class LegacyRepeatableJob(SchedulerError):
+    """The job belongs to a legacy (BullMQ < 6) repeatable job, which BullMQ 6
+    no longer iterates (Node emits the same error and still runs the job)."""
+
+
+class OwnershipConflict(SchedulerError):
+    """A declared schedule's id is already used by a scheduler that this
+    declaration does not own (created by Node, by hand, or by another
+    declaration)."""

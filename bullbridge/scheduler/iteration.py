@@ -1,0 +1,171 @@
+"""Materialise a scheduler's next iteration when a worker picks up the current one.
+
+Node's Worker, on every fetched job whose hash has ``rjk`` (the scheduler
+id), calls ``JobScheduler.upsertJobScheduler(job.repeatJobKey,
+job.opts.repeat, job.name, job.data, job.opts, {override: false, producerId:
+job.id})`` before processing it. That adds the next delayed job, so a
+schedule keeps going whichever language's worker runs it. The port instead
+computes the next cron run with croniter (one hour late at DST fall-back),
+so a shared schedule drifts when a Python worker takes a turn.
+
+:func:`schedule_next_iteration` does what Node does, step for step: the same
+limit and ``endDate`` checks, ``now = max(prevMillis, Date.now())``, the next
+run from :mod:`bullbridge.scheduler.timing` (cron-parser's algorithm), the
+next job's options exactly as Node derives them from the current job's
+(``optsFromJSON`` -> ``new Job`` -> ``getNextJobOpts`` -> ``optsAsJSON``), and
+the port's ``updateJobScheduler`` script with Node's argument layout. The
+script ignores a second call for the same job, so calling it twice is safe.
+
+Errors: :class:`LegacyRepeatableJob` when the key belongs to a pre-v6
+repeatable job (Node emits it as an ``error`` event and still runs the job);
+:class:`SchedulerError` / :class:`InvalidSchedule` when Node's
+``upsertJobScheduler`` would throw (Node then emits an ``error`` and does not
+run the job; it comes back through stall recovery).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from bullbridge import scripts
+from bullbridge.job import Job
+from bullbridge.keys import QueueKeys
+from bullbridge.resp import Arg, RespClient
+from bullbridge.scheduler.errors import LegacyRepeatableJob, SchedulerError
+from bullbridge.scheduler.store import next_job_opts, scheduler_key
+from bullbridge.scheduler.timing import Repeat, pattern_next_millis, wall_clock_ms
+
+log = logging.getLogger("bullbridge.scheduler.iteration")
+
+LEGACY_MIGRATION_URL = "https://docs.bullmq.io/guide/migrations/migrate-from-v5-to-v6"
+_warned_no_tz: set[str] = set()
+
+
+def has_legacy_key_shape(key: str) -> bool:
+    """``hasLegacyRepeatableKeyShape``: ``name:id:endDate:tz:<cron|every>``."""
+    parts = key.split(":", 4)
+    if len(parts) < 5:
+        return False
+    end_date, suffix = parts[2], parts[4]
+    if end_date and not (end_date.isascii() and end_date.isdigit()):
+        return False
+    if not suffix:
+        return False
+    return " " in suffix or (suffix.isascii() and suffix.isdigit())
+
+
+def _js_truthy(value: Any) -> bool:
+    if value is None or value is False or value == "":
+        return False
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value != 0 and not (isinstance(value, float) and math.isnan(value))
+    return True
+
+
+def _number(value: Any, what: str) -> int | None:
+    """A stored numeric option (ms or count) as an int; None when unset."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise SchedulerError(f"repeat option {what} is not a number: {value!r}")
+    try:
+        return int(float(value))
+    except ValueError:
+        raise SchedulerError(f"repeat option {what} is not a number: {value!r}") from None
+
+
+def node_job_opts(stored: dict[str, Any]) -> dict[str, Any]:
+    """A job's stored options as Node re-stores them after reading the job
+    (``optsFromJSON`` + the ``Job`` constructor + ``optsAsJSON``): without
+    ``repeatJobKey``, ``attempts`` defaulting to 0, a numeric ``backoff``
+    normalised to ``{type: 'fixed', delay}`` and a falsy one dropped."""
+    opts = dict(stored)
+    opts.pop("repeatJobKey", None)
+    opts.setdefault("attempts", 0)
+    backoff = opts.get("backoff")
+    if isinstance(backoff, (int, float)) and not isinstance(backoff, bool) and math.isfinite(backoff):
+        opts["backoff"] = {"type": "fixed", "delay": backoff}
+    elif not _js_truthy(backoff):
+        opts.pop("backoff", None)
+    return opts
+
+
+async def schedule_next_iteration(client: RespClient, keys: QueueKeys, job: Job) -> str | None:
+    """Add the next iteration of ``job``'s scheduler, as a Node worker does on
+    fetching it. Returns the new job's id, or None when there is none (not a
+    scheduled job, limit or end date reached, already added by another call)."""
+    scheduler_id = job.repeat_job_key
+    if not scheduler_id:
+        return None
+    if has_legacy_key_shape(scheduler_id):
+        exists = await client.execute("HEXISTS", scheduler_key(keys, scheduler_id), "ic")
+        if not exists:
+            raise LegacyRepeatableJob(
+                f"Failed to add repeatable job for next iteration: Legacy repeatable job metadata is not "
+                f"supported in BullMQ v6 (key: \"{scheduler_id}\"). Migrate legacy repeatable jobs to Job "
+                f"Schedulers before upgrading. See {LEGACY_MIGRATION_URL}")
+    stored = job.opts
+    if "debounce" in stored:
+        raise SchedulerError("Debounce option has been removed. Use deduplication option instead")
+    repeat = stored.get("repeat")
+    if not isinstance(repeat, dict):
+        raise SchedulerError(f"job {job.id} has a scheduler key ({scheduler_id!r}) but no repeat options")
+    pattern, every = repeat.get("pattern"), repeat.get("every")
+    if _js_truthy(pattern) and _js_truthy(every):
+        raise SchedulerError("Both .pattern and .every options are defined for this repeatable job")
+    if not _js_truthy(pattern) and not _js_truthy(every):
+        raise SchedulerError("Either .pattern or .every options must be defined for this repeatable job")
+    if _js_truthy(repeat.get("immediately")) and _js_truthy(repeat.get("startDate")):
+        raise SchedulerError("Both .immediately and .startDate options are defined for this repeatable job")
+
+    count = _number(repeat.get("count"), "count")
+    iteration = count + 1 if count else 1
+    if "limit" in repeat and iteration > (_number(repeat.get("limit"), "limit") or 0):
+        return None
+    now = wall_clock_ms()
+    end_date = _number(repeat.get("endDate"), "endDate") if _js_truthy(repeat.get("endDate")) else None
+    if end_date is not None and now > end_date:
+        return None
+    prev_millis = _number(stored.get("prevMillis"), "prevMillis") if _js_truthy(stored.get("prevMillis")) else 0
+    now = max(now, prev_millis or 0)
+
+    offset = _number(repeat.get("offset"), "offset") if _js_truthy(repeat.get("offset")) else None
+    new_offset = offset if _js_truthy(every) and offset else None
+    next_millis: int | None = None
+    if _js_truthy(pattern):
+        tz = repeat.get("tz") or None
+        if tz is None and scheduler_id not in _warned_no_tz:
+            _warned_no_tz.add(scheduler_id)
+            log.warning("scheduler %r of %s has no tz: bullbridge computes it in UTC (Node uses its process's "
+                        "local zone; they agree when Node runs with TZ=UTC)", scheduler_id, keys.name)
+        start_date = _number(repeat.get("startDate"), "startDate") if _js_truthy(repeat.get("startDate")) else None
+        next_millis = pattern_next_millis(now, Repeat(
+            pattern=str(pattern), tz=tz, start_date=start_date, end_date=end_date,
+            immediately=_js_truthy(repeat.get("immediately")),
+            hash_seed=repeat.get("hashSeed") or None, strict=bool(repeat.get("strict"))))
+        if next_millis is None:
+            return None
+
+    filtered = {k: v for k, v in repeat.items() if k != "immediately"}
+    merged = next_job_opts(node_job_opts(stored), scheduler_id=scheduler_id, next_millis=next_millis,
+                           repeat=filtered, count=iteration, offset=new_offset, now=wall_clock_ms())
+    k = keys
+    script_keys: list[Arg] = [k["repeat"], k["delayed"], k["wait"], k["paused"], k["meta"], k["prioritized"],
+                              k["marker"], k["id"], k["events"], k["pc"], k.job(job.id), k["active"]]
+    args: list[Arg] = [
+        next_millis if next_millis is not None else "",
+        scheduler_id,
+        job.fields.get(b"data") or b"{}",
+        scripts.pack(merged),
+        wall_clock_ms(),
+        k.base,
+        job.id,
+    ]
+    result = await scripts.run(client, "updateJobScheduler", script_keys, args)
+    if not result:
+        return None
+    next_id = result.decode() if isinstance(result, bytes) else str(result)
+    log.debug("scheduler %s of %s: next iteration %s", scheduler_id, keys.name, next_id)
+    return next_id
