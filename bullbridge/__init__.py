@@ -22,6 +22,7 @@ from bullbridge.errors import (
 )
 from bullbridge.events import QueueEvent, QueueEvents
 from bullbridge.job import EnqueuedJob, Job
+from bullbridge.manager import ManagerSettings, WorkerManager
 from bullbridge.options import Backoff, Deduplication, JobOptions, KeepJobs, Parent, RateLimit
 from bullbridge.producer import JobSpec, Producer
 from bullbridge.worker import ActiveJob, CancelSignal, Worker, WorkerSettings
@@ -48,6 +49,7 @@ __all__ = [
     "JobSpec",
     "JobTimeout",
     "KeepJobs",
+    "ManagerSettings",
     "NotJsonSafe",
     "Parent",
     "Producer",
@@ -59,6 +61,7 @@ __all__ = [
     "RedisVersionError",
     "UnrecoverableError",
     "Worker",
+    "WorkerManager",
     "WorkerSettings",
     "__version__",
     "connect",

@@ -1,0 +1,263 @@
+"""The worker manager: several workers (and startup tasks such as schedule sync)
+in one process, started together and shut down cleanly.
+
+>>> manager = WorkerManager(connection="redis://localhost:6379")
+>>> email = manager.worker("email", {"welcome": send_welcome}, concurrency=5)
+>>> exit_code = await manager.run()   # until SIGTERM/SIGINT (see bullbridge.shutdown)
+
+Inside an existing asyncio app (FastAPI lifespan, aiohttp on_startup) use
+``async with manager:`` with ``handle_signals=False`` and let the app's own
+shutdown close it. ``run()`` returns the process exit code: 0 when every
+active job finished, 1 when jobs had to be handed back (or left to stall
+recovery because Redis was unreachable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from bullbridge.connection import ConnectionSource, RedisConnector, connect
+from bullbridge.errors import ConfigurationError
+from bullbridge.health import HealthReport, HealthServer, Heartbeat
+from bullbridge.shutdown import GracefulShutdown
+from bullbridge.worker import Worker, WorkerSettings
+from bullbridge.worker.handlers import Handler, HandlerFn
+
+log = logging.getLogger("bullbridge.manager")
+
+StartupHook = Callable[[RedisConnector], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManagerSettings:
+    """Process-level settings; ``from_env()`` reads ``BULLBRIDGE_<NAME>`` variables."""
+
+    name: str | None = None
+    prefix: str = "bull"
+    #: Seconds active jobs get after the first signal (below Kubernetes' 30 s grace).
+    drain_timeout: float = 25.0
+    handle_signals: bool = True
+    heartbeat_interval: float = 5.0
+    health_port: int | None = None
+    health_host: str = "0.0.0.0"
+    summary_interval: float = 60.0
+    #: Exit once the queues are empty and nothing is running.
+    burst: bool = False
+
+    def __post_init__(self) -> None:
+        if self.drain_timeout < 0:
+            raise ConfigurationError("drain_timeout must be >= 0 seconds")
+        if self.heartbeat_interval <= 0:
+            raise ConfigurationError("heartbeat_interval must be > 0 seconds")
+
+    @property
+    def process_name(self) -> str:
+        return self.name or f"{socket.gethostname()}-{os.getpid()}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ManagerSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"BULLBRIDGE_{f.name.upper()}")
+            if raw is None:
+                continue
+            kind = str(f.type)
+            try:
+                if "bool" in kind:
+                    values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+                elif "float" in kind:
+                    values[f.name] = float(raw)
+                elif "int" in kind:
+                    values[f.name] = int(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError:
+                raise ConfigurationError(f"BULLBRIDGE_{f.name.upper()}={raw!r} is not a valid {kind}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+class WorkerManager:
+    """Owns workers, their shared connection, health reporting and shutdown."""
+
+    def __init__(self, workers: Iterable[Worker] = (), *, connection: ConnectionSource | None = None,
+                 settings: ManagerSettings | None = None, on_startup: Iterable[StartupHook] = ()) -> None:
+        self.settings = settings or ManagerSettings()
+        self.connector = connect(connection)
+        self.workers: list[Worker] = list(workers)
+        self.on_startup: list[StartupHook] = list(on_startup)
+        self.state = "created"
+        self.exit_code: int | None = None
+        self._shutdown: GracefulShutdown | None = None
+        self._heartbeat: Heartbeat | None = None
+        self._health: HealthServer | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopped = asyncio.Event()
+        self._closing: asyncio.Task[bool] | None = None
+
+    # -- building ---------------------------------------------------------------------
+
+    def worker(self, queue: str, handlers: Mapping[str, HandlerFn | Handler] | HandlerFn | None = None,
+               **settings: Any) -> Worker:
+        """Create a worker on the manager's connection and manage it."""
+        worker = Worker(queue, handlers, connection=self.connector,
+                        settings=WorkerSettings(prefix=self.settings.prefix, **settings))
+        self.workers.append(worker)
+        return worker
+
+    def add(self, worker: Worker) -> Worker:
+        self.workers.append(worker)
+        return worker
+
+    def set_concurrency(self, concurrency: int) -> None:
+        """Override every (not yet started) worker's concurrency, e.g. from the CLI."""
+        for worker in self.workers:
+            worker.settings = replace(worker.settings, concurrency=concurrency)
+
+    # -- health -----------------------------------------------------------------------
+
+    def report(self) -> HealthReport:
+        return HealthReport(
+            name=self.settings.process_name,
+            state=self.state,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            queues=[w.queue for w in self.workers],
+            active=sum(w.active_count for w in self.workers),
+            completed=sum(w.completed for w in self.workers),
+            failed=sum(w.failed for w in self.workers),
+            redis_connected=all(w.client is None or w.client.connected for w in self.workers),
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "running" and all(w.client is not None and w.client.connected for w in self.workers)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> WorkerManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self.state != "created":
+            return
+        if not self.workers and not self.on_startup:
+            raise ConfigurationError("the manager has no workers: add some with manager.worker(...)")
+        self.state = "starting"
+        s = self.settings
+        if s.handle_signals:
+            self._shutdown = GracefulShutdown(s.drain_timeout, on_drain=self._begin_drain, on_force=self._force)
+            self._shutdown.install()
+        for hook in self.on_startup:
+            await hook(self.connector)
+        await asyncio.gather(*(w.start() for w in self.workers))
+        client = self.connector.fast(f"{s.prefix}:bullbridge:manager")
+        self._heartbeat = Heartbeat(client, s.prefix, s.process_name, self.report, s.heartbeat_interval)
+        self._heartbeat.start()
+        if s.health_port is not None:
+            self._health = HealthServer(self.report, lambda: self.ready, s.health_host, s.health_port)
+            await self._health.start()
+        if s.summary_interval > 0:
+            self._tasks.append(asyncio.ensure_future(self._summaries()))
+        if s.burst:
+            self._tasks.append(asyncio.ensure_future(self._burst_watch()))
+        self.state = "running"
+        log.info("%s running %d worker(s): %s", s.process_name, len(self.workers),
+                 ", ".join(f"{w.queue}(x{w.settings.concurrency})" for w in self.workers))
+
+    async def run(self) -> int:
+        """Start, serve until shutdown is requested (signal, burst end, ``close``), return the exit code."""
+        await self.start()
+        await self._stopped.wait()
+        assert self._closing is not None
+        clean = await self._closing
+        return 0 if clean else 1
+
+    def request_shutdown(self, reason: str = "requested") -> None:
+        """Begin a graceful shutdown from code (a second call forces it)."""
+        if self._shutdown is not None:
+            self._shutdown.trigger(reason)
+        elif self._closing is None:
+            self._begin_drain(reason)
+        else:
+            self._force(reason)
+
+    def _begin_drain(self, reason: str) -> None:
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close(self.settings.drain_timeout))
+
+    def _force(self, reason: str) -> None:
+        for worker in self.workers:
+            worker.force()
+
+    async def close(self, timeout: float | None = None) -> bool:
+        """Drain (up to ``timeout``, default the drain timeout) and stop everything."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(
+                self._close(self.settings.drain_timeout if timeout is None else timeout))
+        return await asyncio.shield(self._closing)
+
+    async def _close(self, timeout: float) -> bool:
+        self.state = "draining"
+        for worker in self.workers:
+            worker.stop_fetching()
+        if self._heartbeat is not None:  # report "draining" without waiting on Redis
+            self._tasks.append(asyncio.ensure_future(self._heartbeat.beat()))
+        started = time.monotonic()
+        results = await asyncio.gather(*(w.close(timeout=timeout) for w in self.workers), return_exceptions=True)
+        clean = all(r is True for r in results)
+        for r in results:
+            if isinstance(r, BaseException):
+                log.error("closing a worker failed: %s", r)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._health is not None:
+            await self._health.stop()
+        if self._heartbeat is not None:
+            await self._heartbeat.stop()
+        if self._shutdown is not None:
+            self._shutdown.uninstall()
+        await self.connector.close()
+        self.state = "stopped"
+        self.exit_code = 0 if clean else 1
+        log.info("%s stopped in %.1f s (%s)", self.settings.process_name, time.monotonic() - started,
+                 "all active jobs finished" if clean else "some jobs were handed back")
+        self._stopped.set()
+        return clean
+
+    # -- background duties ------------------------------------------------------------
+
+    async def _summaries(self) -> None:
+        last = {id(w): (w.completed, w.failed) for w in self.workers}
+        while True:
+            await asyncio.sleep(self.settings.summary_interval)
+            for w in self.workers:
+                done, failed = last[id(w)]
+                last[id(w)] = (w.completed, w.failed)
+                log.info("queue %s: %d completed, %d failed in the last %.0f s; %d active", w.queue,
+                         w.completed - done, w.failed - failed, self.settings.summary_interval, w.active_count)
+
+    async def _burst_watch(self) -> None:
+        """Burst mode: shut down once every worker found its queue empty, twice in a row."""
+        idle_checks = 0
+        while True:
+            await asyncio.sleep(0.1)
+            idle = all(w.gate is not None and w.gate.drained and w.active_count == 0 for w in self.workers)
+            idle_checks = idle_checks + 1 if idle else 0
+            if idle_checks >= 3:
+                log.info("burst: queues empty, stopping")
+                self.request_shutdown("burst complete")
+                return

@@ -1,0 +1,280 @@
+"""Graceful shutdown with real processes and real signals (issue: FINDINGS row 8).
+
+The worker process is ``python -m bullbridge worker tests.apps.sleepy:make``;
+every handler run is counted in Redis so "ran exactly once" is checked, not assumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis.asyncio as redis
+
+from bullbridge import Producer
+from bullbridge.redis_server import PrivateRedis
+from bullbridge.testing.node import NodeDriver
+
+ROOT = Path(__file__).resolve().parents[1]
+NOISE = ("Event loop is closed", "Task was destroyed", "Traceback", "never awaited", "Unclosed")
+
+
+class WorkerProcess:
+    def __init__(self, url: str, queue: str, *args: str, sleep: float = 0.2, concurrency: int = 5,
+                 shell_background: bool = False) -> None:
+        self.url, self.queue = url, queue
+        self.name = f"p-{uuid.uuid4().hex[:6]}"
+        self.cmd = [sys.executable, "-m", "bullbridge", "--log-level", "INFO", "worker", "tests.apps.sleepy:make",
+                    "--name", self.name, *args]
+        self.env = dict(os.environ, BULLBRIDGE_REDIS_URL=url, APP_QUEUE=queue, APP_SLEEP=str(sleep),
+                        APP_CONCURRENCY=str(concurrency), PYTHONUNBUFFERED="1")
+        self.shell_background = shell_background
+        self.proc: asyncio.subprocess.Process | None = None
+        self.pid = 0
+
+    async def start(self) -> WorkerProcess:
+        if self.shell_background:
+            # A non-interactive shell starts background jobs with SIGINT ignored.
+            script = " ".join(f"'{c}'" for c in self.cmd) + " 2>worker.err & echo $!; wait"
+            self.proc = await asyncio.create_subprocess_exec(
+                "bash", "-c", script, cwd=str(self._tmp()), env=self.env, stdout=asyncio.subprocess.PIPE)
+            assert self.proc.stdout is not None
+            self.pid = int((await self.proc.stdout.readline()).decode())
+        else:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.cmd, cwd=str(ROOT), env=self.env, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE)
+            self.pid = self.proc.pid
+        await self.wait_running()
+        return self
+
+    def _tmp(self) -> Path:
+        path = ROOT / "tests" / "artifacts" / self.name
+        path.mkdir(parents=True, exist_ok=True)
+        self.env["PYTHONPATH"] = str(ROOT)
+        return path
+
+    async def wait_running(self, timeout: float = 15.0) -> None:
+        client = redis.from_url(self.url, decode_responses=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                raw = await client.get(f"bull:bullbridge:health:{self.name}")
+                if raw and json.loads(raw)["state"] == "running":
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"worker process {self.name} did not report running: {await self.stderr()}")
+        finally:
+            await client.aclose()
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    async def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        return code
+
+    async def stderr(self) -> str:
+        if self.shell_background:
+            path = self._tmp() / "worker.err"
+            return path.read_text() if path.exists() else ""
+        assert self.proc is not None and self.proc.stderr is not None
+        if self.proc.returncode is None:
+            return ""
+        return (await self.proc.stderr.read()).decode(errors="replace")
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+async def _runs(url: str, queue: str) -> dict[str, int]:
+    client = redis.from_url(url, decode_responses=True)
+    try:
+        return {k: int(v) for k, v in (await client.hgetall(f"runs:{queue}")).items()}
+    finally:
+        await client.aclose()
+
+
+async def _wait_runs(url: str, queue: str, count: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(await _runs(url, queue)) >= count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"fewer than {count} jobs started")
+
+
+async def test_sigterm_lets_active_jobs_finish_and_exits_clean(redis_url: str, producer: Producer,
+                                                               queue_name: str) -> None:
+    await producer.enqueue_bulk([("work", {"i": i}) for i in range(20)])
+    proc = await WorkerProcess(redis_url, queue_name, sleep=0.8, concurrency=5).start()
+    try:
+        await _wait_runs(redis_url, queue_name, 5)
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait(10) == 0
+        runs = await _runs(redis_url, queue_name)
+        assert all(n == 1 for n in runs.values()), runs
+        counts = {state: 0 for state in ("completed", "active", "waiting")}
+        for job_id in [str(i) for i in range(1, 21)]:
+            state = await producer.get_state(job_id)
+            counts[state] = counts.get(state, 0) + 1
+        assert counts["active"] == 0, counts
+        assert counts["completed"] == len(runs), "every job that started finished"
+        assert counts["waiting"] == 20 - len(runs), "jobs not started stay in wait"
+        stderr = await proc.stderr()
+        assert not [n for n in NOISE if n in stderr], stderr[-2000:]
+        assert "stops fetching" in stderr
+    finally:
+        proc.kill()
+
+
+async def test_second_signal_hands_jobs_back_for_node(node: NodeDriver, redis_url: str, producer: Producer,
+                                                      queue_name: str) -> None:
+    jobs = await producer.enqueue_bulk([("work", {"i": i}) for i in range(3)])
+    proc = await WorkerProcess(redis_url, queue_name, sleep=60, concurrency=3).start()
+    handle = None
+    try:
+        await _wait_runs(redis_url, queue_name, 3)
+        proc.signal(signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        t0 = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait(5) == 1, "jobs were handed back: not a clean drain"
+        states = [await producer.get_state(j.id) for j in jobs]
+        assert states == ["waiting"] * 3 and time.monotonic() - t0 < 1.5, states
+        handle = await node.start_worker(queue_name, "async job => 'node'", concurrency=3)
+        results = [await producer.result(j.id, timeout=5) for j in jobs]
+        assert results == ["node"] * 3
+        for j in jobs:
+            stored = await producer.get_job(j.id)
+            assert stored is not None and stored.stalled_counter == 0
+    finally:
+        proc.kill()
+        if handle:
+            await node.close_worker(handle)
+
+
+async def test_shutdown_with_redis_gone_exits_within_deadline(private_redis: PrivateRedis) -> None:
+    url = private_redis.url
+    async with Producer("gone", connection=url) as producer:
+        await producer.enqueue_bulk([("work", {})] * 2)
+    proc = await WorkerProcess(url, "gone", "--drain-timeout", "2", sleep=30, concurrency=2).start()
+    try:
+        await _wait_runs(url, "gone", 2)
+        private_redis.kill()
+        t0 = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        code = await proc.wait(10)
+        elapsed = time.monotonic() - t0
+        assert elapsed < 2 + 2, f"took {elapsed:.1f} s with a 2 s drain deadline"
+        assert code == 1
+        stderr = await proc.stderr()
+        assert "Event loop is closed" not in stderr and "Task was destroyed" not in stderr, stderr[-2000:]
+    finally:
+        proc.kill()
+
+
+async def test_sigint_works_for_a_process_started_in_the_background(redis_url: str, producer: Producer,
+                                                                    queue_name: str) -> None:
+    proc = await WorkerProcess(redis_url, queue_name, sleep=0.1, shell_background=True).start()
+    try:
+        job = await producer.enqueue("work", {})
+        assert await producer.result(job.id, timeout=5) == "done"
+        proc.signal(signal.SIGINT)
+        assert await proc.wait(10) == 0, "the shell waited for a worker that ignored SIGINT"
+    finally:
+        proc.kill()
+
+
+async def test_check_command_and_health_endpoint(redis_url: str, queue_name: str) -> None:
+    from bullbridge.redis_server import free_port
+
+    port = free_port()
+    proc = await WorkerProcess(redis_url, queue_name, "--health-port", str(port)).start()
+    try:
+        ok = await _cli("check", "--redis", redis_url, "--name", proc.name)
+        assert ok[0] == 0 and f"{proc.name}: running" in ok[1]
+        missing = await _cli("check", "--redis", redis_url, "--name", "nobody")
+        assert missing[0] == 1 and "no worker heartbeat found" in missing[1]
+        assert await _http(port, "/livez") == (200, "ok")
+        assert await _http(port, "/readyz") == (200, "ready")
+        status, body = await _http(port, "/health")
+        assert status == 200 and json.loads(body)["queues"] == [queue_name]
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait(10) == 0
+        gone = await _cli("check", "--redis", redis_url, "--name", proc.name)
+        assert gone[0] == 1, "a stopped process must not pass the check"
+    finally:
+        proc.kill()
+
+
+async def test_burst_mode_drains_and_exits(redis_url: str, producer: Producer, queue_name: str) -> None:
+    await producer.enqueue_bulk([("work", {"i": i}) for i in range(30)])
+    proc = WorkerProcess(redis_url, queue_name, "--burst", sleep=0.01, concurrency=10)
+    proc_task = asyncio.create_task(proc.start())
+    try:
+        await proc_task
+    except AssertionError:
+        pass  # it may finish before we see it running
+    assert await proc.wait(15) == 0
+    runs = await _runs(redis_url, queue_name)
+    assert len(runs) == 30 and set(runs.values()) == {1}
+
+
+@pytest.mark.slow
+async def test_three_sigterms_in_a_1000_job_run_lose_nothing(redis_url: str, producer: Producer,
+                                                             queue_name: str) -> None:
+    """Acceptance: SIGTERM three times mid-run, restart each time: no job lost,
+    none left active, no handler ran twice."""
+    jobs = await producer.enqueue_bulk([("work", {"i": i}) for i in range(1000)])
+    for _ in range(3):
+        proc = await WorkerProcess(redis_url, queue_name, sleep=0.05, concurrency=10).start()
+        before = len(await _runs(redis_url, queue_name))
+        await _wait_runs(redis_url, queue_name, before + 100, timeout=20)
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait(15) == 0
+    proc = await WorkerProcess(redis_url, queue_name, "--burst", sleep=0.05, concurrency=10)._start_quiet()
+    assert await proc.wait(60) == 0
+    runs = await _runs(redis_url, queue_name)
+    assert len(runs) == 1000 and set(runs.values()) == {1}, {k: v for k, v in runs.items() if v != 1}
+    states = await asyncio.gather(*(producer.get_state(j.id) for j in jobs))
+    assert set(states) == {"completed"}
+
+
+async def _start_quiet(self: WorkerProcess) -> WorkerProcess:
+    self.proc = await asyncio.create_subprocess_exec(*self.cmd, cwd=str(ROOT), env=self.env,
+                                                     stdout=asyncio.subprocess.DEVNULL,
+                                                     stderr=asyncio.subprocess.DEVNULL)
+    self.pid = self.proc.pid
+    return self
+
+
+WorkerProcess._start_quiet = _start_quiet  # type: ignore[attr-defined]
+
+
+async def _cli(*args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bullbridge", *args, cwd=str(ROOT),
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    return proc.returncode or 0, out.decode()
+
+
+async def _http(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, body = raw.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body.strip()
