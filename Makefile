@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap test demo bench compat chaos lint typecheck check lock clean
+.PHONY: bootstrap browser test demo bench compat chaos lint typecheck check lock clean
 
 $(STAMP): pyproject.toml requirements/dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,21 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-bootstrap: $(STAMP) $(NODE_STAMP)
+bootstrap: $(STAMP) $(NODE_STAMP) browser
+
+## Debian's chromium for the dashboard's browser test (Playwright drives it; never `playwright install`).
+browser:
+	@if [ -z "$$BULLBRIDGE_SKIP_BROWSER" ] && [ ! -x "$${BULLBRIDGE_CHROMIUM:-/usr/bin/chromium}" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the dashboard browser test"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }; \
+	  else \
+	    echo "chromium is missing: sudo apt-get install chromium (or set BULLBRIDGE_CHROMIUM=/path/to/chrome)"; \
+	    exit 1; \
+	  fi; \
+	fi
 
 ## The whole suite: unit, interop (real Node + real Redis), properties. Starts its own Redis.
 test: bootstrap

@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ["demo"]
+COMMAND_MODULES = ["worker", "demo", "monitor", "monitor_web", "schedule"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,431 @@
+"""``bullbridge stats``, ``bullbridge job``, ``bullbridge queue <action>`` and ``bullbridge migrate report``.
+
+Reads go through :class:`bullbridge.monitor.Monitor` (read-only, bounded cost);
+the ``queue`` actions write through BullMQ's own scripts and ask for
+confirmation first (``--yes`` skips it; without a terminal they refuse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bullbridge.monitor import JobDetail, MigrationReport, Monitor, QueueStats
+
+def parse_duration_ms(value: str) -> int:
+    """``90`` (seconds), ``500ms``, ``30s``, ``15m``, ``2h``, ``7d``, ``1w`` -> milliseconds."""
+    from bullbridge.monitor.format import parse_duration_ms as parse
+
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_since(value: str) -> int:
+    """A start time: a duration back from now (``1h``), epoch milliseconds, or ISO-8601."""
+    if value.isdigit() and len(value) >= 12:
+        return int(value)
+    try:
+        return int(time.time() * 1000) - parse_duration_ms(value)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {value!r} (a duration back from now such as 1h, epoch ms, or ISO-8601)") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} has no timezone: add Z or +hh:mm")
+    return int(moment.timestamp() * 1000)
+
+
+def connection_options() -> argparse.ArgumentParser:
+    """``--redis`` and ``--prefix``, shared by every monitor command."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--redis", metavar="URL", default=None,
+                        help="Redis URL (default: BULLBRIDGE_REDIS_URL / REDIS_URL, else redis://127.0.0.1:6379)")
+    parent.add_argument("--prefix", default="bull", help="BullMQ key prefix (default: bull)")
+    return parent
+
+
+def register(sub: Any) -> None:
+    common = connection_options()
+
+    stats = sub.add_parser("stats", parents=[common], help="queue counts, throughput, latency, workers by language",
+                           description="Per-queue statistics. Without QUEUE, every queue under the prefix (SCAN).")
+    stats.add_argument("queues", nargs="*", metavar="QUEUE")
+    stats.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    stats.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    stats.add_argument("--json", action="store_true", help="JSON (one document per refresh with --watch)")
+    stats.add_argument("--sample", type=int, default=1000, metavar="N",
+                       help="newest finished jobs the percentiles come from (default 1000)")
+    stats.add_argument("--window", type=int, default=5, metavar="MIN", help="throughput window in minutes (default 5)")
+    stats.set_defaults(func=run_stats)
+
+    job = sub.add_parser("job", parents=[common], help="one job in full: data, options, state, logs, children")
+    job.add_argument("queue", metavar="QUEUE")
+    job.add_argument("job_id", metavar="ID")
+    job.add_argument("--json", action="store_true")
+    job.add_argument("--logs", type=int, default=100, metavar="N", help="newest log lines to show (default 100)")
+    job.set_defaults(func=run_job)
+
+    queue = sub.add_parser("queue", help="operator actions: retry, promote, clean, pause, resume, drain",
+                           description="Each action runs BullMQ's own script and asks first (--yes to skip).")
+    actions = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
+    confirm = argparse.ArgumentParser(add_help=False)
+    confirm.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    confirm.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = actions.add_parser(name, parents=[common, confirm], help=help_text)
+        parser.add_argument("queue", metavar="QUEUE")
+        parser.set_defaults(func=run_action)
+        return parser
+
+    retry = action("retry", "move failed (or completed) jobs back to wait")
+    retry.add_argument("--state", choices=("failed", "completed"), default="failed")
+    action("promote", "run every delayed job now")
+    clean = action("clean", "delete jobs of a state older than an age")
+    clean.add_argument("--state", required=True,
+                       choices=("completed", "failed", "delayed", "waiting", "paused", "prioritized"))
+    clean.add_argument("--age", type=parse_duration_ms, required=True, metavar="AGE",
+                       help="only jobs older than this (30s, 15m, 2h, 7d)")
+    clean.add_argument("--limit", type=int, default=0, help="delete at most this many (default: all)")
+    action("pause", "pause the queue for every worker (Node and Python)")
+    action("resume", "resume a paused queue")
+    drain = action("drain", "delete waiting jobs (active and finished stay)")
+    drain.add_argument("--delayed", action="store_true", help="delete delayed jobs too")
+    for name, text in (("retry-job", "retry one failed job"), ("promote-job", "run one delayed job now"),
+                       ("remove-job", "delete one job (not active)")):
+        one = action(name, text)
+        one.add_argument("job_id", metavar="ID")
+
+    migrate = sub.add_parser("migrate", help="evidence for moving a queue between Node and Python")
+    migrate_sub = migrate.add_subparsers(dest="migrate_command", required=True, metavar="COMMAND")
+    report = migrate_sub.add_parser("report", parents=[common], help="Python next to Node on one queue",
+                                    description="Per language: share of jobs, failure rate, processing p50/p95, "
+                                                "retries, over the newest finished jobs.")
+    report.add_argument("queue", metavar="QUEUE")
+    report.add_argument("--since", type=parse_since, default=None, metavar="WHEN",
+                        help="only jobs finished since (1h, 7d, epoch ms, ISO-8601)")
+    report.add_argument("--sample", type=int, default=10_000, metavar="N",
+                        help="at most this many of the newest jobs (default 10000)")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(func=run_migrate_report)
+
+
+# --- plumbing ----------------------------------------------------------------------------
+
+
+def _monitor(args: argparse.Namespace, **kwargs: Any) -> Monitor:
+    from bullbridge.monitor import Monitor
+
+    return Monitor(args.redis, prefix=args.prefix, **kwargs)
+
+
+def _run(args: argparse.Namespace, body: Callable[[Monitor], Awaitable[int]], **kwargs: Any) -> int:
+    from bullbridge.errors import BullbridgeError
+    from bullbridge.resp import RespConnectionError, RespError
+
+    async def main() -> int:
+        monitor = _monitor(args, **kwargs)
+        try:
+            return await body(monitor)
+        finally:
+            await monitor.close()
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        return 130
+    except (BullbridgeError, RespConnectionError, RespError, ValueError) as exc:
+        print(f"bullbridge: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+# --- stats -----------------------------------------------------------------------------
+
+
+STAT_HEADERS = ("QUEUE", "WAIT", "ACTIVE", "DELAYED", "PRIO", "CHILD", "DONE", "FAILED", "DONE/M", "FAIL/M",
+                "FAIL%", "WAIT p50/p95", "PROC p50/p95", "OLDEST", "WORKERS")
+
+
+def stats_rows(stats: Sequence[QueueStats]) -> list[list[str]]:
+    from bullbridge.monitor import format as fmt
+
+    rows = []
+    for s in stats:
+        c = s.counts
+        rows.append([
+            s.queue + (" (paused)" if s.paused else ""),
+            fmt.number(c["waiting"] + c["paused"]), fmt.number(c["active"]), fmt.number(c["delayed"]),
+            fmt.number(c["prioritized"]), fmt.number(c["waiting-children"]), fmt.number(c["completed"]),
+            fmt.number(c["failed"]), fmt.rate(s.throughput.completed_per_minute),
+            fmt.rate(s.throughput.failed_per_minute), fmt.percent(s.failure_rate),
+            f"{fmt.duration(s.wait.p50)}/{fmt.duration(s.wait.p95)}",
+            f"{fmt.duration(s.processing.p50)}/{fmt.duration(s.processing.p95)}",
+            fmt.duration(s.oldest_waiting_age_ms), fmt.workers(s.workers),
+        ])
+    return rows
+
+
+def render_stats(stats: Sequence[QueueStats]) -> str:
+    from bullbridge.monitor import format as fmt
+
+    if not stats:
+        return "no queues found"
+    right = [False] + [True] * 13 + [False]
+    return fmt.table(STAT_HEADERS, stats_rows(stats), right)
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from bullbridge.resp import RespConnectionError, RespError
+
+    async def body(monitor: Monitor) -> int:
+        names: list[str] | None = list(args.queues) or None
+        refresh = 0
+        while True:
+            try:
+                if names is None or (not args.queues and refresh % 15 == 0):
+                    names = await monitor.queues()
+                stats = await monitor.stats(names)
+            except (RespConnectionError, RespError) as exc:
+                if not args.watch:
+                    raise
+                print(f"bullbridge: {time.strftime('%H:%M:%S')} cannot read Redis ({exc}); retrying",
+                      file=sys.stderr, flush=True)
+                await asyncio.sleep(args.interval)
+                continue
+            if args.json:
+                payload = [s.to_dict() for s in stats]
+                print(_dump(payload) if args.watch else json.dumps(payload, indent=2, ensure_ascii=False),
+                      flush=True)
+            else:
+                if args.watch and sys.stdout.isatty():
+                    sys.stdout.write("\x1b[H\x1b[2J")
+                if args.watch:
+                    print(time.strftime("%H:%M:%S"), f"- every {args.interval:g}s, Ctrl-C to stop")
+                print(render_stats(stats), flush=True)
+            if not args.watch:
+                return 0
+            refresh += 1
+            await asyncio.sleep(args.interval)
+
+    return _run(args, body, sample_size=args.sample, window_minutes=args.window)
+
+
+# --- job -------------------------------------------------------------------------------
+
+
+def render_job(job: JobDetail) -> str:
+    from bullbridge.monitor import format as fmt
+
+    def pretty(value: Any) -> str:
+        return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+    lines = [
+        f"job {job.id} of queue {job.queue}: {job.name}",
+        f"  state         {job.state}",
+        f"  created       {fmt.timestamp(job.timestamp)}",
+        f"  processed     {fmt.timestamp(job.processed_on)}  (waited {fmt.duration(job.wait_ms)})",
+        f"  finished      {fmt.timestamp(job.finished_on)}  (ran {fmt.duration(job.processing_ms)})",
+        f"  attempts      {job.attempts_made} made, {job.attempts_started} started, "
+        f"{job.stalled_counter} stalled",
+        f"  worker        {job.worker_name or '-'} ({job.language})",
+        f"  progress      {_dump(job.progress)}",
+    ]
+    if job.delay:
+        lines.append(f"  delay         {fmt.duration(job.delay)}")
+    if job.priority:
+        lines.append(f"  priority      {job.priority}")
+    if job.parent is not None or job.parent_key:
+        lines.append(f"  parent        {job.parent_key or _dump(job.parent)}")
+    if job.repeat_job_key:
+        lines.append(f"  scheduler     {job.repeat_job_key}")
+    if job.deduplication_id:
+        lines.append(f"  dedup id      {job.deduplication_id}")
+    lines += ["", "data:", pretty(job.data), "", "options:", pretty(job.opts)]
+    if job.returnvalue is not None:
+        lines += ["", "return value:", pretty(job.returnvalue)]
+    if job.failed_reason:
+        lines += ["", f"failed reason: {job.failed_reason}"]
+    if job.stacktrace:
+        lines += ["", "stacktrace:", *job.stacktrace]
+    if job.children.total:
+        c = job.children.counts
+        lines += ["", f"children: {c['processed']} processed, {c['unprocessed']} pending, "
+                      f"{c['failed']} failed, {c['ignored']} ignored"]
+        lines += [f"  pending   {k}" for k in job.children.unprocessed]
+        lines += [f"  processed {k} -> {_dump(v)}" for k, v in job.children.processed.items()]
+        lines += [f"  failed    {k}" for k in job.children.failed]
+        lines += [f"  ignored   {k}: {v}" for k, v in job.children.ignored.items()]
+    if job.log_count:
+        shown = len(job.logs)
+        lines += ["", f"logs ({job.log_count}" + (f", newest {shown} shown" if shown < job.log_count else "") + "):",
+                  *job.logs]
+    if job.problems:
+        lines += ["", "problems in this job's hash:", *(f"  {p}" for p in job.problems)]
+    return "\n".join(lines)
+
+
+def run_job(args: argparse.Namespace) -> int:
+    async def body(monitor: Monitor) -> int:
+        job = await monitor.job(args.queue, args.job_id, log_lines=args.logs)
+        if job is None:
+            print(f"bullbridge: no job {args.job_id!r} in queue {args.queue!r} (prefix {args.prefix!r})",
+                  file=sys.stderr)
+            return 1
+        print(json.dumps(job.to_dict(), indent=2, ensure_ascii=False, default=str) if args.json else render_job(job))
+        return 0
+
+    return _run(args, body)
+
+
+# --- actions ---------------------------------------------------------------------------
+
+
+def confirm(question: str, assume_yes: bool) -> bool:
+    """Ask on the terminal; without one, only ``--yes`` proceeds."""
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"bullbridge: {question} - refusing without a terminal; pass --yes to proceed", file=sys.stderr)
+        return False
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+async def describe_action(monitor: Monitor, args: argparse.Namespace) -> str:
+    """What the action is about to do, with the numbers involved."""
+    from bullbridge.monitor import format as fmt
+
+    q = args.queue
+    name = args.action
+    if name in ("retry-job", "promote-job", "remove-job"):
+        verb = {"retry-job": "retry", "promote-job": "promote", "remove-job": "remove"}[name]
+        return f"{verb} job {args.job_id} of queue {q!r}?"
+    counts = await monitor.counts(q)
+    if name == "retry":
+        return f"move {counts[args.state]:,} {args.state} jobs of queue {q!r} back to wait?"
+    if name == "promote":
+        return f"run {counts['delayed']:,} delayed jobs of queue {q!r} now?"
+    if name == "clean":
+        return (f"delete {args.state} jobs older than {fmt.duration(args.age)} from queue {q!r} "
+                f"({counts[args.state]:,} {args.state} now" + (f", at most {args.limit:,}" if args.limit else "")
+                + ")?")
+    if name == "pause":
+        return f"pause queue {q!r} for every worker ({counts['active']:,} active jobs will finish)?"
+    if name == "resume":
+        return f"resume queue {q!r}?"
+    if name == "drain":
+        waiting = counts["waiting"] + counts["paused"] + counts["prioritized"]
+        extra = f" and {counts['delayed']:,} delayed" if args.delayed else ""
+        return f"delete {waiting:,} waiting{extra} jobs of queue {q!r}?"
+    raise ValueError(f"unknown action {name}")
+
+
+def run_action(args: argparse.Namespace) -> int:
+    async def body(monitor: Monitor) -> int:
+        question = await describe_action(monitor, args)
+        if not confirm(question, args.yes):
+            return 2
+        actions = monitor.actions(args.queue)
+        name = args.action
+        if name == "retry":
+            result = await actions.retry(args.state)
+        elif name == "promote":
+            result = await actions.promote()
+        elif name == "clean":
+            result = await actions.clean(args.state, grace_ms=args.age, limit=args.limit)
+        elif name == "pause":
+            result = await actions.pause()
+        elif name == "resume":
+            result = await actions.resume()
+        elif name == "drain":
+            result = await actions.drain(delayed=args.delayed)
+        elif name == "retry-job":
+            result = await actions.retry_job(args.job_id)
+        elif name == "promote-job":
+            result = await actions.promote_job(args.job_id)
+        else:
+            result = await actions.remove_job(args.job_id)
+        if args.json:
+            print(_dump(result.to_dict()))
+        elif name in ("pause", "resume"):
+            print(f"queue {args.queue!r} {name}d")
+        else:
+            print(f"{name}: {result.count:,} job(s) on queue {args.queue!r}")
+        return 0
+
+    return _run(args, body)
+
+
+# --- migrate report --------------------------------------------------------------------
+
+
+def render_report(report: MigrationReport) -> str:
+    from bullbridge.monitor import format as fmt
+
+    period = f"since {fmt.timestamp(report.since_ms)}" if report.since_ms is not None else "newest jobs"
+    head = (f"migration report for queue {report.queue!r}: {report.jobs:,} finished jobs ({period}; "
+            f"{fmt.timestamp(report.oldest_finished_on)} .. {fmt.timestamp(report.newest_finished_on)})")
+    if report.truncated:
+        head += f"\n  (more jobs finished in that period: only the newest {report.sample_limit:,} were read)"
+    if not report.languages:
+        return head + "\n  no finished jobs to compare"
+    langs = list(report.languages.values())
+    rows: list[list[str]] = []
+
+    def row(label: str, cell: Callable[[Any], str]) -> None:
+        rows.append([label, *(cell(s) for s in langs)])
+
+    row("jobs", lambda s: fmt.number(s.jobs))
+    row("share", lambda s: fmt.percent(s.share))
+    row("failed", lambda s: f"{s.failed:,} ({fmt.percent(s.failure_rate)})")
+    row("processing p50", lambda s: fmt.duration(s.processing.p50))
+    row("processing p95", lambda s: fmt.duration(s.processing.p95))
+    row("processing p99", lambda s: fmt.duration(s.processing.p99))
+    row("wait p50", lambda s: fmt.duration(s.wait.p50))
+    row("wait p95", lambda s: fmt.duration(s.wait.p95))
+    row("retried (attempts > 1)", lambda s: f"{s.retried:,} ({fmt.percent(s.retry_rate)})")
+    row("workers connected now", lambda s: fmt.number(report.live_workers.get(s.language, 0)))
+    row("busiest workers", lambda s: ", ".join(f"{n or '(unnamed)'}: {c:,}" for n, c in list(s.workers.items())[:3]))
+    out = [head, "", fmt.table(["", *(s.language for s in langs)], rows, [False] + [True] * len(langs))]
+    comparison = report.comparison()
+    if comparison:
+        def ratio(key: str) -> str:
+            value = comparison.get(key)
+            return "-" if value is None else f"x{value:.2f}"
+
+        def points(key: str) -> str:
+            value = comparison.get(key)
+            return "-" if value is None else f"{value * 100:+.1f} pt"
+
+        out += ["", f"python vs node: processing p50 {ratio('processing_p50_ratio')}, "
+                    f"p95 {ratio('processing_p95_ratio')}; failure rate {points('failure_rate_delta')}; "
+                    f"retries {points('retry_rate_delta')}"]
+    return "\n".join(out)
+
+
+def run_migrate_report(args: argparse.Namespace) -> int:
+    async def body(monitor: Monitor) -> int:
+        report = await monitor.migration_report(args.queue, since_ms=args.since, sample_size=args.sample)
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if args.json else render_report(report))
+        return 0
+
+    return _run(args, body)

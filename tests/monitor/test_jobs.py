@@ -1,0 +1,126 @@
+"""Job details, job lists and schedulers, checked against what Node's getters return."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from bullbridge.monitor import Monitor
+from bullbridge.testing.node import NodeDriver
+from tests.monitor.helpers import eventually, now_ms
+
+FAILING = """async (job) => {
+  await job.log('step one');
+  await job.log('step two');
+  await job.updateProgress({stage: 'half', pct: 50});
+  throw new Error('kaboom ' + job.data.n);
+}"""
+
+
+async def test_failed_job_detail_matches_node(node: NodeDriver, monitor: Monitor, queue_name: str) -> None:
+    q = queue_name
+    job_id = await node.add(q, "charge", {"n": 7, "text": "<b>ünïcode</b>"}, {"attempts": 1, "priority": 3})
+    handle = await node.start_worker(q, FAILING, name="node-pay")
+    try:
+        await node.wait_event(handle, lambda e: e.event == "failed" and e["jobId"] == job_id)
+    finally:
+        await node.close_worker(handle)
+    ours = await monitor.job(q, job_id)
+    theirs = await node.get_job(q, job_id)
+    assert ours is not None and theirs is not None
+    assert ours.state == theirs["state"] == "failed"
+    assert ours.data == theirs["data"]
+    assert ours.name == theirs["name"] == "charge"
+    assert ours.failed_reason == theirs["failedReason"] == "kaboom 7"
+    assert ours.stacktrace == theirs["stacktrace"] and "kaboom 7" in ours.stacktrace[0]
+    assert ours.progress == theirs["progress"] == {"stage": "half", "pct": 50}
+    assert ours.attempts_made == theirs["attemptsMade"] == 1
+    assert (ours.timestamp, ours.processed_on, ours.finished_on) == (
+        theirs["timestamp"], theirs["processedOn"], theirs["finishedOn"])
+    assert ours.priority == 3 and ours.opts["attempts"] == 1
+    assert ours.processed_by == "node-pay" and ours.language == "node"
+    logs = await node.queue_call(q, "getJobLogs", job_id)
+    assert ours.logs == logs["logs"] == ["step one", "step two"] and ours.log_count == logs["count"]
+    assert ours.problems == []
+    assert await monitor.job(q, "no-such-job") is None
+
+
+async def test_parent_and_children(node: NodeDriver, make_worker, monitor: Monitor, queue_name: str) -> None:
+    q, other = queue_name, queue_name + "-b"
+    tree = await node.call("flow.add", flow={"name": "parent", "queueName": q, "data": {}, "children": [
+        {"name": "c", "queueName": q, "data": {"v": 1}},
+        {"name": "c", "queueName": other, "data": {"v": 2}},
+    ]})
+    parent_id = tree["id"]
+    done_child, pending_child = tree["children"][0]["id"], tree["children"][1]["id"]
+
+    async def child(job):
+        return {"doubled": job.data["v"] * 2}
+
+    await make_worker({"c": child}, name="py-children").start()
+    await eventually(lambda: _state(monitor, q, done_child, "completed"))
+    parent = await monitor.job(q, parent_id)
+    assert parent is not None and parent.state == "waiting-children"
+    deps = await node.call("job.call", queue=q, jobId=parent_id, method="getDependencies")
+    assert parent.children.processed == {f"bull:{q}:{done_child}": {"doubled": 2}}
+    assert list(parent.children.processed) == list(deps["processed"])
+    assert parent.children.unprocessed == deps["unprocessed"] == [f"bull:{other}:{pending_child}"]
+    assert parent.children.counts == {"processed": 1, "unprocessed": 1, "ignored": 0, "failed": 0}
+    kid = await monitor.job(q, done_child)
+    assert kid is not None and kid.parent == {"id": parent_id, "queueKey": f"bull:{q}"}
+    assert kid.parent_key == f"bull:{q}:{parent_id}"
+    assert kid.language == "python" and kid.worker_name == "py-children"
+
+
+async def _state(monitor: Monitor, queue: str, job_id: str, state: str) -> bool:
+    job = await monitor.job(queue, job_id)
+    return job is not None and job.state == state
+
+
+async def test_corrupt_hash_is_shown_not_refused(r: Redis, monitor: Monitor, queue_name: str) -> None:
+    await r.hset(f"bull:{queue_name}:bad", mapping={"name": "x", "data": "{not json", "opts": "{}",
+                                                     "timestamp": "yesterday"})
+    await r.lpush(f"bull:{queue_name}:wait", "bad")
+    job = await monitor.job(queue_name, "bad")
+    assert job is not None and job.state == "waiting"
+    assert job.data == "{not json"
+    assert any(p.startswith("data:") for p in job.problems)
+    assert any(p.startswith("timestamp:") for p in job.problems)
+
+
+async def test_job_pages_match_node_getjobs(node: NodeDriver, monitor: Monitor, queue_name: str) -> None:
+    q = queue_name
+    await node.call("queue.addBulk", queue=q, jobs=[{"name": "w", "data": {"i": i}} for i in range(30)])
+    for delay in (50_000, 10_000, 30_000):
+        await node.add(q, "d", {}, {"delay": delay, "jobId": f"d{delay}"})
+    page = await monitor.jobs(q, "waiting", 10, 10)
+    node_page = await node.queue_call(q, "getJobs", ["waiting"], 10, 19, False)
+    assert page.total == 30
+    assert [j.id for j in page.jobs] == [j["id"] for j in node_page]
+    assert [j.name for j in page.jobs] == ["w"] * 10
+    delayed = await monitor.jobs(q, "delayed")  # what runs next first
+    assert [j.id for j in delayed.jobs] == ["d10000", "d30000", "d50000"]
+    node_delayed = await node.queue_call(q, "getJobs", ["delayed"], 0, -1, True)
+    assert [j["id"] for j in node_delayed] == ["d10000", "d30000", "d50000"]
+
+
+async def test_schedulers_match_node(node: NodeDriver, monitor: Monitor, queue_name: str) -> None:
+    q = queue_name
+    await node.queue_call(q, "upsertJobScheduler", "every-minute", {"every": 60_000}, {"name": "tick",
+                                                                                      "data": {"a": 1}})
+    await node.queue_call(q, "upsertJobScheduler", "hourly", {"pattern": "0 * * * *", "tz": "UTC"},
+                          {"name": "report"})
+    node_list = await node.queue_call(q, "getJobSchedulers", 0, -1, True)
+    page = await monitor.schedulers(q)
+    assert page.total == 2
+    ours = {s.id: s for s in page.schedulers}
+    for theirs in node_list:
+        mine = ours[theirs["key"]]
+        assert mine.next_run_ms == theirs["next"]
+        assert mine.name == theirs["name"]
+        assert mine.every == theirs.get("every") and mine.pattern == theirs.get("pattern")
+    assert ours["hourly"].tz == "UTC" and ours["every-minute"].template_data == {"a": 1}
+    assert [s.id for s in page.schedulers] == sorted(ours, key=lambda i: ours[i].next_run_ms or 0)
+    hourly = ours["hourly"].next_run_ms
+    assert hourly is not None and hourly % 3_600_000 == 0 and hourly > now_ms()
+    single = await monitor.scheduler(q, "hourly")
+    assert single is not None and single.next_run_ms == hourly and single.pattern == "0 * * * *"
