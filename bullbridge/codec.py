@@ -1,29 +1,54 @@
 """The one JSON codec: what Python writes is what Node's ``JSON.parse`` reads.
 
-Rules (also in the README):
+Job data, return values and progress all go through :class:`JsonCodec`. The
+rules (also in the README, "Data: the JSON codec"):
+
+Encoding (Python -> Redis -> Node)
 
 * UTF-8 is written raw, never as ``\\uXXXX`` escapes (the port's ``json.dumps``
-  inflates emoji and CJK up to 3x);
-* ``NaN`` and ``Infinity`` are refused: Node has no JSON for them (orjson would
-  silently write ``null``);
-* integers beyond +/-2**53 are refused by default, naming the path, because Node
-  reads them rounded and writes them back rounded; ``big_ints="string"`` sends
-  them as decimal strings instead;
-* ``datetime`` (timezone-aware) becomes ISO-8601 UTC with milliseconds and
-  ``Z``, exactly like ``Date.prototype.toJSON``; a naive datetime is refused;
-* ``bytes``, sets, and any other type without a JSON form are refused with
-  the path (``$.items[3]``), as are non-string dict keys and nesting deeper
-  than 254 levels;
-* decoding never fails on valid JSON written by Node: orjson first, then the
-  standard library for what orjson rejects (lone ``\\ud800`` escapes, ``1e400``,
-  nesting beyond 1,024).
+  inflates emoji and CJK up to 3x); the bytes are what ``JSON.stringify``
+  writes for the same value, floats aside (``1e16`` vs ``10000000000000000``:
+  the same double either way).
+* ``NaN`` and ``+/-Infinity`` are refused: JSON has no form for them and Node
+  would read ``null`` (orjson writes ``null`` silently).
+* Integers beyond +/-(2**53 - 1) are refused by default, naming the path,
+  because Node reads them rounded (2**53 + 1 -> ...992) and writes them back
+  rounded. ``JsonCodec(big_ints="string")`` sends them as decimal strings.
+* An aware ``datetime`` becomes ISO-8601 UTC with milliseconds and ``Z``,
+  exactly like ``Date.prototype.toJSON`` (``2025-01-02T03:04:05.678Z``);
+  a naive one is refused (no instant two hosts agree on).
+* ``Enum`` members are written as their value and ``uuid.UUID`` as its
+  canonical string; subclasses of ``str``/``int``/``float``/``list``/``tuple``/
+  ``dict`` as their base type; tuples as arrays.
+* ``bytes``, sets, ``Decimal``, ``date``/``time``, dataclasses, dict keys that
+  are not strings, and every other type are refused with the path
+  (``$.items[3]``) and a hint.
+* A string holding lone surrogates (``"\\ud800"``, as decoded from Node) is
+  written with ``\\uXXXX`` escapes, as ``JSON.stringify`` writes it.
+
+Decoding (Node -> Redis -> Python) never fails on valid JSON:
+
+* orjson first; what orjson refuses but ``JSON.parse`` accepts (lone surrogate
+  escapes, ``1e400``, nesting beyond 1,024 levels) goes through the standard
+  library, and nesting beyond Python's recursion limit through an iterative
+  parser;
+* an integer beyond +/-(2**53 - 1) is read as a float: the double Node's
+  ``JSON.parse`` reads (``18014398509481985`` -> ``1.8014398509481984e16``),
+  which also makes it safe to send back;
+* JavaScript has one number type, so Node writes ``5.0`` and ``-0.0`` as ``5``
+  and ``0``: an integral float sent to Node comes back as an ``int`` (equal
+  under ``==``).
+
+Malformed input (not UTF-8, not JSON) raises :class:`~bullbridge.errors.CorruptJob`.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import math
-from collections.abc import Mapping
+import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -33,14 +58,20 @@ import orjson
 from bullbridge.errors import CorruptJob, NotJsonSafe
 
 MAX_SAFE_INT = 2**53 - 1
-MAX_DEPTH = 254
-_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_STRICT_INTEGER
+_LONG_DIGITS_B = re.compile(rb"\d{16}")
+_LONG_DIGITS_S = re.compile(r"\d{16}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+BigInts = Literal["reject", "string"]
 
 
 def js_date(value: datetime) -> str:
     """``Date.prototype.toJSON`` for an aware datetime: ``2025-01-02T03:04:05.678Z``."""
-    utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    u = value.astimezone(UTC)
+    return (f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}."
+            f"{u.microsecond // 1000:03d}Z")
 
 
 @dataclass(frozen=True)
@@ -48,37 +79,55 @@ class JsonCodec:
     """Encode/decode job data, return values and progress for Node.
 
     ``big_ints``: ``"reject"`` (default) raises :class:`NotJsonSafe` for ints
-    beyond +/-2**53; ``"string"`` sends them as strings.
+    beyond +/-(2**53 - 1), naming where they are; ``"string"`` sends them as
+    decimal strings instead.
     """
 
-    big_ints: Literal["reject", "string"] = "reject"
+    big_ints: BigInts = "reject"
+
+    def __post_init__(self) -> None:
+        if self.big_ints not in ("reject", "string"):
+            raise ValueError(f"big_ints must be 'reject' or 'string', got {self.big_ints!r}")
 
     def encode(self, value: Any) -> bytes:
-        """JSON bytes Node reads back as written, or :class:`NotJsonSafe`."""
-        if self.big_ints == "string":
-            value = _stringify_big_ints(value, 0)
-        elif not _fast_ok(value, 0):
+        """JSON bytes that Node reads back as written, or :class:`NotJsonSafe`."""
+        try:
+            out = orjson.dumps(value, default=_default, option=_OPTS)
+        except orjson.JSONEncodeError:
+            return self._encode_slow(value)
+        # orjson writes NaN/Infinity as null: only then is a full check needed.
+        if b"null" in out:
             _locate_problem(value, self.big_ints)
+        return out
+
+    def _encode_slow(self, value: Any) -> bytes:
+        """The precise path: find what is wrong (with its path), else work around
+        orjson's own limits (str-subclass keys, lone surrogates, depth > 254)."""
+        if self.big_ints == "string":
+            value = _stringify_big_ints(value)
+        _locate_problem(value, self.big_ints)
         try:
             return orjson.dumps(value, default=_default, option=_OPTS)
-        except NotJsonSafe:
-            raise
-        except (orjson.JSONEncodeError, TypeError) as exc:
-            _locate_problem(value, self.big_ints)
-            raise NotJsonSafe(f"not JSON-safe ({exc})") from exc
+        except orjson.JSONEncodeError:
+            pass
+        try:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                              default=_std_default)
+        except RecursionError:
+            raise NotJsonSafe("nested too deeply for Python's JSON encoder") from None
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8")
 
     def decode(self, raw: bytes | bytearray | memoryview | str) -> Any:
         """Parse JSON written by either language; :class:`CorruptJob` if it is not JSON."""
+        if isinstance(raw, memoryview):
+            raw = bytes(raw)
         try:
-            return orjson.loads(raw)
+            value = orjson.loads(raw)
         except orjson.JSONDecodeError as first:
-            try:
-                text = bytes(raw).decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw
-                return json.loads(text)
-            except UnicodeDecodeError as exc:
-                raise CorruptJob(f"not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-            except (ValueError, RecursionError):
-                raise CorruptJob(f"not valid JSON ({first})") from first
+            value = _decode_fallback(raw, first)
+        if _LONG_DIGITS_S.search(raw) if isinstance(raw, str) else _LONG_DIGITS_B.search(raw):
+            value = _floatify_big_ints(value)
+        return value
 
 
 DEFAULT = JsonCodec()
@@ -86,103 +135,249 @@ encode = DEFAULT.encode
 decode = DEFAULT.decode
 
 
+# --- encoding helpers -------------------------------------------------------------
+
+
 def _default(value: Any) -> Any:
+    """orjson's fallback for the types it passes through to us."""
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
-            raise NotJsonSafe("a naive datetime has no instant Node can agree on; give it a tzinfo")
+            raise TypeError("naive datetime")
         return js_date(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, tuple):
+        return list(value)
     raise TypeError(type(value).__name__)
 
 
-def _fast_ok(value: Any, depth: int) -> bool:
-    """Cheap check of the common case; False sends us to the slow, precise path."""
-    if depth > MAX_DEPTH:
-        return False
-    t = type(value)
-    if t is str or t is bool or value is None:
-        return True
-    if t is int:
-        number: int = value
-        return -MAX_SAFE_INT <= number <= MAX_SAFE_INT
-    if t is float:
-        return math.isfinite(value)
-    if t is dict:
-        for key, item in value.items():
-            if type(key) is not str:
-                return False
-            ti = type(item)
-            if ti is str or ti is bool or item is None:
-                continue
-            if not _fast_ok(item, depth + 1):
-                return False
-        return True
-    if t is list or t is tuple:
-        for item in value:
-            ti = type(item)
-            if ti is str or ti is bool or item is None:
-                continue
-            if not _fast_ok(item, depth + 1):
-                return False
-        return True
-    if t is datetime:
-        return bool(value.tzinfo is not None and value.utcoffset() is not None)
-    return False
+def _std_default(value: Any) -> Any:
+    """The standard library's fallback (only reached for values already checked)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return _default(value)
 
 
-def _locate_problem(value: Any, big_ints: str) -> None:
-    """Walk the value (iteratively) and raise :class:`NotJsonSafe` at the first problem."""
-    stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
+def _js_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]"
+
+
+def _locate_problem(value: Any, big_ints: BigInts) -> None:
+    """Walk the value (iteratively) and raise :class:`NotJsonSafe` at the first
+    thing Node would not read back as written."""
+    stack: list[tuple[Any, str]] = [(value, "$")]
     while stack:
-        item, path, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise NotJsonSafe(f"nested deeper than {MAX_DEPTH} levels", path)
-        if item is None or isinstance(item, bool):
-            continue
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise NotJsonSafe("string holds a lone surrogate, which is not valid UTF-8", path) from None
+        item, path = stack.pop()
+        if item is None or isinstance(item, (bool, str, uuid.UUID)):
             continue
         if isinstance(item, int):
             if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT and big_ints == "reject":
                 raise NotJsonSafe(
-                    f"integer {item} is beyond 2**53, which Node rounds "
-                    "(use JsonCodec(big_ints='string') or send it as a string)", path)
+                    f"integer {item} is beyond +/-(2**53 - 1), which Node rounds (2**53 + 1 reads as "
+                    "9007199254740992): send it as a string, or use JsonCodec(big_ints='string')", path)
             continue
         if isinstance(item, float):
             if not math.isfinite(item):
                 raise NotJsonSafe(f"{item} has no JSON form (Node would read null)", path)
             continue
+        if isinstance(item, enum.Enum):
+            stack.append((item.value, path))
+            continue
         if isinstance(item, datetime):
             if item.tzinfo is None or item.utcoffset() is None:
                 raise NotJsonSafe("a naive datetime has no instant Node can agree on; give it a tzinfo", path)
+            try:
+                js_date(item)
+            except OverflowError:
+                raise NotJsonSafe(f"datetime {item} is out of range in UTC", path) from None
             continue
-        if isinstance(item, Mapping):
+        if isinstance(item, dict):
             for key, child in item.items():
                 if not isinstance(key, str):
-                    raise NotJsonSafe(f"dict key {key!r} is not a string", path)
-                stack.append((child, f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]", depth + 1))
+                    raise NotJsonSafe(
+                        f"dict key {key!r} ({type(key).__name__}) is not a string: JSON object keys are "
+                        "strings, and Node would read it as one", path)
+                stack.append((child, _js_path(path, key)))
             continue
         if isinstance(item, (list, tuple)):
             for index, child in enumerate(item):
-                stack.append((child, f"{path}[{index}]", depth + 1))
+                stack.append((child, f"{path}[{index}]"))
             continue
-        kind = type(item).__name__
-        hint = " (decode bytes to str, or base64 them)" if isinstance(item, (bytes, bytearray)) else ""
-        hint = hint or (" (use a list)" if isinstance(item, (set, frozenset)) else "")
-        raise NotJsonSafe(f"{kind} has no JSON form{hint}", path)
+        raise NotJsonSafe(f"{type(item).__name__} has no JSON form{_hint(item)}", path)
 
 
-def _stringify_big_ints(value: Any, depth: int) -> Any:
-    if depth > MAX_DEPTH:
-        raise NotJsonSafe(f"nested deeper than {MAX_DEPTH} levels")
-    if type(value) is int and not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-        return str(value)
-    if isinstance(value, Mapping):
-        return {k: _stringify_big_ints(v, depth + 1) for k, v in value.items()}
+def _hint(item: Any) -> str:
+    import datetime as dt
+    import decimal
+    from dataclasses import is_dataclass
+
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return " (decode bytes to str, or base64 them)"
+    if isinstance(item, (set, frozenset)):
+        return " (send a sorted list)"
+    if isinstance(item, decimal.Decimal):
+        return " (send str(value) to keep every digit, or float(value))"
+    if isinstance(item, (dt.date, dt.time)):
+        return " (send item.isoformat(), or an aware datetime)"
+    if is_dataclass(item):
+        return " (send dataclasses.asdict(value))"
+    return ""
+
+
+def _stringify_big_ints(value: Any) -> Any:
+    """A copy of the value with unsafe ints as decimal strings (``big_ints="string"``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value) if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT else value
+    if isinstance(value, dict):
+        return {k: _stringify_big_ints(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_stringify_big_ints(v, depth + 1) for v in value]
-    if not _fast_ok(value, depth) and not isinstance(value, (str, int, bool)) and value is not None:
-        _locate_problem(value, "string")
+        return [_stringify_big_ints(v) for v in value]
     return value
+
+
+# --- decoding helpers -------------------------------------------------------------
+
+
+def _js_int(text: str) -> int | float:
+    """An integer literal as ``JSON.parse`` reads it: a double when beyond 2**53."""
+    return int(text) if len(text) < 16 else _as_js_number(text)
+
+
+def _as_js_number(text: str) -> int | float:
+    number = float(text)
+    if number.is_integer() and abs(number) <= MAX_SAFE_INT:
+        return int(number)
+    return number
+
+
+def _decode_fallback(raw: bytes | bytearray | str, first: Exception) -> Any:
+    """What orjson refuses but ``JSON.parse`` reads: lone surrogate escapes,
+    ``1e400`` (Infinity), and nesting deeper than orjson's 1,024 levels."""
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CorruptJob(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    else:
+        text = raw
+    try:
+        return json.loads(text, parse_int=_js_int)
+    except RecursionError:
+        pass
+    except ValueError:
+        raise CorruptJob(f"not valid JSON ({first})") from None
+    try:
+        return _parse_iteratively(text)
+    except ValueError as exc:
+        raise CorruptJob(f"not valid JSON ({exc})") from None
+
+
+def _floatify_big_ints(value: Any) -> Any:
+    """Replace ints beyond +/-(2**53 - 1) by the doubles Node reads (in place)."""
+    def fix(x: Any) -> Any:
+        if type(x) is int and not -MAX_SAFE_INT <= x <= MAX_SAFE_INT:
+            try:
+                return float(x)
+            except OverflowError:
+                return math.inf if x > 0 else -math.inf
+        return x
+
+    if type(value) is int:
+        return fix(value)
+    stack: list[Any] = [value]
+    while stack:
+        container = stack.pop()
+        if type(container) is dict:
+            for key, item in container.items():
+                if type(item) is int:
+                    container[key] = fix(item)
+                elif type(item) in (dict, list):
+                    stack.append(item)
+        elif type(container) is list:
+            for index, item in enumerate(container):
+                if type(item) is int:
+                    container[index] = fix(item)
+                elif type(item) in (dict, list):
+                    stack.append(item)
+    return value
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
+_LITERALS = {"true": True, "false": False, "null": None}
+
+
+def _parse_iteratively(text: str) -> Any:
+    """A JSON parser with an explicit stack, for nesting deeper than the
+    recursive parsers allow (Node's ``JSON.parse`` has no depth limit)."""
+    scan = json.decoder.scanstring  # type: ignore[attr-defined]
+    end = len(text)
+    stack: list[tuple[list[Any] | dict[str, Any], str]] = []
+
+    def key_at(pos: int) -> tuple[str, int]:
+        if not text.startswith('"', pos):
+            raise ValueError(f"expected a string key at char {pos}")
+        key, pos = scan(text, pos + 1)
+        pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+        if not text.startswith(":", pos):
+            raise ValueError(f"expected ':' at char {pos}")
+        return key, _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+
+    pos = _WS.match(text, 0).end()  # type: ignore[union-attr]
+    while True:
+        value: Any
+        char = text[pos] if pos < end else ""
+        if char == "{":
+            pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+            if text.startswith("}", pos):
+                value, pos = {}, pos + 1
+            else:
+                key, pos = key_at(pos)
+                stack.append(({}, key))
+                continue
+        elif char == "[":
+            pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+            if text.startswith("]", pos):
+                value, pos = [], pos + 1
+            else:
+                stack.append(([], ""))
+                continue
+        elif char == '"':
+            value, pos = scan(text, pos + 1)
+        else:
+            number = _NUMBER.match(text, pos)
+            if number:
+                literal = number.group()
+                value = _as_js_number(literal) if (number.group(1) or number.group(2)) else _js_int(literal)
+                pos = number.end()
+            else:
+                word = next((w for w in _LITERALS if text.startswith(w, pos)), None)
+                if word is None:
+                    raise ValueError(f"unexpected character at char {pos}")
+                value, pos = _LITERALS[word], pos + len(word)
+        # Attach the value to the open containers, closing those that end here.
+        while True:
+            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            if not stack:
+                if pos != end:
+                    raise ValueError(f"extra data at char {pos}")
+                return value
+            container, key = stack[-1]
+            if isinstance(container, list):
+                container.append(value)
+            else:
+                container[key] = value
+            char = text[pos] if pos < end else ""
+            if char == ",":
+                pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+                if isinstance(container, dict):
+                    key, pos = key_at(pos)
+                    stack[-1] = (container, key)
+                break
+            if char == ("]" if isinstance(container, list) else "}"):
+                stack.pop()
+                value, pos = container, pos + 1
+                continue
+            raise ValueError(f"expected ',' or a closing bracket at char {pos}")

@@ -1,30 +1,50 @@
 """Typed, validated job options, and the one mapping to BullMQ's camelCase.
 
-Every option Node BullMQ 6 accepts on ``Queue.add`` has a snake_case field
-here. Invalid values raise :class:`~bullbridge.errors.InvalidJobOptions` when
-the options are built, before anything reaches Redis; what Node would reject
-is rejected here too (integer-like custom ids, ids with ``:``, float or
-out-of-range priorities, a deduplication without id or beside a parent...),
-and what the port silently ignores (``job_id`` spelled as a dict key it does
-not know) is an error instead of a lost option.
+Every option Node BullMQ 6.7 accepts on ``Queue.add`` (``JobsOptions``:
+``DefaultJobOptions`` + ``BaseJobOptions`` + ``CompressableJobOptions``) has a
+snake_case field on :class:`JobOptions`; BullMQ's internal ones
+(``repeatJobKey``, ``prevMillis``) and the removed ones (``repeat`` on add,
+``debounce``) do not.
+
+Invalid values raise :class:`~bullbridge.errors.InvalidJobOptions` when the
+options are built, before anything reaches Redis. What Node's
+``Job.validateOptions``/``Queue.addJob`` reject is rejected here too
+(integer-like custom ids, ``0``, float or out-of-range priorities, jitter
+outside 0..1, several parent-failure policies at once, a deduplication without
+id or beside a parent, a data payload over ``size_limit``); and so is what
+Node accepts but then silently misreads or ignores: unknown option names (the
+port drops ``job_id`` spelled as a dict key), negative delays and priorities,
+``attempts < 1``, negative keep-job counts, ``:`` in custom ids, a
+parent-failure policy without a parent, ``extend`` without a ``ttl``, and
+deduplication ``reschedule`` (the port's scripts do not implement it).
+
+``timedelta`` is accepted wherever milliseconds (or, for ``KeepJobs.age``,
+seconds) are expected, and an aware ``datetime`` for ``delay`` (run at that
+instant) and ``timestamp``.
 
 :meth:`JobOptions.to_bullmq` is the single place our names become BullMQ's
-stored names (``failParentOnFailure`` -> ``fpof``, ``deduplication`` -> ``de``,
-``telemetry`` -> ``tm``/``omc``), exactly as Node's ``optsAsJSON`` does.
+stored names, exactly as Node's ``optsAsJSON`` writes them
+(``deduplication`` -> ``de``, ``keepLogs`` -> ``kl``,
+``failParentOnFailure`` -> ``fpof``, ``telemetry`` -> ``tm``/``omc``...), in
+a fixed key order so the ``opts`` field Lua stores is byte-identical to the
+one Node stores for options given in that order.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from bullbridge.errors import InvalidJobOptions
 
+#: Node's ``PRIORITY_LIMIT``: priorities are 0 (none) .. 2**21 - 1.
 PRIORITY_LIMIT = 2**21 - 1
+#: Node numbers are exact up to 2**53 - 1; longer times are nonsense anyway.
 MAX_DELAY_MS = 2**53 - 1
 
 Millis = int | float | timedelta
@@ -35,11 +55,12 @@ def to_ms(value: Millis, what: str, *, allow_zero: bool = True) -> int:
     if isinstance(value, bool):
         raise InvalidJobOptions(f"{what} must be milliseconds or a timedelta, not a bool")
     if isinstance(value, timedelta):
-        ms = value.total_seconds() * 1000
+        ms: int | float = value.total_seconds() * 1000
     elif isinstance(value, (int, float)):
         ms = value
     else:
-        raise InvalidJobOptions(f"{what} must be milliseconds (int) or a timedelta, not {type(value).__name__}")
+        raise InvalidJobOptions(
+            f"{what} must be milliseconds (int) or a timedelta, not {type(value).__name__}")
     if isinstance(ms, float) and not math.isfinite(ms):
         raise InvalidJobOptions(f"{what} must be finite, got {ms}")
     if ms < 0 or (ms == 0 and not allow_zero):
@@ -55,13 +76,34 @@ def int_at_least(value: Any, minimum: int) -> bool:
 
 
 def epoch_ms(value: int | datetime) -> int:
+    """Epoch milliseconds from an int (ms) or an aware datetime."""
     if isinstance(value, datetime):
-        if value.tzinfo is None:
+        if value.tzinfo is None or value.utcoffset() is None:
             raise InvalidJobOptions("give the datetime a tzinfo: a naive datetime is ambiguous between hosts")
         return round(value.timestamp() * 1000)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidJobOptions(f"timestamps are epoch milliseconds (int >= 0) or aware datetimes, got {value!r}")
     return value
+
+
+def now_ms() -> int:
+    return round(datetime.now(UTC).timestamp() * 1000)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def _flag(value: Any, what: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise InvalidJobOptions(f"{what} must be True or False, got {value!r}")
+
+
+def _unknown_keys(data: Mapping[str, Any], known: tuple[str, ...], what: str) -> None:
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        raise InvalidJobOptions(f"unknown {what} key(s) {', '.join(map(repr, unknown))} (known: {', '.join(known)})")
 
 
 # --- value objects -------------------------------------------------------------------
@@ -72,7 +114,9 @@ class Backoff:
     """How long to wait between attempts.
 
     ``Backoff.fixed(1000)``, ``Backoff.exponential(200, jitter=0.5)``, or a
-    custom type registered on the workers (``Backoff.custom("linear", 100)``).
+    custom type the workers know (Python: ``WorkerSettings(backoff_strategies=
+    {"linear": fn})``; Node: ``settings.backoffStrategy``):
+    ``Backoff.custom("linear", 100)``.
     """
 
     type: str
@@ -81,27 +125,32 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if not isinstance(self.type, str) or not self.type:
-            raise InvalidJobOptions("backoff type must be a non-empty string ('fixed', 'exponential' or custom)")
+            raise InvalidJobOptions(
+                f"backoff type must be a non-empty string ('fixed', 'exponential' or custom), got {self.type!r}")
         if self.delay is not None:
             object.__setattr__(self, "delay", to_ms(self.delay, "backoff delay"))
         elif self.type in ("fixed", "exponential"):
-            raise InvalidJobOptions(f"a {self.type} backoff needs a delay")
+            raise InvalidJobOptions(f"a {self.type} backoff needs a delay (ms or timedelta)")
         jitter = self.jitter
         if jitter is not None and (isinstance(jitter, bool) or not isinstance(jitter, (int, float))
                                    or not 0 <= jitter <= 1):
-            raise InvalidJobOptions(f"backoff jitter must be between 0 and 1, got {self.jitter!r}")
+            raise InvalidJobOptions(
+                f"backoff jitter must be between 0 and 1 (Node: 'Jitter should be between 0 and 1'), got {jitter!r}")
 
     @classmethod
     def fixed(cls, delay: Millis, *, jitter: float | None = None) -> Backoff:
+        """The same ``delay`` before every retry."""
         return cls("fixed", to_ms(delay, "backoff delay"), jitter)
 
     @classmethod
     def exponential(cls, delay: Millis, *, jitter: float | None = None) -> Backoff:
+        """``delay * 2**(attempts_made - 1)`` before each retry."""
         return cls("exponential", to_ms(delay, "backoff delay"), jitter)
 
     @classmethod
-    def custom(cls, type: str, delay: Millis | None = None) -> Backoff:
-        return cls(type, None if delay is None else to_ms(delay, "backoff delay"))
+    def custom(cls, type: str, delay: Millis | None = None, *, jitter: float | None = None) -> Backoff:
+        """A strategy registered on the workers under ``type``."""
+        return cls(type, None if delay is None else to_ms(delay, "backoff delay"), jitter)
 
     def to_bullmq(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
@@ -113,25 +162,27 @@ class Backoff:
 
     @classmethod
     def parse(cls, value: Any) -> Backoff:
+        """A Backoff from itself, ms / timedelta (fixed, as Node's ``backoff: 1000``),
+        or a mapping ``{"type", "delay", "jitter"}``."""
         if isinstance(value, Backoff):
             return value
         if isinstance(value, (int, float, timedelta)) and not isinstance(value, bool):
             return cls.fixed(value)
         if isinstance(value, Mapping):
-            unknown = set(value) - {"type", "delay", "jitter"}
-            if unknown:
-                raise InvalidJobOptions(f"unknown backoff keys {sorted(unknown)} (type, delay, jitter)")
+            _unknown_keys(value, ("type", "delay", "jitter"), "backoff")
             return cls(value.get("type", ""), value.get("delay"), value.get("jitter"))
-        raise InvalidJobOptions(f"backoff must be ms, a timedelta, a Backoff or a mapping, got {type(value).__name__}")
+        raise InvalidJobOptions(
+            f"backoff must be ms, a timedelta, a Backoff or a mapping, got {type(value).__name__}")
 
 
 @dataclass(frozen=True)
 class KeepJobs:
     """Which finished jobs to keep: the newest ``count`` and/or those younger
-    than ``age`` (seconds, or a timedelta), removing at most ``limit`` per call."""
+    than ``age`` (seconds, or a timedelta), removing at most ``limit`` per
+    finished job (``limit`` applies to ``age`` only, as in BullMQ)."""
 
     count: int | None = None
-    age: int | timedelta | None = None
+    age: int | float | timedelta | None = None
     limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -139,12 +190,19 @@ class KeepJobs:
             raise InvalidJobOptions("KeepJobs needs a count or an age")
         if self.count is not None and not int_at_least(self.count, 0):
             raise InvalidJobOptions(f"KeepJobs count must be an int >= 0, got {self.count!r}")
-        if isinstance(self.age, timedelta):
-            object.__setattr__(self, "age", int(self.age.total_seconds()))
-        if self.age is not None and not int_at_least(self.age, 0):
-            raise InvalidJobOptions(f"KeepJobs age is in seconds (int >= 0) or a timedelta, got {self.age!r}")
-        if self.limit is not None and not int_at_least(self.limit, 1):
-            raise InvalidJobOptions(f"KeepJobs limit must be an int >= 1, got {self.limit!r}")
+        age = self.age
+        if isinstance(age, timedelta):
+            seconds = age.total_seconds()
+            age = int(seconds) if seconds.is_integer() else seconds
+            object.__setattr__(self, "age", age)
+        if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float))
+                                or not math.isfinite(age) or age < 0):
+            raise InvalidJobOptions(f"KeepJobs age is seconds (>= 0) or a timedelta, got {self.age!r}")
+        if self.limit is not None:
+            if not int_at_least(self.limit, 1):
+                raise InvalidJobOptions(f"KeepJobs limit must be an int >= 1, got {self.limit!r}")
+            if age is None:
+                raise InvalidJobOptions("KeepJobs limit only applies with an age (BullMQ ignores it otherwise)")
 
     def to_bullmq(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -156,36 +214,51 @@ class KeepJobs:
             out["limit"] = self.limit
         return out
 
+    @classmethod
+    def parse(cls, value: Any, what: str = "keep-jobs option") -> Keep:
+        """``True`` (remove at once), ``False`` (keep all), a count to keep,
+        ``KeepJobs``, or a mapping ``{"count", "age", "limit"}``."""
+        if isinstance(value, (bool, KeepJobs)):
+            return value
+        if isinstance(value, int):
+            if value < 0:
+                raise InvalidJobOptions(f"{what} as a count of jobs to keep must be >= 0, got {value}")
+            return value
+        if isinstance(value, Mapping):
+            _unknown_keys(value, ("count", "age", "limit"), what)
+            return cls(**value)
+        raise InvalidJobOptions(
+            f"{what} must be True/False, a count, KeepJobs or {{count, age, limit}}, got {type(value).__name__}")
+
 
 Keep = bool | int | KeepJobs
 
 
-def _keep(value: Any, what: str) -> Keep:
-    if isinstance(value, (bool, KeepJobs)):
-        return value
-    if isinstance(value, int):
-        if value < 0:
-            raise InvalidJobOptions(f"{what} as a count must be >= 0, got {value}")
-        return value
-    if isinstance(value, Mapping):
-        unknown = set(value) - {"count", "age", "limit"}
-        if unknown:
-            raise InvalidJobOptions(f"unknown {what} keys {sorted(unknown)} (count, age, limit)")
-        return KeepJobs(**value)
-    raise InvalidJobOptions(f"{what} must be a bool, a count, or KeepJobs, got {type(value).__name__}")
-
-
-def _keep_to_bullmq(value: Keep) -> Any:
+def keep_to_bullmq(value: Keep) -> Any:
     return value.to_bullmq() if isinstance(value, KeepJobs) else value
 
 
 @dataclass(frozen=True)
 class Parent:
-    """The parent of a flow child: its id and queue (plain name + prefix)."""
+    """The parent of a job: its id, its queue's plain name, and the prefix.
+
+    BullMQ stores the parent's queue qualified (``<prefix>:<queue>``);
+    :meth:`parse` also accepts Node's form ``{"id": ..., "queue": "bull:q"}``.
+    """
 
     id: str
     queue: str
     prefix: str = "bull"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.id, int) and not isinstance(self.id, bool):
+            object.__setattr__(self, "id", str(self.id))
+        if not isinstance(self.id, str) or not self.id or ":" in self.id:
+            raise InvalidJobOptions(f"parent id must be a non-empty string without ':', got {self.id!r}")
+        if not isinstance(self.queue, str) or not self.queue or ":" in self.queue:
+            raise InvalidJobOptions(f"parent queue must be a plain queue name (no ':'), got {self.queue!r}")
+        if not isinstance(self.prefix, str) or not self.prefix:
+            raise InvalidJobOptions(f"parent prefix must be a non-empty string, got {self.prefix!r}")
 
     @property
     def queue_key(self) -> str:
@@ -194,27 +267,57 @@ class Parent:
 
     @property
     def key(self) -> str:
+        """The parent's job hash key."""
         return f"{self.queue_key}:{self.id}"
+
+    @classmethod
+    def parse(cls, value: Any) -> Parent:
+        if isinstance(value, Parent):
+            return value
+        if isinstance(value, Mapping):
+            _unknown_keys(value, ("id", "queue", "prefix"), "parent")
+            queue = value.get("queue", "")
+            prefix = value.get("prefix")
+            if prefix is None and isinstance(queue, str) and ":" in queue:
+                prefix, queue = queue.rsplit(":", 1)
+            return cls(value.get("id", ""), queue, prefix or "bull")
+        raise InvalidJobOptions(f"parent must be Parent(id, queue) or a mapping, got {type(value).__name__}")
 
 
 @dataclass(frozen=True)
 class Deduplication:
-    """At most one job per ``id`` while it is not finished (or for ``ttl``)."""
+    """At most one job per ``id`` until that job finishes (or ``ttl`` expires).
+
+    ``extend`` renews the ttl on every duplicate; ``replace`` swaps a still
+    delayed job for the newest one; ``keep_last_if_active`` keeps the newest
+    duplicate's data for one more run after an active job finishes.
+    ``reschedule`` exists in Node 6.7 but not in the Python port's scripts, so
+    it is refused rather than silently ignored.
+    """
 
     id: str
     ttl: int | timedelta | None = None
     extend: bool = False
     replace: bool = False
     keep_last_if_active: bool = False
+    reschedule: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
             raise InvalidJobOptions(
-                "deduplication id must be a non-empty string (Node: 'Deduplication id must be provided')")
+                f"deduplication id must be a non-empty string (Node: 'Deduplication id must be provided'), "
+                f"got {self.id!r}")
         if self.ttl is not None:
             object.__setattr__(self, "ttl", to_ms(self.ttl, "deduplication ttl", allow_zero=False))
-        if (self.extend or self.replace) and self.ttl is None:
-            raise InvalidJobOptions("deduplication extend/replace only make sense with a ttl")
+        for name in ("extend", "replace", "keep_last_if_active", "reschedule"):
+            _flag(getattr(self, name), f"deduplication {name}")
+        if self.extend and self.ttl is None:
+            raise InvalidJobOptions("deduplication extend renews a ttl: give a ttl too (BullMQ ignores it otherwise)")
+        if self.reschedule:
+            raise InvalidJobOptions(
+                "deduplication reschedule is not supported: the Python port's add scripts (BullMQ's own Lua, "
+                "which bullbridge runs unchanged) do not implement it, so the existing job would silently keep "
+                "its old delay; use replace=True to swap a delayed job for the new one")
 
     def to_bullmq(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id}
@@ -228,6 +331,21 @@ class Deduplication:
             out["keepLastIfActive"] = True
         return out
 
+    @classmethod
+    def parse(cls, value: Any) -> Deduplication:
+        if isinstance(value, Deduplication):
+            return value
+        if isinstance(value, Mapping):
+            names: dict[str, str] = {"keepLastIfActive": "keep_last_if_active"}
+            data: dict[str, Any] = {names.get(str(k), str(k)): v for k, v in value.items()}
+            _unknown_keys(data, ("id", "ttl", "extend", "replace", "keep_last_if_active", "reschedule"),
+                          "deduplication")
+            return cls(**{"id": "", **data})
+        if isinstance(value, str):
+            return cls(value)
+        raise InvalidJobOptions(
+            f"deduplication must be Deduplication(id, ...), a mapping or an id string, got {type(value).__name__}")
+
 
 @dataclass(frozen=True)
 class Telemetry:
@@ -236,40 +354,95 @@ class Telemetry:
     metadata: str | None = None
     omit_context: bool | None = None
 
+    def __post_init__(self) -> None:
+        if self.metadata is not None and not isinstance(self.metadata, str):
+            raise InvalidJobOptions(f"telemetry metadata must be a string, got {type(self.metadata).__name__}")
+        _flag(self.omit_context, "telemetry omit_context")
+
+    @classmethod
+    def parse(cls, value: Any) -> Telemetry:
+        if isinstance(value, Telemetry):
+            return value
+        if isinstance(value, Mapping):
+            names: dict[str, str] = {"omitContext": "omit_context"}
+            data: dict[str, Any] = {names.get(str(k), str(k)): v for k, v in value.items()}
+            _unknown_keys(data, ("metadata", "omit_context"), "telemetry")
+            return cls(**data)
+        raise InvalidJobOptions(f"telemetry must be Telemetry(...) or a mapping, got {type(value).__name__}")
+
 
 # --- the options ---------------------------------------------------------------------
 
-_UNSET: Any = None
+#: BullMQ's name for each option (before ``optsAsJSON`` compresses some).
+NODE_NAMES: dict[str, str] = {
+    "job_id": "jobId",
+    "priority": "priority",
+    "delay": "delay",
+    "attempts": "attempts",
+    "backoff": "backoff",
+    "lifo": "lifo",
+    "remove_on_complete": "removeOnComplete",
+    "remove_on_fail": "removeOnFail",
+    "keep_logs": "keepLogs",
+    "stack_trace_limit": "stackTraceLimit",
+    "size_limit": "sizeLimit",
+    "timestamp": "timestamp",
+    "parent": "parent",
+    "deduplication": "deduplication",
+    "fail_parent_on_failure": "failParentOnFailure",
+    "continue_parent_on_failure": "continueParentOnFailure",
+    "ignore_dependency_on_failure": "ignoreDependencyOnFailure",
+    "remove_dependency_on_failure": "removeDependencyOnFailure",
+    "telemetry": "telemetry",
+}
+
+#: Options a queue may default (Node's ``DefaultJobOptions``).
+DEFAULTABLE = ("timestamp", "priority", "delay", "attempts", "backoff", "lifo", "remove_on_complete",
+               "remove_on_fail", "keep_logs", "stack_trace_limit", "size_limit")
+
+PARENT_POLICIES = ("fail_parent_on_failure", "continue_parent_on_failure", "ignore_dependency_on_failure",
+                   "remove_dependency_on_failure")
+
+_NOT_OPTIONS = {
+    "repeat": "'repeat' is not an option of add() since BullMQ 5.16: use a job scheduler",
+    "debounce": "'debounce' was removed from BullMQ (Node throws): use deduplication=Deduplication(id, ttl=...)",
+    "repeatJobKey": "'repeatJobKey' is internal to BullMQ's job schedulers",
+    "prevMillis": "'prevMillis' is internal to BullMQ's job schedulers",
+}
+_COMPRESSED = {"de": "deduplication", "kl": "keep_logs", "fpof": "fail_parent_on_failure",
+               "cpof": "continue_parent_on_failure", "idof": "ignore_dependency_on_failure",
+               "rdof": "remove_dependency_on_failure", "tm": "telemetry", "omc": "telemetry"}
 
 
 @dataclass(frozen=True, kw_only=True)
 class JobOptions:
-    """Options of one job; ``None`` means "not set" (the queue default or BullMQ's).
+    """Options of one job; ``None`` means "not set" (the queue default, then BullMQ's).
 
-    Times accept milliseconds or ``timedelta``; ``run_at`` (an aware datetime)
-    is converted into a delay when the job is added.
+    Times accept milliseconds or ``timedelta``; ``delay`` (or ``run_at``) may be
+    an aware ``datetime``: the job runs at that instant (it becomes a delay
+    relative to the job's timestamp when the job is added).
     """
 
-    job_id: str | None = _UNSET
-    priority: int | None = _UNSET
-    delay: Millis | None = _UNSET
-    run_at: datetime | None = _UNSET
-    attempts: int | None = _UNSET
-    backoff: Backoff | Millis | Mapping[str, Any] | None = _UNSET
-    lifo: bool | None = _UNSET
-    remove_on_complete: Keep | Mapping[str, Any] | None = _UNSET
-    remove_on_fail: Keep | Mapping[str, Any] | None = _UNSET
-    keep_logs: int | None = _UNSET
-    stack_trace_limit: int | None = _UNSET
-    size_limit: int | None = _UNSET
-    timestamp: int | datetime | None = _UNSET
-    parent: Parent | None = _UNSET
-    deduplication: Deduplication | Mapping[str, Any] | None = _UNSET
-    fail_parent_on_failure: bool | None = _UNSET
-    continue_parent_on_failure: bool | None = _UNSET
-    ignore_dependency_on_failure: bool | None = _UNSET
-    remove_dependency_on_failure: bool | None = _UNSET
-    telemetry: Telemetry | None = _UNSET
+    job_id: str | None = None
+    priority: int | None = None
+    delay: Millis | datetime | None = None
+    run_at: datetime | None = None
+    attempts: int | None = None
+    backoff: Backoff | Millis | Mapping[str, Any] | None = None
+    lifo: bool | None = None
+    remove_on_complete: Keep | Mapping[str, Any] | None = None
+    remove_on_fail: Keep | Mapping[str, Any] | None = None
+    keep_logs: int | None = None
+    stack_trace_limit: int | None = None
+    size_limit: int | None = None
+    timestamp: int | datetime | None = None
+    parent: Parent | Mapping[str, Any] | None = None
+    deduplication: Deduplication | Mapping[str, Any] | str | None = None
+    fail_parent_on_failure: bool | None = None
+    continue_parent_on_failure: bool | None = None
+    ignore_dependency_on_failure: bool | None = None
+    remove_dependency_on_failure: bool | None = None
+    telemetry: Telemetry | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -280,12 +453,20 @@ class JobOptions:
                 raise InvalidJobOptions(
                     f"priority must be an int (Node: 'Priority should not be float'), got {self.priority!r}")
             if not 0 <= self.priority <= PRIORITY_LIMIT:
-                raise InvalidJobOptions(f"priority must be between 0 and {PRIORITY_LIMIT}, got {self.priority}")
-        if self.delay is not None:
+                raise InvalidJobOptions(
+                    f"priority must be between 0 and {PRIORITY_LIMIT} (Node: 'Priority should be between 0 and "
+                    f"{PRIORITY_LIMIT}'), got {self.priority}")
+        if isinstance(self.delay, datetime):
+            if self.run_at is not None:
+                raise InvalidJobOptions("give delay or run_at, not both")
+            set_(self, "run_at", self.delay)
+            set_(self, "delay", None)
+        elif self.delay is not None:
             set_(self, "delay", to_ms(self.delay, "delay"))
         if self.run_at is not None:
-            if not isinstance(self.run_at, datetime) or self.run_at.tzinfo is None:
-                raise InvalidJobOptions("run_at must be a timezone-aware datetime")
+            if not isinstance(self.run_at, datetime) or self.run_at.tzinfo is None \
+                    or self.run_at.utcoffset() is None:
+                raise InvalidJobOptions(f"run_at must be a timezone-aware datetime, got {self.run_at!r}")
             if self.delay is not None:
                 raise InvalidJobOptions("give delay or run_at, not both")
         if self.attempts is not None and not int_at_least(self.attempts, 1):
@@ -295,83 +476,117 @@ class JobOptions:
         for name in ("remove_on_complete", "remove_on_fail"):
             value = getattr(self, name)
             if value is not None:
-                set_(self, name, _keep(value, name))
-        for name in ("keep_logs", "stack_trace_limit", "size_limit"):
+                set_(self, name, KeepJobs.parse(value, name))
+        for name, minimum in (("keep_logs", 0), ("stack_trace_limit", 0), ("size_limit", 1)):
             value = getattr(self, name)
-            if value is not None and not int_at_least(value, 0):
-                raise InvalidJobOptions(f"{name} must be an int >= 0, got {value!r}")
+            if value is not None and not int_at_least(value, minimum):
+                raise InvalidJobOptions(f"{name} must be an int >= {minimum}, got {value!r}")
         if self.timestamp is not None:
             set_(self, "timestamp", epoch_ms(self.timestamp))
-        if self.parent is not None and not isinstance(self.parent, Parent):
-            if isinstance(self.parent, Mapping):
-                set_(self, "parent", Parent(**self.parent))
-            else:
-                raise InvalidJobOptions(f"parent must be a Parent(id, queue), got {type(self.parent).__name__}")
-        if self.deduplication is not None and not isinstance(self.deduplication, Deduplication):
-            if isinstance(self.deduplication, Mapping):
-                set_(self, "deduplication", Deduplication(**self.deduplication))
-            else:
-                raise InvalidJobOptions("deduplication must be Deduplication(id, ...) or a mapping")
+        if self.parent is not None:
+            set_(self, "parent", Parent.parse(self.parent))
+        if self.deduplication is not None:
+            set_(self, "deduplication", Deduplication.parse(self.deduplication))
+        if self.telemetry is not None:
+            set_(self, "telemetry", Telemetry.parse(self.telemetry))
+        for name in ("lifo", *PARENT_POLICIES):
+            _flag(getattr(self, name), name)
         if self.deduplication is not None and self.parent is not None:
-            raise InvalidJobOptions("deduplication and parent cannot be used together (Node rejects it too)")
-        exclusive = [n for n in ("fail_parent_on_failure", "continue_parent_on_failure",
-                                 "ignore_dependency_on_failure", "remove_dependency_on_failure") if getattr(self, n)]
-        if len(exclusive) > 1:
-            raise InvalidJobOptions(f"the following options cannot be used together: {', '.join(exclusive)}")
+            raise InvalidJobOptions(
+                "deduplication and parent cannot be used together "
+                "(Node: 'Deduplication and parent options cannot be used together')")
+        policies = [n for n in PARENT_POLICIES if getattr(self, n)]
+        if len(policies) > 1:
+            raise InvalidJobOptions(
+                f"the following options cannot be used together: {', '.join(policies)} (pick one policy)")
 
     # -- building -------------------------------------------------------------------
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | JobOptions | None) -> JobOptions:
-        """Options from a dict of snake_case names; unknown names are an error
+        """Options from a dict of snake_case names; an unknown name is an error
         with a suggestion (``jobId`` -> did you mean ``job_id``?)."""
         if data is None:
             return cls()
         if isinstance(data, JobOptions):
             return data
-        known = {f.name for f in fields(cls)}
-        unknown = [k for k in data if k not in known]
-        if unknown:
-            hints = []
-            for name in unknown:
-                snake = "".join("_" + c.lower() if c.isupper() else c for c in str(name))
-                guess = snake if snake in known else next(iter(difflib.get_close_matches(str(name), known, 1)), None)
-                hints.append(f"{name!r}" + (f" (did you mean {guess!r}?)" if guess else ""))
-            raise InvalidJobOptions(f"unknown job option {', '.join(hints)}; known: {', '.join(sorted(known))}")
+        if not isinstance(data, Mapping):
+            raise InvalidJobOptions(f"job options must be JobOptions or a mapping, got {type(data).__name__}")
+        known = [f.name for f in fields(cls)]
+        problems = [_unknown_option(str(name), known) for name in data if name not in known]
+        if problems:
+            raise InvalidJobOptions("; ".join(problems))
         return cls(**data)
 
+    @classmethod
+    def defaults(cls, data: Mapping[str, Any] | JobOptions | None) -> JobOptions | None:
+        """Queue-level defaults (Node's ``defaultJobOptions``): only the options
+        Node's ``DefaultJobOptions`` allows, as a job id, parent or
+        deduplication shared by every job makes no sense."""
+        if data is None:
+            return None
+        options = cls.from_mapping(data)
+        extra = [f.name for f in fields(cls) if f.name not in DEFAULTABLE and getattr(options, f.name) is not None]
+        if extra:
+            raise InvalidJobOptions(
+                f"{', '.join(extra)} cannot be queue defaults (defaults may set: {', '.join(DEFAULTABLE)})")
+        return options
+
     def merged_over(self, defaults: JobOptions | None) -> JobOptions:
-        """These options with unset fields taken from ``defaults`` (queue defaults)."""
+        """These options with unset fields taken from ``defaults`` (Node:
+        ``{...defaultJobOptions, ...opts}``)."""
         if defaults is None:
             return self
         changes = {f.name: getattr(defaults, f.name) for f in fields(self)
                    if getattr(self, f.name) is None and getattr(defaults, f.name) is not None}
-        if "delay" in changes and self.run_at is not None:
-            del changes["delay"]
+        if self.run_at is not None:
+            changes.pop("delay", None)
         return replace(self, **changes) if changes else self
 
-    def effective_delay(self, now_ms: int) -> int:
-        if self.run_at is not None:
-            return max(0, epoch_ms(self.run_at) - now_ms)
-        return int(self.delay or 0)  # type: ignore[arg-type]
+    def check_for_add(self) -> JobOptions:
+        """Checks that need the final options of a job about to be added: a
+        parent-failure policy only means something for a job with a parent."""
+        policies = [n for n in PARENT_POLICIES if getattr(self, n)]
+        if policies and self.parent is None:
+            raise InvalidJobOptions(f"{policies[0]} only applies to a job with a parent (give parent=..., or "
+                                    "add the job as a child in a flow)")
+        return self
 
-    def to_bullmq(self, now_ms: int | None = None) -> dict[str, Any]:
-        """BullMQ's stored opts (camelCase, compressed keys), as Node's ``optsAsJSON``."""
+    # -- reading --------------------------------------------------------------------
+
+    def delay_ms(self, reference_ms: int | None = None) -> int | None:
+        """The delay BullMQ stores: ``delay``, or ``run_at`` minus the job's
+        timestamp (``reference_ms``, default now; never negative)."""
+        if self.run_at is not None:
+            reference = now_ms() if reference_ms is None else reference_ms
+            return max(0, epoch_ms(self.run_at) - reference)
+        return cast("int | None", self.delay)
+
+    def to_bullmq(self, reference_ms: int | None = None, *, parent_last: bool = False) -> dict[str, Any]:
+        """BullMQ's stored opts (camelCase, compressed keys), as Node's ``optsAsJSON``.
+
+        Set options are written (even ``0``/``False``, as Node writes what it is
+        given); unset ones are left out, except ``attempts``, which Node always
+        writes (``0`` = one attempt). Key order: ``attempts``, then
+        ``DefaultJobOptions``, ``BaseJobOptions`` and ``CompressableJobOptions``
+        in their declaration order; ``parent_last`` moves ``parent`` to the end,
+        where Node's FlowProducer puts it (``{...opts, parent}``)."""
         out: dict[str, Any] = {"attempts": self.attempts if self.attempts is not None else 0}
-        delay = self.effective_delay(now_ms or 0) if (self.run_at is not None or self.delay) else None
-        if delay:
-            out["delay"] = delay
-        if self.priority:
+        if self.timestamp is not None:
+            out["timestamp"] = self.timestamp
+        if self.priority is not None:
             out["priority"] = self.priority
+        delay = self.delay_ms(reference_ms)
+        if delay is not None:
+            out["delay"] = delay
         if self.backoff is not None:
-            assert isinstance(self.backoff, Backoff)
-            out["backoff"] = self.backoff.to_bullmq()
-        if self.lifo:
-            out["lifo"] = True
+            out["backoff"] = cast(Backoff, self.backoff).to_bullmq()
+        if self.lifo is not None:
+            out["lifo"] = self.lifo
         if self.remove_on_complete is not None:
-            out["removeOnComplete"] = _keep_to_bullmq(self.remove_on_complete)  # type: ignore[arg-type]
+            out["removeOnComplete"] = keep_to_bullmq(cast(Keep, self.remove_on_complete))
         if self.remove_on_fail is not None:
-            out["removeOnFail"] = _keep_to_bullmq(self.remove_on_fail)  # type: ignore[arg-type]
+            out["removeOnFail"] = keep_to_bullmq(cast(Keep, self.remove_on_fail))
         if self.keep_logs is not None:
             out["kl"] = self.keep_logs
         if self.stack_trace_limit is not None:
@@ -380,48 +595,79 @@ class JobOptions:
             out["sizeLimit"] = self.size_limit
         if self.job_id is not None:
             out["jobId"] = self.job_id
-        if self.timestamp is not None:
-            out["timestamp"] = self.timestamp
-        if self.parent is not None:
-            out["parent"] = {"id": self.parent.id, "queue": self.parent.queue_key}
+        parent = cast("Parent | None", self.parent)
+        if parent is not None and not parent_last:
+            out["parent"] = {"id": parent.id, "queue": parent.queue_key}
         if self.deduplication is not None:
-            assert isinstance(self.deduplication, Deduplication)
-            out["de"] = self.deduplication.to_bullmq()
-        if self.fail_parent_on_failure:
-            out["fpof"] = True
-        if self.continue_parent_on_failure:
-            out["cpof"] = True
-        if self.ignore_dependency_on_failure:
-            out["idof"] = True
-        if self.remove_dependency_on_failure:
-            out["rdof"] = True
+            out["de"] = cast(Deduplication, self.deduplication).to_bullmq()
+        for name, short in (("fail_parent_on_failure", "fpof"), ("continue_parent_on_failure", "cpof"),
+                            ("ignore_dependency_on_failure", "idof"), ("remove_dependency_on_failure", "rdof")):
+            value = getattr(self, name)
+            if value is not None:
+                out[short] = value
         if self.telemetry is not None:
-            if self.telemetry.metadata is not None:
-                out["tm"] = self.telemetry.metadata
-            if self.telemetry.omit_context is not None:
-                out["omc"] = self.telemetry.omit_context
+            telemetry = cast(Telemetry, self.telemetry)
+            if telemetry.metadata is not None:
+                out["tm"] = telemetry.metadata
+            if telemetry.omit_context is not None:
+                out["omc"] = telemetry.omit_context
+        if parent is not None and parent_last:
+            out["parent"] = {"id": parent.id, "queue": parent.queue_key}
         return out
+
+    def parent_data(self) -> dict[str, Any] | None:
+        """The job hash's ``parent`` field, as Node's Job constructor builds it:
+        ``{id, queueKey}`` plus the policy flag that is set."""
+        if self.parent is None:
+            return None
+        parent = cast(Parent, self.parent)
+        data: dict[str, Any] = {"id": parent.id, "queueKey": parent.queue_key}
+        for name, short in (("fail_parent_on_failure", "fpof"), ("remove_dependency_on_failure", "rdof"),
+                            ("ignore_dependency_on_failure", "idof"), ("continue_parent_on_failure", "cpof")):
+            if getattr(self, name):
+                data[short] = True
+        return data
+
+
+def _unknown_option(name: str, known: list[str]) -> str:
+    if name in _NOT_OPTIONS:
+        return _NOT_OPTIONS[name]
+    snake = re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+    guess = {v: k for k, v in NODE_NAMES.items()}.get(name) or _COMPRESSED.get(name)
+    if guess is None and snake in known:
+        guess = snake
+    if guess is None:
+        guess = next(iter(difflib.get_close_matches(snake, known, 1)), None)
+    hint = f" (did you mean {guess!r}?)" if guess else f" (known: {', '.join(known)})"
+    return f"unknown job option {name!r}{hint}"
+
+
+_INTEGER_LIKE = re.compile(r"0|-?[1-9][0-9]*")
 
 
 def validate_job_id(job_id: Any) -> str:
-    """Node's custom id rules: a non-empty string, not integer-like, no ``:``
-    (except BullMQ's own 3-part repeat ids), not ``0`` or ``0:...``."""
+    """A custom job id Node accepts and every BullMQ tool can parse back.
+
+    Node rejects ``0``/``0:...``, and ids its check ``${parseInt(id, 10)}` === id``
+    reads as integers (``123``, ``-5``, and ``NaN``), because BullMQ's own ids
+    are integers from a counter and could collide. Node still tolerates
+    ``a:b:c`` (three parts, for legacy repeatable jobs; its own TODO is to
+    reject every ``:``); bullbridge rejects every ``:``, since BullMQ splits job
+    keys on it (flow dependency keys, ``getChildrenValues``)."""
     if not isinstance(job_id, str):
-        raise InvalidJobOptions(f"job_id must be a string, got {type(job_id).__name__}")
+        raise InvalidJobOptions(f"job_id must be a string, got {type(job_id).__name__} {job_id!r}")
     if not job_id:
-        raise InvalidJobOptions("job_id must not be empty")
+        raise InvalidJobOptions("job_id must not be empty (leave it unset for an automatic id)")
     if job_id == "0" or job_id.startswith("0:"):
-        raise InvalidJobOptions("job_id cannot be '0' or start with '0:' (Node rejects it)")
-    try:
-        as_int = int(job_id, 10)
-    except ValueError:
-        as_int = None
-    if as_int is not None and str(as_int) == job_id:
+        raise InvalidJobOptions("job_id cannot be '0' or start with '0:' (Node: \"JobId cannot be '0' or start "
+                                "with '0:'\")")
+    if _INTEGER_LIKE.fullmatch(job_id) or job_id == "NaN":
         raise InvalidJobOptions(
-            f"job_id {job_id!r} is integer-like, which Node rejects ('Custom Id cannot be integers'): "
+            f"job_id {job_id!r} reads as an integer, which Node rejects ('Custom Id cannot be integers'): "
             "BullMQ's own ids are integers, so yours could collide; add a prefix such as 'order-'")
-    if ":" in job_id and len(job_id.split(":")) != 3:
-        raise InvalidJobOptions(f"job_id {job_id!r} contains ':', which BullMQ uses as its key separator")
+    if ":" in job_id:
+        raise InvalidJobOptions(
+            f"job_id {job_id!r} contains ':', BullMQ's key separator (Node: 'Custom Id cannot contain :')")
     return job_id
 
 
@@ -442,19 +688,21 @@ class RateLimit:
         return {"max": self.max, "duration": self.duration}
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
 __all__ = [
+    "DEFAULTABLE",
+    "NODE_NAMES",
     "PRIORITY_LIMIT",
     "Backoff",
     "Deduplication",
     "JobOptions",
+    "Keep",
     "KeepJobs",
     "Parent",
     "RateLimit",
     "Telemetry",
+    "epoch_ms",
+    "int_at_least",
+    "keep_to_bullmq",
     "to_ms",
     "validate_job_id",
 ]

@@ -1,37 +1,43 @@
-"""The producer: enqueue jobs that Node (or Python) workers will read as written.
+"""The producer: enqueue jobs that Node (or Python) workers read as written.
 
 Options are validated (:mod:`bullbridge.options`) and data encoded
-(:mod:`bullbridge.codec`) before anything is sent; jobs are added by BullMQ's
-own ``add*Job`` scripts on a pipelining connection, so many concurrent
-``enqueue`` calls share one socket, and ``enqueue_bulk`` sends a whole batch in
-one write, atomically (``MULTI``/``EXEC``). When Redis cannot be reached a call
-fails after ``timeout`` seconds (default 10) instead of hanging (the port and
-Node both hang >= 120 s).
+(:mod:`bullbridge.codec`) before anything is sent: an invalid job raises at
+the call site and writes nothing. Jobs are added by BullMQ's own ``add*Job``
+scripts, chosen as Node chooses them, on a pipelining connection, so many
+concurrent ``enqueue`` calls share one socket; ``enqueue_bulk`` sends a whole
+batch in one write, atomically (``MULTI``/``EXEC``).
+
+Every call has a deadline (``timeout``, default 10 s): while Redis is
+unreachable a call raises :class:`~bullbridge.errors.RedisUnavailable` after
+that long, instead of hanging (the port and Node both hang >= 120 s).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from bullbridge import codec as codec_module
 from bullbridge import scripts
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
-from bullbridge.errors import InvalidJobOptions, JobNotFound, RedisUnavailable, ScriptError
+from bullbridge.errors import ConfigurationError, InvalidJobOptions, JobNotFound, RedisUnavailable, ScriptError
 from bullbridge.events import Outcome, QueueEvents
 from bullbridge.job import EnqueuedJob, Job, fields_to_dict
 from bullbridge.keys import QueueKeys
-from bullbridge.options import JobOptions
+from bullbridge.options import Deduplication, JobOptions, Parent
 from bullbridge.resp import Arg, RespClient, RespConnectionError, RespError
 
 log = logging.getLogger("bullbridge.producer")
+T = TypeVar("T")
 
 #: ``enqueue("name")`` without data stores ``{}``, as Node does for ``undefined``;
 #: an explicit ``None`` stores ``null``.
 NO_DATA: Any = type("NoData", (), {"__repr__": lambda self: "NO_DATA"})()
+
+JobOptionsSource = JobOptions | Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -40,14 +46,15 @@ class JobSpec:
 
     name: str
     data: Any = NO_DATA
-    opts: JobOptions | Mapping[str, Any] | None = None
+    opts: JobOptionsSource = None
 
 
 @dataclass(frozen=True)
 class PreparedJob:
-    """A job ready for its script: validated options, encoded data."""
+    """A job ready for its script: validated options, encoded data, no I/O yet."""
 
     name: str
+    queue: str
     script: str
     keys: list[Arg]
     args: list[Arg]
@@ -55,13 +62,116 @@ class PreparedJob:
     job_id: str | None
     parent_key: str | None = None
 
+    def command(self) -> tuple[Arg, ...]:
+        """The ``EVALSHA`` command, for pipelines and transactions."""
+        return scripts.evalsha_command(self.script, self.keys, self.args)
+
+
+def prepare_add(qs: scripts.QueueScripts, json_codec: codec_module.JsonCodec, name: str, data: Any,
+                opts: JobOptions, *, job_id: str | None = None, as_parent: bool = False,
+                flow_node: bool = False) -> PreparedJob:
+    """Validate and encode one job for BullMQ's add scripts, as Node's
+    ``Job.create`` does: the script (parent > delay > priority > standard),
+    its keys, and its arguments. For ``flow_node`` jobs (Node's FlowProducer),
+    ``job_id`` is the id without being stored in ``opts``, and ``parent`` is
+    stored last, as Node's FlowProducer stores it."""
+    if not isinstance(name, str):
+        raise InvalidJobOptions(f"job name must be a string, got {type(name).__name__}")
+    opts.check_for_add()
+    data_json = json_codec.encode({} if data is NO_DATA else data)
+    if opts.size_limit is not None and len(data_json) > opts.size_limit:
+        raise InvalidJobOptions(
+            f"the size of job {name!r} ({len(data_json)} bytes of JSON) exceeds its size_limit of "
+            f"{opts.size_limit} bytes (Node: 'The size of job {name} exceeds the limit {opts.size_limit} bytes')")
+    timestamp = opts.timestamp if isinstance(opts.timestamp, int) else scripts.now_ms()
+    encoded = opts.to_bullmq(timestamp, parent_last=flow_node)
+    parent = opts.parent if isinstance(opts.parent, Parent) else None
+    dedup = opts.deduplication if isinstance(opts.deduplication, Deduplication) else None
+    own_id = job_id or opts.job_id
+    script, keys, args = qs.add_job(
+        job_id=own_id or "",
+        name=name,
+        timestamp=timestamp,
+        data_json=data_json,
+        encoded_opts=encoded,
+        parent_key=parent.key if parent else None,
+        parent=opts.parent_data(),
+        dedup_id=dedup.id if dedup else None,
+        as_parent=as_parent,
+    )
+    return PreparedJob(name, qs.k.name, script, keys, args, timestamp, own_id, parent.key if parent else None)
+
+
+def check_added(job: PreparedJob, result: Any) -> str:
+    """The id an add script returned, or a :class:`ScriptError` for its error codes."""
+    if isinstance(result, RespError):
+        raise ScriptError(f"adding job {job.name!r} to {job.queue!r} failed: {result}")
+    scripts.check_code(result, "addJob", job_id=job.job_id or "", parent=job.parent_key or "")
+    return result.decode() if isinstance(result, bytes) else str(result)
+
+
+class RedisLink:
+    """A pipelining client whose every call has a deadline.
+
+    While Redis is unreachable, reconnecting is retried for ``timeout``
+    seconds and a call then raises :class:`RedisUnavailable`; a server that
+    accepts but never answers fails the call after ``timeout`` too."""
+
+    def __init__(self, connector: RedisConnector, name: str, timeout: float, *, owns_connector: bool) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
+        self.connector = connector
+        self.name = name
+        self.timeout = float(timeout)
+        self._owns_connector = owns_connector
+        self._clients: dict[str, RespClient] = {}
+
+    def client(self, role: str = "producer") -> RespClient:
+        """The client for ``role`` (created on first use, scripts preloaded)."""
+        client = self._clients.get(role)
+        if client is None:
+            client = self.connector.fast(f"{self.name}:{role}", retry_for=self.timeout)
+            client.endpoint = replace(client.endpoint, command_timeout=self.timeout)
+            client.add_on_connect(scripts.preload)
+            self._clients[role] = client
+        return client
+
+    async def call(self, awaitable: Awaitable[T], what: str) -> T:
+        """Await with the deadline; connection trouble becomes :class:`RedisUnavailable`."""
+        try:
+            return await asyncio.wait_for(awaitable, self.timeout)
+        except (TimeoutError, RespConnectionError) as exc:
+            where = self.connector.settings.describe()
+            raise RedisUnavailable(
+                f"{what}: Redis at {where} did not answer within {self.timeout:g} s ({exc or 'timed out'})") from exc
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+        if self._owns_connector:
+            await self.connector.close()
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """A parent's children by state (Node's ``job.getDependencies()``): return
+    values of processed children, keys of unprocessed ones, failure reasons of
+    ignored ones, and keys of failed ones (``continue_parent_on_failure``)."""
+
+    processed: dict[str, Any]
+    unprocessed: list[str]
+    ignored: dict[str, str]
+    failed: list[str]
+
 
 @dataclass
 class Producer:
-    """Adds jobs to one queue.
+    """Adds jobs to one queue, and reads them back.
 
     ``defaults`` are the queue-level job options (Node's ``defaultJobOptions``);
-    a job's own options override them field by field.
+    a job's own options override them field by field. ``timeout`` bounds every
+    call while Redis is unreachable.
     """
 
     queue: str
@@ -70,19 +180,19 @@ class Producer:
     defaults: JobOptions | Mapping[str, Any] | None = None
     codec: codec_module.JsonCodec = codec_module.DEFAULT
     timeout: float = 10.0
-    _connector: RedisConnector = field(init=False, repr=False)
-    _owns_connector: bool = field(init=False, repr=False)
-    _client: RespClient | None = field(default=None, init=False, repr=False)
+    _link: RedisLink = field(init=False, repr=False)
     _events: QueueEvents | None = field(default=None, init=False, repr=False)
     _defaults: JobOptions | None = field(default=None, init=False, repr=False)
+    _events_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.keys = QueueKeys(self.queue, self.prefix)
         self._scripts = scripts.QueueScripts(self.keys)
-        self._owns_connector = not isinstance(self.connection, RedisConnector)
-        self._connector = connect(self.connection)
-        self._connector.check_queue(self.prefix, self.queue)
-        self._defaults = JobOptions.from_mapping(self.defaults) if self.defaults is not None else None
+        connector = connect(self.connection)
+        connector.check_queue(self.prefix, self.queue)
+        self._link = RedisLink(connector, self.keys.client_name(), self.timeout,
+                               owns_connector=not isinstance(self.connection, RedisConnector))
+        self._defaults = JobOptions.defaults(self.defaults)
 
     async def __aenter__(self) -> Producer:
         return self
@@ -90,102 +200,59 @@ class Producer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # -- connection -----------------------------------------------------------------
-
-    def _get_client(self) -> RespClient:
-        if self._client is None:
-            client = self._connector.fast(self.keys.client_name() + ":producer", retry_for=self.timeout)
-            client.endpoint = replace(client.endpoint, command_timeout=self.timeout)
-            client.add_on_connect(scripts.preload)
-            self._client = client
-        return self._client
-
-    async def _call(self, coro: Any) -> Any:
-        try:
-            return await asyncio.wait_for(coro, self.timeout)
-        except (TimeoutError, RespConnectionError) as exc:
-            raise RedisUnavailable(
-                f"could not reach Redis for queue {self.queue!r} within {self.timeout:g} s: {exc}") from exc
-
     # -- preparing --------------------------------------------------------------------
 
-    def prepare(self, name: str, data: Any = NO_DATA, opts: JobOptions | Mapping[str, Any] | None = None,
-                **options: Any) -> PreparedJob:
-        """Validate and encode one job (no I/O); raises before anything is sent."""
-        if not isinstance(name, str):
-            raise InvalidJobOptions(f"job name must be a string, got {type(name).__name__}")
+    def options(self, opts: JobOptionsSource = None, **options: Any) -> JobOptions:
+        """A job's options merged over the queue defaults (validated, no I/O)."""
         if opts is not None and options:
             raise InvalidJobOptions("give options either as opts=... or as keyword arguments, not both")
-        job_opts = JobOptions.from_mapping(opts if opts is not None else options).merged_over(self._defaults)
-        data_json = self.codec.encode({} if data is NO_DATA else data)
-        if job_opts.size_limit is not None and len(data_json) > job_opts.size_limit:
-            raise InvalidJobOptions(
-                f"the size of job {name} ({len(data_json)} bytes of JSON) exceeds its size_limit {job_opts.size_limit}")
-        now = scripts.now_ms()
-        timestamp = job_opts.timestamp if isinstance(job_opts.timestamp, int) else now
-        encoded = job_opts.to_bullmq(now)
-        parent = job_opts.parent
-        parent_dict: dict[str, Any] | None = None
-        if parent is not None:
-            parent_dict = {"id": parent.id, "queueKey": parent.queue_key}
-            for flag, short in (("fail_parent_on_failure", "fpof"), ("remove_dependency_on_failure", "rdof"),
-                                ("ignore_dependency_on_failure", "idof"), ("continue_parent_on_failure", "cpof")):
-                if getattr(job_opts, flag):
-                    parent_dict[short] = True
-        dedup = job_opts.deduplication
-        script, keys, args = self._scripts.add_job(
-            job_id=job_opts.job_id or "",
-            name=name,
-            timestamp=timestamp,
-            data_json=data_json,
-            encoded_opts=encoded,
-            parent_key=parent.key if parent else None,
-            parent=parent_dict,
-            dedup_id=dedup.id if dedup is not None and not isinstance(dedup, Mapping) else None,
-        )
-        return PreparedJob(name, script, keys, args, timestamp, job_opts.job_id,
-                           parent.key if parent else None)
+        return JobOptions.from_mapping(opts if opts is not None else options).merged_over(self._defaults)
+
+    def prepare(self, name: str, data: Any = NO_DATA, opts: JobOptionsSource = None, **options: Any) -> PreparedJob:
+        """Validate and encode one job (no I/O); raises before anything is sent."""
+        return prepare_add(self._scripts, self.codec, name, data, self.options(opts, **options))
 
     # -- adding -----------------------------------------------------------------------
 
-    async def enqueue(self, name: str, data: Any = NO_DATA, opts: JobOptions | Mapping[str, Any] | None = None,
+    async def enqueue(self, name: str, data: Any = NO_DATA, opts: JobOptionsSource = None,
                       **options: Any) -> EnqueuedJob:
-        """Add one job; returns its id (BullMQ's counter, or your ``job_id``)."""
+        """Add one job. Options as keywords (``priority=5, delay=timedelta(seconds=2)``)
+        or ``opts=JobOptions(...)``. Returns its id: BullMQ's counter, your
+        ``job_id``, or - for a duplicate custom id or a deduplicated job - the
+        id of the job already there (as Node returns it)."""
         job = self.prepare(name, data, opts, **options)
-        client = self._get_client()
-        result = await self._call(scripts.run(client, job.script, job.keys, job.args))
-        scripts.check_code(result, "addJob", parent=job.parent_key or "")
-        return EnqueuedJob(_text(result), name, self.queue, job.timestamp)
+        client = self._link.client()
+        result = await self._link.call(scripts.run(client, job.script, job.keys, job.args),
+                                       f"adding job {name!r} to {self.queue!r}")
+        return EnqueuedJob(check_added(job, result), name, self.queue, job.timestamp)
 
     async def enqueue_bulk(self, jobs: Iterable[JobSpec | tuple[Any, ...] | Mapping[str, Any]]) -> list[EnqueuedJob]:
         """Add many jobs atomically, in one round trip (``MULTI`` ... ``EXEC``).
 
-        Every job is validated first: one invalid job means none is sent."""
+        Every job is validated and encoded first: one invalid job means none is
+        sent. (A script error inside the transaction, such as a missing parent,
+        does not undo the others, as in Node's ``addBulk``.)"""
         prepared = [self.prepare(*_spec(spec)) for spec in jobs]
         if not prepared:
             return []
-        client = self._get_client()
-        commands = [scripts.evalsha_command(j.script, j.keys, j.args) for j in prepared]
-        results = await self._call(client.execute_many(commands, transaction=True))
-        out = []
-        for job, result in zip(prepared, results):
-            if isinstance(result, RespError):
-                raise ScriptError(f"adding job {job.name!r} failed: {result}")
-            scripts.check_code(result, "addJob", parent=job.parent_key or "")
-            out.append(EnqueuedJob(_text(result), job.name, self.queue, job.timestamp))
-        return out
+        client = self._link.client()
+        results = await self._link.call(client.execute_many([j.command() for j in prepared], transaction=True),
+                                        f"adding {len(prepared)} jobs to {self.queue!r}")
+        return [EnqueuedJob(check_added(job, result), job.name, self.queue, job.timestamp)
+                for job, result in zip(prepared, results)]
 
     # -- reading ----------------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> Job | None:
-        """The job hash, or None when no such job exists."""
-        client = self._get_client()
-        flat = await self._call(client.execute("HGETALL", self.keys.job(job_id)))
+        """The job hash (decoded lazily), or None when no such job exists."""
+        flat = await self._link.call(self._link.client().execute("HGETALL", self.keys.job(job_id)),
+                                     f"reading job {job_id!r} of {self.queue!r}")
         if not flat:
             return None
         return Job(self.queue, job_id, fields_to_dict(flat), self.codec)
 
     async def require_job(self, job_id: str) -> Job:
+        """Like :meth:`get_job`, but :class:`JobNotFound` when it does not exist."""
         job = await self.get_job(job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id!r} in queue {self.queue!r}")
@@ -197,34 +264,71 @@ class Producer:
         k = self.keys
         keys: list[Arg] = [k["completed"], k["failed"], k["delayed"], k["active"], k["wait"], k["paused"],
                            k["waiting-children"], k["prioritized"]]
-        result = await self._call(scripts.run(self._get_client(), "getStateV2", keys, [job_id, k.job(job_id)]))
-        return _text(result)
+        result = await self._link.call(
+            scripts.run(self._link.client(), "getStateV2", keys, [job_id, k.job(job_id)]),
+            f"reading the state of job {job_id!r}")
+        return result.decode() if isinstance(result, bytes) else str(result)
+
+    async def get_children_values(self, job_id: str) -> dict[str, Any]:
+        """Return values of a parent's completed children, keyed by child job key
+        (``bull:<queue>:<id>``), as Node's ``job.getChildrenValues()``."""
+        return (await self.get_dependencies(job_id)).processed
+
+    async def get_ignored_children_failures(self, job_id: str) -> dict[str, str]:
+        """Failure reasons of children that failed with ``ignore_dependency_on_failure``
+        (Node's ``job.getIgnoredChildrenFailures()``)."""
+        return (await self.get_dependencies(job_id)).ignored
+
+    async def get_dependencies(self, job_id: str) -> Dependencies:
+        """A parent's children by state, in one round trip."""
+        key = self.keys.job(job_id)
+        processed, unprocessed, ignored, failed = await self._link.call(
+            self._link.client().execute_many([
+                ("HGETALL", f"{key}:processed"),
+                ("SMEMBERS", f"{key}:dependencies"),
+                ("HGETALL", f"{key}:failed"),
+                ("ZRANGE", f"{key}:unsuccessful", 0, -1),
+            ]), f"reading the dependencies of job {job_id!r}")
+        return Dependencies(
+            processed={k.decode(): self.codec.decode(v) for k, v in fields_to_dict(processed).items()},
+            unprocessed=sorted(m.decode() for m in unprocessed),
+            ignored={k.decode(): v.decode("utf-8", "replace") for k, v in fields_to_dict(ignored).items()},
+            failed=[m.decode() for m in failed],
+        )
+
+    # -- waiting ----------------------------------------------------------------------
+
+    async def _started_events(self) -> QueueEvents:
+        """The queue's event reader, started once (concurrent waiters share it)."""
+        async with self._events_lock:
+            if self._events is None:
+                events = QueueEvents(self.queue, connection=self._link.connector, prefix=self.prefix)
+                try:
+                    await self._link.call(events.start(), f"listening to the events of {self.queue!r}")
+                except BaseException:
+                    await events.close()
+                    raise
+                self._events = events
+            return self._events
 
     async def wait_for(self, job_id: str, timeout: float | None = 30.0) -> Outcome:
-        """Wait until a job finishes (completed or failed) in either language."""
-        if self._events is None:
-            self._events = QueueEvents(self.queue, connection=self._connector, prefix=self.prefix)
-        return await self._events.wait_for(job_id, timeout)
+        """Wait until a job finishes (completed or failed), whichever language ran it.
+
+        :class:`~bullbridge.errors.JobTimeout` after ``timeout`` seconds."""
+        events = await self._started_events()
+        return await events.wait_for(job_id, timeout)
 
     async def result(self, job_id: str, timeout: float | None = 30.0) -> Any:
-        """The job's return value once it completes; :class:`~bullbridge.errors.JobFailed` if it fails."""
-        if self._events is None:
-            self._events = QueueEvents(self.queue, connection=self._connector, prefix=self.prefix)
-        return await self._events.result(job_id, timeout)
+        """The job's return value once it completes; :class:`~bullbridge.errors.JobFailed`
+        if it fails, :class:`~bullbridge.errors.JobTimeout` after ``timeout`` seconds."""
+        events = await self._started_events()
+        return await events.result(job_id, timeout)
 
     async def close(self) -> None:
         if self._events is not None:
             await self._events.close()
             self._events = None
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-        if self._owns_connector:
-            await self._connector.close()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        await self._link.close()
 
 
 def _spec(spec: JobSpec | tuple[Any, ...] | Mapping[str, Any]) -> tuple[str, Any, Any]:
@@ -234,8 +338,10 @@ def _spec(spec: JobSpec | tuple[Any, ...] | Mapping[str, Any]) -> tuple[str, Any
         unknown = set(spec) - {"name", "data", "opts"}
         if unknown:
             raise InvalidJobOptions(f"unknown keys in bulk job {sorted(unknown)} (name, data, opts)")
+        if "name" not in spec:
+            raise InvalidJobOptions(f"a bulk job needs a name: {dict(spec)!r}")
         return spec["name"], spec.get("data", NO_DATA), spec.get("opts")
-    if isinstance(spec, Sequence) and 1 <= len(spec) <= 3:
+    if isinstance(spec, Sequence) and not isinstance(spec, str) and 1 <= len(spec) <= 3:
         padded = (*spec, NO_DATA, None)[:3] if len(spec) == 1 else (*spec, None)[:3]
         return padded[0], padded[1], padded[2]
     raise InvalidJobOptions(f"a bulk job is a JobSpec, a mapping or a (name, data, opts) tuple, got {spec!r}")
