@@ -4,6 +4,7 @@ Built on BullMQ's own Lua scripts (from the official Python port), so the
 protocol in Redis stays byte-for-byte BullMQ's. See README.md.
 """
 
+from bullbridge.codec import JsonCodec
 from bullbridge.connection import ConnectionSettings, RedisConnector, connect
 from bullbridge.errors import (
     BullbridgeError,
@@ -21,9 +22,10 @@ from bullbridge.errors import (
     UnrecoverableError,
 )
 from bullbridge.events import QueueEvent, QueueEvents
-from bullbridge.job import EnqueuedJob, Job
+from bullbridge.flows import FlowJob, FlowProducer
+from bullbridge.job import Dependencies, EnqueuedJob, Job
 from bullbridge.manager import ManagerSettings, WorkerManager
-from bullbridge.options import Backoff, Deduplication, JobOptions, KeepJobs, Parent, RateLimit
+from bullbridge.options import Backoff, Deduplication, JobOptions, KeepJobs, Parent, RateLimit, Telemetry
 from bullbridge.producer import JobSpec, Producer
 from bullbridge.worker import ActiveJob, CancelSignal, Worker, WorkerSettings
 
@@ -40,7 +42,10 @@ __all__ = [
     "CorruptJob",
     "CrossSlotError",
     "Deduplication",
+    "Dependencies",
     "EnqueuedJob",
+    "FlowJob",
+    "FlowProducer",
     "InvalidJobOptions",
     "Job",
     "JobFailed",
@@ -48,6 +53,7 @@ __all__ = [
     "JobOptions",
     "JobSpec",
     "JobTimeout",
+    "JsonCodec",
     "KeepJobs",
     "ManagerSettings",
     "NotJsonSafe",
@@ -59,6 +65,7 @@ __all__ = [
     "RedisConnector",
     "RedisUnavailable",
     "RedisVersionError",
+    "Telemetry",
     "UnrecoverableError",
     "Worker",
     "WorkerManager",

@@ -99,6 +99,12 @@ class UnrecoverableError(BullbridgeError):
     (Node: ``UnrecoverableError``)."""
 
 
+class DeferredFailure(UnrecoverableError):
+    """A failure BullMQ decided before the job ran (a child failed under
+    ``failParentOnFailure``, too many stalls or starts). Stored with its text
+    unchanged, as Node stores it."""
+
+
 class DelayJob(BullbridgeError):
     """Raise from a handler (via ``JobContext.delay_until``) after the job was
     moved back to delayed, so the worker neither completes nor fails it

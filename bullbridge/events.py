@@ -78,7 +78,7 @@ class QueueEvents:
         self._last_id = "$"
         self._subscribers: list[asyncio.Queue[QueueEvent]] = []
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
-        self._started = asyncio.Event()
+        self._start_lock = asyncio.Lock()
         self._closed = False
 
     async def __aenter__(self) -> QueueEvents:
@@ -90,12 +90,13 @@ class QueueEvents:
 
     async def start(self, from_id: str | None = None) -> None:
         """Start reading after the stream's current end (or after ``from_id``)."""
-        if self._task is not None:
-            return
-        self._commands = self._connector.fast(self.keys.client_name() + ":qe-cmd")
-        self._client = self._connector.blocking(self.keys.client_name() + ":qe")
-        self._last_id = from_id or await self._stream_end()
-        self._task = asyncio.create_task(self._read_loop(), name=f"bullbridge-events-{self.keys.name}")
+        async with self._start_lock:
+            if self._task is not None:
+                return
+            self._commands = self._connector.fast(self.keys.client_name() + ":qe-cmd")
+            self._client = self._connector.blocking(self.keys.client_name() + ":qe")
+            self._last_id = from_id or await self._stream_end()
+            self._task = asyncio.create_task(self._read_loop(), name=f"bullbridge-events-{self.keys.name}")
 
     async def _stream_end(self) -> str:
         assert self._commands is not None

@@ -11,10 +11,14 @@ a job through stall recovery forever, or completes it with ``data={}``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bullbridge import codec
 from bullbridge.errors import CorruptJob
+
+if TYPE_CHECKING:
+    from bullbridge.keys import QueueKeys
+    from bullbridge.resp import RespClient
 
 _MISSING = object()
 
@@ -291,3 +295,33 @@ class EnqueuedJob:
     name: str
     queue: str
     timestamp: int
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """A parent's children by state (Node's ``job.getDependencies()``): return
+    values of processed children, keys of unprocessed ones, failure reasons of
+    ignored ones, and keys of failed ones (``continue_parent_on_failure``)."""
+
+    processed: dict[str, Any]
+    unprocessed: list[str]
+    ignored: dict[str, str]
+    failed: list[str]
+
+
+async def read_dependencies(client: RespClient, keys: QueueKeys, job_id: str,
+                            json_codec: codec.JsonCodec = codec.DEFAULT) -> Dependencies:
+    """Read a parent's children in one round trip (the hashes/sets Node reads)."""
+    key = keys.job(job_id)
+    processed, unprocessed, ignored, failed = await client.execute_many([
+        ("HGETALL", f"{key}:processed"),
+        ("SMEMBERS", f"{key}:dependencies"),
+        ("HGETALL", f"{key}:failed"),
+        ("ZRANGE", f"{key}:unsuccessful", 0, -1),
+    ])
+    return Dependencies(
+        processed={k.decode(): json_codec.decode(v) for k, v in fields_to_dict(processed).items()},
+        unprocessed=sorted(m.decode() for m in unprocessed),
+        ignored={k.decode(): v.decode("utf-8", "replace") for k, v in fields_to_dict(ignored).items()},
+        failed=[m.decode() for m in failed],
+    )

@@ -25,7 +25,7 @@ from bullbridge import scripts
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
 from bullbridge.errors import ConfigurationError, InvalidJobOptions, JobNotFound, RedisUnavailable, ScriptError
 from bullbridge.events import Outcome, QueueEvents
-from bullbridge.job import EnqueuedJob, Job, fields_to_dict
+from bullbridge.job import Dependencies, EnqueuedJob, Job, fields_to_dict, read_dependencies
 from bullbridge.keys import QueueKeys
 from bullbridge.options import Deduplication, JobOptions, Parent
 from bullbridge.resp import Arg, RespClient, RespConnectionError, RespError
@@ -153,18 +153,6 @@ class RedisLink:
             await self.connector.close()
 
 
-@dataclass(frozen=True)
-class Dependencies:
-    """A parent's children by state (Node's ``job.getDependencies()``): return
-    values of processed children, keys of unprocessed ones, failure reasons of
-    ignored ones, and keys of failed ones (``continue_parent_on_failure``)."""
-
-    processed: dict[str, Any]
-    unprocessed: list[str]
-    ignored: dict[str, str]
-    failed: list[str]
-
-
 @dataclass
 class Producer:
     """Adds jobs to one queue, and reads them back.
@@ -281,20 +269,8 @@ class Producer:
 
     async def get_dependencies(self, job_id: str) -> Dependencies:
         """A parent's children by state, in one round trip."""
-        key = self.keys.job(job_id)
-        processed, unprocessed, ignored, failed = await self._link.call(
-            self._link.client().execute_many([
-                ("HGETALL", f"{key}:processed"),
-                ("SMEMBERS", f"{key}:dependencies"),
-                ("HGETALL", f"{key}:failed"),
-                ("ZRANGE", f"{key}:unsuccessful", 0, -1),
-            ]), f"reading the dependencies of job {job_id!r}")
-        return Dependencies(
-            processed={k.decode(): self.codec.decode(v) for k, v in fields_to_dict(processed).items()},
-            unprocessed=sorted(m.decode() for m in unprocessed),
-            ignored={k.decode(): v.decode("utf-8", "replace") for k, v in fields_to_dict(ignored).items()},
-            failed=[m.decode() for m in failed],
-        )
+        return await self._link.call(read_dependencies(self._link.client(), self.keys, job_id, self.codec),
+                                     f"reading the dependencies of job {job_id!r}")
 
     # -- waiting ----------------------------------------------------------------------
 

@@ -102,7 +102,7 @@ ERROR_MESSAGES = {
     -4: "Job {job_id} has pending dependencies. {command}",
     -5: "Missing key for parent job {parent}. {command}",
     -6: "Lock mismatch for job {job_id}. Cmd {command} from {state}",
-    -7: "The parent job {job_id} cannot be replaced. {command}",
+    -7: "The parent job {parent} cannot be replaced. {command}",
     -9: "Cannot complete job {job_id} because it has at least one failed child. {command}",
 }
 

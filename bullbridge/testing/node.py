@@ -1,10 +1,15 @@
 """Drive a real Node BullMQ process from Python tests.
 
-:class:`NodeDriver` starts ``interop/driver.js`` (``node``, the real npm
-``bullmq``) and talks to it in JSON lines. Every call has a timeout, so a hung
+:class:`NodeDriver` starts ``driver.js`` (shipped beside this module;
+``interop/driver.js`` in a checkout links to it) with ``node`` and the real npm
+``bullmq``, and talks to it in JSON lines. Every call has a timeout, so a hung
 Node process fails the test instead of hanging the run; events pushed by Node
 workers and QueueEvents are kept per handle and can be awaited with
 :meth:`NodeDriver.wait_event`.
+
+Which ``bullmq`` runs: ``node_modules`` (a ``node_modules`` folder or a project
+folder holding one: the user's own install), else each folder of ``node_path``
+/ ``$NODE_PATH``, else the driver's own resolution (bullbridge's checkout).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 log = logging.getLogger("bullbridge.testing.node")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DRIVER = PROJECT_ROOT / "interop" / "driver.js"
+DEFAULT_DRIVER = Path(__file__).resolve().with_name("driver.js")
 
 
 class NodeError(Exception):
@@ -70,6 +75,12 @@ class NodeDriver:
     _ready: asyncio.Future[str] | None = None
     _stderr_task: asyncio.Task[None] | None = None
     stderr_lines: list[str] = field(default_factory=list)
+    #: The user's ``node_modules`` (or project folder) to load ``bullmq`` from.
+    node_modules: str | Path | None = None
+    #: Where the loaded ``bullmq`` lives, and the Node.js version (set by :meth:`start`).
+    bullmq_path: str = ""
+    node_version: str = ""
+    _fatal: str | None = None
 
     async def start(self, timeout: float = 20.0) -> NodeDriver:
         node = shutil.which("node")
@@ -78,6 +89,8 @@ class NodeDriver:
         env = dict(os.environ, BULLBRIDGE_REDIS_URL=self.redis_url)
         if self.node_path:
             env["NODE_PATH"] = self.node_path
+        if self.node_modules:
+            env["BULLBRIDGE_NODE_MODULES"] = str(self.node_modules)
         self._changed = asyncio.Condition()
         self._ready = asyncio.get_running_loop().create_future()
         self.process = await asyncio.create_subprocess_exec(
@@ -138,7 +151,8 @@ class NodeDriver:
                 fut.set_result(msg.get("result"))
             else:
                 fut.set_exception(NodeError(msg.get("error", "unknown error"), msg.get("stack")))
-        error = NodeError(f"node driver exited: {self.stderr_tail()}")
+        error = NodeError(f"node driver exited: {self._fatal}" if self._fatal
+                          else f"node driver exited: {self.stderr_tail()}")
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(error)
@@ -149,8 +163,13 @@ class NodeDriver:
     async def _on_push(self, msg: dict[str, Any]) -> None:
         kind = msg.pop("push")
         if kind == "ready":
+            self.bullmq_path = msg.get("bullmqPath", "")
+            self.node_version = msg.get("node", "")
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(msg.get("bullmq", ""))
+            return
+        if kind == "fatal":
+            self._fatal = str(msg.get("error", "the driver could not start"))
             return
         handle = msg.pop("handle", kind)
         event = msg.pop("event", kind)
@@ -194,6 +213,31 @@ class NodeDriver:
         extra = {k: opts.pop(k) for k in ("prefix", "backoffStrategy", "handle") if k in opts}
         result = await self.call("worker.start", queue=queue, processor=processor, opts=opts, **extra)
         return str(result["handle"])
+
+    async def start_module_worker(self, queue: str, module: str | Path, *, export: str | None = None,
+                                  sandboxed: bool = False, report: bool = True, prefix: str = "bull",
+                                  handle: str | None = None, **opts: Any) -> str:
+        """A worker whose processor is the function a user's module exports
+        (``module.exports = async job => ...``, as BullMQ's sandboxed processors);
+        ``sandboxed`` runs the file in BullMQ's own child process instead.
+        With ``report``, each job the processor gets is pushed as a ``received``
+        event (data, opts, attempts). ``opts`` are BullMQ WorkerOptions."""
+        extra: dict[str, Any] = {"handle": handle} if handle else {}
+        result = await self.call("worker.start", queue=queue, module=str(Path(module).resolve()), export=export,
+                                 sandboxed=sandboxed, report=report, prefix=prefix, opts=opts, **extra)
+        return str(result["handle"])
+
+    async def call_producer(self, module: str | Path, queue: str | None, args: Any = None, *,
+                            export: str | None = None, prefix: str = "bull", timeout: float | None = None) -> Any:
+        """Call a user's producer function ``fn(queue, args, ctx)`` (see driver.js);
+        returns what it returned, Jobs as ``{id, name, queue, data, opts}``."""
+        return await self.call("producer.call", timeout=timeout, module=str(Path(module).resolve()),
+                               export=export, queue=queue, args=args, prefix=prefix)
+
+    async def job_view(self, queue: str, job_id: str, prefix: str = "bull") -> dict[str, Any] | None:
+        """Node's view of a job: ``job.get`` plus ``logs``, ``parsedOpts`` and ``parsedData``."""
+        result = await self.call("job.view", queue=queue, jobId=job_id, prefix=prefix)
+        return result  # type: ignore[no-any-return]
 
     async def close_worker(self, handle: str, force: bool = False, timeout: float = 30.0) -> None:
         await self.call("worker.close", handle=handle, force=force, timeout=timeout)

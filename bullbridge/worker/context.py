@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bullbridge import scripts
 from bullbridge.errors import DelayJob, RateLimited, WaitingChildren
-from bullbridge.job import Job
+from bullbridge.job import Dependencies, Job, read_dependencies
 from bullbridge.options import epoch_ms, to_ms
 
 if TYPE_CHECKING:
@@ -150,9 +150,22 @@ class ActiveJob(Job):
 
     async def children_values(self) -> dict[str, Any]:
         """Return values of completed children, keyed by child job key (Node's getChildrenValues)."""
-        flat = await self._worker.client.execute("HGETALL", self._worker.keys.job(self.id) + ":processed")
-        it = iter(flat or [])
-        return {k.decode(): self._codec.decode(v) for k, v in zip(it, it)}
+        return (await self.dependencies()).processed
+
+    async def dependencies(self) -> Dependencies:
+        """Children by state: processed, unprocessed, ignored, failed (Node's getDependencies)."""
+        return await read_dependencies(self._worker.client, self._worker.keys, self.id, self._codec)
+
+    async def ignored_children_failures(self) -> dict[str, str]:
+        """Failure reasons of children that failed with ignore_dependency_on_failure."""
+        return (await self.dependencies()).ignored
+
+    async def remove_unprocessed_children(self) -> None:
+        """Remove children not yet processed (Node's removeUnprocessedChildren), e.g.
+        before completing a parent that continues after a child failed."""
+        w = self._worker
+        await scripts.run(w.client, "removeUnprocessedChildren", [w.keys.job(self.id), w.keys["meta"]],
+                          [w.keys.base, self.id])
 
     # -- heavy work ---------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from bullbridge.connection import MAX_BLOCK_SECONDS, ConnectionSource, RedisConn
 from bullbridge.emitter import Emitter
 from bullbridge.errors import (
     CorruptJob,
+    DeferredFailure,
     DelayJob,
     LockLost,
     NotJsonSafe,
@@ -479,10 +480,10 @@ class Worker(Emitter):
     def _prepare(self, job: ActiveJob) -> Handler:
         job.check()
         if job.deferred_failure:
-            raise UnrecoverableError(job.deferred_failure)
+            raise DeferredFailure(job.deferred_failure)
         limit = self.settings.max_started_attempts
         if limit and job.attempts_started > limit:
-            raise UnrecoverableError("job started more than allowable limit")
+            raise DeferredFailure("job started more than allowable limit")
         handler = self.registry.resolve(job.name)
         if handler is None:
             raise UnknownJobName(
@@ -608,6 +609,8 @@ class Worker(Emitter):
         reason = failure_reason(exc)
         if isinstance(exc, CorruptJob):
             reason = f"corrupt job: {exc}"
+        elif isinstance(exc, DeferredFailure):
+            reason = str(exc)
         opts = job.safe_opts()
         try:
             previous = job.stacktrace

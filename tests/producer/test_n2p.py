@@ -221,10 +221,6 @@ async def test_flow_fail_parent_on_failure_in_python(node: NodeDriver, make_work
     assert bad_key in job["failedReason"]
 
 
-@pytest.mark.xfail(strict=True, reason="worker: a parent's deferred failure (hash field 'defa', set by "
-                   "failParentOnFailure) is stored as 'UnrecoverableError: child <key> failed'; a Node worker "
-                   "stores the bare 'child <key> failed' (Worker fails it with UnrecoverableError(defa), "
-                   "failedReason = err.message)")
 async def test_flow_fail_parent_reason_is_nodes(node: NodeDriver, make_worker: MakeWorker, queue_name: str) -> None:
     job, _, bad_key = await _fail_parent_flow(node, make_worker, queue_name)
     assert job["failedReason"] == f"child {bad_key} failed"
