@@ -292,26 +292,37 @@ class RedisConnector:
 
     # -- clients ------------------------------------------------------------------
 
-    def fast(self, name: str | None = None, *, retry_for: float | None = None) -> RespClient:
-        """A pipelining client for hot paths (one socket, many commands in flight)."""
+    def fast(self, name: str | None = None, *, retry_for: float | None = None,
+             route_key: str | None = None) -> RespClient:
+        """A pipelining client for hot paths (one socket, many commands in flight).
+
+        On Redis Cluster it serves the slot of ``route_key`` (a queue's keys all
+        share one slot thanks to their hash tag) and follows ``MOVED``."""
+        resolver = None
         if self.settings.is_cluster:
-            raise ConfigurationError(
-                "the pipelining client does not route Redis Cluster slots; "
-                "use RedisConnector.redis_py() for cluster queues")
+            if route_key is None:
+                raise ConfigurationError(
+                    "this command reads several queues at once, which the pipelining client cannot do on "
+                    "Redis Cluster; point it at one queue")
+            from bullbridge.cluster import slot_of, slot_resolver
+
+            resolver = slot_resolver(self.settings, slot_of(route_key))
+        elif self.settings.is_sentinel:
+            resolver = self._sentinel_resolver()
         client = RespClient(
             self.settings.endpoint(),
             name=name,
             connect_retry_for=self.settings.retry_for if retry_for is None else retry_for,
-            resolver=self._sentinel_resolver() if self.settings.is_sentinel else None,
+            resolver=resolver,
             events=self.events,
         )
         self._clients.append(client)
         return client
 
-    def blocking(self, name: str | None = None) -> RespClient:
+    def blocking(self, name: str | None = None, *, route_key: str | None = None) -> RespClient:
         """A client for blocking commands: no connection-wide command deadline
         (each BZPOPMIN passes its own block time plus a margin)."""
-        client = self.fast(name)
+        client = self.fast(name, route_key=route_key)
         client.endpoint = replace(client.endpoint, command_timeout=None)
         return client
 

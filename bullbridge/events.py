@@ -93,8 +93,8 @@ class QueueEvents:
         async with self._start_lock:
             if self._task is not None:
                 return
-            self._commands = self._connector.fast(self.keys.client_name() + ":qe-cmd")
-            self._client = self._connector.blocking(self.keys.client_name() + ":qe")
+            self._commands = self._connector.fast(self.keys.client_name() + ":qe-cmd", route_key=self.keys.base)
+            self._client = self._connector.blocking(self.keys.client_name() + ":qe", route_key=self.keys.base)
             self._last_id = from_id or await self._stream_end()
             self._task = asyncio.create_task(self._read_loop(), name=f"bullbridge-events-{self.keys.name}")
 

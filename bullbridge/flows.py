@@ -150,8 +150,10 @@ class FlowProducer:
         self.codec = codec
         self._defaults = {queue: JobOptions.defaults(opts) for queue, opts in (defaults or {}).items()}
         self._connector = connect(connection)
+        # On Redis Cluster a flow is one MULTI, so its queues share the prefix's hash tag.
         self._link = RedisLink(self._connector, f"{prefix}:flow-producer", timeout,
-                               owns_connector=not isinstance(connection, RedisConnector))
+                               owns_connector=not isinstance(connection, RedisConnector),
+                               route_key=f"{prefix}:flow")
         self._scripts: dict[tuple[str, str], scripts.QueueScripts] = {}
         self._watch_lock = asyncio.Lock()
 

@@ -163,7 +163,10 @@ class WorkerManager:
         for hook in self.on_startup:
             await hook(self.connector)
         await asyncio.gather(*(w.start() for w in self.workers))
-        client = self.connector.fast(f"{s.prefix}:bullbridge:manager")
+        from bullbridge.health import health_key
+
+        key = health_key(s.prefix, s.process_name)
+        client = self.connector.fast(f"{s.prefix}:bullbridge:manager", route_key=key)
         self._heartbeat = Heartbeat(client, s.prefix, s.process_name, self.report, s.heartbeat_interval)
         self._heartbeat.start()
         if s.health_port is not None:

@@ -117,20 +117,22 @@ class RedisLink:
     seconds and a call then raises :class:`RedisUnavailable`; a server that
     accepts but never answers fails the call after ``timeout`` too."""
 
-    def __init__(self, connector: RedisConnector, name: str, timeout: float, *, owns_connector: bool) -> None:
+    def __init__(self, connector: RedisConnector, name: str, timeout: float, *, owns_connector: bool,
+                 route_key: str | None = None) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
         self.connector = connector
         self.name = name
         self.timeout = float(timeout)
         self._owns_connector = owns_connector
+        self._route_key = route_key
         self._clients: dict[str, RespClient] = {}
 
     def client(self, role: str = "producer") -> RespClient:
         """The client for ``role`` (created on first use, scripts preloaded)."""
         client = self._clients.get(role)
         if client is None:
-            client = self.connector.fast(f"{self.name}:{role}", retry_for=self.timeout)
+            client = self.connector.fast(f"{self.name}:{role}", retry_for=self.timeout, route_key=self._route_key)
             client.endpoint = replace(client.endpoint, command_timeout=self.timeout)
             client.add_on_connect(scripts.preload)
             self._clients[role] = client
@@ -179,7 +181,8 @@ class Producer:
         connector = connect(self.connection)
         connector.check_queue(self.prefix, self.queue)
         self._link = RedisLink(connector, self.keys.client_name(), self.timeout,
-                               owns_connector=not isinstance(self.connection, RedisConnector))
+                               owns_connector=not isinstance(self.connection, RedisConnector),
+                               route_key=self.keys.base)
         self._defaults = JobOptions.defaults(self.defaults)
 
     async def __aenter__(self) -> Producer:

@@ -235,3 +235,70 @@ class PrivateRedis:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+@dataclass
+class PrivateCluster:
+    """A Redis Cluster of ``masters`` private servers on loopback (no replicas),
+    created with ``redis-cli --cluster create``. ``url`` is a
+    ``redis+cluster://`` URL naming every node."""
+
+    masters: int = 3
+    nodes: list[PrivateRedis] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", n.port) for n in self.nodes]
+
+    def start(self, timeout: float = 30.0) -> PrivateCluster:
+        if self.masters < 3:
+            raise PrivateRedisError("Redis Cluster needs at least 3 masters")
+        try:
+            for _ in range(self.masters):
+                node = PrivateRedis(extra_args=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                                                "--cluster-config-file", f"nodes-{uuid_hex()}.conf"))
+                self.nodes.append(node.start())
+            cli = find_redis_binary("redis-cli")
+            create = subprocess.run(
+                [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes), "--cluster-yes"],
+                capture_output=True, text=True, timeout=timeout, check=False)
+            if create.returncode != 0:
+                raise PrivateRedisError(f"redis-cli --cluster create failed: {create.stdout[-400:]}"
+                                        f"{create.stderr[-400:]}")
+            self._wait_ok(cli, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ok(self, cli: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [subprocess.run([cli, "-p", str(n.port), "cluster", "info"], capture_output=True, text=True,
+                                     check=False).stdout for n in self.nodes]
+            if all("cluster_state:ok" in s for s in states):
+                return
+            time.sleep(0.1)
+        raise PrivateRedisError("the cluster did not reach cluster_state:ok")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.nodes.clear()
+
+    def __enter__(self) -> PrivateCluster:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def uuid_hex() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:8]

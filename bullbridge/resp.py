@@ -245,6 +245,8 @@ class RespConnection:
 OnConnect = Callable[["RespConnection"], Awaitable[None]]
 #: Longest pause between reconnection attempts while Redis is away.
 MAX_RECONNECT_DELAY = 0.25
+#: Error replies meaning "not here": retried on the node the resolver names.
+REDIRECTS = frozenset({"MOVED", "ASK", "READONLY", "TRYAGAIN", "CLUSTERDOWN"})
 AddressResolver = Callable[[], Awaitable[Endpoint]]
 
 
@@ -386,7 +388,28 @@ class RespClient:
         conn = self._conn
         if conn is None or not conn.connected:
             conn = await self.connection()
-        return await conn.execute(*args, timeout=timeout)
+        try:
+            return await conn.execute(*args, timeout=timeout)
+        except RespError as exc:
+            if self._resolver is None or exc.prefix not in REDIRECTS:
+                raise
+            return await self._redirected(exc, lambda c: c.execute(*args, timeout=timeout))
+
+    async def _redirected(self, exc: RespError, again: Callable[[RespConnection], Awaitable[Any]]) -> Any:
+        """A cluster slot moved, or a failed-over master became a replica: the
+        command did not run. Resolve the right node again and retry (3 times)."""
+        for attempt in range(3):
+            log.info("Redis answered %s; reconnecting to the right node (%s)", exc.prefix, self.name or "unnamed")
+            self.drop()
+            await asyncio.sleep(0.05 * (attempt + 1))
+            conn = await self.connection()
+            try:
+                return await again(conn)
+            except RespError as err:
+                if err.prefix not in REDIRECTS:
+                    raise
+                exc = err
+        raise exc
 
     def execute_nowait(self, *args: Arg) -> asyncio.Future[Any] | None:
         """Send on the live connection without a coroutine; None when disconnected."""
@@ -409,6 +432,11 @@ class RespClient:
             for r in results[:-1]:
                 if isinstance(r, RespConnectionError):
                     raise r
+                if isinstance(r, RespError) and r.prefix in REDIRECTS and self._resolver is not None:
+                    # Nothing ran (EXEC aborts): retry the whole transaction on the right node.
+                    retried: list[Any] = await self._redirected(
+                        r, lambda c: self._transaction_on(c, commands, timeout))
+                    return retried
             exec_reply = results[-1]
             if isinstance(exec_reply, BaseException):
                 raise exec_reply
@@ -416,6 +444,17 @@ class RespClient:
                 raise RespError("EXECABORT transaction aborted")
             return list(exec_reply)
         return list(await asyncio.gather(*conn.execute_many(commands, timeout=timeout)))
+
+    async def _transaction_on(self, conn: RespConnection, commands: Sequence[Sequence[Arg]],
+                              timeout: float | None) -> list[Any]:
+        futs = conn.execute_many([("MULTI",), *commands, ("EXEC",)], timeout=timeout)
+        results = await asyncio.gather(*futs, return_exceptions=True)
+        for r in results[:-1]:
+            if isinstance(r, RespError) and r.prefix in REDIRECTS:
+                raise r
+        if isinstance(results[-1], BaseException):
+            raise results[-1]
+        return list(results[-1] or [])
 
     def drop(self) -> None:
         """Abort the current connection (used after a stuck blocking command)."""

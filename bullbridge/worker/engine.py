@@ -170,9 +170,9 @@ class Worker(Emitter):
         self.loop = asyncio.get_running_loop()
         self.loop_thread = threading.get_ident()
         s = self.settings
-        self.client = self._connector.fast(None)
+        self.client = self._connector.fast(None, route_key=self.keys.base)
         self.client.add_on_connect(scripts.preload)
-        self.bclient = self._connector.blocking(self.keys.client_name(s.wire_name))
+        self.bclient = self._connector.blocking(self.keys.client_name(s.wire_name), route_key=self.keys.base)
         self.bclient.add_on_connect(self._remember_blocking_id)
         self._connector.events.on_lost.append(self._on_connection_lost)
         self._connector.events.on_connected.append(self._on_connected)

@@ -1,0 +1,80 @@
+"""Redis Cluster: per-queue hash tags, slot routing, and a clear error (never a
+spin) for a layout whose keys would cross slots (FINDINGS row 11)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from bullbridge import Producer, Worker, WorkerSettings
+from bullbridge.cluster import slot_of
+from bullbridge.errors import CrossSlotError
+from bullbridge.redis_server import PrivateCluster
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PrivateCluster]:
+    with PrivateCluster() as c:
+        yield c
+
+
+async def test_untagged_queue_is_refused_before_any_io(cluster: PrivateCluster) -> None:
+    with pytest.raises(CrossSlotError, match="hash tag"):
+        Producer("email", connection=cluster.url)
+    with pytest.raises(CrossSlotError, match="hash tag"):
+        Worker("email", connection=cluster.url)
+
+
+async def test_tagged_queues_spread_over_masters_and_work(cluster: PrivateCluster) -> None:
+    queues = ["{email}", "{images}", "{sync}", "{analytics}"]
+    nodes = set()
+    for q in queues:
+        nodes.add(_owner(cluster, slot_of(f"bull:{q}:wait")))
+    assert len(nodes) >= 2, "per-queue tags should land on different masters"
+    workers, producers = [], []
+    try:
+        for q in queues:
+            w = Worker(q, connection=cluster.url, settings=WorkerSettings(concurrency=3))
+
+            async def handle(job, q=q):
+                return f"{q}:{job.data}"
+
+            w.registry.register("x", handle)
+            await w.start()
+            workers.append(w)
+            producers.append(Producer(q, connection=cluster.url))
+        results = []
+        for q, p in zip(queues, producers):
+            jobs = await p.enqueue_bulk([("x", i) for i in range(20)])
+            results.append(await asyncio.gather(*(p.result(j.id, timeout=10) for j in jobs)))
+        for q, res in zip(queues, results):
+            assert res == [f"{q}:{i}" for i in range(20)]
+    finally:
+        await asyncio.gather(*(w.close(timeout=5) for w in workers), *(p.close() for p in producers))
+
+
+async def test_shared_prefix_tag_puts_all_queues_on_one_slot(cluster: PrivateCluster) -> None:
+    async with Producer("a", connection=cluster.url, prefix="{bull}") as a, \
+            Producer("b", connection=cluster.url, prefix="{bull}") as b:
+        ja = await a.enqueue("x", 1)
+        jb = await b.enqueue("x", 2)
+        assert slot_of(a.keys.job(ja.id)) == slot_of(b.keys.job(jb.id))
+
+
+def _owner(cluster: PrivateCluster, slot: int) -> str:
+    import subprocess
+
+    from bullbridge.redis_server import find_redis_binary
+
+    out = subprocess.run([find_redis_binary("redis-cli"), "-p", str(cluster.nodes[0].port), "cluster", "slots"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    # flat output: start end ip port id [replicas...] repeated; walk it
+    i = 0
+    while i < len(out):
+        start, end, ip, port = int(out[i]), int(out[i + 1]), out[i + 2], out[i + 3]
+        if start <= slot <= end:
+            return f"{ip}:{port}"
+        i += 5
+    raise AssertionError(f"no owner for slot {slot}")
