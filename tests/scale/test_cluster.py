@@ -46,7 +46,7 @@ async def test_tagged_queues_spread_over_masters_and_work(cluster: PrivateCluste
             workers.append(w)
             producers.append(Producer(q, connection=cluster.url))
         results = []
-        for q, p in zip(queues, producers):
+        for p in producers:
             jobs = await p.enqueue_bulk([("x", i) for i in range(20)])
             results.append(await asyncio.gather(*(p.result(j.id, timeout=10) for j in jobs)))
         for q, res in zip(queues, results):
