@@ -288,6 +288,7 @@ class RedisConnector:
     _server_info: ServerInfo | None = None
     _info_lock: asyncio.Lock | None = field(default=None, repr=False)
     _clients: list[RespClient] = field(default_factory=list, repr=False)
+    _sentinel_watch: Any = field(default=None, repr=False)
     events: ConnectionEvents = field(default_factory=ConnectionEvents)
 
     # -- clients ------------------------------------------------------------------
@@ -309,6 +310,7 @@ class RedisConnector:
             resolver = slot_resolver(self.settings, slot_of(route_key))
         elif self.settings.is_sentinel:
             resolver = self._sentinel_resolver()
+            self._watch_sentinels()
         client = RespClient(
             self.settings.endpoint(),
             name=name,
@@ -337,6 +339,13 @@ class RedisConnector:
 
         return master_resolver(self.settings)
 
+    def _watch_sentinels(self) -> None:
+        if self._sentinel_watch is None:
+            from bullbridge.sentinel import SentinelWatcher
+
+            self._sentinel_watch = SentinelWatcher(self.settings, lambda: list(self._clients))
+        self._sentinel_watch.start()
+
     # -- checks -------------------------------------------------------------------
 
     async def server_info(self) -> ServerInfo:
@@ -363,6 +372,9 @@ class RedisConnector:
                 f"spreads queues over masters) or in the prefix (e.g. '{{{prefix}}}', one slot for all)")
 
     async def close(self) -> None:
+        if self._sentinel_watch is not None:
+            await self._sentinel_watch.stop()
+            self._sentinel_watch = None
         clients, self._clients = self._clients, []
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
         if self._redis_py is not None and self._owns_redis_py:

@@ -298,6 +298,119 @@ class PrivateCluster:
         self.stop()
 
 
+@dataclass
+class PrivateSentinel:
+    """A master, one replica and ``sentinels`` sentinels on loopback, AOF on.
+
+    ``url`` is a ``redis+sentinel://`` URL; :meth:`failover` asks a sentinel to
+    promote the replica and waits until the sentinels agree on the new master."""
+
+    master_name: str = "bbmaster"
+    sentinels: int = 3
+    master: PrivateRedis | None = None
+    replica: PrivateRedis | None = None
+    sentinel_nodes: list[PrivateRedis] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinel_nodes)
+        return f"redis+sentinel://{hosts}/{self.master_name}"
+
+    def start(self, timeout: float = 20.0) -> PrivateSentinel:
+        try:
+            fast_sync = ("--repl-diskless-sync-delay", "0")
+            self.master = PrivateRedis(persist=True, extra_args=fast_sync).start()
+            self.replica = PrivateRedis(persist=True, extra_args=(
+                "--replicaof", "127.0.0.1", str(self.master.port), *fast_sync)).start()
+            self._wait_replica_link(timeout)
+            for _ in range(self.sentinels):
+                node = PrivateRedis(binary=None)
+                node._tmp = tempfile.TemporaryDirectory(prefix="bullbridge-sentinel-")
+                node.dir = Path(node._tmp.name)
+                port = free_port()
+                conf = node.dir / "sentinel.conf"
+                conf.write_text(
+                    f"port {port}\nbind 127.0.0.1\ndir {node.dir}\n"
+                    f"sentinel monitor {self.master_name} 127.0.0.1 {self.master.port} 2\n"
+                    f"sentinel down-after-milliseconds {self.master_name} 1000\n"
+                    f"sentinel failover-timeout {self.master_name} 5000\n"
+                    f"sentinel parallel-syncs {self.master_name} 1\n")
+                node.port = port
+                node.extra_args = ()
+                node.binary = find_redis_binary()
+                node.process = subprocess.Popen([node.binary, str(conf), "--sentinel"], stdin=subprocess.DEVNULL,
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                preexec_fn=_die_with_parent)
+                if not node._wait_ready():
+                    raise PrivateRedisError("a sentinel did not start")
+                self.sentinel_nodes.append(node)
+            self._wait_master(self.master.port, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_replica_link(self, timeout: float) -> None:
+        assert self.replica is not None
+        cli = find_redis_binary("redis-cli")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = subprocess.run([cli, "-p", str(self.replica.port), "info", "replication"], capture_output=True,
+                                  text=True, check=False).stdout
+            if "master_link_status:up" in info:
+                return
+            time.sleep(0.05)
+        raise PrivateRedisError("the replica did not finish its first sync")
+
+    def current_master_port(self) -> int | None:
+        cli = find_redis_binary("redis-cli")
+        for node in self.sentinel_nodes:
+            out = subprocess.run([cli, "-p", str(node.port), "sentinel", "get-master-addr-by-name",
+                                  self.master_name], capture_output=True, text=True, check=False).stdout.split()
+            if len(out) == 2:
+                return int(out[1])
+        return None
+
+    def _wait_master(self, port: int, timeout: float) -> None:
+        cli = find_redis_binary("redis-cli")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            answers = [subprocess.run([cli, "-p", str(n.port), "sentinel", "get-master-addr-by-name",
+                                       self.master_name], capture_output=True, text=True, check=False).stdout.split()
+                       for n in self.sentinel_nodes]
+            role = subprocess.run([cli, "-p", str(port), "role"], capture_output=True, text=True,
+                                  check=False).stdout.split()
+            if all(a[-1:] == [str(port)] for a in answers) and role[:1] == ["master"]:
+                return
+            time.sleep(0.1)
+        raise PrivateRedisError(f"sentinels did not agree on master port {port}")
+
+    def failover(self, timeout: float = 20.0) -> int:
+        """Promote the replica; returns the new master's port."""
+        assert self.replica is not None and self.master is not None
+        cli = find_redis_binary("redis-cli")
+        subprocess.run([cli, "-p", str(self.sentinel_nodes[0].port), "sentinel", "failover", self.master_name],
+                       capture_output=True, text=True, check=True)
+        self._wait_master(self.replica.port, timeout)
+        self.master, self.replica = self.replica, self.master
+        return self.master.port
+
+    def stop(self) -> None:
+        for node in self.sentinel_nodes:
+            node.stop()
+        self.sentinel_nodes.clear()
+        for server in (self.master, self.replica):
+            if server is not None:
+                server.stop()
+
+    def __enter__(self) -> PrivateSentinel:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
 def uuid_hex() -> str:
     import uuid
 

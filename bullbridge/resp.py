@@ -71,6 +71,9 @@ class Endpoint:
     ssl: ssl_module.SSLContext | None = None
     connect_timeout: float = 5.0
     command_timeout: float | None = 10.0
+    #: Refuse the connection unless ``ROLE`` says master (Sentinel: a node that was
+    #: just demoted still answers, but markers and writes now land elsewhere).
+    require_master: bool = False
 
     def describe(self) -> str:
         return self.unix_path or f"{self.host}:{self.port}/{self.db}"
@@ -288,6 +291,7 @@ class RespClient:
         self._closed = False
         self._ever_connected = False
         self._last_error: Exception | None = None
+        self.current: Endpoint = endpoint
         self.reconnects = 0
 
     def add_on_connect(self, hook: OnConnect) -> None:
@@ -360,6 +364,10 @@ class RespClient:
                 setup.append(("CLIENT", "SETNAME", self.name))
             if setup:
                 await asyncio.gather(*conn.execute_many(setup))
+            if endpoint.require_master:
+                role = await conn.execute("ROLE")
+                if not role or role[0] != b"master":
+                    raise RespConnectionError(f"{endpoint.describe()} is not a master (any more)")
             for hook in self._hooks:
                 await hook(conn)
         except BaseException:
@@ -371,6 +379,7 @@ class RespClient:
             self.reconnects += 1
             log.info("reconnected to Redis at %s (%s)", endpoint.describe(), self.name or "unnamed")
         self._conn = conn
+        self.current = endpoint
         for listener in self.events.on_connected:
             listener(self.name or "", reconnect)
         return conn
@@ -378,7 +387,7 @@ class RespClient:
     def _lost(self, exc: Exception | None) -> None:
         if self._closed:
             return
-        log.warning("lost connection to Redis at %s (%s): %s", self.endpoint.describe(),
+        log.warning("lost connection to Redis at %s (%s): %s", self.current.describe(),
                     self.name or "unnamed", exc or "closed by server")
         for listener in self.events.on_lost:
             listener(self.name or "", exc)

@@ -8,9 +8,11 @@ producers follow a failover by themselves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from bullbridge.resp import Endpoint, RespConnection, RespConnectionError, RespError
 
@@ -42,8 +44,55 @@ def master_resolver(settings: ConnectionSettings) -> Callable[[], Awaitable[Endp
             if reply:
                 address = (reply[0].decode(), int(reply[1]))
                 log.debug("sentinel %s:%d says master %s is %s:%d", host, port, master, *address)
-                return settings.endpoint(host=address[0], port=address[1])
+                return replace(settings.endpoint(host=address[0], port=address[1]), require_master=True)
             errors.append(f"{host}:{port}: does not know master {master!r}")
         raise RespConnectionError(f"no sentinel could name master {master!r}: {'; '.join(errors)}")
 
     return resolve
+
+
+class SentinelWatcher:
+    """Polls the sentinels and moves every client off a master that lost its role.
+
+    A forced failover, or a network partition, can leave the old master alive
+    and still calling itself master for a while: clients connected to it would
+    keep reading and blocking there while writes go elsewhere. Once a second,
+    the watcher asks the sentinels who the master is and drops the connections
+    of clients that sit anywhere else (they reconnect through the resolver)."""
+
+    def __init__(self, settings: ConnectionSettings, clients: Callable[[], list[Any]], interval: float = 1.0) -> None:
+        self._resolve = master_resolver(settings)
+        self._clients = clients
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            try:
+                self._task = asyncio.get_running_loop().create_task(self._loop())
+            except RuntimeError:  # no loop yet: started by the next client made inside one
+                pass
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                master = await self._resolve()
+            except (RespConnectionError, RespError, OSError) as exc:
+                log.debug("sentinel watch: %s", exc)
+                continue
+            for client in self._clients():
+                current = client.current
+                if client.connected and (current.host, current.port) != (master.host, master.port):
+                    log.warning("%s is no longer the master (sentinels say %s); moving %s", current.describe(),
+                                master.describe(), client.name or "a client")
+                    client.drop()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

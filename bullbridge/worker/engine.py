@@ -335,6 +335,11 @@ class Worker(Emitter):
     def _on_connected(self, name: str, reconnect: bool) -> None:
         if reconnect and self._started and not self.closing:
             self.emit("reconnected", name)
+            if name == (self.client.name or "") and self.bclient.connected:
+                # The command connection moved (failover, resharding): the blocking
+                # one may still sit on the old node, waiting for markers that now
+                # land elsewhere. Make it resolve again too.
+                self.bclient.drop()
             self.gate.connection_restored()
 
     async def _wait_marker(self, timeout: float) -> Any:
