@@ -45,8 +45,14 @@ test: bootstrap
 demo: bootstrap
 	$(VENV)/bin/bullbridge demo
 
+## Side-by-side benchmark: Node BullMQ vs bullbridge vs the Python port (bench/README.md).
+## BENCH_ARGS=--quick for a < 30 s smoke run; e.g. BENCH_ARGS="--only node,bullbridge --concurrency 10".
+BENCH_ARGS ?=
+bench: $(STAMP) $(NODE_STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
+
 lint: bootstrap
-	$(PY) -m ruff check bullbridge tests
+	$(PY) -m ruff check bullbridge tests bench
 
 typecheck: bootstrap
 	$(PY) -m mypy bullbridge

@@ -235,8 +235,8 @@ class Job:
     def check(self) -> None:
         """Raise :class:`CorruptJob` naming the first thing a worker cannot use."""
         f = self.fields
-        present = {k.decode("utf-8", "replace") for k in f}
         if b"name" not in f and b"data" not in f and b"timestamp" not in f:
+            present = {k.decode("utf-8", "replace") for k in f}
             raise CorruptJob(
                 f"job hash is missing (only {', '.join(sorted(present)) or 'no fields'} present): "
                 "the job was deleted while it waited")

@@ -1,8 +1,10 @@
 """The Redis keys of one queue, named exactly as BullMQ names them.
 
-Built from the port's own ``QueueKeys`` so that the names cannot drift from
-what the Lua scripts and Node expect: ``<prefix>:<queue>:<type>`` for the
-queue's structures, ``<prefix>:<queue>:<id>`` for a job hash.
+``<prefix>:<queue>:<type>`` for the queue's structures, ``<prefix>:<queue>:<id>``
+for a job hash. The list of types is the port's (``bullmq.queue_keys``);
+``tests/test_scripts_parity.py`` checks every name against the port's own
+``QueueKeys`` so they cannot drift. Not importing the port here keeps it (and
+redis-py, ~20 MB) out of every worker and producer process.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 
-from bullmq.queue_keys import QueueKeys as PortQueueKeys
-
 from bullbridge.errors import ConfigurationError
+
+#: BullMQ's queue structures (the port's ``QueueKeys.getKeys`` list, in its order).
+KEY_TYPES = ("", "active", "wait", "waiting-children", "paused", "completed", "failed", "delayed", "repeat",
+             "stalled", "limiter", "prioritized", "id", "stalled-check", "meta", "pc", "events", "marker", "de")
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,8 @@ class QueueKeys:
         if ":" in self.name:
             raise ConfigurationError(
                 f"queue name {self.name!r} contains ':', which BullMQ uses as its key separator")
-        self._keys.update(PortQueueKeys(self.prefix).getKeys(self.name))
+        base = f"{self.prefix}:{self.name}"
+        self._keys.update({kind: f"{base}:{kind}" for kind in KEY_TYPES})
 
     def __getitem__(self, kind: str) -> str:
         return self._keys[kind]

@@ -40,6 +40,9 @@ NO_DATA: Any = type("NoData", (), {"__repr__": lambda self: "NO_DATA"})()
 JobOptionsSource = JobOptions | Mapping[str, Any] | None
 
 
+_NO_OPTIONS = JobOptions()
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """One job for :meth:`Producer.enqueue_bulk`."""
@@ -197,6 +200,9 @@ class Producer:
         """A job's options merged over the queue defaults (validated, no I/O)."""
         if opts is not None and options:
             raise InvalidJobOptions("give options either as opts=... or as keyword arguments, not both")
+        if opts is None and not options:
+            # The common case, kept cheap: the queue defaults, validated once.
+            return self._defaults if self._defaults is not None else _NO_OPTIONS
         return JobOptions.from_mapping(opts if opts is not None else options).merged_over(self._defaults)
 
     def prepare(self, name: str, data: Any = NO_DATA, opts: JobOptionsSource = None, **options: Any) -> PreparedJob:

@@ -20,14 +20,25 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import bullmq
 import msgpack
 
 from bullbridge.errors import LockLost, ScriptError
 from bullbridge.keys import QueueKeys
 from bullbridge.resp import Arg, RespClient, RespConnection, RespError
 
-COMMANDS_DIR = Path(bullmq.__file__).parent / "commands"
+
+def _commands_dir() -> Path:
+    """The installed port's Lua scripts, found without importing the port (its
+    import pulls in redis-py, which no hot path of ours needs)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("bullmq")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the bullmq package (BullMQ's official Python port) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "commands"
+
+
+COMMANDS_DIR = _commands_dir()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,293 @@
+"""The Python side of the benchmark: one measured process per run.
+
+    python bench/child.py '{"mode": "drain", "impl": "bullbridge", "url": ..., "queue": ..., ...}'
+
+``impl`` is ``bullbridge`` (its ``Worker``/``Producer``, on uvloop as the
+``bullbridge worker`` command runs) or ``port`` (the official Python port's
+``bullmq.Worker``/``Queue``, on the default asyncio loop as its users run it;
+``"loop": "uvloop"`` to change that). The protocol is the Node side's
+(``node_bench.js``): JSON lines on stdout (``ready``, ``done``), ``go`` and
+``quit`` on stdin. Figures are the process's own: CPU from ``getrusage`` (every
+thread), peak RSS from ``VmHWM``, times on CLOCK_MONOTONIC in microseconds.
+
+Standalone on purpose (no import of the rest of ``bench``): the process under
+test loads only what a service using that library would load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import resource
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TextIO
+
+
+def cpu_times() -> tuple[float, float]:
+    """(user + system, system) CPU seconds of the whole process."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime, usage.ru_stime
+
+
+def cpu_report(start: tuple[float, float], end: tuple[float, float]) -> dict[str, float]:
+    return {"cpu_s": end[0] - start[0], "cpu_sys_s": end[1] - start[1]}
+
+
+def mono_us() -> int:
+    return time.monotonic_ns() // 1000
+
+
+def memory_kb() -> dict[str, int]:
+    with open("/proc/self/status") as f:
+        text = f.read()
+
+    def field(name: str) -> int:
+        m = re.search(rf"^{name}:\s+(\d+)\s+kB", text, re.M)
+        return int(m.group(1)) if m else 0
+
+    return {"peak_rss_kb": field("VmHWM"), "rss_kb": field("VmRSS")}
+
+
+class Channel:
+    """The protocol: stdout is ours alone (anything a library prints goes to stderr)."""
+
+    def __init__(self) -> None:
+        self.out: TextIO = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+
+    def send(self, **msg: Any) -> None:
+        self.out.write(json.dumps(msg) + "\n")
+        self.out.flush()
+
+    @staticmethod
+    def expect(word: str) -> None:
+        """Block until ``word`` arrives on stdin (the loop is meant to stand still here)."""
+        line = sys.stdin.readline()
+        if not line:
+            raise SystemExit(3)  # the harness is gone
+        if line.strip() != word:
+            raise RuntimeError(f"expected {word!r} on stdin, got {line.strip()!r}")
+
+
+class Tally:
+    """Counts completions; marks the first handler call and the last completion."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.completed = 0
+        self.failed = 0
+        self.first_us: int | None = None
+        self.first_cpu = (0.0, 0.0)
+        self.end_us: int | None = None
+        self.end_cpu = (0.0, 0.0)
+        self.latencies: list[int] = []
+        self.done = asyncio.Event()
+
+    def started(self) -> None:
+        if self.first_us is None:
+            self.first_us = mono_us()
+            self.first_cpu = cpu_times()
+
+    def on_completed(self, *_: Any) -> None:
+        self.completed += 1
+        self._settle()
+
+    def on_failed(self, *_: Any) -> None:
+        self.failed += 1
+        self._settle()
+
+    def _settle(self) -> None:
+        if self.completed + self.failed == self.expected:
+            self.end_us = mono_us()
+            self.end_cpu = cpu_times()
+            self.done.set()
+
+    def report(self) -> dict[str, Any]:
+        return {"completed": self.completed, "failed": self.failed, "first_us": self.first_us,
+                "end_us": self.end_us, **cpu_report(self.first_cpu, self.end_cpu), **memory_kb()}
+
+
+# -- workers ---------------------------------------------------------------------------
+
+
+async def _bullbridge_worker(spec: dict[str, Any], tally: Tally, latency: bool) -> Any:
+    from bullbridge import ActiveJob, Worker, WorkerSettings
+
+    worker = Worker(spec["queue"], connection=spec["url"],
+                    settings=WorkerSettings(concurrency=spec["concurrency"]))
+
+    if latency:
+        @worker.handler("lat")
+        async def lat(job: ActiveJob) -> None:
+            now = mono_us()
+            tally.latencies.append(now - job.data["t"])
+    else:
+        @worker.handler("noop")
+        async def noop(job: ActiveJob) -> None:
+            if tally.first_us is None:
+                tally.started()
+
+    worker.on("completed", tally.on_completed)
+    worker.on("failed", tally.on_failed)
+    await worker.start()
+    return worker
+
+
+async def _port_worker(spec: dict[str, Any], tally: Tally, latency: bool) -> Any:
+    from bullmq import Worker
+
+    if latency:
+        async def processor(job: Any, token: str) -> None:
+            now = mono_us()
+            tally.latencies.append(now - job.data["t"])
+    else:
+        async def processor(job: Any, token: str) -> None:
+            if tally.first_us is None:
+                tally.started()
+
+    worker = Worker(spec["queue"], processor, {"connection": spec["url"], "concurrency": spec["concurrency"]})
+    worker.on("completed", tally.on_completed)
+    worker.on("failed", tally.on_failed)
+    return worker
+
+
+async def drain(spec: dict[str, Any], ch: Channel) -> None:
+    tally = Tally(spec["jobs"])
+    make = _bullbridge_worker if spec["impl"] == "bullbridge" else _port_worker
+    worker = await make(spec, tally, False)
+    await tally.done.wait()
+    ch.send(event="done", **tally.report())
+    ch.expect("quit")
+    await worker.close()
+
+
+async def latency(spec: dict[str, Any], ch: Channel) -> None:
+    tally = Tally(spec["samples"])
+    make = _bullbridge_worker if spec["impl"] == "bullbridge" else _port_worker
+    worker = await make(spec, tally, True)
+    if spec["impl"] == "port":
+        await asyncio.sleep(0.2)  # its run loop starts in the background
+    ch.send(event="ready", pid=os.getpid())
+    await tally.done.wait()
+    ch.send(event="done", latencies_us=tally.latencies, **tally.report())
+    ch.expect("quit")
+    await worker.close()
+
+
+# -- producers ---------------------------------------------------------------------------
+
+
+async def produce(spec: dict[str, Any], ch: Channel) -> None:
+    """Warm up as a long-lived service would be - the same adds on another queue
+    (code paths warm, scripts cached in Redis), this queue's connection up - then
+    time ``jobs`` adds: ``inflight`` concurrent single adds, or bulks of ``batch``."""
+    if spec["impl"] == "bullbridge":
+        from bullbridge import Producer
+
+        producer = Producer(spec["queue"], connection=spec["url"])
+        async with Producer(f"{spec['queue']}-warm", connection=spec["url"]) as warm:
+            await _add_jobs(_bullbridge_adders(warm), spec, spec["warm"])
+        await producer.get_job("0")
+        adders = _bullbridge_adders(producer)
+        close = producer.close
+    else:
+        from bullmq import Queue
+
+        queue = Queue(spec["queue"], {"connection": spec["url"]})
+        warm_queue = Queue(f"{spec['queue']}-warm", {"connection": spec["url"]})
+        await _add_jobs(_port_adders(warm_queue), spec, spec["warm"])
+        await warm_queue.close()
+        await queue.getJobCounts("wait")
+        adders = _port_adders(queue)
+        close = queue.close
+    ch.send(event="ready", pid=os.getpid())
+    ch.expect("go")
+    t0, c0 = mono_us(), cpu_times()
+    await _add_jobs(adders, spec, spec["jobs"])
+    t1, c1 = mono_us(), cpu_times()
+    ch.send(event="done", first_us=t0, end_us=t1, added=spec["jobs"], **cpu_report(c0, c1), **memory_kb())
+    ch.expect("quit")
+    await close()
+
+
+AddOne = Callable[[int], Coroutine[Any, Any, Any]]
+AddMany = Callable[[range], Coroutine[Any, Any, Any]]
+
+
+def _bullbridge_adders(producer: Any) -> tuple[AddOne, AddMany]:
+    async def add_one(i: int) -> Any:
+        return await producer.enqueue("noop", {"i": i})
+
+    async def add_many(indices: range) -> Any:
+        return await producer.enqueue_bulk([("noop", {"i": i}) for i in indices])
+
+    return add_one, add_many
+
+
+def _port_adders(queue: Any) -> tuple[AddOne, AddMany]:
+    async def add_one(i: int) -> Any:
+        return await queue.add("noop", {"i": i}, {})
+
+    async def add_many(indices: range) -> Any:
+        return await queue.addBulk([{"name": "noop", "data": {"i": i}} for i in indices])
+
+    return add_one, add_many
+
+
+async def _add_jobs(adders: tuple[AddOne, AddMany], spec: dict[str, Any], count: int) -> None:
+    add_one, add_many = adders
+    if spec["pattern"] == "inflight":
+        counter = iter(range(count))
+
+        async def loop() -> None:
+            for i in counter:
+                await add_one(i)
+
+        await asyncio.gather(*(loop() for _ in range(spec["inflight"])))
+    else:
+        batch = spec["batch"]
+        for start in range(0, count, batch):
+            await add_many(range(start, min(count, start + batch)))
+
+
+MODES = {"drain": drain, "latency": latency, "produce": produce}
+
+
+def main() -> int:
+    spec = json.loads(sys.argv[1])
+    ch = Channel()
+    mode = MODES[spec["mode"]]
+    # Load the library first, as a running service has it loaded.
+    if spec["impl"] == "bullbridge":
+        import bullbridge  # noqa: F401
+    else:
+        import bullmq  # noqa: F401
+    if spec["mode"] == "drain":
+        ch.send(event="ready", pid=os.getpid())
+        ch.expect("go")
+    use_uvloop = spec.get("loop", "uvloop" if spec["impl"] == "bullbridge" else "asyncio") == "uvloop"
+    profiler = None
+    if spec.get("profile"):  # --profile: cProfile from here on (CPU figures are then inflated)
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    if use_uvloop:
+        import uvloop
+
+        uvloop.run(mode(spec, ch))
+    else:
+        asyncio.run(mode(spec, ch))
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(spec["profile"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

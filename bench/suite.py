@@ -1,0 +1,218 @@
+"""The whole benchmark: what runs, in which order, and the summary of the runs.
+
+Runs are interleaved - for each repetition, every case runs once for every
+implementation (A B C A B C ...) - so a noisy minute on a shared machine hits
+all of them alike instead of one implementation's whole series.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.harness import IMPLS, Bench, RunResult, percentile
+from bench.procs import Pinning
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Config:
+    jobs: int = 20_000
+    runs: int = 3
+    concurrency: tuple[int, ...] = (1, 10, 100)
+    impls: tuple[str, ...] = IMPLS
+    suites: tuple[str, ...] = ("drain", "produce", "latency")
+    producer_jobs: int = 10_000
+    inflight: int = 100
+    bulk: int = 1000
+    producer_warm: int = 1000
+    fill_batch: int = 1000
+    idle_samples: int = 200
+    idle_interval_ms: float = 50.0
+    steady_rate: float = 200.0
+    steady_seconds: float = 10.0
+    latency_concurrency: int = 1
+    latency_runs: int = 3
+    latency_impls: tuple[str, ...] = ("node", "bullbridge")
+    warmup: int = 5
+    pin: bool = True
+    port_loop: str = "asyncio"
+    redis_binary: str | None = None
+    quick: bool = False
+    profile_dir: Path | None = None
+
+    @classmethod
+    def quick_mode(cls, **overrides: Any) -> Config:
+        """A smoke run in well under 30 s: 2,000 jobs, one run, c=10."""
+        base = cls(jobs=2_000, runs=1, concurrency=(10,), producer_jobs=2_000, idle_samples=20,
+                   steady_seconds=1.0, warmup=3, latency_runs=1, quick=True)
+        for key, value in overrides.items():
+            setattr(base, key, value)
+        return base
+
+    def latency_impls_selected(self) -> tuple[str, ...]:
+        return tuple(i for i in self.impls if i in self.latency_impls)
+
+
+@dataclass
+class Results:
+    config: Config
+    meta: dict[str, Any] = field(default_factory=dict)
+    runs: list[RunResult] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"meta": self.meta, "config": asdict(self.config), "summary": summarize(self),
+                "goals": goals(self), "runs": [r.as_dict() for r in self.runs]}
+
+
+async def run_suite(config: Config, progress: Progress | None = None, pinning: Pinning | None = None) -> Results:
+    """Run every selected case; ``pinning`` as detected before the caller pinned itself."""
+    say = progress or (lambda text: None)
+    results = Results(config)
+    async with Bench(pin=pinning if pinning is not None else config.pin, redis_binary=config.redis_binary,
+                     port_loop=config.port_loop, fill_batch=config.fill_batch,
+                     profile_dir=config.profile_dir) as bench:
+        results.meta = {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "host": platform.node(),
+            "cpus": os.cpu_count(),
+            "pinning": bench.pinning.describe(),
+            "versions": bench.versions,
+            "argv": sys.argv[1:],
+        }
+
+        def record(result: RunResult) -> None:
+            results.runs.append(result)
+            status = "ok" if result.ok else "FAILED: " + "; ".join(result.problems)[:200]
+            rate = f"{result.jobs_per_s:,.0f} jobs/s" if result.jobs_per_s else ""
+            lat = f"p50 {result.latency_ms['p50']:.2f} ms" if result.latency_ms else ""
+            say(f"{result.suite} {result.case} {result.impl} run {result.run + 1}: {rate}{lat} {status}")
+
+        if "drain" in config.suites:
+            for run in range(config.runs):
+                for c in config.concurrency:
+                    for impl in config.impls:
+                        record(await bench.drain(impl, concurrency=c, jobs=config.jobs, run=run))
+        if "produce" in config.suites:
+            for run in range(config.runs):
+                for mode in ("inflight", "bulk"):
+                    for impl in config.impls:
+                        record(await bench.produce(impl, mode=mode, jobs=config.producer_jobs,
+                                                   inflight=config.inflight, batch=config.bulk,
+                                                   warm=config.producer_warm, run=run))
+        if "latency" in config.suites:
+            steady = max(1, round(config.steady_rate * config.steady_seconds))
+            cases = (("idle", config.idle_samples, config.idle_interval_ms / 1000),
+                     ("steady", steady, 1 / config.steady_rate))
+            for run in range(config.latency_runs):
+                for kind, samples, interval in cases:
+                    for impl in config.latency_impls_selected():
+                        record(await bench.latency(impl, kind=kind, samples=samples, interval_s=interval,
+                                                   concurrency=config.latency_concurrency, warmup=config.warmup,
+                                                   run=run))
+        results.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    return results
+
+
+# -- summary -------------------------------------------------------------------------------
+
+THROUGHPUT_FIELDS = ("client_cpu_us_per_job", "client_cpu_sys_us_per_job", "redis_cpu_us_per_job", "commands_per_job",
+                     "scripts_per_job")
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarize(results: Results) -> list[dict[str, Any]]:
+    """One row per suite x case x implementation: medians over the verified runs."""
+    rows: list[dict[str, Any]] = []
+    keys: list[tuple[str, str, str]] = []
+    for r in results.runs:
+        key = (r.suite, r.case, r.impl)
+        if key not in keys:
+            keys.append(key)
+    for suite, case, impl in keys:
+        runs = [r for r in results.runs if (r.suite, r.case, r.impl) == (suite, case, impl)]
+        good = [r for r in runs if r.ok]
+        row: dict[str, Any] = {"suite": suite, "case": case, "impl": impl, "runs": len(runs), "ok": len(good)}
+        if suite in ("drain", "produce"):
+            rates = [r.jobs_per_s for r in good if r.jobs_per_s]
+            row["jobs_per_s"] = statistics.median(rates) if rates else None
+            row["jobs_per_s_min"] = min(rates) if rates else None
+            row["jobs_per_s_max"] = max(rates) if rates else None
+            for name in THROUGHPUT_FIELDS:
+                row[name] = _median([getattr(r, name) for r in good])
+        else:
+            pooled = sorted(v / 1000 for r in good for v in r.latencies_us)
+            row["samples"] = len(pooled)
+            for p in (50, 95, 99):
+                row[f"p{p}_ms"] = percentile(pooled, p) if pooled else None
+            row["max_ms"] = pooled[-1] if pooled else None
+            row["p50_ms_per_run"] = [r.latency_ms.get("p50") for r in good]
+        peaks = [r.peak_rss_mb for r in good if r.peak_rss_mb]
+        row["peak_rss_mb"] = max(peaks) if peaks else None
+        rows.append(row)
+    by_key = {(row["suite"], row["case"], row["impl"]): row for row in rows}
+    for row in rows:
+        node = by_key.get((row["suite"], row["case"], "node"))
+        if row["suite"] != "latency" and node and node.get("jobs_per_s") and row.get("jobs_per_s"):
+            row["vs_node"] = row["jobs_per_s"] / node["jobs_per_s"]
+        else:
+            row["vs_node"] = None
+    return rows
+
+
+# -- goals (issue #9) -----------------------------------------------------------------------
+
+
+def goals(results: Results) -> list[dict[str, Any]]:
+    """bullbridge against the targets of issue #9, where this run measured both sides."""
+    rows = {(r["suite"], r["case"], r["impl"]): r for r in summarize(results)}
+    out: list[dict[str, Any]] = []
+
+    def add(goal: str, target: str, measured: float | None, passed: bool | None, unit: str) -> None:
+        out.append({"goal": goal, "target": target, "measured": measured, "unit": unit,
+                    "pass": passed if measured is not None else None})
+
+    for c in results.config.concurrency:
+        case = f"c={c}"
+        bb = rows.get(("drain", case, "bullbridge"))
+        if bb is None:
+            continue
+        ratio = bb.get("vs_node")
+        add(f"drain c={c} vs Node", ">= 1.5x", ratio, ratio is not None and ratio >= 1.5, "x")
+        cpu = bb.get("client_cpu_us_per_job")
+        limit = 120.0 if c == 1 else 60.0
+        add(f"client CPU c={c}", f"<= {limit:.0f} us/job", cpu, cpu is not None and cpu <= limit, "us/job")
+    for mode, label, target in (("inflight", "producer 100 in flight vs Node", 1.5),
+                                ("bulk", "producer addBulk vs Node", 1.0)):
+        bb = rows.get(("produce", mode, "bullbridge"))
+        if bb is not None:
+            ratio = bb.get("vs_node")
+            add(label, f">= {target:.1f}x", ratio, ratio is not None and ratio >= target, "x")
+    idle = rows.get(("latency", "idle", "bullbridge"))
+    if idle is not None:
+        p99 = idle.get("p99_ms")
+        add("idle pickup p99", "<= 20 ms", p99, p99 is not None and p99 <= 20.0, "ms")
+    steady, steady_node = rows.get(("latency", "steady", "bullbridge")), rows.get(("latency", "steady", "node"))
+    if steady is not None and steady_node is not None and steady.get("p50_ms") is not None \
+            and steady_node.get("p50_ms") is not None:
+        gap = steady["p50_ms"] - steady_node["p50_ms"]
+        add("steady 200/s p50 minus Node's", "<= +0.5 ms", gap, gap <= 0.5, "ms")
+    peaks = {impl: max((r["peak_rss_mb"] for key, r in rows.items()
+                        if key[0] == "drain" and key[2] == impl and r.get("peak_rss_mb")), default=None)
+             for impl in ("bullbridge", "node")}
+    if peaks["bullbridge"] is not None and peaks["node"]:
+        ratio = peaks["bullbridge"] / peaks["node"]
+        add("peak RSS vs Node (drain)", "<= 0.5x", ratio, ratio <= 0.5, "x")
+    return out
