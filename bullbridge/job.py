@@ -10,6 +10,7 @@ a job through stall recovery forever, or completes it with ``data={}``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +87,7 @@ class Job:
         except ValueError:
             try:
                 return int(float(raw))
-            except ValueError:
+            except (ValueError, OverflowError):  # "x", "nan", "inf", "1e400"
                 shown = raw[:40].decode("utf-8", "replace")
                 raise CorruptJob(f"field '{key.decode()}' is not a number: {shown!r}") from None
 
@@ -250,10 +251,12 @@ class Job:
             raw = f.get(key)
             if raw is not None and raw != b"":
                 try:
-                    float(raw)
+                    finite = math.isfinite(float(raw))
                 except ValueError:
+                    finite = False
+                if not finite:
                     shown = raw[:40].decode("utf-8", "replace")
-                    raise CorruptJob(f"field '{key.decode()}' is not a number: {shown!r}") from None
+                    raise CorruptJob(f"field '{key.decode()}' is not a number: {shown!r}")
         for key, attr in ((b"data", "data"), (b"opts", "opts")):
             if key in f:
                 try:

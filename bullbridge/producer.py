@@ -177,6 +177,7 @@ class Producer:
     _events: QueueEvents | None = field(default=None, init=False, repr=False)
     _defaults: JobOptions | None = field(default=None, init=False, repr=False)
     _events_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    _versions_checked: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.keys = QueueKeys(self.queue, self.prefix)
@@ -211,6 +212,13 @@ class Producer:
 
     # -- adding -----------------------------------------------------------------------
 
+    async def _check_versions(self, client: RespClient) -> None:
+        """Once: warn if Node wrote a queue version known to misbehave with the port."""
+        from bullbridge.compat import check_queue_versions
+
+        self._versions_checked = True
+        await self._link.call(check_queue_versions(client, self.keys), f"reading {self.queue!r}'s Node version")
+
     async def enqueue(self, name: str, data: Any = NO_DATA, opts: JobOptionsSource = None,
                       **options: Any) -> EnqueuedJob:
         """Add one job. Options as keywords (``priority=5, delay=timedelta(seconds=2)``)
@@ -219,6 +227,8 @@ class Producer:
         id of the job already there (as Node returns it)."""
         job = self.prepare(name, data, opts, **options)
         client = self._link.client()
+        if not self._versions_checked:
+            await self._check_versions(client)
         result = await self._link.call(scripts.run(client, job.script, job.keys, job.args),
                                        f"adding job {name!r} to {self.queue!r}")
         return EnqueuedJob(check_added(job, result), name, self.queue, job.timestamp)
@@ -233,6 +243,8 @@ class Producer:
         if not prepared:
             return []
         client = self._link.client()
+        if not self._versions_checked:
+            await self._check_versions(client)
         results = await self._link.call(client.execute_many([j.command() for j in prepared], transaction=True),
                                         f"adding {len(prepared)} jobs to {self.queue!r}")
         return [EnqueuedJob(check_added(job, result), job.name, self.queue, job.timestamp)

@@ -178,6 +178,9 @@ class Worker(Emitter):
         self._connector.events.on_connected.append(self._on_connected)
         info = await self._server_info()
         await asyncio.gather(self.client.connection(), self.bclient.connection())
+        from bullbridge.compat import check_queue_versions
+
+        await check_queue_versions(self.client, self.keys)
         self.gate = FetchGate(
             drain_delay=s.drain_delay,
             max_block=MAX_BLOCK_SECONDS,

