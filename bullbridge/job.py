@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 _MISSING = object()
 
 
+#: Counters BullMQ's scripts HINCRBY: anything but an integer breaks them.
+COUNTERS = (b"atm", b"ats", b"stc", b"attemptsMade")
+
+
+def _is_int(raw: bytes) -> bool:
+    text = raw[1:] if raw[:1] == b"-" else raw
+    return text.isdigit()
+
+
 def fields_to_dict(flat: list[bytes] | dict[Any, Any]) -> dict[bytes, bytes]:
     """A flat HGETALL reply ``[k1, v1, k2, v2...]`` as a dict with bytes keys."""
     if isinstance(flat, dict):
@@ -224,13 +233,10 @@ class Job:
         script runs ``HINCRBY atm`` and would fail on them, so failing such a job
         must overwrite them first (through the script's own fields-to-update)."""
         repairs = {}
-        for key in (b"atm", b"ats", b"stc", b"attemptsMade"):
+        for key in COUNTERS:
             raw = self.fields.get(key)
-            if raw is not None and raw != b"":
-                try:
-                    float(raw)
-                except ValueError:
-                    repairs[key.decode()] = "0"
+            if raw is not None and not _is_int(raw):
+                repairs[key.decode()] = "0"
         return repairs
 
     def check(self) -> None:
@@ -251,10 +257,10 @@ class Job:
             raw = f.get(key)
             if raw is not None and raw != b"":
                 try:
-                    finite = math.isfinite(float(raw))
+                    ok = _is_int(raw) if key in COUNTERS else math.isfinite(float(raw))
                 except ValueError:
-                    finite = False
-                if not finite:
+                    ok = False
+                if not ok:
                     shown = raw[:40].decode("utf-8", "replace")
                     raise CorruptJob(f"field '{key.decode()}' is not a number: {shown!r}")
         for key, attr in ((b"data", "data"), (b"opts", "opts")):
