@@ -58,6 +58,11 @@ COMPAT_ARGS ?=
 compat: $(STAMP) $(NODE_STAMP)
 	$(PY) compat/run.py $(COMPAT_ARGS)
 
+## The full chaos run: 10,000 jobs, Python and Node workers killed at random, one Redis crash.
+CHAOS_ARGS ?=
+chaos: $(STAMP) $(NODE_STAMP)
+	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
+
 lint: bootstrap
 	$(PY) -m ruff check bullbridge tests bench
 
