@@ -85,15 +85,34 @@ class ManagerSettings:
         return cls(**values)
 
 
+def _schedule_sync(declaration: Any) -> StartupHook:
+    from bullbridge.scheduler import Declaration, sync
+
+    if not isinstance(declaration, Declaration):
+        raise ConfigurationError(
+            f"schedules must be a bullbridge.scheduler.Declaration, got {type(declaration).__name__}")
+
+    async def hook(connector: RedisConnector) -> None:
+        report = await sync(declaration, connector)
+        log.info("schedules %r synced: %s", declaration.name, report)
+
+    return hook
+
+
 class WorkerManager:
     """Owns workers, their shared connection, health reporting and shutdown."""
 
     def __init__(self, workers: Iterable[Worker] = (), *, connection: ConnectionSource | None = None,
-                 settings: ManagerSettings | None = None, on_startup: Iterable[StartupHook] = ()) -> None:
+                 settings: ManagerSettings | None = None, on_startup: Iterable[StartupHook] = (),
+                 schedules: Any = None) -> None:
+        """``schedules``: a :class:`bullbridge.scheduler.Declaration` synced to Redis
+        at start (every instance may sync the same declaration: it is idempotent)."""
         self.settings = settings or ManagerSettings()
         self.connector = connect(connection)
         self.workers: list[Worker] = list(workers)
         self.on_startup: list[StartupHook] = list(on_startup)
+        if schedules is not None:
+            self.on_startup.insert(0, _schedule_sync(schedules))
         self.state = "created"
         self.exit_code: int | None = None
         self._shutdown: GracefulShutdown | None = None

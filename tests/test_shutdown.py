@@ -278,3 +278,44 @@ async def _http(port: int, path: str) -> tuple[int, str]:
     writer.close()
     head, _, body = raw.decode().partition("\r\n\r\n")
     return int(head.split()[1]), body.strip()
+
+
+async def test_manager_syncs_its_schedules_and_works_inside_an_app(redis_url: str, queue_name: str) -> None:
+    """In an existing asyncio app (no signal handlers of its own), as a FastAPI
+    lifespan would use it: ``async with manager:``."""
+    from datetime import timedelta
+
+    from bullbridge import ManagerSettings, WorkerManager
+    from bullbridge.scheduler import Declaration, Schedule, read_schedulers
+
+    seen: list[str] = []
+
+    async def tick(job):
+        seen.append(job.id)
+
+    schedules = Declaration(f"app-{queue_name}", (Schedule(id="tick", queue=queue_name, every=timedelta(
+        milliseconds=300)),))
+    manager = WorkerManager(connection=redis_url, schedules=schedules,
+                            settings=ManagerSettings(handle_signals=False, heartbeat_interval=1))
+    manager.worker(queue_name, {"tick": tick})
+    async with manager:
+        assert manager.ready
+        deadline = time.monotonic() + 5
+        while len(seen) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    assert len(seen) >= 2, "the synced schedule fires on the managed worker"
+    assert manager.state == "stopped" and manager.exit_code == 0
+    infos = await read_schedulers_for(redis_url, queue_name, read_schedulers)
+    assert list(infos) == ["tick"]
+
+
+async def read_schedulers_for(url: str, queue: str, reader) -> dict:
+    from bullbridge import connect
+    from bullbridge.keys import QueueKeys
+
+    connector = connect(url)
+    client = connector.fast("t")
+    try:
+        return await reader(client, QueueKeys(queue))
+    finally:
+        await connector.close()
