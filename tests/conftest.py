@@ -16,6 +16,8 @@ from bullbridge import Producer, Worker, WorkerSettings
 from bullbridge.redis_server import PrivateRedis, redis_url_from_env
 from bullbridge.testing.node import NodeDriver
 
+pytest_plugins = ["pytester"]  # tests/testing drives the bullbridge pytest plugin in inner runs
+
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:

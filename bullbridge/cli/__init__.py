@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ["worker", "demo", "monitor", "monitor_web", "schedule"]
+COMMAND_MODULES = ["worker", "demo", "monitor", "monitor_web", "schedule", "doctor", "interop"]
 
 
 def build_parser() -> argparse.ArgumentParser:

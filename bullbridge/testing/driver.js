@@ -86,7 +86,13 @@ function resolveBullmq() {
       // next folder
     }
   }
-  return { entry: require.resolve('bullmq'), from: 'driver' };
+  try {
+    return { entry: require.resolve('bullmq'), from: 'driver' };
+  } catch (e) {
+    throw new Error('bullmq not found: install it in your Node project (npm install bullmq) and point ' +
+                    'bullbridge at its node_modules (pytest --bullbridge-node-modules DIR, the ini option ' +
+                    'bullbridge_node_modules, $BULLBRIDGE_NODE_MODULES or $NODE_PATH)');
+  }
 }
 
 let resolved;
@@ -350,7 +356,11 @@ const commands = {
         return fn(job, token, signal);
       } : fn;
     } else {
-      processor = compileProcessor(m.processor || 'async job => job.data', handle);
+      const fn = compileProcessor(m.processor || 'async job => job.data', handle);
+      processor = m.report ? async (job, token, signal) => {
+        push('received', receivedJson(job));
+        return fn(job, token, signal);
+      } : fn;
     }
     const opts = { connection, prefix: prefixOf(m), ...(m.opts || {}) };
     if (m.backoffStrategy) {
@@ -443,11 +453,12 @@ const commands = {
 
   // Arbitrary async code, for what no command covers:
   // {"cmd": "eval", "code": "return (await queue('q').getJobCounts())"}
+  // (`queue(name)` uses the message's prefix, 'bull' without one.)
   async eval(m) {
     // eslint-disable-next-line no-new-func
     const fn = new Function('bullmq', 'connection', 'queue', 'shared', 'sleep', 'args', 'workers',
       `return (async () => { ${m.code} })();`);
-    const queueFn = (name, prefix = 'bull') => getQueue(name, prefix);
+    const queueFn = (name, prefix = prefixOf(m)) => getQueue(name, prefix);
     return safe(await fn(bullmq, connection, queueFn, shared, sleep, m.args || {}, workers));
   },
 

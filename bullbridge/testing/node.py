@@ -80,7 +80,13 @@ class NodeDriver:
     #: Where the loaded ``bullmq`` lives, and the Node.js version (set by :meth:`start`).
     bullmq_path: str = ""
     node_version: str = ""
+    #: The key prefix of every command that does not name one (``None``: BullMQ's ``bull``).
+    prefix: str | None = None
     _fatal: str | None = None
+
+    def __repr__(self) -> str:
+        state = f"pid {self.process.pid}" if self.process is not None else "not started"
+        return f"<NodeDriver bullmq {self.bullmq_version or '?'} {state} redis={self.redis_url!r}>"
 
     async def start(self, timeout: float = 20.0) -> NodeDriver:
         node = shutil.which("node")
@@ -182,6 +188,8 @@ class NodeDriver:
         """Send one command and return its result (NodeError / NodeTimeout otherwise)."""
         if self.process is None or self.process.stdin is None or self.process.returncode is not None:
             raise NodeError(f"node driver is not running: {self.stderr_tail()}")
+        if self.prefix is not None and "prefix" not in args:
+            args["prefix"] = self.prefix
         self._next_id += 1
         msg_id = self._next_id
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -210,12 +218,12 @@ class NodeDriver:
         return await self.call("queue.call", queue=queue, method=method, args=list(args), **extra)
 
     async def start_worker(self, queue: str, processor: str = "async job => job.data", **opts: Any) -> str:
-        extra = {k: opts.pop(k) for k in ("prefix", "backoffStrategy", "handle") if k in opts}
+        extra = {k: opts.pop(k) for k in ("prefix", "backoffStrategy", "handle", "report") if k in opts}
         result = await self.call("worker.start", queue=queue, processor=processor, opts=opts, **extra)
         return str(result["handle"])
 
     async def start_module_worker(self, queue: str, module: str | Path, *, export: str | None = None,
-                                  sandboxed: bool = False, report: bool = True, prefix: str = "bull",
+                                  sandboxed: bool = False, report: bool = True, prefix: str | None = None,
                                   handle: str | None = None, **opts: Any) -> str:
         """A worker whose processor is the function a user's module exports
         (``module.exports = async job => ...``, as BullMQ's sandboxed processors);
@@ -223,20 +231,25 @@ class NodeDriver:
         With ``report``, each job the processor gets is pushed as a ``received``
         event (data, opts, attempts). ``opts`` are BullMQ WorkerOptions."""
         extra: dict[str, Any] = {"handle": handle} if handle else {}
+        if prefix is not None:
+            extra["prefix"] = prefix
         result = await self.call("worker.start", queue=queue, module=str(Path(module).resolve()), export=export,
-                                 sandboxed=sandboxed, report=report, prefix=prefix, opts=opts, **extra)
+                                 sandboxed=sandboxed, report=report, opts=opts, **extra)
         return str(result["handle"])
 
     async def call_producer(self, module: str | Path, queue: str | None, args: Any = None, *,
-                            export: str | None = None, prefix: str = "bull", timeout: float | None = None) -> Any:
+                            export: str | None = None, prefix: str | None = None,
+                            timeout: float | None = None) -> Any:
         """Call a user's producer function ``fn(queue, args, ctx)`` (see driver.js);
         returns what it returned, Jobs as ``{id, name, queue, data, opts}``."""
+        extra: dict[str, Any] = {} if prefix is None else {"prefix": prefix}
         return await self.call("producer.call", timeout=timeout, module=str(Path(module).resolve()),
-                               export=export, queue=queue, args=args, prefix=prefix)
+                               export=export, queue=queue, args=args, **extra)
 
-    async def job_view(self, queue: str, job_id: str, prefix: str = "bull") -> dict[str, Any] | None:
+    async def job_view(self, queue: str, job_id: str, prefix: str | None = None) -> dict[str, Any] | None:
         """Node's view of a job: ``job.get`` plus ``logs``, ``parsedOpts`` and ``parsedData``."""
-        result = await self.call("job.view", queue=queue, jobId=job_id, prefix=prefix)
+        extra: dict[str, Any] = {} if prefix is None else {"prefix": prefix}
+        result = await self.call("job.view", queue=queue, jobId=job_id, **extra)
         return result  # type: ignore[no-any-return]
 
     async def close_worker(self, handle: str, force: bool = False, timeout: float = 30.0) -> None:

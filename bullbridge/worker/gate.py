@@ -37,6 +37,13 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _consume_exception(fut: asyncio.Future[Any]) -> None:
+    """A blocking wait abandoned at close may end with a connection error: read it
+    so asyncio does not report "exception was never retrieved"."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 class FetchGate:
     def __init__(self, *, drain_delay: float, max_block: float, min_block: float, fractional: bool,
                  max_rate_limit_delay: int, wait_marker: BlockingWait, unblock: Callable[[], Awaitable[None]]) -> None:
@@ -193,6 +200,7 @@ class FetchGate:
         due millisecond instead; the blocked command is then released with
         ``CLIENT UNBLOCK`` before the connection is used again."""
         blocked = asyncio.ensure_future(self._wait_marker(timeout))
+        blocked.add_done_callback(_consume_exception)
         if not self.block_until:
             return await blocked
         due_in = max((self.block_until - now_ms()) / 1000, 0.0)

@@ -1,0 +1,109 @@
+"""``bullbridge interop check``: bullbridge's conformance scenarios against your Redis and Node BullMQ."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "interop", help="check that your Node BullMQ and bullbridge agree (conformance scenarios)")
+    commands = parser.add_subparsers(dest="interop_command", required=True, metavar="COMMAND")
+    check = commands.add_parser(
+        "check", help="run the conformance scenarios both ways and print a pass/fail table",
+        description="Run bullbridge's interop scenarios (every job option both ways, events, flows, schedulers, "
+                    "limits, stalled recovery) against a Redis and the Node bullmq your project installs. "
+                    "Everything is written under a key prefix of its own (bbcheck-...) and deleted afterwards, "
+                    "so a shared Redis is safe. Exit status: 0 all passed, 1 a scenario failed, 2 setup failed.")
+    check.add_argument("--redis", metavar="URL",
+                       help="the Redis to use (default: $BULLBRIDGE_REDIS_URL / $REDIS_URL, else a private "
+                            "redis-server started for the run)")
+    where = check.add_mutually_exclusive_group()
+    where.add_argument("--node-modules", metavar="DIR",
+                       help="your Node project (or its node_modules) whose bullmq to check (default: "
+                            "$BULLBRIDGE_NODE_MODULES, $NODE_PATH, else the nearest node_modules above the "
+                            "current folder)")
+    where.add_argument("--bullmq", metavar="VERSION",
+                       help="check this npm bullmq version instead (installed once with npm into "
+                            "~/.cache/bullbridge/node)")
+    check.add_argument("--only", action="append", metavar="NAME",
+                       help="run only this scenario (a name like 'flow', an id like 'flow[N->P]', or a group "
+                            "like 'options'); repeatable")
+    check.add_argument("--concurrency", type=int, default=1, metavar="N",
+                       help="scenarios run at once (default 1; more is faster, timing checks get noisier)")
+    check.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="limit of each scenario (default 30)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    check.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    check.set_defaults(func=run_check)
+
+
+def _fail(message: str) -> int:
+    print(f"bullbridge interop check: {message}", file=sys.stderr)
+    return 2
+
+
+def _node_modules(args: argparse.Namespace) -> Path | None:
+    from bullbridge.testing.npm import ENV_NODE_MODULES, find_node_modules, install_bullmq, resolve_node_modules
+
+    if args.bullmq:
+        major = args.bullmq.split(".")[0]
+        # BullMQ 6 expects ioredis installed beside it (`new Queue()` throws otherwise).
+        return install_bullmq(args.bullmq, extra=("ioredis@5",) if major.isdigit() and int(major) >= 6 else ())
+    if args.node_modules:
+        return resolve_node_modules(args.node_modules)
+    if os.environ.get(ENV_NODE_MODULES):
+        return resolve_node_modules(os.environ[ENV_NODE_MODULES])
+    if os.environ.get("NODE_PATH"):
+        return None
+    return find_node_modules(Path.cwd())
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from bullbridge.errors import BullbridgeError
+    from bullbridge.redis_server import PrivateRedis, redis_url_from_env
+    from bullbridge.testing.conformance import SCENARIOS, check, select
+    from bullbridge.testing.node import NodeError, NodeTimeout
+
+    if args.list:
+        for s in select(args.only) if args.only else SCENARIOS:
+            print(f"{s.id:<32} {s.group:<11} {s.title}")
+        return 0
+    try:
+        select(args.only)
+        node_modules = _node_modules(args)
+    except (ValueError, BullbridgeError) as exc:
+        return _fail(str(exc))
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+        # The scenarios kill and stall workers on purpose: their warnings are expected noise.
+        for name in ("bullbridge.worker", "bullbridge.events", "asyncio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    url = args.redis or redis_url_from_env()
+    server = None
+    try:
+        if url is None:
+            server = PrivateRedis().start()
+            url = server.url
+        if not args.json:
+            where = f"bullmq from {node_modules}" if node_modules else "the bullmq Node resolves"
+            count = len(select(args.only))
+            print(f"running {count} scenarios against {where}...", file=sys.stderr, flush=True)
+        report = asyncio.run(check(url, node_modules=node_modules, only=args.only,
+                                   concurrency=args.concurrency, timeout=args.timeout))
+    except (NodeError, NodeTimeout, BullbridgeError, OSError) as exc:
+        return _fail(str(exc))
+    finally:
+        if server is not None:
+            server.stop()
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(report.render())
+    return 0 if report.ok else 1

@@ -1,0 +1,249 @@
+"""Scenarios, their context, and running one.
+
+A scenario is an ``async def(ctx)`` registered with :func:`scenario` under a
+name and a direction - ``N->P`` (Node produces or sets up, Python consumes or
+observes) or ``P->N`` (the reverse) - that raises ``AssertionError`` (or
+anything) when the two languages disagree. Each one uses fresh queue names
+under the key prefix of the Node driver it gets (``ctx.prefix``) and closes
+what it started, so scenarios can share one Redis and one Node process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bullbridge import Producer, Worker, WorkerSettings
+from bullbridge.connection import connect
+from bullbridge.resp import RespClient
+from bullbridge.testing.node import NodeDriver
+
+log = logging.getLogger("bullbridge.testing.conformance")
+
+N2P = "N->P"
+P2N = "P->N"
+DIRECTIONS = (N2P, P2N)
+
+#: Upper bound of one scenario (each normally takes well under 3 s).
+SCENARIO_TIMEOUT = 30.0
+
+ScenarioFn = Callable[["Ctx"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    direction: str
+    title: str
+    fn: ScenarioFn = field(repr=False, compare=False)
+    #: The feature area, for the report ("jobs", "options", "flows"...).
+    group: str = ""
+
+    @property
+    def id(self) -> str:
+        """``name[direction]``, how reports and the known-differences table name it."""
+        return f"{self.name}[{self.direction}]"
+
+
+SCENARIOS: list[Scenario] = []
+
+
+def scenario(name: str, direction: str, title: str, group: str = "") -> Callable[[ScenarioFn], ScenarioFn]:
+    """Register the decorated ``async def(ctx)`` as a scenario."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+
+    def register(fn: ScenarioFn) -> ScenarioFn:
+        area = group or fn.__module__.rsplit(".", 1)[-1]
+        SCENARIOS.append(Scenario(name, direction, title, fn, area))
+        return fn
+
+    return register
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    direction: str
+    status: str  # "pass" | "fail" | "known" (a failure listed as a known difference)
+    seconds: float
+    error: str | None = None
+    note: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.scenario}[{self.direction}]"
+
+
+def select(only: list[str] | None, scenarios: list[Scenario] | None = None) -> list[Scenario]:
+    """Scenarios whose name, id or group is in ``only`` (all when empty); a
+    ``ValueError`` names any that match nothing."""
+    pool = SCENARIOS if scenarios is None else scenarios
+    if not only:
+        return list(pool)
+    wanted = set(only)
+    chosen = [s for s in pool if s.name in wanted or s.id in wanted or s.group in wanted]
+    unknown = wanted - {s.name for s in pool} - {s.id for s in pool} - {s.group for s in pool}
+    if unknown:
+        raise ValueError(f"unknown scenarios: {', '.join(sorted(unknown))} "
+                         f"(names: {', '.join(sorted({s.name for s in pool}))})")
+    return chosen
+
+
+# --- waiting ------------------------------------------------------------------------------
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
+                     interval: float = 0.02) -> Any:
+    """Poll ``predicate`` (sync or async) until truthy; its value, else AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not true within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+async def holds(predicate: Callable[[], Any], duration: float, what: str, interval: float = 0.02) -> None:
+    """Poll ``predicate`` for ``duration`` seconds; AssertionError as soon as it is false."""
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if not value:
+            raise AssertionError(what)
+        await asyncio.sleep(interval)
+
+
+# --- context ------------------------------------------------------------------------------
+
+
+@dataclass
+class Ctx:
+    """What a scenario gets: Redis, the Node driver, a fresh queue, and closers.
+
+    Everything lives under ``prefix`` - the Node driver's (it sends it with
+    every command), ``bull`` for a driver without one - so the Python side
+    built here (:meth:`producer`, :meth:`worker`) uses it too."""
+
+    redis_url: str
+    node: NodeDriver
+    scenario: Scenario
+    queue: str = ""
+    _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.queue:
+            self.queue = self.queue_name()
+
+    @property
+    def prefix(self) -> str:
+        return self.node.prefix or "bull"
+
+    def queue_name(self, role: str = "") -> str:
+        base = f"{self.scenario.name}-{'n2p' if self.scenario.direction == N2P else 'p2n'}"
+        return f"{base}{'-' + role if role else ''}-{uuid.uuid4().hex[:8]}"
+
+    def key(self, queue: str, job_id: str) -> str:
+        """A job's key, as ``getChildrenValues`` names children."""
+        return f"{self.prefix}:{queue}:{job_id}"
+
+    def on_close(self, closer: Callable[[], Awaitable[Any]]) -> None:
+        self._closers.append(closer)
+
+    async def raw(self) -> RespClient:
+        """A plain Redis client (closed with the scenario), for reading what is stored."""
+        connector = connect(self.redis_url)
+        self.on_close(connector.close)
+        return connector.fast("bullbridge-conformance")
+
+    def producer(self, queue: str | None = None) -> Producer:
+        p = Producer(queue or self.queue, connection=self.redis_url, prefix=self.prefix)
+        self.on_close(p.close)
+        return p
+
+    async def worker(self, handlers: Any, queue: str | None = None, **settings: Any) -> Worker:
+        """A started bullbridge worker (closed with the scenario)."""
+        worker = Worker(queue or self.queue, handlers, connection=self.redis_url,
+                        settings=WorkerSettings(prefix=self.prefix, **settings))
+        self.on_close(lambda: worker.close(timeout=5))
+        await worker.start()
+        return worker
+
+    async def node_worker(self, processor: str, queue: str | None = None, **opts: Any) -> str:
+        """A started Node worker (closed with the scenario); its events are ``node.events[handle]``."""
+        handle = await self.node.start_worker(queue or self.queue, processor, **opts)
+        self.on_close(lambda: self.node.close_worker(handle, force=True))
+        return handle
+
+    async def node_job(self, job_id: str, queue: str | None = None) -> dict[str, Any] | None:
+        return await self.node.get_job(queue or self.queue, job_id)
+
+    async def node_wait_state(self, job_id: str, state: str, queue: str | None = None,
+                              timeout: float = 10.0) -> dict[str, Any]:
+        """Poll Node's view of a job until it is in ``state``."""
+        last: list[Any] = [None]
+
+        async def check() -> Any:
+            job = await self.node_job(job_id, queue)
+            last[0] = job
+            return job if job is not None and job["state"] == state else None
+
+        try:
+            return await wait_until(check, timeout, f"job {job_id} {state} in Node's view")  # type: ignore[no-any-return]
+        except AssertionError:
+            seen = last[0]
+            summary = None if seen is None else {k: seen.get(k) for k in ("state", "failedReason", "attemptsMade")}
+            raise AssertionError(f"job {job_id} not {state} within {timeout} s as Node sees it (last: {summary})")\
+                from None
+
+    async def close(self) -> None:
+        for closer in reversed(self._closers):
+            try:
+                await asyncio.wait_for(closer(), 15)
+            except Exception as exc:  # a scenario's cleanup must not fail the next one
+                log.debug("closing after %s: %s", self.scenario.id, exc)
+        self._closers.clear()
+
+
+async def run_scenario(s: Scenario, redis_url: str, node: NodeDriver,
+                       timeout: float = SCENARIO_TIMEOUT) -> ScenarioResult:
+    """Run one scenario; a failure or error is reported, never raised."""
+    ctx = Ctx(redis_url, node, s)
+    started = time.monotonic()
+    error: str | None = None
+    try:
+        await asyncio.wait_for(s.fn(ctx), timeout)
+    except TimeoutError:
+        error = f"timed out after {timeout:g} s"
+    except AssertionError as exc:
+        error = str(exc) or "assertion failed"
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        await ctx.close()
+    return ScenarioResult(s.name, s.direction, "fail" if error else "pass",
+                          round(time.monotonic() - started, 3), error)
+
+
+def js(value: Any) -> str:
+    """A JSON value as a JavaScript literal."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+DATA: dict[str, Any] = {
+    "text": "wörld ✓ 日本語 🎉", "n": 21, "float": 2.5, "none": None, "yes": True, "empty": {},
+    "nested": {"list": [1, "two", [3], {"four": 4}]},
+}
+RESULT: dict[str, Any] = {"ok": True, "items": [1, 2.5, "x", None], "text": "ünïcode ✓"}

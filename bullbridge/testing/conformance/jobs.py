@@ -1,0 +1,267 @@
+"""Single jobs both ways: data, return value, failure, progress, custom id, logs,
+UnrecoverableError, and the queue's event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from bullbridge.testing.conformance.framework import DATA, N2P, P2N, RESULT, Ctx, js, scenario
+
+
+@scenario("plain_job", N2P, "data added by Node reaches a Python handler intact")
+async def plain_job_n2p(ctx: Ctx) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    async def handle(job: Any) -> None:
+        seen.append((job.name, job.data))
+
+    await ctx.worker({"greet": handle})
+    job_id = await ctx.node.add(ctx.queue, "greet", DATA)
+    await ctx.node_wait_state(job_id, "completed")
+    assert seen == [("greet", DATA)], f"Python handler saw {seen}"
+
+
+@scenario("plain_job", P2N, "data enqueued by Python reaches a Node processor intact")
+async def plain_job_p2n(ctx: Ctx) -> None:
+    await ctx.node_worker("async job => ({ name: job.name, data: job.data })")
+    producer = ctx.producer()
+    job = await producer.enqueue("greet", DATA)
+    assert await producer.result(job.id, timeout=10) == {"name": "greet", "data": DATA}
+
+
+@scenario("return_value", N2P, "a Python handler's return value, read by Node")
+async def return_value_n2p(ctx: Ctx) -> None:
+    async def handle(job: Any) -> Any:
+        return RESULT
+
+    await ctx.worker({"calc": handle})
+    job_id = await ctx.node.add(ctx.queue, "calc", {})
+    job = await ctx.node_wait_state(job_id, "completed")
+    assert job["returnvalue"] == RESULT, job["returnvalue"]
+    assert job["attemptsMade"] == 1
+
+
+@scenario("return_value", P2N, "a Node processor's return value, read by Python")
+async def return_value_p2n(ctx: Ctx) -> None:
+    await ctx.node_worker(f"async job => ({js(RESULT)})")
+    producer = ctx.producer()
+    job = await producer.enqueue("calc", {})
+    assert await producer.result(job.id, timeout=10) == RESULT
+    stored = await producer.get_job(job.id)
+    assert stored is not None and stored.returnvalue == RESULT and stored.attempts_made == 1
+
+
+@scenario("failure_reason", N2P, "a Python handler's exception, read by Node as failedReason")
+async def failure_reason_n2p(ctx: Ctx) -> None:
+    async def boom(job: Any) -> None:
+        raise ValueError(f"bad value {job.data['x']}")
+
+    await ctx.worker({"boom": boom})
+    job_id = await ctx.node.add(ctx.queue, "boom", {"x": 7})
+    job = await ctx.node_wait_state(job_id, "failed")
+    assert "bad value 7" in job["failedReason"], job["failedReason"]
+    assert job["stacktrace"] and "bad value 7" in job["stacktrace"][0]
+    assert job["attemptsMade"] == 1
+
+
+@scenario("failure_reason", P2N, "a Node processor's error, read by Python as failed_reason")
+async def failure_reason_p2n(ctx: Ctx) -> None:
+    await ctx.node_worker("async job => { throw new Error('node says no: ' + job.data.x) }")
+    producer = ctx.producer()
+    job = await producer.enqueue("fail", {"x": 7})
+    outcome = await producer.wait_for(job.id, timeout=10)
+    assert outcome.state == "failed" and outcome.failed_reason == "node says no: 7", outcome
+    stored = await producer.get_job(job.id)
+    assert stored is not None and stored.failed_reason == "node says no: 7"
+    assert "Error: node says no: 7" in stored.stacktrace[0]
+
+
+@scenario("progress", N2P, "progress reported by a Python handler, seen by Node's QueueEvents and job")
+async def progress_n2p(ctx: Ctx) -> None:
+    events = await ctx.node.subscribe(ctx.queue)
+    ctx.on_close(lambda: ctx.node.call("events.close", handle=events))
+
+    async def steps(job: Any) -> str:
+        for value in (10, 50, {"stage": "done"}):
+            await job.update_progress(value)
+        return "ok"
+
+    await ctx.worker({"steps": steps})
+    job_id = await ctx.node.add(ctx.queue, "steps", {})
+    seen = await ctx.node.wait_event(
+        events, lambda e: e.event == "progress" and e["args"]["jobId"] == job_id, count=3)
+    assert [e["args"]["data"] for e in seen] == [10, 50, {"stage": "done"}]
+    job = await ctx.node_wait_state(job_id, "completed")
+    assert job["progress"] == {"stage": "done"}, job["progress"]
+
+
+@scenario("progress", P2N, "progress reported by a Node processor, seen by Python's QueueEvents and job")
+async def progress_p2n(ctx: Ctx) -> None:
+    from bullbridge import QueueEvents
+
+    await ctx.node_worker("async job => { for (const p of [10, 50, 100]) await job.updateProgress(p); return 1 }")
+    producer = ctx.producer()
+    async with QueueEvents(ctx.queue, connection=ctx.redis_url, prefix=ctx.prefix) as events:
+        seen: list[Any] = []
+
+        async def collect() -> None:
+            async for event in events:
+                if event.event == "progress":
+                    seen.append(event.progress)
+                    if len(seen) == 3:
+                        return
+
+        collector = asyncio.create_task(collect())
+        job = await producer.enqueue("p", {})
+        try:
+            await asyncio.wait_for(collector, 10)
+        finally:
+            collector.cancel()
+        assert seen == [10, 50, 100], seen
+    assert await producer.result(job.id, timeout=10) == 1
+    stored = await producer.get_job(job.id)
+    assert stored is not None and stored.progress == 100
+
+
+@scenario("custom_id", N2P, "a custom job id set by Node, as the Python handler sees it")
+async def custom_id_n2p(ctx: Ctx) -> None:
+    async def handle(job: Any) -> str:
+        return str(job.id)
+
+    await ctx.worker({"x": handle})
+    wanted = f"order-{uuid.uuid4().hex[:6]}"
+    job_id = await ctx.node.add(ctx.queue, "x", {}, {"jobId": wanted})
+    assert job_id == wanted
+    job = await ctx.node_wait_state(wanted, "completed")
+    assert job["returnvalue"] == wanted
+
+
+@scenario("custom_id", P2N, "a custom job id set by Python, as the Node processor sees it")
+async def custom_id_p2n(ctx: Ctx) -> None:
+    await ctx.node_worker("async job => job.id")
+    producer = ctx.producer()
+    wanted = f"invoice-{uuid.uuid4().hex[:6]}"
+    job = await producer.enqueue("x", {}, job_id=wanted)
+    assert job.id == wanted
+    assert await producer.result(wanted, timeout=10) == wanted
+    seen = await ctx.node_job(wanted)
+    assert seen is not None and seen["opts"].get("jobId") == wanted, seen and seen["opts"]
+
+
+
+# --- logs, UnrecoverableError, the event stream -----------------------------------------------
+
+
+@scenario("logs", N2P, "log lines of a Python handler, trimmed to Node's keepLogs, read by Node's getJobLogs")
+async def logs_n2p(ctx: Ctx) -> None:
+    async def handle(job: Any) -> str:
+        for line in ("one", "two ✓", "three"):
+            await job.log(line)
+        return "logged"
+
+    await ctx.worker({"x": handle})
+    job_id = await ctx.node.add(ctx.queue, "x", {}, {"keepLogs": 2})
+    await ctx.node_wait_state(job_id, "completed")
+    logs = await ctx.node.queue_call(ctx.queue, "getJobLogs", job_id)
+    assert logs == {"logs": ["two ✓", "three"], "count": 2}, logs
+
+
+@scenario("logs", P2N, "log lines of a Node processor, trimmed to Python's keep_logs, read by Python")
+async def logs_p2n(ctx: Ctx) -> None:
+    await ctx.node_worker("async job => { for (const l of ['one', 'two ✓', 'three']) await job.log(l); return 1 }")
+    producer = ctx.producer()
+    job = await producer.enqueue("x", {}, keep_logs=2)
+    assert await producer.result(job.id, timeout=10) == 1
+    client = await ctx.raw()
+    lines = await client.execute("LRANGE", producer.keys.logs(job.id), 0, -1)
+    assert [line.decode() for line in lines] == ["two ✓", "three"], lines
+
+
+@scenario("unrecoverable", N2P, "UnrecoverableError in a Python handler ends a Node job's attempts at once")
+async def unrecoverable_n2p(ctx: Ctx) -> None:
+    from bullbridge import UnrecoverableError
+
+    async def handle(job: Any) -> None:
+        raise UnrecoverableError("card declined")
+
+    await ctx.worker({"x": handle})
+    job_id = await ctx.node.add(ctx.queue, "x", {}, {"attempts": 3, "backoff": 10})
+    job = await ctx.node_wait_state(job_id, "failed")
+    assert "card declined" in job["failedReason"] and job["attemptsMade"] == 1, job
+
+
+@scenario("unrecoverable", P2N, "UnrecoverableError thrown by a Node processor ends a Python job's attempts at once")
+async def unrecoverable_p2n(ctx: Ctx) -> None:
+    await ctx.node_worker("async job => { throw new bullmq.UnrecoverableError('card declined') }")
+    producer = ctx.producer()
+    job = await producer.enqueue("x", {}, attempts=3, backoff=10)
+    outcome = await producer.wait_for(job.id, timeout=10)
+    assert outcome.state == "failed" and outcome.failed_reason == "card declined", outcome
+    stored = await producer.get_job(job.id)
+    assert stored is not None and stored.attempts_made == 1, stored and stored.attempts_made
+
+
+def _in_order(seen: list[str], expected: list[str]) -> bool:
+    it = iter(seen)
+    return all(event in it for event in expected)
+
+
+@scenario("events", N2P, "a Python worker's job lifecycle, as Node's QueueEvents reports it")
+async def events_n2p(ctx: Ctx) -> None:
+    handle = await ctx.node.subscribe(ctx.queue)
+    ctx.on_close(lambda: ctx.node.call("events.close", handle=handle))
+
+    async def ok(job: Any) -> Any:
+        return RESULT
+
+    async def bad(job: Any) -> None:
+        raise ValueError("no")
+
+    good_id = await ctx.node.add(ctx.queue, "ok", {})
+    bad_id = await ctx.node.add(ctx.queue, "bad", {})
+    await ctx.worker({"ok": ok, "bad": bad})
+    await ctx.node.wait_event(handle, lambda e: e.event in ("completed", "failed"), count=2)
+
+    def of(job_id: str) -> list[Any]:
+        return [e for e in ctx.node.events[handle]
+                if isinstance(e.get("args"), dict) and e["args"].get("jobId") == job_id]
+
+    names = {job_id: [e.event for e in of(job_id)] for job_id in (good_id, bad_id)}
+    assert _in_order(names[good_id], ["added", "active", "completed"]), names
+    assert _in_order(names[bad_id], ["added", "active", "failed"]), names
+    completed = next(e for e in of(good_id) if e.event == "completed")
+    failed = next(e for e in of(bad_id) if e.event == "failed")
+    assert completed["args"]["returnvalue"] == RESULT, completed["args"]
+    assert "no" in failed["args"]["failedReason"], failed["args"]
+
+
+@scenario("events", P2N, "a Node worker's job lifecycle, as Python's QueueEvents reports it")
+async def events_p2n(ctx: Ctx) -> None:
+    from bullbridge import QueueEvents
+
+    producer = ctx.producer()
+    async with QueueEvents(ctx.queue, connection=ctx.redis_url, prefix=ctx.prefix) as events:
+        seen: list[Any] = []
+
+        async def collect() -> None:
+            async for event in events:
+                seen.append(event)
+                if sum(e.event in ("completed", "failed") for e in seen) == 2:
+                    return
+
+        collector = asyncio.create_task(collect())
+        good = await producer.enqueue("ok", {})
+        bad = await producer.enqueue("bad", {})
+        await ctx.node_worker(f"async job => {{ if (job.name === 'bad') throw new Error('no'); return {js(RESULT)} }}")
+        try:
+            await asyncio.wait_for(collector, 10)
+        finally:
+            collector.cancel()
+    names = {job_id: [e.event for e in seen if e.job_id == job_id] for job_id in (good.id, bad.id)}
+    assert _in_order(names[good.id], ["added", "active", "completed"]), names
+    assert _in_order(names[bad.id], ["added", "active", "failed"]), names
+    completed = next(e for e in seen if e.job_id == good.id and e.event == "completed")
+    failed = next(e for e in seen if e.job_id == bad.id and e.event == "failed")
+    assert completed.returnvalue == RESULT and failed.failed_reason == "no", (completed.fields, failed.fields)

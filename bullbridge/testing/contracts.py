@@ -1,0 +1,329 @@
+"""Contracts: the jobs one side writes, recorded to JSON and replayed on the other.
+
+A mixed-language queue has a contract nobody writes down: the job names, data
+shapes and options the producers send and the consumers accept. bullbridge
+records it from what BullMQ actually stored:
+
+1. **Record**, on the producer's side: run the real producer (a Node function
+   through the driver, or Python code) in a test, then :func:`record` reads the
+   jobs it wrote - name, data, and options exactly as BullMQ stored them - in
+   the order they were added. :meth:`ContractStore.check` compares them with
+   the committed contract file and fails when they changed (rerun with
+   ``--bullbridge-update-contracts`` to accept a change on purpose).
+2. **Replay**, on the consumer's side: :func:`write_jobs` puts the recorded
+   jobs back into Redis through BullMQ's own add scripts, with the stored
+   options unchanged (only scheduling ones that would keep a job from running
+   now are dropped: see :data:`REPLAY_DROPS`), and the real consumer - Python
+   handlers or a Node processor module - must process them.
+
+So a producer change fails the producer's recording test, and once the new
+contract is committed, a consumer that cannot handle it fails its replay test:
+each break shows up on the side that changed.
+
+What a recording holds: every job hash in the queues, scheduler iterations
+aside (their ids and options carry the time they ran). Flow relations are not
+kept: each job of a flow is recorded, and replayed, as a job of its own.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bullbridge import codec as codec_module
+from bullbridge import scripts
+from bullbridge.job import fields_to_dict
+from bullbridge.keys import QueueKeys
+from bullbridge.resp import RespClient
+
+log = logging.getLogger("bullbridge.testing.contracts")
+
+FORMAT = 1
+
+#: Stored options dropped on replay: they would delay the job or tie it to a
+#: scheduler, parent or deduplication key that does not exist in the replay.
+REPLAY_DROPS = ("delay", "repeat", "repeatJobKey", "prevMillis", "parent", "de", "deduplication")
+
+_LIST_STATES = ("wait", "paused", "active")
+_ZSET_STATES = ("delayed", "prioritized", "waiting-children", "completed", "failed")
+
+
+@dataclass(frozen=True)
+class RecordedJob:
+    """One job as BullMQ stored it: its queue, name, data and stored options."""
+
+    queue: str
+    name: str
+    data: Any
+    opts: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored in a contract file: object keys sorted, so files diff stably
+        (BullMQ's Lua stores options in hash order, which varies)."""
+        return {"queue": self.queue, "name": self.name, "data": _sorted(self.data), "opts": _sorted(self.opts)}
+
+    @classmethod
+    def from_json(cls, value: Any) -> RecordedJob:
+        if not isinstance(value, dict) or not {"queue", "name"} <= set(value):
+            raise ValueError(f"a recorded job is an object with queue, name, data and opts, got {value!r}")
+        return cls(str(value["queue"]), str(value["name"]), value.get("data"), dict(value.get("opts") or {}))
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+class ContractMismatch(AssertionError):
+    """The jobs a producer writes are not the ones its contract file holds."""
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The jobs one side wrote, in order. ``producer`` says which side ("node",
+    "python"); ``recorded_with`` the versions (informative: never compared)."""
+
+    jobs: tuple[RecordedJob, ...]
+    producer: str = ""
+    recorded_with: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues the jobs are in, in order of first appearance."""
+        return list(dict.fromkeys(job.queue for job in self.jobs))
+
+    def by_name(self, name: str) -> list[RecordedJob]:
+        return [job for job in self.jobs if job.name == name]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bullbridge_contract": FORMAT, "producer": self.producer, "recorded_with": self.recorded_with,
+                "jobs": [job.to_json() for job in self.jobs]}
+
+    @classmethod
+    def from_json(cls, value: Any) -> Contract:
+        if not isinstance(value, dict) or value.get("bullbridge_contract") != FORMAT:
+            raise ValueError("not a bullbridge contract (no \"bullbridge_contract\": 1)")
+        return cls(tuple(RecordedJob.from_json(j) for j in value.get("jobs") or ()),
+                   str(value.get("producer") or ""), {str(k): str(v) for k, v in
+                                                       (value.get("recorded_with") or {}).items()})
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(self.dumps(), encoding="utf-8")
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> Contract:
+        source = Path(path)
+        try:
+            text = source.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"no contract at {source}: record it first (the producer side's test writes it; "
+                "run that test once, or with --bullbridge-update-contracts)") from None
+        try:
+            return cls.from_json(json.loads(text))
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+
+    def diff(self, other: Contract, ignore: Sequence[str] = ()) -> list[str]:
+        """How ``other`` (what was recorded now) differs from this contract, one
+        line per difference; ``ignore`` holds glob paths inside a job to skip
+        (``data.createdAt``, ``data.items.*.id``, ``opts.timestamp``)."""
+        lines: list[str] = []
+        for index in range(max(len(self.jobs), len(other.jobs))):
+            if index >= len(other.jobs):
+                job = self.jobs[index]
+                lines.append(f"job {index} ({job.queue}/{job.name}) is no longer written")
+                continue
+            if index >= len(self.jobs):
+                job = other.jobs[index]
+                lines.append(f"job {index} ({job.queue}/{job.name}) is new: data {_short(job.data)}, "
+                             f"opts {_short(job.opts)}")
+                continue
+            mine, theirs = self.jobs[index], other.jobs[index]
+            label = f"job {index} ({mine.queue}/{mine.name})"
+            _diff_value(mine.to_json(), theirs.to_json(), "", ignore, label, lines)
+        return lines
+
+    def masked_equal(self, other: Contract, ignore: Sequence[str] = ()) -> bool:
+        return not self.diff(other, ignore)
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _ignored(path: str, ignore: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in ignore)
+
+
+def _diff_value(expected: Any, actual: Any, path: str, ignore: Sequence[str], label: str,
+                lines: list[str]) -> None:
+    if path and _ignored(path, ignore):
+        return
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        for key in dict.fromkeys([*expected, *actual]):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in actual:
+                if not _ignored(sub, ignore):
+                    lines.append(f"{label}: {sub} is gone (was {_short(expected[key])})")
+            elif key not in expected:
+                if not _ignored(sub, ignore):
+                    lines.append(f"{label}: {sub} is new: {_short(actual[key])}")
+            else:
+                _diff_value(expected[key], actual[key], sub, ignore, label, lines)
+        return
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        for i, (a, b) in enumerate(zip(expected, actual)):
+            _diff_value(a, b, f"{path}.{i}", ignore, label, lines)
+        return
+    if expected != actual or (type(expected) is not type(actual) and not _same_number(expected, actual)):
+        lines.append(f"{label}: {path or 'job'} was {_short(expected)}, now {_short(actual)}")
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    numbers = (int, float)
+    return (isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool)
+            and not isinstance(b, bool) and a == b)
+
+
+# --- recording ------------------------------------------------------------------------
+
+
+async def _job_ids(client: RespClient, keys: QueueKeys) -> list[str]:
+    """The queue's job ids in the order they were added: the ``added`` events of
+    its stream first, then any job still in a state set that the (trimmed)
+    stream no longer mentions."""
+    ordered: dict[str, None] = {}
+    cursor = "-"
+    while True:
+        entries = await client.execute("XRANGE", keys["events"], cursor, "+", "COUNT", 1000)
+        if not entries:
+            break
+        for _entry_id, flat in entries:
+            values = fields_to_dict(flat)
+            if values.get(b"event") == b"added" and b"jobId" in values:
+                ordered.setdefault(values[b"jobId"].decode(), None)
+        last = entries[-1][0].decode()
+        cursor = "(" + last
+        if len(entries) < 1000:
+            break
+    commands: list[tuple[Any, ...]] = [("LRANGE", keys[s], 0, -1) for s in _LIST_STATES]
+    commands += [("ZRANGE", keys[s], 0, -1) for s in _ZSET_STATES]
+    replies = await client.execute_many(commands)
+    extra = {m.decode() for reply in replies for m in reply or ()} - set(ordered)
+    if extra:
+        stamps = await client.execute_many([("HGET", keys.job(i), "timestamp") for i in sorted(extra)])
+        by_time = sorted(zip(sorted(extra), stamps),
+                         key=lambda pair: (int(pair[1] or 0), int(pair[0]) if pair[0].isdigit() else 0, pair[0]))
+        for job_id, _ in by_time:
+            ordered.setdefault(job_id, None)
+    return list(ordered)
+
+
+async def record(client: RespClient, queues: Iterable[str], *, prefix: str = "bull", producer: str = "",
+                 recorded_with: dict[str, str] | None = None,
+                 json_codec: codec_module.JsonCodec = codec_module.DEFAULT) -> Contract:
+    """Every job in ``queues`` (under ``prefix``) as BullMQ stored it, in the
+    order added; scheduler iterations and removed jobs are not in it."""
+    jobs: list[RecordedJob] = []
+    for queue in queues:
+        keys = QueueKeys(queue, prefix)
+        ids = await _job_ids(client, keys)
+        hashes = await client.execute_many([("HGETALL", keys.job(i)) for i in ids]) if ids else []
+        for raw in hashes:
+            fields = fields_to_dict(raw or [])
+            if not fields or b"name" not in fields or b"rjk" in fields:
+                continue
+            data = json_codec.decode(fields[b"data"]) if fields.get(b"data") else {}
+            opts = json_codec.decode(fields[b"opts"]) if fields.get(b"opts") else {}
+            jobs.append(RecordedJob(queue, fields[b"name"].decode("utf-8", "replace"), data,
+                                    opts if isinstance(opts, dict) else {}))
+    return Contract(tuple(jobs), producer, dict(recorded_with or {}))
+
+
+# --- replaying ------------------------------------------------------------------------
+
+
+def replay_opts(opts: dict[str, Any]) -> dict[str, Any]:
+    """The stored options minus :data:`REPLAY_DROPS`."""
+    return {k: v for k, v in opts.items() if k not in REPLAY_DROPS}
+
+
+async def write_jobs(client: RespClient, jobs: Iterable[RecordedJob], *, prefix: str = "bull",
+                     json_codec: codec_module.JsonCodec = codec_module.DEFAULT) -> list[tuple[RecordedJob, str]]:
+    """Add ``jobs`` to their queues under ``prefix`` through BullMQ's add scripts,
+    stored options as recorded (see :func:`replay_opts`); returns each job with its id."""
+    added: list[tuple[RecordedJob, str]] = []
+    for job in jobs:
+        qs = scripts.QueueScripts(QueueKeys(job.queue, prefix))
+        opts = replay_opts(job.opts)
+        custom = opts.get("jobId")
+        script, keys, args = qs.add_job(job_id=str(custom) if custom else "", name=job.name,
+                                        timestamp=scripts.now_ms(), data_json=json_codec.encode(job.data),
+                                        encoded_opts=opts)
+        result = scripts.check_code(await scripts.run(client, script, keys, args), "addJob")
+        added.append((job, result.decode() if isinstance(result, bytes) else str(result)))
+    return added
+
+
+@dataclass
+class ContractStore:
+    """Contract files under ``base``: :meth:`check` one recorded now against the
+    committed one, :meth:`load` one to replay. With ``update``, :meth:`check`
+    (re)writes the file instead of comparing; a missing file is always written."""
+
+    base: Path
+    update: bool = False
+
+    def path(self, name: str | Path) -> Path:
+        path = Path(name)
+        if not path.suffix:
+            path = path.with_suffix(".json")
+        return path if path.is_absolute() else self.base / path
+
+    def load(self, name: str | Path) -> Contract:
+        return Contract.load(self.path(name))
+
+    def check(self, recorded: Contract, name: str | Path, *, ignore: Sequence[str] = ()) -> Contract:
+        """Compare ``recorded`` with the contract file ``name``; raise
+        :class:`ContractMismatch` listing the differences. Returns the contract
+        as committed (or as just written)."""
+        path = self.path(name)
+        if not path.exists():
+            recorded.save(path)
+            log.warning("wrote new contract %s (%d jobs)", path, len(recorded))
+            return recorded
+        committed = Contract.load(path)
+        differences = committed.diff(recorded, ignore)
+        if not differences:
+            if committed.recorded_with != recorded.recorded_with and self.update:
+                replace(committed, recorded_with=recorded.recorded_with).save(path)
+            return committed
+        if self.update:
+            recorded.save(path)
+            log.warning("updated contract %s: %s", path, "; ".join(differences))
+            return recorded
+        shown = "\n  ".join(differences[:30])
+        more = f"\n  ... and {len(differences) - 30} more" if len(differences) > 30 else ""
+        raise ContractMismatch(
+            f"the jobs written no longer match the contract {path}:\n  {shown}{more}\n"
+            "If this change is intended, rerun with --bullbridge-update-contracts and commit the file; "
+            "the consumer side's replay test then checks that it still accepts these jobs.")
