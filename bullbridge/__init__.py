@@ -27,6 +27,7 @@ from bullbridge.job import Dependencies, EnqueuedJob, Job
 from bullbridge.manager import ManagerSettings, WorkerManager
 from bullbridge.options import Backoff, Deduplication, JobOptions, KeepJobs, Parent, RateLimit, Telemetry
 from bullbridge.producer import JobSpec, Producer
+from bullbridge.telemetry import OtelTelemetry
 from bullbridge.worker import ActiveJob, CancelSignal, Worker, WorkerSettings
 
 __version__ = "0.1.0"
@@ -57,6 +58,7 @@ __all__ = [
     "KeepJobs",
     "ManagerSettings",
     "NotJsonSafe",
+    "OtelTelemetry",
     "Parent",
     "Producer",
     "QueueEvent",

@@ -47,9 +47,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bullbridge import codec as codec_module
 from bullbridge import scripts
@@ -60,6 +60,9 @@ from bullbridge.keys import QueueKeys
 from bullbridge.options import Deduplication, JobOptions, Parent
 from bullbridge.producer import NO_DATA, JobOptionsSource, PreparedJob, RedisLink, check_added, prepare_add
 from bullbridge.resp import RespError
+
+if TYPE_CHECKING:
+    from bullbridge.telemetry import OtelTelemetry
 
 log = logging.getLogger("bullbridge.flows")
 
@@ -140,14 +143,18 @@ class FlowProducer:
     """Adds flows (trees of jobs across queues) atomically.
 
     ``defaults`` maps a queue name to that queue's default job options
-    (Node's ``queuesOptions[queue].defaultJobOptions``).
+    (Node's ``queuesOptions[queue].defaultJobOptions``). ``telemetry`` (an
+    :class:`~bullbridge.telemetry.OtelTelemetry`) traces each flow and stores
+    every node's context with it, as Node's FlowProducer does.
     """
 
     def __init__(self, connection: ConnectionSource | None = None, *, prefix: str = "bull",
                  defaults: Mapping[str, JobOptions | Mapping[str, Any]] | None = None,
-                 codec: codec_module.JsonCodec = codec_module.DEFAULT, timeout: float = 10.0) -> None:
+                 codec: codec_module.JsonCodec = codec_module.DEFAULT, timeout: float = 10.0,
+                 telemetry: OtelTelemetry | None = None) -> None:
         self.prefix = prefix
         self.codec = codec
+        self.telemetry = telemetry
         self._defaults = {queue: JobOptions.defaults(opts) for queue, opts in (defaults or {}).items()}
         self._connector = connect(connection)
         # On Redis Cluster a flow is one MULTI, so its queues share the prefix's hash tag.
@@ -174,10 +181,20 @@ class FlowProducer:
 
     async def add(self, flow: FlowJob) -> FlowNode:
         """Add one flow; returns the tree of added jobs (ids included)."""
-        return (await self.add_bulk([flow]))[0]
+        if self.telemetry is not None:  # span addFlow (bullbridge.telemetry)
+            return (await self.telemetry.add_flow(getattr(flow, "queue", ""), getattr(flow, "name", ""),
+                                                  lambda: self._add_bulk([flow])))[0]
+        return (await self._add_bulk([flow]))[0]
 
     async def add_bulk(self, flows: Iterable[FlowJob]) -> list[FlowNode]:
         """Add several flows in one transaction; all are validated first."""
+        if self.telemetry is not None:  # span addBulkFlows (bullbridge.telemetry)
+            flows = list(flows)
+            return await self.telemetry.add_flows([str(getattr(f, "name", "")) for f in flows],
+                                                  lambda: self._add_bulk(flows))
+        return await self._add_bulk(flows)
+
+    async def _add_bulk(self, flows: Iterable[FlowJob]) -> list[FlowNode]:
         trees = [self._prepare(flow, None) for flow in flows]
         if not trees:
             return []
@@ -198,6 +215,13 @@ class FlowProducer:
         """Validate and encode a node and its subtree (Node's ``addNode``)."""
         if not isinstance(node, FlowJob):
             raise InvalidJobOptions(f"a flow is a FlowJob, got {type(node).__name__}")
+        if self.telemetry is not None:  # span addNode, current while the subtree is prepared (bullbridge.telemetry)
+            return self.telemetry.add_node(node.queue, node.name,
+                                           lambda stamp: self._prepare_node(node, parent, stamp))
+        return self._prepare_node(node, parent, None)
+
+    def _prepare_node(self, node: FlowJob, parent: Parent | None,
+                      stamp: Callable[[JobOptions, str], JobOptions] | None) -> _Entry:
         prefix = node.prefix or self.prefix
         qs = self._queue_scripts(node.queue, prefix)
         opts = JobOptions.from_mapping(node.opts).merged_over(self._defaults.get(node.queue))
@@ -216,6 +240,8 @@ class FlowProducer:
                 raise InvalidJobOptions(f"flow node {node.name!r}: deduplication replace is not available in flows "
                                         "(Node's FlowJob options omit it)")
         job_id = opts.job_id or str(uuid.uuid4())
+        if stamp is not None:  # the addNode span's context, stored in tm
+            opts = stamp(opts, job_id)
         job = prepare_add(qs, self.codec, node.name, node.data, opts, job_id=job_id, as_parent=bool(node.children),
                           flow_node=True)
         entry = _Entry(job, prefix, qs.k.job(job_id), qs.k["completed"], job_id,

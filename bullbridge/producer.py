@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bullbridge import codec as codec_module
 from bullbridge import scripts
@@ -29,6 +29,9 @@ from bullbridge.job import Dependencies, EnqueuedJob, Job, fields_to_dict, read_
 from bullbridge.keys import QueueKeys
 from bullbridge.options import Deduplication, JobOptions, Parent
 from bullbridge.resp import Arg, RespClient, RespConnectionError, RespError
+
+if TYPE_CHECKING:
+    from bullbridge.telemetry import OtelTelemetry
 
 log = logging.getLogger("bullbridge.producer")
 T = TypeVar("T")
@@ -164,7 +167,9 @@ class Producer:
 
     ``defaults`` are the queue-level job options (Node's ``defaultJobOptions``);
     a job's own options override them field by field. ``timeout`` bounds every
-    call while Redis is unreachable.
+    call while Redis is unreachable. ``telemetry`` (an
+    :class:`~bullbridge.telemetry.OtelTelemetry`, Node's ``telemetry`` option)
+    traces each add and stores its context with the job.
     """
 
     queue: str
@@ -173,6 +178,7 @@ class Producer:
     defaults: JobOptions | Mapping[str, Any] | None = None
     codec: codec_module.JsonCodec = codec_module.DEFAULT
     timeout: float = 10.0
+    telemetry: OtelTelemetry | None = None
     _link: RedisLink = field(init=False, repr=False)
     _events: QueueEvents | None = field(default=None, init=False, repr=False)
     _defaults: JobOptions | None = field(default=None, init=False, repr=False)
@@ -225,13 +231,10 @@ class Producer:
         or ``opts=JobOptions(...)``. Returns its id: BullMQ's counter, your
         ``job_id``, or - for a duplicate custom id or a deduplicated job - the
         id of the job already there (as Node returns it)."""
-        job = self.prepare(name, data, opts, **options)
-        client = self._link.client()
-        if not self._versions_checked:
-            await self._check_versions(client)
-        result = await self._link.call(scripts.run(client, job.script, job.keys, job.args),
-                                       f"adding job {name!r} to {self.queue!r}")
-        return EnqueuedJob(check_added(job, result), name, self.queue, job.timestamp)
+        if self.telemetry is not None:  # a producer span, its context stored in the job (bullbridge.telemetry)
+            return await self.telemetry.add(self.queue, name, self.options(opts, **options),
+                                            lambda o: self._send(prepare_add(self._scripts, self.codec, name, data, o)))
+        return await self._send(self.prepare(name, data, opts, **options))
 
     async def enqueue_bulk(self, jobs: Iterable[JobSpec | tuple[Any, ...] | Mapping[str, Any]]) -> list[EnqueuedJob]:
         """Add many jobs atomically, in one round trip (``MULTI`` ... ``EXEC``).
@@ -239,7 +242,21 @@ class Producer:
         Every job is validated and encoded first: one invalid job means none is
         sent. (A script error inside the transaction, such as a missing parent,
         does not undo the others, as in Node's ``addBulk``.)"""
-        prepared = [self.prepare(*_spec(spec)) for spec in jobs]
+        if self.telemetry is not None:  # one producer span for the batch (bullbridge.telemetry)
+            specs = [_spec(spec) for spec in jobs]
+            return await self.telemetry.add_bulk(self.queue, [s[0] for s in specs], lambda stamp: self._send_bulk(
+                [prepare_add(self._scripts, self.codec, n, d, stamp(self.options(o))) for n, d, o in specs]))
+        return await self._send_bulk([self.prepare(*_spec(spec)) for spec in jobs])
+
+    async def _send(self, job: PreparedJob) -> EnqueuedJob:
+        client = self._link.client()
+        if not self._versions_checked:
+            await self._check_versions(client)
+        result = await self._link.call(scripts.run(client, job.script, job.keys, job.args),
+                                       f"adding job {job.name!r} to {self.queue!r}")
+        return EnqueuedJob(check_added(job, result), job.name, self.queue, job.timestamp)
+
+    async def _send_bulk(self, prepared: list[PreparedJob]) -> list[EnqueuedJob]:
         if not prepared:
             return []
         client = self._link.client()

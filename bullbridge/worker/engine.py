@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bullbridge import scripts
 from bullbridge.connection import MAX_BLOCK_SECONDS, ConnectionSource, RedisConnector, connect
@@ -60,6 +60,9 @@ from bullbridge.worker.handlers import Handler, HandlerFn, HandlerRegistry, RunI
 from bullbridge.worker.maintenance import LockRenewer, LoopWatch, RateLimitedLog, StalledChecker
 from bullbridge.worker.pools import DaemonThreadPool, kill_process_pool, process_pool
 from bullbridge.worker.settings import WorkerSettings
+
+if TYPE_CHECKING:  # telemetry (issue #12): bullbridge.telemetry is imported only by who enables it
+    from bullbridge.telemetry import OtelTelemetry, WorkerTelemetry
 
 log = logging.getLogger("bullbridge.worker")
 T = TypeVar("T")
@@ -95,7 +98,7 @@ class Worker(Emitter):
 
     def __init__(self, queue: str, handlers: Mapping[str, HandlerFn | Handler] | HandlerFn | None = None, *,
                  connection: ConnectionSource | None = None, settings: WorkerSettings | None = None,
-                 **overrides: Any) -> None:
+                 telemetry: OtelTelemetry | None = None, **overrides: Any) -> None:
         super().__init__()
         settings = settings or WorkerSettings()
         self.settings = replace(settings, **overrides) if overrides else settings
@@ -134,6 +137,9 @@ class Worker(Emitter):
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.loop_thread = 0
         self.last_activity = time.time()
+        # --- telemetry (issue #12, bullbridge.telemetry): consumer spans and job metrics; None costs nothing.
+        self.telemetry = telemetry
+        self._telemetry: WorkerTelemetry | None = telemetry.for_worker(self) if telemetry is not None else None
 
     # -- registration ----------------------------------------------------------------
 
@@ -433,6 +439,7 @@ class Worker(Emitter):
         job = ActiveJob(self, job_id, fields, token)
         self.last_activity = time.time()
         self.locks.track(job)
+        attempt = self._telemetry.start(job) if self._telemetry is not None else None  # telemetry (#12)
         try:
             try:
                 handler = self._prepare(job)
@@ -444,7 +451,10 @@ class Worker(Emitter):
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("job %s (%s) of %s active", job.id, job.name, self.queue)
             try:
-                result = await self._invoke(handler, job)
+                if attempt is None:
+                    result = await self._invoke(handler, job)
+                else:  # telemetry (#12): the handler runs inside the consumer span
+                    result = await attempt.run(self._invoke(handler, job))
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -469,6 +479,8 @@ class Worker(Emitter):
             return await self._complete(job, result, value)
         finally:
             self.locks.untrack(job)
+            if attempt is not None:  # telemetry (#12)
+                attempt.end()
 
     async def _next_iteration(self, job: ActiveJob) -> None:
         """A job made by a job scheduler: add its next iteration first, as Node's

@@ -1,0 +1,1 @@
+"""OpenTelemetry interop tests (issue #12)."""
