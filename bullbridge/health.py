@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bullbridge.aio import cancel_and_wait
 from bullbridge.connection import RedisConnector
 from bullbridge.resp import RespClient, RespConnectionError, RespError
 
@@ -97,13 +98,8 @@ class Heartbeat:
             await asyncio.sleep(self.interval)
 
     async def stop(self, final_state: str | None = "stopped") -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if final_state and self.client.connected:
             try:
                 await asyncio.wait_for(self.client.execute("DEL", self.key), 0.5)

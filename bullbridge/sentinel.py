@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from bullbridge.aio import cancel_and_wait
 from bullbridge.resp import Endpoint, RespConnection, RespConnectionError, RespError
 
 if TYPE_CHECKING:
@@ -89,10 +90,5 @@ class SentinelWatcher:
                     client.drop()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -27,6 +27,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bullbridge.aio import cancel_and_wait
+
 log = logging.getLogger("bullbridge.worker")
 
 BlockingWait = Callable[[float], Awaitable[Any]]
@@ -141,12 +143,7 @@ class FetchGate:
     async def stop(self) -> None:
         """After close(): end the waiter and any unblock in flight (no task left behind)."""
         for task in (self._waiter, self._unblocking):
-            if task is not None and not task.done():
-                task.cancel()
-                try:
-                    await task
-                except (asyncio.CancelledError, Exception):
-                    pass
+            await cancel_and_wait(task)
 
     def connection_restored(self) -> None:
         """After a reconnect, look for work at once (markers may have been missed)."""

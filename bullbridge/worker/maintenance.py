@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bullbridge import scripts
+from bullbridge.aio import cancel_and_wait
 from bullbridge.resp import RespConnectionError, RespError
 
 if TYPE_CHECKING:
@@ -98,13 +99,8 @@ class LockRenewer:
                 w.emit("lock-lost", job)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 class StalledChecker:
@@ -141,13 +137,8 @@ class StalledChecker:
         return ids
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 class LoopWatch:
@@ -175,10 +166,5 @@ class LoopWatch:
                             lag, ", ".join(self._active()) or "(none)")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
