@@ -1,7 +1,9 @@
 """The compatibility matrix: Node ``bullmq`` versions x Python port versions.
 
-``compat.scenarios`` holds the interop scenarios (run by ``compat/run.py`` for
-every version pair, and by ``tests/compat`` for the pinned pair);
+The interop scenarios are :mod:`bullbridge.testing.conformance`'s (the ones
+``bullbridge interop check`` runs); ``compat.scenarios`` runs them against one
+version pair for ``compat/run.py``, and ``tests/compat`` runs them against the
+pinned pair;
 ``matrix.toml`` says which versions; ``MATRIX.md`` and ``matrix.json`` are the
 generated verdict.
 """

@@ -12,7 +12,8 @@ and, in a temporary directory that is removed afterwards:
    the versions ``requirements/dev.lock`` pins, where they fit) and bullbridge
    itself (``pip install --no-deps -e``);
 3. for each pair, starts a private ``redis-server`` and runs
-   ``python -m compat.scenarios`` in that venv against it;
+   ``python -m compat.scenarios`` in that venv against it (the scenarios of
+   :mod:`bullbridge.testing.conformance`, the ones ``bullbridge interop check`` runs);
 4. writes ``compat/matrix.json`` and ``compat/MATRIX.md``: each scenario and
    direction per pair is *pass*, *known difference* (a failure listed in
    ``bullbridge.compat.KNOWN_DIFFERENCES``, with its one-line explanation) or
@@ -47,7 +48,7 @@ if str(ROOT) not in sys.path:
 
 from bullbridge.compat import KNOWN_DIFFERENCES, differences_for  # noqa: E402
 from bullbridge.redis_server import PrivateRedis  # noqa: E402
-from compat.scenarios import SCENARIOS  # noqa: E402
+from bullbridge.testing.conformance import select  # noqa: E402
 
 log = logging.getLogger("bullbridge.compat.run")
 
@@ -241,8 +242,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"Redis {doc.get('redis', '?')}, Node.js {doc.get('node_runtime', '?')}, "
         f"Python {doc.get('python_runtime', '?')}.",
         "",
-        "Each interop scenario (`compat/scenarios.py`) runs both ways: **N->P** — Node produces or sets up, "
-        "Python consumes or observes; **P->N** — the reverse. *Known difference*: a failure that "
+        "Each interop scenario (`bullbridge/testing/conformance/`) runs both ways: **N->P** — Node produces or "
+        "sets up, Python consumes or observes; **P->N** — the reverse. *Known difference*: a failure that "
         "`bullbridge.compat.KNOWN_DIFFERENCES` explains (the version-skew guard and `bullbridge doctor` "
         "warn about the unsafe ones); *fail*: anything else.",
         "",
@@ -300,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node", action="append", metavar="VERSION", help="Node bullmq version (repeatable)")
     parser.add_argument("--python", action="append", metavar="VERSION",
                         help="port bullmq version or 'newest' (repeatable)")
-    parser.add_argument("--only", action="append", default=[], metavar="SCENARIO", help="scenario name or id")
+    parser.add_argument("--only", action="append", default=[], metavar="SCENARIO",
+                        help="scenario name, id or group (repeatable)")
     parser.add_argument("--fresh-venv", action="store_true",
                         help="build a venv even for the port version installed here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -308,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        scenarios = select(args.only)  # the same choice compat.scenarios makes in each pair's run
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     started = time.monotonic()
     versions = load_versions(args)
     work = Path(tempfile.mkdtemp(prefix="bullbridge-compat-"))
@@ -340,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": {"node": versions.node, "ioredis": versions.ioredis, "python": versions.python,
                      "pinned": versions.pinned, "newest": versions.newest, "notes": versions.notes},
         "scenarios": [{"id": s.id, "name": s.name, "direction": s.direction, "title": s.title}
-                      for s in SCENARIOS if not args.only or s.name in args.only or s.id in args.only],
+                      for s in scenarios],
         "known_differences": [{"scenario": d.scenario, "node": [list(d.node[0]), list(d.node[1])],
                                "port": [list(d.port[0]), list(d.port[1])], "summary": d.summary,
                                "unsafe": d.unsafe} for d in KNOWN_DIFFERENCES],

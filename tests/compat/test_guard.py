@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -19,6 +18,7 @@ from bullbridge.compat import (
 from bullbridge.connection import connect
 from bullbridge.keys import QueueKeys
 from bullbridge.resp import RespClient
+from bullbridge.testing.conformance import wait_until
 from bullbridge.testing.node import NodeDriver
 
 
@@ -50,10 +50,7 @@ async def test_node5_queue_warns_once_naming_what_breaks(client: RespClient, que
 async def test_a_queue_of_node_6_is_quiet(node: NodeDriver, client: RespClient, queue_name: str) -> None:
     keys = QueueKeys(queue_name)
     await node.queue_call(queue_name, "getJobCounts")  # Node's Queue writes meta.version when it connects
-    deadline = asyncio.get_running_loop().time() + 5
-    while await client.execute("HGET", keys["meta"], "version") is None:
-        assert asyncio.get_running_loop().time() < deadline, "Node never wrote meta.version"
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: client.execute("HGET", keys["meta"], "version"), 5, "Node writes meta.version")
     assert await client.execute("HGET", keys["meta"], "version") == f"bullmq:{node.bullmq_version}".encode()
     assert await check_queue_versions(client, keys) == []
 

@@ -51,5 +51,3 @@ async def flow_p2n(ctx: Ctx) -> None:
     await ctx.worker({"parent": parent}, queue=parent_q)
     result = await parents.result(tree.id, timeout=10)
     assert result == {"keys": sorted(c.key for c in tree.children), "values": [10, 20]}, result
-
-

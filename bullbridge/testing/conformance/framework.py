@@ -22,6 +22,7 @@ from typing import Any
 from bullbridge import Producer, Worker, WorkerSettings
 from bullbridge.connection import connect
 from bullbridge.resp import RespClient
+from bullbridge.testing.interop import eventually
 from bullbridge.testing.node import NodeDriver
 
 log = logging.getLogger("bullbridge.testing.conformance")
@@ -99,19 +100,11 @@ def select(only: list[str] | None, scenarios: list[Scenario] | None = None) -> l
 # --- waiting ------------------------------------------------------------------------------
 
 
-async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
-                     interval: float = 0.02) -> Any:
-    """Poll ``predicate`` (sync or async) until truthy; its value, else AssertionError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not true within {timeout} s")
-        await asyncio.sleep(interval)
+#: Poll ``predicate`` (sync or async) until truthy and return its value, else
+#: ``AssertionError`` naming ``what`` (and the last value) after ``timeout``
+#: seconds: :func:`bullbridge.testing.interop.eventually`, under the name the
+#: scenarios use.
+wait_until = eventually
 
 
 async def holds(predicate: Callable[[], Any], duration: float, what: str, interval: float = 0.02) -> None:

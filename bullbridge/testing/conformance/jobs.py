@@ -150,7 +150,6 @@ async def custom_id_p2n(ctx: Ctx) -> None:
     assert seen is not None and seen["opts"].get("jobId") == wanted, seen and seen["opts"]
 
 
-
 # --- logs, UnrecoverableError, the event stream -----------------------------------------------
 
 

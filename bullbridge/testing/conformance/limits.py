@@ -196,6 +196,7 @@ async def pause_resume_idle_p2n(ctx: Ctx) -> None:
                              f"within 1 s of Node resuming the queue (state: {state})") from None
 
 
+# --- a limiter shared by both languages' workers ----------------------------------------------
 
 
 @scenario("shared_limiter", N2P, "Node adds; a Node and a Python worker with one limiter share its rate")

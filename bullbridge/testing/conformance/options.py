@@ -12,7 +12,7 @@ from typing import Any
 
 from bullbridge.testing.conformance.framework import N2P, P2N, Ctx, scenario, wait_until
 
-# --- priority, delay, retries, removeOnComplete, deduplication ---------------------------------
+# --- every option, as each side stores and reads it -------------------------------------------
 
 #: (case, Node's options, bullbridge's options): the same options, each way of writing them.
 OPTION_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
@@ -75,6 +75,8 @@ async def options_p2n(ctx: Ctx) -> None:
                           f"{theirs['parsedOpts']} for its own")
     assert not differ, "; ".join(differ)
 
+
+# --- priority, delay, retries, removeOnComplete, deduplication, LIFO, removeOnFail --------------
 
 PRIORITIES = [5, 1, 3, 2, 4]
 #: Expected run order: a job without priority first, then priority 1 (highest) to 5.
@@ -236,8 +238,6 @@ async def dedup_p2n(ctx: Ctx) -> None:
     assert await producer.result(first.id, timeout=10) == {"from": "python"}
     counts = await ctx.node.queue_call(ctx.queue, "getJobCounts")
     assert sum(counts.values()) == 1, counts
-
-
 
 
 @scenario("lifo", N2P, "LIFO jobs added by Node are run first, newest first, by a Python worker")

@@ -46,5 +46,3 @@ async def scheduler_p2n(ctx: Ctx) -> None:
     ids = [e["jobId"] for e in events]
     assert len(set(ids)) == len(ids) and all("tick" in i for i in ids), ids
     assert all(e["returnvalue"]["data"] == {"from": "python"} for e in events)
-
-

@@ -87,5 +87,3 @@ async def stalled_p2n(ctx: Ctx) -> None:
     assert outcome.state == "completed" and outcome.returnvalue == "recovered by node", outcome
     stalled = [e["jobId"] for e in ctx.node.events[handle] if e.event == "stalled"]
     assert stalled == [job.id], stalled
-
-
