@@ -72,12 +72,12 @@ def run_check(args: argparse.Namespace) -> int:
     from bullbridge.testing.conformance import SCENARIOS, check, select
     from bullbridge.testing.node import NodeError, NodeTimeout
 
-    if args.list:
-        for s in select(args.only) if args.only else SCENARIOS:
-            print(f"{s.id:<32} {s.group:<11} {s.title}")
-        return 0
     try:
-        select(args.only)
+        chosen = select(args.only) if args.only else list(SCENARIOS)
+        if args.list:
+            for s in chosen:
+                print(f"{s.id:<32} {s.group:<11} {s.title}")
+            return 0
         node_modules = _node_modules(args)
     except (ValueError, BullbridgeError) as exc:
         return _fail(str(exc))
