@@ -319,7 +319,10 @@ class PrivateSentinel:
     def start(self, timeout: float = 20.0) -> PrivateSentinel:
         try:
             fast_sync = ("--repl-diskless-sync-delay", "0")
-            self.master = PrivateRedis(persist=True, extra_args=fast_sync).start()
+            # A master that loses its replica refuses writes (NOREPLICAS): after a failover
+            # the old master, still alive, cannot accept writes that the new one never sees.
+            guard = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "10")
+            self.master = PrivateRedis(persist=True, extra_args=(*fast_sync, *guard)).start()
             self.replica = PrivateRedis(persist=True, extra_args=(
                 "--replicaof", "127.0.0.1", str(self.master.port), *fast_sync)).start()
             self._wait_replica_link(timeout)
@@ -330,7 +333,7 @@ class PrivateSentinel:
                 port = free_port()
                 conf = node.dir / "sentinel.conf"
                 conf.write_text(
-                    f"port {port}\nbind 127.0.0.1\ndir {node.dir}\n"
+                    f"port {port}\nbind 127.0.0.1\ndir {node.dir}\nlogfile {node.dir / 'sentinel.log'}\n"
                     f"sentinel monitor {self.master_name} 127.0.0.1 {self.master.port} 2\n"
                     f"sentinel down-after-milliseconds {self.master_name} 1000\n"
                     f"sentinel failover-timeout {self.master_name} 5000\n"
@@ -351,16 +354,22 @@ class PrivateSentinel:
         return self
 
     def _wait_replica_link(self, timeout: float) -> None:
-        assert self.replica is not None
+        """Wait until writes on the master reach the replica. A link reported "up"
+        is not enough: after a diskless sync the master streams nothing until the
+        replica's first REPLCONF ACK, up to a second later."""
+        assert self.replica is not None and self.master is not None
         cli = find_redis_binary("redis-cli")
+        probe = f"bullbridge:sync-probe:{uuid_hex()}"
+        subprocess.run([cli, "-p", str(self.master.port), "set", probe, "1", "PX", "60000"], capture_output=True,
+                       check=False)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            info = subprocess.run([cli, "-p", str(self.replica.port), "info", "replication"], capture_output=True,
-                                  text=True, check=False).stdout
-            if "master_link_status:up" in info:
+            got = subprocess.run([cli, "-p", str(self.replica.port), "get", probe], capture_output=True, text=True,
+                                 check=False).stdout.strip()
+            if got == "1":
                 return
-            time.sleep(0.05)
-        raise PrivateRedisError("the replica did not finish its first sync")
+            time.sleep(0.02)
+        raise PrivateRedisError("the replica does not receive the master's writes")
 
     def current_master_port(self) -> int | None:
         cli = find_redis_binary("redis-cli")
@@ -386,8 +395,10 @@ class PrivateSentinel:
         raise PrivateRedisError(f"sentinels did not agree on master port {port}")
 
     def failover(self, timeout: float = 20.0) -> int:
-        """Promote the replica; returns the new master's port."""
+        """A planned failover: wait until the replica has every write, then promote
+        it; returns the new master's port."""
         assert self.replica is not None and self.master is not None
+        self._wait_replica_link(timeout)
         cli = find_redis_binary("redis-cli")
         subprocess.run([cli, "-p", str(self.sentinel_nodes[0].port), "sentinel", "failover", self.master_name],
                        capture_output=True, text=True, check=True)

@@ -249,7 +249,7 @@ OnConnect = Callable[["RespConnection"], Awaitable[None]]
 #: Longest pause between reconnection attempts while Redis is away.
 MAX_RECONNECT_DELAY = 0.25
 #: Error replies meaning "not here": retried on the node the resolver names.
-REDIRECTS = frozenset({"MOVED", "ASK", "READONLY", "TRYAGAIN", "CLUSTERDOWN"})
+REDIRECTS = frozenset({"MOVED", "ASK", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"})
 AddressResolver = Callable[[], Awaitable[Endpoint]]
 
 
