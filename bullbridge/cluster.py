@@ -10,13 +10,14 @@ its connection, resolve again and retry - see :class:`~bullbridge.resp.RespClien
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from redis.crc import key_slot
 
-from bullbridge.resp import Endpoint, RespConnection, RespConnectionError, RespError
+from bullbridge.resp import Arg, Endpoint, RespClient, RespConnection, RespConnectionError, RespError
 
 if TYPE_CHECKING:
     from bullbridge.connection import ConnectionSettings
@@ -27,6 +28,80 @@ log = logging.getLogger("bullbridge.cluster")
 def slot_of(key: str) -> int:
     """The hash slot of a key (CRC16 of its ``{tag}`` or of the whole key)."""
     return int(key_slot(key.encode()))
+
+
+#: Where the first key sits in commands bullbridge's tools send (index in the args).
+_KEY_INDEX = {"EVALSHA": 3, "EVAL": 3}
+#: Commands without keys: any node answers.
+_KEYLESS = frozenset({"SCAN", "INFO", "TIME", "PING", "CLIENT", "SCRIPT", "CONFIG", "ROLE", "DBSIZE", "MULTI",
+                      "EXEC", "DISCARD", "WATCH", "UNWATCH", "COMMAND", "CLUSTER"})
+
+
+def first_key(args: Sequence[Any]) -> str | None:
+    """The key a command would be routed by, or None when it has none."""
+    if not args:
+        return None
+    name = (args[0].decode() if isinstance(args[0], bytes) else str(args[0])).upper()
+    if name in _KEYLESS:
+        return None
+    index = _KEY_INDEX.get(name, 1)
+    if name in _KEY_INDEX and (len(args) <= 2 or int(args[2]) == 0):
+        return None
+    if len(args) <= index:
+        return None
+    key = args[index]
+    return key.decode() if isinstance(key, bytes) else str(key)
+
+
+class SlotRouter:
+    """A client for tools that touch several queues on Redis Cluster (monitor,
+    scheduler sync, test harnesses): each command goes to a pipelining client
+    pinned to its first key's slot (created on first use); keyless commands go
+    to the first one. Transactions route by their first keyed command. ``SCAN``
+    sees one master only: name the queues you want on a cluster."""
+
+    def __init__(self, make_client: Callable[[str], RespClient], name: str | None = None) -> None:
+        self._make = make_client
+        self._by_slot: dict[int, RespClient] = {}
+        self._hooks: list[Any] = []
+        self.name = name
+
+    def _client(self, key: str | None) -> RespClient:
+        slot = slot_of(key) if key is not None else next(iter(self._by_slot), 0)
+        client = self._by_slot.get(slot)
+        if client is None:
+            client = self._make(key if key is not None else "bullbridge")
+            for hook in self._hooks:
+                client.add_on_connect(hook)
+            self._by_slot[slot] = client
+        return client
+
+    def add_on_connect(self, hook: Any) -> None:
+        self._hooks.append(hook)
+        for client in self._by_slot.values():
+            client.add_on_connect(hook)
+
+    @property
+    def connected(self) -> bool:
+        return any(c.connected for c in self._by_slot.values())
+
+    async def execute(self, *args: Arg, timeout: float | None = None) -> Any:
+        return await self._client(first_key(args)).execute(*args, timeout=timeout)
+
+    async def execute_many(self, commands: Sequence[Sequence[Arg]], *, transaction: bool = False,
+                           timeout: float | None = None) -> list[Any]:
+        if transaction:
+            key = next((k for k in (first_key(c) for c in commands) if k is not None), None)
+            return await self._client(key).execute_many(commands, transaction=True, timeout=timeout)
+        return list(await asyncio.gather(*(self.execute(*c, timeout=timeout) for c in commands)))
+
+    def drop(self) -> None:
+        for client in self._by_slot.values():
+            client.drop()
+
+    async def close(self) -> None:
+        clients, self._by_slot = list(self._by_slot.values()), {}
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
 
 
 def slot_resolver(settings: ConnectionSettings, slot: int) -> Callable[[], Awaitable[Endpoint]]:

@@ -302,9 +302,11 @@ class RedisConnector:
         resolver = None
         if self.settings.is_cluster:
             if route_key is None:
-                raise ConfigurationError(
-                    "this command reads several queues at once, which the pipelining client cannot do on "
-                    "Redis Cluster; point it at one queue")
+                # Tools touching several queues: route each command by its key.
+                from bullbridge.cluster import SlotRouter
+
+                return SlotRouter(lambda key: self.fast(name, retry_for=retry_for, route_key=key),  # type: ignore[return-value]
+                                  name)
             from bullbridge.cluster import slot_of, slot_resolver
 
             resolver = slot_resolver(self.settings, slot_of(route_key))

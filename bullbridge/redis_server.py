@@ -86,6 +86,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too (so <= 55535)."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 55535)
+        if _port_is_free(port) and _port_is_free(port + 10000):
+            return port
+    raise PrivateRedisError("no free port pair for a cluster node")
+
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -259,8 +279,9 @@ class PrivateCluster:
             raise PrivateRedisError("Redis Cluster needs at least 3 masters")
         try:
             for _ in range(self.masters):
-                node = PrivateRedis(extra_args=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
-                                                "--cluster-config-file", f"nodes-{uuid_hex()}.conf"))
+                node = PrivateRedis(port=free_cluster_port(), extra_args=(
+                    "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                    "--cluster-config-file", f"nodes-{uuid_hex()}.conf"))
                 self.nodes.append(node.start())
             cli = find_redis_binary("redis-cli")
             create = subprocess.run(

@@ -125,6 +125,32 @@ class QueueActions:
             emit = "0"
         return ActionResult("resume", self.keys.name)
 
+    # -- queue-wide limits: Node sets these as plain fields of the meta hash (no script),
+    # and every worker's fetch script reads them (FINDINGS row 1: the port's worker hangs on them).
+
+    async def set_global_concurrency(self, concurrency: int) -> ActionResult:
+        """At most ``concurrency`` jobs active at once across every worker (Node's setGlobalConcurrency)."""
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"global concurrency must be an int >= 1, got {concurrency!r}")
+        await self.reader.execute("HSET", self.keys["meta"], "concurrency", concurrency)
+        return ActionResult("set-global-concurrency", self.keys.name)
+
+    async def remove_global_concurrency(self) -> ActionResult:
+        await self.reader.execute("HDEL", self.keys["meta"], "concurrency")
+        return ActionResult("remove-global-concurrency", self.keys.name)
+
+    async def set_global_rate_limit(self, max_jobs: int, duration_ms: int) -> ActionResult:
+        """At most ``max_jobs`` per ``duration_ms`` across every worker (Node's setGlobalRateLimit)."""
+        for value, what in ((max_jobs, "max"), (duration_ms, "duration")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"global rate limit {what} must be an int >= 1, got {value!r}")
+        await self.reader.execute("HSET", self.keys["meta"], "max", max_jobs, "duration", duration_ms)
+        return ActionResult("set-global-rate-limit", self.keys.name)
+
+    async def remove_global_rate_limit(self) -> ActionResult:
+        await self.reader.execute("HDEL", self.keys["meta"], "max", "duration")
+        return ActionResult("remove-global-rate-limit", self.keys.name)
+
     async def drain(self, *, delayed: bool = False) -> ActionResult:
         """Remove waiting (and with ``delayed`` also delayed) jobs; active and finished stay."""
         k = self.keys

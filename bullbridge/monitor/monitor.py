@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
-from bullbridge.errors import ConfigurationError
 from bullbridge.keys import QueueKeys
 from bullbridge.monitor.actions import QueueActions
 from bullbridge.monitor.discovery import discover_queues
@@ -127,9 +126,6 @@ class Monitor:
         self.window_minutes = window_minutes
         self._owns_connector = not isinstance(connection, RedisConnector)
         self._connector = connect(connection)
-        if self._connector.settings.is_cluster:
-            raise ConfigurationError("the monitor reads through the pipelining client, which does not route "
-                                     "Redis Cluster slots yet; point it at one master per run")
         self.reader = Reader(self._connector, command_timeout=command_timeout)
         self._keys: dict[str, QueueKeys] = {}
 

@@ -108,7 +108,17 @@ const BULLMQ_ROOT = packageRoot(resolved.entry);
 const BULLMQ_VERSION = JSON.parse(fs.readFileSync(path.join(BULLMQ_ROOT, 'package.json'), 'utf8')).version;
 const { Queue, Worker, QueueEvents, FlowProducer } = bullmq;
 
+// redis+cluster://h1:p1,h2:p2 gives one ioredis Cluster (loaded from beside bullmq),
+// shared by every BullMQ object; queues then need a {hash tag} in name or prefix.
 function connectionFromUrl(url) {
+  if (url && url.startsWith('redis+cluster://')) {
+    const IORedis = require(require.resolve('ioredis', { paths: [BULLMQ_ROOT] }));
+    const nodes = url.slice('redis+cluster://'.length).split('/')[0].split(',').map(hostPort => {
+      const [host, port] = hostPort.split(':');
+      return { host, port: Number(port) };
+    });
+    return new IORedis.Cluster(nodes, { redisOptions: { maxRetriesPerRequest: null } });
+  }
   const u = new URL(url || 'redis://127.0.0.1:6379/0');
   const opts = {
     host: u.hostname || '127.0.0.1',

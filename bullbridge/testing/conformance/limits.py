@@ -26,13 +26,13 @@ def check_rate(starts_ms: list[float]) -> None:
         assert b - a >= RATE_MS - 50, f"more than {RATE_MAX} starts within {RATE_MS} ms: starts at {rel} ms"
 
 
-async def _port_queue(ctx: Ctx) -> Any:
-    """The Python port's own Queue (bullbridge has no API for the queue-wide limits)."""
-    import bullmq
+async def _queue_actions(ctx: Ctx) -> Any:
+    """bullbridge's operator actions on the scenario's queue (queue-wide limits live there)."""
+    from bullbridge.monitor import Monitor
 
-    queue = bullmq.Queue(ctx.queue, {"connection": ctx.redis_url, "prefix": ctx.prefix})
-    ctx.on_close(queue.close)
-    return queue
+    monitor = Monitor(ctx.redis_url, prefix=ctx.prefix)
+    ctx.on_close(monitor.close)
+    return monitor.actions(ctx.queue)
 
 
 @scenario("global_rate_limit", N2P, "a global rate limit set by Node (setGlobalRateLimit) holds a Python worker")
@@ -52,7 +52,7 @@ async def global_rate_limit_n2p(ctx: Ctx) -> None:
 
 @scenario("global_rate_limit", P2N, "a global rate limit set by Python (the port's Queue) holds a Node worker")
 async def global_rate_limit_p2n(ctx: Ctx) -> None:
-    await (await _port_queue(ctx)).setGlobalRateLimit(RATE_MAX, RATE_MS)
+    await (await _queue_actions(ctx)).set_global_rate_limit(RATE_MAX, RATE_MS)
     producer = ctx.producer()
     jobs = await producer.enqueue_bulk([("x", {"i": i}) for i in range(RATE_JOBS)])
     await ctx.node_worker("async job => 1", concurrency=3)
@@ -100,7 +100,7 @@ async def global_concurrency_n2p(ctx: Ctx) -> None:
 
 @scenario("global_concurrency", P2N, "global concurrency 1 set by Python (the port's Queue) serialises a Node worker")
 async def global_concurrency_p2n(ctx: Ctx) -> None:
-    await (await _port_queue(ctx)).setGlobalConcurrency(1)
+    await (await _queue_actions(ctx)).set_global_concurrency(1)
     producer = ctx.producer()
     jobs = await producer.enqueue_bulk([("x", {"i": i}) for i in range(5)])
     await ctx.node_worker("async job => { await sleep(50); return 1 }", concurrency=4)

@@ -164,7 +164,8 @@ async def check(redis_url: str, *, node_modules: str | Path | None = None, only:
     chosen = select(only)
     prefix = prefix or new_prefix("bbcheck")
     connector = connect(redis_url)
-    client = connector.fast("bullbridge-interop-check")
+    # On Redis Cluster the prefix carries a {hash tag}: every key of the check is on one node.
+    client = connector.fast("bullbridge-interop-check", route_key=f"{prefix}:check")
     started = time.monotonic()
     node = NodeDriver(redis_url, node_modules=node_modules, prefix=prefix)
     try:
