@@ -39,14 +39,14 @@ def register(sub: Any) -> None:
 
     listing = commands.add_parser("list", help="job schedulers in Redis, from either language")
     listing.add_argument("queues", nargs="*", metavar="QUEUE", help="queues to show (default: all with schedulers)")
-    listing.add_argument("--redis", required=True, help="Redis URL")
+    listing.add_argument("--redis", help="Redis URL (default: BULLBRIDGE_REDIS_URL)")
     listing.add_argument("--prefix", default="bull", help="BullMQ key prefix (default bull)")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=run_list)
 
     syncing = commands.add_parser("sync", help="upsert declared schedules; remove the ones no longer declared")
     syncing.add_argument("spec", metavar="MODULE:ATTR", help="a Declaration (or list of Schedule), or a .toml file")
-    syncing.add_argument("--redis", required=True, help="Redis URL")
+    syncing.add_argument("--redis", help="Redis URL (default: BULLBRIDGE_REDIS_URL)")
     syncing.add_argument("--adopt", action="store_true",
                          help="take over declared ids that exist but are not owned by this declaration")
     syncing.add_argument("--json", action="store_true", help="print the report as JSON")

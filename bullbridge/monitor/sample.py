@@ -9,8 +9,9 @@ as fast as a small one.
 
 Times, from the job hash:
 
-* wait = ``processedOn - timestamp`` (includes any ``delay`` and retry
-  backoff: ``processedOn`` is the start of the last attempt);
+* wait = ``processedOn - (timestamp + delay)``: how long the job waited once it
+  was due - queue latency. Jobs that took more than one attempt have no wait
+  (``processedOn`` is their last attempt's start, after backoffs);
 * processing = ``finishedOn - processedOn`` (the last attempt).
 
 Percentiles are nearest-rank: p95 of 20 values is the 19th smallest. Jobs
@@ -32,7 +33,7 @@ from bullbridge.monitor.reader import Reader, integer, text
 
 DEFAULT_SAMPLE_SIZE = 1000
 FINISHED_STATES = ("completed", "failed")
-_FIELDS = ("timestamp", "processedOn", "finishedOn", "atm", "pb", "name")
+_FIELDS = ("timestamp", "processedOn", "finishedOn", "atm", "pb", "name", "delay")
 
 
 def nearest_rank(sorted_values: Sequence[int], percent: float) -> int | None:
@@ -79,6 +80,7 @@ class FinishedJob:
     attempts_made: int
     processed_by: str | None
     name: str | None
+    delay: int = 0
 
     @property
     def language(self) -> str:
@@ -86,9 +88,9 @@ class FinishedJob:
 
     @property
     def wait_ms(self) -> int | None:
-        if self.processed_on is None or self.timestamp is None:
+        if self.processed_on is None or self.timestamp is None or self.attempts_made > 1:
             return None
-        return max(0, self.processed_on - self.timestamp)
+        return max(0, self.processed_on - self.timestamp - self.delay)
 
     @property
     def processing_ms(self) -> int | None:
@@ -173,9 +175,9 @@ async def read_finished(reader: Reader, keys: QueueKeys, size: int = DEFAULT_SAM
     for (score, job_id, state), row in zip(entries, rows):
         if all(v is None for v in row):
             continue  # removed between the two round trips
-        timestamp, processed_on, finished_on, atm, pb, name = row
+        timestamp, processed_on, finished_on, atm, pb, name, delay = row
         jobs.append(FinishedJob(
             id=job_id, state=state, timestamp=integer(timestamp), processed_on=integer(processed_on),
             finished_on=integer(finished_on) if finished_on is not None else int(score),
-            attempts_made=integer(atm) or 0, processed_by=text(pb), name=text(name)))
+            attempts_made=integer(atm) or 0, processed_by=text(pb), name=text(name), delay=integer(delay) or 0))
     return FinishedSample(jobs, truncated)

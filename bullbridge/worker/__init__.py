@@ -1,8 +1,18 @@
 """The worker engine: handlers, fetching, locks, retries (see :mod:`.engine`)."""
 
-from bullbridge.worker.context import ActiveJob, CancelSignal, JobSnapshot
+from bullbridge.worker.context import ActiveJob, CancelSignal, JobSnapshot, Sent
 from bullbridge.worker.engine import Worker
 from bullbridge.worker.handlers import Handler, RunIn
 from bullbridge.worker.settings import PY_MARKER, WorkerSettings
 
-__all__ = ["PY_MARKER", "ActiveJob", "CancelSignal", "Handler", "JobSnapshot", "RunIn", "Worker", "WorkerSettings"]
+__all__ = [
+    "PY_MARKER",
+    "ActiveJob",
+    "CancelSignal",
+    "Handler",
+    "JobSnapshot",
+    "RunIn",
+    "Sent",
+    "Worker",
+    "WorkerSettings",
+]

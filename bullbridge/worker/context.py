@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,6 +32,31 @@ if TYPE_CHECKING:
     from bullbridge.worker.engine import Worker
 
 T = TypeVar("T")
+
+
+class Sent:
+    """A write on its way to Redis (progress, a log line). Ignore it (writes go
+    out in order, before the job finishes), ``await`` it in async code, or call
+    ``.result()`` in a thread handler to block until Redis confirmed it."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: asyncio.Future[Any] | concurrent.futures.Future[Any]) -> None:
+        self._future = future
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if isinstance(self._future, asyncio.Future):
+            return self._future.__await__()
+        return asyncio.wrap_future(self._future).__await__()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Block until Redis answered (thread handlers only: on the loop, await instead)."""
+        if isinstance(self._future, asyncio.Future):
+            raise RuntimeError("on the event loop, await it instead of calling .result()")
+        return self._future.result(timeout)
+
+    def done(self) -> bool:
+        return self._future.done()
 
 
 class CancelSignal:
@@ -95,25 +120,25 @@ class ActiveJob(Job):
 
     # -- progress and logs ----------------------------------------------------------
 
-    def _submit(self, name: str, keys: list[Any], args: list[Any]) -> Any:
+    def _submit(self, name: str, keys: list[Any], args: list[Any]) -> Sent:
         worker = self._worker
         if threading.get_ident() == self._loop_thread:
-            return asyncio.ensure_future(scripts.run(worker.client, name, keys, args))
-        return asyncio.run_coroutine_threadsafe(scripts.run(worker.client, name, keys, args), worker.loop)
+            return Sent(asyncio.ensure_future(scripts.run(worker.client, name, keys, args)))
+        return Sent(asyncio.run_coroutine_threadsafe(scripts.run(worker.client, name, keys, args), worker.loop))
 
-    def update_progress(self, progress: Any) -> asyncio.Future[Any] | concurrent.futures.Future[Any]:
+    def update_progress(self, progress: Any) -> Sent:
         """Report progress (a number or any JSON value); Node sees it at once."""
         payload = self._codec.encode(progress)
         keys, args = self._worker.qs.update_progress(self.id, payload)
-        fut = self._submit("updateProgress", keys, args)
+        sent = self._submit("updateProgress", keys, args)
         self._worker.note_progress(self, progress)
-        return fut  # type: ignore[no-any-return]
+        return sent
 
-    def log(self, row: str) -> asyncio.Future[Any] | concurrent.futures.Future[Any]:
+    def log(self, row: str) -> Sent:
         """Append a line to the job's log (``keep_logs`` trims it, as in Node)."""
         keep = self.opts.get("kl") or self.opts.get("keepLogs")
         keys, args = self._worker.qs.add_log(self.id, str(row), int(keep) if keep else None)
-        return self._submit("addLog", keys, args)  # type: ignore[no-any-return]
+        return self._submit("addLog", keys, args)
 
     # -- moves that end the attempt without completing or failing it -------------------
 

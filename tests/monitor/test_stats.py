@@ -59,9 +59,10 @@ async def test_percentiles_failure_rate_and_languages(r: Redis, monitor: Monitor
     # Processing: 1..100 and 1001..1025; nearest rank of 125 values.
     assert (stats.processing.p50, stats.processing.p95, stats.processing.p99) == (63, 1019, 1024)
     assert stats.processing.max == 1025
-    # Wait: 10..1000 (step 10) and 25 x 5 ms: sorted, 25 fives then 10, 20, ...
-    assert stats.wait.p50 == 10 * (63 - 25)
-    assert stats.wait.p95 == 10 * (119 - 25)
+    # Wait is queue latency of first attempts: 10..1000 (step 10); the failed jobs took
+    # two attempts (their processedOn is after a backoff), so they have no wait.
+    assert stats.wait.p50 == 500
+    assert stats.wait.p95 == 950
     langs = stats.languages
     assert langs["python"].jobs == 50 and langs["node"].jobs == 75
     assert langs["python"].failed == 0 and langs["node"].failed == 25

@@ -19,7 +19,7 @@ async def test_progress_and_logs_from_a_thread_handler_reach_node(node: NodeDriv
     def resize(job):  # plain function: runs in a thread
         for pct in (10, 50, 100):
             job.update_progress(pct)
-            job.log(f"at {pct}%")
+            job.log(f"at {pct}%").result(timeout=5)  # a thread handler may block until Redis confirms
             time.sleep(0.01)
         return "resized"
 
