@@ -42,7 +42,7 @@ test: bootstrap
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## The front door: Node and Python exchanging jobs, with a summary table.
-demo: bootstrap
+demo: $(STAMP) $(NODE_STAMP)
 	$(VENV)/bin/bullbridge demo
 
 ## Side-by-side benchmark: Node BullMQ vs bullbridge vs the Python port (bench/README.md).
@@ -64,10 +64,10 @@ chaos: $(STAMP) $(NODE_STAMP)
 	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
 
 lint: bootstrap
-	$(PY) -m ruff check bullbridge tests bench
+	$(PY) -m ruff check bullbridge tests bench examples compat
 
 typecheck: bootstrap
-	$(PY) -m mypy bullbridge
+	$(PY) -m mypy bullbridge examples/layer15
 
 check: lint typecheck
 

@@ -1,0 +1,1 @@
+"""Runnable examples (``python -m examples.layer15``): see each package's docstring."""
