@@ -381,9 +381,13 @@ class PrivateSentinel:
         assert self.replica is not None and self.master is not None
         cli = find_redis_binary("redis-cli")
         probe = f"bullbridge:sync-probe:{uuid_hex()}"
-        subprocess.run([cli, "-p", str(self.master.port), "set", probe, "1", "PX", "60000"], capture_output=True,
-                       check=False)
         deadline = time.monotonic() + timeout
+        # The master refuses writes until a replica is attached (min-replicas-to-write).
+        while subprocess.run([cli, "-p", str(self.master.port), "set", probe, "1", "PX", "60000"],
+                             capture_output=True, text=True, check=False).stdout.strip() != "OK":
+            if time.monotonic() > deadline:
+                raise PrivateRedisError("the master never accepted a write (no replica attached)")
+            time.sleep(0.02)
         while time.monotonic() < deadline:
             got = subprocess.run([cli, "-p", str(self.replica.port), "get", probe], capture_output=True, text=True,
                                  check=False).stdout.strip()
