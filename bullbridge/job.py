@@ -82,8 +82,8 @@ class Job:
         if self._opts is _MISSING:
             raw = self.fields.get(b"opts")
             value = self._codec.decode(raw) if raw is not None else {}
-            self._opts = value if isinstance(value, dict) else {}
-        return self._opts  # type: ignore[no-any-return]
+            self._opts = value
+        return self._opts if isinstance(self._opts, dict) else {}
 
     # -- numbers ----------------------------------------------------------------------
 
@@ -270,7 +270,7 @@ class Job:
                 except CorruptJob as exc:
                     raise CorruptJob(f"field '{attr}' is {exc}") from None
         if b"opts" in f:
-            raw_opts = self._codec.decode(f[b"opts"])
+            raw_opts = self._opts if self._opts is not _MISSING else self._codec.decode(f[b"opts"])
             if not isinstance(raw_opts, dict):
                 raise CorruptJob(f"field 'opts' is JSON but not an object: {type(raw_opts).__name__}")
 

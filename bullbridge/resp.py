@@ -7,7 +7,7 @@ Python worker cannot go faster than ~1,000 jobs/s whatever its concurrency
 
 * an ``asyncio.Protocol`` (no stream reader/writer objects per command);
 * hiredis's C reader parses replies, ``hiredis.pack_command`` encodes commands;
-* commands issued during one loop tick are written with one ``write`` call;
+* a command is written the moment it is issued (a pipeline in one write);
 * replies resolve futures in FIFO order, so any number of tasks share one
   connection without a lock.
 
@@ -140,8 +140,6 @@ class RespConnection:
         self.endpoint = endpoint
         self._loop = asyncio.get_running_loop()
         self._protocol = _Protocol(self._loop, on_lost or (lambda exc: None))
-        self._buffer: list[bytes] = []
-        self._flush_scheduled = False
         self._watchdog: asyncio.TimerHandle | None = None
 
     async def open(self) -> None:
@@ -176,36 +174,45 @@ class RespConnection:
     def execute(self, *args: Arg, timeout: float | None = None) -> asyncio.Future[Any]:
         """Send one command; the future resolves with its reply.
 
-        ``timeout`` overrides the endpoint's command deadline (blocking commands
-        pass their block time plus a margin)."""
+        Written at once (not coalesced per loop tick): with several tasks in
+        flight, spreading commands lets Redis work while the client handles the
+        previous replies - measured 0.82x -> 1.38x Node's drain rate at
+        concurrency 10. ``timeout`` overrides the endpoint's command deadline
+        (blocking commands pass their block time plus a margin)."""
         fut: asyncio.Future[Any] = self._loop.create_future()
         protocol = self._protocol
-        if protocol.transport is None:
+        transport = protocol.transport
+        if transport is None:
             fut.set_exception(RespConnectionError(f"not connected to Redis at {self.endpoint.describe()}"))
             return fut
         deadline_in = timeout if timeout is not None else self.endpoint.command_timeout
         deadline = self._loop.time() + deadline_in if deadline_in else float("inf")
         protocol.pending.append((fut, deadline))
-        self._buffer.append(_pack(args))  # type: ignore[arg-type]
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        transport.write(_pack(args))  # type: ignore[arg-type]
         return fut
 
     def execute_many(self, commands: Sequence[Sequence[Arg]],
                      timeout: float | None = None) -> list[asyncio.Future[Any]]:
-        """Send several commands back to back (a pipeline, or MULTI ... EXEC)."""
-        return [self.execute(*cmd, timeout=timeout) for cmd in commands]
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        buffer = self._buffer
-        if not buffer:
-            return
-        self._buffer = []
-        transport = self._protocol.transport
-        if transport is not None:
-            transport.write(b"".join(buffer))
+        """Send several commands back to back in one write (a pipeline, or MULTI ... EXEC)."""
+        protocol = self._protocol
+        transport = protocol.transport
+        if transport is None:
+            error = RespConnectionError(f"not connected to Redis at {self.endpoint.describe()}")
+            failed = []
+            for _ in commands:
+                fut: asyncio.Future[Any] = self._loop.create_future()
+                fut.set_exception(error)
+                failed.append(fut)
+            return failed
+        deadline_in = timeout if timeout is not None else self.endpoint.command_timeout
+        deadline = self._loop.time() + deadline_in if deadline_in else float("inf")
+        futures = []
+        for _ in commands:
+            fut = self._loop.create_future()
+            protocol.pending.append((fut, deadline))
+            futures.append(fut)
+        transport.write(b"".join(_pack(tuple(cmd)) for cmd in commands))  # type: ignore[arg-type]
+        return futures
 
     def _arm_watchdog(self) -> None:
         self._watchdog = self._loop.call_later(0.25, self._check_deadlines)
@@ -229,7 +236,6 @@ class RespConnection:
     def close(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
-        self._flush()
         transport = self._protocol.transport
         if transport is not None:
             transport.close()

@@ -58,6 +58,8 @@ class WorkerSettings:
     codec: codec.JsonCodec = codec.DEFAULT
     #: Warn when a handler blocks the event loop longer than this (seconds).
     loop_block_warning: float = 1.0
+    _wire_name: str = field(default="", init=False, repr=False, compare=False)
+    _limiter_opts: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -84,30 +86,36 @@ class WorkerSettings:
             value = getattr(self, name)
             if isinstance(value, Mapping):
                 set_(self, name, KeepJobs(**value))
+        # Read on every job: computed once (the default name costs a gethostname call).
+        set_(self, "_wire_name", f"{PY_MARKER}:{self.name or default_worker_name()}")
+        set_(self, "_limiter_opts", self.limiter.to_bullmq() if self.limiter else None)
 
-    # Normalised milliseconds (the fields accept ms or timedelta).
+    # Normalised milliseconds (the fields accept ms or timedelta; __post_init__ stored ints).
 
     @property
     def lock_duration_ms(self) -> int:
-        return to_ms(self.lock_duration, "lock_duration")
+        return self.lock_duration if type(self.lock_duration) is int else to_ms(self.lock_duration, "lock_duration")
 
     @property
     def lock_renew_ms(self) -> int:
-        return to_ms(self.lock_renew_time if self.lock_renew_time is not None else 0, "lock_renew_time")
+        value = self.lock_renew_time if self.lock_renew_time is not None else 0
+        return value if type(value) is int else to_ms(value, "lock_renew_time")
 
     @property
     def stalled_interval_ms(self) -> int:
-        return to_ms(self.stalled_interval, "stalled_interval")
+        value = self.stalled_interval
+        return value if type(value) is int else to_ms(value, "stalled_interval")
 
     @property
     def max_rate_limit_delay_ms(self) -> int:
-        return to_ms(self.max_rate_limit_delay, "max_rate_limit_delay")
+        value = self.max_rate_limit_delay
+        return value if type(value) is int else to_ms(value, "max_rate_limit_delay")
 
     @property
     def wire_name(self) -> str:
         """``bullbridge:<name>``: the worker's name as Redis and Node see it."""
-        return f"{PY_MARKER}:{self.name or default_worker_name()}"
+        return self._wire_name
 
     @property
     def limiter_opts(self) -> dict[str, Any] | None:
-        return self.limiter.to_bullmq() if self.limiter else None
+        return self._limiter_opts
