@@ -319,3 +319,20 @@ async def read_schedulers_for(url: str, queue: str, reader) -> dict:
         return await reader(client, QueueKeys(queue))
     finally:
         await connector.close()
+
+
+@pytest.mark.xfail(strict=True, reason="the port installs no signal handling: SIGTERM kills the active job")
+async def test_port_finishes_the_active_job_on_sigterm(redis_url: str, producer: Producer, queue_name: str) -> None:
+    """Row 8 on the port: SIGTERM while a job runs should let it finish
+    (bullbridge: test_sigterm_lets_active_jobs_finish_and_exits_clean)."""
+    from tests.worker.procs import ProcWorker
+
+    proc = await ProcWorker("port", queue_name, redis_url, "sleep:1").start()
+    try:
+        job = await producer.enqueue("x", {})
+        await proc.wait_for("start", timeout=5)
+        await proc.signal(signal.SIGTERM)
+        outcome = await producer.wait_for(job.id, timeout=4)
+        assert outcome.state == "completed"
+    finally:
+        await proc.stop()

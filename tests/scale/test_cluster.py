@@ -4,6 +4,7 @@ spin) for a layout whose keys would cross slots (FINDINGS row 11)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -78,3 +79,27 @@ def _owner(cluster: PrivateCluster, slot: int) -> str:
             return f"{ip}:{port}"
         i += 5
     raise AssertionError(f"no owner for slot {slot}")
+
+
+@pytest.mark.xfail(strict=True, reason="the port's Worker spins at ~10 error events/s on an untagged cluster queue")
+async def test_port_worker_on_an_untagged_cluster_queue_does_not_spin(cluster: PrivateCluster) -> None:
+    """Row 11 on the port: a worker whose queue keys cross slots should fail once,
+    clearly - bullbridge refuses it at construction (test above)."""
+    import bullmq
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    client = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in cluster.addresses], decode_responses=True)
+    errors: list[object] = []
+
+    async def processor(job, token):
+        return None
+
+    worker = bullmq.Worker("untagged", processor, {"connection": client})
+    worker.on("error", lambda err, *a: errors.append(err))
+    try:
+        await asyncio.sleep(2)  # the scenario is the rate of errors over time
+        assert len(errors) <= 2, f"{len(errors)} error events in 2 s"
+    finally:
+        with contextlib.suppress(Exception, TimeoutError):
+            await asyncio.wait_for(worker.close(force=True), 5)
+        await client.aclose()

@@ -109,10 +109,11 @@ async def test_sync_handler_runs_in_a_thread_and_keeps_its_lock(node: NodeDriver
         await node.close_worker(node_worker)
 
 
-async def test_port_runs_a_blocking_job_twice(node: NodeDriver, redis_url: str, producer: Producer,
-                                              queue_name: str) -> None:
-    """The port's behaviour (row 7), pinned: a processor that blocks the loop
-    loses its lock, a Node worker re-runs the job, and the port's result is refused."""
+@pytest.mark.xfail(strict=True, reason="the port's Worker: a blocking processor loses its lock and the job runs twice")
+async def test_port_runs_a_blocking_job_once(node: NodeDriver, redis_url: str, producer: Producer,
+                                             queue_name: str) -> None:
+    """Row 7 on the port: a processor that blocks the loop 2.5 s with a 1 s lock
+    should still run once (it loses its lock; Node, or the port again, re-runs it)."""
     import bullmq
 
     runs: list[str] = []
@@ -134,16 +135,16 @@ async def test_port_runs_a_blocking_job_twice(node: NodeDriver, redis_url: str, 
         await producer.wait_for(job.id, timeout=10)
         assert runs, "the port never took the job"
         node_runs = [e for e in node.events[node_worker] if e.event == "active" and e["jobId"] == job.id]
-        # Its lock expired while the loop was blocked: the job ran again (in Node, or
-        # in the port again, in which case it ends failed as "stalled more than allowable").
-        assert len(runs) + len(node_runs) >= 2, f"ran {len(runs)}x in the port, {len(node_runs)}x in Node"
+        assert len(runs) + len(node_runs) == 1, f"ran {len(runs)}x in the port, {len(node_runs)}x in Node"
     finally:
         await node.close_worker(node_worker)
         await asyncio.wait_for(worker.close(force=True), 15)
 
 
-async def test_port_fails_every_job_of_a_sync_processor(redis_url: str, producer: Producer, queue_name: str) -> None:
-    """Pinned port behaviour: a plain ``def`` processor fails every job."""
+@pytest.mark.xfail(strict=True, reason="the port's Worker fails every job of a plain def processor")
+async def test_port_runs_a_sync_processor(redis_url: str, producer: Producer, queue_name: str) -> None:
+    """Row 7 on the port: a plain ``def`` processor should complete its jobs
+    (bullbridge runs plain functions in a thread: test_sync_handler_runs_in_a_thread...)."""
     import bullmq
 
     def processor(job, token):
@@ -153,7 +154,7 @@ async def test_port_fails_every_job_of_a_sync_processor(redis_url: str, producer
     try:
         job = await producer.enqueue("x", {})
         outcome = await producer.wait_for(job.id, timeout=5)
-        assert outcome.state == "failed"
+        assert outcome.state == "completed", outcome.failed_reason
     finally:
         await asyncio.wait_for(worker.close(force=True), 10)
 

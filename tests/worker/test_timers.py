@@ -11,6 +11,8 @@ import asyncio
 import itertools
 import time
 
+import pytest
+
 from bullbridge import Backoff, Producer
 from bullbridge.testing.node import NodeDriver
 from tests.worker.impls import PyWorker, impls, wait_until
@@ -111,9 +113,10 @@ async def test_handler_keyword_parameters_are_left_alone(make_worker, producer: 
     assert seen == [("x", True, False)]
 
 
-async def test_port_passes_abort_signal_into_a_defaulted_parameter(redis_url: str, producer: Producer,
-                                                                   queue_name: str) -> None:
-    """The port's behaviour (row 9), pinned: its third parameter receives an AbortSignal."""
+@pytest.mark.xfail(strict=True, reason="the port's Worker hands an AbortSignal to any third positional parameter")
+async def test_port_leaves_a_defaulted_third_parameter_alone(redis_url: str, producer: Producer,
+                                                             queue_name: str) -> None:
+    """Row 9 on the port: a processor ``(job, token, extra="x")`` should see ``extra == "x"``."""
     import bullmq
 
     seen: list[object] = []
@@ -125,6 +128,6 @@ async def test_port_passes_abort_signal_into_a_defaulted_parameter(redis_url: st
     try:
         await producer.enqueue("x", {})
         assert await wait_until(lambda: bool(seen), timeout=5)
-        assert seen[0] != "x" and type(seen[0]).__name__ == "AbortSignal"
+        assert seen[0] == "x", f"the port passed {type(seen[0]).__name__} into a defaulted parameter"
     finally:
         await asyncio.wait_for(worker.close(force=True), 10)
