@@ -89,11 +89,12 @@ class SlotRouter:
         return await self._client(first_key(args)).execute(*args, timeout=timeout)
 
     async def execute_many(self, commands: Sequence[Sequence[Arg]], *, transaction: bool = False,
-                           timeout: float | None = None) -> list[Any]:
+                           timeout: float | None = None, return_exceptions: bool = False) -> list[Any]:
         if transaction:
             key = next((k for k in (first_key(c) for c in commands) if k is not None), None)
             return await self._client(key).execute_many(commands, transaction=True, timeout=timeout)
-        return list(await asyncio.gather(*(self.execute(*c, timeout=timeout) for c in commands)))
+        return list(await asyncio.gather(*(self.execute(*c, timeout=timeout) for c in commands),
+                                         return_exceptions=return_exceptions))
 
     def drop(self) -> None:
         for client in self._by_slot.values():

@@ -434,10 +434,11 @@ class RespClient:
         return conn.execute(*args)
 
     async def execute_many(self, commands: Sequence[Sequence[Arg]], *, transaction: bool = False,
-                           timeout: float | None = None) -> list[Any]:
+                           timeout: float | None = None, return_exceptions: bool = False) -> list[Any]:
         """A pipeline in one write; with ``transaction`` wrapped in MULTI/EXEC and
         the EXEC reply returned (an error reply inside it comes back as a
-        :class:`RespError` value, not raised)."""
+        :class:`RespError` value, not raised). ``return_exceptions`` returns a
+        plain pipeline's error replies as values too."""
         conn = self._conn
         if conn is None or not conn.connected:
             conn = await self.connection()
@@ -458,7 +459,8 @@ class RespClient:
             if exec_reply is None:  # pragma: no cover - WATCH not used
                 raise RespError("EXECABORT transaction aborted")
             return list(exec_reply)
-        return list(await asyncio.gather(*conn.execute_many(commands, timeout=timeout)))
+        return list(await asyncio.gather(*conn.execute_many(commands, timeout=timeout),
+                                         return_exceptions=return_exceptions))
 
     async def _transaction_on(self, conn: RespConnection, commands: Sequence[Sequence[Arg]],
                               timeout: float | None) -> list[Any]:

@@ -14,7 +14,6 @@ connection, so they can sit inside a pipeline; a ``NOSCRIPT`` reply (a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -76,9 +75,8 @@ class Reader:
             return []
         replies = await self._send(commands)
         if any(isinstance(r, RespError) and r.prefix == "NOSCRIPT" for r in replies):
-            log.info("scripts were flushed from Redis; loading them again")
-            conn = await self.client.connection()
-            await self._preload(conn)
+            log.info("scripts were flushed from Redis; reconnecting to load them again")
+            self.client.drop()  # the on-connect hook preloads them on every node
             replies = await self._send(commands)
         for reply in replies:
             if isinstance(reply, BaseException):
@@ -86,9 +84,7 @@ class Reader:
         return replies
 
     async def _send(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
-        conn = await self.client.connection()
-        futures = conn.execute_many(commands, timeout=self._command_timeout)
-        return list(await asyncio.gather(*futures, return_exceptions=True))
+        return await self.client.execute_many(commands, timeout=self._command_timeout, return_exceptions=True)
 
     def script(self, name: str, keys: Sequence[Arg], args: Sequence[Arg]) -> tuple[Arg, ...]:
         """The EVALSHA command of a preloaded script, for :meth:`pipeline`."""

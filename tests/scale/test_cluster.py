@@ -103,3 +103,15 @@ async def test_port_worker_on_an_untagged_cluster_queue_does_not_spin(cluster: P
         with contextlib.suppress(Exception, TimeoutError):
             await asyncio.wait_for(worker.close(force=True), 5)
         await client.aclose()
+
+
+async def test_the_conformance_scenarios_pass_on_a_cluster_both_ways(cluster: PrivateCluster) -> None:
+    """The interop suite's core on Redis Cluster: 24 scenarios, Node and Python both
+    ways (the Node driver on an ioredis Cluster, bullbridge routing by slot), under
+    a tagged prefix so flows and limits share one slot."""
+    from bullbridge.testing.conformance import check
+
+    report = await check(cluster.url, prefix="{bbc}", concurrency=2)
+    failed = [f"{r.scenario}[{r.direction}]: {r.error}" for r in report.results if r.status != "pass"]
+    assert not failed, failed
+    assert len(report.results) == 48 and report.keys_left == 0
