@@ -256,6 +256,17 @@ OnConnect = Callable[["RespConnection"], Awaitable[None]]
 MAX_RECONNECT_DELAY = 0.25
 #: Error replies meaning "not here": retried on the node the resolver names.
 REDIRECTS = frozenset({"MOVED", "ASK", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"})
+
+
+def is_redirect(exc: BaseException) -> bool:
+    """An error reply meaning "ask another node". Inside a Lua script Redis < 7
+    wraps it: ``ERR Error running script ...: -NOREPLICAS Not enough good replicas``."""
+    if not isinstance(exc, RespError):
+        return False
+    if exc.prefix in REDIRECTS:
+        return True
+    text = str(exc)
+    return text.startswith("ERR Error running script") and any(f"-{code} " in text for code in REDIRECTS)
 AddressResolver = Callable[[], Awaitable[Endpoint]]
 
 
@@ -406,7 +417,7 @@ class RespClient:
         try:
             return await conn.execute(*args, timeout=timeout)
         except RespError as exc:
-            if self._resolver is None or exc.prefix not in REDIRECTS:
+            if self._resolver is None or not is_redirect(exc):
                 raise
             return await self._redirected(exc, lambda c: c.execute(*args, timeout=timeout))
 
@@ -421,7 +432,7 @@ class RespClient:
             try:
                 return await again(conn)
             except RespError as err:
-                if err.prefix not in REDIRECTS:
+                if not is_redirect(err):
                     raise
                 exc = err
         raise exc
@@ -448,7 +459,7 @@ class RespClient:
             for r in results[:-1]:
                 if isinstance(r, RespConnectionError):
                     raise r
-                if isinstance(r, RespError) and r.prefix in REDIRECTS and self._resolver is not None:
+                if isinstance(r, RespError) and is_redirect(r) and self._resolver is not None:
                     # Nothing ran (EXEC aborts): retry the whole transaction on the right node.
                     retried: list[Any] = await self._redirected(
                         r, lambda c: self._transaction_on(c, commands, timeout))
@@ -467,7 +478,7 @@ class RespClient:
         futs = conn.execute_many([("MULTI",), *commands, ("EXEC",)], timeout=timeout)
         results = await asyncio.gather(*futs, return_exceptions=True)
         for r in results[:-1]:
-            if isinstance(r, RespError) and r.prefix in REDIRECTS:
+            if is_redirect(r):
                 raise r
         if isinstance(results[-1], BaseException):
             raise results[-1]
