@@ -166,8 +166,9 @@ class PrivateRedis:
                 "--port", str(port),
                 "--bind", "127.0.0.1",
                 "--dir", str(self.dir),
-                "--save", "",
-                "--appendonly", "yes" if self.persist else "no",
+                # extra_args may set these; Redis 6.2 does not let a later --save undo an empty one
+                *(() if "--save" in self.extra_args else ("--save", "")),
+                *(() if "--appendonly" in self.extra_args else ("--appendonly", "yes" if self.persist else "no")),
                 "--daemonize", "no",
                 "--protected-mode", "no",
                 "--logfile", str(self.dir / f"redis-{port}.log"),

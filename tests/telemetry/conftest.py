@@ -10,11 +10,9 @@ checkout's ``node_modules`` when all are there (devDependencies), else one
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,18 +129,6 @@ def span_view(span: ReadableSpan) -> dict[str, Any]:
     }
 
 
-async def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll a sync or async ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def traceparent(span: dict[str, Any]) -> str:
@@ -158,3 +144,6 @@ def one(spans: list[dict[str, Any]], name: str) -> dict[str, Any]:
     found = named(spans, name)
     assert len(found) == 1, f"expected one span {name!r}, got {len(found)}: {[s['name'] for s in spans]}"
     return found[0]
+
+
+from bullbridge.testing.interop import eventually as until  # noqa: E402,F401 - the one poll helper

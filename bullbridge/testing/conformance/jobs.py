@@ -209,7 +209,9 @@ def _in_order(seen: list[str], expected: list[str]) -> bool:
 
 @scenario("events", N2P, "a Python worker's job lifecycle, as Node's QueueEvents reports it")
 async def events_n2p(ctx: Ctx) -> None:
-    handle = await ctx.node.subscribe(ctx.queue)
+    # From the start of the (fresh) queue's stream: Node's QueueEvents issues its
+    # first XREAD after waitUntilReady returns, so '$' could miss the first events.
+    handle = await ctx.node.subscribe(ctx.queue, lastEventId="0-0")
     ctx.on_close(lambda: ctx.node.call("events.close", handle=handle))
 
     async def ok(job: Any) -> Any:
