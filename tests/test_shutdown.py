@@ -336,3 +336,27 @@ async def test_port_finishes_the_active_job_on_sigterm(redis_url: str, producer:
         assert outcome.state == "completed"
     finally:
         await proc.stop()
+
+
+async def test_processes_run_under_a_supervisor_that_forwards_signals(redis_url: str, producer: Producer,
+                                                                     queue_name: str) -> None:
+    """``--processes 2``: two full worker processes share the queue; one SIGTERM
+    to the supervisor drains both, and nothing runs twice."""
+    await producer.enqueue_bulk([("work", {"i": i}) for i in range(40)])
+    proc = WorkerProcess(redis_url, queue_name, "--processes", "2", sleep=0.05, concurrency=2)
+    proc.proc = await asyncio.create_subprocess_exec(*proc.cmd, cwd=str(ROOT), env=proc.env,
+                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    proc.pid = proc.proc.pid
+    try:
+        await _wait_runs(redis_url, queue_name, 40, timeout=20)
+        client = redis.from_url(redis_url, decode_responses=True)
+        names = {json.loads(v)["name"] for v in await client.mget(
+            [k async for k in client.scan_iter("bull:bullbridge:health:*")]) if v}
+        await client.aclose()
+        assert {f"{proc.name}-0", f"{proc.name}-1"} <= names, names
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait(15) == 0
+        runs = await _runs(redis_url, queue_name)
+        assert len(runs) == 40 and set(runs.values()) == {1}
+    finally:
+        proc.kill()

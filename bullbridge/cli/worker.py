@@ -28,6 +28,8 @@ def register(sub: Any) -> None:
     worker.add_argument("--health-port", type=int, help="serve /livez, /readyz, /health on this port")
     worker.add_argument("--drain-timeout", type=float, help="seconds active jobs get after a signal (default 25)")
     worker.add_argument("--name", help="this process's name in health reports")
+    worker.add_argument("--processes", type=int, default=1,
+                        help="run N worker processes under a supervisor (CPU-bound handlers)")
     worker.set_defaults(func=run_worker)
 
     chk = sub.add_parser("check", help="exit non-zero unless the worker process(es) report healthy")
@@ -85,6 +87,13 @@ async def build_manager(target: Any, args: argparse.Namespace) -> Any:
 def run_worker(args: argparse.Namespace) -> int:
     if args.redis:
         os.environ["BULLBRIDGE_REDIS_URL"] = args.redis
+    if args.processes < 1:
+        print("bullbridge worker: --processes must be >= 1", file=sys.stderr)
+        return 2
+    if args.processes > 1:
+        from bullbridge.supervisor import supervise
+
+        return supervise(args.argv, args.processes, args.name, args.health_port)
     try:
         target = load_target(args.target)
     except (ConfigurationError, ImportError) as exc:
