@@ -127,34 +127,6 @@ async def test_p2n_failure_reason_visible_in_python(node: NodeDriver, producer: 
         await node.close_worker(handle)
 
 
-async def test_p2n_progress_visible_in_python(node: NodeDriver, redis_url: str, producer: Producer,
-                                              queue_name: str) -> None:
-    from bullbridge import QueueEvents
-
-    handle = await node.start_worker(
-        queue_name, "async job => { for (const p of [10, 50, 100]) await job.updateProgress(p); return 1 }")
-    try:
-        async with QueueEvents(queue_name, connection=redis_url) as events:
-            seen: list[object] = []
-
-            async def collect() -> None:
-                async for event in events:
-                    if event.event == "progress":
-                        seen.append(event.progress)
-                        if len(seen) == 3:
-                            return
-
-            collector = asyncio.create_task(collect())
-            job = await producer.enqueue("p", {})
-            await asyncio.wait_for(collector, 10)
-            assert seen == [10, 50, 100]
-            assert await producer.result(job.id, timeout=10) == 1
-            stored = await producer.get_job(job.id)
-            assert stored is not None and stored.progress == 100
-    finally:
-        await node.close_worker(handle)
-
-
 # --- latency ----------------------------------------------------------------------------
 
 
