@@ -106,6 +106,14 @@ def _unknown_keys(data: Mapping[str, Any], known: tuple[str, ...], what: str) ->
         raise InvalidJobOptions(f"unknown {what} key(s) {', '.join(map(repr, unknown))} (known: {', '.join(known)})")
 
 
+def _snake_keys(value: Mapping[Any, Any], camel: Mapping[str, str], known: tuple[str, ...],
+                what: str) -> dict[str, Any]:
+    """A mapping given in Node's spelling or ours, as our field names; unknown keys refused."""
+    data = {camel.get(str(k), str(k)): v for k, v in value.items()}
+    _unknown_keys(data, known, what)
+    return data
+
+
 # --- value objects -------------------------------------------------------------------
 
 
@@ -336,10 +344,9 @@ class Deduplication:
         if isinstance(value, Deduplication):
             return value
         if isinstance(value, Mapping):
-            names: dict[str, str] = {"keepLastIfActive": "keep_last_if_active"}
-            data: dict[str, Any] = {names.get(str(k), str(k)): v for k, v in value.items()}
-            _unknown_keys(data, ("id", "ttl", "extend", "replace", "keep_last_if_active", "reschedule"),
-                          "deduplication")
+            data = _snake_keys(value, {"keepLastIfActive": "keep_last_if_active"},
+                               ("id", "ttl", "extend", "replace", "keep_last_if_active", "reschedule"),
+                               "deduplication")
             return cls(**{"id": "", **data})
         if isinstance(value, str):
             return cls(value)
@@ -364,9 +371,7 @@ class Telemetry:
         if isinstance(value, Telemetry):
             return value
         if isinstance(value, Mapping):
-            names: dict[str, str] = {"omitContext": "omit_context"}
-            data: dict[str, Any] = {names.get(str(k), str(k)): v for k, v in value.items()}
-            _unknown_keys(data, ("metadata", "omit_context"), "telemetry")
+            data = _snake_keys(value, {"omitContext": "omit_context"}, ("metadata", "omit_context"), "telemetry")
             return cls(**data)
         raise InvalidJobOptions(f"telemetry must be Telemetry(...) or a mapping, got {type(value).__name__}")
 
