@@ -524,7 +524,7 @@ class Worker(Emitter):
     async def run_in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         if self._threads is None:
             self._threads = DaemonThreadPool(self.settings.thread_pool_size or self.settings.concurrency)
-        return await asyncio.wrap_future(self._threads.submit(fn, *args))  # type: ignore[no-any-return]
+        return await asyncio.wrap_future(self._threads.submit(fn, *args))
 
     async def run_in_process(self, fn: Callable[..., T], *args: Any) -> T:
         if self._processes is None:
@@ -550,7 +550,7 @@ class Worker(Emitter):
         if worker_default is None:
             return {"count": -1}
         if hasattr(worker_default, "to_bullmq"):
-            return worker_default.to_bullmq()  # type: ignore[no-any-return]
+            return worker_default.to_bullmq()
         return scripts.keep_jobs(worker_default)
 
     def _parent_flags(self, job: ActiveJob) -> tuple[bool, bool, bool, bool]:
