@@ -43,7 +43,7 @@ test: bootstrap
 
 ## The front door: Node and Python exchanging jobs, with a summary table.
 demo: $(STAMP) $(NODE_STAMP)
-	$(VENV)/bin/bullbridge demo
+	$(PY) -m examples.layer15.demo
 
 ## Side-by-side benchmark: Node BullMQ vs bullbridge vs the Python port (bench/README.md).
 ## BENCH_ARGS=--quick for a < 30 s smoke run; e.g. BENCH_ARGS="--only node,bullbridge --concurrency 10".

@@ -1,4 +1,4 @@
-"""Which client should carry bullbridge's hot paths? The evaluation behind bullbridge.resp.
+"""Which client should carry bullbridge's hot paths? The evaluation behind bullbridge.connection.resp.
 
 20,000 ``addStandardJob`` EVALSHAs (the producer's hot call, arguments built by
 bullbridge.scripts), 100 in flight, on a private Redis, with each candidate:
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bullbridge import scripts
 from bullbridge.keys import QueueKeys
 from bullbridge.options import JobOptions
-from bullbridge.redis_server import PrivateRedis
+from bullbridge.testing.redis_server import PrivateRedis
 
 N, INFLIGHT = 20_000, 100
 Call = Callable[[str, list[Any], list[Any]], Awaitable[Any]]
@@ -64,7 +64,8 @@ async def main(url: str, port: int) -> None:
 
     ours = connect(url).fast("bench")
     await ours.execute("SCRIPT", "LOAD", source)
-    results["bullbridge.resp"] = await drive(lambda sha, k, a: ours.execute("EVALSHA", sha, len(k), *k, *a), "q1")
+    results["bullbridge.connection.resp"] = await drive(
+        lambda sha, k, a: ours.execute("EVALSHA", sha, len(k), *k, *a), "q1")
     await ours.close()
 
     import redis.asyncio as redis

@@ -37,7 +37,7 @@ from bench.procs import (
     proc_peak_rss_kb,
     python_child,
 )
-from bullbridge.redis_server import PrivateRedis
+from bullbridge.testing.redis_server import PrivateRedis
 
 IMPLS = ("node", "bullbridge", "port")
 #: Commands the harness itself sends while a run is measured (left out of commands/job).

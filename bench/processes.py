@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bullbridge import Producer  # noqa: E402
-from bullbridge.redis_server import PrivateRedis  # noqa: E402
+from bullbridge.testing.redis_server import PrivateRedis  # noqa: E402
 
 
 async def fill(url: str, queue: str, jobs: int) -> None:

@@ -19,8 +19,8 @@ import logging
 from dataclasses import dataclass
 from functools import cache
 
+from bullbridge.connection.resp import RespClient, RespConnectionError, RespError
 from bullbridge.keys import QueueKeys
-from bullbridge.resp import RespClient, RespConnectionError, RespError
 
 log = logging.getLogger("bullbridge.compat")
 

@@ -42,22 +42,21 @@ from typing import Any
 
 from bullbridge import compat
 from bullbridge.connection import (
-    MIN_REDIS,
-    RECOMMENDED_REDIS,
     ConnectionSettings,
     ConnectionSource,
     RedisConnector,
     connect,
     parse_info,
     parse_version,
-    queue_keys_share_slot,
 )
+from bullbridge.connection.cluster import queue_keys_share_slot
+from bullbridge.connection.resp import RespConnectionError, RespError
+from bullbridge.connection.server import MIN_REDIS, RECOMMENDED_REDIS
 from bullbridge.keys import QueueKeys
 from bullbridge.monitor.discovery import discover_queues
 from bullbridge.monitor.languages import PYTHON_PORT
 from bullbridge.monitor.reader import Reader, integer, text
 from bullbridge.monitor.workers import WorkerInfo, classify, count_by_language, parse_client_list
-from bullbridge.resp import RespConnectionError, RespError
 
 log = logging.getLogger("bullbridge.doctor")
 

@@ -36,10 +36,6 @@ class RedisUnavailable(BullbridgeError, ConnectionError):
     """Redis could not be reached within the configured timeout."""
 
 
-class PrivateRedisError(BullbridgeError):
-    """A private redis-server (for tests and the demo) could not be started."""
-
-
 # --- data and options -------------------------------------------------------------
 
 

@@ -23,9 +23,9 @@ from typing import Any
 
 from bullbridge import codec
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
+from bullbridge.connection.resp import RespClient, RespConnectionError
 from bullbridge.errors import JobFailed, JobTimeout
 from bullbridge.keys import QueueKeys
-from bullbridge.resp import RespClient, RespConnectionError
 
 log = logging.getLogger("bullbridge.events")
 

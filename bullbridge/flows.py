@@ -54,12 +54,12 @@ from typing import TYPE_CHECKING, Any
 from bullbridge import codec as codec_module
 from bullbridge import scripts
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
+from bullbridge.connection.resp import RespError
 from bullbridge.errors import InvalidJobOptions, ScriptError
 from bullbridge.job import EnqueuedJob
 from bullbridge.keys import QueueKeys
 from bullbridge.options import Deduplication, JobOptions, Parent
 from bullbridge.producer import NO_DATA, JobOptionsSource, PreparedJob, RedisLink, check_added, prepare_add
-from bullbridge.resp import RespError
 
 if TYPE_CHECKING:
     from bullbridge.telemetry import OtelTelemetry

@@ -22,7 +22,7 @@ from typing import Any
 
 from bullbridge.aio import cancel_and_wait
 from bullbridge.connection import RedisConnector
-from bullbridge.resp import RespClient, RespConnectionError, RespError
+from bullbridge.connection.resp import RespClient, RespConnectionError, RespError
 
 log = logging.getLogger("bullbridge.health")
 

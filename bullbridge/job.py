@@ -18,8 +18,8 @@ from bullbridge import codec
 from bullbridge.errors import CorruptJob
 
 if TYPE_CHECKING:
+    from bullbridge.connection.resp import RespClient
     from bullbridge.keys import QueueKeys
-    from bullbridge.resp import RespClient
 
 _MISSING = object()
 

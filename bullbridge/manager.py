@@ -153,12 +153,12 @@ class WorkerManager:
             active=sum(w.active_count for w in self.workers),
             completed=sum(w.completed for w in self.workers),
             failed=sum(w.failed for w in self.workers),
-            redis_connected=all(w.client is None or w.client.connected for w in self.workers),
+            redis_connected=all(w.connected or not w.running for w in self.workers),
         )
 
     @property
     def ready(self) -> bool:
-        return self.state == "running" and all(w.client is not None and w.client.connected for w in self.workers)
+        return self.state == "running" and all(w.connected for w in self.workers)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -277,7 +277,7 @@ class WorkerManager:
         idle_checks = 0
         while True:
             await asyncio.sleep(0.1)
-            idle = all(w.gate is not None and w.gate.drained and w.active_count == 0 for w in self.workers)
+            idle = all(w.drained and w.active_count == 0 for w in self.workers)
             idle_checks = idle_checks + 1 if idle else 0
             if idle_checks >= 3:
                 log.info("burst: queues empty, stopping")

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bullbridge import codec as codec_module
 from bullbridge import scripts
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
+from bullbridge.connection.resp import Arg, RespClient, RespConnectionError, RespError
 from bullbridge.errors import ConfigurationError, InvalidJobOptions, JobNotFound, RedisUnavailable, ScriptError
 from bullbridge.events import Outcome, QueueEvents
 from bullbridge.job import Dependencies, EnqueuedJob, Job, fields_to_dict, read_dependencies
 from bullbridge.keys import QueueKeys
 from bullbridge.options import Deduplication, JobOptions, Parent
-from bullbridge.resp import Arg, RespClient, RespConnectionError, RespError
 
 if TYPE_CHECKING:
     from bullbridge.telemetry import OtelTelemetry

@@ -22,9 +22,9 @@ from typing import Any
 
 import msgpack
 
+from bullbridge.connection.resp import Arg, RespClient, RespConnection, RespError
 from bullbridge.errors import LockLost, ScriptError
 from bullbridge.keys import QueueKeys
-from bullbridge.resp import Arg, RespClient, RespConnection, RespError
 
 
 def _commands_dir() -> Path:

@@ -110,7 +110,7 @@ if TYPE_CHECKING:
 
     from bullbridge.job import EnqueuedJob
     from bullbridge.worker.context import ActiveJob
-    from bullbridge.worker.engine import Worker
+    from bullbridge.worker.host import WorkerHost
 
 log = logging.getLogger("bullbridge.telemetry")
 T = TypeVar("T")
@@ -356,7 +356,7 @@ class OtelTelemetry:
 
     # -- consuming ----------------------------------------------------------------------
 
-    def for_worker(self, worker: Worker) -> WorkerTelemetry:
+    def for_worker(self, worker: WorkerHost) -> WorkerTelemetry:
         """The per-worker side (consumer spans, job metrics); a Worker calls this."""
         return WorkerTelemetry(self, worker)
 
@@ -400,7 +400,7 @@ class WorkerTelemetry:
     ``completed`` / ``failed`` / ``retrying`` events, which it emits
     synchronously while the attempt is still open."""
 
-    def __init__(self, telemetry: OtelTelemetry, worker: Worker) -> None:
+    def __init__(self, telemetry: OtelTelemetry, worker: WorkerHost) -> None:
         self.telemetry = telemetry
         self.worker = worker
         self._attempts: dict[int, Attempt] = {}

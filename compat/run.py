@@ -13,7 +13,7 @@ and, in a temporary directory that is removed afterwards:
    itself (``pip install --no-deps -e``);
 3. for each pair, starts a private ``redis-server`` and runs
    ``python -m compat.scenarios`` in that venv against it (the scenarios of
-   :mod:`bullbridge.testing.conformance`, the ones ``bullbridge interop check`` runs);
+   :mod:`bullbridge.conformance`, the ones ``bullbridge interop check`` runs);
 4. writes ``compat/matrix.json`` and ``compat/MATRIX.md``: each scenario and
    direction per pair is *pass*, *known difference* (a failure listed in
    ``bullbridge.compat.KNOWN_DIFFERENCES``, with its one-line explanation) or
@@ -47,8 +47,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bullbridge.compat import KNOWN_DIFFERENCES, differences_for  # noqa: E402
-from bullbridge.redis_server import PrivateRedis  # noqa: E402
-from bullbridge.testing.conformance import select  # noqa: E402
+from bullbridge.conformance import select  # noqa: E402
+from bullbridge.testing.redis_server import PrivateRedis  # noqa: E402
 
 log = logging.getLogger("bullbridge.compat.run")
 
@@ -242,7 +242,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"Redis {doc.get('redis', '?')}, Node.js {doc.get('node_runtime', '?')}, "
         f"Python {doc.get('python_runtime', '?')}.",
         "",
-        "Each interop scenario (`bullbridge/testing/conformance/`) runs both ways: **N->P** — Node produces or "
+        "Each interop scenario (`bullbridge/conformance/`) runs both ways: **N->P** — Node produces or "
         "sets up, Python consumes or observes; **P->N** — the reverse. *Known difference*: a failure that "
         "`bullbridge.compat.KNOWN_DIFFERENCES` explains (the version-skew guard and `bullbridge doctor` "
         "warn about the unsafe ones); *fail*: anything else.",

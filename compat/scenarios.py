@@ -2,7 +2,7 @@
 
 The scenarios themselves - each an ``async def(ctx)`` run both ways, ``N->P``
 (Node produces or sets up, Python consumes or observes) and ``P->N`` (the
-reverse) - live in :mod:`bullbridge.testing.conformance`, the library behind
+reverse) - live in :mod:`bullbridge.conformance`, the library behind
 ``bullbridge interop check`` that ships to users. This module
 adds only what the matrix needs beyond that library: running the scenarios
 against one version pair, in the environment that holds it, and writing the
@@ -13,7 +13,7 @@ version pair, inside an environment that holds that pair (a temporary venv
 with the port version under test; a temporary ``node_modules`` with the Node
 version under test) and reads the JSON it writes.
 ``tests/compat/test_pinned_pair.py`` runs the same
-:data:`bullbridge.testing.conformance.SCENARIOS` against the pinned pair inside
+:data:`bullbridge.conformance.SCENARIOS` against the pinned pair inside
 the normal test suite.
 """
 
@@ -28,7 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bullbridge.testing.conformance import Scenario, run_scenario, select
+from bullbridge.conformance import Scenario, run_scenario, select
 from bullbridge.testing.node import DEFAULT_DRIVER, NodeDriver
 
 log = logging.getLogger("bullbridge.compat.scenarios")

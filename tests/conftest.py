@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from bullbridge import Producer, Worker, WorkerSettings
-from bullbridge.redis_server import PrivateRedis, redis_url_from_env
+from bullbridge.connection import redis_url_from_env
 from bullbridge.testing.node import NodeDriver
+from bullbridge.testing.redis_server import PrivateRedis
 
 pytest_plugins = ["pytester"]  # tests/testing drives the bullbridge pytest plugin in inner runs
 

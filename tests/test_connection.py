@@ -12,9 +12,10 @@ import pytest
 import redis.asyncio as redis
 
 from bullbridge import ConnectionSettings, Producer, connect
-from bullbridge.connection import check_server_info, hash_tag, queue_keys_share_slot
+from bullbridge.connection import check_server_info
+from bullbridge.connection.cluster import hash_tag, queue_keys_share_slot
 from bullbridge.errors import ConfigurationError, ConnectionSetupError, CrossSlotError, RedisVersionError
-from bullbridge.redis_server import PrivateRedis
+from bullbridge.testing.redis_server import PrivateRedis
 from tests.worker.impls import PyWorker, impls, wait_until
 
 # --- sources ------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ def test_old_redis_is_refused_and_pre_6_2_warned() -> None:
 
 
 async def test_embedded_redis_6_2_is_accepted_without_warning() -> None:
-    from bullbridge.redis_server import embedded_binary
+    from bullbridge.testing.redis_server import embedded_binary
 
     binary = embedded_binary()
     if binary is None:

@@ -19,8 +19,8 @@ import pytest
 import redis.asyncio as redis
 
 from bullbridge import Producer
-from bullbridge.redis_server import PrivateRedis
 from bullbridge.testing.node import NodeDriver
+from bullbridge.testing.redis_server import PrivateRedis
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISE = ("Event loop is closed", "Task was destroyed", "Traceback", "never awaited", "Unclosed")
@@ -198,7 +198,7 @@ async def test_sigint_works_for_a_process_started_in_the_background(redis_url: s
 
 
 async def test_check_command_and_health_endpoint(redis_url: str, queue_name: str) -> None:
-    from bullbridge.redis_server import free_port
+    from bullbridge.testing.redis_server import free_port
 
     port = free_port()
     proc = await WorkerProcess(redis_url, queue_name, "--health-port", str(port)).start()

@@ -67,10 +67,11 @@ def _node_modules(args: argparse.Namespace) -> Path | None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from bullbridge.conformance import SCENARIOS, check, select
+    from bullbridge.connection import redis_url_from_env
     from bullbridge.errors import BullbridgeError
-    from bullbridge.redis_server import PrivateRedis, redis_url_from_env
-    from bullbridge.testing.conformance import SCENARIOS, check, select
     from bullbridge.testing.node import NodeError, NodeTimeout
+    from bullbridge.testing.redis_server import PrivateRedis
 
     try:
         chosen = select(args.only) if args.only else list(SCENARIOS)

@@ -132,8 +132,8 @@ def _monitor(args: argparse.Namespace, **kwargs: Any) -> Monitor:
 
 
 def _run(args: argparse.Namespace, body: Callable[[Monitor], Awaitable[int]], **kwargs: Any) -> int:
+    from bullbridge.connection.resp import RespConnectionError, RespError
     from bullbridge.errors import BullbridgeError
-    from bullbridge.resp import RespConnectionError, RespError
 
     async def main() -> int:
         monitor = _monitor(args, **kwargs)
@@ -191,7 +191,7 @@ def render_stats(stats: Sequence[QueueStats]) -> str:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from bullbridge.resp import RespConnectionError, RespError
+    from bullbridge.connection.resp import RespConnectionError, RespError
 
     async def body(monitor: Monitor) -> int:
         names: list[str] | None = list(args.queues) or None

@@ -9,13 +9,11 @@ function returning one of those. Settings come from the command line, then
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
-import inspect
 import os
 import sys
 from typing import Any
 
+from bullbridge import runner
 from bullbridge.errors import ConfigurationError
 
 
@@ -40,50 +38,6 @@ def register(sub: Any) -> None:
     chk.set_defaults(func=run_check)
 
 
-def load_target(target: str) -> Any:
-    """Import ``module:attr`` (or ``module.attr``)."""
-    module_name, sep, attr = target.partition(":")
-    if not sep:
-        module_name, _, attr = target.rpartition(".")
-    if not module_name or not attr:
-        raise ConfigurationError(f"{target!r} is not MODULE:ATTR")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    module = importlib.import_module(module_name)
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}") from None
-
-
-async def build_manager(target: Any, args: argparse.Namespace) -> Any:
-    from bullbridge.manager import ManagerSettings, WorkerManager
-    from bullbridge.worker import Worker
-
-    if callable(target) and not isinstance(target, (Worker, WorkerManager)):
-        target = target()
-        if inspect.isawaitable(target):
-            target = await target
-    overrides = {"burst": args.burst or None, "health_port": args.health_port,
-                 "drain_timeout": args.drain_timeout, "name": args.name}
-    if isinstance(target, WorkerManager):
-        manager = target
-        manager.settings = ManagerSettings.from_env(**{
-            **{f: getattr(manager.settings, f) for f in manager.settings.__dataclass_fields__},
-            **{k: v for k, v in overrides.items() if v is not None}})
-    elif isinstance(target, Worker) or (isinstance(target, (list, tuple)) and
-                                        all(isinstance(w, Worker) for w in target)):
-        workers = [target] if isinstance(target, Worker) else list(target)
-        manager = WorkerManager(workers, connection=workers[0]._connector,
-                                settings=ManagerSettings.from_env(**overrides))
-    else:
-        raise ConfigurationError(f"{args.target} is a {type(target).__name__}: expected a WorkerManager, "
-                                 "a Worker, a list of Workers, or a function returning one")
-    if args.concurrency:
-        manager.set_concurrency(args.concurrency)
-    return manager
-
-
 def run_worker(args: argparse.Namespace) -> int:
     if args.redis:
         os.environ["BULLBRIDGE_REDIS_URL"] = args.redis
@@ -95,17 +49,13 @@ def run_worker(args: argparse.Namespace) -> int:
 
         return supervise(args.argv, args.processes, args.name, args.health_port)
     try:
-        target = load_target(args.target)
+        target = runner.load_target(args.target)
     except (ConfigurationError, ImportError) as exc:
         print(f"bullbridge worker: {exc}", file=sys.stderr)
         return 2
-
-    async def main() -> int:
-        manager = await build_manager(target, args)
-        return int(await manager.run())
-
     try:
-        return _run(main())
+        return runner.run_worker(target, concurrency=args.concurrency, burst=args.burst or None,
+                          health_port=args.health_port, drain_timeout=args.drain_timeout, name=args.name)
     except ConfigurationError as exc:
         print(f"bullbridge worker: {exc}", file=sys.stderr)
         return 2
@@ -128,14 +78,5 @@ def run_check(args: argparse.Namespace) -> int:
                   f"{r.active} active, {r.completed} completed, {r.failed} failed")
         return 0 if healthy else 1
 
-    return _run(main())
+    return runner.run(main())
 
-
-def _run(coro: Any) -> int:
-    """asyncio.run on uvloop when installed; closes cleanly (no 'Event loop is closed' noise)."""
-    try:
-        import uvloop
-
-        return int(uvloop.run(coro))
-    except ImportError:  # pragma: no cover - uvloop is in the lock
-        return int(asyncio.run(coro))

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
+from bullbridge.connection.resp import RespError
 from bullbridge.keys import QueueKeys
 from bullbridge.monitor.actions import QueueActions
 from bullbridge.monitor.discovery import discover_queues
@@ -49,7 +50,6 @@ from bullbridge.monitor.sample import DEFAULT_SAMPLE_SIZE, FinishedSample, Perce
 from bullbridge.monitor.schedulers import SchedulerInfo, SchedulerPage, read_scheduler, read_schedulers
 from bullbridge.monitor.throughput import DEFAULT_WINDOW_MINUTES, BullMetrics, Throughput, read_metrics, read_throughput
 from bullbridge.monitor.workers import WorkerInfo, count_by_language, read_workers
-from bullbridge.resp import RespError
 from bullbridge.scripts import now_ms
 
 log = logging.getLogger("bullbridge.monitor")

@@ -1,7 +1,7 @@
 """The monitor's one Redis client: pipelined reads and BullMQ's read scripts.
 
 Every read of the monitor goes through :class:`Reader`, a thin layer over the
-pipelining :class:`~bullbridge.resp.RespClient`. Commands issued by concurrent
+pipelining :class:`~bullbridge.connection.resp.RespClient`. Commands issued by concurrent
 tasks in the same loop tick leave in one write, so gathering the reads of
 several concerns (counts, sample, throughput...) of several queues costs a
 couple of round trips, not hundreds.
@@ -20,8 +20,8 @@ from typing import Any
 
 from bullbridge import scripts
 from bullbridge.connection import RedisConnector, parse_info, parse_version
+from bullbridge.connection.resp import Arg, RespClient, RespConnection, RespError
 from bullbridge.errors import BullbridgeError
-from bullbridge.resp import Arg, RespClient, RespConnection, RespError
 
 log = logging.getLogger("bullbridge.monitor.reader")
 
@@ -63,7 +63,7 @@ class Reader:
         await scripts.preload(conn, READ_SCRIPTS)
 
     async def execute(self, *args: Arg) -> Any:
-        """One command; an error reply raises :class:`~bullbridge.resp.RespError`."""
+        """One command; an error reply raises :class:`~bullbridge.connection.resp.RespError`."""
         return (await self.pipeline([args]))[0]
 
     async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:

@@ -30,9 +30,9 @@ import math
 from typing import Any
 
 from bullbridge import scripts
+from bullbridge.connection.resp import Arg, RespClient
 from bullbridge.job import Job
 from bullbridge.keys import QueueKeys
-from bullbridge.resp import Arg, RespClient
 from bullbridge.scheduler.errors import LegacyRepeatableJob, SchedulerError
 from bullbridge.scheduler.store import next_job_opts, scheduler_key
 from bullbridge.scheduler.timing import Repeat, pattern_next_millis, wall_clock_ms

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bullbridge import codec, scripts
+from bullbridge.connection.resp import Arg, RespClient, RespError
 from bullbridge.errors import CorruptJob, ScriptError
 from bullbridge.keys import QueueKeys
-from bullbridge.resp import Arg, RespClient, RespError
 from bullbridge.scheduler.errors import InvalidSchedule, SchedulerError
 from bullbridge.scheduler.schedule import Schedule
 from bullbridge.scheduler.timing import pattern_next_millis, wall_clock_ms

@@ -30,8 +30,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
+from bullbridge.connection.resp import RespClient
 from bullbridge.keys import QueueKeys
-from bullbridge.resp import RespClient
 from bullbridge.scheduler import store
 from bullbridge.scheduler.declaration import Declaration
 from bullbridge.scheduler.errors import InvalidSchedule, OwnershipConflict, SchedulerError

@@ -10,7 +10,7 @@ these as fixtures):
 * :class:`Contract` / :class:`ContractStore` - the jobs a producer writes,
   recorded to JSON and replayed through the other language's consumer;
 * :class:`NodeDriver` - the Node process itself (``driver.js``, shipped here);
-* :mod:`bullbridge.testing.conformance` - the scenarios ``bullbridge interop check`` runs.
+* :mod:`bullbridge.conformance` - the scenarios ``bullbridge interop check`` runs.
 
 Names are imported on first use, so importing the plugin stays cheap.
 """

@@ -37,9 +37,9 @@ from typing import Any
 
 from bullbridge import codec as codec_module
 from bullbridge import scripts
+from bullbridge.connection.resp import RespClient
 from bullbridge.job import fields_to_dict
 from bullbridge.keys import QueueKeys
-from bullbridge.resp import RespClient
 
 log = logging.getLogger("bullbridge.testing.contracts")
 

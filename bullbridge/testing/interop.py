@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bullbridge.connection import RedisConnector, connect
+from bullbridge.connection.resp import RespClient
 from bullbridge.errors import JobTimeout
 from bullbridge.events import Outcome
 from bullbridge.producer import Producer
-from bullbridge.resp import RespClient
 from bullbridge.testing.contracts import Contract, RecordedJob, record, write_jobs
 from bullbridge.testing.node import NodeDriver, NodeEvent
 from bullbridge.testing.views import JobView, Received, view_from_node

@@ -119,7 +119,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 @pytest.fixture(scope="session")
 def bullbridge_redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """The Redis URL of the bullbridge fixtures (a private server unless configured)."""
-    from bullbridge.redis_server import PrivateRedis, redis_url_from_env
+    from bullbridge.connection import redis_url_from_env
+    from bullbridge.testing.redis_server import PrivateRedis
 
     configured = request.config.getoption("bullbridge_redis") or redis_url_from_env()
     if configured:

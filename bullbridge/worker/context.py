@@ -21,15 +21,13 @@ import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from bullbridge import scripts
 from bullbridge.errors import DelayJob, RateLimited, WaitingChildren
 from bullbridge.job import Dependencies, Job, read_dependencies
 from bullbridge.options import epoch_ms, to_ms
-
-if TYPE_CHECKING:
-    from bullbridge.worker.engine import Worker
+from bullbridge.worker.host import WorkerHost
 
 T = TypeVar("T")
 
@@ -111,7 +109,7 @@ class ActiveJob(Job):
 
     __slots__ = ("_loop_thread", "_worker", "signal", "token")
 
-    def __init__(self, worker: Worker, job_id: str, fields: dict[bytes, bytes], token: str) -> None:
+    def __init__(self, worker: WorkerHost, job_id: str, fields: dict[bytes, bytes], token: str) -> None:
         super().__init__(worker.queue, job_id, fields, worker.settings.codec)
         self.token = token
         self._worker = worker

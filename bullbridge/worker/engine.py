@@ -6,7 +6,7 @@ Shape of the engine (see README "Worker engine"):
   (``moveToActive``), runs its handler, and finishes it with BullMQ's fused
   ``moveToFinished(..., fetchNext)`` which hands back the next job in the same
   script call - one script call per job, as in Node (the port makes two);
-* all slots share one pipelining connection (:mod:`bullbridge.resp`); one
+* all slots share one pipelining connection (:mod:`bullbridge.connection.resp`); one
   more connection blocks on the queue's marker for the whole worker
   (:mod:`bullbridge.worker.gate`);
 * lock renewal, stalled-job recovery and a loop-block watch run beside them
@@ -32,11 +32,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bullbridge import scripts
+from bullbridge.compat import check_queue_versions
 from bullbridge.connection import MAX_BLOCK_SECONDS, ConnectionSource, RedisConnector, connect
+from bullbridge.connection.resp import RespClient, RespConnection, RespConnectionError, RespError
 from bullbridge.emitter import Emitter
 from bullbridge.errors import (
     CorruptJob,
@@ -50,9 +52,8 @@ from bullbridge.errors import (
     UnrecoverableError,
     WaitingChildren,
 )
-from bullbridge.job import fields_to_dict
+from bullbridge.job import Job, fields_to_dict
 from bullbridge.keys import QueueKeys
-from bullbridge.resp import RespClient, RespConnection, RespConnectionError, RespError
 from bullbridge.worker.context import ActiveJob
 from bullbridge.worker.failures import UnknownBackoff, backoff_delay, failure_reason, stacktrace_list
 from bullbridge.worker.gate import FetchGate
@@ -83,6 +84,18 @@ class _Recovered:
 
     def __init__(self, next_job: Next) -> None:
         self.next = next_job
+
+
+@dataclass(frozen=True, slots=True)
+class _Running:
+    """What a worker has only once :meth:`Worker.start` has run: its two
+    connections, its fetch gate, and the loop (and thread) it runs on."""
+
+    client: RespClient
+    bclient: RespClient
+    gate: FetchGate
+    loop: asyncio.AbstractEventLoop
+    loop_thread: int
 
 
 class Worker(Emitter):
@@ -131,11 +144,8 @@ class Worker(Emitter):
         self.closed = False
         self.completed = 0
         self.failed = 0
-        self.client: RespClient = None  # type: ignore[assignment]
-        self.bclient: RespClient = None  # type: ignore[assignment]
-        self.gate: FetchGate = None  # type: ignore[assignment]
-        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self.loop_thread = 0
+        self._running: _Running | None = None
+        self._clients: list[RespClient] = []
         self.last_activity = time.time()
         # --- telemetry (issue #12, bullbridge.telemetry): consumer spans and job metrics; None costs nothing.
         self.telemetry = telemetry
@@ -164,6 +174,48 @@ class Worker(Emitter):
         return self._started and not self.closed
 
     @property
+    def connector(self) -> RedisConnector:
+        """The connector this worker's connections come from (share it with a manager)."""
+        return self._connector
+
+    def _live(self) -> _Running:
+        if self._running is None:
+            raise RuntimeError(f"the worker of {self.queue!r} is not started: await worker.start() first")
+        return self._running
+
+    @property
+    def client(self) -> RespClient:
+        """The pipelining connection every script call of this worker goes through."""
+        return self._live().client
+
+    @property
+    def bclient(self) -> RespClient:
+        """The connection that blocks on the queue's marker."""
+        return self._live().bclient
+
+    @property
+    def gate(self) -> FetchGate:
+        return self._live().gate
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._live().loop
+
+    @property
+    def loop_thread(self) -> int:
+        return self._live().loop_thread
+
+    @property
+    def connected(self) -> bool:
+        """Whether the worker runs and its command connection is up."""
+        return self._running is not None and self._running.client.connected
+
+    @property
+    def drained(self) -> bool:
+        """Whether the worker runs and found its queue empty on its last fetch."""
+        return self._running is not None and self._running.gate.drained
+
+    @property
     def active_count(self) -> int:
         return len(self.locks.active)
 
@@ -173,21 +225,18 @@ class Worker(Emitter):
             return
         if not self.registry:
             raise UnknownJobName(f"worker for {self.queue!r} has no handlers: register one with @worker.handler()")
-        self.loop = asyncio.get_running_loop()
-        self.loop_thread = threading.get_ident()
         s = self.settings
-        self.client = self._connector.fast(None, route_key=self.keys.base)
-        self.client.add_on_connect(scripts.preload)
-        self.bclient = self._connector.blocking(self.keys.client_name(s.wire_name), route_key=self.keys.base)
-        self.bclient.add_on_connect(self._remember_blocking_id)
+        client = self._connector.fast(None, route_key=self.keys.base)
+        client.add_on_connect(scripts.preload)
+        bclient = self._connector.blocking(self.keys.client_name(s.wire_name), route_key=self.keys.base)
+        bclient.add_on_connect(self._remember_blocking_id)
+        self._clients = [bclient, client]
         self._connector.events.on_lost.append(self._on_connection_lost)
         self._connector.events.on_connected.append(self._on_connected)
-        info = await self._server_info()
-        await asyncio.gather(self.client.connection(), self.bclient.connection())
-        from bullbridge.compat import check_queue_versions
-
-        await check_queue_versions(self.client, self.keys)
-        self.gate = FetchGate(
+        info = await self._connector.server_info(client)
+        await asyncio.gather(client.connection(), bclient.connection())
+        await check_queue_versions(client, self.keys)
+        gate = FetchGate(
             drain_delay=s.drain_delay,
             max_block=MAX_BLOCK_SECONDS,
             min_block=info.minimum_block_timeout,
@@ -196,6 +245,7 @@ class Worker(Emitter):
             wait_marker=self._wait_marker,
             unblock=self._unblock,
         )
+        self._running = _Running(client, bclient, gate, asyncio.get_running_loop(), threading.get_ident())
         if self.registry.needs_thread_pool:
             self._threads = DaemonThreadPool(s.thread_pool_size or s.concurrency)
         if self.registry.needs_process_pool:
@@ -210,18 +260,6 @@ class Worker(Emitter):
                        for i in range(s.concurrency)]
         log.info("worker %s on queue %s started (concurrency %d, Redis %s)", s.wire_name, self.queue,
                  s.concurrency, info.version_text)
-
-    async def _server_info(self) -> Any:
-        from bullbridge.connection import check_server_info, parse_info
-
-        if self._connector._server_info is None:
-            info = parse_info(await self.client.execute("INFO", "server"))
-            try:
-                info.update(parse_info(await self.client.execute("INFO", "memory")))
-            except RespError:  # pragma: no cover - INFO sections restricted on some hosted Redis
-                pass
-            self._connector._server_info = check_server_info(info, self._connector.settings.describe())
-        return self._connector._server_info
 
     async def run(self) -> None:
         """Start and wait until the worker is closed."""
@@ -291,9 +329,8 @@ class Worker(Emitter):
         if self._on_connection_lost in self._connector.events.on_lost:
             self._connector.events.on_lost.remove(self._on_connection_lost)
             self._connector.events.on_connected.remove(self._on_connected)
-        for client in (self.bclient, self.client):
-            if client is not None:
-                await client.close()
+        for client in self._clients:
+            await client.close()
         if self._owns_connector:
             await self._connector.close()
         self.closed = True
@@ -531,7 +568,7 @@ class Worker(Emitter):
             self._processes = process_pool(self.settings.process_pool_size)
         return await self.loop.run_in_executor(self._processes, fn, *args)
 
-    def note_progress(self, job: ActiveJob, progress: Any) -> None:
+    def note_progress(self, job: Job, progress: Any) -> None:
         if not self.has_listeners("progress"):
             return
         if threading.get_ident() == self.loop_thread:

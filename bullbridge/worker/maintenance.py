@@ -19,15 +19,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bullbridge import scripts
 from bullbridge.aio import cancel_and_wait
-from bullbridge.resp import RespConnectionError, RespError
+from bullbridge.connection.resp import RespConnectionError, RespError
+from bullbridge.worker.host import WorkerHost
 
 if TYPE_CHECKING:
     from bullbridge.worker.context import ActiveJob
-    from bullbridge.worker.engine import Worker
 
 log = logging.getLogger("bullbridge.worker")
 
@@ -52,10 +52,17 @@ class RateLimitedLog:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
 
 
+class MaintainedWorker(WorkerHost, Protocol):
+    """A worker whose locks and stalled jobs are looked after: it logs recurring
+    errors through a :class:`RateLimitedLog`."""
+
+    errors: RateLimitedLog
+
+
 class LockRenewer:
     """Extends the locks of every active job, in one script call per round."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: MaintainedWorker) -> None:
         self.worker = worker
         self.active: dict[str, ActiveJob] = {}
         self._task: asyncio.Task[None] | None = None
@@ -106,7 +113,7 @@ class LockRenewer:
 class StalledChecker:
     """Runs ``moveStalledJobsToWait`` at start and every ``stalled_interval``."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: MaintainedWorker) -> None:
         self.worker = worker
         self._task: asyncio.Task[None] | None = None
 

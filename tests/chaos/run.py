@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bullbridge import Producer
 from bullbridge.errors import RedisUnavailable
-from bullbridge.redis_server import PrivateRedis
+from bullbridge.testing.redis_server import PrivateRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_WORKER = Path(__file__).with_name("node_worker.js")

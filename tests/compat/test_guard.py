@@ -15,10 +15,10 @@ from bullbridge.compat import (
     parse_version,
     recommended_node,
 )
+from bullbridge.conformance import wait_until
 from bullbridge.connection import connect
+from bullbridge.connection.resp import RespClient
 from bullbridge.keys import QueueKeys
-from bullbridge.resp import RespClient
-from bullbridge.testing.conformance import wait_until
 from bullbridge.testing.node import NodeDriver
 
 

@@ -1,6 +1,6 @@
 """The compatibility matrix's scenarios against the pinned pair, in the normal suite.
 
-``make compat`` runs the same scenarios (``bullbridge.testing.conformance``) against every
+``make compat`` runs the same scenarios (``bullbridge.conformance``) against every
 version pair of ``compat/matrix.toml``; CI runs them here against the pinned
 pair only: the Node ``bullmq`` of package.json (the session's Node driver) and
 the port of requirements/dev.lock. A scenario the known-differences table
@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from bullbridge.compat import differences_for
-from bullbridge.testing.conformance import SCENARIOS, Scenario, run_scenario
+from bullbridge.conformance import SCENARIOS, Scenario, run_scenario
 from bullbridge.testing.node import NodeDriver
 
 

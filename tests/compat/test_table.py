@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bullbridge.compat import KNOWN_DIFFERENCES, TESTED_NODE, TESTED_PORT, differences_for, parse_version
-from bullbridge.testing.conformance import SCENARIOS
+from bullbridge.conformance import SCENARIOS
 from compat.run import render_markdown
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bullbridge.redis_server import PrivateCluster, PrivateRedis
+from bullbridge.testing.redis_server import PrivateCluster, PrivateRedis
 
 
 @pytest.fixture

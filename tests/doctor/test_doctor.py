@@ -27,8 +27,8 @@ from bullbridge.doctor import (
     check_version,
     diagnose,
 )
-from bullbridge.redis_server import PrivateRedis, embedded_binary, free_port
 from bullbridge.testing.node import NodeDriver
+from bullbridge.testing.redis_server import PrivateRedis, embedded_binary, free_port
 
 
 def severities(report: DoctorReport, check: str) -> list[str]:

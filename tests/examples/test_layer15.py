@@ -1,6 +1,6 @@
 """The reference app (examples/layer15 + interop/layer15) end to end, at reduced scale.
 
-The run ``make demo`` does (:func:`bullbridge.demo.run_layer`), shortened to 15 s
+The run ``make demo`` does (:func:`examples.layer15.demo.run_layer`), shortened to 15 s
 of Node producer at ~1,400 jobs/min, on the suite's Redis under a prefix of its
 own. The Python workers start through ``bullbridge worker
 examples.layer15.app:make`` here (``make demo`` uses ``python -m
@@ -17,8 +17,8 @@ import uuid
 import pytest
 
 from bullbridge import Producer
-from bullbridge.demo import LayerParams, LayerResult, delete_prefix, render_result, run_layer
 from bullbridge.monitor import NODE, PYTHON
+from examples.layer15.demo import LayerParams, LayerResult, delete_prefix, render_result, run_layer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 

@@ -9,8 +9,8 @@ from bullbridge import Producer
 from bullbridge.monitor import Monitor
 from bullbridge.monitor.sample import nearest_rank
 from bullbridge.monitor.throughput import MINUTE_MS, BullMetrics
-from bullbridge.redis_server import PrivateRedis
 from bullbridge.testing.node import NodeDriver
+from bullbridge.testing.redis_server import PrivateRedis
 from tests.monitor.helpers import Fake, eventually, inject, now_ms
 
 

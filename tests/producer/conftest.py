@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from bullbridge.connection import connect
+from bullbridge.connection.resp import RespClient
 from bullbridge.flows import FlowProducer
-from bullbridge.resp import RespClient
 from bullbridge.testing.node import NodeDriver
 
 

@@ -8,9 +8,9 @@ import pytest
 
 from bullbridge import Producer
 from bullbridge.codec import JsonCodec
+from bullbridge.connection.resp import RespClient
 from bullbridge.errors import JobFailed, JobNotFound, JobTimeout, ScriptError
 from bullbridge.options import Parent
-from bullbridge.resp import RespClient
 from bullbridge.testing.node import NodeDriver
 
 from .conftest import node_worker, queue_keys

@@ -19,8 +19,8 @@ import pytest
 
 from bullbridge import Producer
 from bullbridge.codec import DEFAULT, JsonCodec, js_date
+from bullbridge.connection.resp import RespClient
 from bullbridge.errors import CorruptJob, NotJsonSafe
-from bullbridge.resp import RespClient
 from bullbridge.testing.node import NodeDriver
 
 from .conftest import job_hash, node_state

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from bullbridge import Producer
+from bullbridge.connection.resp import RespClient
 from bullbridge.flows import FlowJob, FlowProducer
 from bullbridge.options import Backoff, Deduplication, JobOptions, KeepJobs, Parent, Telemetry
-from bullbridge.resp import RespClient
 from bullbridge.testing.node import NodeDriver
 
 from .conftest import job_hash

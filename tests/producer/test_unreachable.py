@@ -12,7 +12,7 @@ import pytest
 from bullbridge import Producer
 from bullbridge.errors import RedisUnavailable
 from bullbridge.flows import FlowJob, FlowProducer
-from bullbridge.redis_server import PrivateRedis, free_port
+from bullbridge.testing.redis_server import PrivateRedis, free_port
 
 TIMEOUT = 0.3
 

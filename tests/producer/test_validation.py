@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from bullbridge import Producer
+from bullbridge.connection.resp import RespClient
 from bullbridge.errors import InvalidJobOptions, NotJsonSafe, ScriptError
 from bullbridge.flows import FlowJob, FlowProducer
 from bullbridge.options import PRIORITY_LIMIT, Parent
 from bullbridge.producer import JobSpec
-from bullbridge.resp import RespClient
 
 from .conftest import queue_keys
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from bullbridge import Producer, Worker, WorkerSettings
-from bullbridge.cluster import slot_of
+from bullbridge.connection.cluster import slot_of
 from bullbridge.errors import CrossSlotError
-from bullbridge.redis_server import PrivateCluster
+from bullbridge.testing.redis_server import PrivateCluster
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ async def test_shared_prefix_tag_puts_all_queues_on_one_slot(cluster: PrivateClu
 def _owner(cluster: PrivateCluster, slot: int) -> str:
     import subprocess
 
-    from bullbridge.redis_server import find_redis_binary
+    from bullbridge.testing.redis_server import find_redis_binary
 
     out = subprocess.run([find_redis_binary("redis-cli"), "-p", str(cluster.nodes[0].port), "cluster", "slots"],
                          capture_output=True, text=True, check=True).stdout.split()
@@ -109,7 +109,7 @@ async def test_the_conformance_scenarios_pass_on_a_cluster_both_ways(cluster: Pr
     """The interop suite's core on Redis Cluster: 24 scenarios, Node and Python both
     ways (the Node driver on an ioredis Cluster, bullbridge routing by slot), under
     a tagged prefix so flows and limits share one slot."""
-    from bullbridge.testing.conformance import check
+    from bullbridge.conformance import check
 
     report = await check(cluster.url, prefix="{bbc}", concurrency=2)
     failed = [f"{r.scenario}[{r.direction}]: {r.error}" for r in report.results if r.status != "pass"]

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from bullbridge import Producer, Worker, WorkerSettings
-from bullbridge.redis_server import PrivateSentinel
+from bullbridge.testing.redis_server import PrivateSentinel
 from tests.worker.impls import wait_until
 
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bullbridge.connection import connect
+from bullbridge.connection.resp import RespClient
 from bullbridge.keys import QueueKeys
-from bullbridge.resp import RespClient
 
 
 @pytest.fixture

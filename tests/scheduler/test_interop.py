@@ -11,8 +11,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from bullbridge.connection.resp import RespClient
 from bullbridge.keys import QueueKeys
-from bullbridge.resp import RespClient
 from bullbridge.scheduler import Declaration, Schedule, sync
 from bullbridge.testing.node import NodeDriver
 from tests.scheduler.helpers import scheduled_handler, wait_until

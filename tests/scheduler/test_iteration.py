@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bullbridge import codec
+from bullbridge.connection.resp import RespClient
 from bullbridge.job import Job, fields_to_dict
 from bullbridge.keys import QueueKeys
-from bullbridge.resp import RespClient
 from bullbridge.scheduler import (
     Declaration,
     LegacyRepeatableJob,

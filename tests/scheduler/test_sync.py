@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from bullbridge import codec
+from bullbridge.connection.resp import RespClient
 from bullbridge.keys import QueueKeys
 from bullbridge.options import Backoff, JobOptions
-from bullbridge.resp import RespClient
 from bullbridge.scheduler import Declaration, OwnershipConflict, Schedule, sync
 from bullbridge.scheduler.store import owners_key, read_schedulers
 from bullbridge.scheduler.timing import Repeat, pattern_next_millis

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bullbridge.conformance import SCENARIOS, CheckReport, ScenarioResult
 from bullbridge.connection import connect
-from bullbridge.testing.conformance import SCENARIOS, CheckReport, ScenarioResult
 from tests.testing.conftest import OWN_NODE_MODULES
 
 

@@ -34,13 +34,13 @@ from typing import Any
 
 from aiohttp import web
 
+from bullbridge.connection.resp import RespConnectionError, RespError
 from bullbridge.monitor.actions import ActionResult
 from bullbridge.monitor.format import parse_duration_ms
 from bullbridge.monitor.jobs import STATES
 from bullbridge.monitor.monitor import Monitor
 from bullbridge.monitor.reader import MonitorError
 from bullbridge.monitor.web import pages
-from bullbridge.resp import RespConnectionError, RespError
 from bullbridge.scripts import now_ms
 
 log = logging.getLogger("bullbridge.monitor.web")

@@ -5,29 +5,49 @@ name or prefix carries a ``{tag}``. That makes routing simple: a client that
 serves one queue talks to the master owning that queue's slot. The resolver
 asks any known node (``CLUSTER SLOTS``) which master that is, on every
 (re)connect; a ``MOVED`` reply (resharding, failover) makes the client drop
-its connection, resolve again and retry - see :class:`~bullbridge.resp.RespClient`.
+its connection, resolve again and retry - see :class:`~bullbridge.connection.resp.RespClient`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.crc import key_slot
-
-from bullbridge.resp import Arg, Endpoint, RespClient, RespConnection, RespConnectionError, RespError
+from bullbridge.connection.resp import Arg, Endpoint, RespClient, RespConnection, RespConnectionError, RespError
 
 if TYPE_CHECKING:
-    from bullbridge.connection import ConnectionSettings
+    from bullbridge.connection.settings import ConnectionSettings
 
-log = logging.getLogger("bullbridge.cluster")
+log = logging.getLogger("bullbridge.connection.cluster")
+
+
+def hash_tag(key: str) -> str:
+    """The part of a key Redis Cluster hashes: the first non-empty ``{...}``."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1:end]
+    return key
+
+
+def queue_keys_share_slot(prefix: str, queue: str) -> bool:
+    """Whether every key of a queue (``<prefix>:<queue>:<suffix>``) hashes alike.
+
+    They do exactly when a ``{tag}`` sits in the prefix or in the queue name, so
+    that the varying suffix is never what gets hashed."""
+    probe_a = f"{prefix}:{queue}:wait"
+    probe_b = f"{prefix}:{queue}:1234:lock"
+    return hash_tag(probe_a) == hash_tag(probe_b) and hash_tag(probe_a) != probe_a
 
 
 def slot_of(key: str) -> int:
-    """The hash slot of a key (CRC16 of its ``{tag}`` or of the whole key)."""
-    return int(key_slot(key.encode()))
+    """The hash slot of a key: CRC16 (XMODEM, which ``binascii.crc_hqx`` computes)
+    of its ``{tag}`` or of the whole key, modulo 16384 - as Redis computes it."""
+    return binascii.crc_hqx(hash_tag(key).encode(), 0) % 16384
 
 
 #: Where the first key sits in commands bullbridge's tools send (index in the args).

@@ -21,11 +21,11 @@ from typing import Any
 
 from bullbridge import Producer, Worker, WorkerSettings
 from bullbridge.connection import connect
-from bullbridge.resp import RespClient
+from bullbridge.connection.resp import RespClient
 from bullbridge.testing.interop import eventually
 from bullbridge.testing.node import NodeDriver
 
-log = logging.getLogger("bullbridge.testing.conformance")
+log = logging.getLogger("bullbridge.conformance")
 
 N2P = "N->P"
 P2N = "P->N"

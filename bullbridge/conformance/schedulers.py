@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from bullbridge.testing.conformance.framework import N2P, P2N, Ctx, scenario, wait_until
+from bullbridge.conformance.framework import N2P, P2N, Ctx, scenario, wait_until
 
 # --- schedulers --------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from bullbridge.testing.conformance.framework import (
+from bullbridge.conformance.framework import (
     DIRECTIONS,
     SCENARIO_TIMEOUT,
     Scenario,
@@ -27,7 +27,7 @@ from bullbridge.testing.conformance.framework import (
     run_scenario,
     select,
 )
-from bullbridge.testing.conformance.known import known_differences, note_for
+from bullbridge.conformance.known import known_differences, note_for
 from bullbridge.testing.interop import delete_prefix, new_prefix
 from bullbridge.testing.node import NodeDriver
 

@@ -1,6 +1,6 @@
-"""``bullbridge demo``: the seed's background-jobs layer, Node and Python side by side.
+"""``make demo``: the seed's background-jobs layer, Node and Python side by side.
 
-``bullbridge demo`` (``make demo``) runs the reference app of a checkout -
+``python -m examples.layer15.demo`` (``make demo``) runs the reference app of a checkout -
 ``examples/layer15`` (Python) and ``interop/layer15`` (Node) - on a private
 Redis, or on ``BULLBRIDGE_REDIS_URL`` under a key prefix of its own that is
 deleted afterwards:
@@ -20,8 +20,8 @@ deleted afterwards:
    (:mod:`bullbridge.monitor`), the schedules, and the migration report of
    the email queue.
 
-``bullbridge demo --quick`` is the short two-direction exchange (Node enqueues
-for a Python worker, Python for a Node worker).
+``bullbridge demo`` (which works from an installed wheel too) is the short
+two-direction exchange (Node enqueues for a Python worker, Python for a Node worker).
 
 Exit status: 0 unless a job did not finish or a process did not stop cleanly.
 The targets are reported, not enforced: on a busy machine they may be missed.
@@ -44,20 +44,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
+from bullbridge.connection import redis_url_from_env
 from bullbridge.monitor import FinishedJob, FinishedSample, MigrationReport, Monitor, Percentiles, SchedulerInfo
 from bullbridge.monitor import format as fmt
 from bullbridge.monitor.languages import NODE, PYTHON
 from bullbridge.producer import Producer
-from bullbridge.redis_server import PrivateRedis, _die_with_parent, redis_url_from_env
-from bullbridge.testing.node import NodeDriver
-from bullbridge.worker import Worker, WorkerSettings
+from bullbridge.testing.redis_server import PrivateRedis, die_with_parent
 
 # --- the layer: what the demo knows about examples/layer15 and interop/layer15 ----------
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "interop" / "layer15"
 QUEUES = ("email", "image-processing", "data-sync", "analytics", "notifications")
 PYTHON_QUEUES = ("email", "image-processing", "data-sync", "analytics")
@@ -120,7 +119,7 @@ class Child:
         with open(log_path, "wb") as log:
             process = await asyncio.create_subprocess_exec(
                 *argv, cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                preexec_fn=_die_with_parent)
+                preexec_fn=die_with_parent)
         return cls(label, tuple(argv), log_path, process)
 
     @property
@@ -601,7 +600,7 @@ def render_result(result: LayerResult) -> str:
 
 
 async def run_layer_demo(params: LayerParams = LayerParams(), out: TextIO = sys.stdout) -> int:
-    """``bullbridge demo``: the layer on a private Redis (or ``BULLBRIDGE_REDIS_URL``); the exit status."""
+    """``make demo``: the layer on a private Redis (or ``BULLBRIDGE_REDIS_URL``); the exit status."""
     url = redis_url_from_env()
     server = None
     shared = url is not None
@@ -634,126 +633,22 @@ async def run_layer_demo(params: LayerParams = LayerParams(), out: TextIO = sys.
     return 1
 
 
-# --- bullbridge demo --quick: the two directions -------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m examples.layer15.demo [--seconds S] [--scale X]``; the exit status."""
+    import argparse
 
-
-@dataclass
-class Direction:
-    label: str
-    total: int
-    done: int = 0
-    failed: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    finished: float | None = None
-
-    @property
-    def wall(self) -> float:
-        return (self.finished or time.perf_counter()) - self.started
-
-
-def _bar(dirs: list[Direction], width: int = 24) -> str:
-    parts = []
-    for d in dirs:
-        filled = int(width * d.done / d.total) if d.total else width
-        parts.append(f"{d.label} [{'#' * filled}{'.' * (width - filled)}] {d.done}/{d.total}")
-    return "  ".join(parts)
-
-
-async def run_demo(jobs: int = 200, out: TextIO = sys.stdout) -> int:
-    """The quick demo; returns the exit status (0 when every job completed)."""
-    url = redis_url_from_env()
-    server = None
-    if url is None:
-        server = PrivateRedis().start()
-        url = server.url
-    try:
-        return await _demo(url, jobs, out)
-    finally:
-        if server is not None:
-            server.stop()
-
-
-async def _demo(url: str, jobs: int, out: TextIO) -> int:
-    stamp = f"{int(time.time())}"
-    n2p_queue, p2n_queue = f"demo-n2p-{stamp}", f"demo-p2n-{stamp}"
-    n2p, p2n = Direction("Node->Python", jobs), Direction("Python->Node", jobs)
-    print(f"bullbridge demo on {url}: {jobs} jobs each way", file=out)
-    async with NodeDriver(url) as node:
-        print(f"Node BullMQ {node.bullmq_version} ready", file=out)
-        worker = Worker(n2p_queue, connection=url, settings=WorkerSettings(concurrency=8, name="demo"))
-
-        @worker.handler("thumbnail")
-        async def thumbnail(job: Any) -> dict[str, Any]:
-            await job.update_progress(50)
-            side = int(job.data["size"])
-            return {"image": job.data["image"], "thumb": f"{side // 4}x{side // 4}"}
-
-        def finished(job: Any, *_: Any) -> None:
-            n2p.done += 1
-            if n2p.done + n2p.failed >= n2p.total:
-                n2p.finished = time.perf_counter()
-
-        def failed(job: Any, *_: Any) -> None:
-            n2p.failed += 1
-            finished(job)
-            n2p.done -= 1
-
-        worker.on("completed", finished)
-        worker.on("failed", failed)
-        await worker.start()
-        handle = await node.start_worker(
-            p2n_queue, "async job => ({ to: job.data.to, words: job.data.body.split(' ').length })", concurrency=8)
-        producer = Producer(p2n_queue, connection=url)
-        try:
-            await node.call("queue.addBulk", queue=n2p_queue, jobs=[
-                {"name": "thumbnail", "data": {"image": f"img-{i}.png", "size": 1024}} for i in range(jobs)])
-            enqueued = await producer.enqueue_bulk(
-                [("email", {"to": f"user{i}@example.com", "body": "hello from python"}) for i in range(jobs)])
-            results = asyncio.ensure_future(asyncio.gather(
-                *(producer.wait_for(e.id, timeout=60) for e in enqueued)))
-            tty = out.isatty()
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                p2n.done = sum(1 for e in node.events[handle] if e.event == "completed")
-                p2n.failed = sum(1 for e in node.events[handle] if e.event == "failed")
-                if p2n.done + p2n.failed >= jobs and p2n.finished is None:
-                    p2n.finished = time.perf_counter()
-                print(("\r" if tty else "") + _bar([n2p, p2n]), end="" if tty else "\n", file=out, flush=True)
-                if n2p.finished and p2n.finished:
-                    break
-                await asyncio.sleep(0.1 if tty else 1.0)
-            if tty:
-                print(file=out)
-            outcomes = await results
-        finally:
-            await producer.close()
-            await node.close_worker(handle)
-            await worker.close(timeout=10)
-    p2n_failed = sum(1 for o in outcomes if o.state != "completed")
-    rows = [
-        ("direction", "jobs", "completed", "failed", "wall s", "jobs/s"),
-        *[(d.label, str(d.total), str(d.done), str(d.failed), f"{d.wall:.2f}", f"{d.done / d.wall:,.0f}")
-          for d in (n2p, p2n)],
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    print(file=out)
-    for i, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)), file=out)
-        if i == 0:
-            print("  ".join("-" * w for w in widths), file=out)
-    ok = n2p.done == jobs and p2n.done == jobs and p2n_failed == 0
-    print(f"\n{'all jobs completed' if ok else 'SOME JOBS DID NOT COMPLETE'}", file=out)
-    return 0 if ok else 1
-
-
-def main(jobs: int = 200, *, quick: bool = False, params: LayerParams | None = None) -> int:
-    """``bullbridge demo``: the layer (the quick exchange when ``quick`` or outside a checkout)."""
-    if not quick and not layer_available():
-        print("bullbridge demo: the reference app (examples/layer15, interop/layer15) is part of a bullbridge "
-              "checkout; running the quick demo instead\n")
-        quick = True
+    parser = argparse.ArgumentParser(prog="python -m examples.layer15.demo", description=(
+        "Run the reference app (examples/layer15 + interop/layer15): Python and Node workers on five queues, "
+        "the email queue served by both, a Node producer at ~2,000 jobs/min, a live view, then the seed's "
+        "targets measured from the jobs and the email queue's migration report. Uses BULLBRIDGE_REDIS_URL when "
+        "set (under a prefix of its own, deleted afterwards)."))
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long the producer runs (default 60)")
+    parser.add_argument("--scale", type=float, default=1.0, help="producer load: 1 = ~2,000 jobs/min (default 1)")
+    args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        if quick:
-            return asyncio.run(run_demo(jobs))
-        return asyncio.run(run_layer_demo(params or LayerParams()))
+        return asyncio.run(run_layer_demo(LayerParams(seconds=args.seconds, scale=args.scale)))
     return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

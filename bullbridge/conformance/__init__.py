@@ -20,8 +20,8 @@ one Redis, in both directions, and asserts what the *other* language observes:
 compatibility matrix (``compat/``) runs the same :data:`SCENARIOS` per version pair.
 """
 
-from bullbridge.testing.conformance import flows, jobs, limits, options, schedulers, stalls  # noqa: F401  (registers)
-from bullbridge.testing.conformance.framework import (
+from bullbridge.conformance import flows, jobs, limits, options, schedulers, stalls  # noqa: F401  (registers)
+from bullbridge.conformance.framework import (
     DATA,
     DIRECTIONS,
     N2P,
@@ -40,8 +40,8 @@ from bullbridge.testing.conformance.framework import (
     select,
     wait_until,
 )
-from bullbridge.testing.conformance.known import known_differences
-from bullbridge.testing.conformance.runner import CheckReport, check
+from bullbridge.conformance.known import known_differences
+from bullbridge.conformance.runner import CheckReport, check
 
 #: The report's order of the feature areas.
 GROUPS = ("jobs", "options", "flows", "schedulers", "limits", "stalls")

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from bullbridge import Worker, WorkerSettings
-from bullbridge.testing.conformance.framework import N2P, P2N, Ctx, scenario
+from bullbridge.conformance.framework import N2P, P2N, Ctx, scenario
 from bullbridge.testing.node import NodeDriver
 
 #: A Python worker in a process of its own, to be SIGKILLed mid-job.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bullbridge.testing.conformance.framework import N2P, P2N, Ctx, scenario
+from bullbridge.conformance.framework import N2P, P2N, Ctx, scenario
 
 
 @scenario("flow", N2P, "a flow added by Node: children run on Python, the parent on Node reads their values")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-log = logging.getLogger("bullbridge.testing.conformance.known")
+log = logging.getLogger("bullbridge.conformance.known")
 
 
 def known_differences(node_version: str) -> dict[str, str]:

@@ -29,21 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from bullbridge.errors import PrivateRedisError
+from bullbridge.connection.settings import ENV_URLS
+from bullbridge.errors import BullbridgeError
 
-log = logging.getLogger("bullbridge.redis_server")
+log = logging.getLogger("bullbridge.testing.redis_server")
 
-ENV_URLS = ("BULLBRIDGE_REDIS_URL", "REDIS_URL")
 ENV_BINARY = "BULLBRIDGE_REDIS_SERVER"
 
 
-def redis_url_from_env() -> str | None:
-    """The Redis URL the user configured, if any."""
-    for name in ENV_URLS:
-        value = os.environ.get(name)
-        if value:
-            return value
-    return None
+class PrivateRedisError(BullbridgeError):
+    """A private redis-server (for tests and the demo) could not be started."""
 
 
 def embedded_binary(name: str = "redis-server") -> str | None:
@@ -109,7 +104,7 @@ def free_cluster_port() -> int:
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Ask Linux to SIGTERM this child when its parent dies (even by SIGKILL)."""
     if sys.platform.startswith("linux"):
         try:
@@ -179,7 +174,7 @@ class PrivateRedis:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             self.port = port
             if self._wait_ready():
@@ -365,7 +360,7 @@ class PrivateSentinel:
                 node.binary = find_redis_binary()
                 node.process = subprocess.Popen([node.binary, str(conf), "--sentinel"], stdin=subprocess.DEVNULL,
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                                preexec_fn=_die_with_parent)
+                                                preexec_fn=die_with_parent)
                 if not node._wait_ready():
                     raise PrivateRedisError("a sentinel did not start")
                 self.sentinel_nodes.append(node)

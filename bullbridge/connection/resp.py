@@ -35,7 +35,7 @@ from typing import Any
 
 import hiredis
 
-log = logging.getLogger("bullbridge.resp")
+log = logging.getLogger("bullbridge.connection.resp")
 
 Arg = bytes | str | int | float
 _pack = hiredis.pack_command

@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 from bullbridge import Producer
+from bullbridge.conformance.framework import N2P, P2N, Ctx, holds, scenario, wait_until
 from bullbridge.errors import JobTimeout
-from bullbridge.testing.conformance.framework import N2P, P2N, Ctx, holds, scenario, wait_until
 
 # --- global rate limit and concurrency -----------------------------------------------------------
 

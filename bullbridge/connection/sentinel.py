@@ -1,7 +1,7 @@
 """Resolve the current master through Redis Sentinel, for the pipelining client.
 
 redis-py's Sentinel support serves the redis-py client; this module gives the
-same to :class:`~bullbridge.resp.RespClient`: before every (re)connect it asks
+same to :class:`~bullbridge.connection.resp.RespClient`: before every (re)connect it asks
 the sentinels, in turn, which address is the master now, so workers and
 producers follow a failover by themselves.
 """
@@ -15,12 +15,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from bullbridge.aio import cancel_and_wait
-from bullbridge.resp import Endpoint, RespConnection, RespConnectionError, RespError
+from bullbridge.connection.resp import Endpoint, RespConnection, RespConnectionError, RespError
 
 if TYPE_CHECKING:
-    from bullbridge.connection import ConnectionSettings
+    from bullbridge.connection.settings import ConnectionSettings
 
-log = logging.getLogger("bullbridge.sentinel")
+log = logging.getLogger("bullbridge.connection.sentinel")
 
 
 def master_resolver(settings: ConnectionSettings) -> Callable[[], Awaitable[Endpoint]]:

@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from bullbridge.testing.conformance.framework import DATA, N2P, P2N, RESULT, Ctx, js, scenario
+from bullbridge.conformance.framework import DATA, N2P, P2N, RESULT, Ctx, js, scenario
 
 
 @scenario("plain_job", N2P, "data added by Node reaches a Python handler intact")

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Awaitable
 from typing import Any
 
-from bullbridge.testing.conformance.framework import N2P, P2N, Ctx, scenario, wait_until
+from bullbridge.conformance.framework import N2P, P2N, Ctx, scenario, wait_until
 
 # --- every option, as each side stores and reads it -------------------------------------------
 
