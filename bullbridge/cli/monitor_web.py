@@ -84,8 +84,8 @@ def run_dashboard(args: argparse.Namespace) -> int:
     try:
         from aiohttp import web
 
+        from bullbridge.dashboard import create_app
         from bullbridge.monitor import Monitor
-        from bullbridge.monitor.web import create_app
     except ImportError as exc:
         return _missing(exc.name or "aiohttp")
     token = args.token or os.environ.get(TOKEN_ENV) or None

@@ -7,7 +7,7 @@
   pause/resume, drain, through BullMQ's own scripts;
 * :mod:`bullbridge.monitor.prometheus` - a Prometheus exporter (needs
   ``prometheus-client``; aiohttp or any ASGI server);
-* :mod:`bullbridge.monitor.web` - the web dashboard (needs ``aiohttp``).
+* :mod:`bullbridge.dashboard` - the web dashboard (needs ``aiohttp``).
 
 The core package never imports this one, and this one imports neither
 ``prometheus_client`` nor ``aiohttp`` until those modules are used.

@@ -14,9 +14,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from bullbridge.dashboard import create_app
 from bullbridge.monitor import Monitor
 from bullbridge.monitor import format as fmt
-from bullbridge.monitor.web import create_app
 from bullbridge.testing.node import NodeDriver
 from tests.monitor.helpers import Fake, inject, now_ms
 

@@ -201,7 +201,7 @@ async def test_core_never_imports_the_web_parts() -> None:
     import sys
 
     code = ("import sys, bullbridge, bullbridge.monitor, bullbridge.cli.monitor; "
-            "print(sorted(m for m in ('aiohttp', 'prometheus_client', 'bullbridge.monitor.web', "
+            "print(sorted(m for m in ('aiohttp', 'prometheus_client', 'bullbridge.dashboard', "
             "'bullbridge.monitor.prometheus') if m in sys.modules))")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()

@@ -6,6 +6,6 @@ Nothing else in bullbridge imports this package; it needs ``aiohttp``.
 serves one.
 """
 
-from bullbridge.monitor.web.app import MONITOR_KEY, create_app, run_action
+from bullbridge.dashboard.app import MONITOR_KEY, create_app, run_action
 
 __all__ = ["MONITOR_KEY", "create_app", "run_action"]

@@ -14,6 +14,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from bullbridge.dashboard import charts
 from bullbridge.monitor import format as fmt
 from bullbridge.monitor.jobs import STATES, JobDetail, JobPage
 from bullbridge.monitor.migration import LanguageStats
@@ -21,7 +22,6 @@ from bullbridge.monitor.monitor import QueueStats
 from bullbridge.monitor.sample import FinishedSample, Percentiles
 from bullbridge.monitor.schedulers import SchedulerPage
 from bullbridge.monitor.throughput import MINUTE_MS
-from bullbridge.monitor.web import charts
 from bullbridge.monitor.workers import WorkerInfo
 
 STATE_LABELS = {"waiting": "waiting", "active": "active", "delayed": "delayed", "prioritized": "prioritized",

@@ -35,15 +35,15 @@ from typing import Any
 from aiohttp import web
 
 from bullbridge.connection.resp import RespConnectionError, RespError
+from bullbridge.dashboard import pages
 from bullbridge.monitor.actions import ActionResult
 from bullbridge.monitor.format import parse_duration_ms
 from bullbridge.monitor.jobs import STATES
 from bullbridge.monitor.monitor import Monitor
 from bullbridge.monitor.reader import MonitorError
-from bullbridge.monitor.web import pages
 from bullbridge.scripts import now_ms
 
-log = logging.getLogger("bullbridge.monitor.web")
+log = logging.getLogger("bullbridge.dashboard")
 
 STATIC = Path(__file__).parent / "static"
 MONITOR_KEY: web.AppKey[Monitor] = web.AppKey("bullbridge_monitor", Monitor)
