@@ -21,8 +21,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bullbridge.aio import cancel_and_wait
+from bullbridge.clock import now_ms
 from bullbridge.connection import RedisConnector
 from bullbridge.connection.resp import RespClient, RespConnectionError, RespError
+from bullbridge.keys import glob_escape, scan
 
 log = logging.getLogger("bullbridge.health")
 
@@ -82,7 +84,7 @@ class Heartbeat:
             self.client.connection_soon()
             return False
         report = self.report()
-        report.ts = int(time.time() * 1000)
+        report.ts = now_ms()
         try:
             await asyncio.wait_for(self.client.execute("SET", self.key, report.to_json(), "PX",
                                                        int(self.interval * 3000)), self.interval)
@@ -113,15 +115,9 @@ async def read_reports(connector: RedisConnector, prefix: str = "bull") -> list[
     client = connector.fast("bullbridge-check", retry_for=5.0)
     try:
         reports: list[HealthReport] = []
-        cursor = b"0"
-        pattern = health_key(prefix, "*")
-        while True:
-            cursor, keys = await client.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 500)
-            if keys:
-                values = await client.execute("MGET", *keys)
-                reports.extend(HealthReport.from_json(v) for v in values if v)
-            if cursor in (b"0", 0, "0"):
-                break
+        async for keys in scan(client, health_key(glob_escape(prefix), "*")):
+            values = await client.execute("MGET", *keys)
+            reports.extend(HealthReport.from_json(v) for v in values if v)
         return sorted(reports, key=lambda r: r.name)
     finally:
         await client.close()

@@ -10,9 +10,15 @@ redis-py, ~20 MB) out of every worker and producer process.
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from bullbridge.errors import ConfigurationError
+
+#: Worker names written by bullbridge start with ``bullbridge:``, in CLIENT LIST and
+#: in each job's ``pb`` (processed-by) field: how the monitor tells languages apart.
+PY_MARKER = "bullbridge"
 
 #: BullMQ's queue structures (the port's ``QueueKeys.getKeys`` list, in its order).
 KEY_TYPES = ("", "active", "wait", "waiting-children", "paused", "completed", "failed", "delayed", "repeat",
@@ -67,3 +73,44 @@ class QueueKeys:
         encoded = base64.b64encode(self.name.encode()).decode()
         base = f"{self.prefix}:{encoded}"
         return f"{base}:w:{worker_name}" if worker_name else base
+
+
+# --- finding keys ----------------------------------------------------------------------
+
+#: Characters a Redis ``MATCH`` pattern treats as wildcards.
+GLOB_SPECIAL = frozenset("*?[]\\")
+#: Keys asked of the server per ``SCAN`` step.
+SCAN_COUNT = 1000
+
+
+class Executes(Protocol):
+    """Anything that sends one Redis command and returns its reply."""
+
+    async def execute(self, *args: Any) -> Any: ...
+
+
+def glob_escape(literal: str) -> str:
+    """``literal`` with every glob metacharacter escaped, for a ``MATCH`` pattern
+    (a prefix such as ``{bull}`` or ``my*app`` then matches only itself)."""
+    return "".join("\\" + ch if ch in GLOB_SPECIAL else ch for ch in literal)
+
+
+async def scan(client: Executes, pattern: str, *, count: int = SCAN_COUNT) -> AsyncIterator[list[bytes]]:
+    """Batches of the keys matching ``pattern``, one per ``SCAN`` step - never
+    ``KEYS``, which blocks Redis for as long as the whole keyspace takes.
+
+    ``pattern`` is a glob: escape literal parts with :func:`glob_escape`."""
+    cursor: Any = b"0"
+    while True:
+        cursor, keys = await client.execute("SCAN", cursor, "MATCH", pattern, "COUNT", count)
+        if keys:
+            yield list(keys)
+        if cursor in (b"0", "0", 0):
+            return
+
+
+def prefix_pattern(prefix: str) -> str:
+    """The ``MATCH`` pattern of every key under ``<prefix>:``."""
+    if not prefix:
+        raise ConfigurationError("an empty prefix would match every key")
+    return glob_escape(prefix) + ":*"

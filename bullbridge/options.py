@@ -40,6 +40,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+from bullbridge.clock import datetime_ms, now_ms
 from bullbridge.errors import InvalidJobOptions
 
 #: Node's ``PRIORITY_LIMIT``: priorities are 0 (none) .. 2**21 - 1.
@@ -80,14 +81,10 @@ def epoch_ms(value: int | datetime) -> int:
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise InvalidJobOptions("give the datetime a tzinfo: a naive datetime is ambiguous between hosts")
-        return round(value.timestamp() * 1000)
+        return datetime_ms(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidJobOptions(f"timestamps are epoch milliseconds (int >= 0) or aware datetimes, got {value!r}")
     return value
-
-
-def now_ms() -> int:
-    return round(datetime.now(UTC).timestamp() * 1000)
 
 
 def now_utc() -> datetime:

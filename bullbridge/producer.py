@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bullbridge import codec as codec_module
 from bullbridge import scripts
+from bullbridge.clock import now_ms
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
 from bullbridge.connection.resp import Arg, RespClient, RespConnectionError, RespError
 from bullbridge.errors import ConfigurationError, InvalidJobOptions, JobNotFound, RedisUnavailable, ScriptError
@@ -89,7 +90,7 @@ def prepare_add(qs: scripts.QueueScripts, json_codec: codec_module.JsonCodec, na
         raise InvalidJobOptions(
             f"the size of job {name!r} ({len(data_json)} bytes of JSON) exceeds its size_limit of "
             f"{opts.size_limit} bytes (Node: 'The size of job {name} exceeds the limit {opts.size_limit} bytes')")
-    timestamp = opts.timestamp if isinstance(opts.timestamp, int) else scripts.now_ms()
+    timestamp = opts.timestamp if isinstance(opts.timestamp, int) else now_ms()
     encoded = opts.to_bullmq(timestamp, parent_last=flow_node)
     parent = opts.parent if isinstance(opts.parent, Parent) else None
     dedup = opts.deduplication if isinstance(opts.deduplication, Deduplication) else None

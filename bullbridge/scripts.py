@@ -13,7 +13,6 @@ differences and are listed there).
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -22,6 +21,7 @@ from typing import Any
 
 import msgpack
 
+from bullbridge.clock import now_ms
 from bullbridge.connection.resp import Arg, RespClient, RespConnection, RespError
 from bullbridge.errors import LockLost, ScriptError
 from bullbridge.keys import QueueKeys
@@ -95,10 +95,6 @@ def evalsha_command(name: str, keys: Sequence[Arg], args: Sequence[Arg]) -> tupl
     """The EVALSHA command tuple, for pipelines and transactions."""
     s = script(name)
     return ("EVALSHA", s.sha, len(keys), *keys, *args)
-
-
-def now_ms() -> int:
-    return round(time.time() * 1000)
 
 
 pack = msgpack.Packer(use_bin_type=True).pack

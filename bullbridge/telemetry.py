@@ -97,6 +97,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bullbridge import codec as codec_module
+from bullbridge.clock import now_ms
 from bullbridge.errors import ConfigurationError, CorruptJob, DelayJob, NotJsonSafe, RateLimited, WaitingChildren
 from bullbridge.options import JobOptions
 from bullbridge.options import Telemetry as JobTelemetry
@@ -378,7 +379,7 @@ class OtelTelemetry:
             if self._duration is None:
                 self._duration = meter.create_histogram(MetricNames.JOB_DURATION, unit="ms",
                                                         description="Job processing duration")
-            self._duration.record(max(0, round(time.time() * 1000) - processed_on), attributes)
+            self._duration.record(max(0, now_ms() - processed_on), attributes)
 
     def record_job_counts(self, queue: str, counts: Mapping[str, int]) -> None:
         """Node's ``Queue.recordJobCountsMetric``: the gauge ``bullmq.queue.jobs``
@@ -516,7 +517,7 @@ class Attempt:
         from opentelemetry import context
 
         self.owner._attempts.pop(id(self.job), None)
-        attributes: dict[str, AttributeValue] = {A.JOB_ATTEMPT_FINISHED_TIMESTAMP: round(time.time() * 1000)}
+        attributes: dict[str, AttributeValue] = {A.JOB_ATTEMPT_FINISHED_TIMESTAMP: now_ms()}
         try:
             processed_on = self.job.processed_on
         except CorruptJob:

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bullbridge.clock import datetime_ms, now_ms
+
 if TYPE_CHECKING:
     from bullbridge.monitor import JobDetail, MigrationReport, Monitor, QueueStats
 
@@ -34,7 +36,7 @@ def parse_since(value: str) -> int:
     if value.isdigit() and len(value) >= 12:
         return int(value)
     try:
-        return int(time.time() * 1000) - parse_duration_ms(value)
+        return now_ms() - parse_duration_ms(value)
     except argparse.ArgumentTypeError:
         pass
     try:
@@ -44,7 +46,7 @@ def parse_since(value: str) -> int:
             f"not a time: {value!r} (a duration back from now such as 1h, epoch ms, or ISO-8601)") from None
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{value!r} has no timezone: add Z or +hh:mm")
-    return int(moment.timestamp() * 1000)
+    return datetime_ms(moment)
 
 
 def connection_options() -> argparse.ArgumentParser:

@@ -20,7 +20,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from bullbridge.clock import datetime_ms, now_ms
 from bullbridge.codec import js_date
+from bullbridge.monitor.discovery import discover_queues
 
 
 def register(sub: Any) -> None:
@@ -62,7 +64,7 @@ def _parse_instant(text: str) -> int:
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return round(value.timestamp() * 1000)
+    return datetime_ms(value)
 
 
 def _iso(ms: int) -> str:
@@ -75,13 +77,12 @@ def _iso(ms: int) -> str:
 def run_preview(args: argparse.Namespace) -> int:
     from bullbridge.scheduler import InvalidSchedule, Repeat, fire_sequence
     from bullbridge.scheduler.cron import validate
-    from bullbridge.scheduler.timing import wall_clock_ms
 
     if args.n < 1:
         return _fail("-n must be at least 1")
     try:
         validate(args.pattern, args.tz)
-        start = _parse_instant(args.start) if args.start else wall_clock_ms()
+        start = _parse_instant(args.start) if args.start else now_ms()
     except InvalidSchedule as exc:
         return _fail(str(exc))
     except ValueError as exc:
@@ -99,21 +100,6 @@ def run_preview(args: argparse.Namespace) -> int:
 # --- list -----------------------------------------------------------------------------------
 
 
-async def _discover(client: Any, prefix: str) -> list[str]:
-    queues: set[str] = set()
-    cursor: Any = 0
-    pattern = f"{prefix}:*:repeat"
-    while True:
-        cursor, found = await client.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-        for raw in found:
-            key = raw.decode() if isinstance(raw, bytes) else str(raw)
-            name = key[len(prefix) + 1: -len(":repeat")]
-            if name and ":" not in name:
-                queues.add(name)
-        if int(cursor) == 0:
-            return sorted(queues)
-
-
 async def _list(args: argparse.Namespace) -> list[dict[str, Any]]:
     from bullbridge.connection import connect
     from bullbridge.keys import QueueKeys
@@ -122,7 +108,7 @@ async def _list(args: argparse.Namespace) -> list[dict[str, Any]]:
     connector = connect(args.redis)
     client = connector.fast("bullbridge:schedule-list")
     try:
-        queues = args.queues or await _discover(client, args.prefix)
+        queues = args.queues or await discover_queues(client, args.prefix, markers=("repeat",))
         rows: list[dict[str, Any]] = []
         for queue in queues:
             infos = await read_schedulers(client, QueueKeys(queue, args.prefix))

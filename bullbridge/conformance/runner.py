@@ -28,7 +28,7 @@ from bullbridge.conformance.framework import (
     select,
 )
 from bullbridge.conformance.known import known_differences, note_for
-from bullbridge.testing.interop import delete_prefix, new_prefix
+from bullbridge.testing.interop import count_prefix, delete_prefix, new_prefix
 from bullbridge.testing.node import NodeDriver
 
 
@@ -191,21 +191,10 @@ async def check(redis_url: str, *, node_modules: str | Path | None = None, only:
         await node.close()
         try:
             await delete_prefix(client, prefix)
-            left = await _count_keys(client, prefix)
+            left = await count_prefix(client, prefix)
         finally:
             await connector.close()
     report.keys_left = left
     report.seconds = round(time.monotonic() - started, 2)
     return report
 
-
-async def _count_keys(client: Any, prefix: str) -> int:
-    from bullbridge.testing.interop import _glob_escape
-
-    cursor: Any = b"0"
-    total = 0
-    while True:
-        cursor, keys = await client.execute("SCAN", cursor, "MATCH", _glob_escape(prefix) + ":*", "COUNT", 1000)
-        total += len(keys)
-        if cursor in (b"0", 0, "0"):
-            return total

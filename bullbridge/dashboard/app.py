@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bullbridge.clock import now_ms
 from bullbridge.connection.resp import RespConnectionError, RespError
 from bullbridge.dashboard import pages
 from bullbridge.monitor.actions import ActionResult
@@ -41,7 +42,6 @@ from bullbridge.monitor.format import parse_duration_ms
 from bullbridge.monitor.jobs import STATES
 from bullbridge.monitor.monitor import Monitor
 from bullbridge.monitor.reader import MonitorError
-from bullbridge.scripts import now_ms
 
 log = logging.getLogger("bullbridge.dashboard")
 

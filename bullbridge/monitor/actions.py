@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bullbridge import codec
+from bullbridge.clock import now_ms
 from bullbridge.errors import CorruptJob
 from bullbridge.keys import QueueKeys
 from bullbridge.monitor.jobs import state_key
 from bullbridge.monitor.reader import MonitorError, Reader, text
-from bullbridge.scripts import now_ms
 
 log = logging.getLogger("bullbridge.monitor.actions")
 

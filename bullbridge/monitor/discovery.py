@@ -10,42 +10,43 @@ on the server; the exact suffixes are checked here. Queue names cannot contain
 
 from __future__ import annotations
 
-from bullbridge.monitor.reader import Reader, text
+from collections.abc import Sequence
+
+from bullbridge.keys import Executes, glob_escape, scan
 
 DEFAULT_SCAN_COUNT = 2000
-_GLOB_SPECIAL = set("*?[]\\")
+#: The keys that mark a queue as existing.
+QUEUE_MARKERS = ("meta", "id")
 
 
-def glob_escape(value: str) -> str:
-    """Escape Redis glob metacharacters in a literal (a prefix such as ``{bull}`` is fine as is)."""
-    return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in value)
-
-
-def queue_from_key(key: str, prefix: str) -> str | None:
-    """``<prefix>:<queue>:meta`` or ``<prefix>:<queue>:id`` -> ``<queue>``, else ``None``."""
+def queue_from_key(key: str, prefix: str, suffixes: Sequence[str] = QUEUE_MARKERS) -> str | None:
+    """``<prefix>:<queue>:<suffix>`` -> ``<queue>`` for one of ``suffixes``, else ``None``."""
     head = prefix + ":"
     if not key.startswith(head):
         return None
     rest = key[len(head):]
-    for suffix in (":meta", ":id"):
-        if rest.endswith(suffix):
-            name = rest[: -len(suffix)]
+    for suffix in suffixes:
+        if rest.endswith(":" + suffix):
+            name = rest[: -len(suffix) - 1]
             if name and ":" not in name:
                 return name
     return None
 
 
-async def discover_queues(reader: Reader, prefix: str = "bull", *, count: int = DEFAULT_SCAN_COUNT) -> list[str]:
-    """Every queue under ``prefix``, sorted by name (a full SCAN: O(keys), in batches)."""
-    pattern = glob_escape(prefix) + ":*:[mi][ed]*"
+async def discover_queues(client: Executes, prefix: str = "bull", *, markers: Sequence[str] = QUEUE_MARKERS,
+                          count: int = DEFAULT_SCAN_COUNT) -> list[str]:
+    """Every queue under ``prefix`` that has one of the ``markers`` keys, sorted by
+    name (a full SCAN: O(keys), in batches). ``markers=("repeat",)`` finds the
+    queues that hold job schedulers."""
+    if tuple(markers) == QUEUE_MARKERS:
+        pattern = glob_escape(prefix) + ":*:[mi][ed]*"  # skips most job keys on the server
+    else:
+        pattern = glob_escape(prefix) + ":*:" + ("[" + "".join(sorted({m[0] for m in markers})) + "]*")
     found: set[str] = set()
-    cursor: bytes | str = b"0"
-    while True:
-        cursor, keys = await reader.execute("SCAN", cursor, "MATCH", pattern, "COUNT", count)
+    async for keys in scan(client, pattern, count=count):
         for raw in keys:
-            name = queue_from_key(text(raw) or "", prefix)
+            key = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            name = queue_from_key(key, prefix, markers)
             if name is not None:
                 found.add(name)
-        if cursor in (b"0", "0", 0):
-            break
     return sorted(found)

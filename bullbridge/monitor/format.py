@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from bullbridge.clock import now_ms
 from bullbridge.monitor.languages import NODE, PYTHON, PYTHON_PORT
 
 
@@ -55,11 +55,11 @@ def timestamp(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
-def relative(ms: int | None, now_ms: int | None = None) -> str:
+def relative(ms: int | None, now: int | None = None) -> str:
     """``in 3m04s`` / ``2h05m ago``."""
     if ms is None:
         return "-"
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    now = now if now is not None else now_ms()
     delta = ms - now
     return f"in {duration(delta)}" if delta >= 0 else f"{duration(-delta)} ago"
 

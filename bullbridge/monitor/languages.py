@@ -4,7 +4,7 @@ Two sources, both BullMQ's own:
 
 * a job hash's ``pb`` (processed-by) field, written by the ``moveToActive``
   script from the worker's ``name`` option. bullbridge workers call themselves
-  ``bullbridge:<name>`` (:data:`bullbridge.worker.settings.PY_MARKER`), so
+  ``bullbridge:<name>`` (:data:`bullbridge.keys.PY_MARKER`), so
   ``pb`` starting with ``bullbridge:`` means Python; any other ``pb`` is a named
   Node worker; no ``pb`` at all is an unnamed Node worker (or the plain Python
   port, which never sends a name: the two cannot be told apart from the job);
@@ -16,7 +16,7 @@ Node worker and was retried by a Python one counts for Python.
 
 from __future__ import annotations
 
-from bullbridge.worker.settings import PY_MARKER
+from bullbridge.keys import PY_MARKER
 
 PYTHON = "python"
 NODE = "node"

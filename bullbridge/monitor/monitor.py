@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bullbridge.clock import now_ms
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
 from bullbridge.connection.resp import RespError
 from bullbridge.keys import QueueKeys
@@ -50,7 +51,6 @@ from bullbridge.monitor.sample import DEFAULT_SAMPLE_SIZE, FinishedSample, Perce
 from bullbridge.monitor.schedulers import SchedulerInfo, SchedulerPage, read_scheduler, read_schedulers
 from bullbridge.monitor.throughput import DEFAULT_WINDOW_MINUTES, BullMetrics, Throughput, read_metrics, read_throughput
 from bullbridge.monitor.workers import WorkerInfo, count_by_language, read_workers
-from bullbridge.scripts import now_ms
 
 log = logging.getLogger("bullbridge.monitor")
 

@@ -40,12 +40,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from bullbridge.clock import now_ms
 from bullbridge.monitor.languages import language_of_job
 from bullbridge.monitor.monitor import Monitor
 from bullbridge.monitor.reader import integer, text
 from bullbridge.monitor.sample import FINISHED_STATES
 from bullbridge.monitor.workers import count_by_language
-from bullbridge.scripts import now_ms
 
 if TYPE_CHECKING:
     from aiohttp import web

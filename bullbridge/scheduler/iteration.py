@@ -30,12 +30,13 @@ import math
 from typing import Any
 
 from bullbridge import scripts
+from bullbridge.clock import now_ms
 from bullbridge.connection.resp import Arg, RespClient
 from bullbridge.job import Job
 from bullbridge.keys import QueueKeys
 from bullbridge.scheduler.errors import LegacyRepeatableJob, SchedulerError
 from bullbridge.scheduler.store import next_job_opts, scheduler_key
-from bullbridge.scheduler.timing import Repeat, pattern_next_millis, wall_clock_ms
+from bullbridge.scheduler.timing import Repeat, pattern_next_millis
 
 log = logging.getLogger("bullbridge.scheduler.iteration")
 
@@ -124,7 +125,7 @@ async def schedule_next_iteration(client: RespClient, keys: QueueKeys, job: Job)
     iteration = count + 1 if count else 1
     if "limit" in repeat and iteration > (_number(repeat.get("limit"), "limit") or 0):
         return None
-    now = wall_clock_ms()
+    now = now_ms()
     end_date = _number(repeat.get("endDate"), "endDate") if _js_truthy(repeat.get("endDate")) else None
     if end_date is not None and now > end_date:
         return None
@@ -150,7 +151,7 @@ async def schedule_next_iteration(client: RespClient, keys: QueueKeys, job: Job)
 
     filtered = {k: v for k, v in repeat.items() if k != "immediately"}
     merged = next_job_opts(node_job_opts(stored), scheduler_id=scheduler_id, next_millis=next_millis,
-                           repeat=filtered, count=iteration, offset=new_offset, now=wall_clock_ms())
+                           repeat=filtered, count=iteration, offset=new_offset, now=now_ms())
     k = keys
     script_keys: list[Arg] = [k["repeat"], k["delayed"], k["wait"], k["paused"], k["meta"], k["prioritized"],
                               k["marker"], k["id"], k["events"], k["pc"], k.job(job.id), k["active"]]
@@ -159,7 +160,7 @@ async def schedule_next_iteration(client: RespClient, keys: QueueKeys, job: Job)
         scheduler_id,
         job.fields.get(b"data") or b"{}",
         scripts.pack(merged),
-        wall_clock_ms(),
+        now_ms(),
         k.base,
         job.id,
     ]

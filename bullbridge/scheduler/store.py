@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bullbridge import codec, scripts
+from bullbridge.clock import now_ms
 from bullbridge.connection.resp import Arg, RespClient, RespError
 from bullbridge.errors import CorruptJob, ScriptError
 from bullbridge.keys import QueueKeys
 from bullbridge.scheduler.errors import InvalidSchedule, SchedulerError
 from bullbridge.scheduler.schedule import Schedule
-from bullbridge.scheduler.timing import pattern_next_millis, wall_clock_ms
+from bullbridge.scheduler.timing import pattern_next_millis
 
 log = logging.getLogger("bullbridge.scheduler.store")
 
@@ -281,7 +282,7 @@ def upsert_command(keys: QueueKeys, schedule: Schedule, *, now: int | None = Non
     """The EVALSHA of ``addJobScheduler`` that Node's ``Queue.upsertJobScheduler``
     would send for this schedule, or None when BullMQ would add nothing (a
     pattern with no run left before ``end_date``)."""
-    now = wall_clock_ms() if now is None else now
+    now = now_ms() if now is None else now
     if schedule.end_ms and schedule.end_ms < now:
         raise InvalidSchedule(f"schedule {schedule.id!r}: End date must be greater than current timestamp")
     repeat = schedule.repeat()
@@ -293,7 +294,7 @@ def upsert_command(keys: QueueKeys, schedule: Schedule, *, now: int | None = Non
     new_offset = schedule.offset_ms if schedule.every is not None and schedule.offset_ms else None
     template = schedule.template_opts()
     delayed = next_job_opts(template, scheduler_id=schedule.id, next_millis=next_millis,
-                            repeat=schedule.repeat_opts(), count=1, offset=new_offset, now=wall_clock_ms())
+                            repeat=schedule.repeat_opts(), count=1, offset=new_offset, now=now_ms())
     k = keys
     script_keys: list[Arg] = [k["repeat"], k["delayed"], k["wait"], k["paused"], k["meta"], k["prioritized"],
                               k["marker"], k["id"], k["events"], k["pc"], k["active"]]
@@ -304,7 +305,7 @@ def upsert_command(keys: QueueKeys, schedule: Schedule, *, now: int | None = Non
         schedule.data_json(),
         scripts.pack(template),
         scripts.pack(delayed),
-        wall_clock_ms(),
+        now_ms(),
         k.base,
         "",
     ]

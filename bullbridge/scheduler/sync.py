@@ -29,6 +29,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from bullbridge.clock import now_ms
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
 from bullbridge.connection.resp import RespClient
 from bullbridge.keys import QueueKeys
@@ -36,7 +37,6 @@ from bullbridge.scheduler import store
 from bullbridge.scheduler.declaration import Declaration
 from bullbridge.scheduler.errors import InvalidSchedule, OwnershipConflict, SchedulerError
 from bullbridge.scheduler.schedule import Schedule
-from bullbridge.scheduler.timing import wall_clock_ms
 
 log = logging.getLogger("bullbridge.scheduler.sync")
 
@@ -142,7 +142,7 @@ async def _sync_queue(client: RespClient, owner: str, keys: QueueKeys, declared:
     ours = {i for i, r in records.items() if r.owner == owner}
     ids = sorted({s.id for s in declared} | ours)
     live = await store.read_schedulers(client, keys, ids)
-    now = wall_clock_ms()
+    now = now_ms()
     active: dict[str, Schedule] = {}
     for schedule in declared:
         where = f"{keys.name}/{schedule.id}"

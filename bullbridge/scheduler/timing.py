@@ -17,16 +17,11 @@ is picked up on time (the next run is computed when the current one starts).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
+from bullbridge.clock import now_ms
 from bullbridge.scheduler.cron import CronIterator, parse
 from bullbridge.scheduler.errors import CronRangeError
-
-
-def wall_clock_ms() -> int:
-    """``Date.now()``."""
-    return round(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -62,7 +57,7 @@ def cron_next(millis: int, repeat: Repeat, *, clock: int | None = None) -> int |
     fields = parse(repeat.pattern, strict=repeat.strict, hash_seed=repeat.hash_seed)
     iterator = CronIterator(fields, current=current, tz=repeat.tz, start=start, end=repeat.end_date)
     if repeat.immediately:
-        return clock if clock is not None else wall_clock_ms()
+        return clock if clock is not None else now_ms()
     try:
         return iterator.next()
     except CronRangeError:

@@ -37,6 +37,7 @@ from typing import Any
 
 from bullbridge import codec as codec_module
 from bullbridge import scripts
+from bullbridge.clock import now_ms
 from bullbridge.connection.resp import RespClient
 from bullbridge.job import fields_to_dict
 from bullbridge.keys import QueueKeys
@@ -277,7 +278,7 @@ async def write_jobs(client: RespClient, jobs: Iterable[RecordedJob], *, prefix:
         opts = replay_opts(job.opts)
         custom = opts.get("jobId")
         script, keys, args = qs.add_job(job_id=str(custom) if custom else "", name=job.name,
-                                        timestamp=scripts.now_ms(), data_json=json_codec.encode(job.data),
+                                        timestamp=now_ms(), data_json=json_codec.encode(job.data),
                                         encoded_opts=opts)
         result = scripts.check_code(await scripts.run(client, script, keys, args), "addJob")
         added.append((job, result.decode() if isinstance(result, bytes) else str(result)))

@@ -38,6 +38,7 @@ from bullbridge.connection import RedisConnector, connect
 from bullbridge.connection.resp import RespClient
 from bullbridge.errors import JobTimeout
 from bullbridge.events import Outcome
+from bullbridge.keys import Executes, prefix_pattern, scan
 from bullbridge.producer import Producer
 from bullbridge.testing.contracts import Contract, RecordedJob, record, write_jobs
 from bullbridge.testing.node import NodeDriver, NodeEvent
@@ -54,24 +55,18 @@ def new_prefix(kind: str = "bbt") -> str:
     return f"{kind}-{uuid.uuid4().hex[:12]}"
 
 
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-async def delete_prefix(client: RespClient, prefix: str) -> int:
+async def delete_prefix(client: Executes, prefix: str) -> int:
     """Delete every key named ``<prefix>:...`` (SCAN + UNLINK: only those keys);
     returns how many."""
-    if not prefix:
-        raise ValueError("refusing to delete keys without a prefix")
-    pattern = _glob_escape(prefix) + ":*"
-    cursor: Any = b"0"
     deleted = 0
-    while True:
-        cursor, keys = await client.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-        if keys:
-            deleted += int(await client.execute("UNLINK", *keys))
-        if cursor in (b"0", 0, "0"):
-            return deleted
+    async for keys in scan(client, prefix_pattern(prefix)):
+        deleted += int(await client.execute("UNLINK", *keys))
+    return deleted
+
+
+async def count_prefix(client: Executes, prefix: str) -> int:
+    """How many keys are named ``<prefix>:...``."""
+    return sum([len(keys) async for keys in scan(client, prefix_pattern(prefix))])
 
 
 async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition",

@@ -3,10 +3,9 @@
 from bullbridge.worker.context import ActiveJob, CancelSignal, JobSnapshot, Sent
 from bullbridge.worker.engine import Worker
 from bullbridge.worker.handlers import Handler, RunIn
-from bullbridge.worker.settings import PY_MARKER, WorkerSettings
+from bullbridge.worker.settings import WorkerSettings
 
 __all__ = [
-    "PY_MARKER",
     "ActiveJob",
     "CancelSignal",
     "Handler",

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from bullbridge import scripts
+from bullbridge.clock import now_ms
 from bullbridge.errors import DelayJob, RateLimited, WaitingChildren
 from bullbridge.job import Dependencies, Job, read_dependencies
 from bullbridge.options import epoch_ms, to_ms
@@ -143,7 +144,7 @@ class ActiveJob(Job):
     async def delay_until(self, when: datetime | int | timedelta) -> None:
         """Move the job back to delayed until ``when`` and stop this attempt
         (Node: ``job.moveToDelayed`` + ``DelayedError``). Does not count an attempt."""
-        now = scripts.now_ms()
+        now = now_ms()
         if isinstance(when, timedelta):
             delay = to_ms(when, "delay")
         else:

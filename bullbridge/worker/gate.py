@@ -22,21 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bullbridge.aio import cancel_and_wait
+from bullbridge.clock import now_ms
 
 log = logging.getLogger("bullbridge.worker")
 
 BlockingWait = Callable[[float], Awaitable[Any]]
 _WOKEN = object()  # the local timer fired first and a slot was already woken
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _consume_exception(fut: asyncio.Future[Any]) -> None:

@@ -11,11 +11,8 @@ from typing import Any
 
 from bullbridge import codec
 from bullbridge.errors import ConfigurationError, InvalidJobOptions
+from bullbridge.keys import PY_MARKER
 from bullbridge.options import Keep, KeepJobs, RateLimit, int_at_least, to_ms
-
-#: Worker names written by bullbridge start with this, in CLIENT LIST and in
-#: each job's ``pb`` (processed-by) field: how the monitor tells languages apart.
-PY_MARKER = "bullbridge"
 
 #: ``(attempts_made, type, error, job) -> delay ms`` (``-1`` fails the job), as in Node.
 BackoffStrategy = Callable[[int, str, BaseException, Any], int]

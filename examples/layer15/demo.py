@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
+from bullbridge.clock import now_ms
 from bullbridge.connection import redis_url_from_env
 from bullbridge.monitor import FinishedJob, FinishedSample, MigrationReport, Monitor, Percentiles, SchedulerInfo
 from bullbridge.monitor import format as fmt
@@ -451,13 +452,13 @@ async def run_layer(url: str, params: LayerParams = LayerParams(), out: TextIO =
         print(f"\nNode producer: {' '.join(producer_argv)}\n  ~2,000 jobs/min at scale 1 for {params.seconds:g} s, "
               f"and a newsletter to {params.newsletter} readers spread over {params.spread:g} s, which takes "
               f"the email queue over its {EMAIL_LIMIT}/min rate limit\n", file=out, flush=True)
-        started_ms = int(time.time() * 1000)
+        started_ms = now_ms()
         started = time.monotonic()
         producer = await Child.start("producer", producer_argv, env, log_dir)
         children.append(producer)
         exited: list[int] = []
         producer_exit = asyncio.ensure_future(producer.process.wait())
-        producer_exit.add_done_callback(lambda _: exited.append(int(time.time() * 1000)))
+        producer_exit.add_done_callback(lambda _: exited.append(now_ms()))
         view = LiveView(out, every=max(1, round(5 / params.refresh)))
         produced_until_ms: int | None = None
         deadline: float | None = None
@@ -505,17 +506,11 @@ async def run_layer(url: str, params: LayerParams = LayerParams(), out: TextIO =
 async def delete_prefix(url: str, prefix: str) -> int:
     """Delete every key under ``prefix:`` (the demo's own, on a Redis it did not start)."""
     from bullbridge.connection import connect
+    from bullbridge.testing.interop import delete_prefix as delete
 
     connector = connect(url)
-    client = connector.fast("bullbridge:demo-cleanup")
-    deleted, cursor = 0, b"0"
     try:
-        while True:
-            cursor, keys = await client.execute("SCAN", cursor, "MATCH", f"{prefix}:*", "COUNT", 1000)
-            if keys:
-                deleted += int(await client.execute("UNLINK", *keys))
-            if cursor in (b"0", 0, "0"):
-                return deleted
+        return await delete(connector.fast("bullbridge:demo-cleanup"), prefix)
     finally:
         await connector.close()
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import time
 
 from bullbridge import WorkerManager
+from bullbridge.clock import now_ms
 
 
 def make() -> WorkerManager:
@@ -23,7 +23,7 @@ def make() -> WorkerManager:
 
     for queue in queues:
         async def work(job, queue=queue):
-            log.write(f"{queue} {job.id} python {pid} {int(time.time() * 1000)}\n")
+            log.write(f"{queue} {job.id} python {pid} {now_ms()}\n")
             await asyncio.sleep(random.uniform(0.002, 0.02))
             return "python"
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bullbridge.clock import now_ms
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+__all__ = ["Fake", "eventually", "inject", "now_ms", "run_cli"]
 
 
 @dataclass(frozen=True)

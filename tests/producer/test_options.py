@@ -12,6 +12,7 @@ import msgpack
 import pytest
 
 from bullbridge import scripts
+from bullbridge.clock import datetime_ms
 from bullbridge.errors import InvalidJobOptions
 from bullbridge.options import (
     NODE_NAMES,
@@ -85,11 +86,11 @@ def test_times_convert_from_timedelta_and_datetime() -> None:
     when = datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=2)))
     opts = JobOptions(delay=when)   # a datetime where ms are expected: run at that instant
     assert opts.run_at == when and opts.delay is None
-    reference = round(when.timestamp() * 1000) - 1234
+    reference = datetime_ms(when) - 1234
     assert opts.delay_ms(reference) == 1234
     assert opts.to_bullmq(reference)["delay"] == 1234
-    assert JobOptions(run_at=when).delay_ms(round(when.timestamp() * 1000) + 50) == 0  # past: run now
-    assert JobOptions(timestamp=when).timestamp == round(when.timestamp() * 1000)
+    assert JobOptions(run_at=when).delay_ms(datetime_ms(when) + 50) == 0  # past: run now
+    assert JobOptions(timestamp=when).timestamp == datetime_ms(when)
     assert JobOptions(deduplication=Deduplication("d", ttl=timedelta(seconds=3))).deduplication.ttl == 3000  # type: ignore[union-attr]
     assert KeepJobs(age=timedelta(days=1)).age == 86_400
     assert KeepJobs(age=timedelta(milliseconds=1500)).age == 1.5

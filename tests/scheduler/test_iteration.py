@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bullbridge import codec
+from bullbridge.clock import datetime_ms, now_ms
 from bullbridge.connection.resp import RespClient
 from bullbridge.job import Job, fields_to_dict
 from bullbridge.keys import QueueKeys
@@ -28,7 +29,6 @@ from bullbridge.scheduler import (
     schedule_next_iteration,
     sync,
 )
-from bullbridge.scheduler.timing import wall_clock_ms
 from bullbridge.testing.node import NodeDriver
 from tests.scheduler.helpers import NODE_ITERATE, iso, node_next_millis
 
@@ -68,7 +68,7 @@ TWINS = [
 async def test_next_iteration_is_what_a_node_worker_adds(
         node: NodeDriver, client: RespClient, queue_name: str,
         scheduler_id: str, repeat: dict[str, Any], template: dict[str, Any]) -> None:
-    start = wall_clock_ms() + 10 * 86_400_000
+    start = now_ms() + 10 * 86_400_000
     repeat = {**repeat, "startDate": start}
     py_keys, node_keys = QueueKeys(queue_name), QueueKeys(queue_name + "-n")
     for keys in (py_keys, node_keys):
@@ -94,7 +94,7 @@ async def test_next_iteration_is_what_a_node_worker_adds(
 async def test_calling_twice_for_the_same_job_adds_one_iteration(
         node: NodeDriver, client: RespClient, keys: QueueKeys) -> None:
     await _node_upsert(node, keys.name, "twice", {"pattern": "0 * * * *", "tz": "UTC",
-                                                  "startDate": wall_clock_ms() + 86_400_000}, {})
+                                                  "startDate": now_ms() + 86_400_000}, {})
     job = await _pending(client, keys, "twice")
     first = await schedule_next_iteration(client, keys, job)
     assert first is not None and first != job.id
@@ -104,7 +104,7 @@ async def test_calling_twice_for_the_same_job_adds_one_iteration(
 
 async def test_limit_and_end_date_stop_the_schedule_as_in_node(
         node: NodeDriver, client: RespClient, keys: QueueKeys) -> None:
-    start = wall_clock_ms() + 86_400_000
+    start = now_ms() + 86_400_000
     await _node_upsert(node, keys.name, "two", {"pattern": "0 * * * *", "tz": "UTC", "limit": 2,
                                                 "startDate": start}, {})
     await _node_upsert(node, keys.name, "ends", {"pattern": "0 * * * *", "tz": "UTC", "startDate": start,
@@ -154,10 +154,10 @@ async def test_seed_schedules_fire_at_nodes_instants_across_dst(
     those Node computes from the stored scheduler alone."""
     keys = QueueKeys(queue_name)
     declaration = seed_declaration(queue_name, start)
-    created_at = wall_clock_ms()
+    created_at = now_ms()
     report = await sync(declaration, redis_url)
     assert len(report.created) == 4
-    start_ms = round(start.timestamp() * 1000)
+    start_ms = datetime_ms(start)
     stored = await node.eval("""
       const out = {};
       for (const s of await queue(args.q).getJobSchedulers()) out[s.key] = [s.pattern, s.tz, s.startDate];

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bullbridge import codec
+from bullbridge.clock import datetime_ms
 from bullbridge.connection.resp import RespClient
 from bullbridge.keys import QueueKeys
 from bullbridge.options import Backoff, JobOptions
@@ -69,7 +70,7 @@ async def test_python_declared_schedulers_are_stored_exactly_as_node_stores_them
         endDate: args.end }, { name: 'cleanup', data: { days: 30, label: 'ü' },
         opts: { attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: 10, keepLogs: 5 } });
       await q.upsertJobScheduler('beat', { every: 600000, offset: 1234 }, { data: { n: 1 } });
-    """, q=node_queue, end=round(end.timestamp() * 1000))
+    """, q=node_queue, end=datetime_ms(end))
     py_keys, node_keys = QueueKeys(py_queue), QueueKeys(node_queue)
     for scheduler_id in ("nightly", "beat"):
         py_hash = await _hash(client, f"{py_keys['repeat']}:{scheduler_id}")

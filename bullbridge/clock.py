@@ -1,0 +1,33 @@
+"""The one clock: epoch milliseconds, as Node's ``Date.now()`` gives them.
+
+Every timestamp bullbridge writes (a job's ``timestamp``, a finish time, a
+scheduler's next run) or compares with one Redis holds comes from here, so
+Python and Node agree to the millisecond on what "now" means and how a date
+becomes a number: whole milliseconds, truncated, never rounded.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch (``Date.now()``)."""
+    return time.time_ns() // 1_000_000
+
+
+def datetime_ms(moment: datetime) -> int:
+    """An aware datetime as epoch milliseconds (``date.getTime()``), exactly:
+    no float rounding on the way. A naive datetime is a ``ValueError``."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{moment!r} has no timezone: a naive datetime means different instants on different hosts")
+    return (moment - _EPOCH) // _MS
+
+
+def ms_datetime(ms: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime."""
+    return _EPOCH + ms * _MS
