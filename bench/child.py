@@ -2,7 +2,7 @@
 
     python bench/child.py '{"mode": "drain", "impl": "bullbridge", "url": ..., "queue": ..., ...}'
 
-``impl`` is ``bullbridge`` (its ``Worker``/``Producer``, on uvloop as the
+``impl`` is ``bullbridge`` (its ``Worker``/``Queue``, on uvloop as the
 ``bullbridge worker`` command runs) or ``port`` (the official Python port's
 ``bullmq.Worker``/``Queue``, on the default asyncio loop as its users run it;
 ``"loop": "uvloop"`` to change that). The protocol is the Node side's
@@ -187,10 +187,10 @@ async def produce(spec: dict[str, Any], ch: Channel) -> None:
     (code paths warm, scripts cached in Redis), this queue's connection up - then
     time ``jobs`` adds: ``inflight`` concurrent single adds, or bulks of ``batch``."""
     if spec["impl"] == "bullbridge":
-        from bullbridge import Producer
+        from bullbridge import Queue
 
-        producer = Producer(spec["queue"], connection=spec["url"])
-        async with Producer(f"{spec['queue']}-warm", connection=spec["url"]) as warm:
+        producer = Queue(spec["queue"], connection=spec["url"])
+        async with Queue(f"{spec['queue']}-warm", connection=spec["url"]) as warm:
             await _add_jobs(_bullbridge_adders(warm), spec, spec["warm"])
         await producer.get_job("0")
         adders = _bullbridge_adders(producer)
@@ -221,10 +221,10 @@ AddMany = Callable[[range], Coroutine[Any, Any, Any]]
 
 def _bullbridge_adders(producer: Any) -> tuple[AddOne, AddMany]:
     async def add_one(i: int) -> Any:
-        return await producer.enqueue("noop", {"i": i})
+        return await producer.add("noop", {"i": i})
 
     async def add_many(indices: range) -> Any:
-        return await producer.enqueue_bulk([("noop", {"i": i}) for i in indices])
+        return await producer.add_bulk([("noop", {"i": i}) for i in indices])
 
     return add_one, add_many
 

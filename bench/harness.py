@@ -311,15 +311,15 @@ class Bench:
         started and idle; each job carries the CLOCK_MONOTONIC time just before its
         add, and the handler takes the difference as it starts. ``kind`` is a label:
         ``idle`` (50 ms apart: every job finds the worker idle) or ``steady``
-        (5 ms apart: 200 jobs/s). The adds come from one bullbridge Producer in the
+        (5 ms apart: 200 jobs/s). The adds come from one bullbridge Queue in the
         harness process, the same for every worker measured."""
-        from bullbridge import Producer
+        from bullbridge import Queue
 
         total = warmup + samples
         result = RunResult("latency", impl, kind, samples, run, concurrency=concurrency)
         queue = self._queue("latency", impl, kind)
         self._flush()
-        producer = Producer(queue, connection=self.url)
+        producer = Queue(queue, connection=self.url)
         child = self._child(impl, "latency", {"queue": queue, "samples": total, "concurrency": concurrency},
                             f"{impl} latency {kind}")
         try:
@@ -362,7 +362,7 @@ async def _paced_adds(producer: Any, total: int, interval_s: float) -> None:
     start = loop.time() + 0.01
 
     async def add(i: int) -> None:
-        await producer.enqueue("lat", {"t": time.monotonic_ns() // 1000, "i": i})
+        await producer.add("lat", {"t": time.monotonic_ns() // 1000, "i": i})
 
     for i in range(total):
         delay = start + i * interval_s - loop.time()

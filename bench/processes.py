@@ -20,14 +20,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bullbridge import Producer  # noqa: E402
+from bullbridge import Queue  # noqa: E402
 from bullbridge.testing.redis_server import PrivateRedis  # noqa: E402
 
 
 async def fill(url: str, queue: str, jobs: int) -> None:
-    async with Producer(queue, connection=url) as producer:
+    async with Queue(queue, connection=url) as producer:
         for start in range(0, jobs, 500):
-            await producer.enqueue_bulk([("work", {"i": i}) for i in range(start, min(start + 500, jobs))])
+            await producer.add_bulk([("work", {"i": i}) for i in range(start, min(start + 500, jobs))])
 
 
 def drain(url: str, queue: str, processes: int, cpu_ms: float) -> float:

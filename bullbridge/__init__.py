@@ -17,6 +17,7 @@ from bullbridge.errors import (
     JobNotFound,
     JobTimeout,
     NotJsonSafe,
+    QueueError,
     RedisUnavailable,
     RedisVersionError,
     UnrecoverableError,
@@ -26,7 +27,7 @@ from bullbridge.flows import FlowJob, FlowProducer
 from bullbridge.job import Dependencies, EnqueuedJob, Job
 from bullbridge.manager import ManagerSettings, WorkerManager
 from bullbridge.options import Backoff, Deduplication, JobOptions, KeepJobs, Parent, RateLimit, Telemetry
-from bullbridge.producer import JobSpec, Producer
+from bullbridge.queue import JobSpec, Queue
 from bullbridge.telemetry import OtelTelemetry
 from bullbridge.worker import ActiveJob, CancelSignal, Worker, WorkerSettings
 
@@ -60,7 +61,8 @@ __all__ = [
     "NotJsonSafe",
     "OtelTelemetry",
     "Parent",
-    "Producer",
+    "Queue",
+    "QueueError",
     "QueueEvent",
     "QueueEvents",
     "RateLimit",

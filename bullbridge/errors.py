@@ -58,6 +58,11 @@ class JobNotFound(BullbridgeError, LookupError):
     """No job hash exists for the given id."""
 
 
+class QueueError(BullbridgeError):
+    """A queue operation BullMQ refused (the job is locked, not delayed, the queue
+    has active jobs...); the message says which and what to do."""
+
+
 class CorruptJob(BullbridgeError):
     """A job hash written by a foreign writer cannot be decoded."""
 

@@ -8,7 +8,7 @@ encoded before anything is sent. Workers of either language process the
 children; when the last one completes, BullMQ's ``moveToFinished`` moves the
 parent on, and the parent reads its children's results with Node's
 ``job.getChildrenValues()`` or Python's ``ActiveJob.children_values()`` /
-:meth:`~bullbridge.producer.Producer.get_children_values`. A child's
+:meth:`~bullbridge.queue.Queue.get_children_values`. A child's
 ``fail_parent_on_failure``, ``continue_parent_on_failure``,
 ``ignore_dependency_on_failure`` or ``remove_dependency_on_failure`` decides
 what its final failure does to the parent, as in Node.
@@ -59,7 +59,8 @@ from bullbridge.errors import InvalidJobOptions, ScriptError
 from bullbridge.job import EnqueuedJob
 from bullbridge.keys import QueueKeys
 from bullbridge.options import Deduplication, JobOptions, Parent
-from bullbridge.producer import NO_DATA, JobOptionsSource, PreparedJob, RedisLink, check_added, prepare_add
+from bullbridge.queue.adding import NO_DATA, JobOptionsSource, PreparedJob, check_added, prepare_add
+from bullbridge.queue.link import RedisLink
 
 if TYPE_CHECKING:
     from bullbridge.telemetry import OtelTelemetry

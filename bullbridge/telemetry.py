@@ -8,7 +8,7 @@ the same, with the same span names, kinds, attributes, events and metrics, and
     from bullbridge.telemetry import OtelTelemetry
 
     telemetry = OtelTelemetry()                 # the global tracer provider, like BullMQOtel
-    producer = Producer("email", connection=url, telemetry=telemetry)
+    producer = Queue("email", connection=url, telemetry=telemetry)
     worker = Worker("email", connection=url, telemetry=telemetry)
     flows = FlowProducer(url, telemetry=telemetry)
 
@@ -34,9 +34,9 @@ trace context + baggage; in Node, register one - ``NodeSDK`` does - or
 ============================  ========  ==========================================
 span                          kind      written by
 ============================  ========  ==========================================
-``add <queue>.<job name>``    PRODUCER  ``Producer.enqueue`` (Node ``Queue.add``);
+``add <queue>.<job name>``    PRODUCER  ``Queue.enqueue`` (Node ``Queue.add``);
                                         + ``bullmq.job.name``, ``bullmq.job.id``
-``addBulk <queue>``           PRODUCER  ``Producer.enqueue_bulk``; + ``bullmq.job.bulk.names``,
+``addBulk <queue>``           PRODUCER  ``Queue.enqueue_bulk``; + ``bullmq.job.bulk.names``,
                                         ``bullmq.job.bulk.count``
 ``addFlow <root queue>``      PRODUCER  ``FlowProducer.add``; + ``bullmq.flow.name``
 ``addBulkFlows``              PRODUCER  ``FlowProducer.add_bulk``; bulk names (comma-joined) and count
@@ -84,7 +84,7 @@ beside the monitor's Prometheus exporter (:mod:`bullbridge.monitor.prometheus`),
 which reads Redis; these count what this process did.
 
 **Cost.** Nothing here imports ``opentelemetry`` until an
-:class:`OtelTelemetry` is made, and without one a Producer, FlowProducer or
+:class:`OtelTelemetry` is made, and without one a Queue, FlowProducer or
 Worker does one ``is None`` test per call: no span, no context, no listener.
 """
 
@@ -304,7 +304,7 @@ class OtelTelemetry:
 
     async def add(self, queue: str, name: str, opts: JobOptions,
                   send: Callable[[JobOptions], Awaitable[EnqueuedJob]]) -> EnqueuedJob:
-        """``Producer.enqueue`` (Node ``Queue.add``): span ``add <queue>.<name>``."""
+        """``Queue.enqueue`` (Node ``Queue.add``): span ``add <queue>.<name>``."""
         async def run(metadata: str, span: Span) -> EnqueuedJob:
             enqueued = await send(stamp_add(opts, metadata))
             span.set_attributes({A.JOB_NAME: name, A.JOB_ID: enqueued.id})
@@ -314,7 +314,7 @@ class OtelTelemetry:
 
     async def add_bulk(self, queue: str, names: Sequence[Any],
                        send: Callable[[Stamp], Awaitable[T]]) -> T:
-        """``Producer.enqueue_bulk`` (Node ``Queue.addBulk``): span ``addBulk <queue>``."""
+        """``Queue.enqueue_bulk`` (Node ``Queue.addBulk``): span ``addBulk <queue>``."""
         attributes: dict[str, AttributeValue] = {A.BULK_COUNT: len(names)}
         if all(isinstance(n, str) for n in names):
             attributes[A.BULK_NAMES] = list(names)

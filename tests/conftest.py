@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bullbridge import Producer, Worker, WorkerSettings
+from bullbridge import Queue, Worker, WorkerSettings
 from bullbridge.connection import redis_url_from_env
 from bullbridge.testing.node import NodeDriver
 from bullbridge.testing.redis_server import PrivateRedis
@@ -54,8 +54,8 @@ def queue_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def producer(redis_url: str, queue_name: str) -> AsyncIterator[Producer]:
-    p = Producer(queue_name, connection=redis_url)
+async def producer(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
+    p = Queue(queue_name, connection=redis_url)
     yield p
     await p.close()
 

@@ -11,7 +11,7 @@ import warnings
 import pytest
 import redis.asyncio as redis
 
-from bullbridge import ConnectionSettings, Producer, connect
+from bullbridge import ConnectionSettings, Queue, connect
 from bullbridge.connection import check_server_info
 from bullbridge.connection.cluster import hash_tag, queue_keys_share_slot
 from bullbridge.errors import ConfigurationError, ConnectionSetupError, CrossSlotError, RedisVersionError
@@ -58,7 +58,7 @@ async def test_client_without_decode_responses_is_refused(redis_url: str) -> Non
 
 
 @pytest.mark.xfail(strict=True, reason="the port accepts a client without decode_responses and reads data={}")
-async def test_port_reads_data_through_a_non_decoding_client(redis_url: str, producer: Producer,
+async def test_port_reads_data_through_a_non_decoding_client(redis_url: str, producer: Queue,
                                                              queue_name: str) -> None:
     """Row 11 on the port: a job's data read through such a client should be the data."""
     import bullmq
@@ -71,7 +71,7 @@ async def test_port_reads_data_through_a_non_decoding_client(redis_url: str, pro
     client = redis.from_url(redis_url)
     worker = bullmq.Worker(queue_name, processor, {"connection": client})
     try:
-        await producer.enqueue("x", {"important": 1})
+        await producer.add("x", {"important": 1})
         assert await wait_until(lambda: bool(seen), timeout=5)
         assert seen[0] == {"important": 1}
     finally:
@@ -140,8 +140,8 @@ async def test_worker_reports_loss_and_resumes_at_once(impl: str, private_redis:
         private_redis.kill()
         await asyncio.sleep(1.0)
         private_redis.restart()
-        async with Producer("health", connection=url) as producer:
-            job = await producer.enqueue("x", {})
+        async with Queue("health", connection=url) as producer:
+            job = await producer.add("x", {})
             assert await wait_until(lambda: job.id in done, timeout=3), "job not picked up after Redis came back"
             latency = done[job.id] * 1000 - job.timestamp
             assert latency < 1000, f"picked up {latency:.0f} ms after being added"
@@ -157,8 +157,8 @@ async def test_repeated_redis_errors_are_rate_limited_in_logs(private_redis: Pri
     from bullbridge import Worker, WorkerSettings
 
     url = private_redis.url
-    async with Producer("oom", connection=url) as producer:
-        await producer.enqueue_bulk([("x", {})] * 3)
+    async with Queue("oom", connection=url) as producer:
+        await producer.add_bulk([("x", {})] * 3)
     admin = redis.from_url(url)
     await admin.config_set("maxmemory", "1")
     calls_before = await _evalsha_calls(admin)

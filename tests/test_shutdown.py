@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.testing.node import NodeDriver
 from bullbridge.testing.redis_server import PrivateRedis
 
@@ -115,9 +115,9 @@ async def _wait_runs(url: str, queue: str, count: int, timeout: float = 10.0) ->
     raise AssertionError(f"fewer than {count} jobs started")
 
 
-async def test_sigterm_lets_active_jobs_finish_and_exits_clean(redis_url: str, producer: Producer,
+async def test_sigterm_lets_active_jobs_finish_and_exits_clean(redis_url: str, producer: Queue,
                                                                queue_name: str) -> None:
-    await producer.enqueue_bulk([("work", {"i": i}) for i in range(20)])
+    await producer.add_bulk([("work", {"i": i}) for i in range(20)])
     proc = await WorkerProcess(redis_url, queue_name, sleep=0.8, concurrency=5).start()
     try:
         await _wait_runs(redis_url, queue_name, 5)
@@ -127,7 +127,7 @@ async def test_sigterm_lets_active_jobs_finish_and_exits_clean(redis_url: str, p
         assert all(n == 1 for n in runs.values()), runs
         counts = {state: 0 for state in ("completed", "active", "waiting")}
         for job_id in [str(i) for i in range(1, 21)]:
-            state = await producer.get_state(job_id)
+            state = await producer.get_job_state(job_id)
             counts[state] = counts.get(state, 0) + 1
         assert counts["active"] == 0, counts
         assert counts["completed"] == len(runs), "every job that started finished"
@@ -139,9 +139,9 @@ async def test_sigterm_lets_active_jobs_finish_and_exits_clean(redis_url: str, p
         proc.kill()
 
 
-async def test_second_signal_hands_jobs_back_for_node(node: NodeDriver, redis_url: str, producer: Producer,
+async def test_second_signal_hands_jobs_back_for_node(node: NodeDriver, redis_url: str, producer: Queue,
                                                       queue_name: str) -> None:
-    jobs = await producer.enqueue_bulk([("work", {"i": i}) for i in range(3)])
+    jobs = await producer.add_bulk([("work", {"i": i}) for i in range(3)])
     proc = await WorkerProcess(redis_url, queue_name, sleep=60, concurrency=3).start()
     handle = None
     try:
@@ -151,7 +151,7 @@ async def test_second_signal_hands_jobs_back_for_node(node: NodeDriver, redis_ur
         t0 = time.monotonic()
         proc.signal(signal.SIGTERM)
         assert await proc.wait(5) == 1, "jobs were handed back: not a clean drain"
-        states = [await producer.get_state(j.id) for j in jobs]
+        states = [await producer.get_job_state(j.id) for j in jobs]
         assert states == ["waiting"] * 3 and time.monotonic() - t0 < 1.5, states
         handle = await node.start_worker(queue_name, "async job => 'node'", concurrency=3)
         results = [await producer.result(j.id, timeout=5) for j in jobs]
@@ -167,8 +167,8 @@ async def test_second_signal_hands_jobs_back_for_node(node: NodeDriver, redis_ur
 
 async def test_shutdown_with_redis_gone_exits_within_deadline(private_redis: PrivateRedis) -> None:
     url = private_redis.url
-    async with Producer("gone", connection=url) as producer:
-        await producer.enqueue_bulk([("work", {})] * 2)
+    async with Queue("gone", connection=url) as producer:
+        await producer.add_bulk([("work", {})] * 2)
     proc = await WorkerProcess(url, "gone", "--drain-timeout", "2", sleep=30, concurrency=2).start()
     try:
         await _wait_runs(url, "gone", 2)
@@ -185,11 +185,11 @@ async def test_shutdown_with_redis_gone_exits_within_deadline(private_redis: Pri
         proc.kill()
 
 
-async def test_sigint_works_for_a_process_started_in_the_background(redis_url: str, producer: Producer,
+async def test_sigint_works_for_a_process_started_in_the_background(redis_url: str, producer: Queue,
                                                                     queue_name: str) -> None:
     proc = await WorkerProcess(redis_url, queue_name, sleep=0.1, shell_background=True).start()
     try:
-        job = await producer.enqueue("work", {})
+        job = await producer.add("work", {})
         assert await producer.result(job.id, timeout=5) == "done"
         proc.signal(signal.SIGINT)
         assert await proc.wait(10) == 0, "the shell waited for a worker that ignored SIGINT"
@@ -219,8 +219,8 @@ async def test_check_command_and_health_endpoint(redis_url: str, queue_name: str
         proc.kill()
 
 
-async def test_burst_mode_drains_and_exits(redis_url: str, producer: Producer, queue_name: str) -> None:
-    await producer.enqueue_bulk([("work", {"i": i}) for i in range(30)])
+async def test_burst_mode_drains_and_exits(redis_url: str, producer: Queue, queue_name: str) -> None:
+    await producer.add_bulk([("work", {"i": i}) for i in range(30)])
     proc = WorkerProcess(redis_url, queue_name, "--burst", sleep=0.01, concurrency=10)
     proc_task = asyncio.create_task(proc.start())
     try:
@@ -233,11 +233,11 @@ async def test_burst_mode_drains_and_exits(redis_url: str, producer: Producer, q
 
 
 @pytest.mark.slow
-async def test_three_sigterms_in_a_1000_job_run_lose_nothing(redis_url: str, producer: Producer,
+async def test_three_sigterms_in_a_1000_job_run_lose_nothing(redis_url: str, producer: Queue,
                                                              queue_name: str) -> None:
     """Acceptance: SIGTERM three times mid-run, restart each time: no job lost,
     none left active, no handler ran twice."""
-    jobs = await producer.enqueue_bulk([("work", {"i": i}) for i in range(1000)])
+    jobs = await producer.add_bulk([("work", {"i": i}) for i in range(1000)])
     for _ in range(3):
         proc = await WorkerProcess(redis_url, queue_name, sleep=0.05, concurrency=10).start()
         before = len(await _runs(redis_url, queue_name))
@@ -248,7 +248,7 @@ async def test_three_sigterms_in_a_1000_job_run_lose_nothing(redis_url: str, pro
     assert await proc.wait(60) == 0
     runs = await _runs(redis_url, queue_name)
     assert len(runs) == 1000 and set(runs.values()) == {1}, {k: v for k, v in runs.items() if v != 1}
-    states = await asyncio.gather(*(producer.get_state(j.id) for j in jobs))
+    states = await asyncio.gather(*(producer.get_job_state(j.id) for j in jobs))
     assert set(states) == {"completed"}
 
 
@@ -322,14 +322,14 @@ async def read_schedulers_for(url: str, queue: str, reader) -> dict:
 
 
 @pytest.mark.xfail(strict=True, reason="the port installs no signal handling: SIGTERM kills the active job")
-async def test_port_finishes_the_active_job_on_sigterm(redis_url: str, producer: Producer, queue_name: str) -> None:
+async def test_port_finishes_the_active_job_on_sigterm(redis_url: str, producer: Queue, queue_name: str) -> None:
     """Row 8 on the port: SIGTERM while a job runs should let it finish
     (bullbridge: test_sigterm_lets_active_jobs_finish_and_exits_clean)."""
     from tests.worker.procs import ProcWorker
 
     proc = await ProcWorker("port", queue_name, redis_url, "sleep:1").start()
     try:
-        job = await producer.enqueue("x", {})
+        job = await producer.add("x", {})
         await proc.wait_for("start", timeout=5)
         await proc.signal(signal.SIGTERM)
         outcome = await producer.wait_for(job.id, timeout=4)
@@ -338,11 +338,11 @@ async def test_port_finishes_the_active_job_on_sigterm(redis_url: str, producer:
         await proc.stop()
 
 
-async def test_processes_run_under_a_supervisor_that_forwards_signals(redis_url: str, producer: Producer,
+async def test_processes_run_under_a_supervisor_that_forwards_signals(redis_url: str, producer: Queue,
                                                                      queue_name: str) -> None:
     """``--processes 2``: two full worker processes share the queue; one SIGTERM
     to the supervisor drains both, and nothing runs twice."""
-    await producer.enqueue_bulk([("work", {"i": i}) for i in range(40)])
+    await producer.add_bulk([("work", {"i": i}) for i in range(40)])
     proc = WorkerProcess(redis_url, queue_name, "--processes", "2", sleep=0.05, concurrency=2)
     proc.proc = await asyncio.create_subprocess_exec(*proc.cmd, cwd=str(ROOT), env=proc.env,
                                                      stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from bullbridge.connection import redis_url_from_env
-from bullbridge.producer import Producer
+from bullbridge.queue import Queue
 from bullbridge.testing.node import NodeDriver
 from bullbridge.testing.redis_server import PrivateRedis
 from bullbridge.worker import Worker, WorkerSettings
@@ -106,11 +106,11 @@ async def _demo(url: str, jobs: int, out: TextIO) -> int:
         await worker.start()
         handle = await node.start_worker(
             p2n_queue, "async job => ({ to: job.data.to, words: job.data.body.split(' ').length })", concurrency=8)
-        producer = Producer(p2n_queue, connection=url)
+        producer = Queue(p2n_queue, connection=url)
         try:
             await node.call("queue.addBulk", queue=n2p_queue, jobs=[
                 {"name": "thumbnail", "data": {"image": f"img-{i}.png", "size": 1024}} for i in range(jobs)])
-            enqueued = await producer.enqueue_bulk(
+            enqueued = await producer.add_bulk(
                 [("email", {"to": f"user{i}@example.com", "body": "hello from python"}) for i in range(jobs)])
             results = asyncio.ensure_future(asyncio.gather(
                 *(producer.wait_for(e.id, timeout=60) for e in enqueued)))

@@ -38,8 +38,8 @@ async def flow_p2n(ctx: Ctx) -> None:
     async with FlowProducer(ctx.redis_url, prefix=ctx.prefix) as flows:
         tree = await flows.add(FlowJob("parent", parent_q, {}, children=[
             FlowJob("child", child_q, {"n": n}) for n in (1, 2)]))
-    parents = ctx.producer(parent_q)
-    assert await parents.get_state(tree.id) == "waiting-children"
+    parents = ctx.python_queue(parent_q)
+    assert await parents.get_job_state(tree.id) == "waiting-children"
     seen = await ctx.node.get_job(child_q, tree.children[0].id)
     assert seen is not None and seen["parentKey"] == tree.key, seen and seen.get("parentKey")
     await ctx.node_worker("async job => ({ n10: job.data.n * 10 })", queue=child_q)

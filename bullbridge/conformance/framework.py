@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bullbridge import Producer, Worker, WorkerSettings
+from bullbridge import Queue, Worker, WorkerSettings
 from bullbridge.connection import connect
 from bullbridge.connection.resp import RespClient
 from bullbridge.testing.interop import eventually
@@ -128,7 +128,7 @@ class Ctx:
 
     Everything lives under ``prefix`` - the Node driver's (it sends it with
     every command), ``bull`` for a driver without one - so the Python side
-    built here (:meth:`producer`, :meth:`worker`) uses it too."""
+    built here (:meth:`python_queue`, :meth:`worker`) uses it too."""
 
     redis_url: str
     node: NodeDriver
@@ -161,8 +161,8 @@ class Ctx:
         self.on_close(connector.close)
         return connector.fast("bullbridge-conformance")
 
-    def producer(self, queue: str | None = None) -> Producer:
-        p = Producer(queue or self.queue, connection=self.redis_url, prefix=self.prefix)
+    def python_queue(self, queue: str | None = None) -> Queue:
+        p = Queue(queue or self.queue, connection=self.redis_url, prefix=self.prefix)
         self.on_close(p.close)
         return p
 

@@ -26,8 +26,8 @@ async def plain_job_n2p(ctx: Ctx) -> None:
 @scenario("plain_job", P2N, "data enqueued by Python reaches a Node processor intact")
 async def plain_job_p2n(ctx: Ctx) -> None:
     await ctx.node_worker("async job => ({ name: job.name, data: job.data })")
-    producer = ctx.producer()
-    job = await producer.enqueue("greet", DATA)
+    producer = ctx.python_queue()
+    job = await producer.add("greet", DATA)
     assert await producer.result(job.id, timeout=10) == {"name": "greet", "data": DATA}
 
 
@@ -46,8 +46,8 @@ async def return_value_n2p(ctx: Ctx) -> None:
 @scenario("return_value", P2N, "a Node processor's return value, read by Python")
 async def return_value_p2n(ctx: Ctx) -> None:
     await ctx.node_worker(f"async job => ({js(RESULT)})")
-    producer = ctx.producer()
-    job = await producer.enqueue("calc", {})
+    producer = ctx.python_queue()
+    job = await producer.add("calc", {})
     assert await producer.result(job.id, timeout=10) == RESULT
     stored = await producer.get_job(job.id)
     assert stored is not None and stored.returnvalue == RESULT and stored.attempts_made == 1
@@ -69,8 +69,8 @@ async def failure_reason_n2p(ctx: Ctx) -> None:
 @scenario("failure_reason", P2N, "a Node processor's error, read by Python as failed_reason")
 async def failure_reason_p2n(ctx: Ctx) -> None:
     await ctx.node_worker("async job => { throw new Error('node says no: ' + job.data.x) }")
-    producer = ctx.producer()
-    job = await producer.enqueue("fail", {"x": 7})
+    producer = ctx.python_queue()
+    job = await producer.add("fail", {"x": 7})
     outcome = await producer.wait_for(job.id, timeout=10)
     assert outcome.state == "failed" and outcome.failed_reason == "node says no: 7", outcome
     stored = await producer.get_job(job.id)
@@ -102,7 +102,7 @@ async def progress_p2n(ctx: Ctx) -> None:
     from bullbridge import QueueEvents
 
     await ctx.node_worker("async job => { for (const p of [10, 50, 100]) await job.updateProgress(p); return 1 }")
-    producer = ctx.producer()
+    producer = ctx.python_queue()
     async with QueueEvents(ctx.queue, connection=ctx.redis_url, prefix=ctx.prefix) as events:
         seen: list[Any] = []
 
@@ -114,7 +114,7 @@ async def progress_p2n(ctx: Ctx) -> None:
                         return
 
         collector = asyncio.create_task(collect())
-        job = await producer.enqueue("p", {})
+        job = await producer.add("p", {})
         try:
             await asyncio.wait_for(collector, 10)
         finally:
@@ -141,9 +141,9 @@ async def custom_id_n2p(ctx: Ctx) -> None:
 @scenario("custom_id", P2N, "a custom job id set by Python, as the Node processor sees it")
 async def custom_id_p2n(ctx: Ctx) -> None:
     await ctx.node_worker("async job => job.id")
-    producer = ctx.producer()
+    producer = ctx.python_queue()
     wanted = f"invoice-{uuid.uuid4().hex[:6]}"
-    job = await producer.enqueue("x", {}, job_id=wanted)
+    job = await producer.add("x", {}, job_id=wanted)
     assert job.id == wanted
     assert await producer.result(wanted, timeout=10) == wanted
     seen = await ctx.node_job(wanted)
@@ -170,8 +170,8 @@ async def logs_n2p(ctx: Ctx) -> None:
 @scenario("logs", P2N, "log lines of a Node processor, trimmed to Python's keep_logs, read by Python")
 async def logs_p2n(ctx: Ctx) -> None:
     await ctx.node_worker("async job => { for (const l of ['one', 'two ✓', 'three']) await job.log(l); return 1 }")
-    producer = ctx.producer()
-    job = await producer.enqueue("x", {}, keep_logs=2)
+    producer = ctx.python_queue()
+    job = await producer.add("x", {}, keep_logs=2)
     assert await producer.result(job.id, timeout=10) == 1
     client = await ctx.raw()
     lines = await client.execute("LRANGE", producer.keys.logs(job.id), 0, -1)
@@ -194,8 +194,8 @@ async def unrecoverable_n2p(ctx: Ctx) -> None:
 @scenario("unrecoverable", P2N, "UnrecoverableError thrown by a Node processor ends a Python job's attempts at once")
 async def unrecoverable_p2n(ctx: Ctx) -> None:
     await ctx.node_worker("async job => { throw new bullmq.UnrecoverableError('card declined') }")
-    producer = ctx.producer()
-    job = await producer.enqueue("x", {}, attempts=3, backoff=10)
+    producer = ctx.python_queue()
+    job = await producer.add("x", {}, attempts=3, backoff=10)
     outcome = await producer.wait_for(job.id, timeout=10)
     assert outcome.state == "failed" and outcome.failed_reason == "card declined", outcome
     stored = await producer.get_job(job.id)
@@ -242,7 +242,7 @@ async def events_n2p(ctx: Ctx) -> None:
 async def events_p2n(ctx: Ctx) -> None:
     from bullbridge import QueueEvents
 
-    producer = ctx.producer()
+    producer = ctx.python_queue()
     async with QueueEvents(ctx.queue, connection=ctx.redis_url, prefix=ctx.prefix) as events:
         seen: list[Any] = []
 
@@ -253,8 +253,8 @@ async def events_p2n(ctx: Ctx) -> None:
                     return
 
         collector = asyncio.create_task(collect())
-        good = await producer.enqueue("ok", {})
-        bad = await producer.enqueue("bad", {})
+        good = await producer.add("ok", {})
+        bad = await producer.add("bad", {})
         await ctx.node_worker(f"async job => {{ if (job.name === 'bad') throw new Error('no'); return {js(RESULT)} }}")
         try:
             await asyncio.wait_for(collector, 10)

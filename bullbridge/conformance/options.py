@@ -39,11 +39,11 @@ async def _both_writers(ctx: Ctx) -> tuple[str, str, list[tuple[str, str, str]]]
     """Every option case written by Python (one queue) and by Node (another):
     ``(python queue, node queue, [(case, python job id, node job id)])``."""
     py_queue, node_queue = ctx.queue_name("python"), ctx.queue_name("node")
-    producer = ctx.producer(py_queue)
+    producer = ctx.python_queue(py_queue)
     ids = []
     for case, node_opts, py_opts in OPTION_CASES:
         data = {"case": case}
-        py_job = await producer.enqueue("opts", data, **py_opts)
+        py_job = await producer.add("opts", data, **py_opts)
         node_id = await ctx.node.add(node_queue, "opts", data, node_opts)
         ids.append((case, py_job.id, node_id))
     return py_queue, node_queue, ids
@@ -52,7 +52,7 @@ async def _both_writers(ctx: Ctx) -> tuple[str, str, list[tuple[str, str, str]]]
 @scenario("stored_options", N2P, "every job option written by Node is stored as bullbridge stores it (read by Python)")
 async def options_n2p(ctx: Ctx) -> None:
     py_queue, node_queue, ids = await _both_writers(ctx)
-    py_reader, node_reader = ctx.producer(py_queue), ctx.producer(node_queue)
+    py_reader, node_reader = ctx.python_queue(py_queue), ctx.python_queue(node_queue)
     differ = []
     for case, py_id, node_id in ids:
         mine, theirs = await py_reader.get_job(py_id), await node_reader.get_job(node_id)
@@ -100,10 +100,10 @@ async def priority_n2p(ctx: Ctx) -> None:
 
 @scenario("priority_order", P2N, "priorities set by Python decide the order a Node worker runs jobs in")
 async def priority_p2n(ctx: Ctx) -> None:
-    producer = ctx.producer()
+    producer = ctx.python_queue()
     for p in PRIORITIES:
-        await producer.enqueue(f"p{p}", {}, priority=p)
-    await producer.enqueue("none", {})
+        await producer.add(f"p{p}", {}, priority=p)
+    await producer.add("none", {})
     handle = await ctx.node_worker("async job => job.name", concurrency=1)
     events = await ctx.node.wait_event(handle, "completed", count=6, timeout=10)
     order = [e["name"] for e in events]
@@ -131,9 +131,9 @@ async def delay_n2p(ctx: Ctx) -> None:
 @scenario("delay", P2N, "a delay set by Python is honoured by a Node worker")
 async def delay_p2n(ctx: Ctx) -> None:
     await ctx.node_worker("async job => Date.now()")
-    producer = ctx.producer()
-    job = await producer.enqueue("later", {}, delay=DELAY_MS)
-    assert await producer.get_state(job.id) == "delayed"
+    producer = ctx.python_queue()
+    job = await producer.add("later", {}, delay=DELAY_MS)
+    assert await producer.get_job_state(job.id) == "delayed"
     ran_at = await producer.result(job.id, timeout=5)
     waited = ran_at - job.timestamp
     assert DELAY_MS - 5 <= waited <= DELAY_MS + 1500, f"ran {waited} ms after it was added"
@@ -164,8 +164,8 @@ async def retries_p2n(ctx: Ctx) -> None:
 
     await ctx.node_worker(
         "async job => { if (job.attemptsMade < 2) throw new Error('attempt ' + job.attemptsMade); return 'ok' }")
-    producer = ctx.producer()
-    job = await producer.enqueue("flaky", {}, attempts=3, backoff=Backoff.exponential(100))
+    producer = ctx.python_queue()
+    job = await producer.add("flaky", {}, attempts=3, backoff=Backoff.exponential(100))
     assert await producer.result(job.id, timeout=10) == "ok"
     stored = await producer.get_job(job.id)
     assert stored is not None and stored.attempts_made == 3, stored
@@ -196,9 +196,9 @@ async def _is_none(awaitable: Awaitable[Any]) -> bool:
 
 @scenario("remove_on_complete", P2N, "remove_on_complete (True and a count) set by Python, applied by Node")
 async def remove_on_complete_p2n(ctx: Ctx) -> None:
-    producer = ctx.producer()
-    gone = await producer.enqueue("x", {"i": 0}, remove_on_complete=True)
-    counted = [await producer.enqueue("x", {"i": i}, remove_on_complete=1) for i in (1, 2, 3)]
+    producer = ctx.python_queue()
+    gone = await producer.add("x", {"i": 0}, remove_on_complete=True)
+    counted = [await producer.add("x", {"i": i}, remove_on_complete=1) for i in (1, 2, 3)]
     await ctx.node_worker("async job => job.data.i", concurrency=1)
     assert await producer.result(counted[-1].id, timeout=10) == 3
     assert await producer.result(gone.id, timeout=10) == 0, "a removed job's result comes from the event stream"
@@ -212,8 +212,8 @@ async def remove_on_complete_p2n(ctx: Ctx) -> None:
 async def dedup_n2p(ctx: Ctx) -> None:
     dedup_id = f"d-{uuid.uuid4().hex[:6]}"
     first = await ctx.node.add(ctx.queue, "x", {"from": "node"}, {"deduplication": {"id": dedup_id}})
-    producer = ctx.producer()
-    second = await producer.enqueue("x", {"from": "python"}, deduplication=dedup_id)
+    producer = ctx.python_queue()
+    second = await producer.add("x", {"from": "python"}, deduplication=dedup_id)
     assert second.id == first, f"Python's duplicate got id {second.id}, Node's job is {first}"
     runs: list[Any] = []
 
@@ -229,8 +229,8 @@ async def dedup_n2p(ctx: Ctx) -> None:
 @scenario("dedup", P2N, "a deduplication id used by Python dedups a Node add; one run")
 async def dedup_p2n(ctx: Ctx) -> None:
     dedup_id = f"d-{uuid.uuid4().hex[:6]}"
-    producer = ctx.producer()
-    first = await producer.enqueue("x", {"from": "python"}, deduplication=dedup_id)
+    producer = ctx.python_queue()
+    first = await producer.add("x", {"from": "python"}, deduplication=dedup_id)
     second = await ctx.node.add(ctx.queue, "x", {"from": "node"}, {"deduplication": {"id": dedup_id}})
     assert second == first.id, f"Node's duplicate got id {second}, Python's job is {first.id}"
     assert await ctx.node.queue_call(ctx.queue, "getDeduplicationJobId", dedup_id) == first.id
@@ -256,9 +256,9 @@ async def lifo_n2p(ctx: Ctx) -> None:
 
 @scenario("lifo", P2N, "LIFO jobs enqueued by Python are run first, newest first, by a Node worker")
 async def lifo_p2n(ctx: Ctx) -> None:
-    producer = ctx.producer()
+    producer = ctx.python_queue()
     for name, lifo in (("a", None), ("b", True), ("c", True), ("d", False)):
-        await producer.enqueue(name, {}, lifo=lifo)
+        await producer.add(name, {}, lifo=lifo)
     handle = await ctx.node_worker("async job => job.name", concurrency=1)
     events = await ctx.node.wait_event(handle, "completed", count=4, timeout=10)
     order = [e["name"] for e in events]
@@ -283,9 +283,9 @@ async def remove_on_fail_n2p(ctx: Ctx) -> None:
 
 @scenario("remove_on_fail", P2N, "remove_on_fail (True and a count) set by Python, applied by a Node worker")
 async def remove_on_fail_p2n(ctx: Ctx) -> None:
-    producer = ctx.producer()
-    gone = await producer.enqueue("x", {"i": 0}, remove_on_fail=True)
-    counted = [await producer.enqueue("x", {"i": i}, remove_on_fail=1) for i in (1, 2, 3)]
+    producer = ctx.python_queue()
+    gone = await producer.add("x", {"i": 0}, remove_on_fail=True)
+    counted = [await producer.add("x", {"i": i}, remove_on_fail=1) for i in (1, 2, 3)]
     await ctx.node_worker("async job => { throw new Error('no') }", concurrency=1)
     for job in (gone, *counted):
         assert (await producer.wait_for(job.id, timeout=10)).state == "failed"

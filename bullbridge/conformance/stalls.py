@@ -77,8 +77,8 @@ async def stalled_p2n(ctx: Ctx) -> None:
         return (await asyncio.wait_for(proc.stdout.readline(), 15)).decode().strip()
 
     assert await line() == "ready", "the Python worker process did not start"
-    producer = ctx.producer()
-    job = await producer.enqueue("x", {})
+    producer = ctx.python_queue()
+    job = await producer.add("x", {})
     assert await line() == f"start {job.id}"
     proc.kill()
     await proc.wait()

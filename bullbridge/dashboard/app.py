@@ -37,6 +37,7 @@ from aiohttp import web
 from bullbridge.clock import now_ms
 from bullbridge.connection.resp import RespConnectionError, RespError
 from bullbridge.dashboard import pages
+from bullbridge.errors import JobNotFound, QueueError
 from bullbridge.monitor.actions import ActionResult
 from bullbridge.monitor.format import parse_duration_ms
 from bullbridge.monitor.jobs import STATES
@@ -212,7 +213,7 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
             raise web.HTTPForbidden(text="a valid token is required")
         try:
             result = await run_action(monitor, q, name, form)
-        except (MonitorError, ValueError) as exc:
+        except (JobNotFound, QueueError, MonitorError, ValueError) as exc:
             if is_api:
                 return _json({"error": str(exc)}, 409)
             raise web.HTTPConflict(text=str(exc)) from None

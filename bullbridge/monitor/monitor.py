@@ -275,4 +275,4 @@ class Monitor:
 
     def actions(self, queue: str) -> QueueActions:
         """The operator actions on ``queue`` (these write, through BullMQ's scripts)."""
-        return QueueActions(self.reader, self.keys(queue))
+        return QueueActions(self.reader.client, self.keys(queue))

@@ -5,7 +5,7 @@ gives each test (and what any asyncio code can use directly)::
 
     async with Interop(redis_url) as interop:
         worker = await interop.node_worker("email", "node/processor.js")
-        job = await interop.python_producer("email").enqueue("welcome", {"to": "ada@example.com"})
+        job = await interop.python_producer("email").add("welcome", {"to": "ada@example.com"})
         view = await interop.wait_for("email", job.id)
         view.assert_completed({"sent": True})
         assert worker.received[0].data == {"to": "ada@example.com"}
@@ -39,7 +39,7 @@ from bullbridge.connection.resp import RespClient
 from bullbridge.errors import JobTimeout
 from bullbridge.events import Outcome
 from bullbridge.keys import Executes, prefix_pattern, scan
-from bullbridge.producer import Producer
+from bullbridge.queue import Queue
 from bullbridge.testing.contracts import Contract, RecordedJob, record, write_jobs
 from bullbridge.testing.node import NodeDriver, NodeEvent
 from bullbridge.testing.views import JobView, Received, view_from_node
@@ -279,8 +279,8 @@ class Interop:
     _node_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _connector: RedisConnector | None = field(default=None, init=False)
     _client: RespClient | None = field(default=None, init=False)
-    _producers: dict[str, Producer] = field(default_factory=dict, init=False)
-    _extra_producers: list[Producer] = field(default_factory=list, init=False)
+    _producers: dict[str, Queue] = field(default_factory=dict, init=False)
+    _extra_producers: list[Queue] = field(default_factory=list, init=False)
     _workers: list[PythonWorker] = field(default_factory=list, init=False)
     _node_workers: list[NodeWorker] = field(default_factory=list, init=False)
     _closed: bool = field(default=False, init=False)
@@ -306,15 +306,15 @@ class Interop:
 
     # -- Python side -------------------------------------------------------------------
 
-    def python_producer(self, queue: str, **options: Any) -> Producer:
-        """A bullbridge :class:`~bullbridge.Producer` on ``queue`` under the test's
+    def python_producer(self, queue: str, **options: Any) -> Queue:
+        """A bullbridge :class:`~bullbridge.Queue` on ``queue`` under the test's
         prefix (one per queue; with ``options`` - ``defaults=...`` - a new one)."""
         if options:
-            producer = Producer(queue, connection=self.redis_url, prefix=self.prefix, **options)
+            producer = Queue(queue, connection=self.redis_url, prefix=self.prefix, **options)
             self._extra_producers.append(producer)
             return producer
         if queue not in self._producers:
-            self._producers[queue] = Producer(queue, connection=self.redis_url, prefix=self.prefix)
+            self._producers[queue] = Queue(queue, connection=self.redis_url, prefix=self.prefix)
         return self._producers[queue]
 
     async def python_worker(self, queue: str, handlers: Any = None, *, start: bool = True,
@@ -388,7 +388,7 @@ class Interop:
         job = await producer.get_job(job_id)
         if job is None:
             return None
-        state = await producer.get_state(job_id)
+        state = await producer.get_job_state(job_id)
         logs = await self.redis().execute("LRANGE", producer.keys.logs(job_id), 0, -1)
         return JobView(
             side="python", queue=queue, id=job_id, state=state, name=job.name, data=job.data,

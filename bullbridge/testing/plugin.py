@@ -49,7 +49,7 @@ except ImportError:  # pragma: no cover - bullbridge installed without the [test
     pytest_asyncio = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from bullbridge import Producer
+    from bullbridge import Queue
     from bullbridge.testing.contracts import ContractStore
     from bullbridge.testing.interop import Interop, NodeProducer, NodeWorker, PythonWorker
     from bullbridge.testing.node import NodeDriver
@@ -180,8 +180,8 @@ else:  # pragma: no cover
 
 
 @pytest.fixture
-def bullbridge_producer(bullbridge_interop: Interop) -> Callable[..., Producer]:
-    """``bullbridge_producer("email")``: a bullbridge Producer under the test's prefix."""
+def bullbridge_producer(bullbridge_interop: Interop) -> Callable[..., Queue]:
+    """``bullbridge_producer("email")``: a bullbridge Queue under the test's prefix."""
     return bullbridge_interop.python_producer
 
 

@@ -10,7 +10,7 @@ import asyncio
 import os
 from typing import Any
 
-from bullbridge import Producer, Worker
+from bullbridge import Queue, Worker
 
 BILLING_QUEUE = "billing"  # Node API -> this worker
 EMAIL_QUEUE = "email"  # this service -> the Node email worker
@@ -34,9 +34,9 @@ async def handle_invoice(job: Any) -> dict[str, Any]:
 HANDLERS = {"invoice": handle_invoice}
 
 
-async def send_welcome(producer: Producer, user: dict[str, str]) -> str:
+async def send_welcome(producer: Queue, user: dict[str, str]) -> str:
     """Ask the Node email service to send a welcome email; returns the job id."""
-    job = await producer.enqueue("welcome", {"to": user["email"], "name": user["name"], "template": "welcome"},
+    job = await producer.add("welcome", {"to": user["email"], "name": user["name"], "template": "welcome"},
                                  attempts=5, backoff=2000, remove_on_complete=100)
     return job.id
 

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bullbridge import ActiveJob
-from bullbridge.monitor import Monitor
+from bullbridge import ActiveJob, Queue
+from bullbridge.connection import RedisConnector
 from examples.layer15.config import QUEUES, TIMEZONE
 
 DAY_MS = 24 * 3600 * 1000
@@ -29,17 +29,18 @@ async def daily_report(job: ActiveJob) -> dict[str, Any]:
     return {"date": yesterday.isoformat(), "status": "published"}
 
 
-def handlers(monitor: Monitor) -> dict[str, Any]:
-    """The analytics queue's handlers; ``monitor`` cleans the layer's queues."""
+def handlers(redis: RedisConnector, prefix: str) -> dict[str, Any]:
+    """The analytics queue's handlers; ``cleanup`` cleans every queue of the layer."""
+    queues = {name: Queue(name, connection=redis, prefix=prefix) for name in QUEUES}
 
     async def cleanup(job: ActiveJob) -> dict[str, int]:
-        """Every 6 hours: delete completed jobs older than 7 days, failed ones older than 30."""
+        """Every 6 hours: delete completed jobs older than 7 days, failed ones older than 30
+        (Node's ``queue.clean(grace, 0, state)``)."""
         deleted: dict[str, int] = {}
-        for queue in QUEUES:
-            actions = monitor.actions(queue)
-            completed = await actions.clean("completed", grace_ms=job.data["completed_days"] * DAY_MS)
-            failed = await actions.clean("failed", grace_ms=job.data["failed_days"] * DAY_MS)
-            deleted[queue] = completed.count + failed.count
+        for name, queue in queues.items():
+            completed = await queue.clean(job.data["completed_days"] * DAY_MS, state="completed")
+            failed = await queue.clean(job.data["failed_days"] * DAY_MS, state="failed")
+            deleted[name] = len(completed) + len(failed)
         return deleted
 
     return {"track": track, "daily-report": daily_report, "cleanup": cleanup}

@@ -10,8 +10,7 @@ queue, for another worker - Python or Node - to take at once.
 
 from __future__ import annotations
 
-from bullbridge import ManagerSettings, Producer, RateLimit, WorkerManager
-from bullbridge.monitor import Monitor
+from bullbridge import ManagerSettings, Queue, RateLimit, WorkerManager
 from examples.layer15 import analytics, datasync, emails, images
 from examples.layer15.config import ANALYTICS, DATA_SYNC, EMAIL, IMAGES, PREFIX, REDIS_URL, RETRY
 from examples.layer15.schedules import sync_schedules
@@ -25,14 +24,14 @@ def make() -> WorkerManager:
     )
     redis = manager.connector  # the workers, and the producers handlers add jobs with, share it
 
-    email_jobs = Producer(EMAIL, connection=redis, prefix=PREFIX, defaults=RETRY)
+    email_jobs = Queue(EMAIL, connection=redis, prefix=PREFIX, default_job_options=RETRY)
     manager.worker(EMAIL, emails.handlers(email_jobs), concurrency=5,
                    limiter=RateLimit(max=100, duration=60_000))  # shared with Node's email worker
 
     manager.worker(IMAGES, {"process": images.process}, concurrency=3)
 
-    batch_jobs = Producer(DATA_SYNC, connection=redis, prefix=PREFIX, defaults=RETRY)
+    batch_jobs = Queue(DATA_SYNC, connection=redis, prefix=PREFIX, default_job_options=RETRY)
     manager.worker(DATA_SYNC, datasync.handlers(batch_jobs), concurrency=5)
 
-    manager.worker(ANALYTICS, analytics.handlers(Monitor(redis, prefix=PREFIX)), concurrency=10)
+    manager.worker(ANALYTICS, analytics.handlers(redis, PREFIX), concurrency=10)
     return manager

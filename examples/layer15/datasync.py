@@ -12,7 +12,7 @@ import asyncio
 import random
 from typing import Any
 
-from bullbridge import ActiveJob, JobSpec, Parent, Producer
+from bullbridge import ActiveJob, JobSpec, Parent, Queue
 from examples.layer15.config import PREFIX
 
 
@@ -28,7 +28,7 @@ async def incremental_backup(job: ActiveJob) -> dict[str, Any]:
     return {"tables": ["users", "orders"], "scheduled_at": job.timestamp + job.delay}
 
 
-def handlers(batches: Producer) -> dict[str, Any]:
+def handlers(batches: Queue) -> dict[str, Any]:
     """The data-sync queue's handlers; ``batches`` adds the children to this queue."""
 
     async def sync(job: ActiveJob) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def handlers(batches: Producer) -> dict[str, Any]:
         if not deps.processed and not deps.unprocessed:  # first run: fan out
             records, size = job.data["records"], job.data["batch_size"]
             parent = Parent(job.id, job.queue, PREFIX)
-            await batches.enqueue_bulk(
+            await batches.add_bulk(
                 JobSpec("sync-batch", {"source": job.data["source"], "offset": offset,
                                        "limit": min(size, records - offset)},
                         {"parent": parent, "fail_parent_on_failure": True})

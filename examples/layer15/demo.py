@@ -52,7 +52,7 @@ from bullbridge.connection import redis_url_from_env
 from bullbridge.monitor import FinishedJob, FinishedSample, MigrationReport, Monitor, Percentiles, SchedulerInfo
 from bullbridge.monitor import format as fmt
 from bullbridge.monitor.languages import NODE, PYTHON
-from bullbridge.producer import Producer
+from bullbridge.queue import Queue
 from bullbridge.testing.redis_server import PrivateRedis, die_with_parent
 
 # --- the layer: what the demo knows about examples/layer15 and interop/layer15 ----------
@@ -400,8 +400,8 @@ async def _schedulers(monitor: Monitor) -> list[tuple[str, SchedulerInfo]]:
 
 async def _start_long_jobs(url: str, prefix: str, monitor: Monitor, count: int = 3) -> int:
     """Add ``count`` image jobs of about a second each; return how many are active (after at most 5 s)."""
-    async with Producer("image-processing", connection=url, prefix=prefix) as producer:
-        await producer.enqueue_bulk(
+    async with Queue("image-processing", connection=url, prefix=prefix) as producer:
+        await producer.add_bulk(
             ("process", {"image": f"uploads/large-{i}.png", "size": 256, "operations": ["blur", "sharpen"] * 4})
             for i in range(count))
     deadline = time.monotonic() + 5

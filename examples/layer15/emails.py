@@ -12,7 +12,7 @@ import asyncio
 import random
 from typing import Any
 
-from bullbridge import ActiveJob, JobSpec, Producer
+from bullbridge import ActiveJob, JobSpec, Queue
 
 TEMPLATES = {
     "password-reset": "Reset your password, {name}.",
@@ -45,7 +45,7 @@ async def send(job: ActiveJob) -> dict[str, Any]:
     return {"to": to, "template": template, "message_id": message_id}
 
 
-def handlers(emails: Producer) -> dict[str, Any]:
+def handlers(emails: Queue) -> dict[str, Any]:
     """The email queue's handlers; ``emails`` adds the newsletter's ``send`` jobs."""
 
     async def newsletter(job: ActiveJob) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def handlers(emails: Producer) -> dict[str, Any]:
         (an hour), so the issue trickles out under the rate limit."""
         audience = [f"reader{i}@example.com" for i in range(job.data["audience"])]  # your subscriber store
         spread = int(job.data["spread_ms"])
-        sent = await emails.enqueue_bulk(
+        sent = await emails.add_bulk(
             JobSpec("send", {"to": to, "template": "newsletter", "issue": job.data["issue"]},
                     {"priority": PRIORITY["newsletter"], "delay": random.randrange(spread)})
             for to in audience)

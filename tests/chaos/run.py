@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.errors import RedisUnavailable
 from bullbridge.testing.redis_server import PrivateRedis
 
@@ -100,7 +100,7 @@ class Chaos:
     async def produce(self) -> None:
         """Add the jobs at ``rate`` per second while the chaos goes on (custom ids:
         re-adding after a failed attempt is idempotent)."""
-        producers = [Producer(q, connection=self.redis.url, timeout=3) for q in self.queue_names]
+        producers = [Queue(q, connection=self.redis.url, timeout=3) for q in self.queue_names]
         try:
             batch = 50
             for start in range(0, self.jobs, batch):
@@ -111,7 +111,7 @@ class Chaos:
                 for q, jobs in specs.items():
                     while True:
                         try:
-                            await producers[q].enqueue_bulk(jobs)
+                            await producers[q].add_bulk(jobs)
                             break
                         except RedisUnavailable:
                             await asyncio.sleep(0.2)
@@ -178,7 +178,7 @@ class Chaos:
 
     async def _counts(self) -> dict[str, int]:
         totals: Counter[str] = Counter()
-        async with Producer(self.queue_names[0], connection=self.redis.url, timeout=5) as p:
+        async with Queue(self.queue_names[0], connection=self.redis.url, timeout=5) as p:
             client = p._link.client()
             for q in self.queue_names:
                 base = f"bull:{q}:"

@@ -14,7 +14,7 @@ import redis.asyncio as redis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from bullbridge import Producer, Worker, WorkerSettings
+from bullbridge import Queue, Worker, WorkerSettings
 from bullbridge.cli import main
 from bullbridge.doctor import (
     ERROR,
@@ -54,8 +54,8 @@ async def _one_completed_job(url: str, queue: str = "emails") -> None:
     worker = Worker(queue, {"x": handle}, connection=url)
     await worker.start()
     try:
-        async with Producer(queue, connection=url) as producer:
-            job = await producer.enqueue("x", {})
+        async with Queue(queue, connection=url) as producer:
+            job = await producer.add("x", {})
             assert await producer.result(job.id, timeout=5) == "sent"
     finally:
         await worker.close(timeout=5)
@@ -181,8 +181,8 @@ async def test_failed_jobs_piling_up(private_redis: PrivateRedis) -> None:
     worker = Worker("billing", {"x": boom}, connection=private_redis.url)
     await worker.start()
     try:
-        async with Producer("billing", connection=private_redis.url) as producer:
-            jobs = await producer.enqueue_bulk([("x", {"i": i}) for i in range(12)])
+        async with Queue("billing", connection=private_redis.url) as producer:
+            jobs = await producer.add_bulk([("x", {"i": i}) for i in range(12)])
             await asyncio.gather(*(producer.wait_for(j.id, timeout=10) for j in jobs))
     finally:
         await worker.close(timeout=5)

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.monitor import NODE, PYTHON
 from examples.layer15.demo import LayerParams, LayerResult, delete_prefix, render_result, run_layer
 
@@ -66,9 +66,10 @@ async def check(result: LayerResult, redis_url: str, output: str) -> None:
     syncs = [j for j in result.samples["data-sync"].jobs if j.name == "sync"]
     batches = [j for j in result.samples["data-sync"].jobs if j.name == "sync-batch"]
     assert syncs and len(batches) == 5 * len(syncs), report
-    async with Producer("data-sync", connection=redis_url, prefix=prefix) as producer:
+    async with Queue("data-sync", connection=redis_url, prefix=prefix) as producer:
         for sync in syncs:
-            job = await producer.require_job(sync.id)
+            job = await producer.get_job(sync.id)
+            assert job is not None, sync.id
             assert job.returnvalue == {"source": job.data["source"], "batches": 5, "records": 500}
 
     # The migrating queue was served by both languages; the others by theirs.
@@ -87,8 +88,9 @@ async def check(result: LayerResult, redis_url: str, output: str) -> None:
             if j.id.startswith("repeat:")}
     assert sorted(runs) == ["cleanup", "daily-report", "incremental-backup"], report
     for name, (queue, run) in runs.items():
-        async with Producer(queue, connection=redis_url, prefix=prefix) as producer:
-            job = await producer.require_job(run.id)
+        async with Queue(queue, connection=redis_url, prefix=prefix) as producer:
+            job = await producer.get_job(run.id)
+        assert job is not None, (name, report)
         assert job.finished_on is not None and job.failed_reason is None, (name, report)
         if name == "cleanup":
             assert set(job.returnvalue) == {"email", "image-processing", "data-sync", "analytics", "notifications"}

@@ -10,7 +10,7 @@ import asyncio
 import statistics
 import time
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.testing.node import NodeDriver
 
 # --- Node producer -> Python worker ------------------------------------------------------
@@ -87,11 +87,11 @@ async def test_n2p_progress_visible_in_node(node: NodeDriver, make_worker, queue
 # --- Python producer -> Node worker -------------------------------------------------------
 
 
-async def test_p2n_plain_job_and_return_value(node: NodeDriver, producer: Producer, queue_name: str) -> None:
+async def test_p2n_plain_job_and_return_value(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     handle = await node.start_worker(
         queue_name, "async job => ({ name: job.name, echo: job.data, sum: job.data.a + job.data.b })")
     try:
-        job = await producer.enqueue("calc", {"a": 2, "b": 3, "text": "日本語 🎉"})
+        job = await producer.add("calc", {"a": 2, "b": 3, "text": "日本語 🎉"})
         result = await producer.result(job.id, timeout=10)
         assert result == {"name": "calc", "echo": {"a": 2, "b": 3, "text": "日本語 🎉"}, "sum": 5}
         stored = await producer.get_job(job.id)
@@ -100,10 +100,10 @@ async def test_p2n_plain_job_and_return_value(node: NodeDriver, producer: Produc
         await node.close_worker(handle)
 
 
-async def test_p2n_custom_job_id(node: NodeDriver, producer: Producer, queue_name: str) -> None:
+async def test_p2n_custom_job_id(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     handle = await node.start_worker(queue_name, "async job => job.id")
     try:
-        job = await producer.enqueue("x", {}, job_id="invoice-7")
+        job = await producer.add("x", {}, job_id="invoice-7")
         assert job.id == "invoice-7"
         assert await producer.result("invoice-7", timeout=10) == "invoice-7"
         seen = await node.get_job(queue_name, "invoice-7")
@@ -112,10 +112,10 @@ async def test_p2n_custom_job_id(node: NodeDriver, producer: Producer, queue_nam
         await node.close_worker(handle)
 
 
-async def test_p2n_failure_reason_visible_in_python(node: NodeDriver, producer: Producer, queue_name: str) -> None:
+async def test_p2n_failure_reason_visible_in_python(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     handle = await node.start_worker(queue_name, "async job => { throw new Error('node says no: ' + job.data.x) }")
     try:
-        job = await producer.enqueue("fail", {"x": 7})
+        job = await producer.add("fail", {"x": 7})
         outcome = await producer.wait_for(job.id, timeout=10)
         assert outcome.state == "failed"
         assert outcome.failed_reason == "node says no: 7"
@@ -130,7 +130,7 @@ async def test_p2n_failure_reason_visible_in_python(node: NodeDriver, producer: 
 # --- latency ----------------------------------------------------------------------------
 
 
-async def test_idle_python_worker_picks_up_within_100ms_p95(make_worker, producer: Producer) -> None:
+async def test_idle_python_worker_picks_up_within_100ms_p95(make_worker, producer: Queue) -> None:
     """20 jobs added one by one to an idle worker (the port: 0.002-7.5 s; Node 3-15 ms)."""
     started: dict[str, float] = {}
     arrived = asyncio.Event()
@@ -145,7 +145,7 @@ async def test_idle_python_worker_picks_up_within_100ms_p95(make_worker, produce
     latencies = []
     for _ in range(20):
         arrived.clear()
-        job = await producer.enqueue("tick", {})
+        job = await producer.add("tick", {})
         await asyncio.wait_for(arrived.wait(), 10)
         latencies.append(started[job.id] * 1000 - job.timestamp)
         await asyncio.sleep(0.05)  # idle again between jobs

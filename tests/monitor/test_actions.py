@@ -7,8 +7,9 @@ import json
 import pytest
 from redis.asyncio import Redis
 
-from bullbridge import Producer
-from bullbridge.monitor import Monitor, MonitorError
+from bullbridge import Queue
+from bullbridge.errors import JobNotFound, QueueError
+from bullbridge.monitor import Monitor
 from bullbridge.testing.node import NodeDriver
 from tests.monitor.helpers import Fake, eventually, inject, now_ms, run_cli
 
@@ -43,11 +44,11 @@ async def _count(monitor: Monitor, queue: str, state: str, n: int) -> bool:
 async def test_promote_clean_drain_and_single_job_actions(r: Redis, redis_url: str, monitor: Monitor,
                                                           node: NodeDriver, queue_name: str) -> None:
     q = queue_name
-    async with Producer(q, connection=redis_url) as p:
+    async with Queue(q, connection=redis_url) as p:
         for i in range(4):
-            await p.enqueue("later", {"i": i}, delay=60_000)
+            await p.add("later", {"i": i}, delay=60_000)
         for i in range(5):
-            await p.enqueue("now", {"i": i})
+            await p.add("now", {"i": i})
     actions = monitor.actions(q)
     promoted = await actions.promote()
     assert promoted.count == 4
@@ -71,9 +72,9 @@ async def test_promote_clean_drain_and_single_job_actions(r: Redis, redis_url: s
     assert (await node.queue_call(q, "getJobState", "bad")) == "waiting"
     await actions.remove_job("bad")
     assert await monitor.job(q, "bad") is None
-    with pytest.raises(MonitorError, match="does not exist"):
+    with pytest.raises(JobNotFound, match="does not exist"):
         await actions.remove_job("bad")
-    with pytest.raises(MonitorError, match="not delayed"):
+    with pytest.raises(QueueError, match="not delayed"):
         await actions.promote_job("new0")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.monitor import Monitor
 from bullbridge.monitor.sample import nearest_rank
 from bullbridge.monitor.throughput import MINUTE_MS, BullMetrics
@@ -163,8 +163,8 @@ async def test_discovery_finds_queues_of_both_languages(node: NodeDriver, redis_
                                                         queue_name: str) -> None:
     prefix = f"disc{queue_name[-8:]}"
     await node.call("queue.add", queue=f"{queue_name}-node", name="x", data={}, prefix=prefix)
-    async with Producer(f"{queue_name}-py", connection=redis_url, prefix=prefix) as p:
-        await p.enqueue("x", {})
+    async with Queue(f"{queue_name}-py", connection=redis_url, prefix=prefix) as p:
+        await p.add("x", {})
     # Not queues: a deeper key ending in :meta, another prefix, a job id starting with "me".
     await r.hset(f"{prefix}:a:b:meta", "x", 1)
     await r.set(f"other{prefix}:q:meta", 1)

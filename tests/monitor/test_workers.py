@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bullmq
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.monitor import Monitor
 from bullbridge.monitor.workers import classify, count_by_language, parse_client_list
 from bullbridge.testing.node import NodeDriver
@@ -44,8 +44,8 @@ async def test_workers_of_every_kind_on_one_queue(node: NodeDriver, make_worker,
 
     port = bullmq.Worker(q, port_proc, {"connection": redis_url, "name": "portw"})
     try:
-        async with Producer(q, connection=redis_url) as producer:
-            await producer.enqueue("x", {})  # opens the producer's named connection
+        async with Queue(q, connection=redis_url) as producer:
+            await producer.add("x", {})  # opens the producer's named connection
 
             async def settled() -> dict[str, int] | None:
                 found = (await monitor.workers([q]))[q]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.codec import DEFAULT, JsonCodec, js_date
 from bullbridge.connection.resp import RespClient
 from bullbridge.errors import CorruptJob, NotJsonSafe
@@ -163,9 +163,9 @@ SAMPLE = {
 }
 
 
-async def test_stored_data_bytes_equal_json_stringify(node: NodeDriver, producer: Producer, raw: RespClient,
+async def test_stored_data_bytes_equal_json_stringify(node: NodeDriver, producer: Queue, raw: RespClient,
                                                       queue_name: str) -> None:
-    py = await producer.enqueue("x", SAMPLE)
+    py = await producer.add("x", SAMPLE)
     node_id = await node.add(queue_name, "x", SAMPLE)
     py_data = (await job_hash(raw, f"bull:{queue_name}:{py.id}"))["data"]
     node_data = (await job_hash(raw, f"bull:{queue_name}:{node_id}"))["data"]
@@ -173,10 +173,10 @@ async def test_stored_data_bytes_equal_json_stringify(node: NodeDriver, producer
     assert py_data == (await node.eval("return JSON.stringify(args.v)", v=SAMPLE)).encode()
 
 
-async def test_node_reads_python_values_as_meant(node: NodeDriver, producer: Producer, queue_name: str) -> None:
+async def test_node_reads_python_values_as_meant(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     data = {**SAMPLE, "when": datetime(2025, 6, 7, 8, 9, 10, 123456, tzinfo=UTC), "astral": "𝄞🎉",
             "lone": "\ud800", "max": 2**53 - 1}
-    job = await producer.enqueue("x", data)
+    job = await producer.add("x", data)
     seen = await node.eval("""
         const job = await queue(args.q).getJob(args.id);
         const d = job.data;
@@ -189,7 +189,7 @@ async def test_node_reads_python_values_as_meant(node: NodeDriver, producer: Pro
                     "text": SAMPLE["text"]}
 
 
-async def test_python_decodes_what_only_node_writes(node: NodeDriver, producer: Producer, queue_name: str) -> None:
+async def test_python_decodes_what_only_node_writes(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     job_id = await node.eval("""
         let deep = 'bottom';
         for (let i = 0; i < 3000; i++) deep = [deep];
@@ -214,7 +214,7 @@ async def test_python_decodes_what_only_node_writes(node: NodeDriver, producer: 
     assert data["tiny"] == 5e-324
     # What Python decoded, Python can send back, and Node reads the same values.
     copy = {k: v for k, v in data.items() if k != "deep"}
-    echo = await producer.enqueue("echo", copy)
+    echo = await producer.add("echo", copy)
     same = await node.eval("""
         const a = (await queue(args.q).getJob(args.a)).data, b = (await queue(args.q).getJob(args.b)).data;
         delete a.deep;
@@ -223,13 +223,13 @@ async def test_python_decodes_what_only_node_writes(node: NodeDriver, producer: 
     assert same is True
 
 
-async def test_return_values_and_progress_round_trip(node: NodeDriver, producer: Producer, queue_name: str) -> None:
+async def test_return_values_and_progress_round_trip(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     handle = await node.start_worker(queue_name, """async job => {
         await job.updateProgress({ pct: 50, note: 'half ✓' });
         return { got: job.data, big: 2 ** 60, half: 0.5 };
     }""")
     try:
-        job = await producer.enqueue("x", {"emoji": "🎉"})
+        job = await producer.add("x", {"emoji": "🎉"})
         result = await producer.result(job.id, timeout=10)
         assert result == {"got": {"emoji": "🎉"}, "big": 2.0**60, "half": 0.5}
         node_job = await node_state(node, queue_name, job.id, "completed")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bullbridge import Producer, Worker
+from bullbridge import Queue, Worker
 from bullbridge.testing.node import NodeDriver
 
 from .conftest import node_state, wait_until
@@ -184,7 +184,7 @@ async def test_flow_children_processed_in_python(node: NodeDriver, make_worker: 
     assert parent["returnvalue"] == expected
     assert await node.call("job.call", queue=queue_name, jobId=tree["id"], method="getChildrenValues") == {
         k: v for k, v in expected.items()}
-    async with Producer(queue_name, connection=redis_url) as producer:
+    async with Queue(queue_name, connection=redis_url) as producer:
         assert await producer.get_children_values(tree["id"]) == expected
 
 

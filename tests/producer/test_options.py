@@ -25,7 +25,7 @@ from bullbridge.options import (
     Telemetry,
     validate_job_id,
 )
-from bullbridge.producer import Producer
+from bullbridge.queue import Queue
 
 
 def test_every_node_add_option_has_a_field() -> None:
@@ -183,7 +183,7 @@ def test_queue_defaults_allow_only_default_job_options() -> None:
         with pytest.raises(InvalidJobOptions, match="cannot be queue defaults"):
             JobOptions.defaults(bad)
     with pytest.raises(InvalidJobOptions, match="cannot be queue defaults"):
-        Producer("q-defaults", connection="redis://127.0.0.1:1", defaults={"job_id": "x-1"})
+        Queue("q-defaults", connection="redis://127.0.0.1:1", default_job_options={"job_id": "x-1"})
 
 
 def test_option_objects_validate_their_own_fields() -> None:

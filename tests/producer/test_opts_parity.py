@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.connection.resp import RespClient
 from bullbridge.flows import FlowJob, FlowProducer
 from bullbridge.options import Backoff, Deduplication, JobOptions, KeepJobs, Parent, Telemetry
@@ -75,8 +75,8 @@ async def test_job_hash_matches_node_byte_for_byte(node: NodeDriver, redis_url: 
                                                    py_opts: JobOptions) -> None:
     data = {"order": 17, "item": "café ☕", "tags": ["a", "b"], "price": 9.99}
     node_id = await node.add(queue_name, "make", data, node_opts, prefix=NODE_PREFIX)
-    async with Producer(queue_name, connection=redis_url, prefix=PY_PREFIX) as producer:
-        job = await producer.enqueue("make", data, opts=py_opts)
+    async with Queue(queue_name, connection=redis_url, prefix=PY_PREFIX) as producer:
+        job = await producer.add("make", data, opts=py_opts)
     assert job.id == node_id
     stored = await _compare(raw, queue_name, job.id)
     assert "opts" in stored and "data" in stored
@@ -97,10 +97,10 @@ async def test_child_hash_with_parent_policy_matches_node(node: NodeDriver, redi
     node_id = await node.add(queue_name, "child", {"x": 1}, {
         "attempts": 0, "parent": {"id": "parent-1", "queue": f"{NODE_PREFIX}:{parents}"}, policy: True},
         prefix=NODE_PREFIX)
-    async with Producer(parents, connection=redis_url, prefix=PY_PREFIX) as parent_producer:
-        await parent_producer.enqueue("parent", {}, job_id="parent-1")
-    async with Producer(queue_name, connection=redis_url, prefix=PY_PREFIX) as producer:
-        job = await producer.enqueue("child", {"x": 1}, parent=Parent("parent-1", parents, PY_PREFIX),
+    async with Queue(parents, connection=redis_url, prefix=PY_PREFIX) as parent_producer:
+        await parent_producer.add("parent", {}, job_id="parent-1")
+    async with Queue(queue_name, connection=redis_url, prefix=PY_PREFIX) as producer:
+        job = await producer.add("child", {"x": 1}, parent=Parent("parent-1", parents, PY_PREFIX),
                                      **{snake: True})
     assert job.id == node_id
     stored = await _compare(raw, queue_name, job.id)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.errors import JobFailed
 from bullbridge.flows import FlowJob, FlowProducer
 from bullbridge.options import Backoff, Deduplication, KeepJobs
@@ -30,33 +30,33 @@ FAIL_ALWAYS = """async job => {
 }"""
 
 
-async def test_priority_order(node: NodeDriver, producer: Producer, queue_name: str) -> None:
+async def test_priority_order(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     plan = [("p5", 5), ("none-1", None), ("p1", 1), ("p3", 3), ("p1-again", 1), ("none-2", None), ("p2", 2)]
     ids = {}
     for name, priority in plan:
-        ids[(await producer.enqueue(name, {}, priority=priority)).id] = name
+        ids[(await producer.add(name, {}, priority=priority)).id] = name
     async with node_worker(node, queue_name, concurrency=1) as handle:
         order = [ids[i] for i in await node_order(node, handle, len(plan))]
     # Jobs without priority first (FIFO), then lowest priority number first, FIFO within a priority.
     assert order == ["none-1", "none-2", "p1", "p1-again", "p2", "p3", "p5"]
 
 
-async def test_lifo(node: NodeDriver, producer: Producer, queue_name: str) -> None:
+async def test_lifo(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     ids = {}
     for name, lifo in (("a", None), ("b", True), ("c", True), ("d", False)):
-        ids[(await producer.enqueue(name, {}, lifo=lifo)).id] = name
+        ids[(await producer.add(name, {}, lifo=lifo)).id] = name
     async with node_worker(node, queue_name, concurrency=1) as handle:
         order = [ids[i] for i in await node_order(node, handle, 4)]
     assert order == ["c", "b", "a", "d"]
 
 
-async def test_delay_and_run_at_honoured_within_100ms(node: NodeDriver, producer: Producer,
+async def test_delay_and_run_at_honoured_within_100ms(node: NodeDriver, producer: Queue,
                                                       queue_name: str) -> None:
     async with node_worker(node, queue_name, "async job => Date.now()", concurrency=2):
-        delayed = await producer.enqueue("delayed", {}, delay=timedelta(milliseconds=300))
+        delayed = await producer.add("delayed", {}, delay=timedelta(milliseconds=300))
         run_at = datetime.now(UTC) + timedelta(milliseconds=400)
-        scheduled = await producer.enqueue("scheduled", {}, delay=run_at)
-        assert await producer.get_state(delayed.id) == "delayed"
+        scheduled = await producer.add("scheduled", {}, delay=run_at)
+        assert await producer.get_job_state(delayed.id) == "delayed"
         started = await producer.result(delayed.id, timeout=10)
         assert 300 <= started - delayed.timestamp < 400
         started = await producer.result(scheduled.id, timeout=10)
@@ -70,10 +70,10 @@ async def test_delay_and_run_at_honoured_within_100ms(node: NodeDriver, producer
     (Backoff.exponential(100), [100, 200]),
     (200, [200, 200]),
 ], ids=["fixed", "exponential", "number"])
-async def test_attempts_and_backoff_gaps(node: NodeDriver, producer: Producer, queue_name: str,
+async def test_attempts_and_backoff_gaps(node: NodeDriver, producer: Queue, queue_name: str,
                                          backoff: Any, gaps: list[int]) -> None:
     async with node_worker(node, queue_name, FAIL_ALWAYS):
-        job = await producer.enqueue("flaky", {}, attempts=3, backoff=backoff)
+        job = await producer.add("flaky", {}, attempts=3, backoff=backoff)
         with pytest.raises(JobFailed, match="attempt 2 fails"):
             await producer.result(job.id, timeout=10)
     starts = await node.call("shared.get", key=f"{queue_name}:{job.id}")
@@ -98,14 +98,14 @@ async def test_attempts_and_backoff_gaps(node: NodeDriver, producer: Producer, q
     ({"remove_on_fail": KeepJobs(count=2)}, True, 3, 2),
 ], ids=["complete-true", "complete-false", "complete-count", "complete-keepjobs", "complete-age", "fail-true",
         "fail-count", "fail-keepjobs"])
-async def test_remove_on_complete_and_fail_forms(node: NodeDriver, producer: Producer, queue_name: str,
+async def test_remove_on_complete_and_fail_forms(node: NodeDriver, producer: Queue, queue_name: str,
                                                  form: dict[str, Any], fail: bool, jobs: int, kept: int) -> None:
     processor = "async job => { throw new Error('no') }" if fail else "async job => 'ok'"
     state = "failed" if fail else "completed"
     async with node_worker(node, queue_name, processor, concurrency=1) as handle:
         ids = []
         for n in range(jobs):
-            ids.append((await producer.enqueue("job", {"n": n}, **form)).id)
+            ids.append((await producer.add("job", {"n": n}, **form)).id)
             await node.wait_event(handle, state, count=n + 1)
     counts = await node.queue_call(queue_name, "getJobCounts", state)
     assert counts[state] == kept
@@ -113,10 +113,10 @@ async def test_remove_on_complete_and_fail_forms(node: NodeDriver, producer: Pro
     assert remaining == ids[len(ids) - kept:]      # the newest are kept
 
 
-async def test_deduplication(node: NodeDriver, producer: Producer, queue_name: str) -> None:
+async def test_deduplication(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     events = await node.subscribe(queue_name)
-    first = await producer.enqueue("job", {"v": 1}, deduplication="user-7")
-    second = await producer.enqueue("job", {"v": 2}, deduplication=Deduplication("user-7"))
+    first = await producer.add("job", {"v": 1}, deduplication="user-7")
+    second = await producer.add("job", {"v": 2}, deduplication=Deduplication("user-7"))
     assert second.id == first.id
     await node.wait_event(events, lambda e: e.event == "deduplicated" and e["args"]["jobId"] == first.id)
     async with node_worker(node, queue_name, "async job => job.data"):
@@ -124,7 +124,7 @@ async def test_deduplication(node: NodeDriver, producer: Producer, queue_name: s
         node_job = await node.get_job(queue_name, first.id)
         assert node_job is not None and node_job["deduplicationId"] == "user-7"
         # Simple mode: the id is free again once the job finished.
-        third = await producer.enqueue("job", {"v": 3}, deduplication="user-7")
+        third = await producer.add("job", {"v": 3}, deduplication="user-7")
         assert third.id != first.id
         assert await producer.result(third.id, timeout=10) == {"v": 3}
     counts = await node.queue_call(queue_name, "getJobCounts", "completed", "waiting")
@@ -132,30 +132,30 @@ async def test_deduplication(node: NodeDriver, producer: Producer, queue_name: s
     await node.call("events.close", handle=events)
 
 
-async def test_deduplication_ttl(node: NodeDriver, producer: Producer, queue_name: str) -> None:
+async def test_deduplication_ttl(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     async with node_worker(node, queue_name, "async job => job.data"):
-        first = await producer.enqueue("job", {"v": 1}, deduplication=Deduplication("d", ttl=timedelta(seconds=1)))
+        first = await producer.add("job", {"v": 1}, deduplication=Deduplication("d", ttl=timedelta(seconds=1)))
         assert await producer.result(first.id, timeout=10) == {"v": 1}
         # Within the ttl a duplicate is dropped even though the first job finished...
-        again = await producer.enqueue("job", {"v": 2}, deduplication=Deduplication("d", ttl=1000))
+        again = await producer.add("job", {"v": 2}, deduplication=Deduplication("d", ttl=1000))
         assert again.id == first.id
         # ...and after it, a new job is added.
         fresh = await wait_until(lambda: _new_id(producer, first.id), timeout=5, what="ttl expiry")
         assert await producer.result(fresh, timeout=10) == {"v": 3}
 
 
-async def _new_id(producer: Producer, old: str) -> str | None:
-    job = await producer.enqueue("job", {"v": 3}, deduplication=Deduplication("d", ttl=1000))
+async def _new_id(producer: Queue, old: str) -> str | None:
+    job = await producer.add("job", {"v": 3}, deduplication=Deduplication("d", ttl=1000))
     return job.id if job.id != old else None
 
 
-async def test_custom_id_and_duplicate_id(node: NodeDriver, producer: Producer, queue_name: str) -> None:
-    first = await producer.enqueue("job", {"v": 1}, job_id="order-1")
-    again = await producer.enqueue("job", {"v": 2}, job_id="order-1")
+async def test_custom_id_and_duplicate_id(node: NodeDriver, producer: Queue, queue_name: str) -> None:
+    first = await producer.add("job", {"v": 1}, job_id="order-1")
+    again = await producer.add("job", {"v": 2}, job_id="order-1")
     assert first.id == again.id == "order-1"
     async with node_worker(node, queue_name, "async job => ({ id: job.id, data: job.data })") as handle:
         assert await producer.result("order-1", timeout=10) == {"id": "order-1", "data": {"v": 1}}
-        auto = await producer.enqueue("job", {})
+        auto = await producer.add("job", {})
         await node.wait_event(handle, "completed", count=2)
     assert auto.id.isdigit()    # BullMQ's counter (it counts custom-id adds too, in both languages)
     assert (await node.queue_call(queue_name, "getJobCounts", "completed"))["completed"] == 2
@@ -171,8 +171,8 @@ async def test_flow_children_values_across_queues(node: NodeDriver, flow_produce
     ])
     tree = await flow_producer.add(flow)
     assert len(tree.id) == 36 and tree.id.count("-") == 4      # Node-style UUIDs
-    async with Producer(queue_name, connection=redis_url) as parent_queue:
-        assert await parent_queue.get_state(tree.id) == "waiting-children"
+    async with Queue(queue_name, connection=redis_url) as parent_queue:
+        assert await parent_queue.get_job_state(tree.id) == "waiting-children"
         async with node_worker(node, parts, "async job => ({ part: job.data.n })"), \
                 node_worker(node, paint, "async job => ({ coat: await job.getChildrenValues() })"), \
                 node_worker(node, queue_name, "async job => await job.getChildrenValues()"):
@@ -210,7 +210,7 @@ async def test_flow_failure_policies(node: NodeDriver, flow_producer: FlowProduc
         return { values: await job.getChildrenValues(), ignored: await job.getIgnoredChildrenFailures(),
                  failed: deps.failed, unprocessed: deps.unprocessed };
     }"""
-    async with Producer(queue_name, connection=redis_url) as parents, \
+    async with Queue(queue_name, connection=redis_url) as parents, \
             node_worker(node, kids, kid_processor, concurrency=1) as kid_handle, \
             node_worker(node, queue_name, parent_processor):
         await node.wait_event(kid_handle, "failed")
@@ -220,7 +220,7 @@ async def test_flow_failure_policies(node: NodeDriver, flow_producer: FlowProduc
                 await parents.result(tree.id, timeout=10)
             return
         if policy is None:   # BullMQ's default: the parent waits for ever (both children are final now)
-            assert await parents.get_state(tree.id) == "waiting-children"
+            assert await parents.get_job_state(tree.id) == "waiting-children"
             return
         result = await parents.result(tree.id, timeout=10)
     assert result["values"] == {ok.key: "fine"}
@@ -242,16 +242,16 @@ async def test_flow_reusing_a_completed_custom_id_child_waits_for_its_siblings(
     completed child would make the port's script release the parent before the
     new sibling is even added."""
     kids, slow = f"{queue_name}-kids", f"{queue_name}-slow"
-    async with Producer(kids, connection=redis_url) as kid_queue, \
-            Producer(queue_name, connection=redis_url) as parents:
+    async with Queue(kids, connection=redis_url) as kid_queue, \
+            Queue(queue_name, connection=redis_url) as parents:
         async with node_worker(node, kids, "async job => ({ kid: job.data.n })"):
-            await kid_queue.enqueue("kid", {"n": 1}, job_id="kid-1")
+            await kid_queue.add("kid", {"n": 1}, job_id="kid-1")
             assert await kid_queue.result("kid-1", timeout=10) == {"kid": 1}
             tree = await flow_producer.add(FlowJob("parent", queue_name, {}, children=[
                 FlowJob("kid", kids, {"n": 1}, opts={"job_id": "kid-1"}),    # completed already
                 FlowJob("new", slow, {"n": 2}),                               # not processed yet
             ]))
-        assert await parents.get_state(tree.id) == "waiting-children"
+        assert await parents.get_job_state(tree.id) == "waiting-children"
         assert (await parents.get_dependencies(tree.id)).unprocessed == [tree.children[1].key]
         async with node_worker(node, slow, "async job => ({ slow: job.data.n })"), \
                 node_worker(node, queue_name, "async job => await job.getChildrenValues()"):
@@ -263,29 +263,29 @@ async def test_flow_with_only_completed_children_runs_the_parent(
         node: NodeDriver, flow_producer: FlowProducer, redis_url: str, queue_name: str) -> None:
     """What Node's releaseParentIfNoPendingDependencies does, the port's script does itself."""
     kids = f"{queue_name}-kids"
-    async with Producer(kids, connection=redis_url) as kid_queue, \
-            Producer(queue_name, connection=redis_url) as parents:
+    async with Queue(kids, connection=redis_url) as kid_queue, \
+            Queue(queue_name, connection=redis_url) as parents:
         async with node_worker(node, kids, "async job => job.data.n"):
             for n in (1, 2):
-                await kid_queue.enqueue("kid", {"n": n}, job_id=f"kid-{n}")
+                await kid_queue.add("kid", {"n": n}, job_id=f"kid-{n}")
                 await kid_queue.result(f"kid-{n}", timeout=10)
         tree = await flow_producer.add(FlowJob("parent", queue_name, {}, children=[
             FlowJob("kid", kids, {"n": 1}, opts={"job_id": "kid-1"}),
             FlowJob("kid", kids, {"n": 2}, opts={"job_id": "kid-2"})]))
-        assert await parents.get_state(tree.id) == "waiting"
+        assert await parents.get_job_state(tree.id) == "waiting"
         async with node_worker(node, queue_name, "async job => await job.getChildrenValues()"):
             assert await parents.result(tree.id, timeout=10) == {f"bull:{kids}:kid-1": 1, f"bull:{kids}:kid-2": 2}
 
 
-async def test_logs_and_stack_trace_limits(node: NodeDriver, producer: Producer, queue_name: str) -> None:
+async def test_logs_and_stack_trace_limits(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     processor = """async job => {
         for (let i = 0; i < 4; i++) await job.log('line ' + i);
         if (job.data.fail) throw new Error('nope');
         return 'ok';
     }"""
     async with node_worker(node, queue_name, processor):
-        logged = await producer.enqueue("logs", {"fail": False}, keep_logs=2)
-        failing = await producer.enqueue("fails", {"fail": True}, attempts=3, stack_trace_limit=1)
+        logged = await producer.add("logs", {"fail": False}, keep_logs=2)
+        failing = await producer.add("fails", {"fail": True}, attempts=3, stack_trace_limit=1)
         await producer.result(logged.id, timeout=10)
         with pytest.raises(JobFailed):
             await producer.result(failing.id, timeout=10)
@@ -297,9 +297,9 @@ async def test_logs_and_stack_trace_limits(node: NodeDriver, producer: Producer,
 
 async def test_timestamp_bulk_and_queue_defaults(node: NodeDriver, redis_url: str, queue_name: str) -> None:
     stamp = datetime(2024, 2, 29, 12, 0, tzinfo=UTC)
-    async with Producer(queue_name, connection=redis_url,
-                        defaults={"attempts": 2, "backoff": Backoff.fixed(10), "remove_on_fail": 5}) as producer:
-        jobs = await producer.enqueue_bulk([
+    defaults = {"attempts": 2, "backoff": Backoff.fixed(10), "remove_on_fail": 5}
+    async with Queue(queue_name, connection=redis_url, default_job_options=defaults) as producer:
+        jobs = await producer.add_bulk([
             ("a", {"n": 1}),
             ("b", {"n": 2}, {"attempts": 4, "timestamp": stamp}),
             {"name": "c", "data": {"n": 3}, "opts": {"remove_on_fail": False, "priority": 3}},
@@ -317,10 +317,10 @@ async def test_timestamp_bulk_and_queue_defaults(node: NodeDriver, redis_url: st
     assert node_b is not None and node_b["timestamp"] == int(stamp.timestamp() * 1000)
 
 
-async def test_enqueue_many_concurrently_share_one_connection(node: NodeDriver, producer: Producer,
+async def test_enqueue_many_concurrently_share_one_connection(node: NodeDriver, producer: Queue,
                                                               queue_name: str) -> None:
     started = time.monotonic()
-    jobs = await asyncio.gather(*(producer.enqueue("n", {"i": i}) for i in range(200)))
+    jobs = await asyncio.gather(*(producer.add("n", {"i": i}) for i in range(200)))
     assert sorted(int(j.id) for j in jobs) == list(range(1, 201))
     assert time.monotonic() - started < 5
     async with node_worker(node, queue_name, "async job => job.data.i * 2", concurrency=20) as handle:

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.codec import MAX_SAFE_INT
 from bullbridge.testing.node import NodeDriver
 
@@ -113,9 +113,9 @@ async def echo_worker(node: NodeDriver, queue_name: str) -> AsyncIterator[str]:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(value=json_values)
-async def test_any_json_value_round_trips_through_node(producer: Producer, echo_worker: str,
+async def test_any_json_value_round_trips_through_node(producer: Queue, echo_worker: str,
                                                        examples: list[Any], value: Any) -> None:
-    job = await producer.enqueue("echo", value)
+    job = await producer.add("echo", value)
     echoed = await producer.result(job.id, timeout=10)
     expected = as_node_reads(value)
     assert same(echoed, expected), f"sent {value!r}, Node echoed {echoed!r}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.errors import RedisUnavailable
 from bullbridge.flows import FlowJob, FlowProducer
 from bullbridge.testing.redis_server import PrivateRedis, free_port
@@ -27,21 +27,21 @@ async def _fails_in_time(call: Callable[[], Awaitable[Any]], timeout: float = TI
 
 
 def test_default_timeout_is_ten_seconds() -> None:
-    assert Producer("q", connection="redis://127.0.0.1:1").timeout == 10.0
+    assert Queue("q", connection="redis://127.0.0.1:1").timeout == 10.0
     assert FlowProducer("redis://127.0.0.1:1").timeout == 10.0
     with pytest.raises(ValueError, match="timeout must be > 0"):
-        Producer("q", connection="redis://127.0.0.1:1", timeout=0)
+        Queue("q", connection="redis://127.0.0.1:1", timeout=0)
 
 
 async def test_dead_port_fails_every_call_within_timeout() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    async with Producer("dead", connection=url, timeout=TIMEOUT) as producer, \
+    async with Queue("dead", connection=url, timeout=TIMEOUT) as producer, \
             FlowProducer(url, timeout=TIMEOUT) as flows:
-        error = await _fails_in_time(lambda: producer.enqueue("x", {"a": 1}))
+        error = await _fails_in_time(lambda: producer.add("x", {"a": 1}))
         assert "did not answer within 0.3 s" in str(error) and isinstance(error, ConnectionError)
-        await _fails_in_time(lambda: producer.enqueue_bulk([("x", {}), ("y", {})]))
+        await _fails_in_time(lambda: producer.add_bulk([("x", {}), ("y", {})]))
         await _fails_in_time(lambda: producer.get_job("1"))
-        await _fails_in_time(lambda: producer.get_state("1"))
+        await _fails_in_time(lambda: producer.get_job_state("1"))
         await _fails_in_time(lambda: producer.get_children_values("1"))
         await _fails_in_time(lambda: producer.result("1", timeout=30))
         await _fails_in_time(lambda: producer.wait_for("1", timeout=None))
@@ -51,15 +51,15 @@ async def test_dead_port_fails_every_call_within_timeout() -> None:
 
 
 async def test_redis_stopped_after_use_then_back(private_redis: PrivateRedis) -> None:
-    async with Producer("stop", connection=private_redis.url, timeout=TIMEOUT) as producer:
-        first = await producer.enqueue("x", {})
+    async with Queue("stop", connection=private_redis.url, timeout=TIMEOUT) as producer:
+        first = await producer.add("x", {})
         assert first.id == "1"
         private_redis.stop()
-        await _fails_in_time(lambda: producer.enqueue("x", {}))
+        await _fails_in_time(lambda: producer.add("x", {}))
         await _fails_in_time(lambda: producer.get_job("1"))
         private_redis.start()
         # Same port, fresh empty server: the producer reconnects by itself.
-        again = await producer.enqueue("x", {})
+        again = await producer.add("x", {})
         assert again.id == "1"
 
 
@@ -71,7 +71,7 @@ async def test_server_that_never_answers_fails_within_timeout() -> None:
     server = await asyncio.start_server(swallow, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        async with Producer("hung", connection=f"redis://127.0.0.1:{port}/0", timeout=TIMEOUT) as producer:
-            await _fails_in_time(lambda: producer.enqueue("x", {}))
+        async with Queue("hung", connection=f"redis://127.0.0.1:{port}/0", timeout=TIMEOUT) as producer:
+            await _fails_in_time(lambda: producer.add("x", {}))
     finally:
         server.close()

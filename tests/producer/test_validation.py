@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.connection.resp import RespClient
 from bullbridge.errors import InvalidJobOptions, NotJsonSafe, ScriptError
 from bullbridge.flows import FlowJob, FlowProducer
 from bullbridge.options import PRIORITY_LIMIT, Parent
-from bullbridge.producer import JobSpec
+from bullbridge.queue import JobSpec
 
 from .conftest import queue_keys
 
@@ -90,17 +90,17 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-async def _assert_nothing_written_then_control(raw: RespClient, producer: Producer, queue: str) -> None:
+async def _assert_nothing_written_then_control(raw: RespClient, producer: Queue, queue: str) -> None:
     assert await queue_keys(raw, queue) == []
-    await producer.enqueue("control", {})
+    await producer.add("control", {})
     assert f"bull:{queue}:id" in await queue_keys(raw, queue)
 
 
 @pytest.mark.parametrize(("case", "options", "message"), INVALID, ids=[c[0] for c in INVALID])
-async def test_invalid_option_raises_and_writes_nothing(raw: RespClient, producer: Producer, queue_name: str,
+async def test_invalid_option_raises_and_writes_nothing(raw: RespClient, producer: Queue, queue_name: str,
                                                         case: str, options: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidJobOptions) as info:
-        await producer.enqueue("job", {"payload": "more than ten bytes"}, **options)
+        await producer.add("job", {"payload": "more than ten bytes"}, **options)
     assert message in str(info.value)
     await _assert_nothing_written_then_control(raw, producer, queue_name)
 
@@ -116,29 +116,29 @@ async def test_invalid_option_raises_and_writes_nothing(raw: RespClient, produce
     ({"deep": [[[object()]]]}, "$.deep[0][0][0]"),
 ])
 async def test_data_not_json_safe_raises_with_path_and_writes_nothing(
-        raw: RespClient, producer: Producer, queue_name: str, data: Any, path: str) -> None:
+        raw: RespClient, producer: Queue, queue_name: str, data: Any, path: str) -> None:
     with pytest.raises(NotJsonSafe) as info:
-        await producer.enqueue("job", data)
+        await producer.add("job", data)
     assert info.value.path == path and str(info.value).endswith(f"at {path}")
     await _assert_nothing_written_then_control(raw, producer, queue_name)
 
 
-async def test_bulk_with_one_invalid_job_writes_none(raw: RespClient, producer: Producer, queue_name: str) -> None:
+async def test_bulk_with_one_invalid_job_writes_none(raw: RespClient, producer: Queue, queue_name: str) -> None:
     jobs: list[Any] = [("ok", {"n": 1}), JobSpec("ok", {"n": 2}, {"priority": 3}),
                        {"name": "bad", "data": {}, "opts": {"job_id": "42"}}, ("ok", {"n": 4})]
     with pytest.raises(InvalidJobOptions, match="Custom Id cannot be integers"):
-        await producer.enqueue_bulk(jobs)
+        await producer.add_bulk(jobs)
     with pytest.raises(NotJsonSafe, match=r"at \$\.n"):
-        await producer.enqueue_bulk([("ok", {"n": 1}), ("bad", {"n": math.nan})])
+        await producer.add_bulk([("ok", {"n": 1}), ("bad", {"n": math.nan})])
     with pytest.raises(InvalidJobOptions, match="unknown keys in bulk job"):
-        await producer.enqueue_bulk([{"name": "x", "options": {}}])
+        await producer.add_bulk([{"name": "x", "options": {}}])
     with pytest.raises(InvalidJobOptions, match="options either as opts"):
         producer.prepare("x", {}, {"priority": 1}, lifo=True)
     await _assert_nothing_written_then_control(raw, producer, queue_name)
 
 
 async def test_invalid_flow_node_writes_nothing_in_any_queue(raw: RespClient, flow_producer: FlowProducer,
-                                                              producer: Producer, queue_name: str) -> None:
+                                                              producer: Queue, queue_name: str) -> None:
     queues = [queue_name, f"{queue_name}-a", f"{queue_name}-b"]
 
     def flow(grandchild_opts: dict[str, Any], **root_extra: Any) -> FlowJob:
@@ -169,7 +169,7 @@ async def test_invalid_flow_node_writes_nothing_in_any_queue(raw: RespClient, fl
         assert await queue_keys(raw, queue) == []
     tree = await flow_producer.add(flow({}))
     assert [n.queue for n in tree.walk()] == [queues[0], queues[1], queues[2], queues[1]]
-    assert await producer.get_state(tree.id) == "waiting-children"
+    assert await producer.get_job_state(tree.id) == "waiting-children"
 
 
 async def test_flow_child_already_under_another_parent_is_refused_before_writing(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
-from bullbridge import Producer
+from bullbridge import Queue
 
 BAD = "\xff\xfe".encode("latin-1")
 
@@ -70,7 +70,7 @@ async def _write(url: str, key: str, fields: dict[str, Any]) -> None:
 
 
 async def test_broken_jobs_fail_with_a_reason_and_good_jobs_go_on(redis_url: str, make_worker,
-                                                                  producer: Producer) -> None:
+                                                                  producer: Queue) -> None:
     assert len(BROKEN) >= 30
     handled: list[str] = []
 
@@ -80,10 +80,10 @@ async def test_broken_jobs_fail_with_a_reason_and_good_jobs_go_on(redis_url: str
 
     broken_ids = {}
     for case, fields, _ in BROKEN:
-        job = await producer.enqueue("job", {"case": case}, attempts=3)
+        job = await producer.add("job", {"case": case}, attempts=3)
         await _write(redis_url, producer.keys.job(job.id), fields)
         broken_ids[case] = job.id
-    good = await producer.enqueue_bulk([("job", {"good": i}) for i in range(20)])
+    good = await producer.add_bulk([("job", {"good": i}) for i in range(20)])
     worker = make_worker({"job": handle}, concurrency=4)
     await worker.start()
     outcomes = await asyncio.gather(*(producer.wait_for(i, timeout=15) for i in broken_ids.values()))
@@ -98,22 +98,22 @@ async def test_broken_jobs_fail_with_a_reason_and_good_jobs_go_on(redis_url: str
 
 
 @pytest.mark.parametrize(("case", "data"), HOSTILE, ids=[h[0] for h in HOSTILE])
-async def test_hostile_but_valid_jobs_are_processed(case: str, data: Any, make_worker, producer: Producer) -> None:
+async def test_hostile_but_valid_jobs_are_processed(case: str, data: Any, make_worker, producer: Queue) -> None:
     async def echo(job):
         return job.data
 
     worker = make_worker({"echo": echo})
     await worker.start()
-    job = await producer.enqueue("echo", data)
+    job = await producer.add("echo", data)
     assert await producer.result(job.id, timeout=20) == data
 
 
 @pytest.mark.parametrize("job_id", ["order 7", "ü-ñ-☃", "tab\there", "line\nbreak", "x" * 500, "emoji-🚀"])
-async def test_odd_custom_ids(job_id: str, make_worker, producer: Producer) -> None:
+async def test_odd_custom_ids(job_id: str, make_worker, producer: Queue) -> None:
     async def echo(job):
         return job.id
 
     worker = make_worker({"echo": echo})
     await worker.start()
-    await producer.enqueue("echo", {}, job_id=job_id)
+    await producer.add("echo", {}, job_id=job_id)
     assert await producer.result(job_id, timeout=5) == job_id

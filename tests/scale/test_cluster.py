@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bullbridge import Producer, Worker, WorkerSettings
+from bullbridge import Queue, Worker, WorkerSettings
 from bullbridge.connection.cluster import slot_of
 from bullbridge.errors import CrossSlotError
 from bullbridge.testing.redis_server import PrivateCluster
@@ -23,7 +23,7 @@ def cluster() -> Iterator[PrivateCluster]:
 
 async def test_untagged_queue_is_refused_before_any_io(cluster: PrivateCluster) -> None:
     with pytest.raises(CrossSlotError, match="hash tag"):
-        Producer("email", connection=cluster.url)
+        Queue("email", connection=cluster.url)
     with pytest.raises(CrossSlotError, match="hash tag"):
         Worker("email", connection=cluster.url)
 
@@ -45,10 +45,10 @@ async def test_tagged_queues_spread_over_masters_and_work(cluster: PrivateCluste
             w.registry.register("x", handle)
             await w.start()
             workers.append(w)
-            producers.append(Producer(q, connection=cluster.url))
+            producers.append(Queue(q, connection=cluster.url))
         results = []
         for p in producers:
-            jobs = await p.enqueue_bulk([("x", i) for i in range(20)])
+            jobs = await p.add_bulk([("x", i) for i in range(20)])
             results.append(await asyncio.gather(*(p.result(j.id, timeout=10) for j in jobs)))
         for q, res in zip(queues, results):
             assert res == [f"{q}:{i}" for i in range(20)]
@@ -57,10 +57,10 @@ async def test_tagged_queues_spread_over_masters_and_work(cluster: PrivateCluste
 
 
 async def test_shared_prefix_tag_puts_all_queues_on_one_slot(cluster: PrivateCluster) -> None:
-    async with Producer("a", connection=cluster.url, prefix="{bull}") as a, \
-            Producer("b", connection=cluster.url, prefix="{bull}") as b:
-        ja = await a.enqueue("x", 1)
-        jb = await b.enqueue("x", 2)
+    async with Queue("a", connection=cluster.url, prefix="{bull}") as a, \
+            Queue("b", connection=cluster.url, prefix="{bull}") as b:
+        ja = await a.add("x", 1)
+        jb = await b.add("x", 2)
         assert slot_of(a.keys.job(ja.id)) == slot_of(b.keys.job(jb.id))
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bullbridge import Producer, Worker, WorkerSettings
+from bullbridge import Queue, Worker, WorkerSettings
 from bullbridge.testing.redis_server import PrivateSentinel
 from tests.worker.impls import wait_until
 
@@ -38,15 +38,15 @@ async def test_failover_during_a_run_loses_no_job(sentinel: PrivateSentinel) -> 
     worker.on("reconnected", reconnected.append)
     await worker.start()
     ids: list[str] = []
-    async with Producer("orders", connection=sentinel.url, timeout=15) as producer:
+    async with Queue("orders", connection=sentinel.url, timeout=15) as producer:
         for i in range(100):
-            ids.append((await producer.enqueue("x", {"i": i})).id)
+            ids.append((await producer.add("x", {"i": i})).id)
         assert await wait_until(lambda: len(runs) == 100, timeout=10)
         old_port = sentinel.master.port  # type: ignore[union-attr]
         new_port = await asyncio.to_thread(sentinel.failover)
         assert new_port != old_port
         for i in range(100, 200):
-            ids.append((await producer.enqueue("x", {"i": i})).id)
+            ids.append((await producer.add("x", {"i": i})).id)
         outcomes = await asyncio.gather(*(producer.wait_for(j, timeout=20) for j in ids))
     try:
         assert [o.state for o in outcomes] == ["completed"] * 200

@@ -16,16 +16,17 @@ from typing import Any
 from opentelemetry import baggage, context, trace
 from opentelemetry.trace import SpanKind
 
-from bullbridge import FlowJob, FlowProducer, Producer, Telemetry, Worker
+from bullbridge import FlowJob, FlowProducer, Queue, Telemetry, Worker
 from tests.telemetry.conftest import Harness, PyOtel, named, one, traceparent, until
 
 #: Any W3C traceparent (the Python SDK sets the "random trace id" flag too: ``-03``).
 TRACEPARENT_RE = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
-async def raw_opts(producer: Producer, job_id: str) -> str:
+async def raw_opts(producer: Queue, job_id: str) -> str:
     """The job's ``opts`` field as stored (the Lua scripts' cjson, so key order is theirs)."""
-    job = await producer.require_job(job_id)
+    job = await producer.get_job(job_id)
+    assert job is not None, job_id
     return job.fields[b"opts"].decode()
 
 
@@ -81,7 +82,7 @@ async def test_node_producer_to_python_worker_continues_the_trace(harness: Harne
     assert process["scope"] == "python-app"
 
 
-async def test_node_stores_the_context_as_bullmq_otel_does(harness: Harness, producer: Producer,
+async def test_node_stores_the_context_as_bullmq_otel_does(harness: Harness, producer: Queue,
                                                            queue_name: str) -> None:
     added = await harness("add", queue=queue_name, name="welcome", opts={"attempts": 3})
     add = one(await harness("spans"), f"add {queue_name}.welcome")
@@ -92,9 +93,9 @@ async def test_node_stores_the_context_as_bullmq_otel_does(harness: Harness, pro
 
 async def test_python_producer_to_node_worker_continues_the_trace(harness: Harness, py_otel: PyOtel,
                                                                   redis_url: str, queue_name: str) -> None:
-    async with Producer(queue_name, connection=redis_url, telemetry=py_otel.telemetry) as producer:
+    async with Queue(queue_name, connection=redis_url, telemetry=py_otel.telemetry) as producer:
         with py_otel.tracer.start_as_current_span("POST /signup", kind=SpanKind.SERVER):
-            job = await producer.enqueue("welcome", {"to": "ada"}, attempts=3)
+            job = await producer.add("welcome", {"to": "ada"}, attempts=3)
         stored = await raw_opts(producer, job.id)
         await harness("startWorker", queue=queue_name, opts={"name": "node-worker"})
         await producer.result(job.id, timeout=10)
@@ -121,14 +122,14 @@ async def test_baggage_and_tm_bytes_match_between_languages(harness: Harness, py
     bag = {"user": "ada", "plan": "pro"}
     node_added = await harness("add", queue=queue_name, name="welcome", opts={"priority": 5, "attempts": 2},
                                baggage=bag)
-    async with Producer(queue_name, connection=redis_url, telemetry=py_otel.telemetry) as producer:
+    async with Queue(queue_name, connection=redis_url, telemetry=py_otel.telemetry) as producer:
         ctx = context.get_current()
         for key, value in bag.items():
             ctx = baggage.set_baggage(key, value, ctx)
         token = context.attach(ctx)
         try:
             with py_otel.tracer.start_as_current_span("POST /signup", kind=SpanKind.SERVER):
-                py_job = await producer.enqueue("welcome", {}, priority=5, attempts=2)
+                py_job = await producer.add("welcome", {}, priority=5, attempts=2)
         finally:
             context.detach(token)
         node_opts = await raw_opts(producer, node_added["id"])
@@ -154,10 +155,10 @@ async def test_baggage_and_tm_bytes_match_between_languages(harness: Harness, py
 
 async def test_python_baggage_reaches_node_handler(harness: Harness, py_otel: PyOtel, redis_url: str,
                                                    queue_name: str) -> None:
-    async with Producer(queue_name, connection=redis_url, telemetry=py_otel.telemetry) as producer:
+    async with Queue(queue_name, connection=redis_url, telemetry=py_otel.telemetry) as producer:
         token = context.attach(baggage.set_baggage("tenant", "acme"))
         try:
-            job = await producer.enqueue("welcome", {"n": 1})
+            job = await producer.add("welcome", {"n": 1})
         finally:
             context.detach(token)
         await harness("startWorker", queue=queue_name)
@@ -187,8 +188,8 @@ async def test_thread_handlers_run_inside_the_consumer_span(harness: Harness, py
 
 async def test_bulk_both_ways(harness: Harness, py_otel: PyOtel, redis_url: str, queue_name: str) -> None:
     node = await harness("addBulk", queue=queue_name, jobs=[{"name": "a", "data": {}}, {"name": "b", "data": {}}])
-    async with Producer(queue_name, connection=redis_url, telemetry=py_otel.telemetry) as producer:
-        py_jobs = await producer.enqueue_bulk([("a", {}), ("b", {}, {"telemetry": Telemetry(omit_context=True)}),
+    async with Queue(queue_name, connection=redis_url, telemetry=py_otel.telemetry) as producer:
+        py_jobs = await producer.add_bulk([("a", {}), ("b", {}, {"telemetry": Telemetry(omit_context=True)}),
                                                ("c", {}, {"telemetry": Telemetry(metadata='{"custom":"1"}')})])
         node_opts = [await raw_opts(producer, i) for i in node["ids"]]
         py_opts = [await raw_opts(producer, j.id) for j in py_jobs]
@@ -206,9 +207,9 @@ async def test_bulk_both_ways(harness: Harness, py_otel: PyOtel, redis_url: str,
 
 async def test_omit_context_both_ways(harness: Harness, py_otel: PyOtel, redis_url: str, queue_name: str) -> None:
     node_added = await harness("add", queue=queue_name, name="welcome", opts={"telemetry": {"omitContext": True}})
-    async with Producer(queue_name, connection=redis_url, telemetry=py_otel.telemetry) as producer:
+    async with Queue(queue_name, connection=redis_url, telemetry=py_otel.telemetry) as producer:
         with py_otel.tracer.start_as_current_span("POST /signup"):
-            py_job = await producer.enqueue("welcome", telemetry=Telemetry(omit_context=True))
+            py_job = await producer.add("welcome", telemetry=Telemetry(omit_context=True))
         stored = await raw_opts(producer, py_job.id)
         assert stored == await raw_opts(producer, node_added["id"])
         assert json.loads(stored) == {"attempts": 0, "omc": True}
@@ -237,7 +238,7 @@ async def test_completions_retries_and_failures_are_recorded_like_node(harness: 
     for lang in ("node", "python"):
         queue = f"{queue_name}-{lang}"
         ids = {kind: (await harness("add", queue=queue, name=kind, opts=opts))["id"] for kind, opts in jobs.items()}
-        async with Producer(queue, connection=redis_url) as producer:
+        async with Queue(queue, connection=redis_url) as producer:
             if lang == "node":
                 await harness("startWorker", queue=queue, fail="boom", opts={"name": "node-worker"})
             else:
@@ -304,7 +305,7 @@ async def test_node_flow_processed_in_python_is_one_trace(harness: Harness, py_o
     for worker in workers:
         await worker.start()
     try:
-        async with Producer(parent_q, connection=redis_url) as producer:
+        async with Queue(parent_q, connection=redis_url) as producer:
             assert await producer.result(tree["id"], timeout=10) == 3
         await until(lambda: len(named(py_otel.spans(), f"process {parent_q}")) == 1, what="the parent's span")
     finally:
@@ -335,7 +336,7 @@ async def test_python_flow_processed_in_node_is_one_trace(harness: Harness, py_o
                 FlowJob("part", child_q, {"n": n}) for n in (1, 2)]))
     await harness("startWorker", queue=child_q)
     await harness("startWorker", queue=parent_q)
-    async with Producer(parent_q, connection=redis_url) as producer:
+    async with Queue(parent_q, connection=redis_url) as producer:
         await producer.result(node.id, timeout=10)
     py_spans = py_otel.spans()
     outer = one(py_spans, "POST /reports")

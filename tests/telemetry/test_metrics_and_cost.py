@@ -10,7 +10,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
 
-from bullbridge import Producer, Worker
+from bullbridge import Queue, Worker
 from tests.telemetry.conftest import Harness, PyOtel, until
 
 
@@ -58,7 +58,7 @@ async def test_job_metrics_match_node(harness: Harness, py_otel: PyOtel, redis_u
     for lang in ("node", "python"):
         queue = f"{queue_name}-{lang}"
         ids = [(await harness("add", queue=queue, name=name, opts=opts))["id"] for name, opts in jobs.items()]
-        async with Producer(queue, connection=redis_url) as producer:
+        async with Queue(queue, connection=redis_url) as producer:
             if lang == "node":
                 await harness("startWorker", queue=queue, fail="boom")
             else:
@@ -112,12 +112,12 @@ def test_nothing_of_opentelemetry_is_imported_or_run_without_telemetry(redis_url
     no tm is stored, and the worker has no listener of ours."""
     script = textwrap.dedent(f"""
         import asyncio, sys
-        from bullbridge import FlowJob, FlowProducer, Producer, Worker
+        from bullbridge import FlowJob, FlowProducer, Queue, Worker
 
         async def main():
-            async with Producer({queue_name!r}, connection={redis_url!r}) as producer:
-                job = await producer.enqueue("x", {{"n": 1}})
-                await producer.enqueue_bulk([("y", {{}})])
+            async with Queue({queue_name!r}, connection={redis_url!r}) as producer:
+                job = await producer.add("x", {{"n": 1}})
+                await producer.add_bulk([("y", {{}})])
                 async with FlowProducer({redis_url!r}) as flows:
                     await flows.add(FlowJob("p", {queue_name!r}, children=[FlowJob("c", {queue_name!r})]))
                 async def handle(job):
@@ -127,7 +127,8 @@ def test_nothing_of_opentelemetry_is_imported_or_run_without_telemetry(redis_url
                 await worker.start()
                 assert await producer.result(job.id, timeout=10) == {{"n": 1}}
                 await worker.close()
-                assert b"tm" not in (await producer.require_job(job.id)).fields[b"opts"]
+                stored = await producer.get_job(job.id)
+                assert stored is not None and b"tm" not in stored.fields[b"opts"]
             loaded = sorted(m for m in sys.modules if m.startswith("opentelemetry"))
             assert not loaded, loaded
 
@@ -166,8 +167,8 @@ async def test_moves_a_handler_makes_are_counted_as_node_counts_them(py_otel: Py
             await job.delay_until(timedelta(milliseconds=30))
         return "done"
 
-    async with Producer(queue_name, connection=redis_url, telemetry=py_otel.telemetry) as producer:
-        job = await producer.enqueue("later")
+    async with Queue(queue_name, connection=redis_url, telemetry=py_otel.telemetry) as producer:
+        job = await producer.add("later")
         worker = Worker(queue_name, handle, connection=redis_url, telemetry=py_otel.telemetry)
         await worker.start()
         try:

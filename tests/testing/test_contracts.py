@@ -76,9 +76,9 @@ def test_store_writes_new_contracts_compares_and_updates(tmp_path: Path) -> None
 async def test_record_reads_what_both_languages_stored_in_order(redis_url: str) -> None:
     async with Interop(redis_url) as interop:
         producer = interop.python_producer("mixed")
-        await producer.enqueue("first", {"n": 1}, attempts=2)
+        await producer.add("first", {"n": 1}, attempts=2)
         await interop.node_add("mixed", "second", {"n": 2}, {"delay": 60_000, "jobId": "later"})
-        await producer.enqueue("third", {"n": 3}, priority=4, job_id="p-3")
+        await producer.add("third", {"n": 3}, priority=4, job_id="p-3")
         await interop.node_add("mixed", "fourth", {"n": 4}, {"lifo": True})
         driver = await interop.node_driver()
         await driver.eval("await queue(args.q).upsertJobScheduler('tick', { every: 60000 }, { name: 'tick' });",
@@ -155,7 +155,7 @@ TESTS = """
         replay.assert_all_completed()
 
     async def test_python_records(bullbridge_interop, bullbridge_contracts):
-        await bullbridge_interop.python_producer("email").enqueue("welcome", welcome_data({"email": "a@b.c"}))
+        await bullbridge_interop.python_producer("email").add("welcome", welcome_data({"email": "a@b.c"}))
         bullbridge_contracts.check(await bullbridge_interop.record("email", producer="python"), "welcome")
 
     async def test_node_replays(bullbridge_interop, bullbridge_contracts):

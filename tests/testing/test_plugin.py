@@ -47,7 +47,7 @@ def test_python_producer_to_a_node_processor_module(pytester: Any, inner: Any) -
 
         async def test_sent(bullbridge_interop, bullbridge_node_worker, bullbridge_producer):
             worker = await bullbridge_node_worker("email", PROCESSOR)
-            job = await bullbridge_producer("email").enqueue("welcome", {"to": "ada@example.com"}, attempts=3,
+            job = await bullbridge_producer("email").add("welcome", {"to": "ada@example.com"}, attempts=3,
                                                              keep_logs=5)
             view = await bullbridge_interop.wait_for("email", job.id)
             assert view.assert_completed({"sent": "ada@example.com", "attempt": 0}) == view.returnvalue
@@ -60,7 +60,7 @@ def test_python_producer_to_a_node_processor_module(pytester: Any, inner: Any) -
 
         async def test_failure(bullbridge_interop, bullbridge_node_worker, bullbridge_producer):
             await bullbridge_node_worker("email", PROCESSOR)
-            job = await bullbridge_producer("email").enqueue("welcome", {"cc": "x"})
+            job = await bullbridge_producer("email").add("welcome", {"cc": "x"})
             view = await bullbridge_interop.wait_for("email", job.id)
             assert view.assert_failed('no recipient in {"cc":"x"}').startswith("no recipient")
             assert "Error: no recipient" in view.stacktrace[0]
@@ -106,11 +106,11 @@ def test_a_failing_test_reports_the_other_side(pytester: Any, inner: Any) -> Non
 
         async def test_broken(bullbridge_interop, bullbridge_node_worker):
             await bullbridge_node_worker("email", Path(__file__).parent / "node" / "processor.js")
-            job = await bullbridge_interop.python_producer("email").enqueue("welcome", {"oops": 1})
+            job = await bullbridge_interop.python_producer("email").add("welcome", {"oops": 1})
             (await bullbridge_interop.wait_for("email", job.id)).assert_completed()
 
         async def test_never_finishes(bullbridge_interop):
-            job = await bullbridge_interop.python_producer("nobody-listens").enqueue("x", {})
+            job = await bullbridge_interop.python_producer("nobody-listens").add("x", {})
             await bullbridge_interop.wait_for("nobody-listens", job.id, timeout=0.3)
     """)
     result = inner("-q")
@@ -131,7 +131,7 @@ async def test_each_test_s_keys_are_removed(pytester: Any, inner: Any, redis_url
         import os
 
         async def test_writes(bullbridge_interop, bullbridge_producer):
-            await bullbridge_producer("q").enqueue("x", {"n": 1})
+            await bullbridge_producer("q").add("x", {"n": 1})
             await bullbridge_interop.node_add("q", "y", {"n": 2})
             with open(os.environ["PREFIX_FILE"], "a") as f:
                 f.write(bullbridge_interop.prefix + "\\n")
@@ -160,7 +160,7 @@ def test_a_sandboxed_processor_module(pytester: Any, inner: Any) -> None:
         async def test_sandboxed(bullbridge_interop, bullbridge_node_worker):
             worker = await bullbridge_node_worker("email", Path(__file__).parent / "node" / "processor.js",
                                                   sandboxed=True)
-            job = await bullbridge_interop.python_producer("email").enqueue("welcome", {"to": "b@example.com"})
+            job = await bullbridge_interop.python_producer("email").add("welcome", {"to": "b@example.com"})
             view = await bullbridge_interop.wait_for("email", job.id)
             view.assert_completed({"sent": "b@example.com", "attempt": 0})
             assert worker.received[0].data == {"to": "b@example.com"}
@@ -200,7 +200,7 @@ def test_an_older_node_bullmq(pytester: Any, inner: Any, node5_modules: Path) ->
                                  bullbridge_node_producer):
             assert bullbridge_node.bullmq_version == "5.81.5"
             await bullbridge_node_worker("email", HERE / "node" / "processor.js")
-            job = await bullbridge_interop.python_producer("email").enqueue("welcome", {"to": "c@example.com"})
+            job = await bullbridge_interop.python_producer("email").add("welcome", {"to": "c@example.com"})
             (await bullbridge_interop.wait_for("email", job.id)).assert_completed({"sent": "c@example.com",
                                                                                    "attempt": 0})
 
@@ -227,7 +227,7 @@ def test_a_private_redis_when_none_is_configured(pytester: Any, inner: Any, redi
         async def test_private(bullbridge_redis_url, bullbridge_interop):
             assert bullbridge_redis_url.startswith("redis://127.0.0.1:")
             assert bullbridge_redis_url != os.environ["OUTER_REDIS"]
-            job = await bullbridge_interop.python_producer("q").enqueue("x", {})
+            job = await bullbridge_interop.python_producer("q").add("x", {})
             assert (await bullbridge_interop.view("q", job.id)).state == "waiting"
     """)
     inner("-q").assert_outcomes(passed=1)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.testing.node import NodeDriver
 from tests.worker.impls import PyWorker, impls, wait_until
 from tests.worker.procs import ProcWorker
@@ -28,7 +28,7 @@ RAISED = [
 
 @pytest.mark.parametrize(("make_exc", "reason"), RAISED, ids=[r[1].split(":")[0] for r in RAISED])
 async def test_base_exception_from_handler_fails_job_and_worker_goes_on(make_exc, reason: str, make_worker,
-                                                                        producer: Producer) -> None:
+                                                                        producer: Queue) -> None:
     async def handle(job):
         if job.data["explode"]:
             raise make_exc()
@@ -36,10 +36,10 @@ async def test_base_exception_from_handler_fails_job_and_worker_goes_on(make_exc
 
     worker = make_worker({"x": handle})
     await worker.start()
-    bad = await producer.enqueue("x", {"explode": True})
+    bad = await producer.add("x", {"explode": True})
     outcome = await producer.wait_for(bad.id, timeout=5)
     assert outcome.state == "failed" and outcome.failed_reason == reason
-    good = await producer.enqueue("x", {"explode": False})
+    good = await producer.add("x", {"explode": False})
     assert await producer.result(good.id, timeout=5) == "still here"
     assert worker.running
 
@@ -47,7 +47,7 @@ async def test_base_exception_from_handler_fails_job_and_worker_goes_on(make_exc
 @impls("CancelledError/GeneratorExit from the processor silently kill its run loop")
 @pytest.mark.parametrize("exc_type", [asyncio.CancelledError, GeneratorExit], ids=["CancelledError", "GeneratorExit"])
 async def test_worker_survives_cancelled_error_from_user_code(impl: str, exc_type, redis_url: str,
-                                                              producer: Producer, queue_name: str) -> None:
+                                                              producer: Queue, queue_name: str) -> None:
     done: list[str] = []
 
     async def body(job):
@@ -57,9 +57,9 @@ async def test_worker_survives_cancelled_error_from_user_code(impl: str, exc_typ
 
     worker = await PyWorker(impl, queue_name, redis_url, body).start()
     try:
-        await producer.enqueue("x", {"explode": True})
+        await producer.add("x", {"explode": True})
         await asyncio.sleep(0.3)
-        good = await producer.enqueue("x", {"explode": False})
+        good = await producer.add("x", {"explode": False})
         assert await wait_until(lambda: good.id in done, timeout=3), "the worker stopped processing"
     finally:
         await worker.close()
@@ -68,14 +68,14 @@ async def test_worker_survives_cancelled_error_from_user_code(impl: str, exc_typ
 @impls("SystemExit/KeyboardInterrupt from the processor kill the process, job left active")
 @pytest.mark.parametrize("exc_name", ["SystemExit", "KeyboardInterrupt"])
 async def test_process_survives_system_exit_from_user_code(impl: str, exc_name: str, redis_url: str,
-                                                           producer: Producer, queue_name: str) -> None:
+                                                           producer: Queue, queue_name: str) -> None:
     proc = await ProcWorker(impl, queue_name, redis_url, f"raise:{exc_name}").start()
     try:
-        bad = await producer.enqueue("x", {})
+        bad = await producer.add("x", {})
         await proc.wait_for("start", timeout=5)
         outcome = await producer.wait_for(bad.id, timeout=3)
         assert outcome.state == "failed"
-        good = await producer.enqueue("x", {})
+        good = await producer.add("x", {})
         await proc.wait_for("done", timeout=5)
         assert await producer.result(good.id, timeout=5) == "py"
         assert proc.alive
@@ -84,7 +84,7 @@ async def test_process_survives_system_exit_from_user_code(impl: str, exc_name: 
 
 
 async def test_sync_handler_runs_in_a_thread_and_keeps_its_lock(node: NodeDriver, make_worker,
-                                                                producer: Producer) -> None:
+                                                                producer: Queue) -> None:
     """A blocking 2.5 s handler with a 1 s lock: renewal keeps running, so a Node
     worker watching for stalls never takes the job; it runs exactly once."""
     runs: list[str] = []
@@ -95,11 +95,11 @@ async def test_sync_handler_runs_in_a_thread_and_keeps_its_lock(node: NodeDriver
         return "slept"
 
     worker = make_worker({"x": blocking}, lock_duration=1000, stalled_interval=300)
-    job = await producer.enqueue("x", {})
+    job = await producer.add("x", {})
     await worker.start()
     assert await wait_until(lambda: runs == [job.id], timeout=5)
     # Only now a Node worker joins, watching for stalls every 300 ms.
-    node_worker = await node.start_worker(producer.queue, "async job => 'node'", stalledInterval=300,
+    node_worker = await node.start_worker(producer.name, "async job => 'node'", stalledInterval=300,
                                           lockDuration=1000)
     try:
         assert await producer.result(job.id, timeout=10) == "slept"
@@ -110,7 +110,7 @@ async def test_sync_handler_runs_in_a_thread_and_keeps_its_lock(node: NodeDriver
 
 
 @pytest.mark.xfail(strict=True, reason="the port's Worker: a blocking processor loses its lock and the job runs twice")
-async def test_port_runs_a_blocking_job_once(node: NodeDriver, redis_url: str, producer: Producer,
+async def test_port_runs_a_blocking_job_once(node: NodeDriver, redis_url: str, producer: Queue,
                                              queue_name: str) -> None:
     """Row 7 on the port: a processor that blocks the loop 2.5 s with a 1 s lock
     should still run once (it loses its lock; Node, or the port again, re-runs it)."""
@@ -123,7 +123,7 @@ async def test_port_runs_a_blocking_job_once(node: NodeDriver, redis_url: str, p
         time.sleep(2.5)  # blocks the loop: the port has no thread option
         return "py"
 
-    job = await producer.enqueue("x", {})
+    job = await producer.add("x", {})
     worker = bullmq.Worker(queue_name, processor, {"connection": redis_url, "lockDuration": 1000,
                                                    "stalledInterval": 300})
     # The Node worker starts fetching 0.4 s later, once the port holds the job
@@ -142,7 +142,7 @@ async def test_port_runs_a_blocking_job_once(node: NodeDriver, redis_url: str, p
 
 
 @pytest.mark.xfail(strict=True, reason="the port's Worker fails every job of a plain def processor")
-async def test_port_runs_a_sync_processor(redis_url: str, producer: Producer, queue_name: str) -> None:
+async def test_port_runs_a_sync_processor(redis_url: str, producer: Queue, queue_name: str) -> None:
     """Row 7 on the port: a plain ``def`` processor should complete its jobs
     (bullbridge runs plain functions in a thread: test_sync_handler_runs_in_a_thread...)."""
     import bullmq
@@ -152,19 +152,19 @@ async def test_port_runs_a_sync_processor(redis_url: str, producer: Producer, qu
 
     worker = bullmq.Worker(queue_name, processor, {"connection": redis_url})
     try:
-        job = await producer.enqueue("x", {})
+        job = await producer.add("x", {})
         outcome = await producer.wait_for(job.id, timeout=5)
         assert outcome.state == "completed", outcome.failed_reason
     finally:
         await asyncio.wait_for(worker.close(force=True), 10)
 
 
-async def test_process_handler_runs_cpu_work_off_the_loop(make_worker, producer: Producer) -> None:
+async def test_process_handler_runs_cpu_work_off_the_loop(make_worker, producer: Queue) -> None:
     worker = make_worker({"fib2": fib_handler_via_job}, lock_duration=1000, stalled_interval=300)
     worker.registry.register("fib", fib_handler, run_in="process")
     await worker.start()
-    a = await producer.enqueue("fib", {"n": 27})
-    b = await producer.enqueue("fib2", {"n": 20})
+    a = await producer.add("fib", {"n": 27})
+    b = await producer.add("fib2", {"n": 20})
     assert await producer.result(a.id, timeout=20) == 196418
     assert await producer.result(b.id, timeout=20) == 6765
 

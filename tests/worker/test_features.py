@@ -8,14 +8,14 @@ from datetime import timedelta
 
 import pytest
 
-from bullbridge import Producer, Worker, WorkerSettings
+from bullbridge import Queue, Worker, WorkerSettings
 from bullbridge.errors import ConfigurationError
 from bullbridge.testing.node import NodeDriver
 from tests.worker.impls import wait_until
 
 
 async def test_progress_and_logs_from_a_thread_handler_reach_node(node: NodeDriver, make_worker,
-                                                                  producer: Producer) -> None:
+                                                                  producer: Queue) -> None:
     def resize(job):  # plain function: runs in a thread
         for pct in (10, 50, 100):
             job.update_progress(pct)
@@ -27,16 +27,16 @@ async def test_progress_and_logs_from_a_thread_handler_reach_node(node: NodeDriv
     worker = make_worker({"resize": resize})
     worker.on("progress", lambda job, value: progress_seen.append(value))
     await worker.start()
-    job = await producer.enqueue("resize", {}, keep_logs=2)
+    job = await producer.add("resize", {}, keep_logs=2)
     assert await producer.result(job.id, timeout=5) == "resized"
-    logs = await node.queue_call(producer.queue, "getJobLogs", job.id)
+    logs = await node.queue_call(producer.name, "getJobLogs", job.id)
     assert logs == {"logs": ["at 50%", "at 100%"], "count": 2}, "keep_logs=2 keeps the last two lines"
-    seen = await node.get_job(producer.queue, job.id)
+    seen = await node.get_job(producer.name, job.id)
     assert seen is not None and seen["progress"] == 100
     assert await wait_until(lambda: progress_seen == [10, 50, 100], timeout=2), progress_seen
 
 
-async def test_delay_until_moves_the_job_back_without_using_an_attempt(make_worker, producer: Producer) -> None:
+async def test_delay_until_moves_the_job_back_without_using_an_attempt(make_worker, producer: Queue) -> None:
     starts: list[float] = []
 
     async def handle(job):
@@ -47,14 +47,14 @@ async def test_delay_until_moves_the_job_back_without_using_an_attempt(make_work
 
     worker = make_worker({"x": handle})
     await worker.start()
-    job = await producer.enqueue("x", {}, attempts=1)
+    job = await producer.add("x", {}, attempts=1)
     assert await producer.result(job.id, timeout=5) == "later"
     assert 0.29 <= starts[1] - starts[0] <= 0.4
     stored = await producer.get_job(job.id)
     assert stored is not None and stored.attempts_made == 1
 
 
-async def test_unrecoverable_error_skips_remaining_attempts(make_worker, producer: Producer) -> None:
+async def test_unrecoverable_error_skips_remaining_attempts(make_worker, producer: Queue) -> None:
     from bullbridge import UnrecoverableError
 
     runs: list[int] = []
@@ -65,18 +65,18 @@ async def test_unrecoverable_error_skips_remaining_attempts(make_worker, produce
 
     worker = make_worker({"x": handle})
     await worker.start()
-    job = await producer.enqueue("x", {}, attempts=5, backoff=10)
+    job = await producer.add("x", {}, attempts=5, backoff=10)
     outcome = await producer.wait_for(job.id, timeout=5)
     assert outcome.state == "failed" and outcome.failed_reason == "UnrecoverableError: card declined"
     assert runs == [1]
 
 
 async def test_unrecoverable_error_thrown_by_node_is_honoured_for_node_jobs(node: NodeDriver,
-                                                                         producer: Producer) -> None:
+                                                                         producer: Queue) -> None:
     handle = await node.start_worker(
-        producer.queue, "async job => { throw new bullmq.UnrecoverableError('nope') }")
+        producer.name, "async job => { throw new bullmq.UnrecoverableError('nope') }")
     try:
-        job = await producer.enqueue("x", {}, attempts=4)
+        job = await producer.add("x", {}, attempts=4)
         outcome = await producer.wait_for(job.id, timeout=5)
         assert outcome.state == "failed" and outcome.failed_reason == "nope"
         stored = await producer.get_job(job.id)
@@ -85,27 +85,27 @@ async def test_unrecoverable_error_thrown_by_node_is_honoured_for_node_jobs(node
         await node.close_worker(handle)
 
 
-async def test_return_value_node_cannot_read_fails_the_job_clearly(make_worker, producer: Producer) -> None:
+async def test_return_value_node_cannot_read_fails_the_job_clearly(make_worker, producer: Queue) -> None:
     async def handle(job):
         return {"ok": float("nan")}
 
     worker = make_worker({"x": handle})
     await worker.start()
-    job = await producer.enqueue("x", {}, attempts=3)
+    job = await producer.add("x", {}, attempts=3)
     outcome = await producer.wait_for(job.id, timeout=5)
     assert outcome.state == "failed"
     assert outcome.failed_reason is not None and "return value is not JSON-safe" in outcome.failed_reason
     assert "$.ok" in outcome.failed_reason
 
 
-async def test_worker_default_remove_on_complete_and_job_override(make_worker, producer: Producer) -> None:
+async def test_worker_default_remove_on_complete_and_job_override(make_worker, producer: Queue) -> None:
     async def handle(job):
         return job.data
 
     worker = make_worker({"x": handle}, remove_on_complete=True)
     await worker.start()
-    gone = await producer.enqueue("x", 1)
-    kept = await producer.enqueue("x", 2, remove_on_complete=False)
+    gone = await producer.add("x", 1)
+    kept = await producer.add("x", 2, remove_on_complete=False)
     assert await producer.result(gone.id, timeout=5) == 1
     assert await producer.result(kept.id, timeout=5) == 2
     assert await producer.get_job(gone.id) is None
@@ -113,7 +113,7 @@ async def test_worker_default_remove_on_complete_and_job_override(make_worker, p
 
 
 async def test_close_with_deadline_hands_running_jobs_back_at_once(node: NodeDriver, redis_url: str,
-                                                                   producer: Producer, queue_name: str) -> None:
+                                                                   producer: Queue, queue_name: str) -> None:
     started = asyncio.Event()
 
     async def slow(job):
@@ -122,12 +122,12 @@ async def test_close_with_deadline_hands_running_jobs_back_at_once(node: NodeDri
 
     worker = Worker(queue_name, {"x": slow}, connection=redis_url)
     await worker.start()
-    job = await producer.enqueue("x", {})
+    job = await producer.add("x", {})
     await asyncio.wait_for(started.wait(), 5)
     t0 = time.monotonic()
     clean = await worker.close(timeout=0.5)
     assert not clean and time.monotonic() - t0 < 2.5
-    assert await producer.get_state(job.id) == "waiting", "the job must be back in wait at once"
+    assert await producer.get_job_state(job.id) == "waiting", "the job must be back in wait at once"
     stored = await producer.get_job(job.id)
     assert stored is not None and stored.stalled_counter == 0, "handing back is not a stall"
     handle = await node.start_worker(queue_name, "async job => 'node finished it'")
@@ -137,7 +137,7 @@ async def test_close_with_deadline_hands_running_jobs_back_at_once(node: NodeDri
         await node.close_worker(handle)
 
 
-async def test_close_waits_for_active_jobs_when_they_finish_in_time(make_worker, producer: Producer) -> None:
+async def test_close_waits_for_active_jobs_when_they_finish_in_time(make_worker, producer: Queue) -> None:
     started = asyncio.Event()
 
     async def short(job):
@@ -147,13 +147,13 @@ async def test_close_waits_for_active_jobs_when_they_finish_in_time(make_worker,
 
     worker = make_worker({"x": short})
     await worker.start()
-    job = await producer.enqueue("x", {})
+    job = await producer.add("x", {})
     await asyncio.wait_for(started.wait(), 5)
     assert await worker.close(timeout=5) is True
     assert await producer.result(job.id, timeout=1) == "finished"
 
 
-async def test_worker_events_fire_in_order(make_worker, producer: Producer) -> None:
+async def test_worker_events_fire_in_order(make_worker, producer: Queue) -> None:
     events: list[str] = []
     worker = make_worker()
 
@@ -174,9 +174,9 @@ async def test_worker_events_fire_in_order(make_worker, producer: Producer) -> N
 
     worker.on("completed", broken_listener)
     await worker.start()
-    a = await producer.enqueue("ok", {})
+    a = await producer.add("ok", {})
     await producer.result(a.id, timeout=5)
-    b = await producer.enqueue("bad", {})
+    b = await producer.add("bad", {})
     await producer.wait_for(b.id, timeout=5)
     assert await wait_until(lambda: len(events) == 4, timeout=2)
     assert events == ["active:ok", "completed:ok", "active:bad", "failed:KeyError: 'missing'"]

@@ -9,17 +9,17 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.testing.node import NodeDriver
 from tests.worker.impls import PyWorker, impls, wait_until
 
 
-async def _fill(producer: Producer, n: int) -> None:
-    await producer.enqueue_bulk([("job", {"i": i}) for i in range(n)])
+async def _fill(producer: Queue, n: int) -> None:
+    await producer.add_bulk([("job", {"i": i}) for i in range(n)])
 
 
 @impls("with a limiter it stops fetching after 1-2 jobs")
-async def test_worker_limiter_is_obeyed_and_resumes(impl: str, redis_url: str, producer: Producer,
+async def test_worker_limiter_is_obeyed_and_resumes(impl: str, redis_url: str, producer: Queue,
                                                     queue_name: str) -> None:
     starts: list[float] = []
 
@@ -39,7 +39,7 @@ async def test_worker_limiter_is_obeyed_and_resumes(impl: str, redis_url: str, p
 
 
 @impls("a global rate limit set by Node stops it for good")
-async def test_global_rate_limit_set_by_node(impl: str, node: NodeDriver, redis_url: str, producer: Producer,
+async def test_global_rate_limit_set_by_node(impl: str, node: NodeDriver, redis_url: str, producer: Queue,
                                              queue_name: str) -> None:
     await node.queue_call(queue_name, "setGlobalRateLimit", 2, 400)
     starts: list[float] = []
@@ -57,7 +57,7 @@ async def test_global_rate_limit_set_by_node(impl: str, node: NodeDriver, redis_
 
 
 @impls("global concurrency set by Node stops it after the first job")
-async def test_global_concurrency_set_by_node(impl: str, node: NodeDriver, redis_url: str, producer: Producer,
+async def test_global_concurrency_set_by_node(impl: str, node: NodeDriver, redis_url: str, producer: Queue,
                                               queue_name: str) -> None:
     await node.queue_call(queue_name, "setGlobalConcurrency", 1)
     running = 0
@@ -81,7 +81,7 @@ async def test_global_concurrency_set_by_node(impl: str, node: NodeDriver, redis
         await worker.close()
 
 
-async def test_rate_limit_from_handler_puts_job_back_and_pauses(make_worker, producer: Producer) -> None:
+async def test_rate_limit_from_handler_puts_job_back_and_pauses(make_worker, producer: Queue) -> None:
     """Node's ``worker.rateLimit(ms)`` + ``RateLimitError``: job back to wait, queue paused for ms."""
     attempts: list[tuple[str, float]] = []
 
@@ -93,7 +93,7 @@ async def test_rate_limit_from_handler_puts_job_back_and_pauses(make_worker, pro
 
     worker = make_worker({"job": handle})
     await worker.start()
-    first = await producer.enqueue("job", {})
+    first = await producer.add("job", {})
     assert await producer.result(first.id, timeout=5) == "ok"
     assert [a[0] for a in attempts] == [first.id, first.id]
     assert attempts[1][1] - attempts[0][1] >= 0.45, "the handler's rate limit was not honoured"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.testing.node import NodeDriver
 from tests.worker.impls import PyWorker, impls, wait_until
 
@@ -43,16 +43,16 @@ async def _corrupt(redis_url: str, key: str, fields: dict[str, Any]) -> None:
 @pytest.mark.parametrize(("case", "fields", "reason"), CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
 async def test_corrupt_job_fails_with_reason_and_worker_goes_on(case: str, fields: dict[str, Any], reason: str,
                                                                 redis_url: str, make_worker,
-                                                                producer: Producer) -> None:
+                                                                producer: Queue) -> None:
     handled: list[str] = []
 
     async def handle(job):
         handled.append(job.id)
         return "ok"
 
-    bad = await producer.enqueue("job", {"fine": True}, attempts=5)
+    bad = await producer.add("job", {"fine": True}, attempts=5)
     await _corrupt(redis_url, producer.keys.job(bad.id), fields)
-    good = await producer.enqueue("job", {"fine": True})
+    good = await producer.add("job", {"fine": True})
     worker = make_worker({"job": handle})
     await worker.start()
     outcome = await producer.wait_for(bad.id, timeout=5)
@@ -66,18 +66,18 @@ async def test_corrupt_job_fails_with_reason_and_worker_goes_on(case: str, field
 
 
 @impls("a corrupt job cycles through stall recovery instead of failing")
-async def test_corrupt_data_fails_promptly(impl: str, redis_url: str, producer: Producer, queue_name: str) -> None:
+async def test_corrupt_data_fails_promptly(impl: str, redis_url: str, producer: Queue, queue_name: str) -> None:
     async def body(job):
         return "ok"
 
-    bad = await producer.enqueue("job", {"a": 1})
+    bad = await producer.add("job", {"a": 1})
     await _corrupt(redis_url, producer.keys.job(bad.id), {"data": "{not json"})
     worker = await PyWorker(impl, queue_name, redis_url, body, stalled_interval=1000, lock_duration=1000).start()
     try:
         assert await wait_until(lambda: False, timeout=0) is False
         state = None
         for _ in range(200):
-            state = await producer.get_state(bad.id)
+            state = await producer.get_job_state(bad.id)
             if state == "failed":
                 break
             await _sleep(0.02)
@@ -87,7 +87,7 @@ async def test_corrupt_data_fails_promptly(impl: str, redis_url: str, producer: 
 
 
 @impls("a job whose hash vanished is completed with data={}")
-async def test_vanished_job_fails_not_completes(impl: str, redis_url: str, producer: Producer,
+async def test_vanished_job_fails_not_completes(impl: str, redis_url: str, producer: Queue,
                                                queue_name: str) -> None:
     seen: list[Any] = []
 
@@ -95,7 +95,7 @@ async def test_vanished_job_fails_not_completes(impl: str, redis_url: str, produ
         seen.append(job.data)
         return "ok"
 
-    ghost = await producer.enqueue("job", {"a": 1})
+    ghost = await producer.add("job", {"a": 1})
     client = redis.from_url(redis_url)
     await client.delete(producer.keys.job(ghost.id))
     await client.aclose()
@@ -109,23 +109,23 @@ async def test_vanished_job_fails_not_completes(impl: str, redis_url: str, produ
         await worker.close()
 
 
-async def test_unknown_job_name_fails_clearly_without_retry(make_worker, producer: Producer) -> None:
+async def test_unknown_job_name_fails_clearly_without_retry(make_worker, producer: Queue) -> None:
     async def known(job):
         return 1
 
     worker = make_worker({"known": known})
     await worker.start()
-    job = await producer.enqueue("mystery", {}, attempts=3)
+    job = await producer.add("mystery", {}, attempts=3)
     outcome = await producer.wait_for(job.id, timeout=5)
     assert outcome.state == "failed"
     assert outcome.failed_reason == (
-        f"UnknownJobName: no handler for job name 'mystery' on queue '{producer.queue}' (handlers: known); "
+        f"UnknownJobName: no handler for job name 'mystery' on queue '{producer.name}' (handlers: known); "
         "register one or a fallback")
     stored = await producer.get_job(job.id)
     assert stored is not None and stored.attempts_made == 1
 
 
-async def test_fallback_handler_takes_unknown_names(make_worker, producer: Producer) -> None:
+async def test_fallback_handler_takes_unknown_names(make_worker, producer: Queue) -> None:
     worker = make_worker()
 
     @worker.handler("known")
@@ -137,15 +137,15 @@ async def test_fallback_handler_takes_unknown_names(make_worker, producer: Produ
         return f"fallback:{job.name}"
 
     await worker.start()
-    a = await producer.enqueue("known", {})
-    b = await producer.enqueue("other", {})
+    a = await producer.add("known", {})
+    b = await producer.add("other", {})
     assert await producer.result(a.id, timeout=5) == "known"
     assert await producer.result(b.id, timeout=5) == "fallback:other"
 
 
 @impls("an unknown backoff type stalls the job twice and fails it as 'stalled'")
 async def test_unknown_backoff_type_from_node_fails_clearly(impl: str, node: NodeDriver, redis_url: str,
-                                                            producer: Producer, queue_name: str) -> None:
+                                                            producer: Queue, queue_name: str) -> None:
     runs: list[int] = []
 
     async def body(job):
@@ -167,7 +167,7 @@ async def test_unknown_backoff_type_from_node_fails_clearly(impl: str, node: Nod
 
 
 async def test_custom_backoff_registered_in_python_serves_node_jobs(node: NodeDriver, make_worker,
-                                                                    producer: Producer) -> None:
+                                                                    producer: Queue) -> None:
     import time
 
     starts: list[float] = []
@@ -185,7 +185,7 @@ async def test_custom_backoff_registered_in_python_serves_node_jobs(node: NodeDr
 
     worker = make_worker({"job": handle}, backoff_strategies={"linear": linear})
     await worker.start()
-    job_id = await node.add(producer.queue, "job", {}, {"attempts": 3, "backoff": {"type": "linear"}})
+    job_id = await node.add(producer.name, "job", {}, {"attempts": 3, "backoff": {"type": "linear"}})
     assert await producer.result(job_id, timeout=5) == "third time"
     assert calls == [(1, "linear"), (2, "linear")]
     gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(starts)]

@@ -7,14 +7,14 @@ import asyncio
 import collections
 import signal
 
-from bullbridge import Producer
+from bullbridge import Queue
 from bullbridge.testing.node import NodeDriver
 from tests.worker.impls import wait_until
 from tests.worker.procs import ProcWorker
 
 
 async def test_competing_workers_process_each_job_exactly_once(node: NodeDriver, make_worker,
-                                                               producer: Producer) -> None:
+                                                               producer: Queue) -> None:
     executions: collections.Counter[str] = collections.Counter()
 
     async def handle(job):
@@ -24,10 +24,10 @@ async def test_competing_workers_process_each_job_exactly_once(node: NodeDriver,
 
     worker = make_worker({"job": handle}, concurrency=5)
     await worker.start()
-    node_worker = await node.start_worker(producer.queue, "async job => { await sleep(1); return 'node' }",
+    node_worker = await node.start_worker(producer.name, "async job => { await sleep(1); return 'node' }",
                                           concurrency=5)
     try:
-        jobs = await producer.enqueue_bulk([("job", {"i": i}) for i in range(300)])
+        jobs = await producer.add_bulk([("job", {"i": i}) for i in range(300)])
         outcomes = await asyncio.gather(*(producer.wait_for(j.id, timeout=30) for j in jobs))
         by_node_count = sum(1 for o in outcomes if o.returnvalue == "node")
         await node.wait_event(node_worker, "completed", count=by_node_count, timeout=5)
@@ -38,21 +38,21 @@ async def test_competing_workers_process_each_job_exactly_once(node: NodeDriver,
         for job in jobs:
             runs = (executions[job.id], node_done[job.id])
             assert sum(runs) == 1, f"job {job.id} ran {runs[0]} times in Python, {runs[1]} in Node"
-        counts = await node.queue_call(producer.queue, "getJobCounts")
+        counts = await node.queue_call(producer.name, "getJobCounts")
         assert counts["completed"] == 300 and counts["active"] == 0 and counts["waiting"] == 0, counts
     finally:
         await node.close_worker(node_worker)
 
 
 async def test_python_worker_killed_mid_job_is_recovered_by_node(node: NodeDriver, redis_url: str,
-                                                                 producer: Producer, queue_name: str) -> None:
+                                                                 producer: Queue, queue_name: str) -> None:
     # Every worker of a queue should share one stalled_interval: the check's
     # "stalled-check" key lives as long as the interval of whoever ran it.
     proc = await ProcWorker("bullbridge", queue_name, redis_url, "sleep:30", lock_duration=1500,
                             stalled_interval=500).start()
     node_worker = None
     try:
-        job = await producer.enqueue("x", {})
+        job = await producer.add("x", {})
         await proc.wait_for("start", timeout=5)
         await proc.signal(signal.SIGKILL)
         assert await proc.exited(5) == -signal.SIGKILL
@@ -70,12 +70,12 @@ async def test_python_worker_killed_mid_job_is_recovered_by_node(node: NodeDrive
 
 
 async def test_node_worker_killed_mid_job_is_recovered_by_python(redis_url: str, make_worker,
-                                                                 producer: Producer, queue_name: str) -> None:
+                                                                 producer: Queue, queue_name: str) -> None:
     stalled: list[str] = []
     async with NodeDriver(redis_url) as doomed:
         await doomed.start_worker(queue_name, "async job => { await sleep(30000) }", lockDuration=1500,
                                   stalledInterval=500, handle="doomed")
-        job = await producer.enqueue("x", {})
+        job = await producer.add("x", {})
         await doomed.wait_event("doomed", "active", timeout=5)
         await doomed.kill(signal.SIGKILL)
 
@@ -111,7 +111,7 @@ async def test_node_lists_python_workers_once_with_their_marker(node: NodeDriver
         await node.close_worker(node_worker)
 
 
-async def test_pause_and_resume_stop_and_restart_fetching_at_once(make_worker, producer: Producer) -> None:
+async def test_pause_and_resume_stop_and_restart_fetching_at_once(make_worker, producer: Queue) -> None:
     seen: list[str] = []
 
     async def handle(job):
@@ -119,12 +119,12 @@ async def test_pause_and_resume_stop_and_restart_fetching_at_once(make_worker, p
 
     worker = make_worker({"x": handle})
     await worker.start()
-    first = await producer.enqueue("x", {})
+    first = await producer.add("x", {})
     assert await wait_until(lambda: first.id in seen, timeout=3)
     await asyncio.wait_for(worker.pause(), 2)
-    held = await producer.enqueue("x", {})
+    held = await producer.add("x", {})
     await asyncio.sleep(0.3)
     assert held.id not in seen, "a paused worker must not fetch"
-    assert await producer.get_state(held.id) == "waiting"
+    assert await producer.get_job_state(held.id) == "waiting"
     worker.resume()
     assert await wait_until(lambda: held.id in seen, timeout=1), "resume must fetch at once"

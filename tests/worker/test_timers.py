@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from bullbridge import Backoff, Producer
+from bullbridge import Backoff, Queue
 from bullbridge.testing.node import NodeDriver
 from tests.worker.impls import PyWorker, impls, wait_until
 
@@ -41,7 +41,7 @@ async def test_exponential_backoff_is_exact(impl: str, node: NodeDriver, redis_u
 
 
 @impls("a 300 ms delayed job starts 200-650 ms late")
-async def test_delayed_job_starts_on_time(impl: str, redis_url: str, producer: Producer, queue_name: str) -> None:
+async def test_delayed_job_starts_on_time(impl: str, redis_url: str, producer: Queue, queue_name: str) -> None:
     started: dict[str, float] = {}
 
     async def body(job):
@@ -52,7 +52,7 @@ async def test_delayed_job_starts_on_time(impl: str, redis_url: str, producer: P
         await asyncio.sleep(0.2)
         lateness = []
         for _ in range(3):
-            job = await producer.enqueue("later", {}, delay=300)
+            job = await producer.add("later", {}, delay=300)
             assert await wait_until(lambda job=job: job.id in started, timeout=3)
             lateness.append(started[job.id] * 1000 - (job.timestamp + 300))
         assert all(-5 <= late <= 50 for late in lateness), f"delayed jobs started {lateness} ms after due"
@@ -61,7 +61,7 @@ async def test_delayed_job_starts_on_time(impl: str, redis_url: str, producer: P
 
 
 @impls("an idle worker picks up 1-7.5 s late once its blocking read times out")
-async def test_pickup_after_idle_period(impl: str, redis_url: str, producer: Producer, queue_name: str) -> None:
+async def test_pickup_after_idle_period(impl: str, redis_url: str, producer: Queue, queue_name: str) -> None:
     started: dict[str, float] = {}
 
     async def body(job):
@@ -70,7 +70,7 @@ async def test_pickup_after_idle_period(impl: str, redis_url: str, producer: Pro
     worker = await PyWorker(impl, queue_name, redis_url, body).start()
     try:
         await asyncio.sleep(5.3)  # idle across one full 5 s blocking wait: that is the scenario
-        job = await producer.enqueue("tick", {})
+        job = await producer.add("tick", {})
         assert await wait_until(lambda: job.id in started, timeout=3), "not picked up within 3 s"
         latency = started[job.id] * 1000 - job.timestamp
         assert latency < 100, f"picked up {latency:.0f} ms after being added"
@@ -78,7 +78,7 @@ async def test_pickup_after_idle_period(impl: str, redis_url: str, producer: Pro
         await worker.close()
 
 
-async def test_fixed_backoff_from_python_producer(make_worker, producer: Producer) -> None:
+async def test_fixed_backoff_from_python_producer(make_worker, producer: Queue) -> None:
     starts: list[float] = []
 
     async def handle(job):
@@ -87,7 +87,7 @@ async def test_fixed_backoff_from_python_producer(make_worker, producer: Produce
 
     worker = make_worker({"x": handle})
     await worker.start()
-    job = await producer.enqueue("x", {}, attempts=3, backoff=Backoff.fixed(150))
+    job = await producer.add("x", {}, attempts=3, backoff=Backoff.fixed(150))
     outcome = await producer.wait_for(job.id, timeout=5)
     assert outcome.state == "failed" and outcome.failed_reason == "ValueError: nope"
     gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(starts)]
@@ -96,7 +96,7 @@ async def test_fixed_backoff_from_python_producer(make_worker, producer: Produce
     assert stored is not None and stored.attempts_made == 3 and len(stored.stacktrace) == 3
 
 
-async def test_handler_keyword_parameters_are_left_alone(make_worker, producer: Producer) -> None:
+async def test_handler_keyword_parameters_are_left_alone(make_worker, producer: Queue) -> None:
     """FINDINGS row 9: the port hands an AbortSignal to any third positional
     parameter (``(job, token, extra="x")``). A bullbridge handler gets the job only;
     the cancellation signal is ``job.signal``."""
@@ -108,13 +108,13 @@ async def test_handler_keyword_parameters_are_left_alone(make_worker, producer: 
 
     worker = make_worker({"x": handle})
     await worker.start()
-    job = await producer.enqueue("x", {})
+    job = await producer.add("x", {})
     assert await producer.result(job.id, timeout=5) == "x"
     assert seen == [("x", True, False)]
 
 
 @pytest.mark.xfail(strict=True, reason="the port's Worker hands an AbortSignal to any third positional parameter")
-async def test_port_leaves_a_defaulted_third_parameter_alone(redis_url: str, producer: Producer,
+async def test_port_leaves_a_defaulted_third_parameter_alone(redis_url: str, producer: Queue,
                                                              queue_name: str) -> None:
     """Row 9 on the port: a processor ``(job, token, extra="x")`` should see ``extra == "x"``."""
     import bullmq
@@ -126,7 +126,7 @@ async def test_port_leaves_a_defaulted_third_parameter_alone(redis_url: str, pro
 
     worker = bullmq.Worker(queue_name, processor, {"connection": redis_url})
     try:
-        await producer.enqueue("x", {})
+        await producer.add("x", {})
         assert await wait_until(lambda: bool(seen), timeout=5)
         assert seen[0] == "x", f"the port passed {type(seen[0]).__name__} into a defaulted parameter"
     finally:

@@ -41,7 +41,7 @@ async def test_welcome_email_is_sent_by_the_node_worker(bullbridge_interop, bull
 
 async def test_a_bad_recipient_fails_in_node_with_a_clear_reason(bullbridge_interop, bullbridge_node_worker) -> None:
     await bullbridge_node_worker(EMAIL_QUEUE, EMAIL_PROCESSOR)
-    job = await bullbridge_interop.python_producer(EMAIL_QUEUE).enqueue("welcome", {"to": "nobody"})
+    job = await bullbridge_interop.python_producer(EMAIL_QUEUE).add("welcome", {"to": "nobody"})
 
     view = await bullbridge_interop.wait_for(EMAIL_QUEUE, job.id)
     view.assert_failed('invalid recipient: "nobody"')

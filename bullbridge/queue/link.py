@@ -1,0 +1,67 @@
+"""A pipelining client whose every call has a deadline.
+
+Every :class:`~bullbridge.queue.Queue` and
+:class:`~bullbridge.flows.FlowProducer` call goes through one: while Redis is
+unreachable, reconnecting is retried for ``timeout`` seconds and the call then
+raises :class:`~bullbridge.errors.RedisUnavailable`, instead of hanging (the
+port and Node both hang for minutes, docs/port-differences.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import replace
+from typing import TypeVar
+
+from bullbridge import scripts
+from bullbridge.connection import RedisConnector
+from bullbridge.connection.resp import RespClient, RespConnectionError
+from bullbridge.errors import ConfigurationError, RedisUnavailable
+
+T = TypeVar("T")
+
+
+class RedisLink:
+    """A pipelining client whose every call has a deadline.
+
+    While Redis is unreachable, reconnecting is retried for ``timeout``
+    seconds and a call then raises :class:`RedisUnavailable`; a server that
+    accepts but never answers fails the call after ``timeout`` too."""
+
+    def __init__(self, connector: RedisConnector, name: str, timeout: float, *, owns_connector: bool,
+                 route_key: str | None = None) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
+        self.connector = connector
+        self.name = name
+        self.timeout = float(timeout)
+        self._owns_connector = owns_connector
+        self._route_key = route_key
+        self._clients: dict[str, RespClient] = {}
+
+    def client(self, role: str = "producer") -> RespClient:
+        """The client for ``role`` (created on first use, scripts preloaded)."""
+        client = self._clients.get(role)
+        if client is None:
+            client = self.connector.fast(f"{self.name}:{role}", retry_for=self.timeout, route_key=self._route_key)
+            client.endpoint = replace(client.endpoint, command_timeout=self.timeout)
+            client.add_on_connect(scripts.preload)
+            self._clients[role] = client
+        return client
+
+    async def call(self, awaitable: Awaitable[T], what: str) -> T:
+        """Await with the deadline; connection trouble becomes :class:`RedisUnavailable`."""
+        try:
+            return await asyncio.wait_for(awaitable, self.timeout)
+        except (TimeoutError, RespConnectionError) as exc:
+            where = self.connector.settings.describe()
+            raise RedisUnavailable(
+                f"{what}: Redis at {where} did not answer within {self.timeout:g} s ({exc or 'timed out'})") from exc
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+        if self._owns_connector:
+            await self.connector.close()

@@ -1,0 +1,92 @@
+"""The Node-shaped queue: each read and each administrative write answered as
+Node's own ``Queue`` answers it, on the same queue, in the same test."""
+
+from __future__ import annotations
+
+import pytest
+
+from bullbridge import JobNotFound, Queue, QueueError
+from bullbridge.testing.node import NodeDriver
+
+
+async def _fill(queue: Queue) -> dict[str, list[str]]:
+    """Jobs in waiting, prioritized, delayed, completed and failed, by state."""
+    ids: dict[str, list[str]] = {"waiting": [], "prioritized": [], "delayed": []}
+    for i in range(3):
+        ids["waiting"].append((await queue.add("w", {"i": i})).id)
+    ids["prioritized"].append((await queue.add("p", {}, priority=3)).id)
+    ids["delayed"].append((await queue.add("d", {}, delay=60_000)).id)
+    return ids
+
+
+async def test_counts_and_lists_read_as_nodes_getters(node: NodeDriver, producer: Queue) -> None:
+    ids = await _fill(producer)
+    counts = await producer.get_job_counts()
+    node_counts = await node.queue_call(producer.name, "getJobCounts")
+    assert counts == node_counts                       # same keys (no 'paused' in Node 6), same numbers
+    assert counts["waiting"] == 3 and counts["prioritized"] == 1 and counts["delayed"] == 1
+    assert await producer.get_job_counts("waiting", "delayed") == {"waiting": 3, "delayed": 1}
+    assert await producer.count() == await node.queue_call(producer.name, "count") == 5
+    for asc in (False, True):
+        ours = [j.id for j in await producer.get_jobs(["waiting", "prioritized", "delayed"], asc=asc)]
+        theirs = [j["id"] for j in await node.queue_call(producer.name, "getJobs",
+                                                          ["waiting", "prioritized", "delayed"], 0, -1, asc)]
+        assert ours == theirs, asc
+    assert [j.id for j in await producer.get_jobs("waiting", 0, 1)] == ids["waiting"][::-1][:2]
+    with pytest.raises(ValueError, match="unknown job state"):
+        await producer.get_job_counts("finished")
+
+
+async def test_pause_resume_drain_clean_and_obliterate(node: NodeDriver, producer: Queue) -> None:
+    ids = await _fill(producer)
+    assert not await producer.is_paused()
+    await producer.pause()
+    assert await producer.is_paused() and await node.queue_call(producer.name, "isPaused") is True
+    await producer.resume()
+    assert not await node.queue_call(producer.name, "isPaused")
+    assert await producer.promote_jobs() == 1
+    assert await producer.get_job_state(ids["delayed"][0]) == "waiting"
+    assert await producer.drain() == 5
+    assert await producer.count() == 0
+    kept = await producer.add("k", {}, delay=60_000)
+    assert await producer.drain() == 0 and await producer.get_job_state(kept.id) == "delayed"
+    assert await producer.drain(delayed=True) == 1
+    await producer.obliterate()
+    assert await producer.get_job(kept.id) is None
+    assert await node.queue_call(producer.name, "getJobCounts") == dict.fromkeys(await producer.get_job_counts(), 0)
+
+
+async def test_finished_jobs_retried_cleaned_and_removed(node: NodeDriver, producer: Queue) -> None:
+    done = await producer.add("ok", {})
+    bad = await producer.add("bad", {})
+    handle = await node.start_worker(producer.name, "async job => { if (job.name === 'bad') throw new Error('x'); "
+                                                    "return 1 }")
+    try:
+        assert (await producer.wait_for(bad.id, timeout=10)).state == "failed"
+        assert (await producer.wait_for(done.id, timeout=10)).state == "completed"
+    finally:
+        await node.close_worker(handle)
+    assert await producer.retry_jobs("failed") == 1
+    assert await producer.get_job_state(bad.id) == "waiting"
+    with pytest.raises(QueueError, match="not failed"):
+        await producer.retry_job(bad.id)
+    with pytest.raises(JobNotFound):
+        await producer.retry_job("nope")
+    assert await producer.clean(0, state="completed") == [done.id]
+    assert await producer.get_job(done.id) is None
+    await producer.remove(bad.id)
+    assert await producer.get_job(bad.id) is None
+    with pytest.raises(JobNotFound):
+        await producer.remove(bad.id)
+
+
+async def test_queue_wide_limits_are_what_node_reads(node: NodeDriver, producer: Queue) -> None:
+    await producer.set_global_concurrency(3)
+    await producer.set_global_rate_limit(10, 1000)
+    assert await node.queue_call(producer.name, "getGlobalConcurrency") == 3
+    assert await node.queue_call(producer.name, "getGlobalRateLimit") == {"max": 10, "duration": 1000}
+    await producer.remove_global_concurrency()
+    await producer.remove_global_rate_limit()
+    assert await node.queue_call(producer.name, "getGlobalConcurrency") is None
+    with pytest.raises(ValueError, match="global concurrency must be an int >= 1"):
+        await producer.set_global_concurrency(0)
