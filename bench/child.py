@@ -116,10 +116,10 @@ class Tally:
 
 
 async def _bullbridge_worker(spec: dict[str, Any], tally: Tally, latency: bool) -> Any:
-    from bullbridge import ActiveJob, Worker, WorkerSettings
+    from bullbridge import ActiveJob, Worker
 
     worker = Worker(spec["queue"], connection=spec["url"],
-                    settings=WorkerSettings(concurrency=spec["concurrency"]))
+                    concurrency=spec["concurrency"])
 
     if latency:
         @worker.handler("lat")

@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from bullbridge import Worker, WorkerSettings
+from bullbridge import Worker
 
 
 def burn(ms: float) -> int:
@@ -23,5 +23,4 @@ def make() -> Worker:
     async def work(job: Any) -> int:
         return burn(ms)  # on purpose on the loop: one process = one core
 
-    return Worker(os.environ["BENCH_QUEUE"], {"work": work}, settings=WorkerSettings(
-        concurrency=4, loop_block_warning=0))
+    return Worker(os.environ["BENCH_QUEUE"], {"work": work}, concurrency=4, loop_block_warning=0)

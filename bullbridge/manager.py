@@ -27,7 +27,7 @@ from bullbridge.connection import ConnectionSource, RedisConnector, connect
 from bullbridge.errors import ConfigurationError
 from bullbridge.health import HealthReport, HealthServer, Heartbeat
 from bullbridge.shutdown import GracefulShutdown
-from bullbridge.worker import Worker, WorkerSettings
+from bullbridge.worker import Worker
 from bullbridge.worker.handlers import Handler, HandlerFn
 
 log = logging.getLogger("bullbridge.manager")
@@ -126,9 +126,9 @@ class WorkerManager:
 
     def worker(self, queue: str, handlers: Mapping[str, HandlerFn | Handler] | HandlerFn | None = None,
                **settings: Any) -> Worker:
-        """Create a worker on the manager's connection and manage it."""
-        worker = Worker(queue, handlers, connection=self.connector,
-                        settings=WorkerSettings(prefix=self.settings.prefix, **settings))
+        """Create a worker on the manager's connection and prefix and manage it
+        (``settings`` as for :class:`~bullbridge.worker.Worker`)."""
+        worker = Worker(queue, handlers, connection=self.connector, prefix=self.settings.prefix, **settings)
         self.workers.append(worker)
         return worker
 

@@ -119,7 +119,7 @@ class Backoff:
     """How long to wait between attempts.
 
     ``Backoff.fixed(1000)``, ``Backoff.exponential(200, jitter=0.5)``, or a
-    custom type the workers know (Python: ``WorkerSettings(backoff_strategies=
+    custom type the workers know (Python: ``Worker(..., backoff_strategies=
     {"linear": fn})``; Node: ``settings.backoffStrategy``):
     ``Backoff.custom("linear", 100)``.
     """

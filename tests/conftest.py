@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bullbridge import Queue, Worker, WorkerSettings
+from bullbridge import Queue, Worker
 from bullbridge.connection import redis_url_from_env
 from bullbridge.testing.node import NodeDriver
 from bullbridge.testing.redis_server import PrivateRedis
@@ -67,7 +67,7 @@ async def make_worker(redis_url: str, queue_name: str) -> AsyncIterator[Callable
 
     def factory(handlers: Any = None, *, queue: str | None = None, start: bool = True, **settings: Any) -> Worker:
         worker = Worker(queue or queue_name, handlers, connection=redis_url,
-                        settings=WorkerSettings(**settings))
+                        **settings)
         made.append(worker)
         return worker
 

@@ -154,7 +154,7 @@ async def test_repeated_redis_errors_are_rate_limited_in_logs(private_redis: Pri
                                                               caplog: pytest.LogCaptureFixture) -> None:
     """OOM on every fetch: the port re-emits the error every 0.1 s; ours logs it
     once per interval and backs off."""
-    from bullbridge import Worker, WorkerSettings
+    from bullbridge import Worker
 
     url = private_redis.url
     async with Queue("oom", connection=url) as producer:
@@ -166,7 +166,7 @@ async def test_repeated_redis_errors_are_rate_limited_in_logs(private_redis: Pri
     async def handle(job):
         return 1
 
-    worker = Worker("oom", {"x": handle}, connection=url, settings=WorkerSettings())
+    worker = Worker("oom", {"x": handle}, connection=url)
     try:
         with caplog.at_level(logging.ERROR, logger="bullbridge.worker"):
             await worker.start()

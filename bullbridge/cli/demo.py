@@ -20,7 +20,7 @@ from bullbridge.connection import redis_url_from_env
 from bullbridge.queue import Queue
 from bullbridge.testing.node import NodeDriver
 from bullbridge.testing.redis_server import PrivateRedis
-from bullbridge.worker import Worker, WorkerSettings
+from bullbridge.worker import Worker
 
 
 def register(sub: Any) -> None:
@@ -83,7 +83,7 @@ async def _demo(url: str, jobs: int, out: TextIO) -> int:
     print(f"bullbridge demo on {url}: {jobs} jobs each way", file=out)
     async with NodeDriver(url) as node:
         print(f"Node BullMQ {node.bullmq_version} ready", file=out)
-        worker = Worker(n2p_queue, connection=url, settings=WorkerSettings(concurrency=8, name="demo"))
+        worker = Worker(n2p_queue, connection=url, concurrency=8, name="demo")
 
         @worker.handler("thumbnail")
         async def thumbnail(job: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bullbridge import Queue, Worker, WorkerSettings
+from bullbridge import Queue, Worker
 from bullbridge.connection import connect
 from bullbridge.connection.resp import RespClient
 from bullbridge.testing.interop import eventually
@@ -169,7 +169,7 @@ class Ctx:
     async def worker(self, handlers: Any, queue: str | None = None, **settings: Any) -> Worker:
         """A started bullbridge worker (closed with the scenario)."""
         worker = Worker(queue or self.queue, handlers, connection=self.redis_url,
-                        settings=WorkerSettings(prefix=self.prefix, **settings))
+                        prefix=self.prefix, **settings)
         self.on_close(lambda: worker.close(timeout=5))
         await worker.start()
         return worker

@@ -93,7 +93,7 @@ async def priority_n2p(ctx: Ctx) -> None:
     async def handle(job: Any) -> None:
         order.append(job.name)
 
-    await ctx.worker({"*": handle}, concurrency=1)
+    await ctx.worker(handle, concurrency=1)
     await wait_until(lambda: len(order) == 6, 10, f"6 jobs run (ran {order})")
     assert order == PRIORITY_ORDER, order
 
@@ -249,7 +249,7 @@ async def lifo_n2p(ctx: Ctx) -> None:
     async def handle(job: Any) -> None:
         order.append(job.name)
 
-    await ctx.worker({"*": handle}, concurrency=1)
+    await ctx.worker(handle, concurrency=1)
     await wait_until(lambda: len(order) == 4, 10, f"4 jobs run (ran {order})")
     assert order == ["c", "b", "a", "d"], order
 

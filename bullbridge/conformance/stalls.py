@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Any
 
-from bullbridge import Worker, WorkerSettings
+from bullbridge import Worker
 from bullbridge.conformance.framework import N2P, P2N, Ctx, scenario
 from bullbridge.testing.node import NodeDriver
 
@@ -22,8 +22,8 @@ async def main():
         print("start", job.id, flush=True)
         await asyncio.sleep(120)
 
-    worker = Worker(sys.argv[1], {"*": slow}, connection=sys.argv[2],
-                    settings=WorkerSettings(lock_duration=1000, stalled_interval=500, prefix=sys.argv[3]))
+    worker = Worker(sys.argv[1], slow, connection=sys.argv[2],
+                    lock_duration=1000, stalled_interval=500, prefix=sys.argv[3])
     await worker.start()
     print("ready", flush=True)
     await asyncio.sleep(300)
@@ -49,7 +49,7 @@ async def stalled_n2p(ctx: Ctx) -> None:
         return "recovered by python"
 
     worker = Worker(ctx.queue, {"x": handle}, connection=ctx.redis_url,
-                    settings=WorkerSettings(stalled_interval=500, prefix=ctx.prefix))
+                    stalled_interval=500, prefix=ctx.prefix)
     worker.on("stalled", stalled.append)
     ctx.on_close(lambda: worker.close(timeout=5))
     await worker.start()

@@ -43,7 +43,7 @@ from bullbridge.queue import Queue
 from bullbridge.testing.contracts import Contract, RecordedJob, record, write_jobs
 from bullbridge.testing.node import NodeDriver, NodeEvent
 from bullbridge.testing.views import JobView, Received, view_from_node
-from bullbridge.worker import ActiveJob, Worker, WorkerSettings
+from bullbridge.worker import ActiveJob, Worker
 
 log = logging.getLogger("bullbridge.testing.interop")
 
@@ -323,7 +323,7 @@ class Interop:
         (a ``{name: fn}`` mapping or one function for every name), started unless
         ``start=False``; ``settings`` are :class:`~bullbridge.WorkerSettings` fields."""
         merged = {**self.worker_defaults, **settings, "prefix": self.prefix}
-        worker = Worker(queue, handlers, connection=self.redis_url, settings=WorkerSettings(**merged))
+        worker = Worker(queue, handlers, connection=self.redis_url, **merged)
         wrapped = PythonWorker(worker, queue)
         self._workers.append(wrapped)
         if start:

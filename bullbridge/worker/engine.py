@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bullbridge import scripts
@@ -110,19 +110,22 @@ class Worker(Emitter):
     """
 
     def __init__(self, queue: str, handlers: Mapping[str, HandlerFn | Handler] | HandlerFn | None = None, *,
-                 connection: ConnectionSource | None = None, settings: WorkerSettings | None = None,
-                 telemetry: OtelTelemetry | None = None, **overrides: Any) -> None:
+                 connection: ConnectionSource | None = None, prefix: str = "bull",
+                 telemetry: OtelTelemetry | None = None, **settings: Any) -> None:
+        """``handlers`` maps job names to handlers, or is one function for every
+        name (Node's processor); ``settings`` are :class:`WorkerSettings` fields
+        (``concurrency=5``, ``limiter=RateLimit(...)``...), validated here."""
         super().__init__()
-        settings = settings or WorkerSettings()
-        self.settings = replace(settings, **overrides) if overrides else settings
+        self.settings = WorkerSettings.from_kwargs(settings)
         self.queue = queue
-        self.keys = QueueKeys(queue, self.settings.prefix)
+        self.prefix = prefix
+        self.keys = QueueKeys(queue, prefix)
         self.qs = scripts.QueueScripts(self.keys)
         self.registry = HandlerRegistry()
         self.registry.update(handlers)
         self._owns_connector = not isinstance(connection, RedisConnector)
         self._connector = connect(connection)
-        self._connector.check_queue(self.settings.prefix, queue)
+        self._connector.check_queue(prefix, queue)
         self.id = uuid.uuid4().hex
         self.errors = RateLimitedLog(log)
         self.locks = LockRenewer(self)
@@ -153,19 +156,20 @@ class Worker(Emitter):
 
     # -- registration ----------------------------------------------------------------
 
-    def handler(self, name: str | None = None, *, run_in: RunIn | None = None) -> Callable[[HandlerFn], HandlerFn]:
-        """Decorator: handle jobs called ``name`` (``None``: any name without a handler)."""
+    def handler(self, name: str, *, run_in: RunIn | None = None) -> Callable[[HandlerFn], HandlerFn]:
+        """Decorator: handle jobs called ``name``."""
         def decorator(fn: HandlerFn) -> HandlerFn:
             self.registry.register(name, fn, run_in)
             return fn
         return decorator
 
     def fallback(self, fn: HandlerFn | None = None, *, run_in: RunIn | None = None) -> Any:
-        """Decorator: handle every job name that has no handler of its own."""
-        if fn is not None:
-            self.registry.register(None, fn, run_in)
-            return fn
-        return self.handler(None, run_in=run_in)
+        """Decorator (``@worker.fallback`` or ``@worker.fallback(run_in=...)``):
+        handle every job name that has no handler of its own."""
+        def decorator(f: HandlerFn) -> HandlerFn:
+            self.registry.register(None, f, run_in)
+            return f
+        return decorator(fn) if fn is not None else decorator
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -224,7 +228,8 @@ class Worker(Emitter):
         if self._started:
             return
         if not self.registry:
-            raise UnknownJobName(f"worker for {self.queue!r} has no handlers: register one with @worker.handler()")
+            raise UnknownJobName(f"worker for {self.queue!r} has no handlers: register one with "
+                                 "@worker.handler(name) or @worker.fallback")
         s = self.settings
         client = self._connector.fast(None, route_key=self.keys.base)
         client.add_on_connect(scripts.preload)

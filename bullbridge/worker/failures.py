@@ -87,4 +87,4 @@ def backoff_delay(backoff: Any, attempts_made: int, exc: BaseException, job: Any
     known = ", ".join(sorted({"fixed", "exponential", *strategies}))
     raise UnknownBackoff(
         f"unknown backoff type {kind!r} set by the job's producer; register it on this worker with "
-        f"WorkerSettings(backoff_strategies={{{kind!r}: fn}}) (known here: {known})")
+        f"Worker(..., backoff_strategies={{{kind!r}: fn}}) (known here: {known})")

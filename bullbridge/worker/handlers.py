@@ -74,7 +74,11 @@ class HandlerRegistry:
             self.fallback = handler
         else:
             if not isinstance(name, str) or not name:
-                raise ConfigurationError("a handler is registered for a non-empty job name (or None for the fallback)")
+                raise ConfigurationError(f"a handler is registered for a non-empty job name, got {name!r} "
+                                         "(for every other name, use @worker.fallback)")
+            if name == "*":
+                raise ConfigurationError("'*' is not a wildcard: pass one function as the handlers (it runs every "
+                                         "job name), or register it with @worker.fallback")
             if name in self._by_name:
                 raise ConfigurationError(f"job name {name!r} already has a handler ({self._by_name[name].label})")
             self._by_name[name] = handler
@@ -87,7 +91,7 @@ class HandlerRegistry:
             self.register(None, handlers)
             return
         for name, fn in handlers.items():
-            self.register(None if name == "*" else name, fn)
+            self.register(name, fn)
 
     def resolve(self, name: str) -> Handler | None:
         return self._by_name.get(name, self.fallback)

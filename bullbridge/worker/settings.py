@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any
 
@@ -34,7 +34,6 @@ class WorkerSettings:
     #: Shown by Node's ``getWorkers()`` and stored as each job's ``pb``;
     #: prefixed with ``bullbridge:`` on the wire.
     name: str | None = None
-    prefix: str = "bull"
     lock_duration: int | timedelta = 30_000
     lock_renew_time: int | timedelta | None = None
     stalled_interval: int | timedelta = 30_000
@@ -57,6 +56,17 @@ class WorkerSettings:
     loop_block_warning: float = 1.0
     _wire_name: str = field(default="", init=False, repr=False, compare=False)
     _limiter_opts: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def from_kwargs(cls, values: Mapping[str, Any]) -> WorkerSettings:
+        """Settings from keyword arguments; an unknown name is a :class:`ConfigurationError`
+        listing the known ones (not a bare ``TypeError``)."""
+        known = {f.name for f in fields(cls) if f.init}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigurationError(f"unknown worker setting(s) {', '.join(unknown)} "
+                                     f"(known: {', '.join(sorted(known))})")
+        return cls(**values)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__

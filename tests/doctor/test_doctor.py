@@ -14,7 +14,7 @@ import redis.asyncio as redis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from bullbridge import Queue, Worker, WorkerSettings
+from bullbridge import Queue, Worker
 from bullbridge.cli import main
 from bullbridge.doctor import (
     ERROR,
@@ -200,7 +200,7 @@ async def test_workers_per_queue_and_language(node: NodeDriver, redis_url: str) 
     async def handle(job):
         return None
 
-    worker = Worker("mixed", {"x": handle}, connection=redis_url, settings=WorkerSettings(prefix=prefix, name="py1"))
+    worker = Worker("mixed", {"x": handle}, connection=redis_url, prefix=prefix, name="py1")
     await worker.start()
     handle_node = await node.start_worker("mixed", prefix=prefix, name="n1")
     await node.add("orphans", "x", {}, prefix=prefix)  # waiting, and nobody serves the queue

@@ -35,7 +35,7 @@ async def test_priority_order(node: NodeDriver, make_worker: MakeWorker, queue_n
     async def record(job: Any) -> None:
         seen.append(job.name)
 
-    worker = make_worker({"*": record}, concurrency=1)
+    worker = make_worker(record, concurrency=1)
     await worker.start()
     await wait_until(lambda: len(seen) == len(plan), what="all jobs processed")
     assert seen == ["none-1", "none-2", "p1", "p1-again", "p2", "p3", "p5"]
@@ -49,7 +49,7 @@ async def test_lifo(node: NodeDriver, make_worker: MakeWorker, queue_name: str) 
     async def record(job: Any) -> None:
         seen.append(job.name)
 
-    worker = make_worker({"*": record}, concurrency=1)
+    worker = make_worker(record, concurrency=1)
     await worker.start()
     await wait_until(lambda: len(seen) == 4, what="all jobs processed")
     assert seen == ["c", "b", "a", "d"]
@@ -62,7 +62,7 @@ async def test_delay_honoured_within_100ms(node: NodeDriver, make_worker: MakeWo
         started[job.id] = _now_ms()
         return started[job.id]
 
-    worker = make_worker({"*": record}, concurrency=2)
+    worker = make_worker(record, concurrency=2)
     await worker.start()
     short = await node.add(queue_name, "short", {}, {"delay": 250})
     longer = await node.add(queue_name, "longer", {}, {"delay": 450})
@@ -171,7 +171,7 @@ async def test_flow_children_processed_in_python(node: NodeDriver, make_worker: 
         return await job.children_values()  # type: ignore[no-any-return]
 
     for queue, handler in ((parts, part), (paint, coat), (queue_name, car)):
-        await make_worker({"*": handler}, queue=queue, concurrency=2).start()
+        await make_worker(handler, queue=queue, concurrency=2).start()
     parent = await node_state(node, queue_name, tree["id"], "completed")
     wheel1, wheel2, coat_node = tree["children"]
     primer = coat_node["children"][0]
@@ -206,8 +206,8 @@ async def _fail_parent_flow(node: NodeDriver, make_worker: MakeWorker, queue_nam
     async def parent(job: Any) -> None:
         ran_parent.append(job.id)
 
-    await make_worker({"*": kid}, queue=kids, concurrency=1).start()
-    await make_worker({"*": parent}).start()
+    await make_worker(kid, queue=kids, concurrency=1).start()
+    await make_worker(parent).start()
     child = await node_state(node, kids, tree["children"][0]["id"], "failed")
     assert child["failedReason"] == "ValueError: child broke"
     job = await node_state(node, queue_name, tree["id"], "failed")
@@ -244,8 +244,8 @@ async def test_flow_dependency_policies_in_python(node: NodeDriver, make_worker:
     async def parent(job: Any) -> Any:
         return await job.children_values()
 
-    await make_worker({"*": kid}, queue=kids, concurrency=1).start()
-    await make_worker({"*": parent}).start()
+    await make_worker(kid, queue=kids, concurrency=1).start()
+    await make_worker(parent).start()
     ok_key, bad_key = (f"bull:{kids}:{c['id']}" for c in tree["children"])
     job = await node_state(node, queue_name, tree["id"], "completed")
     assert job["returnvalue"] == {ok_key: "fine"}
@@ -262,7 +262,7 @@ async def test_logs_and_stack_trace_limits_in_python(node: NodeDriver, make_work
             raise ValueError("nope")
         return "ok"
 
-    await make_worker({"*": handle}).start()
+    await make_worker(handle).start()
     logged = await node.add(queue_name, "logs", {"fail": False}, {"keepLogs": 2})
     failing = await node.add(queue_name, "fails", {"fail": True}, {"attempts": 3, "stackTraceLimit": 1})
     await node_state(node, queue_name, logged, "completed")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bullbridge import Queue, Worker, WorkerSettings
+from bullbridge import Queue, Worker
 from bullbridge.connection.cluster import slot_of
 from bullbridge.errors import CrossSlotError
 from bullbridge.testing.redis_server import PrivateCluster
@@ -37,12 +37,12 @@ async def test_tagged_queues_spread_over_masters_and_work(cluster: PrivateCluste
     workers, producers = [], []
     try:
         for q in queues:
-            w = Worker(q, connection=cluster.url, settings=WorkerSettings(concurrency=3))
+            w = Worker(q, connection=cluster.url, concurrency=3)
 
             async def handle(job, q=q):
                 return f"{q}:{job.data}"
 
-            w.registry.register("x", handle)
+            w.handler("x")(handle)
             await w.start()
             workers.append(w)
             producers.append(Queue(q, connection=cluster.url))

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bullbridge import Queue, Worker, WorkerSettings
+from bullbridge import Queue, Worker
 from bullbridge.testing.redis_server import PrivateSentinel
 from tests.worker.impls import wait_until
 
@@ -33,7 +33,7 @@ async def test_failover_during_a_run_loses_no_job(sentinel: PrivateSentinel) -> 
         await asyncio.sleep(0.005)
         return "ok"
 
-    worker = Worker("orders", {"x": handle}, connection=sentinel.url, settings=WorkerSettings(concurrency=4))
+    worker = Worker("orders", {"x": handle}, connection=sentinel.url, concurrency=4)
     reconnected: list[str] = []
     worker.on("reconnected", reconnected.append)
     await worker.start()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bullbridge import Worker, WorkerSettings
+from bullbridge import Worker
 
 Body = Callable[[Any], Awaitable[Any]]
 
@@ -64,10 +64,9 @@ class PyWorker:
             async def handler(job: Any) -> Any:
                 return await body(job)
 
-            settings = WorkerSettings(
-                limiter=RateLimit(**self.limiter) if self.limiter else None,
-                backoff_strategies=self.backoff_strategies, **self.settings)
-            self._worker = Worker(self.queue, {"*": handler}, connection=self.redis_url, settings=settings)
+            self._worker = Worker(self.queue, handler, connection=self.redis_url,
+                                  limiter=RateLimit(**self.limiter) if self.limiter else None,
+                                  backoff_strategies=self.backoff_strategies, **self.settings)
             self._worker.on("error", self.errors.append)
             await self._worker.start()
         else:

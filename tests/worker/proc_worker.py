@@ -41,12 +41,12 @@ async def main(impl: str, queue: str, url: str, behaviour: str, settings: dict[s
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     if impl == "bullbridge":
-        from bullbridge import Worker, WorkerSettings
+        from bullbridge import Worker
 
         async def handler(job: Any) -> str:
             return await body(job.id)
 
-        worker = Worker(queue, {"*": handler}, connection=url, settings=WorkerSettings(**settings))
+        worker = Worker(queue, handler, connection=url, **settings)
         await worker.start()
         emit("ready")
         await stop.wait()

@@ -161,7 +161,7 @@ async def test_port_runs_a_sync_processor(redis_url: str, producer: Queue, queue
 
 async def test_process_handler_runs_cpu_work_off_the_loop(make_worker, producer: Queue) -> None:
     worker = make_worker({"fib2": fib_handler_via_job}, lock_duration=1000, stalled_interval=300)
-    worker.registry.register("fib", fib_handler, run_in="process")
+    worker.handler("fib", run_in="process")(fib_handler)
     await worker.start()
     a = await producer.add("fib", {"n": 27})
     b = await producer.add("fib2", {"n": 20})

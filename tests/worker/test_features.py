@@ -209,3 +209,23 @@ def test_handler_modes_are_checked() -> None:
     with pytest.raises(ConfigurationError, match="already has a handler"):
         worker.handler("c")(sync)
     assert worker.registry.resolve("c") is not None and worker.registry.resolve("c").run_in == "thread"
+
+
+def test_one_way_to_configure_and_to_register_a_fallback() -> None:
+    worker = Worker("q", connection="redis://127.0.0.1:1", prefix="{app}", concurrency=3, name="w1")
+    assert (worker.settings.concurrency, worker.settings.wire_name, worker.keys["wait"]) == (
+        3, "bullbridge:w1", "{app}:q:wait")
+    with pytest.raises(ConfigurationError, match=r"unknown worker setting\(s\) concurency \(known: .*concurrency"):
+        Worker("q", connection="redis://127.0.0.1:1", concurency=3)
+    with pytest.raises(ConfigurationError, match="'\\*' is not a wildcard"):
+        Worker("q", {"*": lambda job: 1}, connection="redis://127.0.0.1:1")
+
+    async def every(job):
+        return job.name
+
+    processor = Worker("q", every, connection="redis://127.0.0.1:1")   # Node's processor: every name
+    assert processor.registry.resolve("anything") is not None
+    decorated = Worker("q", connection="redis://127.0.0.1:1")
+    assert decorated.registry.resolve("anything") is None
+    decorated.fallback(run_in="thread")(lambda job: 1)
+    assert decorated.registry.resolve("anything").run_in == "thread"
