@@ -126,7 +126,8 @@ class QueueActions:
         return ActionResult("resume", self.keys.name)
 
     # -- queue-wide limits: Node sets these as plain fields of the meta hash (no script),
-    # and every worker's fetch script reads them (FINDINGS row 1: the port's worker hangs on them).
+    # and every worker's fetch script reads them (the port's worker hangs on them:
+    # docs/port-differences.md#limits).
 
     async def set_global_concurrency(self, concurrency: int) -> ActionResult:
         """At most ``concurrency`` jobs active at once across every worker (Node's setGlobalConcurrency)."""

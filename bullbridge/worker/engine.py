@@ -1,6 +1,6 @@
 """The worker: fetch, run, finish - on BullMQ's scripts, faster and safer than the port.
 
-Shape of the engine (see README "Worker engine"):
+Shape of the engine (see docs/worker.md#the-engine):
 
 * ``concurrency`` long-lived *slot* tasks. A slot fetches a job
   (``moveToActive``), runs its handler, and finishes it with BullMQ's fused
@@ -12,8 +12,8 @@ Shape of the engine (see README "Worker engine"):
 * lock renewal, stalled-job recovery and a loop-block watch run beside them
   (:mod:`bullbridge.worker.maintenance`).
 
-What it gets right where the port does not (FINDINGS.md "Broken", rows 1-7,
-9-11): limits resume when their window opens; idle pickup and sub-second
+What it gets right where the port does not (docs/port-differences.md, one
+section each): limits resume when their window opens; idle pickup and sub-second
 timers are exact; a corrupt or vanished job fails with a reason instead of
 cycling or "completing" with ``data={}``; unknown backoff types fail clearly;
 ``KeyboardInterrupt``/``SystemExit``/``CancelledError``/``GeneratorExit`` from
