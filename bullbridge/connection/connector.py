@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bullbridge.connection")
 
-#: Longest block a worker asks of BZPOPMIN (BullMQ caps it at 10 s, #1658).
+#: Longest block a worker asks of BZPOPMIN (BullMQ's worker caps it at 10 s: its maximumBlockTimeout).
 MAX_BLOCK_SECONDS = 10.0
 
 

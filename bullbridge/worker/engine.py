@@ -62,7 +62,7 @@ from bullbridge.worker.maintenance import LockRenewer, LoopWatch, RateLimitedLog
 from bullbridge.worker.pools import DaemonThreadPool, kill_process_pool, process_pool
 from bullbridge.worker.settings import WorkerSettings
 
-if TYPE_CHECKING:  # telemetry (issue #12): bullbridge.telemetry is imported only by who enables it
+if TYPE_CHECKING:  # annotations only; the OpenTelemetry API is imported only when an OtelTelemetry is created
     from bullbridge.telemetry import OtelTelemetry, WorkerTelemetry
 
 log = logging.getLogger("bullbridge.worker")
@@ -147,7 +147,7 @@ class Worker(Emitter):
         self._running: _Running | None = None
         self._clients: list[RespClient] = []
         self.last_activity = time.time()
-        # --- telemetry (issue #12, bullbridge.telemetry): consumer spans and job metrics; None costs nothing.
+        # --- telemetry (bullbridge.telemetry): consumer spans and job metrics; None costs nothing.
         self.telemetry = telemetry
         self._telemetry: WorkerTelemetry | None = telemetry.for_worker(self) if telemetry is not None else None
 
@@ -476,7 +476,7 @@ class Worker(Emitter):
         job = ActiveJob(self, job_id, fields, token)
         self.last_activity = time.time()
         self.locks.track(job)
-        attempt = self._telemetry.start(job) if self._telemetry is not None else None  # telemetry (#12)
+        attempt = self._telemetry.start(job) if self._telemetry is not None else None
         try:
             try:
                 handler = self._prepare(job)
@@ -490,7 +490,7 @@ class Worker(Emitter):
             try:
                 if attempt is None:
                     result = await self._invoke(handler, job)
-                else:  # telemetry (#12): the handler runs inside the consumer span
+                else:  # telemetry: the handler runs inside the consumer span
                     result = await attempt.run(self._invoke(handler, job))
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()
@@ -516,7 +516,7 @@ class Worker(Emitter):
             return await self._complete(job, result, value)
         finally:
             self.locks.untrack(job)
-            if attempt is not None:  # telemetry (#12)
+            if attempt is not None:
                 attempt.end()
 
     async def _next_iteration(self, job: ActiveJob) -> None:
