@@ -83,7 +83,7 @@ def render(results: Results) -> str:
              for r in latency])
     goal_rows = goals(results)
     if goal_rows:
-        out += ["", "GOALS (issue #9), bullbridge"]
+        out += ["", "GOALS, bullbridge"]
         out += _table(["goal", "target", "measured", "result"],
                       [[g["goal"], g["target"], _num(g["measured"], 2, " " + g["unit"]),
                         "-" if g["pass"] is None else ("pass" if g["pass"] else "FAIL")] for g in goal_rows], left=2)

@@ -172,11 +172,11 @@ def summarize(results: Results) -> list[dict[str, Any]]:
     return rows
 
 
-# -- goals (issue #9) -----------------------------------------------------------------------
+# -- goals (docs/performance.md#against-the-goals) --------------------------------------------
 
 
 def goals(results: Results) -> list[dict[str, Any]]:
-    """bullbridge against the targets of issue #9, where this run measured both sides."""
+    """bullbridge against its performance targets, where this run measured both sides."""
     rows = {(r["suite"], r["case"], r["impl"]): r for r in summarize(results)}
     out: list[dict[str, Any]] = []
 

@@ -53,7 +53,8 @@ KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
     KnownDifference(
         scenario="pause_resume[P->N]", node=_NODE_5, port=_PORT_3_4,
         summary="a job added from Python while Node paused the queue is lost when Node resumes it: Node 5 "
-                "renames its 'paused' list over 'wait', and the port added the job to 'wait' (FINDINGS row 12)"),
+                "renames its 'paused' list over 'wait', and the port added the job to 'wait' "
+                "(docs/port-differences.md#node5-paused)"),
     KnownDifference(
         scenario="pause_resume_idle[P->N]", node=_NODE_5, port=_PORT_3_4,
         summary="after Node resumes a queue it paused while empty, a job added from Python meanwhile waits up to "

@@ -316,7 +316,7 @@ async def _queue_checks(node: _Node, queue: str, prefix: str, workers: list[Work
     if counts.get(PYTHON_PORT) and (concurrency is not None or rate_max is not None):
         findings.append(Finding(
             "workers", WARNING, "Python-port workers (bullmq.Worker, not bullbridge) serve a queue with a global "
-            "rate limit or concurrency: they stop fetching after the first jobs (FINDINGS row 1)",
+            "rate limit or concurrency: they stop fetching after the first jobs (docs/port-differences.md#limits)",
             "run these workers with bullbridge.Worker", queue=queue))
 
     # Stalled: active without a lock (checked twice, so a job finishing meanwhile is not counted).

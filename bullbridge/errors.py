@@ -107,14 +107,14 @@ class DeferredFailure(UnrecoverableError):
 
 
 class DelayJob(BullbridgeError):
-    """Raise from a handler (via ``JobContext.delay_until``) after the job was
-    moved back to delayed, so the worker neither completes nor fails it
+    """Raised by ``ActiveJob.delay_until`` after it moved the job back to
+    delayed; let it propagate, so the worker neither completes nor fails the job
     (Node: ``DelayedError``)."""
 
 
 class RateLimited(BullbridgeError):
-    """Raise from a handler (via ``JobContext.rate_limit``) to put the job back
-    in wait and pause fetching for the given time (Node: ``RateLimitError``)."""
+    """Raised by ``ActiveJob.rate_limit``: the worker puts the job back in wait
+    and pauses fetching for the given time (Node: ``RateLimitError``)."""
 
     def __init__(self, delay_ms: int) -> None:
         super().__init__(f"rate limited for {delay_ms} ms")
@@ -122,8 +122,8 @@ class RateLimited(BullbridgeError):
 
 
 class WaitingChildren(BullbridgeError):
-    """Raise from a handler after ``JobContext.wait_for_children`` moved the job
-    to waiting-children (Node: ``WaitingChildrenError``)."""
+    """Raised by ``ActiveJob.wait_for_children`` after it moved the job to
+    waiting-children (Node: ``WaitingChildrenError``)."""
 
 
 class UnknownJobName(BullbridgeError):

@@ -298,7 +298,7 @@ class Job:
 
 @dataclass(frozen=True)
 class EnqueuedJob:
-    """What ``enqueue`` returns: the id BullMQ assigned (or yours)."""
+    """What ``add`` returns: the id BullMQ assigned (or yours)."""
 
     id: str
     name: str

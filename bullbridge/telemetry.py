@@ -36,7 +36,7 @@ span                          kind      written by
 ============================  ========  ==========================================
 ``add <queue>.<job name>``    PRODUCER  ``Queue.enqueue`` (Node ``Queue.add``);
                                         + ``bullmq.job.name``, ``bullmq.job.id``
-``addBulk <queue>``           PRODUCER  ``Queue.enqueue_bulk``; + ``bullmq.job.bulk.names``,
+``addBulk <queue>``           PRODUCER  ``Queue.add_bulk``; + ``bullmq.job.bulk.names``,
                                         ``bullmq.job.bulk.count``
 ``addFlow <root queue>``      PRODUCER  ``FlowProducer.add``; + ``bullmq.flow.name``
 ``addBulkFlows``              PRODUCER  ``FlowProducer.add_bulk``; bulk names (comma-joined) and count
@@ -60,8 +60,8 @@ attempt continues the context the producer stored, so retries are sibling
 ``process`` spans under the producer's span, as in Node.
 
 ``omit_context`` (Node ``omitContext``) keeps a job's context out of ``tm``,
-with Node's rules: ``enqueue`` stores the span's context unless
-``omit_context`` (replacing any ``metadata`` given), ``enqueue_bulk`` and
+with Node's rules: ``add`` stores the span's context unless
+``omit_context`` (replacing any ``metadata`` given), ``add_bulk`` and
 flow nodes keep a ``metadata`` given and store the span's context otherwise.
 
 Where bullbridge deliberately differs from Node 6.7: a flow node's context is
@@ -314,7 +314,7 @@ class OtelTelemetry:
 
     async def add_bulk(self, queue: str, names: Sequence[Any],
                        send: Callable[[Stamp], Awaitable[T]]) -> T:
-        """``Queue.enqueue_bulk`` (Node ``Queue.addBulk``): span ``addBulk <queue>``."""
+        """``Queue.add_bulk`` (Node ``Queue.addBulk``): span ``addBulk <queue>``."""
         attributes: dict[str, AttributeValue] = {A.BULK_COUNT: len(names)}
         if all(isinstance(n, str) for n in names):
             attributes[A.BULK_NAMES] = list(names)

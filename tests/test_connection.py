@@ -1,4 +1,5 @@
-"""The connection factory and connection health (FINDINGS rows 10 and 11)."""
+"""The connection factory and connection health (docs/port-differences.md#redis-down,
+docs/port-differences.md#decode-responses, docs/port-differences.md#cluster-hash-tag)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ async def test_client_without_decode_responses_is_refused(redis_url: str) -> Non
 @pytest.mark.xfail(strict=True, reason="the port accepts a client without decode_responses and reads data={}")
 async def test_port_reads_data_through_a_non_decoding_client(redis_url: str, producer: Queue,
                                                              queue_name: str) -> None:
-    """Row 11 on the port: a job's data read through such a client should be the data."""
+    """The port (docs/port-differences.md#decode-responses): a job's data read
+    through such a client should be the data."""
     import bullmq
 
     seen: list[object] = []
@@ -188,8 +190,9 @@ async def _evalsha_calls(client: redis.Redis) -> int:
 
 @pytest.mark.xfail(strict=True, reason="the port's Queue.add hangs (>= 120 s) while Redis is down")
 async def test_port_producer_fails_fast_while_redis_is_down(private_redis: PrivateRedis) -> None:
-    """Row 10 on the port: an add while Redis is down should raise within a few
-    seconds (bullbridge: RedisUnavailable after its timeout, tests/producer)."""
+    """The port (docs/port-differences.md#redis-down): an add while Redis is down
+    should raise within a few seconds (bullbridge: RedisUnavailable after its
+    timeout, tests/producer)."""
     import bullmq
 
     queue = bullmq.Queue("down", {"connection": private_redis.url})

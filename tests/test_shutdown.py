@@ -1,4 +1,4 @@
-"""Graceful shutdown with real processes and real signals (issue: FINDINGS row 8).
+"""Graceful shutdown with real processes and real signals (docs/port-differences.md#shutdown).
 
 The worker process is ``python -m bullbridge worker tests.apps.sleepy:make``;
 every handler run is counted in Redis so "ran exactly once" is checked, not assumed.
@@ -323,8 +323,8 @@ async def read_schedulers_for(url: str, queue: str, reader) -> dict:
 
 @pytest.mark.xfail(strict=True, reason="the port installs no signal handling: SIGTERM kills the active job")
 async def test_port_finishes_the_active_job_on_sigterm(redis_url: str, producer: Queue, queue_name: str) -> None:
-    """Row 8 on the port: SIGTERM while a job runs should let it finish
-    (bullbridge: test_sigterm_lets_active_jobs_finish_and_exits_clean)."""
+    """The port (docs/port-differences.md#shutdown): SIGTERM while a job runs
+    should let it finish (bullbridge: test_sigterm_lets_active_jobs_finish_and_exits_clean)."""
     from tests.worker.procs import ProcWorker
 
     proc = await ProcWorker("port", queue_name, redis_url, "sleep:1").start()

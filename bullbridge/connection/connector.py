@@ -12,16 +12,19 @@ existing redis-py asyncio client. :func:`connect` turns it into a
 * :meth:`RedisConnector.server_info` - the server's version and memory policy,
   checked once per connector.
 
-Traps it closes (docs/port-differences.md):
+Traps it closes (each a section of docs/port-differences.md):
 
 * a redis-py client without ``decode_responses=True`` is refused (the port
-  silently turns every job's data into ``{}``);
+  silently turns every job's data into ``{}``: docs/port-differences.md#decode-responses);
 * no socket timeout can fire during a blocking wait (redis-py 8's default 5 s
-  equals the worker's 5 s block and made idle pickup 1-7.5 s late);
+  equals the worker's 5 s block and made idle pickup 1-7.5 s late:
+  docs/port-differences.md#idle-pickup);
 * the Redis version is checked once: < 5.0 refused, < 6.2 warned, as Node does;
-  and it decides whether sub-second block timeouts are available;
+  and it decides whether sub-second block timeouts are available
+  (docs/port-differences.md#timers);
 * cluster sources give a cluster client, and :meth:`RedisConnector.check_queue`
-  refuses a queue whose keys would not share one hash slot, saying how to fix it.
+  refuses a queue whose keys would not share one hash slot, saying how to fix it
+  (docs/port-differences.md#cluster-hash-tag).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bullbridge.connection")
 
-#: Longest block a worker asks of BZPOPMIN (BullMQ caps it at 10 s, #1658).
+#: Longest block a worker asks of BZPOPMIN (BullMQ's worker caps it at 10 s: its maximumBlockTimeout).
 MAX_BLOCK_SECONDS = 10.0
 
 

@@ -20,7 +20,7 @@ from bullbridge.connection.resp import Arg, RespError
 from bullbridge.errors import InvalidJobOptions, ScriptError
 from bullbridge.options import Deduplication, JobOptions, Parent
 
-#: ``enqueue("name")`` without data stores ``{}``, as Node does for ``undefined``;
+#: ``add("name")`` without data stores ``{}``, as Node does for ``undefined``;
 #: an explicit ``None`` stores ``null``.
 NO_DATA: Any = type("NoData", (), {"__repr__": lambda self: "NO_DATA"})()
 

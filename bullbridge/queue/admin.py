@@ -192,7 +192,8 @@ async def remove_job(client: RespClient, keys: QueueKeys, job_id: str, *, remove
 
 
 # -- queue-wide limits: Node sets these as plain fields of the meta hash (no script),
-# and every worker's fetch script reads them (docs/port-differences.md: the port's worker hangs on them).
+# and every worker's fetch script reads them (the port's worker hangs on them:
+# docs/port-differences.md#limits).
 
 
 def _positive_int(value: Any, what: str) -> int:

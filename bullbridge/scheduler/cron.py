@@ -2,8 +2,8 @@
 
 Node BullMQ 6.7 computes every ``pattern`` scheduler's next run with
 ``CronExpressionParser.parse(pattern, {...repeatOpts, currentDate}).next()``.
-croniter (the port's choice) disagrees with it at DST fall-back, reads a 6th
-field as seconds *last*, and accepts a different syntax. A shared schedule
+croniter (the port's choice) disagrees with it at DST fall-back
+(docs/port-differences.md#cron-dst) and accepts a different syntax. A shared schedule
 must be computed identically by every worker, so this module is a faithful
 port of cron-parser's parser and ``next()`` walk (``CronExpressionParser``,
 ``CronExpression#findSchedule``, ``CronDate``), on luxon's wall-clock

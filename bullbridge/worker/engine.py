@@ -1,6 +1,6 @@
 """The worker: fetch, run, finish - on BullMQ's scripts, faster and safer than the port.
 
-Shape of the engine (see README "Worker engine"):
+Shape of the engine (see docs/worker.md#the-engine):
 
 * ``concurrency`` long-lived *slot* tasks. A slot fetches a job
   (``moveToActive``), runs its handler, and finishes it with BullMQ's fused
@@ -12,8 +12,8 @@ Shape of the engine (see README "Worker engine"):
 * lock renewal, stalled-job recovery and a loop-block watch run beside them
   (:mod:`bullbridge.worker.maintenance`).
 
-What it gets right where the port does not (FINDINGS.md "Broken", rows 1-7,
-9-11): limits resume when their window opens; idle pickup and sub-second
+What it gets right where the port does not (docs/port-differences.md, one
+section each): limits resume when their window opens; idle pickup and sub-second
 timers are exact; a corrupt or vanished job fails with a reason instead of
 cycling or "completing" with ``data={}``; unknown backoff types fail clearly;
 ``KeyboardInterrupt``/``SystemExit``/``CancelledError``/``GeneratorExit`` from
@@ -62,7 +62,7 @@ from bullbridge.worker.maintenance import LockRenewer, LoopWatch, RateLimitedLog
 from bullbridge.worker.pools import DaemonThreadPool, kill_process_pool, process_pool
 from bullbridge.worker.settings import WorkerSettings
 
-if TYPE_CHECKING:  # telemetry (issue #12): bullbridge.telemetry is imported only by who enables it
+if TYPE_CHECKING:  # annotations only; the OpenTelemetry API is imported only when an OtelTelemetry is created
     from bullbridge.telemetry import OtelTelemetry, WorkerTelemetry
 
 log = logging.getLogger("bullbridge.worker")
@@ -150,7 +150,7 @@ class Worker(Emitter):
         self._running: _Running | None = None
         self._clients: list[RespClient] = []
         self.last_activity = time.time()
-        # --- telemetry (issue #12, bullbridge.telemetry): consumer spans and job metrics; None costs nothing.
+        # --- telemetry (bullbridge.telemetry): consumer spans and job metrics; None costs nothing.
         self.telemetry = telemetry
         self._telemetry: WorkerTelemetry | None = telemetry.for_worker(self) if telemetry is not None else None
 
@@ -481,7 +481,7 @@ class Worker(Emitter):
         job = ActiveJob(self, job_id, fields, token)
         self.last_activity = time.time()
         self.locks.track(job)
-        attempt = self._telemetry.start(job) if self._telemetry is not None else None  # telemetry (#12)
+        attempt = self._telemetry.start(job) if self._telemetry is not None else None
         try:
             try:
                 handler = self._prepare(job)
@@ -495,7 +495,7 @@ class Worker(Emitter):
             try:
                 if attempt is None:
                     result = await self._invoke(handler, job)
-                else:  # telemetry (#12): the handler runs inside the consumer span
+                else:  # telemetry: the handler runs inside the consumer span
                     result = await attempt.run(self._invoke(handler, job))
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()
@@ -521,7 +521,7 @@ class Worker(Emitter):
             return await self._complete(job, result, value)
         finally:
             self.locks.untrack(job)
-            if attempt is not None:  # telemetry (#12)
+            if attempt is not None:
                 attempt.end()
 
     async def _next_iteration(self, job: ActiveJob) -> None:

@@ -1,5 +1,5 @@
 """Redis Cluster: per-queue hash tags, slot routing, and a clear error (never a
-spin) for a layout whose keys would cross slots (FINDINGS row 11)."""
+spin) for a layout whose keys would cross slots (docs/port-differences.md#cluster-hash-tag)."""
 
 from __future__ import annotations
 
@@ -83,8 +83,9 @@ def _owner(cluster: PrivateCluster, slot: int) -> str:
 
 @pytest.mark.xfail(strict=True, reason="the port's Worker spins at ~10 error events/s on an untagged cluster queue")
 async def test_port_worker_on_an_untagged_cluster_queue_does_not_spin(cluster: PrivateCluster) -> None:
-    """Row 11 on the port: a worker whose queue keys cross slots should fail once,
-    clearly - bullbridge refuses it at construction (test above)."""
+    """The port (docs/port-differences.md#cluster-hash-tag): a worker whose queue
+    keys cross slots should fail once, clearly - bullbridge refuses it at
+    construction (test above)."""
     import bullmq
     from redis.asyncio.cluster import ClusterNode, RedisCluster
 

@@ -25,7 +25,7 @@ YEARS = range(2025, 2028)
 
 PATTERNS = (
     "0 2 * * *",          # the seed's nightly job: 02:00 is skipped / repeated in some zones
-    "30 2 * * *",         # FINDINGS: Node 07:30Z, croniter 08:30Z on 2025-11-02 New York
+    "30 2 * * *",         # Node 07:30Z, the port's croniter 08:30Z on 2025-11-02 New York
     "30 1 * * *",
     "0 3 * * *",
     "59 1 * * *",
@@ -94,10 +94,10 @@ async def test_next_runs_match_node_across_every_dst_transition(node: NodeDriver
     assert not mismatches, f"{len(mismatches)} of {len(cases)} cases differ from Node, e.g. {shown}"
 
 
-async def test_findings_case_and_the_ports_croniter_disagree(node: NodeDriver) -> None:
-    """The measured port bug: croniter fires `30 2 * * *` New York one hour late on
-    2025-11-02; Node and bullbridge fire at 07:30Z. (If this module fell back to
-    croniter, the first assertion would fail.)"""
+async def test_the_ports_croniter_is_an_hour_late_at_fall_back(node: NodeDriver) -> None:
+    """docs/port-differences.md#cron-dst: the port's croniter fires `30 2 * * *`
+    New York one hour late on 2025-11-02; Node and bullbridge fire at 07:30Z.
+    (If this module fell back to croniter, the first assertion would fail.)"""
     from bullmq.job_scheduler import default_repeat_strategy
 
     start = ms("2025-11-01T12:00:00+00:00")

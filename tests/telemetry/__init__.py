@@ -1,1 +1,1 @@
-"""OpenTelemetry interop tests (issue #12)."""
+"""OpenTelemetry interop tests."""

@@ -1,9 +1,10 @@
 """Run the same scenario on bullbridge's Worker or on the port's own ``bullmq.Worker``.
 
-Each FINDINGS.md row is tested twice: with ``impl="bullbridge"`` (must pass)
-and with ``impl="port"`` marked ``xfail(strict=True)``: the port's behaviour is
-shown beside ours, and the xfail turns into a failure the day the port is fixed
-(or the day our test stops detecting the bug).
+Each worker difference of docs/port-differences.md is tested twice: with
+``impl="bullbridge"`` (must pass) and with ``impl="port"`` marked
+``xfail(strict=True)``: the port's behaviour is shown beside ours, and the xfail
+turns into a failure the day the port is fixed (or the day our test stops
+detecting the difference).
 """
 
 from __future__ import annotations

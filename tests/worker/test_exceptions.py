@@ -1,4 +1,5 @@
-"""FINDINGS rows 6 and 7: BaseExceptions from user code, and blocking handlers.
+"""BaseExceptions from user code, and blocking handlers
+(docs/port-differences.md#base-exceptions, docs/port-differences.md#blocking-handlers).
 
 The port: KeyboardInterrupt/SystemExit in a processor kill the process with
 jobs left active; CancelledError/GeneratorExit silently kill the worker's run
@@ -112,8 +113,9 @@ async def test_sync_handler_runs_in_a_thread_and_keeps_its_lock(node: NodeDriver
 @pytest.mark.xfail(strict=True, reason="the port's Worker: a blocking processor loses its lock and the job runs twice")
 async def test_port_runs_a_blocking_job_once(node: NodeDriver, redis_url: str, producer: Queue,
                                              queue_name: str) -> None:
-    """Row 7 on the port: a processor that blocks the loop 2.5 s with a 1 s lock
-    should still run once (it loses its lock; Node, or the port again, re-runs it)."""
+    """The port (docs/port-differences.md#blocking-handlers): a processor that
+    blocks the loop 2.5 s with a 1 s lock should still run once (it loses its
+    lock; Node, or the port again, re-runs it)."""
     import bullmq
 
     runs: list[str] = []
@@ -143,8 +145,9 @@ async def test_port_runs_a_blocking_job_once(node: NodeDriver, redis_url: str, p
 
 @pytest.mark.xfail(strict=True, reason="the port's Worker fails every job of a plain def processor")
 async def test_port_runs_a_sync_processor(redis_url: str, producer: Queue, queue_name: str) -> None:
-    """Row 7 on the port: a plain ``def`` processor should complete its jobs
-    (bullbridge runs plain functions in a thread: test_sync_handler_runs_in_a_thread...)."""
+    """The port (docs/port-differences.md#blocking-handlers): a plain ``def``
+    processor should complete its jobs (bullbridge runs plain functions in a
+    thread: test_sync_handler_runs_in_a_thread...)."""
     import bullmq
 
     def processor(job, token):

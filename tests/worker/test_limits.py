@@ -1,4 +1,4 @@
-"""FINDINGS row 1: worker limiter, global rate limit and global concurrency.
+"""Worker limiter, global rate limit and global concurrency (docs/port-differences.md#limits).
 
 The port's worker runs the first 1-2 jobs and then never fetches again: it
 records the limit but nothing waits on it. Ours waits for the window and goes on.

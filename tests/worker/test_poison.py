@@ -1,4 +1,5 @@
-"""FINDINGS rows 4 and 5: poison jobs and unknown backoff types.
+"""Poison jobs and unknown backoff types
+(docs/port-differences.md#poison-jobs, docs/port-differences.md#unknown-backoff).
 
 A job hash written by a foreign writer can be broken. The port fails to parse
 it after locking it, emits an error, and the job stalls and comes back forever;

@@ -1,4 +1,5 @@
-"""FINDINGS rows 2 and 3: idle pickup latency, sub-second backoffs and delays.
+"""Idle pickup latency, sub-second backoffs and delays
+(docs/port-differences.md#idle-pickup, docs/port-differences.md#timers).
 
 The port never learns the Redis version on its blocking connection, so block
 timeouts are rounded up to whole seconds (200 ms backoff -> ~1.1 s), and its
@@ -97,9 +98,9 @@ async def test_fixed_backoff_from_python_producer(make_worker, producer: Queue) 
 
 
 async def test_handler_keyword_parameters_are_left_alone(make_worker, producer: Queue) -> None:
-    """FINDINGS row 9: the port hands an AbortSignal to any third positional
-    parameter (``(job, token, extra="x")``). A bullbridge handler gets the job only;
-    the cancellation signal is ``job.signal``."""
+    """The port hands an AbortSignal to any third positional parameter
+    (``(job, token, extra="x")``: docs/port-differences.md#signature-sniffing).
+    A bullbridge handler gets the job only; the cancellation signal is ``job.signal``."""
     seen: list[object] = []
 
     async def handle(job, extra="x", *, flag=True):
@@ -116,7 +117,8 @@ async def test_handler_keyword_parameters_are_left_alone(make_worker, producer: 
 @pytest.mark.xfail(strict=True, reason="the port's Worker hands an AbortSignal to any third positional parameter")
 async def test_port_leaves_a_defaulted_third_parameter_alone(redis_url: str, producer: Queue,
                                                              queue_name: str) -> None:
-    """Row 9 on the port: a processor ``(job, token, extra="x")`` should see ``extra == "x"``."""
+    """The port (docs/port-differences.md#signature-sniffing): a processor
+    ``(job, token, extra="x")`` should see ``extra == "x"``."""
     import bullmq
 
     seen: list[object] = []
