@@ -15,21 +15,32 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from bullbridge.errors import ConfigurationError
 
 log = logging.getLogger("bullbridge.events")
 
 Listener = Callable[..., Any]
+#: The event names an emitter knows (a ``Literal``), so a misspelt name is a type error.
+E = TypeVar("E", bound=str)
 
 
-class Emitter:
+class Emitter(Generic[E]):
+    #: The event names a subclass emits; ``on`` refuses any other (a misspelt
+    #: name would otherwise wait forever for an event that never comes).
+    EVENTS: tuple[str, ...] = ()
+
     def __init__(self) -> None:
-        self._listeners: dict[str, list[Listener]] = defaultdict(list)
+        self._listeners: dict[E, list[Listener]] = defaultdict(list)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_logged: dict[tuple[int, type[BaseException]], float] = {}
 
-    def on(self, event: str, listener: Listener | None = None) -> Any:
+    def on(self, event: E, listener: Listener | None = None) -> Any:
         """Register ``listener`` for ``event``; usable as a decorator."""
+        if self.EVENTS and event not in self.EVENTS:
+            raise ConfigurationError(f"{type(self).__name__} emits no {event!r} event (it emits: "
+                                     f"{', '.join(self.EVENTS)})")
         if listener is None:
             def decorator(fn: Listener) -> Listener:
                 self._listeners[event].append(fn)
@@ -38,14 +49,14 @@ class Emitter:
         self._listeners[event].append(listener)
         return listener
 
-    def off(self, event: str, listener: Listener) -> None:
+    def off(self, event: E, listener: Listener) -> None:
         if listener in self._listeners.get(event, []):
             self._listeners[event].remove(listener)
 
-    def has_listeners(self, event: str) -> bool:
+    def has_listeners(self, event: E) -> bool:
         return bool(self._listeners.get(event))
 
-    def emit(self, event: str, *args: Any) -> None:
+    def emit(self, event: E, *args: Any) -> None:
         listeners = self._listeners.get(event)
         if not listeners:
             return

@@ -135,7 +135,7 @@ async def test_worker_reports_loss_and_resumes_at_once(impl: str, private_redis:
     lost: list[str] = []
     back: list[str] = []
     if impl == "bullbridge":
-        worker._worker.on("connection-lost", lambda name, exc: lost.append(name))
+        worker._worker.on("connectionLost", lambda name, exc: lost.append(name))
         worker._worker.on("reconnected", lambda name: back.append(name))
     try:
         await asyncio.sleep(0.3)

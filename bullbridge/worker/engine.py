@@ -55,6 +55,7 @@ from bullbridge.errors import (
 from bullbridge.job import Job, fields_to_dict
 from bullbridge.keys import QueueKeys
 from bullbridge.worker.context import ActiveJob
+from bullbridge.worker.events import WORKER_EVENTS, WorkerEvent
 from bullbridge.worker.failures import UnknownBackoff, backoff_delay, failure_reason, stacktrace_list
 from bullbridge.worker.gate import FetchGate
 from bullbridge.worker.handlers import Handler, HandlerFn, HandlerRegistry, RunIn
@@ -98,7 +99,7 @@ class _Running:
     loop_thread: int
 
 
-class Worker(Emitter):
+class Worker(Emitter[WorkerEvent]):
     """Process jobs of one queue with handlers registered per job name.
 
     >>> worker = Worker("email", connection="redis://localhost:6379")
@@ -108,6 +109,8 @@ class Worker(Emitter):
     ...     return {"sent": True}
     >>> await worker.run()          # until close() / a signal via WorkerManager
     """
+
+    EVENTS = WORKER_EVENTS
 
     def __init__(self, queue: str, handlers: Mapping[str, HandlerFn | Handler] | HandlerFn | None = None, *,
                  connection: ConnectionSource | None = None, prefix: str = "bull",
@@ -381,7 +384,7 @@ class Worker(Emitter):
 
     def _on_connection_lost(self, name: str, exc: Exception | None) -> None:
         if not self.closing:
-            self.emit("connection-lost", name, exc)
+            self.emit("connectionLost", name, exc)
 
     def _on_connected(self, name: str, reconnect: bool) -> None:
         if reconnect and self._started and not self.closing:
@@ -653,7 +656,7 @@ class Worker(Emitter):
             scripts.check_code(code, "moveToFinished", job.id)
         except LockLost as exc:
             log.warning("job %s of %s: %s - another worker owns it now; result dropped", job.id, self.queue, exc)
-            self.emit("lock-lost", job)
+            self.emit("lockLost", job)
         except ScriptError as exc:
             self.errors.error(f"finish{code}", "could not move job %s of %s to %s: %s", job.id, self.queue,
                               target, exc)
@@ -751,7 +754,7 @@ class Worker(Emitter):
             else:
                 self.handed_back += 1
                 log.info("handed job %s of %s back to wait", job.id, self.queue)
-                self.emit("handed-back", job)
+                self.emit("handedBack", job)
         except (TimeoutError, RespConnectionError, RespError) as exc:
             self.abandoned += 1
             log.warning("could not hand back job %s of %s: %s; it will be recovered as stalled", job.id,

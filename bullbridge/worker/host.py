@@ -18,6 +18,7 @@ from bullbridge.connection.resp import RespClient
 from bullbridge.job import Job
 from bullbridge.keys import QueueKeys
 from bullbridge.scripts import QueueScripts
+from bullbridge.worker.events import WorkerEvent
 from bullbridge.worker.settings import WorkerSettings
 
 T = TypeVar("T")
@@ -41,9 +42,9 @@ class WorkerHost(Protocol):
     @property
     def loop_thread(self) -> int: ...
 
-    def emit(self, event: str, *args: Any) -> None: ...
+    def emit(self, event: WorkerEvent, *args: Any) -> None: ...
 
-    def on(self, event: str, listener: Callable[..., Any] | None = None) -> Any: ...
+    def on(self, event: WorkerEvent, listener: Callable[..., Any] | None = None) -> Any: ...
 
     def note_progress(self, job: Job, progress: Any) -> None: ...
 

@@ -103,7 +103,7 @@ class LockRenewer:
                 log.warning("lost the lock of job %s on %s (another worker took it); its result will be dropped",
                             job_id, w.queue)
                 job.signal.cancel("lock lost")
-                w.emit("lock-lost", job)
+                w.emit("lockLost", job)
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)

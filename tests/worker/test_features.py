@@ -229,3 +229,10 @@ def test_one_way_to_configure_and_to_register_a_fallback() -> None:
     assert decorated.registry.resolve("anything") is None
     decorated.fallback(run_in="thread")(lambda job: 1)
     assert decorated.registry.resolve("anything").run_in == "thread"
+
+
+def test_a_misspelt_event_name_is_refused() -> None:
+    worker = Worker("q", connection="redis://127.0.0.1:1")
+    worker.on("lockLost", lambda job: None)
+    with pytest.raises(ConfigurationError, match=r"Worker emits no 'lock-lost' event \(it emits: active, "):
+        worker.on("lock-lost", lambda job: None)  # type: ignore[arg-type]
