@@ -1,17 +1,15 @@
 """bullbridge: Python services on the BullMQ queues Node.js services already use.
 
 Built on BullMQ's own Lua scripts (from the official Python port), so the
-protocol in Redis stays byte-for-byte BullMQ's. See README.md.
+protocol in Redis stays byte-for-byte BullMQ's. The names below are the
+public API (docs/api.md); everything else is reachable from its module.
 """
 
-from bullbridge.codec import JsonCodec
-from bullbridge.connection import ConnectionSettings, RedisConnector, connect
+from bullbridge.connection import connect
 from bullbridge.errors import (
     BullbridgeError,
     ConfigurationError,
-    ConnectionSetupError,
     CorruptJob,
-    CrossSlotError,
     InvalidJobOptions,
     JobFailed,
     JobNotFound,
@@ -19,61 +17,53 @@ from bullbridge.errors import (
     NotJsonSafe,
     QueueError,
     RedisUnavailable,
-    RedisVersionError,
     UnrecoverableError,
 )
-from bullbridge.events import QueueEvent, QueueEvents
+from bullbridge.events import QueueEvents
 from bullbridge.flows import FlowJob, FlowProducer
-from bullbridge.job import Dependencies, EnqueuedJob, Job
+from bullbridge.job import Job
 from bullbridge.manager import ManagerSettings, WorkerManager
-from bullbridge.options import Backoff, Deduplication, JobOptions, KeepJobs, Parent, RateLimit, Telemetry
-from bullbridge.queue import JobSpec, Queue
-from bullbridge.telemetry import OtelTelemetry
-from bullbridge.worker import ActiveJob, CancelSignal, Worker, WorkerSettings
+from bullbridge.options import Backoff, Deduplication, JobOptions, KeepJobs, Parent, RateLimit
+from bullbridge.queue import Queue
+from bullbridge.runner import run_worker
+from bullbridge.worker import ActiveJob, Worker
 
-__version__ = "0.1.0"
+#: The one place the version is written (pyproject.toml reads it from here).
+__version__ = "0.2.0"
 
-__all__ = [
-    "ActiveJob",
-    "Backoff",
-    "BullbridgeError",
-    "CancelSignal",
-    "ConfigurationError",
-    "ConnectionSettings",
-    "ConnectionSetupError",
-    "CorruptJob",
-    "CrossSlotError",
-    "Deduplication",
-    "Dependencies",
-    "EnqueuedJob",
+__all__ = [  # noqa: RUF022 - grouped by what a caller is doing, not sorted
+    # adding jobs and administering queues
     "FlowJob",
     "FlowProducer",
-    "InvalidJobOptions",
-    "Job",
-    "JobFailed",
-    "JobNotFound",
-    "JobOptions",
-    "JobSpec",
-    "JobTimeout",
-    "JsonCodec",
-    "KeepJobs",
-    "ManagerSettings",
-    "NotJsonSafe",
-    "OtelTelemetry",
-    "Parent",
     "Queue",
-    "QueueError",
-    "QueueEvent",
     "QueueEvents",
-    "RateLimit",
-    "RedisConnector",
-    "RedisUnavailable",
-    "RedisVersionError",
-    "Telemetry",
-    "UnrecoverableError",
+    # running jobs
+    "ActiveJob",
+    "ManagerSettings",
     "Worker",
     "WorkerManager",
-    "WorkerSettings",
-    "__version__",
+    "run_worker",
+    # a job and its options
+    "Backoff",
+    "Deduplication",
+    "Job",
+    "JobOptions",
+    "KeepJobs",
+    "Parent",
+    "RateLimit",
+    # connecting
     "connect",
+    # errors: every one a BullbridgeError
+    "BullbridgeError",
+    "ConfigurationError",
+    "CorruptJob",
+    "InvalidJobOptions",
+    "JobFailed",
+    "JobNotFound",
+    "JobTimeout",
+    "NotJsonSafe",
+    "QueueError",
+    "RedisUnavailable",
+    "UnrecoverableError",
+    "__version__",
 ]

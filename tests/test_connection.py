@@ -12,8 +12,8 @@ import warnings
 import pytest
 import redis.asyncio as redis
 
-from bullbridge import ConnectionSettings, Queue, connect
-from bullbridge.connection import check_server_info
+from bullbridge import Queue, connect
+from bullbridge.connection import ConnectionSettings, check_server_info
 from bullbridge.connection.cluster import hash_tag, queue_keys_share_slot
 from bullbridge.errors import ConfigurationError, ConnectionSetupError, CrossSlotError, RedisVersionError
 from bullbridge.testing.redis_server import PrivateRedis

@@ -15,7 +15,8 @@ from bullbridge.testing.node import NodeDriver
 #: A Python worker in a process of its own, to be SIGKILLed mid-job.
 _CRASHING_WORKER = """
 import asyncio, sys
-from bullbridge import Worker, WorkerSettings
+from bullbridge import Worker
+from bullbridge.worker import WorkerSettings
 
 async def main():
     async def slow(job):

@@ -35,13 +35,15 @@ from typing import Any
 
 import hiredis
 
+from bullbridge.errors import BullbridgeError
+
 log = logging.getLogger("bullbridge.connection.resp")
 
 Arg = bytes | str | int | float
 _pack = hiredis.pack_command
 
 
-class RespError(Exception):
+class RespError(BullbridgeError):
     """An error reply from Redis (``-ERR ...``, ``-NOSCRIPT ...``, ``-OOM ...``)."""
 
     @property
@@ -50,7 +52,7 @@ class RespError(Exception):
         return text.split(" ", 1)[0] if text else ""
 
 
-class RespConnectionError(ConnectionError):
+class RespConnectionError(BullbridgeError, ConnectionError):
     """The connection is gone (or never came up); the command's fate is unknown."""
 
 

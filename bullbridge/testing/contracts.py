@@ -39,6 +39,7 @@ from bullbridge import codec as codec_module
 from bullbridge import scripts
 from bullbridge.clock import now_ms
 from bullbridge.connection.resp import RespClient
+from bullbridge.errors import BullbridgeError
 from bullbridge.job import fields_to_dict
 from bullbridge.keys import QueueKeys
 
@@ -83,7 +84,7 @@ def _sorted(value: Any) -> Any:
     return value
 
 
-class ContractMismatch(AssertionError):
+class ContractMismatch(BullbridgeError, AssertionError):
     """The jobs a producer writes are not the ones its contract file holds."""
 
 

@@ -321,7 +321,7 @@ class Interop:
                             **settings: Any) -> PythonWorker:
         """A bullbridge :class:`~bullbridge.Worker` on ``queue`` with ``handlers``
         (a ``{name: fn}`` mapping or one function for every name), started unless
-        ``start=False``; ``settings`` are :class:`~bullbridge.WorkerSettings` fields."""
+        ``start=False``; ``settings`` are :class:`~bullbridge.worker.WorkerSettings` fields."""
         merged = {**self.worker_defaults, **settings, "prefix": self.prefix}
         worker = Worker(queue, handlers, connection=self.redis_url, **merged)
         wrapped = PythonWorker(worker, queue)

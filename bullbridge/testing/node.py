@@ -26,13 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bullbridge.errors import BullbridgeError
+
 log = logging.getLogger("bullbridge.testing.node")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DRIVER = Path(__file__).resolve().with_name("driver.js")
 
 
-class NodeError(Exception):
+class NodeError(BullbridgeError):
     """The Node side answered with an error (its message and JS stack)."""
 
     def __init__(self, message: str, stack: str | None = None) -> None:
@@ -40,7 +42,7 @@ class NodeError(Exception):
         self.stack = stack
 
 
-class NodeTimeout(TimeoutError):
+class NodeTimeout(BullbridgeError, TimeoutError):
     """The Node side did not answer in time."""
 
 

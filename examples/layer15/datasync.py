@@ -12,7 +12,8 @@ import asyncio
 import random
 from typing import Any
 
-from bullbridge import ActiveJob, JobSpec, Parent, Queue
+from bullbridge import ActiveJob, Parent, Queue
+from bullbridge.queue import JobSpec
 from examples.layer15.config import PREFIX
 
 

@@ -12,7 +12,8 @@ import asyncio
 import random
 from typing import Any
 
-from bullbridge import ActiveJob, JobSpec, Queue
+from bullbridge import ActiveJob, Queue
+from bullbridge.queue import JobSpec
 
 TEMPLATES = {
     "password-reset": "Reset your password, {name}.",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from bullbridge import RedisConnector
+from bullbridge.connection import RedisConnector
 from bullbridge.scheduler import Declaration, Schedule, sync
 from examples.layer15.config import ANALYTICS, DATA_SYNC, EMAIL, PREFIX, RETRY, TIMEZONE
 

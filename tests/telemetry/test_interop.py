@@ -16,7 +16,8 @@ from typing import Any
 from opentelemetry import baggage, context, trace
 from opentelemetry.trace import SpanKind
 
-from bullbridge import FlowJob, FlowProducer, Queue, Telemetry, Worker
+from bullbridge import FlowJob, FlowProducer, Queue, Worker
+from bullbridge.options import Telemetry
 from tests.telemetry.conftest import Harness, PyOtel, named, one, traceparent, until
 
 #: Any W3C traceparent (the Python SDK sets the "random trace id" flag too: ``-03``).

@@ -8,9 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from bullbridge import Queue, Worker, WorkerSettings
+from bullbridge import Queue, Worker
 from bullbridge.errors import ConfigurationError
 from bullbridge.testing.node import NodeDriver
+from bullbridge.worker import WorkerSettings
 from tests.worker.impls import wait_until
 
 
