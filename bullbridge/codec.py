@@ -170,42 +170,44 @@ def _locate_problem(value: Any, big_ints: BigInts) -> None:
     stack: list[tuple[Any, str]] = [(value, "$")]
     while stack:
         item, path = stack.pop()
-        if item is None or isinstance(item, (bool, str, uuid.UUID)):
-            continue
-        if isinstance(item, int):
-            if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT and big_ints == "reject":
-                raise NotJsonSafe(
-                    f"integer {item} is beyond +/-(2**53 - 1), which Node rounds (2**53 + 1 reads as "
-                    "9007199254740992): send it as a string, or use JsonCodec(big_ints='string')", path)
-            continue
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                raise NotJsonSafe(f"{item} has no JSON form (Node would read null)", path)
-            continue
         if isinstance(item, enum.Enum):
             stack.append((item.value, path))
-            continue
-        if isinstance(item, datetime):
-            if item.tzinfo is None or item.utcoffset() is None:
-                raise NotJsonSafe("a naive datetime has no instant Node can agree on; give it a tzinfo", path)
-            try:
-                js_date(item)
-            except OverflowError:
-                raise NotJsonSafe(f"datetime {item} is out of range in UTC", path) from None
-            continue
-        if isinstance(item, dict):
+        elif isinstance(item, dict):
             for key, child in item.items():
                 if not isinstance(key, str):
                     raise NotJsonSafe(
                         f"dict key {key!r} ({type(key).__name__}) is not a string: JSON object keys are "
                         "strings, and Node would read it as one", path)
                 stack.append((child, _js_path(path, key)))
-            continue
-        if isinstance(item, (list, tuple)):
-            for index, child in enumerate(item):
-                stack.append((child, f"{path}[{index}]"))
-            continue
-        raise NotJsonSafe(f"{type(item).__name__} has no JSON form{_hint(item)}", path)
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
+        else:
+            _check_scalar(item, path, big_ints)
+
+
+def _check_scalar(item: Any, path: str, big_ints: BigInts) -> None:
+    """Raise :class:`NotJsonSafe` unless Node reads ``item`` back as written."""
+    if item is None or isinstance(item, (bool, str, uuid.UUID)):
+        return
+    if isinstance(item, int):
+        if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT and big_ints == "reject":
+            raise NotJsonSafe(
+                f"integer {item} is beyond +/-(2**53 - 1), which Node rounds (2**53 + 1 reads as "
+                "9007199254740992): send it as a string, or use JsonCodec(big_ints='string')", path)
+        return
+    if isinstance(item, float):
+        if not math.isfinite(item):
+            raise NotJsonSafe(f"{item} has no JSON form (Node would read null)", path)
+        return
+    if isinstance(item, datetime):
+        if item.tzinfo is None or item.utcoffset() is None:
+            raise NotJsonSafe("a naive datetime has no instant Node can agree on; give it a tzinfo", path)
+        try:
+            js_date(item)
+        except OverflowError:
+            raise NotJsonSafe(f"datetime {item} is out of range in UTC", path) from None
+        return
+    raise NotJsonSafe(f"{type(item).__name__} has no JSON form{_hint(item)}", path)
 
 
 def _hint(item: Any) -> str:
@@ -309,57 +311,70 @@ _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
 _LITERALS = {"true": True, "false": False, "null": None}
 
 
+def _scalar_at(text: str, pos: int) -> tuple[Any, int]:
+    """The string, number, ``true``, ``false`` or ``null`` at ``pos``, and where it ends."""
+    if text.startswith('"', pos):
+        value, end = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+        return value, end
+    number = _NUMBER.match(text, pos)
+    if number:
+        literal = number.group()
+        return (_as_js_number(literal) if (number.group(1) or number.group(2)) else _js_int(literal)), number.end()
+    word = next((w for w in _LITERALS if text.startswith(w, pos)), None)
+    if word is None:
+        raise ValueError(f"unexpected character at char {pos}")
+    return _LITERALS[word], pos + len(word)
+
+
+_Open = list[tuple[list[Any] | dict[str, Any], str]]
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    return _WS.match(text, pos).end()  # type: ignore[union-attr]
+
+
+def _key_at(text: str, pos: int) -> tuple[str, int]:
+    """An object key and its ``:``; where the value starts."""
+    if not text.startswith('"', pos):
+        raise ValueError(f"expected a string key at char {pos}")
+    key, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+    pos = _skip_ws(text, pos)
+    if not text.startswith(":", pos):
+        raise ValueError(f"expected ':' at char {pos}")
+    return key, _skip_ws(text, pos + 1)
+
+
+def _value_at(text: str, pos: int, stack: _Open) -> tuple[Any, int, bool]:
+    """The value at ``pos`` and where it ends; or, for a non-empty ``{`` or ``[``,
+    the container opened on ``stack`` (``True``) and where its first member starts."""
+    opening = text[pos] if pos < len(text) else ""
+    if opening not in ("{", "["):
+        value, pos = _scalar_at(text, pos)
+        return value, pos, False
+    pos = _skip_ws(text, pos + 1)
+    if text.startswith("}" if opening == "{" else "]", pos):
+        return ({} if opening == "{" else []), pos + 1, False
+    if opening == "[":
+        stack.append(([], ""))
+        return None, pos, True
+    key, pos = _key_at(text, pos)
+    stack.append(({}, key))
+    return None, pos, True
+
+
 def _parse_iteratively(text: str) -> Any:
     """A JSON parser with an explicit stack, for nesting deeper than the
     recursive parsers allow (Node's ``JSON.parse`` has no depth limit)."""
-    scan = json.decoder.scanstring  # type: ignore[attr-defined]
     end = len(text)
-    stack: list[tuple[list[Any] | dict[str, Any], str]] = []
-
-    def key_at(pos: int) -> tuple[str, int]:
-        if not text.startswith('"', pos):
-            raise ValueError(f"expected a string key at char {pos}")
-        key, pos = scan(text, pos + 1)
-        pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
-        if not text.startswith(":", pos):
-            raise ValueError(f"expected ':' at char {pos}")
-        return key, _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
-
-    pos = _WS.match(text, 0).end()  # type: ignore[union-attr]
+    stack: _Open = []
+    pos = _skip_ws(text, 0)
     while True:
-        value: Any
-        char = text[pos] if pos < end else ""
-        if char == "{":
-            pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
-            if text.startswith("}", pos):
-                value, pos = {}, pos + 1
-            else:
-                key, pos = key_at(pos)
-                stack.append(({}, key))
-                continue
-        elif char == "[":
-            pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
-            if text.startswith("]", pos):
-                value, pos = [], pos + 1
-            else:
-                stack.append(([], ""))
-                continue
-        elif char == '"':
-            value, pos = scan(text, pos + 1)
-        else:
-            number = _NUMBER.match(text, pos)
-            if number:
-                literal = number.group()
-                value = _as_js_number(literal) if (number.group(1) or number.group(2)) else _js_int(literal)
-                pos = number.end()
-            else:
-                word = next((w for w in _LITERALS if text.startswith(w, pos)), None)
-                if word is None:
-                    raise ValueError(f"unexpected character at char {pos}")
-                value, pos = _LITERALS[word], pos + len(word)
+        value, pos, opened = _value_at(text, pos, stack)
+        if opened:
+            continue
         # Attach the value to the open containers, closing those that end here.
         while True:
-            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            pos = _skip_ws(text, pos)
             if not stack:
                 if pos != end:
                     raise ValueError(f"extra data at char {pos}")
@@ -371,13 +386,12 @@ def _parse_iteratively(text: str) -> Any:
                 container[key] = value
             char = text[pos] if pos < end else ""
             if char == ",":
-                pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+                pos = _skip_ws(text, pos + 1)
                 if isinstance(container, dict):
-                    key, pos = key_at(pos)
+                    key, pos = _key_at(text, pos)
                     stack[-1] = (container, key)
                 break
-            if char == ("]" if isinstance(container, list) else "}"):
-                stack.pop()
-                value, pos = container, pos + 1
-                continue
-            raise ValueError(f"expected ',' or a closing bracket at char {pos}")
+            if char != ("]" if isinstance(container, list) else "}"):
+                raise ValueError(f"expected ',' or a closing bracket at char {pos}")
+            stack.pop()
+            value, pos = container, pos + 1

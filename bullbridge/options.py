@@ -35,7 +35,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -416,6 +416,11 @@ _COMPRESSED = {"de": "deduplication", "kl": "keep_logs", "fpof": "fail_parent_on
                "rdof": "remove_dependency_on_failure", "tm": "telemetry", "omc": "telemetry"}
 
 
+#: The parent policies and the short keys BullMQ stores them under, in Node's order.
+_POLICY_KEYS = (("fail_parent_on_failure", "fpof"), ("continue_parent_on_failure", "cpof"),
+                ("ignore_dependency_on_failure", "idof"), ("remove_dependency_on_failure", "rdof"))
+
+
 @dataclass(frozen=True, kw_only=True)
 class JobOptions:
     """Options of one job; ``None`` means "not set" (the queue default, then BullMQ's).
@@ -447,17 +452,29 @@ class JobOptions:
     telemetry: Telemetry | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__
         if self.job_id is not None:
             validate_job_id(self.job_id)
-        if self.priority is not None:
-            if isinstance(self.priority, bool) or not isinstance(self.priority, int):
-                raise InvalidJobOptions(
-                    f"priority must be an int (Node: 'Priority should not be float'), got {self.priority!r}")
-            if not 0 <= self.priority <= PRIORITY_LIMIT:
-                raise InvalidJobOptions(
-                    f"priority must be between 0 and {PRIORITY_LIMIT} (Node: 'Priority should be between 0 and "
-                    f"{PRIORITY_LIMIT}'), got {self.priority}")
+        self._check_priority()
+        self._normalise_timing()
+        self._normalise_nested()
+        self._check_counts()
+        self._check_combinations()
+
+    def _check_priority(self) -> None:
+        if self.priority is None:
+            return
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
+            raise InvalidJobOptions(
+                f"priority must be an int (Node: 'Priority should not be float'), got {self.priority!r}")
+        if not 0 <= self.priority <= PRIORITY_LIMIT:
+            raise InvalidJobOptions(
+                f"priority must be between 0 and {PRIORITY_LIMIT} (Node: 'Priority should be between 0 and "
+                f"{PRIORITY_LIMIT}'), got {self.priority}")
+
+    def _normalise_timing(self) -> None:
+        """``delay`` as ms (a datetime given as delay becomes ``run_at``), ``run_at``
+        aware, ``timestamp`` as epoch ms."""
+        set_ = object.__setattr__
         if isinstance(self.delay, datetime):
             if self.run_at is not None:
                 raise InvalidJobOptions("give delay or run_at, not both")
@@ -471,28 +488,36 @@ class JobOptions:
                 raise InvalidJobOptions(f"run_at must be a timezone-aware datetime, got {self.run_at!r}")
             if self.delay is not None:
                 raise InvalidJobOptions("give delay or run_at, not both")
-        if self.attempts is not None and not int_at_least(self.attempts, 1):
-            raise InvalidJobOptions(f"attempts must be an int >= 1, got {self.attempts!r}")
+        if self.timestamp is not None:
+            set_(self, "timestamp", epoch_ms(self.timestamp))
+
+    def _normalise_nested(self) -> None:
+        """Sub-options given as mappings or shorthands become their dataclasses."""
+        set_ = object.__setattr__
         if self.backoff is not None:
             set_(self, "backoff", Backoff.parse(self.backoff))
         for name in ("remove_on_complete", "remove_on_fail"):
             value = getattr(self, name)
             if value is not None:
                 set_(self, name, KeepJobs.parse(value, name))
+        parsers: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+            ("parent", Parent.parse), ("deduplication", Deduplication.parse), ("telemetry", Telemetry.parse))
+        for name, parse in parsers:
+            value = getattr(self, name)
+            if value is not None:
+                set_(self, name, parse(value))
+
+    def _check_counts(self) -> None:
+        if self.attempts is not None and not int_at_least(self.attempts, 1):
+            raise InvalidJobOptions(f"attempts must be an int >= 1, got {self.attempts!r}")
         for name, minimum in (("keep_logs", 0), ("stack_trace_limit", 0), ("size_limit", 1)):
             value = getattr(self, name)
             if value is not None and not int_at_least(value, minimum):
                 raise InvalidJobOptions(f"{name} must be an int >= {minimum}, got {value!r}")
-        if self.timestamp is not None:
-            set_(self, "timestamp", epoch_ms(self.timestamp))
-        if self.parent is not None:
-            set_(self, "parent", Parent.parse(self.parent))
-        if self.deduplication is not None:
-            set_(self, "deduplication", Deduplication.parse(self.deduplication))
-        if self.telemetry is not None:
-            set_(self, "telemetry", Telemetry.parse(self.telemetry))
         for name in ("lifo", *PARENT_POLICIES):
             _flag(getattr(self, name), name)
+
+    def _check_combinations(self) -> None:
         if self.deduplication is not None and self.parent is not None:
             raise InvalidJobOptions(
                 "deduplication and parent cannot be used together "
@@ -573,48 +598,33 @@ class JobOptions:
         ``DefaultJobOptions``, ``BaseJobOptions`` and ``CompressableJobOptions``
         in their declaration order; ``parent_last`` moves ``parent`` to the end,
         where Node's FlowProducer puts it (``{...opts, parent}``)."""
-        out: dict[str, Any] = {"attempts": self.attempts if self.attempts is not None else 0}
-        if self.timestamp is not None:
-            out["timestamp"] = self.timestamp
-        if self.priority is not None:
-            out["priority"] = self.priority
-        delay = self.delay_ms(reference_ms)
-        if delay is not None:
-            out["delay"] = delay
-        if self.backoff is not None:
-            out["backoff"] = cast(Backoff, self.backoff).to_bullmq()
-        if self.lifo is not None:
-            out["lifo"] = self.lifo
-        if self.remove_on_complete is not None:
-            out["removeOnComplete"] = keep_to_bullmq(cast(Keep, self.remove_on_complete))
-        if self.remove_on_fail is not None:
-            out["removeOnFail"] = keep_to_bullmq(cast(Keep, self.remove_on_fail))
-        if self.keep_logs is not None:
-            out["kl"] = self.keep_logs
-        if self.stack_trace_limit is not None:
-            out["stackTraceLimit"] = self.stack_trace_limit
-        if self.size_limit is not None:
-            out["sizeLimit"] = self.size_limit
-        if self.job_id is not None:
-            out["jobId"] = self.job_id
         parent = cast("Parent | None", self.parent)
-        if parent is not None and not parent_last:
-            out["parent"] = {"id": parent.id, "queue": parent.queue_key}
-        if self.deduplication is not None:
-            out["de"] = cast(Deduplication, self.deduplication).to_bullmq()
-        for name, short in (("fail_parent_on_failure", "fpof"), ("continue_parent_on_failure", "cpof"),
-                            ("ignore_dependency_on_failure", "idof"), ("remove_dependency_on_failure", "rdof")):
-            value = getattr(self, name)
-            if value is not None:
-                out[short] = value
-        if self.telemetry is not None:
-            telemetry = cast(Telemetry, self.telemetry)
-            if telemetry.metadata is not None:
-                out["tm"] = telemetry.metadata
-            if telemetry.omit_context is not None:
-                out["omc"] = telemetry.omit_context
-        if parent is not None and parent_last:
-            out["parent"] = {"id": parent.id, "queue": parent.queue_key}
+        parent_json = {"id": parent.id, "queue": parent.queue_key} if parent is not None else None
+        backoff = cast("Backoff | None", self.backoff)
+        telemetry = cast("Telemetry | None", self.telemetry)
+        keep = (keep_to_bullmq(cast(Keep, self.remove_on_complete)) if self.remove_on_complete is not None else None,
+                keep_to_bullmq(cast(Keep, self.remove_on_fail)) if self.remove_on_fail is not None else None)
+        entries: list[tuple[str, Any]] = [
+            ("timestamp", self.timestamp),
+            ("priority", self.priority),
+            ("delay", self.delay_ms(reference_ms)),
+            ("backoff", backoff.to_bullmq() if backoff is not None else None),
+            ("lifo", self.lifo),
+            ("removeOnComplete", keep[0]),
+            ("removeOnFail", keep[1]),
+            ("kl", self.keep_logs),
+            ("stackTraceLimit", self.stack_trace_limit),
+            ("sizeLimit", self.size_limit),
+            ("jobId", self.job_id),
+            ("parent", None if parent_last else parent_json),
+            ("de", cast(Deduplication, self.deduplication).to_bullmq() if self.deduplication is not None else None),
+            *((short, getattr(self, name)) for name, short in _POLICY_KEYS),
+            ("tm", telemetry.metadata if telemetry is not None else None),
+            ("omc", telemetry.omit_context if telemetry is not None else None),
+            ("parent", parent_json if parent_last else None),
+        ]
+        out: dict[str, Any] = {"attempts": self.attempts if self.attempts is not None else 0}
+        out.update((key, value) for key, value in entries if value is not None)
         return out
 
     def parent_data(self) -> dict[str, Any] | None:

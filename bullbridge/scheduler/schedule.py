@@ -78,7 +78,6 @@ class Schedule:
     prefix: str = "bull"
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__
         if not isinstance(self.id, str) or not self.id:
             raise InvalidSchedule("a schedule needs a non-empty string id")
         where = f"schedule {self.id!r}"
@@ -92,28 +91,21 @@ class Schedule:
         if self.pattern is None and self.every is None:
             raise InvalidSchedule(f"{where}: give a cron pattern or an every interval")
         if self.pattern is not None:
-            if not isinstance(self.pattern, str) or not self.pattern.strip():
-                raise InvalidSchedule(f"{where}: pattern must be a non-empty string")
-            try:
-                parse(self.pattern)
-            except InvalidSchedule as exc:
-                raise type(exc)(f"{where}: pattern {self.pattern!r}: {exc}") from None
-            if self.offset is not None:
-                raise InvalidSchedule(f"{where}: offset only applies to every schedules (BullMQ ignores it)")
+            self._check_pattern(where)
         else:
-            try:
-                set_(self, "every", to_ms(self.every, "every", allow_zero=False))  # type: ignore[arg-type]
-            except InvalidJobOptions as exc:
-                raise InvalidSchedule(f"{where}: {exc}") from None
-            if self.immediately:
-                raise InvalidSchedule(f"{where}: immediately has no effect on an every schedule (it starts at once)")
-            if self.tz is not None:
-                raise InvalidSchedule(f"{where}: tz only applies to cron patterns")
-            if self.offset is not None:
-                try:
-                    set_(self, "offset", to_ms(self.offset, "offset"))
-                except InvalidJobOptions as exc:
-                    raise InvalidSchedule(f"{where}: {exc}") from None
+            self._check_every(where)
+        self._check_window(where)
+        self._check_template(where)
+
+    def _check_pattern(self, where: str) -> None:
+        if not isinstance(self.pattern, str) or not self.pattern.strip():
+            raise InvalidSchedule(f"{where}: pattern must be a non-empty string")
+        try:
+            parse(self.pattern)
+        except InvalidSchedule as exc:
+            raise type(exc)(f"{where}: pattern {self.pattern!r}: {exc}") from None
+        if self.offset is not None:
+            raise InvalidSchedule(f"{where}: offset only applies to every schedules (BullMQ ignores it)")
         if self.tz is not None:
             if not isinstance(self.tz, str):
                 raise InvalidSchedule(f"{where}: tz must be a zone name")
@@ -121,6 +113,23 @@ class Schedule:
                 get_zone(self.tz)
             except InvalidSchedule as exc:
                 raise InvalidSchedule(f"{where}: {exc}") from None
+
+    def _check_every(self, where: str) -> None:
+        set_ = object.__setattr__
+        try:
+            set_(self, "every", to_ms(self.every, "every", allow_zero=False))  # type: ignore[arg-type]
+            if self.offset is not None:
+                set_(self, "offset", to_ms(self.offset, "offset"))
+        except InvalidJobOptions as exc:
+            raise InvalidSchedule(f"{where}: {exc}") from None
+        if self.immediately:
+            raise InvalidSchedule(f"{where}: immediately has no effect on an every schedule (it starts at once)")
+        if self.tz is not None:
+            raise InvalidSchedule(f"{where}: tz only applies to cron patterns")
+
+    def _check_window(self, where: str) -> None:
+        """``start_date``/``end_date`` as epoch ms, in order; ``limit`` a positive int."""
+        set_ = object.__setattr__
         if self.immediately and self.start_date is not None:
             raise InvalidSchedule(
                 f"{where}: Both .immediately and .startDate options are defined for this repeatable job")
@@ -131,6 +140,9 @@ class Schedule:
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
                                        or self.limit < 1):
             raise InvalidSchedule(f"{where}: limit must be an int >= 1, got {self.limit!r}")
+
+    def _check_template(self, where: str) -> None:
+        """The job each iteration adds: its name, options and data."""
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise InvalidSchedule(f"{where}: name must be a non-empty string")
         try:
@@ -142,7 +154,7 @@ class Schedule:
             raise InvalidSchedule(
                 f"{where}: {', '.join(banned)} cannot be part of a scheduler's job options "
                 "(BullMQ sets the id, delay and timestamp of every iteration itself)")
-        set_(self, "opts", opts)
+        object.__setattr__(self, "opts", opts)
         try:
             codec.encode(self.data)
         except Exception as exc:
