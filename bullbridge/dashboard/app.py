@@ -37,6 +37,7 @@ from aiohttp import web
 from bullbridge.clock import now_ms
 from bullbridge.connection.resp import RespConnectionError, RespError
 from bullbridge.dashboard import pages
+from bullbridge.jsonapi import to_json
 from bullbridge.monitor.actions import ActionResult
 from bullbridge.monitor.format import parse_duration_ms
 from bullbridge.monitor.jobs import STATES
@@ -62,7 +63,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(value, ensure_ascii=False, default=str), status=status,
+    """``value`` (dataclasses included) as bullbridge's JSON API spells it."""
+    return web.Response(text=json.dumps(to_json(value), ensure_ascii=False, default=str), status=status,
                         content_type="application/json")
 
 
@@ -171,7 +173,7 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
     async def api_schedulers(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
         sched = await monitor.schedulers(q, _int(request, "start", 0), _int(request, "count", 50, 1, MAX_PAGE_SIZE))
-        return _json(sched.to_dict())
+        return _json(sched)
 
     async def api_workers(request: web.Request) -> web.Response:
         found = await monitor.workers(await queue_names())

@@ -20,9 +20,9 @@ from bullbridge.monitor.jobs import STATES, JobDetail, JobPage
 from bullbridge.monitor.migration import LanguageStats
 from bullbridge.monitor.monitor import QueueStats
 from bullbridge.monitor.sample import FinishedSample, Percentiles
-from bullbridge.monitor.schedulers import SchedulerPage
 from bullbridge.monitor.throughput import MINUTE_MS
 from bullbridge.monitor.workers import WorkerInfo
+from bullbridge.scheduler.records import SchedulerPage
 
 STATE_LABELS = {"waiting": "waiting", "active": "active", "delayed": "delayed", "prioritized": "prioritized",
                 "waiting-children": "waiting-children", "paused": "paused (legacy list)",

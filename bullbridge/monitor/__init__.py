@@ -2,7 +2,8 @@
 
 * :class:`Monitor` - read-only statistics: counts, throughput, failure rate,
   wait/processing percentiles, oldest waiting job, workers per language, job
-  details, job lists, schedulers, the migration report;
+  details, job lists, schedulers (read through :mod:`bullbridge.scheduler`,
+  whose :class:`~bullbridge.scheduler.SchedulerInfo` they are), the migration report;
 * :class:`QueueActions` (``Monitor.actions(queue)``) - retry, promote, clean,
   pause/resume, drain, through BullMQ's own scripts;
 * :mod:`bullbridge.monitor.prometheus` - a Prometheus exporter (needs
@@ -20,7 +21,6 @@ from bullbridge.monitor.migration import LanguageStats, MigrationReport
 from bullbridge.monitor.monitor import Monitor, QueueStats
 from bullbridge.monitor.reader import MonitorError
 from bullbridge.monitor.sample import FinishedJob, FinishedSample, Percentiles
-from bullbridge.monitor.schedulers import SchedulerInfo, SchedulerPage
 from bullbridge.monitor.throughput import BullMetrics, Throughput
 from bullbridge.monitor.workers import WorkerInfo
 
@@ -46,8 +46,6 @@ __all__ = [
     "Percentiles",
     "QueueActions",
     "QueueStats",
-    "SchedulerInfo",
-    "SchedulerPage",
     "Throughput",
     "WorkerInfo",
     "language_of_job",

@@ -48,9 +48,9 @@ from bullbridge.monitor.migration import (
 )
 from bullbridge.monitor.reader import Reader, integer, text
 from bullbridge.monitor.sample import DEFAULT_SAMPLE_SIZE, FinishedSample, Percentiles, read_finished
-from bullbridge.monitor.schedulers import SchedulerInfo, SchedulerPage, read_scheduler, read_schedulers
 from bullbridge.monitor.throughput import DEFAULT_WINDOW_MINUTES, BullMetrics, Throughput, read_metrics, read_throughput
 from bullbridge.monitor.workers import WorkerInfo, count_by_language, read_workers
+from bullbridge.scheduler.records import SchedulerInfo, SchedulerPage, read_scheduler_page, read_schedulers
 
 log = logging.getLogger("bullbridge.monitor")
 
@@ -254,11 +254,13 @@ class Monitor:
         return await read_jobs(self.reader, self.keys(queue), state, start, count)
 
     async def schedulers(self, queue: str, start: int = 0, count: int = 50) -> SchedulerPage:
-        """Job schedulers by next run."""
-        return await read_schedulers(self.reader, self.keys(queue), start, count)
+        """Job schedulers by next run (either language's, with their bullbridge owner)."""
+        return await read_scheduler_page(self.reader, self.keys(queue), start, count)
 
     async def scheduler(self, queue: str, scheduler_id: str) -> SchedulerInfo | None:
-        return await read_scheduler(self.reader, self.keys(queue), scheduler_id)
+        """One job scheduler (``None`` when ``repeat`` does not hold it, as Node's ``getJobScheduler``)."""
+        info = (await read_schedulers(self.reader, self.keys(queue), [scheduler_id]))[scheduler_id]
+        return info if info.next_run_ms is not None else None
 
     # -- migration ---------------------------------------------------------------------
 

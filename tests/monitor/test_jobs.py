@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from bullbridge.jsonapi import to_json
 from bullbridge.monitor import Monitor
 from bullbridge.testing.node import NodeDriver
 from tests.monitor.helpers import eventually, now_ms
@@ -124,3 +125,21 @@ async def test_schedulers_match_node(node: NodeDriver, monitor: Monitor, queue_n
     assert hourly is not None and hourly % 3_600_000 == 0 and hourly > now_ms()
     single = await monitor.scheduler(q, "hourly")
     assert single is not None and single.next_run_ms == hourly and single.pattern == "0 * * * *"
+
+
+async def test_corrupt_and_legacy_schedulers_are_listed_not_refused(r: Redis, monitor: Monitor,
+                                                                      queue_name: str) -> None:
+    """The monitor reads schedulers through ``bullbridge.scheduler``: a template that is
+    not JSON shows as its text, a pre-v6 repeatable job (no hash) as ``legacy``."""
+    q = f"bull:{queue_name}:repeat"
+    await r.zadd(q, {"broken": 1_000, "old:key::5000": 2_000})
+    await r.hset(f"{q}:broken", mapping={"name": "b", "every": "5000", "ic": "1", "data": "{oops"})
+    page = await monitor.schedulers(queue_name)
+    by_id = {s.id: s for s in page.schedulers}
+    assert page.total == 2 and list(by_id) == ["broken", "old:key::5000"]
+    assert by_id["broken"].template_data == "{oops" and by_id["broken"].every == 5000 and not by_id["broken"].legacy
+    assert by_id["old:key::5000"].legacy and by_id["old:key::5000"].next_run_ms == 2_000
+    row = to_json(page)["schedulers"][0]
+    assert row["next"] == 1_000 and row["template"] == "{oops" and row["iterationCount"] == 1
+    assert "fields" not in row and row["owner"] is None and row["queue"] == queue_name
+    assert await monitor.scheduler(queue_name, "nope") is None
