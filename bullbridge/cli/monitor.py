@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bullbridge.clock import datetime_ms, now_ms
+from bullbridge.jsonapi import to_json
 
 if TYPE_CHECKING:
     from bullbridge.monitor import JobDetail, MigrationReport, Monitor, QueueStats
@@ -289,7 +290,7 @@ def run_job(args: argparse.Namespace) -> int:
             print(f"bullbridge: no job {args.job_id!r} in queue {args.queue!r} (prefix {args.prefix!r})",
                   file=sys.stderr)
             return 1
-        print(json.dumps(job.to_dict(), indent=2, ensure_ascii=False, default=str) if args.json else render_job(job))
+        print(json.dumps(to_json(job), indent=2, ensure_ascii=False, default=str) if args.json else render_job(job))
         return 0
 
     return _run(args, body)

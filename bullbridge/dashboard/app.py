@@ -161,14 +161,14 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
             raise web.HTTPBadRequest(text=f"unknown state {state!r}")
         listing = await monitor.jobs(q, state, _int(request, "start", 0), _int(request, "count", DEFAULT_PAGE_SIZE,
                                                                                 1, MAX_PAGE_SIZE))
-        return _json(listing.to_dict())
+        return _json(listing)
 
     async def api_job(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
         detail = await monitor.job(q, request.match_info["job_id"])
         if detail is None:
             return _json({"error": "not found"}, 404)
-        return _json(detail.to_dict())
+        return _json(detail)
 
     async def api_schedulers(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])

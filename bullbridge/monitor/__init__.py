@@ -15,7 +15,7 @@ The core package never imports this one, and this one imports neither
 """
 
 from bullbridge.monitor.actions import ActionResult, QueueActions
-from bullbridge.monitor.jobs import STATES, Children, JobDetail, JobPage, JobSummary
+from bullbridge.monitor.jobs import STATES, JobDetail, JobPage, JobSummary
 from bullbridge.monitor.languages import LANGUAGES, NODE, PYTHON, PYTHON_PORT, UNKNOWN, language_of_job
 from bullbridge.monitor.migration import LanguageStats, MigrationReport
 from bullbridge.monitor.monitor import Monitor, QueueStats
@@ -33,7 +33,6 @@ __all__ = [
     "UNKNOWN",
     "ActionResult",
     "BullMetrics",
-    "Children",
     "FinishedJob",
     "FinishedSample",
     "JobDetail",
