@@ -147,12 +147,12 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
     # -- JSON -------------------------------------------------------------------------
 
     async def api_queues(request: web.Request) -> web.Response:
-        return _json([s.to_dict() for s in await monitor.stats(await queue_names())])
+        return _json(await monitor.stats(await queue_names()))
 
     async def api_queue(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
         minutes = _int(request, "minutes", SERIES_MINUTES, 2, 24 * 60)
-        return _json((await monitor.queue_stats(q, series_minutes=minutes)).to_dict())
+        return _json(await monitor.queue_stats(q, series_minutes=minutes))
 
     async def api_jobs(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
@@ -177,14 +177,14 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
 
     async def api_workers(request: web.Request) -> web.Response:
         found = await monitor.workers(await queue_names())
-        return _json({q: [w.to_dict() for w in ws] for q, ws in found.items()})
+        return _json(found)
 
     async def api_migration(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
         since = request.query.get("since")
         report = await monitor.migration_report(q, since_ms=int(since) if since and since.isdigit() else None,
                                                 sample_size=_int(request, "sample", 10_000, 1, 100_000))
-        return _json(report.to_dict())
+        return _json(report)
 
     # -- actions ----------------------------------------------------------------------
 
@@ -220,7 +220,7 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
             raise web.HTTPConflict(text=str(exc)) from None
         log.info("action %s on queue %s: %d job(s)", name, q, result.count)
         if is_api:
-            return _json(result.to_dict())
+            return _json(result)
         done = f"{name}: {result.count:,} job(s)" if name not in ("pause", "resume") else f"queue {name}d"
         target = pages.Page(base, monitor.prefix, "", True, 0)
         if name in ("retry-job", "promote-job") and result.ids:

@@ -277,8 +277,8 @@ def queue_page(page: Page, stats: QueueStats, sample: FinishedSample, workers: S
                   if sched.total > len(sched.schedulers) else "")
     body = (f'<div id="queue" data-queue="{e(q)}">{paused}<nav class="states">{tabs}</nav>'
             f'<section class="cards">{figure_html}</section>'
-            f'<p class="note">Latency and failure rate from the newest {stats.sample_size:,} finished jobs'
-            f'{" (more exist)" if stats.sample_truncated else ""}; throughput over {t.window_minutes} minutes from '
+            f'<p class="note">Latency and failure rate from the newest {stats.sample.size:,} finished jobs'
+            f'{" (more exist)" if stats.sample.truncated else ""}; throughput over {t.window_minutes} minutes from '
             f"{'BullMQ metrics keys' if t.source == 'metrics' else 'finish times'}.</p>"
             f'<section class="charts"><figure>{throughput}</figure><figure>{latency}</figure></section>'
             f"<h2>By language</h2>{_language_table(stats.languages)}"

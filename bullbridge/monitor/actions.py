@@ -52,9 +52,6 @@ class ActionResult:
     count: int = 0
     ids: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "queue": self.queue, "count": self.count, "ids": list(self.ids)}
-
 
 class QueueActions:
     """Writes on one queue, through BullMQ's scripts."""
