@@ -38,7 +38,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from bullbridge import compat
 from bullbridge.connection import (
@@ -76,13 +76,13 @@ class Finding:
     queue: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "severity": self.severity, "message": self.message, "fix": self.fix,
-                "queue": self.queue, "data": dict(self.data)}
-
 
 @dataclass
 class DoctorReport:
+    """Every finding of one run, and the verdict (``worst``, ``exit_code``)."""
+
+    json_properties: ClassVar[tuple[str, ...]] = ("worst", "exit_code")
+
     target: str
     prefix: str
     findings: list[Finding] = field(default_factory=list)
@@ -103,11 +103,6 @@ class DoctorReport:
 
     def count(self, severity: str) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "prefix": self.prefix, "nodes": self.nodes, "queues": self.queues,
-                "worst": self.worst, "exit_code": self.exit_code,
-                "findings": [f.to_dict() for f in self.findings]}
 
 
 @dataclass(frozen=True)
@@ -188,7 +183,7 @@ def check_persistence(info: Mapping[str, str], save: str | None) -> Finding:
 
 
 def check_skew(skew_ms: float, error_ms: float, threshold_ms: int) -> Finding:
-    data = {"skew_ms": round(skew_ms), "uncertainty_ms": round(error_ms)}
+    data = {"skewMs": round(skew_ms), "uncertaintyMs": round(error_ms)}
     direction = "ahead of" if skew_ms > 0 else "behind"
     if abs(skew_ms) - error_ms > threshold_ms:
         return Finding("clock-skew", WARNING,

@@ -17,13 +17,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from bullbridge.aio import cancel_and_wait
 from bullbridge.clock import now_ms
 from bullbridge.connection import RedisConnector
 from bullbridge.connection.resp import RespClient, RespConnectionError, RespError
+from bullbridge.jsonapi import camel, to_json
 from bullbridge.keys import glob_escape, scan
 
 log = logging.getLogger("bullbridge.health")
@@ -54,12 +55,22 @@ class HealthReport:
         return max(0.0, time.time() - self.ts / 1000)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """The report as bullbridge's JSON API spells it (camelCase: ``redisConnected``)."""
+        return json.dumps(to_json(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> HealthReport:
         data = json.loads(raw)
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        # Rolling upgrade: workers released before the JSON API became camelCase still
+        # write snake_case keys (``redis_connected``) into Redis, and ``bullbridge check``
+        # must keep reading them while both versions run. The camelCase key wins.
+        values = {}
+        for f in fields(cls):
+            for key in (camel(f.name), f.name):
+                if key in data:
+                    values[f.name] = data[key]
+                    break
+        return cls(**values)
 
 
 class Heartbeat:

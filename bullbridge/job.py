@@ -5,21 +5,22 @@ Field names are BullMQ's (``name``, ``data``, ``opts``, ``timestamp``, ``atm``,
 ``failedReason``, ``stacktrace``, ``progress``, ``parentKey``, ``parent``,
 ``rjk``, ``deid``, ``pb``, ``defa``...). A hash written by a foreign writer may
 be broken; :meth:`Job.check` names what is wrong (the port instead loops such
-a job through stall recovery forever, or completes it with ``data={}``).
+a job through stall recovery forever, or completes it with ``data={}``), and
+:meth:`Job.values` decodes it for showing, never refusing (the monitor).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bullbridge import codec
 from bullbridge.errors import CorruptJob
 
 if TYPE_CHECKING:
-    from bullbridge.connection.resp import RespClient
-    from bullbridge.keys import QueueKeys
+    from bullbridge.keys import Pipelines, QueueKeys
 
 _MISSING = object()
 
@@ -87,18 +88,26 @@ class Job:
 
     # -- numbers ----------------------------------------------------------------------
 
-    def _int(self, key: bytes, default: int = 0) -> int:
+    def _number(self, key: bytes) -> int | None:
+        """The integer in field ``key``, ``None`` when missing or empty; :class:`CorruptJob`
+        (saying what is wrong, not where) when it is not a number."""
         raw = self.fields.get(key)
         if raw is None or raw == b"":
-            return default
+            return None
         try:
             return int(raw)
         except ValueError:
             try:
                 return int(float(raw))
             except (ValueError, OverflowError):  # "x", "nan", "inf", "1e400"
-                shown = raw[:40].decode("utf-8", "replace")
-                raise CorruptJob(f"field '{key.decode()}' is not a number: {shown!r}") from None
+                raise CorruptJob(f"not a number: {raw[:40].decode('utf-8', 'replace')!r}") from None
+
+    def _int(self, key: bytes, default: int = 0) -> int:
+        try:
+            value = self._number(key)
+        except CorruptJob as exc:
+            raise CorruptJob(f"field '{key.decode()}' is {exc}") from None
+        return default if value is None else value
 
     @property
     def timestamp(self) -> int:
@@ -115,9 +124,11 @@ class Job:
     @property
     def attempts_made(self) -> int:
         """Finished attempts (BullMQ ``atm``; legacy ``attemptsMade``)."""
-        if b"atm" in self.fields:
-            return self._int(b"atm")
-        return self._int(b"attemptsMade")
+        return self._int(self._attempts_key)
+
+    @property
+    def _attempts_key(self) -> bytes:
+        return b"atm" if b"atm" in self.fields else b"attemptsMade"
 
     @property
     def attempts_started(self) -> int:
@@ -274,26 +285,70 @@ class Job:
             if not isinstance(raw_opts, dict):
                 raise CorruptJob(f"field 'opts' is JSON but not an object: {type(raw_opts).__name__}")
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (CLI, dashboard)."""
-        return {
-            "id": self.id,
-            "queue": self.queue,
-            "name": self.name,
-            "data": self.data,
-            "opts": self.opts,
-            "timestamp": self.timestamp,
-            "processedOn": self.processed_on,
-            "finishedOn": self.finished_on,
-            "attemptsMade": self.attempts_made,
-            "attemptsStarted": self.attempts_started,
-            "progress": self.progress,
-            "returnvalue": self.returnvalue,
-            "failedReason": self.failed_reason,
-            "stacktrace": self.stacktrace,
-            "parentKey": self.parent_key,
-            "processedBy": self.processed_by,
-        }
+    def values(self) -> JobValues:
+        """Every field decoded without raising, to show a job as it is (the monitor, the
+        dashboard): a JSON field that is not JSON comes back as its raw text, a number
+        that is not one as ``None``, each with the reason in ``problems``. Missing
+        numbers are ``None`` too (counters ``0``). The properties above decode; this
+        only catches what they raise."""
+        problems: list[str] = []
+
+        def json_field(key: bytes, read: Callable[[], Any]) -> Any:
+            try:
+                return read()
+            except CorruptJob as exc:
+                problems.append(f"{key.decode()}: {exc}")
+                return _text(self.fields.get(key))
+
+        def number(key: bytes) -> int | None:
+            try:
+                return self._number(key)
+            except CorruptJob as exc:
+                problems.append(f"{key.decode()}: {exc}")
+                return None
+
+        opts = json_field(b"opts", lambda: self.opts)
+        if self._opts is not _MISSING and not isinstance(self._opts, dict):  # shown as {}
+            problems.append(f"opts: JSON but not an object: {type(self._opts).__name__}")
+        return JobValues(
+            id=self.id, queue=self.queue, name=self.name, data=json_field(b"data", lambda: self.data), opts=opts,
+            progress=self.progress, timestamp=number(b"timestamp"), processed_on=number(b"processedOn"),
+            finished_on=number(b"finishedOn"), delay=number(b"delay"), priority=number(b"priority"),
+            attempts_made=number(self._attempts_key) or 0, attempts_started=number(b"ats") or 0,
+            stalled_counter=number(b"stc") or 0, returnvalue=self.returnvalue, failed_reason=self.failed_reason,
+            stacktrace=self.stacktrace, parent_key=self.parent_key, parent=self.parent,
+            processed_by=self.processed_by, repeat_job_key=self.repeat_job_key,
+            deduplication_id=self.deduplication_id, problems=problems)
+
+
+@dataclass(frozen=True)
+class JobValues:
+    """A job hash decoded for showing (:meth:`Job.values`): never refused, with what
+    could not be decoded named in ``problems``."""
+
+    id: str
+    queue: str
+    name: str
+    data: Any
+    opts: Any
+    progress: Any
+    timestamp: int | None
+    processed_on: int | None
+    finished_on: int | None
+    delay: int | None
+    priority: int | None
+    attempts_made: int
+    attempts_started: int
+    stalled_counter: int
+    returnvalue: Any
+    failed_reason: str | None
+    stacktrace: list[str]
+    parent_key: str | None
+    parent: dict[str, Any] | None
+    processed_by: str | None
+    repeat_job_key: str | None
+    deduplication_id: str | None
+    problems: list[str]
 
 
 @dataclass(frozen=True)
@@ -306,31 +361,81 @@ class EnqueuedJob:
     timestamp: int
 
 
+#: The groups of a parent's children, in Node's ``getDependencies`` order.
+CHILD_GROUPS = ("processed", "unprocessed", "ignored", "failed")
+
+
 @dataclass(frozen=True)
 class Dependencies:
     """A parent's children by state (Node's ``job.getDependencies()``): return
     values of processed children, keys of unprocessed ones, failure reasons of
-    ignored ones, and keys of failed ones (``continue_parent_on_failure``)."""
+    ignored ones, and keys of failed ones (``continue_parent_on_failure``), with
+    how many each group holds (``counts``, :data:`CHILD_GROUPS` as keys; more than
+    listed when the read had a ``limit``)."""
 
-    processed: dict[str, Any]
-    unprocessed: list[str]
-    ignored: dict[str, str]
-    failed: list[str]
+    processed: dict[str, Any] = field(default_factory=dict)
+    unprocessed: list[str] = field(default_factory=list)
+    ignored: dict[str, str] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
 
-async def read_dependencies(client: RespClient, keys: QueueKeys, job_id: str,
-                            json_codec: codec.JsonCodec = codec.DEFAULT) -> Dependencies:
-    """Read a parent's children in one round trip (the hashes/sets Node reads)."""
+async def read_dependencies(client: Pipelines, keys: QueueKeys, job_id: str,
+                            json_codec: codec.JsonCodec = codec.DEFAULT, *, limit: int | None = None,
+                            tolerant: bool = False) -> Dependencies:
+    """Read a parent's children (the hashes/sets Node reads).
+
+    Without ``limit``: everything, in one round trip. With one: the counts first
+    (``HLEN``/``SCARD``/``ZCARD``, what BullMQ's ``getDependencyCounts`` runs),
+    then at most ``limit`` children per group (a group larger than that is read
+    with one ``HSCAN``/``SSCAN`` step, never whole), so a parent of a million
+    children costs two small round trips. ``tolerant`` keeps a processed
+    child's return value that is not JSON as its text instead of raising
+    :class:`CorruptJob`."""
     key = keys.job(job_id)
-    processed, unprocessed, ignored, failed = await client.execute_many([
-        ("HGETALL", f"{key}:processed"),
-        ("SMEMBERS", f"{key}:dependencies"),
-        ("HGETALL", f"{key}:failed"),
-        ("ZRANGE", f"{key}:unsuccessful", 0, -1),
+    processed_key, pending_key, ignored_key, failed_key = (
+        f"{key}:processed", f"{key}:dependencies", f"{key}:failed", f"{key}:unsuccessful")
+    counts: dict[str, int] | None = None
+    scanned = dict.fromkeys(CHILD_GROUPS, False)  # groups larger than limit: one SCAN step, not all
+    if limit is not None:
+        limit = max(1, limit)
+        replies = await client.execute_many([("HLEN", processed_key), ("SCARD", pending_key),
+                                             ("HLEN", ignored_key), ("ZCARD", failed_key)])
+        counts = dict(zip(CHILD_GROUPS, (int(n) for n in replies)))
+        if not any(counts.values()):
+            return Dependencies(counts=counts)
+        scanned = {group: n > limit for group, n in counts.items()}
+    processed, pending, ignored, failed = await client.execute_many([
+        ("HSCAN", processed_key, 0, "COUNT", limit) if scanned["processed"] else ("HGETALL", processed_key),
+        ("SSCAN", pending_key, 0, "COUNT", limit) if scanned["unprocessed"] else ("SMEMBERS", pending_key),
+        ("HSCAN", ignored_key, 0, "COUNT", limit) if scanned["ignored"] else ("HGETALL", ignored_key),
+        ("ZRANGE", failed_key, 0, -1 if limit is None else limit - 1),
     ])
-    return Dependencies(
-        processed={k.decode(): json_codec.decode(v) for k, v in fields_to_dict(processed).items()},
-        unprocessed=sorted(m.decode() for m in unprocessed),
-        ignored={k.decode(): v.decode("utf-8", "replace") for k, v in fields_to_dict(ignored).items()},
-        failed=[m.decode() for m in failed],
-    )
+
+    def items(reply: Any, group: str) -> list[Any]:
+        return list(reply[1]) if scanned[group] else list(reply)  # a SCAN reply is [cursor, items]
+
+    def value(raw: bytes) -> Any:
+        try:
+            return json_codec.decode(raw)
+        except CorruptJob:
+            if not tolerant:
+                raise
+            return _text(raw)
+
+    processed_map = {_text(k) or "": value(v) for k, v in fields_to_dict(items(processed, "processed")).items()}
+    ignored_map = {_text(k) or "": _text(v) or "" for k, v in fields_to_dict(items(ignored, "ignored")).items()}
+    unprocessed = sorted(_text(m) or "" for m in items(pending, "unprocessed"))
+    failed_keys = [_text(m) or "" for m in failed]
+    if counts is None:  # everything was read
+        counts = dict(zip(CHILD_GROUPS, (len(processed_map), len(unprocessed), len(ignored_map), len(failed_keys))))
+    else:  # a SCAN step may return a few more than asked
+        processed_map = dict(list(processed_map.items())[:limit])
+        ignored_map = dict(list(ignored_map.items())[:limit])
+        unprocessed = unprocessed[:limit]
+    return Dependencies(processed=processed_map, unprocessed=unprocessed, ignored=ignored_map,
+                        failed=failed_keys, counts=counts)

@@ -10,7 +10,7 @@ redis-py, ~20 MB) out of every worker and producer process.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -87,6 +87,14 @@ class Executes(Protocol):
     """Anything that sends one Redis command and returns its reply."""
 
     async def execute(self, *args: Any) -> Any: ...
+
+
+class Pipelines(Protocol):
+    """Anything that sends several commands in one write and returns their replies
+    in order: a :class:`~bullbridge.connection.resp.RespClient` (or cluster client),
+    or the monitor's ``Reader``. Reads shared by the library and the monitor take one."""
+
+    async def execute_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]: ...
 
 
 def glob_escape(literal: str) -> str:

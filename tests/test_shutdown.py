@@ -211,12 +211,35 @@ async def test_check_command_and_health_endpoint(redis_url: str, queue_name: str
         assert await _http(port, "/readyz") == (200, "ready")
         status, body = await _http(port, "/health")
         assert status == 200 and json.loads(body)["queues"] == [queue_name]
+        assert json.loads(body)["redisConnected"] is True  # the JSON API's camelCase
         proc.signal(signal.SIGTERM)
         assert await proc.wait(10) == 0
         gone = await _cli("check", "--redis", redis_url, "--name", proc.name)
         assert gone[0] == 1, "a stopped process must not pass the check"
     finally:
         proc.kill()
+
+
+async def test_check_reads_heartbeats_of_workers_before_the_camelcase_json(redis_url: str) -> None:
+    """Rolling upgrade: a worker of an older release writes its heartbeat with
+    snake_case keys; ``bullbridge check`` (and ``HealthReport.from_json``) still read it."""
+    from bullbridge.clock import now_ms
+    from bullbridge.health import HealthReport
+
+    name = f"old-{uuid.uuid4().hex[:8]}"
+    old = {"name": name, "state": "running", "pid": 1, "host": "h", "queues": ["q"], "active": 2, "completed": 5,
+           "failed": 1, "ts": now_ms(), "redis_connected": False, "extra": {}}
+    report = HealthReport.from_json(json.dumps(old))
+    assert report.redis_connected is False and report.completed == 5
+    assert json.loads(report.to_json())["redisConnected"] is False and "redis_connected" not in report.to_json()
+    client = redis.from_url(redis_url)
+    try:
+        await client.set(f"bull:bullbridge:health:{name}", json.dumps(old), px=30_000)
+        status, out = await _cli("check", "--redis", redis_url, "--name", name)
+    finally:
+        await client.delete(f"bull:bullbridge:health:{name}")
+        await client.aclose()
+    assert status == 0 and f"{name}: running" in out and "5 completed" in out
 
 
 async def test_burst_mode_drains_and_exits(redis_url: str, producer: Queue, queue_name: str) -> None:

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from bullbridge.doctor import ERROR, INFO, OK, WARNING, DoctorReport, DoctorSettings, Finding, diagnose
+from bullbridge.jsonapi import to_json
 
 _MARK = {OK: "ok", INFO: "info", WARNING: "WARNING", ERROR: "ERROR"}
 
@@ -45,7 +46,7 @@ def run_doctor(args: argparse.Namespace) -> int:
                               skew_warning_ms=args.skew_threshold)
     report = asyncio.run(diagnose(url, settings))
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps(to_json(report), indent=2, ensure_ascii=False))
     else:
         sys.stdout.write(render(report, verbose=args.verbose))
     return report.exit_code

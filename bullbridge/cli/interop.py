@@ -70,6 +70,7 @@ def run_check(args: argparse.Namespace) -> int:
     from bullbridge.conformance import SCENARIOS, check, select
     from bullbridge.connection import redis_url_from_env
     from bullbridge.errors import BullbridgeError
+    from bullbridge.jsonapi import to_json
     from bullbridge.testing.node import NodeError, NodeTimeout
     from bullbridge.testing.redis_server import PrivateRedis
 
@@ -104,7 +105,7 @@ def run_check(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     if args.json:
-        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        print(json.dumps(to_json(report), indent=2, ensure_ascii=False))
     else:
         print(report.render())
     return 0 if report.ok else 1

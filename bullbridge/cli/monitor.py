@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bullbridge.clock import datetime_ms, now_ms
+from bullbridge.jsonapi import to_json
 
 if TYPE_CHECKING:
     from bullbridge.monitor import JobDetail, MigrationReport, Monitor, QueueStats
@@ -211,7 +212,7 @@ def run_stats(args: argparse.Namespace) -> int:
                 await asyncio.sleep(args.interval)
                 continue
             if args.json:
-                payload = [s.to_dict() for s in stats]
+                payload = to_json(stats)
                 print(_dump(payload) if args.watch else json.dumps(payload, indent=2, ensure_ascii=False),
                       flush=True)
             else:
@@ -289,7 +290,7 @@ def run_job(args: argparse.Namespace) -> int:
             print(f"bullbridge: no job {args.job_id!r} in queue {args.queue!r} (prefix {args.prefix!r})",
                   file=sys.stderr)
             return 1
-        print(json.dumps(job.to_dict(), indent=2, ensure_ascii=False, default=str) if args.json else render_job(job))
+        print(json.dumps(to_json(job), indent=2, ensure_ascii=False, default=str) if args.json else render_job(job))
         return 0
 
     return _run(args, body)
@@ -367,7 +368,7 @@ def run_action(args: argparse.Namespace) -> int:
         else:
             result = await actions.remove_job(args.job_id)
         if args.json:
-            print(_dump(result.to_dict()))
+            print(_dump(to_json(result)))
         elif name in ("pause", "resume"):
             print(f"queue {args.queue!r} {name}d")
         else:
@@ -409,25 +410,24 @@ def render_report(report: MigrationReport) -> str:
     row("busiest workers", lambda s: ", ".join(f"{n or '(unnamed)'}: {c:,}" for n, c in list(s.workers.items())[:3]))
     out = [head, "", fmt.table(["", *(s.language for s in langs)], rows, [False] + [True] * len(langs))]
     comparison = report.comparison()
-    if comparison:
-        def ratio(key: str) -> str:
-            value = comparison.get(key)
+    if comparison is not None:
+        def ratio(value: float | None) -> str:
             return "-" if value is None else f"x{value:.2f}"
 
-        def points(key: str) -> str:
-            value = comparison.get(key)
+        def points(value: float | None) -> str:
             return "-" if value is None else f"{value * 100:+.1f} pt"
 
-        out += ["", f"python vs node: processing p50 {ratio('processing_p50_ratio')}, "
-                    f"p95 {ratio('processing_p95_ratio')}; failure rate {points('failure_rate_delta')}; "
-                    f"retries {points('retry_rate_delta')}"]
+        out += ["", f"python vs node: processing p50 {ratio(comparison.processing_p50_ratio)}, "
+                    f"p95 {ratio(comparison.processing_p95_ratio)}; "
+                    f"failure rate {points(comparison.failure_rate_delta)}; "
+                    f"retries {points(comparison.retry_rate_delta)}"]
     return "\n".join(out)
 
 
 def run_migrate_report(args: argparse.Namespace) -> int:
     async def body(monitor: Monitor) -> int:
         report = await monitor.migration_report(args.queue, since_ms=args.since, sample_size=args.sample)
-        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if args.json else render_report(report))
+        print(json.dumps(to_json(report), indent=2, ensure_ascii=False) if args.json else render_report(report))
         return 0
 
     return _run(args, body)

@@ -22,6 +22,7 @@ from typing import Any
 
 from bullbridge.clock import datetime_ms, now_ms
 from bullbridge.codec import js_date
+from bullbridge.jsonapi import to_json
 from bullbridge.monitor.discovery import discover_queues
 
 
@@ -103,7 +104,7 @@ def run_preview(args: argparse.Namespace) -> int:
 async def _list(args: argparse.Namespace) -> list[dict[str, Any]]:
     from bullbridge.connection import connect
     from bullbridge.keys import QueueKeys
-    from bullbridge.scheduler import read_schedulers
+    from bullbridge.scheduler import read_scheduler_page
 
     connector = connect(args.redis)
     client = connector.fast("bullbridge:schedule-list")
@@ -111,8 +112,8 @@ async def _list(args: argparse.Namespace) -> list[dict[str, Any]]:
         queues = args.queues or await discover_queues(client, args.prefix, markers=("repeat",))
         rows: list[dict[str, Any]] = []
         for queue in queues:
-            infos = await read_schedulers(client, QueueKeys(queue, args.prefix))
-            rows.extend(info.to_dict() for info in sorted(infos.values(), key=lambda i: (i.next_millis or 0, i.id)))
+            page = await read_scheduler_page(client, QueueKeys(queue, args.prefix), 0, None)  # by next run
+            rows.extend(to_json(page.schedulers))
         return rows
     finally:
         await connector.close()
@@ -162,7 +163,7 @@ def run_sync(args: argparse.Namespace) -> int:
     except (BullbridgeError, ConnectionError) as exc:
         return _fail(str(exc))
     if args.json:
-        print(json.dumps({k: v for k, v in report.__dict__.items()}, indent=2))
+        print(json.dumps(to_json(report), indent=2))
     else:
         lines = report.lines()
         print(f"declaration {report.declaration}: " + (f"{len(lines)} scheduler(s)" if lines else "nothing declared"))

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from bullbridge import Queue, Worker
 from bullbridge.connection import connect
@@ -70,6 +70,8 @@ def scenario(name: str, direction: str, title: str, group: str = "") -> Callable
 
 @dataclass
 class ScenarioResult:
+    json_properties: ClassVar[tuple[str, ...]] = ("id",)
+
     scenario: str
     direction: str
     status: str  # "pass" | "fail" | "known" (a failure listed as a known difference)

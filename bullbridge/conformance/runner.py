@@ -14,9 +14,9 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from bullbridge.conformance.framework import (
@@ -51,6 +51,8 @@ def masked_url(url: str) -> str:
 class CheckReport:
     """What ``bullbridge interop check`` found."""
 
+    json_properties: ClassVar[tuple[str, ...]] = ("counts", "ok")
+
     node_bullmq: str
     bullmq_path: str
     node: str
@@ -77,13 +79,6 @@ class CheckReport:
         for r in self.results:
             out[r.status] = out.get(r.status, 0) + 1
         return out
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["results"] = [{**asdict(r), "id": r.id} for r in self.results]
-        data["counts"] = self.counts()
-        data["ok"] = self.ok
-        return data
 
     def table(self) -> str:
         """The pass/fail table, one row per scenario, one column per direction."""

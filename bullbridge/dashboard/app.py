@@ -38,6 +38,7 @@ from bullbridge.clock import now_ms
 from bullbridge.connection.resp import RespConnectionError, RespError
 from bullbridge.dashboard import pages
 from bullbridge.errors import JobNotFound, QueueError
+from bullbridge.jsonapi import to_json
 from bullbridge.monitor.actions import ActionResult
 from bullbridge.monitor.format import parse_duration_ms
 from bullbridge.monitor.jobs import STATES
@@ -63,7 +64,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(value, ensure_ascii=False, default=str), status=status,
+    """``value`` (dataclasses included) as bullbridge's JSON API spells it."""
+    return web.Response(text=json.dumps(to_json(value), ensure_ascii=False, default=str), status=status,
                         content_type="application/json")
 
 
@@ -146,12 +148,12 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
     # -- JSON -------------------------------------------------------------------------
 
     async def api_queues(request: web.Request) -> web.Response:
-        return _json([s.to_dict() for s in await monitor.stats(await queue_names())])
+        return _json(await monitor.stats(await queue_names()))
 
     async def api_queue(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
         minutes = _int(request, "minutes", SERIES_MINUTES, 2, 24 * 60)
-        return _json((await monitor.queue_stats(q, series_minutes=minutes)).to_dict())
+        return _json(await monitor.queue_stats(q, series_minutes=minutes))
 
     async def api_jobs(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
@@ -160,30 +162,30 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
             raise web.HTTPBadRequest(text=f"unknown state {state!r}")
         listing = await monitor.jobs(q, state, _int(request, "start", 0), _int(request, "count", DEFAULT_PAGE_SIZE,
                                                                                 1, MAX_PAGE_SIZE))
-        return _json(listing.to_dict())
+        return _json(listing)
 
     async def api_job(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
         detail = await monitor.job(q, request.match_info["job_id"])
         if detail is None:
             return _json({"error": "not found"}, 404)
-        return _json(detail.to_dict())
+        return _json(detail)
 
     async def api_schedulers(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
         sched = await monitor.schedulers(q, _int(request, "start", 0), _int(request, "count", 50, 1, MAX_PAGE_SIZE))
-        return _json(sched.to_dict())
+        return _json(sched)
 
     async def api_workers(request: web.Request) -> web.Response:
         found = await monitor.workers(await queue_names())
-        return _json({q: [w.to_dict() for w in ws] for q, ws in found.items()})
+        return _json(found)
 
     async def api_migration(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
         since = request.query.get("since")
         report = await monitor.migration_report(q, since_ms=int(since) if since and since.isdigit() else None,
                                                 sample_size=_int(request, "sample", 10_000, 1, 100_000))
-        return _json(report.to_dict())
+        return _json(report)
 
     # -- actions ----------------------------------------------------------------------
 
@@ -219,7 +221,7 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
             raise web.HTTPConflict(text=str(exc)) from None
         log.info("action %s on queue %s: %d job(s)", name, q, result.count)
         if is_api:
-            return _json(result.to_dict())
+            return _json(result)
         done = f"{name}: {result.count:,} job(s)" if name not in ("pause", "resume") else f"queue {name}d"
         target = pages.Page(base, monitor.prefix, "", True, 0)
         if name in ("retry-job", "promote-job") and result.ids:

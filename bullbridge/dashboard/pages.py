@@ -20,9 +20,9 @@ from bullbridge.monitor.jobs import STATES, JobDetail, JobPage
 from bullbridge.monitor.migration import LanguageStats
 from bullbridge.monitor.monitor import QueueStats
 from bullbridge.monitor.sample import FinishedSample, Percentiles
-from bullbridge.monitor.schedulers import SchedulerPage
 from bullbridge.monitor.throughput import MINUTE_MS
 from bullbridge.monitor.workers import WorkerInfo
+from bullbridge.scheduler.records import SchedulerPage
 
 STATE_LABELS = {"waiting": "waiting", "active": "active", "delayed": "delayed", "prioritized": "prioritized",
                 "waiting-children": "waiting-children", "paused": "paused (legacy list)",
@@ -277,8 +277,8 @@ def queue_page(page: Page, stats: QueueStats, sample: FinishedSample, workers: S
                   if sched.total > len(sched.schedulers) else "")
     body = (f'<div id="queue" data-queue="{e(q)}">{paused}<nav class="states">{tabs}</nav>'
             f'<section class="cards">{figure_html}</section>'
-            f'<p class="note">Latency and failure rate from the newest {stats.sample_size:,} finished jobs'
-            f'{" (more exist)" if stats.sample_truncated else ""}; throughput over {t.window_minutes} minutes from '
+            f'<p class="note">Latency and failure rate from the newest {stats.sample.size:,} finished jobs'
+            f'{" (more exist)" if stats.sample.truncated else ""}; throughput over {t.window_minutes} minutes from '
             f"{'BullMQ metrics keys' if t.source == 'metrics' else 'finish times'}.</p>"
             f'<section class="charts"><figure>{throughput}</figure><figure>{latency}</figure></section>'
             f"<h2>By language</h2>{_language_table(stats.languages)}"

@@ -2,7 +2,8 @@
 
 * :class:`Monitor` - read-only statistics: counts, throughput, failure rate,
   wait/processing percentiles, oldest waiting job, workers per language, job
-  details, job lists, schedulers, the migration report;
+  details, job lists, schedulers (read through :mod:`bullbridge.scheduler`,
+  whose :class:`~bullbridge.scheduler.SchedulerInfo` they are), the migration report;
 * :class:`QueueActions` (``Monitor.actions(queue)``) - retry, promote, clean,
   pause/resume, drain, through BullMQ's own scripts;
 * :mod:`bullbridge.monitor.prometheus` - a Prometheus exporter (needs
@@ -14,13 +15,12 @@ The core package never imports this one, and this one imports neither
 """
 
 from bullbridge.monitor.actions import ActionResult, QueueActions
-from bullbridge.monitor.jobs import STATES, Children, JobDetail, JobPage, JobSummary
+from bullbridge.monitor.jobs import STATES, JobDetail, JobPage, JobSummary
 from bullbridge.monitor.languages import LANGUAGES, NODE, PYTHON, PYTHON_PORT, UNKNOWN, language_of_job
 from bullbridge.monitor.migration import LanguageStats, MigrationReport
 from bullbridge.monitor.monitor import Monitor, QueueStats
 from bullbridge.monitor.reader import MonitorError
 from bullbridge.monitor.sample import FinishedJob, FinishedSample, Percentiles
-from bullbridge.monitor.schedulers import SchedulerInfo, SchedulerPage
 from bullbridge.monitor.throughput import BullMetrics, Throughput
 from bullbridge.monitor.workers import WorkerInfo
 
@@ -33,7 +33,6 @@ __all__ = [
     "UNKNOWN",
     "ActionResult",
     "BullMetrics",
-    "Children",
     "FinishedJob",
     "FinishedSample",
     "JobDetail",
@@ -46,8 +45,6 @@ __all__ = [
     "Percentiles",
     "QueueActions",
     "QueueStats",
-    "SchedulerInfo",
-    "SchedulerPage",
     "Throughput",
     "WorkerInfo",
     "language_of_job",

@@ -12,7 +12,6 @@ never writes; the CLI and the dashboard reach these only behind a confirmation
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from bullbridge.connection.resp import RespClient
 from bullbridge.keys import QueueKeys
@@ -27,9 +26,6 @@ class ActionResult:
     queue: str
     count: int = 0
     ids: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "queue": self.queue, "count": self.count, "ids": list(self.ids)}
 
 
 class QueueActions:

@@ -15,7 +15,7 @@ more. A job counts for the language of its *last* attempt.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
 from bullbridge.monitor.languages import LANGUAGES, NODE, PYTHON, display_worker_name
 from bullbridge.monitor.sample import FinishedSample, Percentiles
@@ -56,12 +56,6 @@ class LanguageStats:
                    retried=retried, retry_rate=round(retried / jobs, 4) if jobs else None,
                    processing=sample.processing, wait=sample.wait, workers=top)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"language": self.language, "jobs": self.jobs, "share": self.share, "completed": self.completed,
-                "failed": self.failed, "failure_rate": self.failure_rate, "retried": self.retried,
-                "retry_rate": self.retry_rate, "processing": self.processing.to_dict(), "wait": self.wait.to_dict(),
-                "workers": self.workers}
-
 
 def by_language(sample: FinishedSample) -> dict[str, LanguageStats]:
     """Per-language statistics of a sample, in display order (python, node, ...)."""
@@ -77,8 +71,21 @@ def _ratio(a: int | float | None, b: int | float | None) -> float | None:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """Python relative to Node: ratios of processing percentiles (< 1 = Python
+    faster), and differences of failure and retry rates (< 0 = Python fails less)."""
+
+    processing_p50_ratio: float | None
+    processing_p95_ratio: float | None
+    failure_rate_delta: float | None
+    retry_rate_delta: float | None
+
+
+@dataclass(frozen=True)
 class MigrationReport:
     """Python next to Node on one queue, over a period."""
+
+    json_properties: ClassVar[tuple[str, ...]] = ("comparison",)
 
     queue: str
     generated_at: int
@@ -92,31 +99,21 @@ class MigrationReport:
     #: Workers connected now, per language (from CLIENT LIST).
     live_workers: dict[str, int]
 
-    def comparison(self) -> dict[str, float | None]:
-        """Python relative to Node: ratios of processing percentiles (< 1 = Python faster),
-        and the difference of failure and retry rates (< 0 = Python fails less)."""
+    def comparison(self) -> Comparison | None:
+        """Python relative to Node (``None`` unless the sample holds both)."""
         py, node = self.languages.get(PYTHON), self.languages.get(NODE)
         if py is None or node is None:
-            return {}
+            return None
 
         def delta(a: float | None, b: float | None) -> float | None:
             return None if a is None or b is None else round(a - b, 4)
 
-        return {
-            "processing_p50_ratio": _ratio(py.processing.p50, node.processing.p50),
-            "processing_p95_ratio": _ratio(py.processing.p95, node.processing.p95),
-            "failure_rate_delta": delta(py.failure_rate, node.failure_rate),
-            "retry_rate_delta": delta(py.retry_rate, node.retry_rate),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "queue": self.queue, "generated_at": self.generated_at, "since_ms": self.since_ms,
-            "sample_limit": self.sample_limit, "jobs": self.jobs, "truncated": self.truncated,
-            "oldest_finished_on": self.oldest_finished_on, "newest_finished_on": self.newest_finished_on,
-            "languages": {k: v.to_dict() for k, v in self.languages.items()},
-            "live_workers": self.live_workers, "comparison": self.comparison(),
-        }
+        return Comparison(
+            processing_p50_ratio=_ratio(py.processing.p50, node.processing.p50),
+            processing_p95_ratio=_ratio(py.processing.p95, node.processing.p95),
+            failure_rate_delta=delta(py.failure_rate, node.failure_rate),
+            retry_rate_delta=delta(py.retry_rate, node.retry_rate),
+        )
 
 
 def build_report(queue: str, sample: FinishedSample, *, generated_at: int, since_ms: int | None,

@@ -30,7 +30,6 @@ import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from bullbridge.clock import now_ms
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
@@ -47,10 +46,16 @@ from bullbridge.monitor.migration import (
     by_language,
 )
 from bullbridge.monitor.reader import Reader, integer, text
-from bullbridge.monitor.sample import DEFAULT_SAMPLE_SIZE, FinishedSample, Percentiles, read_finished
-from bullbridge.monitor.schedulers import SchedulerInfo, SchedulerPage, read_scheduler, read_schedulers
+from bullbridge.monitor.sample import (
+    DEFAULT_SAMPLE_SIZE,
+    FinishedSample,
+    Percentiles,
+    SampleSummary,
+    read_finished,
+)
 from bullbridge.monitor.throughput import DEFAULT_WINDOW_MINUTES, BullMetrics, Throughput, read_metrics, read_throughput
 from bullbridge.monitor.workers import WorkerInfo, count_by_language, read_workers
+from bullbridge.scheduler.records import SchedulerInfo, SchedulerPage, read_scheduler_page, read_schedulers
 
 log = logging.getLogger("bullbridge.monitor")
 
@@ -72,9 +77,8 @@ class QueueStats:
     throughput: Throughput
     #: Failed / finished among the sampled jobs (``None`` when nothing finished).
     failure_rate: float | None
-    sample_size: int
-    sample_truncated: bool
-    sample_oldest_finished_on: int | None
+    #: The finished jobs ``failure_rate``, ``wait`` and ``processing`` come from.
+    sample: SampleSummary
     wait: Percentiles
     processing: Percentiles
     #: Age of the oldest job ready to run (since ``timestamp + delay``), ms.
@@ -85,24 +89,6 @@ class QueueStats:
     @property
     def total_workers(self) -> int:
         return sum(self.workers.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "queue": self.queue,
-            "prefix": self.prefix,
-            "taken_at": self.taken_at,
-            "counts": self.counts,
-            "paused": self.paused,
-            "throughput": self.throughput.to_dict(),
-            "failure_rate": self.failure_rate,
-            "sample": {"size": self.sample_size, "truncated": self.sample_truncated,
-                       "oldest_finished_on": self.sample_oldest_finished_on},
-            "wait": self.wait.to_dict(),
-            "processing": self.processing.to_dict(),
-            "oldest_waiting_age_ms": self.oldest_waiting_age_ms,
-            "workers": self.workers,
-            "languages": {k: v.to_dict() for k, v in self.languages.items()},
-        }
 
 
 class Monitor:
@@ -218,9 +204,8 @@ class Monitor:
         )
         return QueueStats(
             queue=queue, prefix=self.prefix, taken_at=now, counts=counts, paused=paused is not None,
-            throughput=throughput, failure_rate=sample.failure_rate, sample_size=len(sample),
-            sample_truncated=sample.truncated, sample_oldest_finished_on=sample.oldest_finished_on,
-            wait=sample.wait, processing=sample.processing, oldest_waiting_age_ms=oldest,
+            throughput=throughput, failure_rate=sample.failure_rate, sample=sample.summary(), wait=sample.wait,
+            processing=sample.processing, oldest_waiting_age_ms=oldest,
             workers=count_by_language(workers), languages=by_language(sample))
 
     async def stats(self, queues: Iterable[str] | None = None, *, series_minutes: int | None = None
@@ -254,11 +239,13 @@ class Monitor:
         return await read_jobs(self.reader, self.keys(queue), state, start, count)
 
     async def schedulers(self, queue: str, start: int = 0, count: int = 50) -> SchedulerPage:
-        """Job schedulers by next run."""
-        return await read_schedulers(self.reader, self.keys(queue), start, count)
+        """Job schedulers by next run (either language's, with their bullbridge owner)."""
+        return await read_scheduler_page(self.reader, self.keys(queue), start, count)
 
     async def scheduler(self, queue: str, scheduler_id: str) -> SchedulerInfo | None:
-        return await read_scheduler(self.reader, self.keys(queue), scheduler_id)
+        """One job scheduler (``None`` when ``repeat`` does not hold it, as Node's ``getJobScheduler``)."""
+        info = (await read_schedulers(self.reader, self.keys(queue), [scheduler_id]))[scheduler_id]
+        return info if info.next_run_ms is not None else None
 
     # -- migration ---------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ several concerns (counts, sample, throughput...) of several queues costs a
 couple of round trips, not hundreds.
 
 BullMQ's own scripts (``getCounts``, ``getMetrics``, ``getRanges``,
-``getStateV2``, ``getDependencyCounts``...) are loaded on every new
+``getStateV2``...) are loaded on every new
 connection, so they can sit inside a pipeline; a ``NOSCRIPT`` reply (a
 ``SCRIPT FLUSH`` or a server restart since) reloads them and re-sends once.
 """
@@ -26,8 +26,7 @@ from bullbridge.errors import BullbridgeError
 log = logging.getLogger("bullbridge.monitor.reader")
 
 #: Scripts the monitor runs; loaded once per connection.
-READ_SCRIPTS = ("getCounts", "getMetrics", "getRanges", "getStateV2", "getState", "getDependencyCounts",
-                "getJobScheduler")
+READ_SCRIPTS = ("getCounts", "getMetrics", "getRanges", "getStateV2", "getState")
 #: Scripts of the operator actions (loaded on first use, through :func:`scripts.run`).
 ACTION_SCRIPTS = ("moveJobsToWait", "cleanJobsInSet", "pause", "drain", "promote", "reprocessJob", "removeJob")
 
@@ -82,6 +81,10 @@ class Reader:
             if isinstance(reply, BaseException):
                 raise reply
         return replies
+
+    #: The :class:`~bullbridge.keys.Pipelines` name of :meth:`pipeline` (RespClient's), so the
+    #: library's reads that take a client (schedulers, a parent's children) take a Reader too.
+    execute_many = pipeline
 
     async def _send(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         return await self.client.execute_many(commands, timeout=self._command_timeout, return_exceptions=True)

@@ -63,9 +63,6 @@ class Percentiles:
         return cls(count=len(ordered), p50=nearest_rank(ordered, 50), p95=nearest_rank(ordered, 95),
                    p99=nearest_rank(ordered, 99), mean=round(sum(ordered) / len(ordered), 3), max=ordered[-1])
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "p50": self.p50, "p95": self.p95, "p99": self.p99, "mean": self.mean,
-                "max": self.max}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +94,16 @@ class FinishedJob:
         if self.processed_on is None or self.finished_on is None:
             return None
         return max(0, self.finished_on - self.processed_on)
+
+
+@dataclass(frozen=True)
+class SampleSummary:
+    """What figures taken from a sample stand on: how many jobs, whether more
+    matched than it holds, and when its oldest job finished."""
+
+    size: int
+    truncated: bool
+    oldest_finished_on: int | None
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,9 @@ class FinishedSample:
     @property
     def newest_finished_on(self) -> int | None:
         return max((j.finished_on for j in self.jobs if j.finished_on is not None), default=None)
+
+    def summary(self) -> SampleSummary:
+        return SampleSummary(size=len(self.jobs), truncated=self.truncated, oldest_finished_on=self.oldest_finished_on)
 
     def by_language(self) -> dict[str, FinishedSample]:
         """The sample split by the language of each job's last attempt."""

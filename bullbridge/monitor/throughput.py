@@ -44,7 +44,7 @@ class BullMetrics:
 
     kind: str
     count: int = 0
-    prev_ts: int | None = None
+    prev_ts: int | None = field(default=None, metadata={"json": "prevTS"})  # Node's spelling
     prev_count: int = 0
     data: list[int] = field(default_factory=list)
     #: Length of the ``:data`` list.
@@ -73,10 +73,6 @@ class BullMetrics:
             elif index >= minutes:
                 break
         return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "count": self.count, "prevTS": self.prev_ts, "prevCount": self.prev_count,
-                "points": self.points, "data": self.data}
 
 
 def metrics_command(reader: Reader, keys: QueueKeys, kind: str, start: int = 0, end: int = -1) -> tuple[Any, ...]:
@@ -115,19 +111,6 @@ class Throughput:
     #: All jobs ever counted by BullMQ's metrics (``None`` when never recorded).
     metrics_completed_total: int | None = None
     metrics_failed_total: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "window_minutes": self.window_minutes,
-            "completed_per_minute": self.completed_per_minute,
-            "failed_per_minute": self.failed_per_minute,
-            "completed": self.completed,
-            "failed": self.failed,
-            "minute_ms": self.minute_ms,
-            "metrics_completed_total": self.metrics_completed_total,
-            "metrics_failed_total": self.metrics_failed_total,
-        }
 
 
 def window_rate(series: list[int], window: int, now_ms: int) -> float:

@@ -26,7 +26,6 @@ import base64
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from bullbridge.monitor.languages import (
     LANGUAGES,
@@ -52,11 +51,6 @@ class WorkerInfo:
     age_seconds: int
     idle_seconds: int
     last_command: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"queue": self.queue, "language": self.language, "name": self.name,
-                "client_name": self.client_name, "addr": self.addr, "age_seconds": self.age_seconds,
-                "idle_seconds": self.idle_seconds, "last_command": self.last_command}
 
 
 def parse_client_list(raw: str) -> list[dict[str, str]]:

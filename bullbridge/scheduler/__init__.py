@@ -7,7 +7,9 @@
 | ``timing`` | BullMQ's next-run rules: pattern strategy, ``every`` alignment, simulated sequences |
 | ``schedule`` | :class:`Schedule`: one declared scheduler, validated as Node would |
 | ``declaration`` | :class:`Declaration`: schedules owned under one name; TOML and ``module:attr`` loading |
-| ``store`` | schedulers in Redis through BullMQ's scripts; ownership records |
+| ``records`` | :class:`SchedulerInfo`: a scheduler as stored (by either language); reads by id and by next run |
+| ``ownership`` | bullbridge's ownership records beside BullMQ's keys |
+| ``store`` | schedulers written and removed through BullMQ's scripts |
 | ``sync`` | :func:`sync`: upsert what is declared, remove what this declaration no longer declares |
 | ``iteration`` | :func:`schedule_next_iteration`: what a Node worker does when it fetches a scheduled job |
 """
@@ -22,8 +24,8 @@ from bullbridge.scheduler.errors import (
     SchedulerError,
 )
 from bullbridge.scheduler.iteration import schedule_next_iteration
+from bullbridge.scheduler.records import SchedulerInfo, SchedulerPage, read_scheduler_page, read_schedulers
 from bullbridge.scheduler.schedule import Schedule
-from bullbridge.scheduler.store import SchedulerInfo, read_schedulers
 from bullbridge.scheduler.sync import SyncReport, sync
 from bullbridge.scheduler.timing import Repeat, fire_sequence
 
@@ -38,9 +40,11 @@ __all__ = [
     "Schedule",
     "SchedulerError",
     "SchedulerInfo",
+    "SchedulerPage",
     "SyncReport",
     "fire_sequence",
     "load_declaration",
+    "read_scheduler_page",
     "read_schedulers",
     "schedule_next_iteration",
     "sync",

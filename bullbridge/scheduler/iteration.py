@@ -35,7 +35,8 @@ from bullbridge.connection.resp import Arg, RespClient
 from bullbridge.job import Job
 from bullbridge.keys import QueueKeys
 from bullbridge.scheduler.errors import LegacyRepeatableJob, SchedulerError
-from bullbridge.scheduler.store import next_job_opts, scheduler_key
+from bullbridge.scheduler.records import scheduler_key
+from bullbridge.scheduler.store import next_job_opts
 from bullbridge.scheduler.timing import Repeat, pattern_next_millis
 
 log = logging.getLogger("bullbridge.scheduler.iteration")

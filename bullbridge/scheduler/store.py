@@ -1,65 +1,30 @@
-"""Job schedulers in Redis: written and removed by BullMQ's own scripts, read as Node reads them.
+"""Job schedulers written and removed by BullMQ's own scripts, as Node writes them.
 
-A scheduler is BullMQ's: a member of the queue's ``repeat`` sorted set (score:
-next run), a hash ``<prefix>:<queue>:repeat:<id>`` (name, pattern/every, tz,
-start/end date, limit, offset, template ``data``/``opts``, iteration count
-``ic``) and one delayed job ``repeat:<id>:<nextMillis>``. This module writes
-them only through the port's ``addJobScheduler`` / ``removeJobScheduler``
-scripts, with the arguments Node's ``JobScheduler.upsertJobScheduler``
-(``override: true``) builds.
-
-Ownership lives beside it, in keys BullMQ never reads (so Node tolerates them):
-
-* ``<prefix>:<queue>:bullbridge:schedulers`` - a hash, scheduler id -> JSON
-  ``{"owner": <declaration>, "expect": <scheduler state we wrote>, "synced": ms}``;
-* ``<prefix>:bullbridge:declarations:<declaration>`` - a set of the queues where
-  the declaration owns schedulers (so a schedule moved to another queue is
-  still found and pruned);
-* ``<prefix>:bullbridge:sync-lock:<declaration>`` - a short lock serialising
-  syncs of one declaration.
-
-``expect`` lets sync tell "still as we wrote it" from "changed by someone else"
-(a Node ``upsertJobScheduler`` with the same id): only the former is ever
-removed.
+This module writes schedulers (see :mod:`bullbridge.scheduler.records` for
+what one is in Redis) only through the port's ``addJobScheduler`` /
+``removeJobScheduler`` scripts, with the arguments Node's
+``JobScheduler.upsertJobScheduler`` (``override: true``) builds, and keeps the
+ownership record (:mod:`bullbridge.scheduler.ownership`) in the same MULTI.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from bullbridge import codec, scripts
+from bullbridge import scripts
 from bullbridge.clock import now_ms
 from bullbridge.connection.resp import Arg, RespClient, RespError
-from bullbridge.errors import CorruptJob, ScriptError
+from bullbridge.errors import ScriptError
 from bullbridge.keys import QueueKeys
 from bullbridge.scheduler.errors import InvalidSchedule, SchedulerError
+from bullbridge.scheduler.ownership import OwnerRecord, owners_key
+from bullbridge.scheduler.records import SchedulerInfo
 from bullbridge.scheduler.schedule import Schedule
 from bullbridge.scheduler.timing import pattern_next_millis
 
-log = logging.getLogger("bullbridge.scheduler.store")
-
 SCRIPTS = ("addJobScheduler", "removeJobScheduler", "updateJobScheduler")
-_STATE_INTS = ("every", "startDate", "endDate", "limit", "offset")
-
-
-def owners_key(keys: QueueKeys) -> str:
-    return f"{keys.base}bullbridge:schedulers"
-
-
-def declarations_key(prefix: str, declaration: str) -> str:
-    return f"{prefix}:bullbridge:declarations:{declaration}"
-
-
-def lock_key(prefix: str, declaration: str) -> str:
-    return f"{prefix}:bullbridge:sync-lock:{declaration}"
-
-
-def scheduler_key(keys: QueueKeys, scheduler_id: str) -> str:
-    return f"{keys['repeat']}:{scheduler_id}"
 
 
 def _text(value: Any) -> str:
@@ -71,104 +36,7 @@ async def load_scripts(client: RespClient, names: Sequence[str] = SCRIPTS) -> No
     await client.execute_many([("SCRIPT", "LOAD", scripts.script(n).source) for n in names])
 
 
-# --- reading ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SchedulerInfo:
-    """One scheduler as stored (by either language), plus its owner if any."""
-
-    queue: str
-    id: str
-    next_millis: int | None
-    fields: dict[str, str]
-    owner: str | None = None
-
-    @property
-    def exists(self) -> bool:
-        """BullMQ's ``isJobScheduler``: the hash has an iteration count."""
-        return "ic" in self.fields
-
-    @property
-    def legacy(self) -> bool:
-        """A pre-v6 repeatable job (a ``repeat`` member without a scheduler hash)."""
-        return self.next_millis is not None and not self.fields
-
-    def _int(self, key: str) -> int | None:
-        raw = self.fields.get(key)
-        if raw is None or raw == "":
-            return None
-        try:
-            return int(float(raw))
-        except ValueError:
-            return None
-
-    @property
-    def name(self) -> str | None:
-        return self.fields.get("name")
-
-    @property
-    def pattern(self) -> str | None:
-        return self.fields.get("pattern") or None
-
-    @property
-    def every(self) -> int | None:
-        return self._int("every")
-
-    @property
-    def tz(self) -> str | None:
-        return self.fields.get("tz") or None
-
-    @property
-    def limit(self) -> int | None:
-        return self._int("limit")
-
-    @property
-    def iteration_count(self) -> int | None:
-        return self._int("ic")
-
-    @property
-    def start_date(self) -> int | None:
-        return self._int("startDate")
-
-    @property
-    def end_date(self) -> int | None:
-        return self._int("endDate")
-
-    def state(self) -> dict[str, Any]:
-        """The comparable definition (the shape of :meth:`Schedule.expected_state`)."""
-        out: dict[str, Any] = {
-            "name": self.fields.get("name"),
-            "pattern": self.fields.get("pattern"),
-            "tz": self.fields.get("tz"),
-        }
-        for key in _STATE_INTS:
-            out[key] = self._int(key)
-        for key in ("data", "opts"):
-            raw = self.fields.get(key)
-            try:
-                out[key] = codec.decode(raw) if raw else {}
-            except CorruptJob:
-                out[key] = raw
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (the CLI's ``list --json``)."""
-        return {
-            "queue": self.queue,
-            "id": self.id,
-            "name": self.name,
-            "pattern": self.pattern,
-            "every": self.every,
-            "tz": self.tz,
-            "next": self.next_millis,
-            "iterationCount": self.iteration_count,
-            "limit": self.limit,
-            "startDate": self.start_date,
-            "endDate": self.end_date,
-            "owner": self.owner,
-            "legacy": self.legacy,
-        }
+# --- comparing -------------------------------------------------------------------------------
 
 
 def matches(expect: dict[str, Any], live: SchedulerInfo) -> bool:
@@ -177,67 +45,6 @@ def matches(expect: dict[str, Any], live: SchedulerInfo) -> bool:
     state = live.state()
     return all(state.get(key) == value for key, value in expect.items()
                if key != "offset" or value is not None)
-
-
-async def read_schedulers(client: RespClient, keys: QueueKeys, ids: Sequence[str] | None = None
-                          ) -> dict[str, SchedulerInfo]:
-    """Schedulers of one queue by id (all of them when ``ids`` is None), with owners."""
-    if ids is None:
-        flat = await client.execute("ZRANGE", keys["repeat"], 0, -1, "WITHSCORES")
-        pairs = list(zip(flat[::2], flat[1::2]))
-        ids = [_text(member) for member, _ in pairs]
-        scores: list[Any] = [score for _, score in pairs]
-        replies = await client.execute_many(
-            [*(("HGETALL", scheduler_key(keys, i)) for i in ids), ("HGETALL", owners_key(keys))])
-    else:
-        commands: list[tuple[Arg, ...]] = [("ZSCORE", keys["repeat"], i) for i in ids]
-        commands += [("HGETALL", scheduler_key(keys, i)) for i in ids]
-        commands.append(("HGETALL", owners_key(keys)))
-        replies = await client.execute_many(commands)
-        scores = replies[: len(ids)]
-        replies = replies[len(ids):]
-    owners = _owner_records(replies[-1])
-    out: dict[str, SchedulerInfo] = {}
-    for scheduler_id, score, raw in zip(ids, scores, replies[:-1]):
-        flat_fields = list(raw or [])
-        fields = {_text(k): _text(v) for k, v in zip(flat_fields[::2], flat_fields[1::2])}
-        record = owners.get(scheduler_id)
-        out[scheduler_id] = SchedulerInfo(
-            queue=keys.name, id=scheduler_id,
-            next_millis=int(float(score)) if score is not None else None,
-            fields=fields, owner=record.owner if record else None)
-    return out
-
-
-# --- ownership records ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OwnerRecord:
-    owner: str
-    expect: dict[str, Any] = field(default_factory=dict)
-    synced: int = 0
-
-    def encode(self) -> bytes:
-        return json.dumps({"owner": self.owner, "expect": self.expect, "synced": self.synced},
-                          separators=(",", ":"), sort_keys=True).encode()
-
-
-def _owner_records(flat: Any) -> dict[str, OwnerRecord]:
-    items = list(flat or [])
-    out: dict[str, OwnerRecord] = {}
-    for key, raw in zip(items[::2], items[1::2]):
-        try:
-            value = json.loads(raw)
-            out[_text(key)] = OwnerRecord(str(value["owner"]), dict(value.get("expect") or {}),
-                                          int(value.get("synced") or 0))
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring unreadable ownership record %r in %s", _text(key), _text(raw)[:80])
-    return out
-
-
-async def owner_records(client: RespClient, keys: QueueKeys) -> dict[str, OwnerRecord]:
-    return _owner_records(await client.execute("HGETALL", owners_key(keys)))
 
 
 # --- writing ---------------------------------------------------------------------------------

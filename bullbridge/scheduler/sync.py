@@ -33,9 +33,10 @@ from bullbridge.clock import now_ms
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
 from bullbridge.connection.resp import RespClient
 from bullbridge.keys import QueueKeys
-from bullbridge.scheduler import store
+from bullbridge.scheduler import ownership, store
 from bullbridge.scheduler.declaration import Declaration
 from bullbridge.scheduler.errors import InvalidSchedule, OwnershipConflict, SchedulerError
+from bullbridge.scheduler.records import read_schedulers
 from bullbridge.scheduler.schedule import Schedule
 
 log = logging.getLogger("bullbridge.scheduler.sync")
@@ -108,14 +109,14 @@ async def _sync(declaration: Declaration, client: RespClient, adopt: bool, lock_
     tokens = {prefix: await _lock(client, prefix, declaration.name, lock_timeout) for prefix in sorted(prefixes)}
     try:
         for prefix in sorted(prefixes):
-            indexed = await client.execute("SMEMBERS", store.declarations_key(prefix, declaration.name))
+            indexed = await client.execute("SMEMBERS", ownership.declarations_key(prefix, declaration.name))
             queues = {q for p, q in by_queue if p == prefix} | {_text(q) for q in indexed}
             for queue in sorted(queues):
                 await _sync_queue(client, declaration.name, QueueKeys(queue, prefix),
                                   by_queue.get((prefix, queue), []), adopt, report)
     finally:
         for prefix, token in tokens.items():
-            await client.execute("EVAL", _UNLOCK, 1, store.lock_key(prefix, declaration.name), token)
+            await client.execute("EVAL", _UNLOCK, 1, ownership.lock_key(prefix, declaration.name), token)
     log.info("sync of %s: %d created, %d updated, %d unchanged, %d removed, %d conflicts",
              declaration.name, len(report.created), len(report.updated), len(report.unchanged),
              len(report.removed), len(report.conflicts))
@@ -124,7 +125,7 @@ async def _sync(declaration: Declaration, client: RespClient, adopt: bool, lock_
 
 async def _lock(client: RespClient, prefix: str, name: str, timeout: float) -> str:
     token = secrets.token_hex(8)
-    key = store.lock_key(prefix, name)
+    key = ownership.lock_key(prefix, name)
     deadline = time.monotonic() + timeout
     delay = 0.02
     while True:
@@ -138,10 +139,10 @@ async def _lock(client: RespClient, prefix: str, name: str, timeout: float) -> s
 
 async def _sync_queue(client: RespClient, owner: str, keys: QueueKeys, declared: list[Schedule],
                       adopt: bool, report: SyncReport) -> None:
-    records = await store.owner_records(client, keys)
+    records = await ownership.owner_records(client, keys)
     ours = {i for i, r in records.items() if r.owner == owner}
     ids = sorted({s.id for s in declared} | ours)
-    live = await store.read_schedulers(client, keys, ids)
+    live = await read_schedulers(client, keys, ids)
     now = now_ms()
     active: dict[str, Schedule] = {}
     for schedule in declared:
@@ -162,7 +163,7 @@ async def _sync_queue(client: RespClient, owner: str, keys: QueueKeys, declared:
         info = live[scheduler_id]
         record = records.get(scheduler_id)
         expect = schedule.expected_state()
-        new_record = store.OwnerRecord(owner, expect, now)
+        new_record = ownership.OwnerRecord(owner, expect, now)
         present = info.exists or info.legacy
         if not present:
             await store.upsert(client, keys, schedule, record=new_record)
@@ -182,7 +183,7 @@ async def _sync_queue(client: RespClient, owner: str, keys: QueueKeys, declared:
                         where, owner)
         if mine and store.matches(expect, info):
             if record is not None and record.expect != expect:
-                await client.execute("HSET", store.owners_key(keys), scheduler_id, new_record.encode())
+                await client.execute("HSET", ownership.owners_key(keys), scheduler_id, new_record.encode())
             report.unchanged.append(where)
             continue
         await store.upsert(client, keys, schedule, record=new_record)
@@ -193,18 +194,18 @@ async def _sync_queue(client: RespClient, owner: str, keys: QueueKeys, declared:
         info = live[scheduler_id]
         record = records[scheduler_id]
         if not (info.exists or info.legacy):
-            await client.execute("HDEL", store.owners_key(keys), scheduler_id)
+            await client.execute("HDEL", ownership.owners_key(keys), scheduler_id)
         elif store.matches(record.expect, info):
             await store.remove(client, keys, scheduler_id)
             report.removed.append(where)
         else:
-            await client.execute("HDEL", store.owners_key(keys), scheduler_id)
+            await client.execute("HDEL", ownership.owners_key(keys), scheduler_id)
             log.warning("scheduler %s is no longer declared but was changed by someone else: left in place",
                         where)
             report.released.append(where)
 
-    remaining = await store.owner_records(client, keys)
-    index = store.declarations_key(keys.prefix, owner)
+    remaining = await ownership.owner_records(client, keys)
+    index = ownership.declarations_key(keys.prefix, owner)
     if any(r.owner == owner for r in remaining.values()):
         await client.execute("SADD", index, keys.name)
     else:

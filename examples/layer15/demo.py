@@ -49,10 +49,11 @@ from zoneinfo import ZoneInfo
 
 from bullbridge.clock import now_ms
 from bullbridge.connection import redis_url_from_env
-from bullbridge.monitor import FinishedJob, FinishedSample, MigrationReport, Monitor, Percentiles, SchedulerInfo
+from bullbridge.monitor import FinishedJob, FinishedSample, MigrationReport, Monitor, Percentiles
 from bullbridge.monitor import format as fmt
 from bullbridge.monitor.languages import NODE, PYTHON
 from bullbridge.queue import Queue
+from bullbridge.scheduler import SchedulerInfo
 from bullbridge.testing.redis_server import PrivateRedis, die_with_parent
 
 # --- the layer: what the demo knows about examples/layer15 and interop/layer15 ----------

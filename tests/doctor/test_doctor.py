@@ -27,6 +27,7 @@ from bullbridge.doctor import (
     check_version,
     diagnose,
 )
+from bullbridge.jsonapi import to_json
 from bullbridge.testing.node import NodeDriver
 from bullbridge.testing.redis_server import PrivateRedis, embedded_binary, free_port
 
@@ -43,7 +44,7 @@ async def eventually(probe: Callable[[], Awaitable[DoctorReport]], ok: Callable[
         if ok(report):
             return report
         if time.monotonic() > deadline:
-            raise AssertionError(f"doctor never reported it: {[f.to_dict() for f in report.findings]}")
+            raise AssertionError(f"doctor never reported it: {to_json(report.findings)}")
         await asyncio.sleep(0.1)
 
 
@@ -69,7 +70,7 @@ async def test_a_healthy_deployment_exits_zero() -> None:
         await _one_completed_job(server.url)
         report = await diagnose(server.url)
         modern = tuple(int(p) for p in server.version.split(".")[:3]) >= (7, 0, 8)
-    assert report.exit_code == 0, [f.to_dict() for f in report.findings if f.severity not in (OK, INFO)]
+    assert report.exit_code == 0, to_json([f for f in report.findings if f.severity not in (OK, INFO)])
     # Redis 6.2 (the embedded fallback) is fine but noted: it cannot block for 1 ms.
     assert severities(report, "redis-version") == [OK if modern else INFO]
     assert severities(report, "maxmemory-policy") == [OK]
@@ -123,7 +124,7 @@ async def test_clock_skew_is_reported_when_this_host_is_off(private_redis: Priva
     report = await diagnose(private_redis.url, DoctorSettings(clock=lambda: time.time() - 5))
     [finding] = report.by_check("clock-skew")
     assert finding.severity == WARNING and "ahead of" in finding.message
-    assert 4800 <= finding.data["skew_ms"] <= 5200, finding.data
+    assert 4800 <= finding.data["skewMs"] <= 5200, finding.data
     fine = await diagnose(private_redis.url)
     assert severities(fine, "clock-skew") == [OK]
 
@@ -252,7 +253,7 @@ def test_cli_text_json_and_exit_status(capsys: pytest.CaptureFixture[str]) -> No
         assert out.rstrip().endswith("(exit 2)")
         assert main(["doctor", "--redis", server.url, "--json", "--prefix", "nothing-here"]) == 2
         doc = json.loads(capsys.readouterr().out)
-    assert doc["exit_code"] == 2 and doc["prefix"] == "nothing-here"
+    assert doc["exitCode"] == 2 and doc["prefix"] == "nothing-here" and doc["worst"] == ERROR
     checks = {f["check"]: f for f in doc["findings"]}
     assert checks["maxmemory-policy"]["severity"] == ERROR
     assert checks["queues"]["severity"] == WARNING and "--prefix" in checks["queues"]["fix"]

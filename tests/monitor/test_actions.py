@@ -112,7 +112,7 @@ async def test_cli_stats_and_job_json(redis_url: str, r: Redis, queue_name: str)
     assert status == 0, err
     (stats,) = json.loads(out)
     assert stats["queue"] == q and stats["counts"]["completed"] == 10 and stats["counts"]["waiting"] == 1
-    assert stats["processing"]["p50"] == 1000 + 2 * 4 and stats["failure_rate"] == 0.0
+    assert stats["processing"]["p50"] == 1000 + 2 * 4 and stats["failureRate"] == 0.0
     assert stats["languages"]["python"]["jobs"] == 10
     status, table, _ = await run_cli("stats", q, "--redis", redis_url)
     assert status == 0 and q in table and "PROC p50/p95" in table

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from bullbridge.dashboard import create_app
+from bullbridge.jsonapi import to_json
 from bullbridge.monitor import Monitor
 from bullbridge.monitor import format as fmt
 from bullbridge.testing.node import NodeDriver
@@ -59,7 +60,8 @@ async def test_read_only_by_default_and_json_api(r: Redis, redis_url: str, queue
         api = await (await c.get(f"/api/queues/{queue_name}")).json()
         stats = await monitor.queue_stats(queue_name)
         assert api["counts"] == stats.counts
-        assert api["processing"] == stats.processing.to_dict() and api["failure_rate"] == 0.3
+        assert api["processing"] == to_json(stats.processing) and api["failureRate"] == 0.3
+        assert api["sample"] == {"size": 100, "truncated": False, "oldestFinishedOn": stats.sample.oldest_finished_on}
         jobs = await (await c.get(f"/api/queues/{queue_name}/jobs", params={"state": "failed", "count": "5"})).json()
         assert jobs["total"] == 30 and [j["id"] for j in jobs["jobs"]] == [f"f{i}" for i in range(29, 24, -1)]
         # No route writes: every POST is refused and the queue is untouched.

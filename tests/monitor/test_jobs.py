@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from redis.asyncio import Redis
 
+from bullbridge.connection import connect
+from bullbridge.errors import CorruptJob
+from bullbridge.job import Job, read_dependencies
+from bullbridge.jsonapi import to_json
+from bullbridge.keys import QueueKeys
 from bullbridge.monitor import Monitor
 from bullbridge.testing.node import NodeDriver
 from tests.monitor.helpers import eventually, now_ms
@@ -87,6 +95,23 @@ async def test_corrupt_hash_is_shown_not_refused(r: Redis, monitor: Monitor, que
     assert any(p.startswith("timestamp:") for p in job.problems)
 
 
+def test_one_decoder_strict_for_workers_tolerant_for_showing() -> None:
+    """``Job`` decodes a hash once: its properties raise on what a worker cannot use,
+    ``values()`` (the monitor's) keeps the raw text with the reason beside it."""
+    job = Job("q", "1", {b"name": b"x", b"data": b"{bad", b"opts": b"[1]", b"timestamp": b"yesterday",
+                         b"atm": b"2", b"delay": b"", b"progress": b"{oops", b"processedOn": b"nan"})
+    with pytest.raises(CorruptJob, match="field 'timestamp' is not a number: 'yesterday'"):
+        _ = job.timestamp
+    with pytest.raises(CorruptJob, match="not valid JSON"):
+        _ = job.data
+    values = job.values()
+    assert values.data == "{bad" and values.opts == {} and values.progress == "{oops"
+    assert values.timestamp is None and values.processed_on is None and values.delay is None
+    assert values.attempts_made == 2 and values.attempts_started == 0 and values.priority is None
+    assert sorted(p.split(":")[0] for p in values.problems) == ["data", "opts", "processedOn", "timestamp"]
+    assert "timestamp: not a number: 'yesterday'" in values.problems
+
+
 async def test_job_pages_match_node_getjobs(node: NodeDriver, monitor: Monitor, queue_name: str) -> None:
     q = queue_name
     await node.call("queue.addBulk", queue=q, jobs=[{"name": "w", "data": {"i": i}} for i in range(30)])
@@ -124,3 +149,55 @@ async def test_schedulers_match_node(node: NodeDriver, monitor: Monitor, queue_n
     assert hourly is not None and hourly % 3_600_000 == 0 and hourly > now_ms()
     single = await monitor.scheduler(q, "hourly")
     assert single is not None and single.next_run_ms == hourly and single.pattern == "0 * * * *"
+
+
+async def test_children_are_counted_and_listed_up_to_a_limit(r: Redis, redis_url: str, queue_name: str) -> None:
+    """One reader of a parent's children (``bullbridge.job.read_dependencies``): whole for
+    a worker, bounded and tolerant for the monitor."""
+    parent = f"bull:{queue_name}:p"
+    await r.hset(parent, mapping={"name": "parent", "data": "{}", "opts": "{}", "timestamp": now_ms()})
+    await r.hset(f"{parent}:processed", mapping={f"bull:{queue_name}:c{i}": json.dumps({"i": i}) for i in range(150)})
+    await r.hset(f"{parent}:processed", "bull:other:bad", "{not json")
+    await r.sadd(f"{parent}:dependencies", *(f"bull:{queue_name}:u{i}" for i in range(3)))
+    await r.hset(f"{parent}:failed", "bull:other:x", "boom")
+    keys = QueueKeys(queue_name)
+    connector = connect(redis_url)
+    client = connector.fast("test-deps")
+    try:
+        with pytest.raises(CorruptJob):
+            await read_dependencies(client, keys, "p")  # a worker's read: strict
+        whole = await read_dependencies(client, keys, "p", tolerant=True)
+        bounded = await read_dependencies(client, keys, "p", limit=10, tolerant=True)
+    finally:
+        await connector.close()
+    assert whole.processed["bull:other:bad"] == "{not json" and whole.processed[f"bull:{queue_name}:c7"] == {"i": 7}
+    assert whole.counts == {"processed": 151, "unprocessed": 3, "ignored": 1, "failed": 0}
+    assert bounded.counts == {"processed": 151, "unprocessed": 3, "ignored": 1, "failed": 0}
+    assert len(bounded.processed) == 10 and bounded.total == 155
+    assert bounded.unprocessed == [f"bull:{queue_name}:u{i}" for i in range(3)]
+    assert bounded.ignored == {"bull:other:x": "boom"} and bounded.failed == []
+    monitor = Monitor(redis_url)
+    try:
+        detail = await monitor.job(queue_name, "p")
+    finally:
+        await monitor.close()
+    assert detail is not None and detail.children.counts["processed"] == 151
+    assert len(detail.children.processed) == 100  # the monitor's default limit
+
+
+async def test_corrupt_and_legacy_schedulers_are_listed_not_refused(r: Redis, monitor: Monitor,
+                                                                      queue_name: str) -> None:
+    """The monitor reads schedulers through ``bullbridge.scheduler``: a template that is
+    not JSON shows as its text, a pre-v6 repeatable job (no hash) as ``legacy``."""
+    q = f"bull:{queue_name}:repeat"
+    await r.zadd(q, {"broken": 1_000, "old:key::5000": 2_000})
+    await r.hset(f"{q}:broken", mapping={"name": "b", "every": "5000", "ic": "1", "data": "{oops"})
+    page = await monitor.schedulers(queue_name)
+    by_id = {s.id: s for s in page.schedulers}
+    assert page.total == 2 and list(by_id) == ["broken", "old:key::5000"]
+    assert by_id["broken"].template_data == "{oops" and by_id["broken"].every == 5000 and not by_id["broken"].legacy
+    assert by_id["old:key::5000"].legacy and by_id["old:key::5000"].next_run_ms == 2_000
+    row = to_json(page)["schedulers"][0]
+    assert row["next"] == 1_000 and row["template"] == "{oops" and row["iterationCount"] == 1
+    assert "fields" not in row and row["owner"] is None and row["queue"] == queue_name
+    assert await monitor.scheduler(queue_name, "nope") is None

@@ -75,13 +75,16 @@ async def test_report_attributes_jobs_to_the_right_language(node: NodeDriver, ma
         assert stats.processing.count == len(mine) and stats.processing.p50 is not None
     assert report.live_workers == {"python": 1}
     assert abs(report.languages["python"].share + report.languages["node"].share - 1) < 1e-3
-    assert set(report.comparison()) == {"processing_p50_ratio", "processing_p95_ratio", "failure_rate_delta",
-                                        "retry_rate_delta"}
+    comparison = report.comparison()
+    assert comparison is not None and comparison.processing_p50_ratio is not None
 
     status, out, err = await run_cli("migrate", "report", q, "--redis", redis_url, "--json")
     assert status == 0, err
     from_cli = json.loads(out)
     assert {k: v["jobs"] for k, v in from_cli["languages"].items()} == expected
+    assert set(from_cli["comparison"]) == {"processingP50Ratio", "processingP95Ratio", "failureRateDelta",
+                                           "retryRateDelta"}
+    assert from_cli["sampleLimit"] == 10_000 and from_cli["jobs"] == len(kinds)
     status, text, _ = await run_cli("migrate", "report", q, "--redis", redis_url, "--since", "1h")
     assert status == 0 and "python vs node" in text and "processing p95" in text
 

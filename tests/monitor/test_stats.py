@@ -54,7 +54,7 @@ async def test_percentiles_failure_rate_and_languages(r: Redis, monitor: Monitor
     await inject(r, queue_name, jobs)
 
     stats = await monitor.queue_stats(queue_name)
-    assert stats.sample_size == 125
+    assert stats.sample.size == 125
     assert stats.failure_rate == 25 / 125
     # Processing: 1..100 and 1001..1025; nearest rank of 125 values.
     assert (stats.processing.p50, stats.processing.p95, stats.processing.p99) == (63, 1019, 1024)
@@ -183,7 +183,7 @@ async def test_cost_is_bounded_by_the_sample(private_redis: PrivateRedis) -> Non
         await r.config_resetstat()
         async with Monitor(private_redis.url, sample_size=200) as m:
             stats = await m.stats(["big"])
-        assert stats[0].sample_size == 200 and stats[0].sample_truncated
+        assert stats[0].sample.size == 200 and stats[0].sample.truncated
         assert stats[0].counts["completed"] + stats[0].counts["failed"] == 5000
         commands = await r.info("commandstats")
         hmget = commands.get("cmdstat_hmget", {}).get("calls", 0)

@@ -16,7 +16,8 @@ from bullbridge.connection.resp import RespClient
 from bullbridge.keys import QueueKeys
 from bullbridge.options import Backoff, JobOptions
 from bullbridge.scheduler import Declaration, OwnershipConflict, Schedule, sync
-from bullbridge.scheduler.store import owners_key, read_schedulers
+from bullbridge.scheduler.ownership import owners_key
+from bullbridge.scheduler.records import read_schedulers
 from bullbridge.scheduler.timing import Repeat, pattern_next_millis
 from bullbridge.testing.node import NodeDriver
 

@@ -31,11 +31,11 @@ async def test_json_report_and_every_key_removed(redis_url: str) -> None:
                   "--only", "flow[P->N]", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
-    assert report["ok"] is True and report["node_bullmq"] == "6.7.0" and report["python_port"] == "3.4.4"
+    assert report["ok"] is True and report["nodeBullmq"] == "6.7.0" and report["pythonPort"] == "3.4.4"
     assert [r["id"] for r in report["results"]] == [
         "plain_job[N->P]", "plain_job[P->N]", "stored_options[N->P]", "stored_options[P->N]", "flow[P->N]"]
     assert report["counts"] == {"pass": 5, "fail": 0, "known": 0}
-    assert report["prefix"].startswith("bbcheck-") and report["keys_left"] == 0
+    assert report["prefix"].startswith("bbcheck-") and report["keysLeft"] == 0
     assert await _keys(redis_url, f"{report['prefix']}:*") == []
     assert await _keys(redis_url, "bbcheck-*") == []
 
