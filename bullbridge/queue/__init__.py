@@ -4,7 +4,7 @@ A Node BullMQ user finds here what ``new Queue(name, opts)`` gives them, in
 snake_case: ``add``, ``add_bulk``, ``get_job``, ``get_job_state``,
 ``get_job_counts``, ``get_jobs``, ``count``, ``pause``, ``resume``,
 ``is_paused``, ``drain``, ``clean``, ``obliterate``, ``retry_jobs``,
-``promote_jobs``, ``remove``, the queue-wide limits - plus what Node spreads
+``promote_jobs``, ``remove``, the queue-wide limits, the job schedulers - plus what Node spreads
 over ``Job`` and ``QueueEvents`` (``retry_job``, ``promote_job``,
 ``wait_for``/``result``, a parent's children).
 
@@ -48,6 +48,10 @@ from bullbridge.queue.adding import (
     prepare_add,
 )
 from bullbridge.queue.link import RedisLink
+from bullbridge.scheduler import store as scheduler_store
+from bullbridge.scheduler.records import SchedulerInfo, read_scheduler_page, read_schedulers
+from bullbridge.scheduler.schedule import Schedule
+from bullbridge.scheduler.store import Upserted
 
 if TYPE_CHECKING:
     from bullbridge.telemetry import OtelTelemetry
@@ -336,6 +340,38 @@ class Queue:
     async def remove_global_rate_limit(self) -> None:
         await self._link.call(admin.remove_global_rate_limit(self._client(), self.keys),
                               f"removing {self.name!r}'s global rate limit")
+
+    # -- job schedulers -----------------------------------------------------------------
+
+    async def upsert_job_scheduler(self, scheduler_id: str, **schedule: Any) -> Upserted | None:
+        """Create or replace a job scheduler on this queue (Node's ``upsertJobScheduler``):
+        ``pattern=`` (cron, with ``tz=``) or ``every=``, and the job each run adds
+        (``name=``, ``data=``, ``opts=``), as the fields of
+        :class:`~bullbridge.scheduler.Schedule` - validated, with Node's next-run times.
+        Returns the first iteration added (None when the schedule has nothing left to run).
+        To keep a set of schedules in step with code, declare them instead
+        (:func:`bullbridge.scheduler.sync`)."""
+        plan = Schedule(id=scheduler_id, queue=self.name, prefix=self.prefix, **schedule)
+        return await self._link.call(scheduler_store.upsert(self._client(), self.keys, plan),
+                                     f"upserting job scheduler {scheduler_id!r} of {self.name!r}")
+
+    async def get_job_scheduler(self, scheduler_id: str) -> SchedulerInfo | None:
+        """One job scheduler as stored by either language, or None (Node's ``getJobScheduler``)."""
+        found = await self._link.call(read_schedulers(self._client(), self.keys, [scheduler_id]),
+                                      f"reading job scheduler {scheduler_id!r} of {self.name!r}")
+        info = found.get(scheduler_id)
+        return info if info is not None and (info.exists or info.legacy) else None
+
+    async def get_job_schedulers(self, start: int = 0, count: int | None = None) -> list[SchedulerInfo]:
+        """The job schedulers, soonest next run first (Node's ``getJobSchedulers``)."""
+        page = await self._link.call(read_scheduler_page(self._client(), self.keys, start, count),
+                                     f"reading the job schedulers of {self.name!r}")
+        return page.schedulers
+
+    async def remove_job_scheduler(self, scheduler_id: str) -> bool:
+        """Remove a job scheduler and its next run; True when it existed (Node's ``removeJobScheduler``)."""
+        return await self._link.call(scheduler_store.remove(self._client(), self.keys, scheduler_id),
+                                     f"removing job scheduler {scheduler_id!r} of {self.name!r}")
 
     # -- closing ----------------------------------------------------------------------
 

@@ -90,3 +90,24 @@ async def test_queue_wide_limits_are_what_node_reads(node: NodeDriver, producer:
     assert await node.queue_call(producer.name, "getGlobalConcurrency") is None
     with pytest.raises(ValueError, match="global concurrency must be an int >= 1"):
         await producer.set_global_concurrency(0)
+
+
+async def test_job_schedulers_through_the_queue_are_nodes(node: NodeDriver, producer: Queue) -> None:
+    first = await producer.upsert_job_scheduler("nightly", pattern="0 2 * * *", tz="America/New_York",
+                                                name="report", data={"kind": "daily"})
+    assert first is not None and first.job_id.startswith("repeat:nightly:")
+    await producer.upsert_job_scheduler("beat", every=60_000)
+    listed = await node.eval("return (await queue(args.q).getJobSchedulers()).map(s => [s.key, s.next, s.tz]);",
+                             q=producer.name)
+    ours = await producer.get_job_schedulers()
+    assert sorted([s.id, s.next_run_ms, s.tz] for s in ours) == sorted(listed)
+    nightly = await producer.get_job_scheduler("nightly")
+    assert nightly is not None and (nightly.pattern, nightly.name, nightly.template_data) == (
+        "0 2 * * *", "report", {"kind": "daily"})
+    assert await producer.get_job_scheduler("nope") is None
+    assert await producer.remove_job_scheduler("beat") is True
+    assert await producer.remove_job_scheduler("beat") is False
+    assert await node.eval("return (await queue(args.q).getJobSchedulers()).map(s => s.key);",
+                           q=producer.name) == ["nightly"]
+    with pytest.raises(ValueError, match="give a cron pattern or an every interval"):
+        await producer.upsert_job_scheduler("empty")
