@@ -11,6 +11,7 @@ import pytest
 from bullbridge import Producer, Worker, WorkerSettings
 from bullbridge.errors import ConfigurationError
 from bullbridge.testing.node import NodeDriver
+from tests.timing import NodeBaseline, assert_as_punctual_as_node, concurrently, now_ms, record
 from tests.worker.impls import wait_until
 
 
@@ -36,20 +37,27 @@ async def test_progress_and_logs_from_a_thread_handler_reach_node(node: NodeDriv
     assert await wait_until(lambda: progress_seen == [10, 50, 100], timeout=2), progress_seen
 
 
-async def test_delay_until_moves_the_job_back_without_using_an_attempt(make_worker, producer: Producer) -> None:
+async def test_delay_until_moves_the_job_back_without_using_an_attempt(node: NodeDriver, make_worker,
+                                                                       producer: Producer) -> None:
     starts: list[float] = []
 
     async def handle(job):
-        starts.append(time.time())
+        starts.append(now_ms())
         if len(starts) == 1:
             await job.delay_until(timedelta(milliseconds=300))
         return "later"
 
     worker = make_worker({"x": handle})
     await worker.start()
-    job = await producer.enqueue("x", {}, attempts=1)
-    assert await producer.result(job.id, timeout=5) == "later"
-    assert 0.29 <= starts[1] - starts[0] <= 0.4
+    async with NodeBaseline(node, producer.queue) as baseline:
+        await baseline.warm_up()
+        # Node's worker times a 300 ms delayed job of its own meanwhile: the timer baseline.
+        job, node_id = await concurrently(producer.enqueue("x", {}, attempts=1), baseline.add(300))
+        assert await producer.result(job.id, timeout=10) == "later"  # failure detector
+        theirs = [await baseline.lateness(node_id, 300)]
+    ours = [starts[1] - starts[0] - 300]
+    record("test_delay_until_moves_the_job_back_without_using_an_attempt", ours=ours, node=theirs)
+    assert_as_punctual_as_node(ours, theirs, "delay_until(300 ms) from a handler")
     stored = await producer.get_job(job.id)
     assert stored is not None and stored.attempts_made == 1
 

@@ -18,6 +18,7 @@ import redis.asyncio as redis
 
 from bullbridge import Producer
 from bullbridge.testing.node import NodeDriver
+from tests.timing import NodeBaseline, assert_as_punctual_as_node, concurrently, now_ms, record
 from tests.worker.impls import PyWorker, impls, wait_until
 
 CORRUPTIONS: list[tuple[str, dict[str, Any], str]] = [
@@ -168,8 +169,6 @@ async def test_unknown_backoff_type_from_node_fails_clearly(impl: str, node: Nod
 
 async def test_custom_backoff_registered_in_python_serves_node_jobs(node: NodeDriver, make_worker,
                                                                     producer: Producer) -> None:
-    import time
-
     starts: list[float] = []
     calls: list[tuple[int, str]] = []
 
@@ -178,18 +177,23 @@ async def test_custom_backoff_registered_in_python_serves_node_jobs(node: NodeDr
         return 100 * attempts_made
 
     async def handle(job):
-        starts.append(time.time())
+        starts.append(now_ms())
         if len(starts) < 3:
             raise RuntimeError("again")
         return "third time"
 
     worker = make_worker({"job": handle}, backoff_strategies={"linear": linear})
     await worker.start()
-    job_id = await node.add(producer.queue, "job", {}, {"attempts": 3, "backoff": {"type": "linear"}})
-    assert await producer.result(job_id, timeout=5) == "third time"
+    async with NodeBaseline(node, producer.queue) as baseline:
+        # Node's twin of linear 100 (100, 200 ms) is exponential 100, timed by Node's worker meanwhile.
+        job_id, theirs = await concurrently(
+            node.add(producer.queue, "job", {}, {"attempts": 3, "backoff": {"type": "linear"}}),
+            baseline.backoff_lateness({"type": "exponential", "delay": 100}, 3, [100, 200]))
+        assert await producer.result(job_id, timeout=10) == "third time"  # failure detector
     assert calls == [(1, "linear"), (2, "linear")]
-    gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(starts)]
-    assert 95 <= gaps[0] <= 150 and 195 <= gaps[1] <= 250, gaps
+    ours = [b - a - g for (a, b), g in zip(itertools.pairwise(starts), (100, 200))]
+    record("test_custom_backoff_registered_in_python_serves_node_jobs", ours=ours, node=theirs)
+    assert_as_punctual_as_node(ours, theirs, "custom linear backoff 100/200 ms")
 
 
 async def _sleep(seconds: float) -> None:
