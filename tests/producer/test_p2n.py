@@ -347,8 +347,12 @@ async def test_enqueue_many_concurrently_share_one_connection(node: NodeDriver, 
                                                               queue_name: str) -> None:
     started = time.monotonic()
     jobs = await asyncio.gather(*(producer.enqueue("n", {"i": i}) for i in range(200)))
+    took = time.monotonic() - started
     assert sorted(int(j.id) for j in jobs) == list(range(1, 201))
-    assert time.monotonic() - started < 5
+    record("test_enqueue_many_concurrently_share_one_connection", took=took)
+    # 5 s for 200 adds: a floor that catches one-connection-per-add or a lock-step bug, not a
+    # throughput figure (make bench reports that); measured 0.02-0.03 s idle, 0.10 s loaded.
+    assert took < 5, f"200 concurrent adds took {took:.2f} s"
     async with node_worker(node, queue_name, "async job => job.data.i * 2", concurrency=20) as handle:
         await node.wait_event(handle, "completed", count=200)
     assert await producer.result(jobs[-1].id, timeout=5) == 398

@@ -34,7 +34,7 @@ async def test_progress_and_logs_from_a_thread_handler_reach_node(node: NodeDriv
     assert logs == {"logs": ["at 50%", "at 100%"], "count": 2}, "keep_logs=2 keeps the last two lines"
     seen = await node.get_job(producer.queue, job.id)
     assert seen is not None and seen["progress"] == 100
-    assert await wait_until(lambda: progress_seen == [10, 50, 100], timeout=2), progress_seen
+    assert await wait_until(lambda: progress_seen == [10, 50, 100], timeout=5), progress_seen  # failure detector
 
 
 async def test_delay_until_moves_the_job_back_without_using_an_attempt(node: NodeDriver, make_worker,
@@ -134,7 +134,10 @@ async def test_close_with_deadline_hands_running_jobs_back_at_once(node: NodeDri
     await asyncio.wait_for(started.wait(), 5)
     t0 = time.monotonic()
     clean = await worker.close(timeout=0.5)
-    assert not clean and time.monotonic() - t0 < 2.5
+    took = time.monotonic() - t0
+    record("test_close_with_deadline_hands_running_jobs_back_at_once", took=took)
+    # 0.5 s deadline + 2 s for the hand-back, a few Redis calls (measured 0.50-0.52 s in all, idle to heavy).
+    assert not clean and took < 2.5, f"close(timeout=0.5) took {took:.2f} s"
     assert await producer.get_state(job.id) == "waiting", "the job must be back in wait at once"
     stored = await producer.get_job(job.id)
     assert stored is not None and stored.stalled_counter == 0, "handing back is not a stall"
@@ -158,7 +161,7 @@ async def test_close_waits_for_active_jobs_when_they_finish_in_time(make_worker,
     job = await producer.enqueue("x", {})
     await asyncio.wait_for(started.wait(), 5)
     assert await worker.close(timeout=5) is True
-    assert await producer.result(job.id, timeout=1) == "finished"
+    assert await producer.result(job.id, timeout=5) == "finished"  # already finished: a failure detector
 
 
 async def test_worker_events_fire_in_order(make_worker, producer: Producer) -> None:
@@ -186,7 +189,7 @@ async def test_worker_events_fire_in_order(make_worker, producer: Producer) -> N
     await producer.result(a.id, timeout=5)
     b = await producer.enqueue("bad", {})
     await producer.wait_for(b.id, timeout=5)
-    assert await wait_until(lambda: len(events) == 4, timeout=2)
+    assert await wait_until(lambda: len(events) == 4, timeout=5)  # failure detector
     assert events == ["active:ok", "completed:ok", "active:bad", "failed:KeyError: 'missing'"]
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import signal
+import time
 
 from bullbridge import Producer
 from bullbridge.testing.node import NodeDriver
+from tests.timing import record
 from tests.worker.impls import wait_until
 from tests.worker.procs import ProcWorker
 
@@ -123,8 +125,11 @@ async def test_pause_and_resume_stop_and_restart_fetching_at_once(make_worker, p
     assert await wait_until(lambda: first.id in seen, timeout=3)
     await asyncio.wait_for(worker.pause(), 2)
     held = await producer.enqueue("x", {})
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # the window in which a paused worker must fetch nothing: the subject, not a sync
     assert held.id not in seen, "a paused worker must not fetch"
     assert await producer.get_state(held.id) == "waiting"
+    resumed = time.monotonic()
     worker.resume()
+    # 1 s: "at once" against a wait for the next blocking-read timeout (5 s); measured 0.02 s, idle to heavy.
     assert await wait_until(lambda: held.id in seen, timeout=1), "resume must fetch at once"
+    record("test_pause_and_resume_stop_and_restart_fetching_at_once", took=time.monotonic() - resumed)
