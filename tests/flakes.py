@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SUMMARY = re.compile(r"^=+ (.*\d+ (?:passed|failed|error|errors|skipped|xfailed).*) in [\d.]+s")
+SUMMARY = re.compile(r"^=* ?(\d+ (?:passed|failed|errors?|skipped|xfailed|xpassed|deselected)\b.*) in [\d.]+s")
 FAILED = re.compile(r"^(FAILED|ERROR) (\S+)")
 
 

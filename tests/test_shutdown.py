@@ -340,7 +340,7 @@ async def test_port_finishes_the_active_job_on_sigterm(redis_url: str, producer:
         job = await producer.enqueue("x", {})
         await proc.wait_for("start", timeout=5)
         await proc.signal(signal.SIGTERM)
-        outcome = await producer.wait_for(job.id, timeout=4)
+        outcome = await producer.wait_for(job.id, timeout=4)  # a 1 s job; the port fails by this timeout
         assert outcome.state == "completed"
     finally:
         await proc.stop()

@@ -102,7 +102,7 @@ async def test_vanished_job_fails_not_completes(impl: str, redis_url: str, produ
     await client.aclose()
     worker = await PyWorker(impl, queue_name, redis_url, body).start()
     try:
-        outcome = await producer.wait_for(ghost.id, timeout=4)
+        outcome = await producer.wait_for(ghost.id, timeout=4)  # failure detector for one job
         assert outcome.state == "failed", f"vanished job ended {outcome.state} (handler saw {seen})"
         assert outcome.failed_reason and "job hash is missing" in outcome.failed_reason
         assert seen == []
@@ -157,7 +157,7 @@ async def test_unknown_backoff_type_from_node_fails_clearly(impl: str, node: Nod
     try:
         job_id = await node.add(queue_name, "job", {}, {"attempts": 3, "backoff": {"type": "jittered-linear",
                                                                                   "delay": 100}})
-        outcome = await producer.wait_for(job_id, timeout=4)
+        outcome = await producer.wait_for(job_id, timeout=4)  # failure detector (1 s stall cycles for the port)
         assert outcome.state == "failed"
         assert outcome.failed_reason is not None
         assert "unknown backoff type 'jittered-linear'" in outcome.failed_reason, outcome.failed_reason
