@@ -27,11 +27,12 @@ from bullbridge.testing.node import NodeDriver
 
 #: Timer slack allowed over Node's own lateness in the same test: > 3x the largest
 #: bullbridge-minus-Node difference measured on this 2-core machine idle, under
-#: stress-ng --cpu 2, and with two suites in parallel on top (81 ms; tests/README.md
-#: has the table), and well under what the port's whole-second rounding costs
-#: (>= 700 ms more than Node for delays and backoffs, >= 1.5 s for idle pickups),
-#: which its xfail-strict twins must keep catching.
-NODE_SLACK_MS = 250.0
+#: stress-ng --cpu 2, and with two suites in parallel on top (104 ms: a 200 ms
+#: backoff retried 208 ms late while Node's twin was 105 ms late, in a full
+#: `make flakes FLAKES_LOAD=cpu` run; tests/README.md has the table), and half of
+#: what the port's whole-second rounding costs (>= 700 ms more than Node for delays
+#: and backoffs, >= 1.5 s for idle pickups), which its xfail-strict twins must keep catching.
+NODE_SLACK_MS = 350.0
 
 #: "Never early": a timer may fire this much before its due time, for the
 #: millisecond rounding of job timestamps (Redis/Node store whole ms). Load only
