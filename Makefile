@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap browser test demo bench compat chaos lint typecheck check lock clean
+.PHONY: bootstrap browser test flakes demo bench compat chaos lint typecheck check lock clean
 
 $(STAMP): pyproject.toml requirements/dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,8 +38,17 @@ browser:
 	fi
 
 ## The whole suite: unit, interop (real Node + real Redis), properties. Starts its own Redis.
+## Prints its 10 slowest tests. Timing rules for tests: tests/README.md.
 test: bootstrap
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=10 $(PYTEST_ARGS)
+
+## The suite FLAKES_RUNS times (default 10) from clean clones of HEAD, each its own `make test`;
+## FLAKES_LOAD=cpu loads every core with stress-ng meanwhile. Prints a table of passed/failed,
+## wall time and failing tests per run, and writes it to <tmp>/flakes-report.md (tests/flakes.py).
+FLAKES_RUNS ?= 10
+FLAKES_LOAD ?=
+flakes:
+	$(PYTHON) tests/flakes.py --runs $(FLAKES_RUNS) $(if $(FLAKES_LOAD),--load $(FLAKES_LOAD)) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 ## The front door: Node and Python exchanging jobs, with a summary table.
 demo: $(STAMP) $(NODE_STAMP)

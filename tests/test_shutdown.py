@@ -21,6 +21,7 @@ import redis.asyncio as redis
 from bullbridge import Queue
 from bullbridge.testing.node import NodeDriver
 from bullbridge.testing.redis_server import PrivateRedis
+from tests.timing import record
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISE = ("Event loop is closed", "Task was destroyed", "Traceback", "never awaited", "Unclosed")
@@ -152,7 +153,11 @@ async def test_second_signal_hands_jobs_back_for_node(node: NodeDriver, redis_ur
         proc.signal(signal.SIGTERM)
         assert await proc.wait(5) == 1, "jobs were handed back: not a clean drain"
         states = [await producer.get_job_state(j.id) for j in jobs]
-        assert states == ["waiting"] * 3 and time.monotonic() - t0 < 1.5, states
+        took = time.monotonic() - t0
+        record("test_second_signal_hands_jobs_back_for_node", took=took)
+        # Loosened from 1.5 s (measured 0.11 s idle, 0.53 s loaded: < 3x): 2 s still tells "at once"
+        # from a hand-back through lock expiry (30 s).
+        assert states == ["waiting"] * 3 and took < 2, (states, took)
         handle = await node.start_worker(queue_name, "async job => 'node'", concurrency=3)
         results = [await producer.result(j.id, timeout=5) for j in jobs]
         assert results == ["node"] * 3
@@ -177,7 +182,10 @@ async def test_shutdown_with_redis_gone_exits_within_deadline(private_redis: Pri
         proc.signal(signal.SIGTERM)
         code = await proc.wait(10)
         elapsed = time.monotonic() - t0
-        assert elapsed < 2 + 2, f"took {elapsed:.1f} s with a 2 s drain deadline"
+        record("test_shutdown_with_redis_gone_exits_within_deadline", took=elapsed)
+        # Loosened from 2 + 2: the 2 s drain deadline + 5 s for the exit after it (measured 1.26 s idle,
+        # 1.55 s heavy: 2 s was a 1.3x margin); a hang on the dead Redis still fails (wait(10)).
+        assert elapsed < 2 + 5, f"took {elapsed:.1f} s with a 2 s drain deadline"
         assert code == 1
         stderr = await proc.stderr()
         assert "Event loop is closed" not in stderr and "Task was destroyed" not in stderr, stderr[-2000:]
@@ -355,7 +363,7 @@ async def test_port_finishes_the_active_job_on_sigterm(redis_url: str, producer:
         job = await producer.add("x", {})
         await proc.wait_for("start", timeout=5)
         await proc.signal(signal.SIGTERM)
-        outcome = await producer.wait_for(job.id, timeout=4)
+        outcome = await producer.wait_for(job.id, timeout=4)  # a 1 s job; the port fails by this timeout
         assert outcome.state == "completed"
     finally:
         await proc.stop()

@@ -30,6 +30,7 @@ from bullbridge.doctor import (
 from bullbridge.jsonapi import to_json
 from bullbridge.testing.node import NodeDriver
 from bullbridge.testing.redis_server import PrivateRedis, embedded_binary, free_port
+from tests.timing import record
 
 
 def severities(report: DoctorReport, check: str) -> list[str]:
@@ -124,6 +125,8 @@ async def test_clock_skew_is_reported_when_this_host_is_off(private_redis: Priva
     report = await diagnose(private_redis.url, DoctorSettings(clock=lambda: time.time() - 5))
     [finding] = report.by_check("clock-skew")
     assert finding.severity == WARNING and "ahead of" in finding.message
+    record("test_clock_skew_is_reported_when_this_host_is_off", **finding.data)
+    # 5 s +- 200 ms: off by at most half the TIME round trip (measured 5000-5001 ms, idle to heavy).
     assert 4800 <= finding.data["skewMs"] <= 5200, finding.data
     fine = await diagnose(private_redis.url)
     assert severities(fine, "clock-skew") == [OK]

@@ -12,6 +12,7 @@ import time
 
 from bullbridge import Queue
 from bullbridge.testing.node import NodeDriver
+from tests.timing import NodeBaseline, assert_as_punctual_as_node, concurrently, now_ms, record
 
 # --- Node producer -> Python worker ------------------------------------------------------
 
@@ -65,7 +66,9 @@ async def test_n2p_failure_reason_visible_in_node(node: NodeDriver, make_worker,
 
 
 async def test_n2p_progress_visible_in_node(node: NodeDriver, make_worker, queue_name: str) -> None:
-    events = await node.subscribe(queue_name)
+    # From the stream's start: with the default "$", events added before QueueEvents issues its first
+    # XREAD are missed (a race that a loaded machine loses).
+    events = await node.subscribe(queue_name, lastEventId="0-0")
 
     async def steps(job):
         for pct in (10, 50, 100):
@@ -130,27 +133,38 @@ async def test_p2n_failure_reason_visible_in_python(node: NodeDriver, producer: 
 # --- latency ----------------------------------------------------------------------------
 
 
-async def test_idle_python_worker_picks_up_within_100ms_p95(make_worker, producer: Queue) -> None:
-    """20 jobs added one by one to an idle worker (the port: 0.002-7.5 s; Node 3-15 ms)."""
+async def test_idle_python_worker_picks_up_as_fast_as_node_p95(node: NodeDriver, make_worker,
+                                                                producer: Queue) -> None:
+    """20 jobs added one by one to an idle worker (the port: 0.002-7.5 s; Node 3-15 ms
+    idle). Each job is added at the same moment as a twin for an idle Node worker,
+    and our p95 must be within the timer slack of Node's (tests/timing.py)."""
     started: dict[str, float] = {}
     arrived = asyncio.Event()
 
     async def handle(job):
-        started[job.id] = time.time()
+        started[job.id] = now_ms()
         arrived.set()
 
     worker = make_worker({"tick": handle})
     await worker.start()
-    await asyncio.sleep(0.3)  # let the worker go idle on its marker
-    latencies = []
-    for _ in range(20):
-        arrived.clear()
-        job = await producer.add("tick", {})
-        await asyncio.wait_for(arrived.wait(), 10)
-        latencies.append(started[job.id] * 1000 - job.timestamp)
-        await asyncio.sleep(0.05)  # idle again between jobs
-    p95 = statistics.quantiles(latencies, n=20)[18]
-    assert p95 < 100, f"add->start p95 {p95:.1f} ms: {sorted(latencies)}"
+    ours, theirs = [], []
+    async with NodeBaseline(node, producer.name) as baseline:
+        warm = await producer.add("tick", {})  # let both workers go idle on their markers (was a bare sleep)
+        await baseline.warm_up()
+        await asyncio.wait_for(arrived.wait(), 10)  # failure detector
+        for _ in range(20):
+            arrived.clear()
+            job, node_id = await concurrently(producer.add("tick", {}), baseline.add())
+            await asyncio.wait_for(arrived.wait(), 10)  # failure detector
+            ours.append(started[job.id] - job.timestamp)
+            theirs.append(await baseline.lateness(node_id))
+            await asyncio.sleep(0.05)  # the scenario: idle again between jobs
+    assert warm.id in started
+    p95 = statistics.quantiles(ours, n=20)[18]
+    node_p95 = statistics.quantiles(theirs, n=20)[18]
+    record("test_idle_python_worker_picks_up_as_fast_as_node_p95", ours=ours, node=theirs, p95=p95,
+           node_p95=node_p95)
+    assert_as_punctual_as_node([p95], [node_p95], f"add->start p95 (all: {sorted(round(v) for v in ours)})")
 
 
 async def _wait_node_state(node: NodeDriver, queue: str, job_id: str, state: str, timeout: float = 10.0) -> dict:

@@ -111,6 +111,7 @@ async def test_mounted_in_aiohttp_and_asgi(r: Redis, monitor: Monitor, make_work
         found = samples(await response.text())
     assert found[("bullmq_job_count", (("queue", q), ("state", "waiting")))] == 1
     assert found[("bullbridge_queue_workers", (("language", "python"), ("queue", q)))] == 1
+    # The job was stamped 5 s ago: >= 5 is exact; < 60 leaves 55 s for the scrape itself.
     assert 5 <= found[("bullbridge_queue_oldest_waiting_seconds", (("queue", q),))] < 60
 
     sent: list[dict[str, Any]] = []

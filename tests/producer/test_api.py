@@ -36,6 +36,7 @@ async def test_get_job_state_and_missing(producer: Queue, queue_name: str) -> No
 
 async def test_result_timeout_and_failure(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     job = await producer.add("x", {})
+    # No worker yet: the job cannot finish, so the 0.2 s timeout must fire (load only delays it).
     with pytest.raises(JobTimeout, match=r"did not finish within 0\.2 s"):
         await producer.result(job.id, timeout=0.2)
     async with node_worker(node, queue_name, "async job => { if (job.data.boom) throw new Error('boom'); return 7 }"):
@@ -45,7 +46,7 @@ async def test_result_timeout_and_failure(node: NodeDriver, producer: Queue, que
             await producer.result(bad.id, timeout=10)
         assert info.value.reason == "boom"
     # Already finished: answered from the job's state, not from an event.
-    outcome = await producer.wait_for(job.id, timeout=1)
+    outcome = await producer.wait_for(job.id, timeout=5)  # one read of the job's state; a failure detector
     assert (outcome.state, outcome.returnvalue) == ("completed", 7)
 
 

@@ -16,6 +16,8 @@ import pytest
 
 from bullbridge import Queue, Worker
 from bullbridge.testing.node import NodeDriver
+from tests import timing
+from tests.timing import NodeBaseline, assert_as_punctual_as_node, concurrently
 
 from .conftest import node_state, wait_until
 
@@ -55,7 +57,10 @@ async def test_lifo(node: NodeDriver, make_worker: MakeWorker, queue_name: str) 
     assert seen == ["c", "b", "a", "d"]
 
 
-async def test_delay_honoured_within_100ms(node: NodeDriver, make_worker: MakeWorker, queue_name: str) -> None:
+async def test_delay_honoured_as_punctually_as_node(node: NodeDriver, make_worker: MakeWorker,
+                                                    queue_name: str) -> None:
+    """Node-added delayed jobs start on our worker as punctually as the same jobs
+    on Node's own worker, measured in the same test (tests/timing.py)."""
     started: dict[str, float] = {}
 
     async def record(job: Any) -> float:
@@ -64,22 +69,32 @@ async def test_delay_honoured_within_100ms(node: NodeDriver, make_worker: MakeWo
 
     worker = make_worker(record, concurrency=2)
     await worker.start()
-    short = await node.add(queue_name, "short", {}, {"delay": 250})
-    longer = await node.add(queue_name, "longer", {}, {"delay": 450})
-    for job_id, delay in ((short, 250), (longer, 450)):
-        job = await node_state(node, queue_name, job_id, "completed")
-        assert -1 <= started[job_id] - (job["timestamp"] + delay) < 100
-        assert job["opts"]["delay"] == delay
+    async with NodeBaseline(node, queue_name) as baseline:
+        await baseline.warm_up()
+        short, longer, node_short, node_longer = await concurrently(
+            node.add(queue_name, "short", {}, {"delay": 250}), node.add(queue_name, "longer", {}, {"delay": 450}),
+            baseline.add(250), baseline.add(450))
+        ours = []
+        for job_id, delay in ((short, 250), (longer, 450)):
+            job = await node_state(node, queue_name, job_id, "completed")
+            assert job["opts"]["delay"] == delay
+            ours.append(started[job_id] - (job["timestamp"] + delay))
+        theirs = [await baseline.lateness(node_short, 250), await baseline.lateness(node_longer, 450)]
+    timing.record("test_n2p_delay", ours=ours, node=theirs)
+    assert_as_punctual_as_node(ours, theirs, "Node-added delayed jobs on a bullbridge worker")
 
 
-@pytest.mark.parametrize(("backoff", "gaps"), [
-    ({"type": "fixed", "delay": 150}, [150, 150]),
-    ({"type": "exponential", "delay": 100}, [100, 200]),
-    (120, [120, 120]),
-    ({"type": "linear", "delay": 50}, [50, 100]),
+@pytest.mark.parametrize(("backoff", "node_twin", "gaps"), [
+    ({"type": "fixed", "delay": 150}, {"type": "fixed", "delay": 150}, [150, 150]),
+    ({"type": "exponential", "delay": 100}, {"type": "exponential", "delay": 100}, [100, 200]),
+    (120, 120, [120, 120]),
+    # Node's twin of linear 50 (50, 100 ms) is exponential 50: the same two gaps from a built-in.
+    ({"type": "linear", "delay": 50}, {"type": "exponential", "delay": 50}, [50, 100]),
 ], ids=["fixed", "exponential", "number", "custom-linear"])
 async def test_attempts_and_backoff_gaps(node: NodeDriver, make_worker: MakeWorker, queue_name: str,
-                                         backoff: Any, gaps: list[int]) -> None:
+                                         backoff: Any, node_twin: Any, gaps: list[int]) -> None:
+    """Our worker retries a Node-added job as punctually as Node's worker retries
+    the same job, measured in the same test (tests/timing.py)."""
     starts: list[float] = []
 
     async def flaky(job: Any) -> None:
@@ -91,13 +106,15 @@ async def test_attempts_and_backoff_gaps(node: NodeDriver, make_worker: MakeWork
 
     worker = make_worker({"flaky": flaky}, backoff_strategies={"linear": linear})
     await worker.start()
-    job_id = await node.add(queue_name, "flaky", {}, {"attempts": 3, "backoff": backoff})
-    job = await node_state(node, queue_name, job_id, "failed")
+    async with NodeBaseline(node, queue_name) as baseline:
+        job_id, theirs = await concurrently(node.add(queue_name, "flaky", {}, {"attempts": 3, "backoff": backoff}),
+                                            baseline.backoff_lateness(node_twin, 3, gaps))
+        job = await node_state(node, queue_name, job_id, "failed")
     assert job["attemptsMade"] == 3 and job["failedReason"] == "RuntimeError: attempt 3 fails"
-    measured = [b - a for a, b in itertools.pairwise(starts)]
     assert len(starts) == 3
-    for gap, expected in zip(measured, gaps):
-        assert expected <= gap < expected + 100, f"gaps {measured}, expected {gaps}"
+    ours = [b - a - g for (a, b), g in zip(itertools.pairwise(starts), gaps)]
+    timing.record("test_n2p_attempts_and_backoff_gaps", backoff=backoff, ours=ours, node=theirs)
+    assert_as_punctual_as_node(ours, theirs, f"retries of {backoff!r} on a bullbridge worker")
 
 
 @pytest.mark.parametrize(("form", "fail", "jobs", "kept"), [

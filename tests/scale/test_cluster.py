@@ -99,6 +99,7 @@ async def test_port_worker_on_an_untagged_cluster_queue_does_not_spin(cluster: P
     worker.on("error", lambda err, *a: errors.append(err))
     try:
         await asyncio.sleep(2)  # the scenario is the rate of errors over time
+        # <= 2 in 2 s: "fails once, clearly" (a retry allowed); the port emits ~10/s, and load only lowers a rate.
         assert len(errors) <= 2, f"{len(errors)} error events in 2 s"
     finally:
         with contextlib.suppress(Exception, TimeoutError):

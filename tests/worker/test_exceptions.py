@@ -61,6 +61,7 @@ async def test_worker_survives_cancelled_error_from_user_code(impl: str, exc_typ
         await producer.add("x", {"explode": True})
         await asyncio.sleep(0.3)
         good = await producer.add("x", {"explode": False})
+        # 3 s: a failure detector for one job; the port fails by it (a longer one only slows the suite).
         assert await wait_until(lambda: good.id in done, timeout=3), "the worker stopped processing"
     finally:
         await worker.close()
@@ -74,7 +75,7 @@ async def test_process_survives_system_exit_from_user_code(impl: str, exc_name: 
     try:
         bad = await producer.add("x", {})
         await proc.wait_for("start", timeout=5)
-        outcome = await producer.wait_for(bad.id, timeout=3)
+        outcome = await producer.wait_for(bad.id, timeout=3)  # failure detector; the port (process gone) fails by it
         assert outcome.state == "failed"
         good = await producer.add("x", {})
         await proc.wait_for("done", timeout=5)

@@ -19,6 +19,7 @@ import redis.asyncio as redis
 
 from bullbridge import Queue
 from bullbridge.testing.node import NodeDriver
+from tests.timing import NodeBaseline, assert_as_punctual_as_node, concurrently, now_ms, record
 from tests.worker.impls import PyWorker, impls, wait_until
 
 CORRUPTIONS: list[tuple[str, dict[str, Any], str]] = [
@@ -102,7 +103,7 @@ async def test_vanished_job_fails_not_completes(impl: str, redis_url: str, produ
     await client.aclose()
     worker = await PyWorker(impl, queue_name, redis_url, body).start()
     try:
-        outcome = await producer.wait_for(ghost.id, timeout=4)
+        outcome = await producer.wait_for(ghost.id, timeout=4)  # failure detector for one job
         assert outcome.state == "failed", f"vanished job ended {outcome.state} (handler saw {seen})"
         assert outcome.failed_reason and "job hash is missing" in outcome.failed_reason
         assert seen == []
@@ -157,7 +158,7 @@ async def test_unknown_backoff_type_from_node_fails_clearly(impl: str, node: Nod
     try:
         job_id = await node.add(queue_name, "job", {}, {"attempts": 3, "backoff": {"type": "jittered-linear",
                                                                                   "delay": 100}})
-        outcome = await producer.wait_for(job_id, timeout=4)
+        outcome = await producer.wait_for(job_id, timeout=4)  # failure detector (1 s stall cycles for the port)
         assert outcome.state == "failed"
         assert outcome.failed_reason is not None
         assert "unknown backoff type 'jittered-linear'" in outcome.failed_reason, outcome.failed_reason
@@ -169,8 +170,6 @@ async def test_unknown_backoff_type_from_node_fails_clearly(impl: str, node: Nod
 
 async def test_custom_backoff_registered_in_python_serves_node_jobs(node: NodeDriver, make_worker,
                                                                     producer: Queue) -> None:
-    import time
-
     starts: list[float] = []
     calls: list[tuple[int, str]] = []
 
@@ -179,18 +178,23 @@ async def test_custom_backoff_registered_in_python_serves_node_jobs(node: NodeDr
         return 100 * attempts_made
 
     async def handle(job):
-        starts.append(time.time())
+        starts.append(now_ms())
         if len(starts) < 3:
             raise RuntimeError("again")
         return "third time"
 
     worker = make_worker({"job": handle}, backoff_strategies={"linear": linear})
     await worker.start()
-    job_id = await node.add(producer.name, "job", {}, {"attempts": 3, "backoff": {"type": "linear"}})
-    assert await producer.result(job_id, timeout=5) == "third time"
+    async with NodeBaseline(node, producer.name) as baseline:
+        # Node's twin of linear 100 (100, 200 ms) is exponential 100, timed by Node's worker meanwhile.
+        job_id, theirs = await concurrently(
+            node.add(producer.name, "job", {}, {"attempts": 3, "backoff": {"type": "linear"}}),
+            baseline.backoff_lateness({"type": "exponential", "delay": 100}, 3, [100, 200]))
+        assert await producer.result(job_id, timeout=10) == "third time"  # failure detector
     assert calls == [(1, "linear"), (2, "linear")]
-    gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(starts)]
-    assert 95 <= gaps[0] <= 150 and 195 <= gaps[1] <= 250, gaps
+    ours = [b - a - g for (a, b), g in zip(itertools.pairwise(starts), (100, 200))]
+    record("test_custom_backoff_registered_in_python_serves_node_jobs", ours=ours, node=theirs)
+    assert_as_punctual_as_node(ours, theirs, "custom linear backoff 100/200 ms")
 
 
 async def _sleep(seconds: float) -> None:
