@@ -60,7 +60,7 @@ from bullbridge.worker.failures import UnknownBackoff, backoff_delay, failure_re
 from bullbridge.worker.gate import FetchGate
 from bullbridge.worker.handlers import Handler, HandlerFn, HandlerRegistry, RunIn
 from bullbridge.worker.maintenance import LockRenewer, LoopWatch, RateLimitedLog, StalledChecker
-from bullbridge.worker.pools import DaemonThreadPool, kill_process_pool, process_pool
+from bullbridge.worker.pools import DaemonThreadPool, process_pool, stop_process_pool
 from bullbridge.worker.settings import WorkerSettings
 
 if TYPE_CHECKING:  # annotations only; the OpenTelemetry API is imported only when an OtelTelemetry is created
@@ -328,11 +328,8 @@ class Worker(Emitter[WorkerEvent]):
             await asyncio.gather(self.locks.stop(), self.stalled.stop(), self._watch.stop(), self.gate.stop())
             if self._threads is not None:
                 self._threads.shutdown(wait=False)
-            if self._processes is not None:
-                if self._forced:
-                    kill_process_pool(self._processes)
-                else:
-                    self._processes.shutdown(wait=False)
+            if self._processes is not None:  # gone when close() returns: see stop_process_pool
+                await stop_process_pool(self._processes, kill=self._forced)
             await self.wait_listeners(timeout=1.0)
         if self._on_connection_lost in self._connector.events.on_lost:
             self._connector.events.on_lost.remove(self._on_connection_lost)

@@ -4,20 +4,33 @@ Threads are daemon threads: a handler stuck in a blocking call must not keep
 the process alive after a forced shutdown (``ThreadPoolExecutor`` joins its
 threads at exit, so one hung call would hang the exit). Processes come from a
 ``forkserver`` (Linux) or ``spawn`` context: never ``fork`` a process whose
-event loop and sockets are live.
+event loop and sockets are live. A process pool is stopped with
+:func:`stop_process_pool`, which returns only once the pool is gone (its
+manager thread finished, its processes joined), waiting off the loop and for a
+bounded time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import functools
+import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from multiprocessing.process import BaseProcess
 from typing import Any
+
+log = logging.getLogger("bullbridge.worker")
+
+STOP_TIMEOUT = 5.0  # seconds a closing worker waits for its process pool to be gone
+KILL_GRACE = 2.0  # then, after each signal to the processes left, for its manager thread to finish
 
 _Item = tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]]
 
@@ -69,10 +82,76 @@ def process_pool(size: int | None) -> concurrent.futures.ProcessPoolExecutor:
         max_workers=size or os.cpu_count() or 1, mp_context=multiprocessing.get_context(method))
 
 
-def kill_process_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    """Stop a process pool now, terminating handlers still running."""
-    processes = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in processes:
-        if proc.is_alive():
+async def stop_process_pool(pool: concurrent.futures.ProcessPoolExecutor, *, kill: bool,
+                            timeout: float = STOP_TIMEOUT) -> bool:
+    """Shut ``pool`` down and return once nothing of it is left running.
+
+    ``kill`` (a forced shutdown) cancels queued calls and terminates the
+    processes now, running handlers included; otherwise queued calls finish
+    first. Then waits, in a thread (never on the loop) and for at most
+    ``timeout`` seconds, until the pool's manager thread has finished and its
+    processes are joined; past that, the processes left are terminated, then
+    killed, and one WARNING is logged. Returns True when the pool stopped in
+    time.
+    """
+    # Why wait: after shutdown(wait=False) the pool's manager thread goes on
+    # tearing the pool down by itself, and closes the pipe it is woken through
+    # as it goes. concurrent.futures' interpreter-exit hook writes to that pipe
+    # to wake the thread, without the lock the thread closes it under: if the
+    # process exits meanwhile (a worker process exits right after close()),
+    # the write can hit the descriptor as it is closed, and the interpreter
+    # prints "Exception ignored ... OSError: [Errno 9] Bad file descriptor"
+    # (issue 23). Once the thread has finished, the hook has nothing to race.
+    manager = getattr(pool, "_executor_manager_thread", None)  # shutdown() drops both references:
+    processes: list[BaseProcess] = list((getattr(pool, "_processes", None) or {}).values())  # take them first
+    pool.shutdown(wait=False, cancel_futures=kill)
+    if kill:
+        for proc in _running(processes):
             proc.terminate()
+    if not isinstance(manager, threading.Thread):  # never used: no thread, no process
+        return True
+    # The waiting thread may be the one that drops the last reference to the
+    # pool's queues, whose semaphores are unlinked (and unregistered from
+    # multiprocessing's resource tracker) as they are freed: a daemon thread
+    # could be cut off halfway by the interpreter's exit, and the tracker would
+    # then warn of leaked semaphores. The default executor's threads are joined.
+    stopped, stuck = await asyncio.to_thread(_wait_gone, manager, processes, timeout, kill)
+    if stopped or stuck:
+        log.warning("process pool did not stop within %.1f s: %d process(es) terminated or killed%s", timeout,
+                    stopped, "; its manager thread is still running" if stuck else "")
+        return False
+    return True
+
+
+def _running(processes: Sequence[BaseProcess]) -> list[BaseProcess]:
+    """The processes that have not exited (their sentinel is not ready yet).
+
+    Reads nothing from the sentinels: the pool's manager thread may be
+    joining these processes at the same time."""
+    if not processes:
+        return []
+    ready = set(multiprocessing.connection.wait([p.sentinel for p in processes], 0))
+    return [p for p in processes if p.sentinel not in ready]
+
+
+def _wait_gone(manager: threading.Thread, processes: Sequence[BaseProcess], timeout: float,
+               terminated: bool) -> tuple[int, bool]:
+    """In a thread: join the pool's manager thread (which joins its processes
+    before it ends). At ``timeout``, the processes left are terminated (killed
+    if ``terminated`` already), then killed. Returns (processes signalled,
+    manager thread still running)."""
+    deadline = time.monotonic() + timeout
+    manager.join(timeout)
+    signalled: set[int] = set()
+    for stop in (BaseProcess.kill,) if terminated else (BaseProcess.terminate, BaseProcess.kill):
+        if not manager.is_alive():
+            break
+        for proc in _running(processes):
+            stop(proc)
+            signalled.add(id(proc))
+        manager.join(KILL_GRACE)
+    if manager.is_alive():
+        return len(signalled), True
+    for proc in processes:  # joined by the manager thread already: returns at once
+        proc.join(max(0.0, deadline - time.monotonic()))
+    return len(signalled), False
