@@ -35,7 +35,7 @@ import threading
 import time
 from typing import Any
 
-from bullbridge import Producer, Worker
+from bullbridge import Queue, Worker
 
 
 def square(job: Any) -> int:  # runs in the pool (run_in="process")
@@ -61,13 +61,13 @@ async def main(url: str, queue: str, mode: str, marker: str) -> None:
     worker.handler("square", run_in="process")(square)
     worker.handler("block", run_in="process")(block)
     await worker.start()
-    async with Producer(queue, connection=url) as producer:
-        a = await producer.enqueue("square", {"n": 7})
-        b = await producer.enqueue("cube", {"n": 3})
+    async with Queue(queue, connection=url) as producer:
+        a = await producer.add("square", {"n": 7})
+        b = await producer.add("cube", {"n": 3})
         assert await producer.result(a.id, timeout=20) == 49
         assert await producer.result(b.id, timeout=20) == 27
         if mode == "busy":
-            await producer.enqueue("block", {"marker": marker})
+            await producer.add("block", {"marker": marker})
             deadline = time.monotonic() + 20
             while not os.path.exists(marker):
                 assert time.monotonic() < deadline, "the block job never started in the pool"
