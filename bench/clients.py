@@ -36,7 +36,8 @@ async def drive(call: Call, queue: str) -> tuple[float, float]:
     """(adds per second, client CPU microseconds per add)."""
     sha = scripts.script("addStandardJob").sha
     _, keys, args = scripts.QueueScripts(QueueKeys(queue)).add_job(
-        job_id="", name="x", timestamp=1, data_json=b"{}", encoded_opts=JobOptions().to_bullmq())
+        job_id="", name="x", timestamp=1, data_json=b"{}", encoded_opts=JobOptions().to_bullmq()
+    )
     gate = asyncio.Semaphore(INFLIGHT)
 
     async def one() -> None:
@@ -65,7 +66,8 @@ async def main(url: str, port: int) -> None:
     ours = connect(url).fast("bench")
     await ours.execute("SCRIPT", "LOAD", source)
     results["bullbridge.connection.resp"] = await drive(
-        lambda sha, k, a: ours.execute("EVALSHA", sha, len(k), *k, *a), "q1")
+        lambda sha, k, a: ours.execute("EVALSHA", sha, len(k), *k, *a), "q1"
+    )
     await ours.close()
 
     import redis.asyncio as redis
@@ -84,7 +86,8 @@ async def main(url: str, port: int) -> None:
 
     glide = await GlideClient.create(GlideClientConfiguration([NodeAddress("127.0.0.1", port)]))
     results["valkey-glide"] = await drive(
-        lambda sha, k, a: glide.custom_command(["EVALSHA", sha, str(len(k)), *k, *as_text(a)]), "q4")
+        lambda sha, k, a: glide.custom_command(["EVALSHA", sha, str(len(k)), *k, *as_text(a)]), "q4"
+    )
     await glide.close()
 
     for name, (rate, cpu_us) in results.items():

@@ -53,10 +53,14 @@ class RedisSnapshot:
 
 def redis_snapshot(client: redis.Redis) -> RedisSnapshot:
     info = client.info("all")
-    calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()
-             if k.startswith("cmdstat_") and isinstance(v, dict)}
-    return RedisSnapshot(float(info["used_cpu_sys"]) + float(info["used_cpu_user"]), calls,
-                         int(info["total_commands_processed"]))
+    calls = {
+        k.removeprefix("cmdstat_"): int(v["calls"])
+        for k, v in info.items()
+        if k.startswith("cmdstat_") and isinstance(v, dict)
+    }
+    return RedisSnapshot(
+        float(info["used_cpu_sys"]) + float(info["used_cpu_user"]), calls, int(info["total_commands_processed"])
+    )
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -71,9 +75,9 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
 class RunResult:
     """One measured run. Per-job figures divide by ``jobs``; None when not measured."""
 
-    suite: str                      # drain | produce | latency
-    impl: str                       # node | bullbridge | port
-    case: str                       # c=10 | inflight | bulk | idle | steady
+    suite: str  # drain | produce | latency
+    impl: str  # node | bullbridge | port
+    case: str  # c=10 | inflight | bulk | idle | steady
     jobs: int
     run: int
     concurrency: int | None = None
@@ -111,8 +115,16 @@ class Bench:
     ...     result = await bench.drain("bullbridge", concurrency=10, jobs=2_000)
     """
 
-    def __init__(self, *, pin: bool | Pinning = True, redis_binary: str | None = None, port_loop: str = "asyncio",
-                 fill_batch: int = 1000, verify_sample: int = 200, profile_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        pin: bool | Pinning = True,
+        redis_binary: str | None = None,
+        port_loop: str = "asyncio",
+        fill_batch: int = 1000,
+        verify_sample: int = 200,
+        profile_dir: Path | None = None,
+    ) -> None:
         self.pinning = pin if isinstance(pin, Pinning) else Pinning.detect(pin)
         self.redis_binary = redis_binary
         self.port_loop = port_loop
@@ -182,8 +194,9 @@ class Bench:
             spec["loop"] = self.port_loop
         if self.profile_dir is not None:
             self.profile_dir.mkdir(parents=True, exist_ok=True)
-            spec["profile"] = str(self.profile_dir / f"{label.replace(' ', '-').replace('=', '')}-"
-                                  f"{time.strftime('%H%M%S')}.prof")
+            spec["profile"] = str(
+                self.profile_dir / f"{label.replace(' ', '-').replace('=', '')}-{time.strftime('%H%M%S')}.prof"
+            )
         return python_child(spec, self.pinning.client, label)
 
     @staticmethod
@@ -231,8 +244,9 @@ class Bench:
 
     # -- drain -----------------------------------------------------------------------------
 
-    async def drain(self, impl: str, *, concurrency: int, jobs: int, run: int = 0,
-                    timeout: float | None = None) -> RunResult:
+    async def drain(
+        self, impl: str, *, concurrency: int, jobs: int, run: int = 0, timeout: float | None = None
+    ) -> RunResult:
         """Pre-fill ``jobs`` no-op jobs (not timed), then time a fresh worker process
         draining them: first handler call to last 'completed' event."""
         assert self.helper is not None
@@ -245,8 +259,12 @@ class Bench:
             result.fill_seconds = filled["seconds"]
             if not filled.get("contiguous"):
                 result.problems.append("fill: job ids are not contiguous")
-            child = self._child(impl, "drain", {"queue": queue, "jobs": jobs, "concurrency": concurrency},
-                                f"{impl} drain c={concurrency}")
+            child = self._child(
+                impl,
+                "drain",
+                {"queue": queue, "jobs": jobs, "concurrency": concurrency},
+                f"{impl} drain c={concurrency}",
+            )
             await child.start()
             await child.expect("ready", 60.0)
             before = self._snapshot()
@@ -256,11 +274,16 @@ class Bench:
             self._client_figures(result, done, child)
             self._redis_figures(result, before, after)
             if done.get("completed") != jobs or done.get("failed"):
-                result.problems.append(f"{done.get('completed')} completed, {done.get('failed')} failed "
-                                       f"of {jobs}")
+                result.problems.append(f"{done.get('completed')} completed, {done.get('failed')} failed of {jobs}")
             await self._end(child, result)
-            await self._verify(result, queue=queue, kind="completed", expect=jobs,
-                               first_id=filled["first_id"], last_id=filled["last_id"])
+            await self._verify(
+                result,
+                queue=queue,
+                kind="completed",
+                expect=jobs,
+                first_id=filled["first_id"],
+                last_id=filled["last_id"],
+            )
         except ChildError as exc:
             result.problems.append(str(exc))
         finally:
@@ -272,18 +295,30 @@ class Bench:
 
     # -- producers -------------------------------------------------------------------------
 
-    async def produce(self, impl: str, *, mode: str, jobs: int, inflight: int = 100, batch: int = 1000,
-                      warm: int = 1000, run: int = 0, timeout: float | None = None) -> RunResult:
+    async def produce(
+        self,
+        impl: str,
+        *,
+        mode: str,
+        jobs: int,
+        inflight: int = 100,
+        batch: int = 1000,
+        warm: int = 1000,
+        run: int = 0,
+        timeout: float | None = None,
+    ) -> RunResult:
         """Time ``jobs`` adds from a fresh producer process, connected and warmed up
         first with ``warm`` adds of the same kind to another queue (not timed):
         ``inflight`` concurrent single adds, or addBulk of ``batch`` at a time."""
         result = RunResult("produce", impl, mode, jobs, run)
         queue = self._queue("produce", impl, mode)
         self._flush()
-        child = self._child(impl, "produce",
-                            {"queue": queue, "jobs": jobs, "pattern": mode, "inflight": inflight, "batch": batch,
-                             "warm": warm},
-                            f"{impl} produce {mode}")
+        child = self._child(
+            impl,
+            "produce",
+            {"queue": queue, "jobs": jobs, "pattern": mode, "inflight": inflight, "batch": batch, "warm": warm},
+            f"{impl} produce {mode}",
+        )
         try:
             await child.start()
             await child.expect("ready", 60.0)
@@ -305,8 +340,18 @@ class Bench:
 
     # -- latency ---------------------------------------------------------------------------
 
-    async def latency(self, impl: str, *, kind: str, samples: int, interval_s: float, concurrency: int = 1,
-                      warmup: int = 5, run: int = 0, settle_s: float = 0.5) -> RunResult:
+    async def latency(
+        self,
+        impl: str,
+        *,
+        kind: str,
+        samples: int,
+        interval_s: float,
+        concurrency: int = 1,
+        warmup: int = 5,
+        run: int = 0,
+        settle_s: float = 0.5,
+    ) -> RunResult:
         """Add ``warmup + samples`` jobs, one every ``interval_s``, to a worker that is
         started and idle; each job carries the CLOCK_MONOTONIC time just before its
         add, and the handler takes the difference as it starts. ``kind`` is a label:
@@ -320,8 +365,9 @@ class Bench:
         queue = self._queue("latency", impl, kind)
         self._flush()
         producer = Queue(queue, connection=self.url)
-        child = self._child(impl, "latency", {"queue": queue, "samples": total, "concurrency": concurrency},
-                            f"{impl} latency {kind}")
+        child = self._child(
+            impl, "latency", {"queue": queue, "samples": total, "concurrency": concurrency}, f"{impl} latency {kind}"
+        )
         try:
             await producer.get_job("0")  # connected, scripts loaded
             await child.start()
@@ -335,13 +381,19 @@ class Bench:
             peak_kb = done.get("peak_rss_kb")
             result.peak_rss_mb = peak_kb / 1024 if peak_kb else None
             if done.get("completed") != total or done.get("failed") or len(latencies) != samples:
-                result.problems.append(f"{done.get('completed')} completed, {done.get('failed')} failed, "
-                                       f"{len(latencies)} samples of {samples}")
+                result.problems.append(
+                    f"{done.get('completed')} completed, {done.get('failed')} failed, "
+                    f"{len(latencies)} samples of {samples}"
+                )
             ordered = sorted(v / 1000 for v in latencies)
             if ordered:
-                result.latency_ms = {"p50": percentile(ordered, 50), "p95": percentile(ordered, 95),
-                                     "p99": percentile(ordered, 99), "max": ordered[-1],
-                                     "mean": sum(ordered) / len(ordered)}
+                result.latency_ms = {
+                    "p50": percentile(ordered, 50),
+                    "p95": percentile(ordered, 95),
+                    "p99": percentile(ordered, 99),
+                    "max": ordered[-1],
+                    "mean": sum(ordered) / len(ordered),
+                }
             await self._end(child, result)
             await self._verify(result, queue=queue, kind="latency", expect=total)
         except ChildError as exc:

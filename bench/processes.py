@@ -31,12 +31,16 @@ async def fill(url: str, queue: str, jobs: int) -> None:
 
 
 def drain(url: str, queue: str, processes: int, cpu_ms: float) -> float:
-    env = dict(os.environ, BULLBRIDGE_REDIS_URL=url, BENCH_QUEUE=queue, BENCH_CPU_MS=str(cpu_ms),
-               PYTHONPATH=str(ROOT))
+    env = dict(os.environ, BULLBRIDGE_REDIS_URL=url, BENCH_QUEUE=queue, BENCH_CPU_MS=str(cpu_ms), PYTHONPATH=str(ROOT))
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "bullbridge", "worker", "bench.cpu_app:make", "--burst",
-                    "--processes", str(processes)], cwd=str(ROOT), env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "bullbridge", "worker", "bench.cpu_app:make", "--burst", "--processes", str(processes)],
+        cwd=str(ROOT),
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -50,8 +54,10 @@ def main() -> None:
             queue = f"cpu-{processes}"
             asyncio.run(fill(server.url, queue, args.jobs))
             wall = drain(server.url, queue, processes, args.cpu_ms)
-            print(f"--processes {processes}: {args.jobs} jobs of {args.cpu_ms:g} ms CPU in {wall:.2f} s "
-                  f"= {args.jobs / wall:,.0f} jobs/s (incl. start-up)")
+            print(
+                f"--processes {processes}: {args.jobs} jobs of {args.cpu_ms:g} ms CPU in {wall:.2f} s "
+                f"= {args.jobs / wall:,.0f} jobs/s (incl. start-up)"
+            )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,10 @@ class Pinning:
         if not self.active:
             return "not pinned (fewer than 2 CPUs available, or --no-pin)"
         assert self.redis is not None and self.client is not None
-        return (f"Redis (and the harness) on CPU {','.join(map(str, sorted(self.redis)))}, "
-                f"client under test on CPU {','.join(map(str, sorted(self.client)))}")
+        return (
+            f"Redis (and the harness) on CPU {','.join(map(str, sorted(self.redis)))}, "
+            f"client under test on CPU {','.join(map(str, sorted(self.client)))}"
+        )
 
 
 def pin_process(pid: int, cpus: frozenset[int] | None) -> None:
@@ -126,9 +128,14 @@ class Child:
 
     async def start(self) -> Child:
         self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, cwd=REPO, preexec_fn=_preexec(self.cpus),
-            limit=64 * 1024 * 1024)
+            *self.argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=REPO,
+            preexec_fn=_preexec(self.cpus),
+            limit=64 * 1024 * 1024,
+        )
         self._stderr_task = asyncio.create_task(self._read_stderr())
         return self
 
@@ -237,10 +244,12 @@ class NodeHelper:
     async def fill(self, queue: str, jobs: int, batch: int) -> dict[str, Any]:
         return await self.call("fill", queue=queue, jobs=jobs, batch=batch)
 
-    async def verify(self, queue: str, kind: str, expect: int, first_id: int = 0, last_id: int = -1,
-                     sample: int = 200) -> dict[str, Any]:
-        return await self.call("verify", queue=queue, kind=kind, expect=expect, first_id=first_id, last_id=last_id,
-                               sample=sample)
+    async def verify(
+        self, queue: str, kind: str, expect: int, first_id: int = 0, last_id: int = -1, sample: int = 200
+    ) -> dict[str, Any]:
+        return await self.call(
+            "verify", queue=queue, kind=kind, expect=expect, first_id=first_id, last_id=last_id, sample=sample
+        )
 
     async def close(self) -> None:
         if self.child.proc is not None and self.child.proc.returncode is None:

@@ -26,8 +26,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2) 
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(str(c).ljust(w) if i < left else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            str(c).ljust(w) if i < left else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     return [line(header), *(line(r) for r in rows)]
 
@@ -48,45 +49,121 @@ def render(results: Results) -> str:
         out.append(f"PROFILED into {cfg.profile_dir}: Python CPU and throughput figures are inflated")
     drain = [r for r in rows if r["suite"] == "drain"]
     if drain:
-        out += ["", f"DRAIN: {cfg.jobs:,} pre-filled no-op jobs per run, first job active -> last completed; "
-                    f"{cfg.runs} run(s) per cell, interleaved; medians of verified runs"]
+        out += [
+            "",
+            f"DRAIN: {cfg.jobs:,} pre-filled no-op jobs per run, first job active -> last completed; "
+            f"{cfg.runs} run(s) per cell, interleaved; medians of verified runs",
+        ]
         out += _table(
-            ["case", "worker", "ok", "jobs/s", "min-max", "x Node", "client us/job", "(sys)", "Redis us/job",
-             "cmds/job", "scripts/job", "peak RSS MB"],
-            [[r["case"], r["impl"], f"{r['ok']}/{r['runs']}", _num(r["jobs_per_s"]),
-              f"{_num(r['jobs_per_s_min'])}-{_num(r['jobs_per_s_max'])}", _num(r["vs_node"], 2),
-              _num(r["client_cpu_us_per_job"], 1), _num(r["client_cpu_sys_us_per_job"], 1),
-              _num(r["redis_cpu_us_per_job"], 1),
-              _num(r["commands_per_job"], 1), _num(r["scripts_per_job"], 2), _num(r["peak_rss_mb"], 1)]
-             for r in sorted(drain, key=lambda r: (int(r["case"][2:]), r["impl"] != "node"))])
+            [
+                "case",
+                "worker",
+                "ok",
+                "jobs/s",
+                "min-max",
+                "x Node",
+                "client us/job",
+                "(sys)",
+                "Redis us/job",
+                "cmds/job",
+                "scripts/job",
+                "peak RSS MB",
+            ],
+            [
+                [
+                    r["case"],
+                    r["impl"],
+                    f"{r['ok']}/{r['runs']}",
+                    _num(r["jobs_per_s"]),
+                    f"{_num(r['jobs_per_s_min'])}-{_num(r['jobs_per_s_max'])}",
+                    _num(r["vs_node"], 2),
+                    _num(r["client_cpu_us_per_job"], 1),
+                    _num(r["client_cpu_sys_us_per_job"], 1),
+                    _num(r["redis_cpu_us_per_job"], 1),
+                    _num(r["commands_per_job"], 1),
+                    _num(r["scripts_per_job"], 2),
+                    _num(r["peak_rss_mb"], 1),
+                ]
+                for r in sorted(drain, key=lambda r: (int(r["case"][2:]), r["impl"] != "node"))
+            ],
+        )
     produce = [r for r in rows if r["suite"] == "produce"]
     if produce:
-        out += ["", f"PRODUCE: {cfg.producer_jobs:,} no-op jobs per run from a connected, warmed-up producer; "
-                    f"{cfg.inflight} adds in flight, or addBulk of {cfg.bulk}; {cfg.runs} run(s), interleaved"]
+        out += [
+            "",
+            f"PRODUCE: {cfg.producer_jobs:,} no-op jobs per run from a connected, warmed-up producer; "
+            f"{cfg.inflight} adds in flight, or addBulk of {cfg.bulk}; {cfg.runs} run(s), interleaved",
+        ]
         out += _table(
-            ["case", "producer", "ok", "jobs/s", "min-max", "x Node", "client us/job", "Redis us/job", "cmds/job",
-             "peak RSS MB"],
-            [[CASE_LABELS[r["case"]], r["impl"], f"{r['ok']}/{r['runs']}", _num(r["jobs_per_s"]),
-              f"{_num(r['jobs_per_s_min'])}-{_num(r['jobs_per_s_max'])}", _num(r["vs_node"], 2),
-              _num(r["client_cpu_us_per_job"], 1), _num(r["redis_cpu_us_per_job"], 1),
-              _num(r["commands_per_job"], 1), _num(r["peak_rss_mb"], 1)]
-             for r in produce])
+            [
+                "case",
+                "producer",
+                "ok",
+                "jobs/s",
+                "min-max",
+                "x Node",
+                "client us/job",
+                "Redis us/job",
+                "cmds/job",
+                "peak RSS MB",
+            ],
+            [
+                [
+                    CASE_LABELS[r["case"]],
+                    r["impl"],
+                    f"{r['ok']}/{r['runs']}",
+                    _num(r["jobs_per_s"]),
+                    f"{_num(r['jobs_per_s_min'])}-{_num(r['jobs_per_s_max'])}",
+                    _num(r["vs_node"], 2),
+                    _num(r["client_cpu_us_per_job"], 1),
+                    _num(r["redis_cpu_us_per_job"], 1),
+                    _num(r["commands_per_job"], 1),
+                    _num(r["peak_rss_mb"], 1),
+                ]
+                for r in produce
+            ],
+        )
     latency = [r for r in rows if r["suite"] == "latency"]
     if latency:
-        out += ["", f"LATENCY (ms): add -> handler start on one clock; idle = one job every {cfg.idle_interval_ms:g} "
-                    f"ms, steady = {cfg.steady_rate:g} jobs/s; worker concurrency {cfg.latency_concurrency}; "
-                    f"{cfg.latency_runs} run(s) pooled"]
+        out += [
+            "",
+            f"LATENCY (ms): add -> handler start on one clock; idle = one job every {cfg.idle_interval_ms:g} "
+            f"ms, steady = {cfg.steady_rate:g} jobs/s; worker concurrency {cfg.latency_concurrency}; "
+            f"{cfg.latency_runs} run(s) pooled",
+        ]
         out += _table(
             ["case", "worker", "ok", "samples", "p50", "p95", "p99", "max", "peak RSS MB"],
-            [[CASE_LABELS[r["case"]], r["impl"], f"{r['ok']}/{r['runs']}", str(r["samples"]), _num(r["p50_ms"], 2),
-              _num(r["p95_ms"], 2), _num(r["p99_ms"], 2), _num(r["max_ms"], 2), _num(r["peak_rss_mb"], 1)]
-             for r in latency])
+            [
+                [
+                    CASE_LABELS[r["case"]],
+                    r["impl"],
+                    f"{r['ok']}/{r['runs']}",
+                    str(r["samples"]),
+                    _num(r["p50_ms"], 2),
+                    _num(r["p95_ms"], 2),
+                    _num(r["p99_ms"], 2),
+                    _num(r["max_ms"], 2),
+                    _num(r["peak_rss_mb"], 1),
+                ]
+                for r in latency
+            ],
+        )
     goal_rows = goals(results)
     if goal_rows:
         out += ["", "GOALS, bullbridge"]
-        out += _table(["goal", "target", "measured", "result"],
-                      [[g["goal"], g["target"], _num(g["measured"], 2, " " + g["unit"]),
-                        "-" if g["pass"] is None else ("pass" if g["pass"] else "FAIL")] for g in goal_rows], left=2)
+        out += _table(
+            ["goal", "target", "measured", "result"],
+            [
+                [
+                    g["goal"],
+                    g["target"],
+                    _num(g["measured"], 2, " " + g["unit"]),
+                    "-" if g["pass"] is None else ("pass" if g["pass"] else "FAIL"),
+                ]
+                for g in goal_rows
+            ],
+            left=2,
+        )
     failed = [r for r in results.runs if not r.ok]
     if failed:
         out += ["", f"FAILED RUNS ({len(failed)}, left out of the figures above)"]

@@ -52,8 +52,17 @@ class Config:
     @classmethod
     def quick_mode(cls, **overrides: Any) -> Config:
         """A smoke run in well under 30 s: 2,000 jobs, one run, c=10."""
-        base = cls(jobs=2_000, runs=1, concurrency=(10,), producer_jobs=2_000, idle_samples=20,
-                   steady_seconds=1.0, warmup=3, latency_runs=1, quick=True)
+        base = cls(
+            jobs=2_000,
+            runs=1,
+            concurrency=(10,),
+            producer_jobs=2_000,
+            idle_samples=20,
+            steady_seconds=1.0,
+            warmup=3,
+            latency_runs=1,
+            quick=True,
+        )
         for key, value in overrides.items():
             setattr(base, key, value)
         return base
@@ -69,17 +78,26 @@ class Results:
     runs: list[RunResult] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"meta": self.meta, "config": asdict(self.config), "summary": summarize(self),
-                "goals": goals(self), "runs": [r.as_dict() for r in self.runs]}
+        return {
+            "meta": self.meta,
+            "config": asdict(self.config),
+            "summary": summarize(self),
+            "goals": goals(self),
+            "runs": [r.as_dict() for r in self.runs],
+        }
 
 
 async def run_suite(config: Config, progress: Progress | None = None, pinning: Pinning | None = None) -> Results:
     """Run every selected case; ``pinning`` as detected before the caller pinned itself."""
     say = progress or (lambda text: None)
     results = Results(config)
-    async with Bench(pin=pinning if pinning is not None else config.pin, redis_binary=config.redis_binary,
-                     port_loop=config.port_loop, fill_batch=config.fill_batch,
-                     profile_dir=config.profile_dir) as bench:
+    async with Bench(
+        pin=pinning if pinning is not None else config.pin,
+        redis_binary=config.redis_binary,
+        port_loop=config.port_loop,
+        fill_batch=config.fill_batch,
+        profile_dir=config.profile_dir,
+    ) as bench:
         results.meta = {
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "host": platform.node(),
@@ -105,27 +123,50 @@ async def run_suite(config: Config, progress: Progress | None = None, pinning: P
             for run in range(config.runs):
                 for mode in ("inflight", "bulk"):
                     for impl in config.impls:
-                        record(await bench.produce(impl, mode=mode, jobs=config.producer_jobs,
-                                                   inflight=config.inflight, batch=config.bulk,
-                                                   warm=config.producer_warm, run=run))
+                        record(
+                            await bench.produce(
+                                impl,
+                                mode=mode,
+                                jobs=config.producer_jobs,
+                                inflight=config.inflight,
+                                batch=config.bulk,
+                                warm=config.producer_warm,
+                                run=run,
+                            )
+                        )
         if "latency" in config.suites:
             steady = max(1, round(config.steady_rate * config.steady_seconds))
-            cases = (("idle", config.idle_samples, config.idle_interval_ms / 1000),
-                     ("steady", steady, 1 / config.steady_rate))
+            cases = (
+                ("idle", config.idle_samples, config.idle_interval_ms / 1000),
+                ("steady", steady, 1 / config.steady_rate),
+            )
             for run in range(config.latency_runs):
                 for kind, samples, interval in cases:
                     for impl in config.latency_impls_selected():
-                        record(await bench.latency(impl, kind=kind, samples=samples, interval_s=interval,
-                                                   concurrency=config.latency_concurrency, warmup=config.warmup,
-                                                   run=run))
+                        record(
+                            await bench.latency(
+                                impl,
+                                kind=kind,
+                                samples=samples,
+                                interval_s=interval,
+                                concurrency=config.latency_concurrency,
+                                warmup=config.warmup,
+                                run=run,
+                            )
+                        )
         results.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     return results
 
 
 # -- summary -------------------------------------------------------------------------------
 
-THROUGHPUT_FIELDS = ("client_cpu_us_per_job", "client_cpu_sys_us_per_job", "redis_cpu_us_per_job", "commands_per_job",
-                     "scripts_per_job")
+THROUGHPUT_FIELDS = (
+    "client_cpu_us_per_job",
+    "client_cpu_sys_us_per_job",
+    "redis_cpu_us_per_job",
+    "commands_per_job",
+    "scripts_per_job",
+)
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -181,8 +222,15 @@ def goals(results: Results) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(goal: str, target: str, measured: float | None, passed: bool | None, unit: str) -> None:
-        out.append({"goal": goal, "target": target, "measured": measured, "unit": unit,
-                    "pass": passed if measured is not None else None})
+        out.append(
+            {
+                "goal": goal,
+                "target": target,
+                "measured": measured,
+                "unit": unit,
+                "pass": passed if measured is not None else None,
+            }
+        )
 
     for c in results.config.concurrency:
         case = f"c={c}"
@@ -194,8 +242,10 @@ def goals(results: Results) -> list[dict[str, Any]]:
         cpu = bb.get("client_cpu_us_per_job")
         limit = 120.0 if c == 1 else 60.0
         add(f"client CPU c={c}", f"<= {limit:.0f} us/job", cpu, cpu is not None and cpu <= limit, "us/job")
-    for mode, label, target in (("inflight", "producer 100 in flight vs Node", 1.5),
-                                ("bulk", "producer addBulk vs Node", 1.0)):
+    for mode, label, target in (
+        ("inflight", "producer 100 in flight vs Node", 1.5),
+        ("bulk", "producer addBulk vs Node", 1.0),
+    ):
         bb = rows.get(("produce", mode, "bullbridge"))
         if bb is not None:
             ratio = bb.get("vs_node")
@@ -205,13 +255,25 @@ def goals(results: Results) -> list[dict[str, Any]]:
         p99 = idle.get("p99_ms")
         add("idle pickup p99", "<= 20 ms", p99, p99 is not None and p99 <= 20.0, "ms")
     steady, steady_node = rows.get(("latency", "steady", "bullbridge")), rows.get(("latency", "steady", "node"))
-    if steady is not None and steady_node is not None and steady.get("p50_ms") is not None \
-            and steady_node.get("p50_ms") is not None:
+    if (
+        steady is not None
+        and steady_node is not None
+        and steady.get("p50_ms") is not None
+        and steady_node.get("p50_ms") is not None
+    ):
         gap = steady["p50_ms"] - steady_node["p50_ms"]
         add("steady 200/s p50 minus Node's", "<= +0.5 ms", gap, gap <= 0.5, "ms")
-    peaks = {impl: max((r["peak_rss_mb"] for key, r in rows.items()
-                        if key[0] == "drain" and key[2] == impl and r.get("peak_rss_mb")), default=None)
-             for impl in ("bullbridge", "node")}
+    peaks = {
+        impl: max(
+            (
+                r["peak_rss_mb"]
+                for key, r in rows.items()
+                if key[0] == "drain" and key[2] == impl and r.get("peak_rss_mb")
+            ),
+            default=None,
+        )
+        for impl in ("bullbridge", "node")
+    }
     if peaks["bullbridge"] is not None and peaks["node"]:
         ratio = peaks["bullbridge"] / peaks["node"]
         add("peak RSS vs Node (drain)", "<= 0.5x", ratio, ratio <= 0.5, "x")

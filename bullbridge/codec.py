@@ -70,8 +70,10 @@ BigInts = Literal["reject", "string"]
 def js_date(value: datetime) -> str:
     """``Date.prototype.toJSON`` for an aware datetime: ``2025-01-02T03:04:05.678Z``."""
     u = value.astimezone(UTC)
-    return (f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}."
-            f"{u.microsecond // 1000:03d}Z")
+    return (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}."
+        f"{u.microsecond // 1000:03d}Z"
+    )
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,7 @@ class JsonCodec:
         except orjson.JSONEncodeError:
             pass
         try:
-            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
-                              default=_std_default)
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_std_default)
         except RecursionError:
             raise NotJsonSafe("nested too deeply for Python's JSON encoder") from None
         return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8")
@@ -177,7 +178,9 @@ def _locate_problem(value: Any, big_ints: BigInts) -> None:
                 if not isinstance(key, str):
                     raise NotJsonSafe(
                         f"dict key {key!r} ({type(key).__name__}) is not a string: JSON object keys are "
-                        "strings, and Node would read it as one", path)
+                        "strings, and Node would read it as one",
+                        path,
+                    )
                 stack.append((child, _js_path(path, key)))
         elif isinstance(item, (list, tuple)):
             stack.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
@@ -193,7 +196,9 @@ def _check_scalar(item: Any, path: str, big_ints: BigInts) -> None:
         if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT and big_ints == "reject":
             raise NotJsonSafe(
                 f"integer {item} is beyond +/-(2**53 - 1), which Node rounds (2**53 + 1 reads as "
-                "9007199254740992): send it as a string, or use JsonCodec(big_ints='string')", path)
+                "9007199254740992): send it as a string, or use JsonCodec(big_ints='string')",
+                path,
+            )
         return
     if isinstance(item, float):
         if not math.isfinite(item):
@@ -278,6 +283,7 @@ def _decode_fallback(raw: bytes | bytearray | str, first: Exception) -> Any:
 
 def _floatify_big_ints(value: Any) -> Any:
     """Replace ints beyond +/-(2**53 - 1) by the doubles Node reads (in place)."""
+
     def fix(x: Any) -> Any:
         if type(x) is int and not -MAX_SAFE_INT <= x <= MAX_SAFE_INT:
             try:

@@ -51,14 +51,20 @@ _PORT_3_4 = ((3, 4, 4), (3, 5, 0))
 #: earlier 5.x releases are assumed to behave as 5.81.5 (same paused-list design).
 KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
     KnownDifference(
-        scenario="pause_resume[P->N]", node=_NODE_5, port=_PORT_3_4,
+        scenario="pause_resume[P->N]",
+        node=_NODE_5,
+        port=_PORT_3_4,
         summary="a job added from Python while Node paused the queue is lost when Node resumes it: Node 5 "
-                "renames its 'paused' list over 'wait', and the port added the job to 'wait' "
-                "(docs/port-differences.md#node5-paused)"),
+        "renames its 'paused' list over 'wait', and the port added the job to 'wait' "
+        "(docs/port-differences.md#node5-paused)",
+    ),
     KnownDifference(
-        scenario="pause_resume_idle[P->N]", node=_NODE_5, port=_PORT_3_4,
+        scenario="pause_resume_idle[P->N]",
+        node=_NODE_5,
+        port=_PORT_3_4,
         summary="after Node resumes a queue it paused while empty, a job added from Python meanwhile waits up to "
-                "drainDelay (5 s) for an idle Node worker: Node 5's resume adds no marker for jobs left in 'wait'"),
+        "drainDelay (5 s) for an idle Node worker: Node 5's resume adds no marker for jobs left in 'wait'",
+    ),
 )
 
 #: The Node and port versions the matrix ran.
@@ -105,8 +111,7 @@ def port_version() -> str | None:
         return None
 
 
-def differences_for(node_version: str, port: str | None = None, *, unsafe_only: bool = False
-                    ) -> list[KnownDifference]:
+def differences_for(node_version: str, port: str | None = None, *, unsafe_only: bool = False) -> list[KnownDifference]:
     """The known differences of Node BullMQ ``node_version`` beside port ``port``
     (the installed one by default)."""
     node = parse_version(node_version)
@@ -129,8 +134,10 @@ def recommended_node(port: str | None = None) -> str | None:
 
 
 def describe(keys: QueueKeys, lib: str, node_version: str, diff: KnownDifference) -> str:
-    return (f"queue {keys.name!r} (prefix {keys.prefix!r}) is used by Node {lib} {node_version}, which is unsafe "
-            f"beside the Python port bullmq {port_version()}: {diff.summary} [compat scenario {diff.scenario}]")
+    return (
+        f"queue {keys.name!r} (prefix {keys.prefix!r}) is used by Node {lib} {node_version}, which is unsafe "
+        f"beside the Python port bullmq {port_version()}: {diff.summary} [compat scenario {diff.scenario}]"
+    )
 
 
 _warned: set[tuple[str, str]] = set()
@@ -159,8 +166,12 @@ async def check_queue_versions(client: RespClient, keys: QueueKeys) -> list[str]
         return []
     _warned.add(key)
     if not is_tested(node_version):
-        log.info("queue %s is used by Node bullmq %s; the compatibility matrix covers %s only",
-                 keys.name, node_version, ", ".join(TESTED_NODE))
+        log.info(
+            "queue %s is used by Node bullmq %s; the compatibility matrix covers %s only",
+            keys.name,
+            node_version,
+            ", ".join(TESTED_NODE),
+        )
     messages = [describe(keys, lib, node_version, d) for d in differences_for(node_version, unsafe_only=True)]
     for message in messages:
         log.warning("%s", message)

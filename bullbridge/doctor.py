@@ -129,29 +129,51 @@ def check_version(info: Mapping[str, str]) -> Finding:
     version = parse_version(version_text)
     data = {"version": version_text}
     if version < MIN_REDIS:
-        return Finding("redis-version", ERROR, f"Redis {version_text} is too old: BullMQ needs Redis >= 5.0.0 "
-                       "(Node BullMQ refuses to start, the Python port does not check)",
-                       "upgrade Redis to 7.x (6.2 at least)", data=data)
+        return Finding(
+            "redis-version",
+            ERROR,
+            f"Redis {version_text} is too old: BullMQ needs Redis >= 5.0.0 "
+            "(Node BullMQ refuses to start, the Python port does not check)",
+            "upgrade Redis to 7.x (6.2 at least)",
+            data=data,
+        )
     if version < RECOMMENDED_REDIS:
-        return Finding("redis-version", WARNING, f"Redis {version_text} is older than 6.2.0, which BullMQ "
-                       "recommends (Node BullMQ warns at start)", "upgrade Redis to 7.x (6.2 at least)", data=data)
+        return Finding(
+            "redis-version",
+            WARNING,
+            f"Redis {version_text} is older than 6.2.0, which BullMQ recommends (Node BullMQ warns at start)",
+            "upgrade Redis to 7.x (6.2 at least)",
+            data=data,
+        )
     if version < (7, 0, 8):
-        return Finding("redis-version", INFO, f"Redis {version_text} is supported; from 7.0.8 workers can block "
-                       "for 1 ms instead of 2 ms between polls (nothing to fix)", data=data)
+        return Finding(
+            "redis-version",
+            INFO,
+            f"Redis {version_text} is supported; from 7.0.8 workers can block "
+            "for 1 ms instead of 2 ms between polls (nothing to fix)",
+            data=data,
+        )
     return Finding("redis-version", OK, f"Redis {version_text}", data=data)
 
 
 def check_policy(policy: str | None) -> Finding:
     if policy is None:
-        return Finding("maxmemory-policy", INFO, "maxmemory-policy could not be read (INFO memory and CONFIG GET "
-                       "are restricted here)", "make sure the server's maxmemory-policy is noeviction")
+        return Finding(
+            "maxmemory-policy",
+            INFO,
+            "maxmemory-policy could not be read (INFO memory and CONFIG GET are restricted here)",
+            "make sure the server's maxmemory-policy is noeviction",
+        )
     if policy != "noeviction":
         return Finding(
-            "maxmemory-policy", ERROR,
+            "maxmemory-policy",
+            ERROR,
             f"maxmemory-policy is {policy}: when memory runs out Redis evicts keys, so jobs, locks and queue "
             "structures can vanish silently (BullMQ requires noeviction)",
             "CONFIG SET maxmemory-policy noeviction, and set `maxmemory-policy noeviction` in redis.conf (or your "
-            "provider's parameter group); give Redis enough maxmemory instead", data={"policy": policy})
+            "provider's parameter group); give Redis enough maxmemory instead",
+            data={"policy": policy},
+        )
     return Finding("maxmemory-policy", OK, "maxmemory-policy is noeviction", data={"policy": policy})
 
 
@@ -160,38 +182,63 @@ def check_persistence(info: Mapping[str, str], save: str | None) -> Finding:
     aof = info.get("aof_enabled") == "1"
     data: dict[str, Any] = {"aof": aof, "save": save}
     if info.get("rdb_last_bgsave_status") == "err" or info.get("aof_last_write_status") == "err":
-        return Finding("persistence", ERROR,
-                       "the last RDB save or AOF write failed: Redis may refuse writes (stop-writes-on-bgsave-error) "
-                       "and what it holds is not on disk", "read the Redis log; fix disk space or permissions",
-                       data=data)
+        return Finding(
+            "persistence",
+            ERROR,
+            "the last RDB save or AOF write failed: Redis may refuse writes (stop-writes-on-bgsave-error) "
+            "and what it holds is not on disk",
+            "read the Redis log; fix disk space or permissions",
+            data=data,
+        )
     if aof:
-        return Finding("persistence", OK, "AOF persistence is on: a restart keeps queued jobs (losing at most "
-                       "the last second with appendfsync everysec)", data=data)
+        return Finding(
+            "persistence",
+            OK,
+            "AOF persistence is on: a restart keeps queued jobs (losing at most "
+            "the last second with appendfsync everysec)",
+            data=data,
+        )
     if save is None:
-        return Finding("persistence", INFO, "AOF is off and the RDB save schedule could not be read (CONFIG is "
-                       "restricted here)", "check that the provider snapshots or replicates this Redis", data=data)
+        return Finding(
+            "persistence",
+            INFO,
+            "AOF is off and the RDB save schedule could not be read (CONFIG is restricted here)",
+            "check that the provider snapshots or replicates this Redis",
+            data=data,
+        )
     if save.strip():
-        return Finding("persistence", INFO,
-                       f"RDB snapshots only (save {save.strip()}): a crash loses every job added, moved or "
-                       "finished since the last snapshot", "for queues, turn AOF on: appendonly yes, "
-                       "appendfsync everysec (loses at most ~1 s)", data=data)
-    return Finding("persistence", WARNING,
-                   "persistence is off (no AOF, no RDB snapshots): a Redis restart loses every queued, delayed "
-                   "and scheduled job, every lock, and the job schedulers",
-                   "CONFIG SET appendonly yes (and `appendonly yes`, `appendfsync everysec` in redis.conf), "
-                   "unless losing the queues on restart is acceptable", data=data)
+        return Finding(
+            "persistence",
+            INFO,
+            f"RDB snapshots only (save {save.strip()}): a crash loses every job added, moved or "
+            "finished since the last snapshot",
+            "for queues, turn AOF on: appendonly yes, appendfsync everysec (loses at most ~1 s)",
+            data=data,
+        )
+    return Finding(
+        "persistence",
+        WARNING,
+        "persistence is off (no AOF, no RDB snapshots): a Redis restart loses every queued, delayed "
+        "and scheduled job, every lock, and the job schedulers",
+        "CONFIG SET appendonly yes (and `appendonly yes`, `appendfsync everysec` in redis.conf), "
+        "unless losing the queues on restart is acceptable",
+        data=data,
+    )
 
 
 def check_skew(skew_ms: float, error_ms: float, threshold_ms: int) -> Finding:
     data = {"skewMs": round(skew_ms), "uncertaintyMs": round(error_ms)}
     direction = "ahead of" if skew_ms > 0 else "behind"
     if abs(skew_ms) - error_ms > threshold_ms:
-        return Finding("clock-skew", WARNING,
-                       f"Redis's clock is {abs(skew_ms) / 1000:.1f} s {direction} this host's: BullMQ clients stamp "
-                       "jobs with their own clock, so delays, backoffs, rate-limit windows and job schedulers run "
-                       "early or late by that much between hosts",
-                       "sync the clocks of every host running producers, workers and Redis with NTP "
-                       "(chrony / systemd-timesyncd)", data=data)
+        return Finding(
+            "clock-skew",
+            WARNING,
+            f"Redis's clock is {abs(skew_ms) / 1000:.1f} s {direction} this host's: BullMQ clients stamp "
+            "jobs with their own clock, so delays, backoffs, rate-limit windows and job schedulers run "
+            "early or late by that much between hosts",
+            "sync the clocks of every host running producers, workers and Redis with NTP (chrony / systemd-timesyncd)",
+            data=data,
+        )
     return Finding("clock-skew", OK, f"clocks agree within {max(abs(skew_ms), error_ms):.0f} ms", data=data)
 
 
@@ -215,8 +262,11 @@ def _aggregate(per_node: list[tuple[str, Finding]], cluster: bool) -> list[Findi
         first = members[0][1]
         if cluster:
             nodes = [a for a, _ in members]
-            first = replace(first, message=f"{first.message} (node{'s' if len(nodes) > 1 else ''} "
-                            f"{', '.join(nodes)})", data={**first.data, "nodes": nodes})
+            first = replace(
+                first,
+                message=f"{first.message} (node{'s' if len(nodes) > 1 else ''} {', '.join(nodes)})",
+                data={**first.data, "nodes": nodes},
+            )
         out.append(first)
     return out
 
@@ -262,18 +312,25 @@ def _node_settings(settings: ConnectionSettings, host: str, port: int) -> Connec
     return replace(settings, cluster_nodes=(), sentinels=(), sentinel_master=None, host=host, port=port)
 
 
-async def _queue_checks(node: _Node, queue: str, prefix: str, workers: list[WorkerInfo],
-                        settings: DoctorSettings) -> list[Finding]:
+async def _queue_checks(
+    node: _Node, queue: str, prefix: str, workers: list[WorkerInfo], settings: DoctorSettings
+) -> list[Finding]:
     keys = QueueKeys(queue, prefix)
     findings: list[Finding] = []
     r = node.reader
-    (wait, paused_list, prioritized, active, failed, version, paused, concurrency, rate_max) = \
-        await r.pipeline([
-            ("LLEN", keys["wait"]), ("LLEN", keys["paused"]), ("ZCARD", keys["prioritized"]),
-            ("LLEN", keys["active"]), ("ZCARD", keys["failed"]),
-            ("HGET", keys["meta"], "version"), ("HGET", keys["meta"], "paused"),
-            ("HGET", keys["meta"], "concurrency"), ("HGET", keys["meta"], "max"),
-        ])
+    (wait, paused_list, prioritized, active, failed, version, paused, concurrency, rate_max) = await r.pipeline(
+        [
+            ("LLEN", keys["wait"]),
+            ("LLEN", keys["paused"]),
+            ("ZCARD", keys["prioritized"]),
+            ("LLEN", keys["active"]),
+            ("ZCARD", keys["failed"]),
+            ("HGET", keys["meta"], "version"),
+            ("HGET", keys["meta"], "paused"),
+            ("HGET", keys["meta"], "concurrency"),
+            ("HGET", keys["meta"], "max"),
+        ]
+    )
     waiting = int(wait) + int(paused_list) + int(prioritized)
     is_paused = paused is not None
 
@@ -283,36 +340,69 @@ async def _queue_checks(node: _Node, queue: str, prefix: str, workers: list[Work
         lib, node_version = parsed
         diffs = compat.differences_for(node_version, unsafe_only=True) if lib == "bullmq" else []
         for diff in diffs:
-            findings.append(Finding(
-                "node-version", WARNING,
-                f"used by Node {lib} {node_version}, unsafe beside the Python port bullmq {compat.port_version()}: "
-                f"{diff.summary}",
-                _upgrade_hint(diff),
-                queue=queue, data={"library": lib, "version": node_version, "scenario": diff.scenario}))
+            findings.append(
+                Finding(
+                    "node-version",
+                    WARNING,
+                    f"used by Node {lib} {node_version}, unsafe beside the Python port bullmq {compat.port_version()}: "
+                    f"{diff.summary}",
+                    _upgrade_hint(diff),
+                    queue=queue,
+                    data={"library": lib, "version": node_version, "scenario": diff.scenario},
+                )
+            )
         if not diffs:
             covered = lib == "bullmq" and compat.is_tested(node_version)
-            findings.append(Finding(
-                "node-version", INFO,
-                f"used by Node {lib} {node_version}: " + (
-                    "no known difference with the Python port" if covered else
-                    f"not covered by the compatibility matrix (it ran bullmq {', '.join(compat.TESTED_NODE)})"),
-                queue=queue, data={"library": lib, "version": node_version}))
+            findings.append(
+                Finding(
+                    "node-version",
+                    INFO,
+                    f"used by Node {lib} {node_version}: "
+                    + (
+                        "no known difference with the Python port"
+                        if covered
+                        else f"not covered by the compatibility matrix (it ran bullmq {', '.join(compat.TESTED_NODE)})"
+                    ),
+                    queue=queue,
+                    data={"library": lib, "version": node_version},
+                )
+            )
 
     # Workers, per language.
     counts = count_by_language(workers)
     summary = ", ".join(f"{n} {lang}" for lang, n in counts.items()) or "none"
-    findings.append(Finding("workers", INFO, f"workers connected: {summary}" + (" (queue paused)" if is_paused else ""),
-                            queue=queue, data={"workers": counts, "waiting": waiting, "paused": is_paused}))
+    findings.append(
+        Finding(
+            "workers",
+            INFO,
+            f"workers connected: {summary}" + (" (queue paused)" if is_paused else ""),
+            queue=queue,
+            data={"workers": counts, "waiting": waiting, "paused": is_paused},
+        )
+    )
     if waiting and not counts and not is_paused:
-        findings.append(Finding(
-            "workers", WARNING, f"{waiting} job(s) waiting and no worker connected to this queue",
-            "start a worker for it (Node, or `bullbridge worker MODULE:ATTR`); if workers run, check they use "
-            f"this Redis and prefix {prefix!r}", queue=queue, data={"waiting": waiting}))
+        findings.append(
+            Finding(
+                "workers",
+                WARNING,
+                f"{waiting} job(s) waiting and no worker connected to this queue",
+                "start a worker for it (Node, or `bullbridge worker MODULE:ATTR`); if workers run, check they use "
+                f"this Redis and prefix {prefix!r}",
+                queue=queue,
+                data={"waiting": waiting},
+            )
+        )
     if counts.get(PYTHON_PORT) and (concurrency is not None or rate_max is not None):
-        findings.append(Finding(
-            "workers", WARNING, "Python-port workers (bullmq.Worker, not bullbridge) serve a queue with a global "
-            "rate limit or concurrency: they stop fetching after the first jobs (docs/port-differences.md#limits)",
-            "run these workers with bullbridge.Worker", queue=queue))
+        findings.append(
+            Finding(
+                "workers",
+                WARNING,
+                "Python-port workers (bullmq.Worker, not bullbridge) serve a queue with a global "
+                "rate limit or concurrency: they stop fetching after the first jobs (docs/port-differences.md#limits)",
+                "run these workers with bullbridge.Worker",
+                queue=queue,
+            )
+        )
 
     # Stalled: active without a lock (checked twice, so a job finishing meanwhile is not counted).
     if int(active):
@@ -321,35 +411,50 @@ async def _queue_checks(node: _Node, queue: str, prefix: str, workers: list[Work
             missing = sorted(set(missing) & set(await _unlocked(r, keys, settings.max_active_checked)))
         if missing:
             stuck = "" if counts else " No worker is connected, so nothing will recover them until one starts."
-            findings.append(Finding(
-                "stalled", WARNING,
-                f"{len(missing)} active job(s) have no lock (their worker died or blocked its event loop): "
-                f"ids {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}.{stuck}",
-                "any worker's stalled check moves them back to wait (or fails them past maxStalledCount) within its "
-                "stalledInterval (30 s by default); keep a worker running, and find out why the old one died",
-                queue=queue, data={"count": len(missing), "ids": missing[:100]}))
+            findings.append(
+                Finding(
+                    "stalled",
+                    WARNING,
+                    f"{len(missing)} active job(s) have no lock (their worker died or blocked its event loop): "
+                    f"ids {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}.{stuck}",
+                    "any worker's stalled check moves them back to wait (or fails them past maxStalledCount) "
+                    "within its stalledInterval (30 s by default); keep a worker running, and find out why the "
+                    "old one died",
+                    queue=queue,
+                    data={"count": len(missing), "ids": missing[:100]},
+                )
+            )
 
     # Failed jobs piling up.
     failed = int(failed)
     if failed > settings.failed_threshold:
-        findings.append(Finding(
-            "failed-jobs", WARNING,
-            f"{failed} failed jobs are kept (threshold {settings.failed_threshold}): they use memory and nobody "
-            "seems to retry or clean them",
-            "look at why they fail (`bullbridge stats`, `bullbridge job`), retry them (`bullbridge queue retry "
-            f"{queue}`) or delete old ones (`bullbridge queue clean {queue} --state failed --age 7d`), and set "
-            "removeOnFail (Node) / remove_on_fail=KeepJobs(count=..., age=...) (Python) on new jobs",
-            queue=queue, data={"failed": failed}))
+        findings.append(
+            Finding(
+                "failed-jobs",
+                WARNING,
+                f"{failed} failed jobs are kept (threshold {settings.failed_threshold}): they use memory and nobody "
+                "seems to retry or clean them",
+                "look at why they fail (`bullbridge stats`, `bullbridge job`), retry them (`bullbridge queue retry "
+                f"{queue}`) or delete old ones (`bullbridge queue clean {queue} --state failed --age 7d`), and set "
+                "removeOnFail (Node) / remove_on_fail=KeepJobs(count=..., age=...) (Python) on new jobs",
+                queue=queue,
+                data={"failed": failed},
+            )
+        )
     elif failed:
-        findings.append(Finding("failed-jobs", OK, f"{failed} failed job(s) kept", queue=queue,
-                                data={"failed": failed}))
+        findings.append(
+            Finding("failed-jobs", OK, f"{failed} failed job(s) kept", queue=queue, data={"failed": failed})
+        )
     return findings
 
 
 def _upgrade_hint(diff: compat.KnownDifference) -> str:
     safe = compat.recommended_node()
-    upgrade = (f"upgrade this queue's Node services to bullmq {safe} (no unsafe difference in the compatibility "
-               "matrix)") if safe else "see compat/MATRIX.md for a Node version without this difference"
+    upgrade = (
+        (f"upgrade this queue's Node services to bullmq {safe} (no unsafe difference in the compatibility matrix)")
+        if safe
+        else "see compat/MATRIX.md for a Node version without this difference"
+    )
     return f"{upgrade}; until then avoid the case above [compat scenario {diff.scenario}]"
 
 
@@ -361,15 +466,15 @@ async def _unlocked(reader: Reader, keys: QueueKeys, limit: int) -> list[str]:
     return [job_id for job_id, present in zip(ids, exists) if not integer(present)]
 
 
-async def _open_nodes(connector: RedisConnector, settings: DoctorSettings
-                      ) -> tuple[list[_Node], bool, dict[str, str], list[Finding]]:
+async def _open_nodes(
+    connector: RedisConnector, settings: DoctorSettings
+) -> tuple[list[_Node], bool, dict[str, str], list[Finding]]:
     """The nodes to check (every master of a cluster), and the seed's INFO."""
     cs = connector.settings
     if cs.is_cluster:
         host, port = cs.cluster_nodes[0]
         seed_connector = connect(_node_settings(cs, host, port))
-        seed = _Node(f"{host}:{port}", Reader(seed_connector, command_timeout=settings.command_timeout),
-                     seed_connector)
+        seed = _Node(f"{host}:{port}", Reader(seed_connector, command_timeout=settings.command_timeout), seed_connector)
     else:
         seed = _Node(cs.describe(), Reader(connector, command_timeout=settings.command_timeout), connector)
     info, findings = await _server_checks(seed, settings)
@@ -400,21 +505,26 @@ async def _close(nodes: Iterable[_Node], owner: RedisConnector) -> None:
             await node.connector.close()
 
 
-async def diagnose(connection: ConnectionSource | None = None, settings: DoctorSettings | None = None
-                   ) -> DoctorReport:
+async def diagnose(connection: ConnectionSource | None = None, settings: DoctorSettings | None = None) -> DoctorReport:
     """Run every check against the deployment behind ``connection``."""
     settings = settings or DoctorSettings()
-    connector = connection if isinstance(connection, RedisConnector) else connect(
-        connection, retry_for=settings.connect_retry)
+    connector = (
+        connection if isinstance(connection, RedisConnector) else connect(connection, retry_for=settings.connect_retry)
+    )
     report = DoctorReport(connector.settings.describe(), settings.prefix)
     nodes: list[_Node] = []
     try:
         try:
             nodes, cluster, _, server_findings = await _open_nodes(connector, settings)
         except (RespConnectionError, OSError, TimeoutError) as exc:
-            report.findings.append(Finding(
-                "connection", ERROR, f"cannot reach Redis at {report.target}: {exc}",
-                "check the URL (--redis / BULLBRIDGE_REDIS_URL), the network, and the password"))
+            report.findings.append(
+                Finding(
+                    "connection",
+                    ERROR,
+                    f"cannot reach Redis at {report.target}: {exc}",
+                    "check the URL (--redis / BULLBRIDGE_REDIS_URL), the network, and the password",
+                )
+            )
             return report
         report.nodes = [n.address for n in nodes]
         report.findings.extend(server_findings)
@@ -435,31 +545,51 @@ async def _check_queues(report: DoctorReport, nodes: list[_Node], cluster: bool,
             home.setdefault(queue, node)
     report.queues = sorted(home)
     if not home:
-        report.findings.append(Finding(
-            "queues", WARNING,
-            f"no BullMQ queue found under prefix {prefix!r}",
-            "pass the prefix your services use (--prefix), or check this is the right Redis/db"))
+        report.findings.append(
+            Finding(
+                "queues",
+                WARNING,
+                f"no BullMQ queue found under prefix {prefix!r}",
+                "pass the prefix your services use (--prefix), or check this is the right Redis/db",
+            )
+        )
         return
-    report.findings.append(Finding("queues", INFO, f"{len(home)} queue(s) under prefix {prefix!r}: "
-                                   f"{', '.join(report.queues[:20])}{' ...' if len(home) > 20 else ''}",
-                                   data={"queues": report.queues}))
+    report.findings.append(
+        Finding(
+            "queues",
+            INFO,
+            f"{len(home)} queue(s) under prefix {prefix!r}: "
+            f"{', '.join(report.queues[:20])}{' ...' if len(home) > 20 else ''}",
+            data={"queues": report.queues},
+        )
+    )
     clients: list[dict[str, str]] = []
     for node in nodes:
         clients.extend(parse_client_list(text(await node.reader.execute("CLIENT", "LIST")) or ""))
     workers = classify(clients, report.queues, prefix)
     for queue in report.queues:
         if cluster and not queue_keys_share_slot(prefix, queue):
-            report.findings.append(Finding(
-                "cluster-hash-tag", ERROR,
-                f"queue {queue!r} lives on a Redis Cluster without a hash tag: its keys hash to different slots, "
-                "so BullMQ's scripts fail with CROSSSLOT (producers raise, workers spin on errors)",
-                f"recreate it with a hash tag in the queue name ('{{{queue}}}') or in the prefix "
-                f"('{{{prefix}}}'), in Node and Python alike, then move or drain the old keys",
-                queue=queue))
+            report.findings.append(
+                Finding(
+                    "cluster-hash-tag",
+                    ERROR,
+                    f"queue {queue!r} lives on a Redis Cluster without a hash tag: its keys hash to different slots, "
+                    "so BullMQ's scripts fail with CROSSSLOT (producers raise, workers spin on errors)",
+                    f"recreate it with a hash tag in the queue name ('{{{queue}}}') or in the prefix "
+                    f"('{{{prefix}}}'), in Node and Python alike, then move or drain the old keys",
+                    queue=queue,
+                )
+            )
             continue
         try:
             report.findings.extend(await _queue_checks(home[queue], queue, prefix, workers.get(queue, []), settings))
         except RespError as exc:
-            report.findings.append(Finding("queue", WARNING, f"could not check queue {queue!r}: {exc}",
-                                           "check its keys hold BullMQ's types (WRONGTYPE means something "
-                                           "else writes under this prefix)", queue=queue))
+            report.findings.append(
+                Finding(
+                    "queue",
+                    WARNING,
+                    f"could not check queue {queue!r}: {exc}",
+                    "check its keys hold BullMQ's types (WRONGTYPE means something else writes under this prefix)",
+                    queue=queue,
+                )
+            )

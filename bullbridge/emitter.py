@@ -39,12 +39,15 @@ class Emitter(Generic[E]):
     def on(self, event: E, listener: Listener | None = None) -> Any:
         """Register ``listener`` for ``event``; usable as a decorator."""
         if self.EVENTS and event not in self.EVENTS:
-            raise ConfigurationError(f"{type(self).__name__} emits no {event!r} event (it emits: "
-                                     f"{', '.join(self.EVENTS)})")
+            raise ConfigurationError(
+                f"{type(self).__name__} emits no {event!r} event (it emits: {', '.join(self.EVENTS)})"
+            )
         if listener is None:
+
             def decorator(fn: Listener) -> Listener:
                 self._listeners[event].append(fn)
                 return fn
+
             return decorator
         self._listeners[event].append(listener)
         return listener
@@ -83,8 +86,14 @@ class Emitter(Generic[E]):
         now = time.monotonic()
         if now - self._last_logged.get(key, -1e9) >= 60:
             self._last_logged[key] = now
-            log.error("listener %s for %r raised %s: %s", getattr(listener, "__qualname__", listener),
-                      event, type(exc).__name__, exc, exc_info=exc)
+            log.error(
+                "listener %s for %r raised %s: %s",
+                getattr(listener, "__qualname__", listener),
+                event,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
 
     async def wait_listeners(self, timeout: float = 5.0) -> None:
         """Let running coroutine listeners finish (at shutdown)."""

@@ -66,8 +66,9 @@ class Outcome:
 class QueueEvents:
     """Tail one queue's event stream. Use as ``async with``; iterate or ``wait_for``."""
 
-    def __init__(self, queue: str, *, connection: ConnectionSource | None = None, prefix: str = "bull",
-                 block_ms: int = 5000) -> None:
+    def __init__(
+        self, queue: str, *, connection: ConnectionSource | None = None, prefix: str = "bull", block_ms: int = 5000
+    ) -> None:
         self.keys = QueueKeys(queue, prefix)
         self._connector: RedisConnector = connect(connection)
         self._owns_connector = not isinstance(connection, RedisConnector)
@@ -110,8 +111,9 @@ class QueueEvents:
         delay = 0.05
         while not self._closed:
             try:
-                reply = await self._client.execute("XREAD", "BLOCK", self._block_ms, "COUNT", 1000,
-                                                   "STREAMS", key, self._last_id, timeout=timeout)
+                reply = await self._client.execute(
+                    "XREAD", "BLOCK", self._block_ms, "COUNT", 1000, "STREAMS", key, self._last_id, timeout=timeout
+                )
                 delay = 0.05
             except RespConnectionError as exc:
                 if self._closed:
@@ -136,8 +138,11 @@ class QueueEvents:
         if event.job_id and event.event in ("completed", "failed"):
             for fut in self._waiters.pop(event.job_id, []):
                 if not fut.done():
-                    fut.set_result(Outcome(event.event, event.returnvalue if event.event == "completed" else None,
-                                           event.failed_reason))
+                    fut.set_result(
+                        Outcome(
+                            event.event, event.returnvalue if event.event == "completed" else None, event.failed_reason
+                        )
+                    )
 
     async def __aiter__(self) -> AsyncIterator[QueueEvent]:
         q: asyncio.Queue[QueueEvent] = asyncio.Queue()
@@ -181,11 +186,13 @@ class QueueEvents:
     async def _finished_state(self, job_id: str) -> Outcome | None:
         assert self._commands is not None
         k = self.keys
-        completed, failed, values = await self._commands.execute_many([
-            ("ZSCORE", k["completed"], job_id),
-            ("ZSCORE", k["failed"], job_id),
-            ("HMGET", k.job(job_id), "returnvalue", "failedReason"),
-        ])
+        completed, failed, values = await self._commands.execute_many(
+            [
+                ("ZSCORE", k["completed"], job_id),
+                ("ZSCORE", k["failed"], job_id),
+                ("HMGET", k.job(job_id), "returnvalue", "failedReason"),
+            ]
+        )
         if completed is not None:
             return Outcome("completed", codec.decode(values[0]) if values[0] is not None else None)
         if failed is not None:

@@ -149,19 +149,29 @@ class FlowProducer:
     every node's context with it, as Node's FlowProducer does.
     """
 
-    def __init__(self, connection: ConnectionSource | None = None, *, prefix: str = "bull",
-                 defaults: Mapping[str, JobOptions | Mapping[str, Any]] | None = None,
-                 codec: codec_module.JsonCodec = codec_module.DEFAULT, timeout: float = 10.0,
-                 telemetry: OtelTelemetry | None = None) -> None:
+    def __init__(
+        self,
+        connection: ConnectionSource | None = None,
+        *,
+        prefix: str = "bull",
+        defaults: Mapping[str, JobOptions | Mapping[str, Any]] | None = None,
+        codec: codec_module.JsonCodec = codec_module.DEFAULT,
+        timeout: float = 10.0,
+        telemetry: OtelTelemetry | None = None,
+    ) -> None:
         self.prefix = prefix
         self.codec = codec
         self.telemetry = telemetry
         self._defaults = {queue: JobOptions.defaults(opts) for queue, opts in (defaults or {}).items()}
         self._connector = connect(connection)
         # On Redis Cluster a flow is one MULTI, so its queues share the prefix's hash tag.
-        self._link = RedisLink(self._connector, f"{prefix}:flow-producer", timeout,
-                               owns_connector=not isinstance(connection, RedisConnector),
-                               route_key=f"{prefix}:flow")
+        self._link = RedisLink(
+            self._connector,
+            f"{prefix}:flow-producer",
+            timeout,
+            owns_connector=not isinstance(connection, RedisConnector),
+            route_key=f"{prefix}:flow",
+        )
         self._scripts: dict[tuple[str, str], scripts.QueueScripts] = {}
         self._watch_lock = asyncio.Lock()
 
@@ -183,16 +193,20 @@ class FlowProducer:
     async def add(self, flow: FlowJob) -> FlowNode:
         """Add one flow; returns the tree of added jobs (ids included)."""
         if self.telemetry is not None:  # span addFlow (bullbridge.telemetry)
-            return (await self.telemetry.add_flow(getattr(flow, "queue", ""), getattr(flow, "name", ""),
-                                                  lambda: self._add_bulk([flow])))[0]
+            return (
+                await self.telemetry.add_flow(
+                    getattr(flow, "queue", ""), getattr(flow, "name", ""), lambda: self._add_bulk([flow])
+                )
+            )[0]
         return (await self._add_bulk([flow]))[0]
 
     async def add_bulk(self, flows: Iterable[FlowJob]) -> list[FlowNode]:
         """Add several flows in one transaction; all are validated first."""
         if self.telemetry is not None:  # span addBulkFlows (bullbridge.telemetry)
             flows = list(flows)
-            return await self.telemetry.add_flows([str(getattr(f, "name", "")) for f in flows],
-                                                  lambda: self._add_bulk(flows))
+            return await self.telemetry.add_flows(
+                [str(getattr(f, "name", "")) for f in flows], lambda: self._add_bulk(flows)
+            )
         return await self._add_bulk(flows)
 
     async def _add_bulk(self, flows: Iterable[FlowJob]) -> list[FlowNode]:
@@ -217,36 +231,47 @@ class FlowProducer:
         if not isinstance(node, FlowJob):
             raise InvalidJobOptions(f"a flow is a FlowJob, got {type(node).__name__}")
         if self.telemetry is not None:  # span addNode, current while the subtree is prepared (bullbridge.telemetry)
-            return self.telemetry.add_node(node.queue, node.name,
-                                           lambda stamp: self._prepare_node(node, parent, stamp))
+            return self.telemetry.add_node(node.queue, node.name, lambda stamp: self._prepare_node(node, parent, stamp))
         return self._prepare_node(node, parent, None)
 
-    def _prepare_node(self, node: FlowJob, parent: Parent | None,
-                      stamp: Callable[[JobOptions, str], JobOptions] | None) -> _Entry:
+    def _prepare_node(
+        self, node: FlowJob, parent: Parent | None, stamp: Callable[[JobOptions, str], JobOptions] | None
+    ) -> _Entry:
         prefix = node.prefix or self.prefix
         qs = self._queue_scripts(node.queue, prefix)
         opts = JobOptions.from_mapping(node.opts).merged_over(self._defaults.get(node.queue))
         if parent is not None:
             if opts.parent is not None:
                 raise InvalidJobOptions(
-                    f"flow child {node.name!r} sets parent=...; a child's parent is the node it is listed under")
+                    f"flow child {node.name!r} sets parent=...; a child's parent is the node it is listed under"
+                )
             opts = replace(opts, parent=parent)
         dedup = opts.deduplication
         if isinstance(dedup, Deduplication):
             if node.children:
                 raise InvalidJobOptions(
                     f"flow node {node.name!r}: deduplication cannot be used on flow nodes with children "
-                    "(Node: 'Deduplication options cannot be used on flow nodes with children')")
+                    "(Node: 'Deduplication options cannot be used on flow nodes with children')"
+                )
             if dedup.replace:
-                raise InvalidJobOptions(f"flow node {node.name!r}: deduplication replace is not available in flows "
-                                        "(Node's FlowJob options omit it)")
+                raise InvalidJobOptions(
+                    f"flow node {node.name!r}: deduplication replace is not available in flows "
+                    "(Node's FlowJob options omit it)"
+                )
         job_id = opts.job_id or str(uuid.uuid4())
         if stamp is not None:  # the addNode span's context, stored in tm
             opts = stamp(opts, job_id)
-        job = prepare_add(qs, self.codec, node.name, node.data, opts, job_id=job_id, as_parent=bool(node.children),
-                          flow_node=True)
-        entry = _Entry(job, prefix, qs.k.job(job_id), qs.k["completed"], job_id,
-                       custom_child=parent is not None and opts.job_id is not None)
+        job = prepare_add(
+            qs, self.codec, node.name, node.data, opts, job_id=job_id, as_parent=bool(node.children), flow_node=True
+        )
+        entry = _Entry(
+            job,
+            prefix,
+            qs.k.job(job_id),
+            qs.k["completed"],
+            job_id,
+            custom_child=parent is not None and opts.job_id is not None,
+        )
         me = Parent(job_id, node.queue, prefix)
         entry.children = [self._prepare(child, me) for child in node.children]
         return entry
@@ -259,8 +284,10 @@ class FlowProducer:
         if not watched:
             order = _ordered(trees, set())
             client = self._link.client()
-            results = await self._link.call(client.execute_many([e.job.command() for e in order], transaction=True),
-                                            f"adding a flow of {len(order)} jobs")
+            results = await self._link.call(
+                client.execute_many([e.job.command() for e in order], transaction=True),
+                f"adding a flow of {len(order)} jobs",
+            )
             return self._ids(order, results)
         async with self._watch_lock:
             return await self._send_watched(trees, watched)
@@ -275,8 +302,7 @@ class FlowProducer:
             reads: list[tuple[Any, ...]] = [("WATCH", *(e.job_key for e in watched))]
             for e in watched:
                 reads += [("ZSCORE", e.completed_key, e.job_id), ("HGET", e.job_key, "parentKey")]
-            replies = await self._link.call(asyncio.gather(*conn.execute_many(reads)),
-                                            "reading the children of a flow")
+            replies = await self._link.call(asyncio.gather(*conn.execute_many(reads)), "reading the children of a flow")
             completed: set[int] = set()
             for index, entry in enumerate(watched):
                 score, parent_key = replies[1 + 2 * index], replies[2 + 2 * index]
@@ -285,13 +311,16 @@ class FlowProducer:
                     raise ScriptError(
                         f"job {entry.job_id!r} of queue {entry.job.queue!r} already exists as a child of "
                         f"{parent_key.decode()}: a job has one parent, so it cannot join this flow (Node: "
-                        f"'The parent job cannot be replaced'); use another job_id", -7)
+                        f"'The parent job cannot be replaced'); use another job_id",
+                        -7,
+                    )
                 if score is not None:
                     completed.add(id(entry))
             order = _ordered(trees, completed)
             futures = conn.execute_many([("MULTI",), *(e.job.command() for e in order), ("EXEC",)])
-            replies = await self._link.call(asyncio.gather(*futures, return_exceptions=True),
-                                            f"adding a flow of {len(order)} jobs")
+            replies = await self._link.call(
+                asyncio.gather(*futures, return_exceptions=True), f"adding a flow of {len(order)} jobs"
+            )
             exec_reply = replies[-1]
             for reply in replies[:-1]:
                 if isinstance(reply, BaseException) and not isinstance(reply, RespError):

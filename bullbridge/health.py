@@ -76,8 +76,9 @@ class HealthReport:
 class Heartbeat:
     """Writes the report returned by ``report()`` every ``interval`` seconds."""
 
-    def __init__(self, client: RespClient, prefix: str, name: str, report: Callable[[], HealthReport],
-                 interval: float = 5.0) -> None:
+    def __init__(
+        self, client: RespClient, prefix: str, name: str, report: Callable[[], HealthReport], interval: float = 5.0
+    ) -> None:
         self.client = client
         self.key = health_key(prefix, name)
         self.report = report
@@ -97,8 +98,9 @@ class Heartbeat:
         report = self.report()
         report.ts = now_ms()
         try:
-            await asyncio.wait_for(self.client.execute("SET", self.key, report.to_json(), "PX",
-                                                       int(self.interval * 3000)), self.interval)
+            await asyncio.wait_for(
+                self.client.execute("SET", self.key, report.to_json(), "PX", int(self.interval * 3000)), self.interval
+            )
         except (RespConnectionError, RespError, TimeoutError) as exc:
             log.debug("heartbeat not written: %s", exc)
             return False
@@ -134,8 +136,9 @@ async def read_reports(connector: RedisConnector, prefix: str = "bull") -> list[
         await client.close()
 
 
-async def check(connector: RedisConnector, *, name: str | None = None, prefix: str = "bull",
-                max_age: float = 30.0) -> tuple[bool, list[HealthReport]]:
+async def check(
+    connector: RedisConnector, *, name: str | None = None, prefix: str = "bull", max_age: float = 30.0
+) -> tuple[bool, list[HealthReport]]:
     """``(healthy, reports)``: healthy when the named process (or at least one,
     with no name) has a heartbeat younger than ``max_age`` and is not stopped."""
     reports = await read_reports(connector, prefix)
@@ -148,8 +151,9 @@ async def check(connector: RedisConnector, *, name: str | None = None, prefix: s
 class HealthServer:
     """A tiny HTTP/1.1 server for probes (no framework needed)."""
 
-    def __init__(self, report: Callable[[], HealthReport], ready: Callable[[], bool], host: str = "0.0.0.0",
-                 port: int = 0) -> None:
+    def __init__(
+        self, report: Callable[[], HealthReport], ready: Callable[[], bool], host: str = "0.0.0.0", port: int = 0
+    ) -> None:
         self.report = report
         self.ready = ready
         self.host = host
@@ -181,8 +185,11 @@ class HealthServer:
             payload = body.encode()
             reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
             kind = "application/json" if body.startswith("{") else "text/plain"
-            writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {len(payload)}"
-                         "\r\nConnection: close\r\n\r\n".encode() + payload)
+            writer.write(
+                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {len(payload)}"
+                "\r\nConnection: close\r\n\r\n".encode()
+                + payload
+            )
             await writer.drain()
         except (TimeoutError, ConnectionError):
             pass

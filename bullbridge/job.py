@@ -37,8 +37,10 @@ def _is_int(raw: bytes) -> bool:
 def fields_to_dict(flat: list[bytes] | dict[Any, Any]) -> dict[bytes, bytes]:
     """A flat HGETALL reply ``[k1, v1, k2, v2...]`` as a dict with bytes keys."""
     if isinstance(flat, dict):
-        return {(k if isinstance(k, bytes) else str(k).encode()): (v if isinstance(v, bytes) else str(v).encode())
-                for k, v in flat.items()}
+        return {
+            (k if isinstance(k, bytes) else str(k).encode()): (v if isinstance(v, bytes) else str(v).encode())
+            for k, v in flat.items()
+        }
     it = iter(flat)
     return dict(zip(it, it))
 
@@ -52,8 +54,9 @@ class Job:
 
     __slots__ = ("_codec", "_data", "_opts", "fields", "id", "queue")
 
-    def __init__(self, queue: str, job_id: str, fields: dict[bytes, bytes],
-                 json_codec: codec.JsonCodec = codec.DEFAULT) -> None:
+    def __init__(
+        self, queue: str, job_id: str, fields: dict[bytes, bytes], json_codec: codec.JsonCodec = codec.DEFAULT
+    ) -> None:
         self.queue = queue
         self.id = job_id
         self.fields = fields
@@ -257,7 +260,8 @@ class Job:
             present = {k.decode("utf-8", "replace") for k in f}
             raise CorruptJob(
                 f"job hash is missing (only {', '.join(sorted(present)) or 'no fields'} present): "
-                "the job was deleted while it waited")
+                "the job was deleted while it waited"
+            )
         if b"name" not in f:
             raise CorruptJob("job hash has no 'name' field")
         try:
@@ -311,14 +315,30 @@ class Job:
         if self._opts is not _MISSING and not isinstance(self._opts, dict):  # shown as {}
             problems.append(f"opts: JSON but not an object: {type(self._opts).__name__}")
         return JobValues(
-            id=self.id, queue=self.queue, name=self.name, data=json_field(b"data", lambda: self.data), opts=opts,
-            progress=self.progress, timestamp=number(b"timestamp"), processed_on=number(b"processedOn"),
-            finished_on=number(b"finishedOn"), delay=number(b"delay"), priority=number(b"priority"),
-            attempts_made=number(self._attempts_key) or 0, attempts_started=number(b"ats") or 0,
-            stalled_counter=number(b"stc") or 0, returnvalue=self.returnvalue, failed_reason=self.failed_reason,
-            stacktrace=self.stacktrace, parent_key=self.parent_key, parent=self.parent,
-            processed_by=self.processed_by, repeat_job_key=self.repeat_job_key,
-            deduplication_id=self.deduplication_id, problems=problems)
+            id=self.id,
+            queue=self.queue,
+            name=self.name,
+            data=json_field(b"data", lambda: self.data),
+            opts=opts,
+            progress=self.progress,
+            timestamp=number(b"timestamp"),
+            processed_on=number(b"processedOn"),
+            finished_on=number(b"finishedOn"),
+            delay=number(b"delay"),
+            priority=number(b"priority"),
+            attempts_made=number(self._attempts_key) or 0,
+            attempts_started=number(b"ats") or 0,
+            stalled_counter=number(b"stc") or 0,
+            returnvalue=self.returnvalue,
+            failed_reason=self.failed_reason,
+            stacktrace=self.stacktrace,
+            parent_key=self.parent_key,
+            parent=self.parent,
+            processed_by=self.processed_by,
+            repeat_job_key=self.repeat_job_key,
+            deduplication_id=self.deduplication_id,
+            problems=problems,
+        )
 
 
 @dataclass(frozen=True)
@@ -384,9 +404,15 @@ class Dependencies:
         return sum(self.counts.values())
 
 
-async def read_dependencies(client: Pipelines, keys: QueueKeys, job_id: str,
-                            json_codec: codec.JsonCodec = codec.DEFAULT, *, limit: int | None = None,
-                            tolerant: bool = False) -> Dependencies:
+async def read_dependencies(
+    client: Pipelines,
+    keys: QueueKeys,
+    job_id: str,
+    json_codec: codec.JsonCodec = codec.DEFAULT,
+    *,
+    limit: int | None = None,
+    tolerant: bool = False,
+) -> Dependencies:
     """Read a parent's children (the hashes/sets Node reads).
 
     Without ``limit``: everything, in one round trip. With one: the counts first
@@ -398,23 +424,30 @@ async def read_dependencies(client: Pipelines, keys: QueueKeys, job_id: str,
     :class:`CorruptJob`."""
     key = keys.job(job_id)
     processed_key, pending_key, ignored_key, failed_key = (
-        f"{key}:processed", f"{key}:dependencies", f"{key}:failed", f"{key}:unsuccessful")
+        f"{key}:processed",
+        f"{key}:dependencies",
+        f"{key}:failed",
+        f"{key}:unsuccessful",
+    )
     counts: dict[str, int] | None = None
     scanned = dict.fromkeys(CHILD_GROUPS, False)  # groups larger than limit: one SCAN step, not all
     if limit is not None:
         limit = max(1, limit)
-        replies = await client.execute_many([("HLEN", processed_key), ("SCARD", pending_key),
-                                             ("HLEN", ignored_key), ("ZCARD", failed_key)])
+        replies = await client.execute_many(
+            [("HLEN", processed_key), ("SCARD", pending_key), ("HLEN", ignored_key), ("ZCARD", failed_key)]
+        )
         counts = dict(zip(CHILD_GROUPS, (int(n) for n in replies)))
         if not any(counts.values()):
             return Dependencies(counts=counts)
         scanned = {group: n > limit for group, n in counts.items()}
-    processed, pending, ignored, failed = await client.execute_many([
-        ("HSCAN", processed_key, 0, "COUNT", limit) if scanned["processed"] else ("HGETALL", processed_key),
-        ("SSCAN", pending_key, 0, "COUNT", limit) if scanned["unprocessed"] else ("SMEMBERS", pending_key),
-        ("HSCAN", ignored_key, 0, "COUNT", limit) if scanned["ignored"] else ("HGETALL", ignored_key),
-        ("ZRANGE", failed_key, 0, -1 if limit is None else limit - 1),
-    ])
+    processed, pending, ignored, failed = await client.execute_many(
+        [
+            ("HSCAN", processed_key, 0, "COUNT", limit) if scanned["processed"] else ("HGETALL", processed_key),
+            ("SSCAN", pending_key, 0, "COUNT", limit) if scanned["unprocessed"] else ("SMEMBERS", pending_key),
+            ("HSCAN", ignored_key, 0, "COUNT", limit) if scanned["ignored"] else ("HGETALL", ignored_key),
+            ("ZRANGE", failed_key, 0, -1 if limit is None else limit - 1),
+        ]
+    )
 
     def items(reply: Any, group: str) -> list[Any]:
         return list(reply[1]) if scanned[group] else list(reply)  # a SCAN reply is [cursor, items]
@@ -437,5 +470,6 @@ async def read_dependencies(client: Pipelines, keys: QueueKeys, job_id: str,
         processed_map = dict(list(processed_map.items())[:limit])
         ignored_map = dict(list(ignored_map.items())[:limit])
         unprocessed = unprocessed[:limit]
-    return Dependencies(processed=processed_map, unprocessed=unprocessed, ignored=ignored_map,
-                        failed=failed_keys, counts=counts)
+    return Dependencies(
+        processed=processed_map, unprocessed=unprocessed, ignored=ignored_map, failed=failed_keys, counts=counts
+    )

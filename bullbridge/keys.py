@@ -21,8 +21,27 @@ from bullbridge.errors import ConfigurationError
 PY_MARKER = "bullbridge"
 
 #: BullMQ's queue structures (the port's ``QueueKeys.getKeys`` list, in its order).
-KEY_TYPES = ("", "active", "wait", "waiting-children", "paused", "completed", "failed", "delayed", "repeat",
-             "stalled", "limiter", "prioritized", "id", "stalled-check", "meta", "pc", "events", "marker", "de")
+KEY_TYPES = (
+    "",
+    "active",
+    "wait",
+    "waiting-children",
+    "paused",
+    "completed",
+    "failed",
+    "delayed",
+    "repeat",
+    "stalled",
+    "limiter",
+    "prioritized",
+    "id",
+    "stalled-check",
+    "meta",
+    "pc",
+    "events",
+    "marker",
+    "de",
+)
 
 
 @dataclass(frozen=True)
@@ -37,8 +56,7 @@ class QueueKeys:
         if not self.name:
             raise ConfigurationError("a queue needs a non-empty name")
         if ":" in self.name:
-            raise ConfigurationError(
-                f"queue name {self.name!r} contains ':', which BullMQ uses as its key separator")
+            raise ConfigurationError(f"queue name {self.name!r} contains ':', which BullMQ uses as its key separator")
         base = f"{self.prefix}:{self.name}"
         self._keys.update({kind: f"{base}:{kind}" for kind in KEY_TYPES})
 

@@ -90,7 +90,8 @@ def _schedule_sync(declaration: Any) -> StartupHook:
 
     if not isinstance(declaration, Declaration):
         raise ConfigurationError(
-            f"schedules must be a bullbridge.scheduler.Declaration, got {type(declaration).__name__}")
+            f"schedules must be a bullbridge.scheduler.Declaration, got {type(declaration).__name__}"
+        )
 
     async def hook(connector: RedisConnector) -> None:
         report = await sync(declaration, connector)
@@ -102,9 +103,15 @@ def _schedule_sync(declaration: Any) -> StartupHook:
 class WorkerManager:
     """Owns workers, their shared connection, health reporting and shutdown."""
 
-    def __init__(self, workers: Iterable[Worker] = (), *, connection: ConnectionSource | None = None,
-                 settings: ManagerSettings | None = None, on_startup: Iterable[StartupHook] = (),
-                 schedules: Any = None) -> None:
+    def __init__(
+        self,
+        workers: Iterable[Worker] = (),
+        *,
+        connection: ConnectionSource | None = None,
+        settings: ManagerSettings | None = None,
+        on_startup: Iterable[StartupHook] = (),
+        schedules: Any = None,
+    ) -> None:
         """``schedules``: a :class:`bullbridge.scheduler.Declaration` synced to Redis
         at start (every instance may sync the same declaration: it is idempotent)."""
         self.settings = settings or ManagerSettings()
@@ -124,8 +131,9 @@ class WorkerManager:
 
     # -- building ---------------------------------------------------------------------
 
-    def worker(self, queue: str, handlers: Mapping[str, HandlerFn | Handler] | HandlerFn | None = None,
-               **settings: Any) -> Worker:
+    def worker(
+        self, queue: str, handlers: Mapping[str, HandlerFn | Handler] | HandlerFn | None = None, **settings: Any
+    ) -> Worker:
         """Create a worker on the manager's connection and prefix and manage it
         (``settings`` as for :class:`~bullbridge.worker.Worker`)."""
         worker = Worker(queue, handlers, connection=self.connector, prefix=self.settings.prefix, **settings)
@@ -196,8 +204,12 @@ class WorkerManager:
         if s.burst:
             self._tasks.append(asyncio.ensure_future(self._burst_watch()))
         self.state = "running"
-        log.info("%s running %d worker(s): %s", s.process_name, len(self.workers),
-                 ", ".join(f"{w.queue}(x{w.settings.concurrency})" for w in self.workers))
+        log.info(
+            "%s running %d worker(s): %s",
+            s.process_name,
+            len(self.workers),
+            ", ".join(f"{w.queue}(x{w.settings.concurrency})" for w in self.workers),
+        )
 
     async def run(self) -> int:
         """Start, serve until shutdown is requested (signal, burst end, ``close``), return the exit code."""
@@ -228,7 +240,8 @@ class WorkerManager:
         """Drain (up to ``timeout``, default the drain timeout) and stop everything."""
         if self._closing is None:
             self._closing = asyncio.ensure_future(
-                self._close(self.settings.drain_timeout if timeout is None else timeout))
+                self._close(self.settings.drain_timeout if timeout is None else timeout)
+            )
         return await asyncio.shield(self._closing)
 
     async def _close(self, timeout: float) -> bool:
@@ -255,8 +268,12 @@ class WorkerManager:
         await self.connector.close()
         self.state = "stopped"
         self.exit_code = 0 if clean else 1
-        log.info("%s stopped in %.1f s (%s)", self.settings.process_name, time.monotonic() - started,
-                 "all active jobs finished" if clean else "some jobs were handed back")
+        log.info(
+            "%s stopped in %.1f s (%s)",
+            self.settings.process_name,
+            time.monotonic() - started,
+            "all active jobs finished" if clean else "some jobs were handed back",
+        )
         self._stopped.set()
         return clean
 
@@ -269,8 +286,14 @@ class WorkerManager:
             for w in self.workers:
                 done, failed = last[id(w)]
                 last[id(w)] = (w.completed, w.failed)
-                log.info("queue %s: %d completed, %d failed in the last %.0f s; %d active", w.queue,
-                         w.completed - done, w.failed - failed, self.settings.summary_interval, w.active_count)
+                log.info(
+                    "queue %s: %d completed, %d failed in the last %.0f s; %d active",
+                    w.queue,
+                    w.completed - done,
+                    w.failed - failed,
+                    self.settings.summary_interval,
+                    w.active_count,
+                )
 
     async def _burst_watch(self) -> None:
         """Burst mode: shut down once every worker found its queue empty, twice in a row."""

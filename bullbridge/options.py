@@ -60,8 +60,7 @@ def to_ms(value: Millis, what: str, *, allow_zero: bool = True) -> int:
     elif isinstance(value, (int, float)):
         ms = value
     else:
-        raise InvalidJobOptions(
-            f"{what} must be milliseconds (int) or a timedelta, not {type(value).__name__}")
+        raise InvalidJobOptions(f"{what} must be milliseconds (int) or a timedelta, not {type(value).__name__}")
     if isinstance(ms, float) and not math.isfinite(ms):
         raise InvalidJobOptions(f"{what} must be finite, got {ms}")
     if ms < 0 or (ms == 0 and not allow_zero):
@@ -103,8 +102,9 @@ def _unknown_keys(data: Mapping[str, Any], known: tuple[str, ...], what: str) ->
         raise InvalidJobOptions(f"unknown {what} key(s) {', '.join(map(repr, unknown))} (known: {', '.join(known)})")
 
 
-def _snake_keys(value: Mapping[Any, Any], camel: Mapping[str, str], known: tuple[str, ...],
-                what: str) -> dict[str, Any]:
+def _snake_keys(
+    value: Mapping[Any, Any], camel: Mapping[str, str], known: tuple[str, ...], what: str
+) -> dict[str, Any]:
     """A mapping given in Node's spelling or ours, as our field names; unknown keys refused."""
     data = {camel.get(str(k), str(k)): v for k, v in value.items()}
     _unknown_keys(data, known, what)
@@ -131,16 +131,19 @@ class Backoff:
     def __post_init__(self) -> None:
         if not isinstance(self.type, str) or not self.type:
             raise InvalidJobOptions(
-                f"backoff type must be a non-empty string ('fixed', 'exponential' or custom), got {self.type!r}")
+                f"backoff type must be a non-empty string ('fixed', 'exponential' or custom), got {self.type!r}"
+            )
         if self.delay is not None:
             object.__setattr__(self, "delay", to_ms(self.delay, "backoff delay"))
         elif self.type in ("fixed", "exponential"):
             raise InvalidJobOptions(f"a {self.type} backoff needs a delay (ms or timedelta)")
         jitter = self.jitter
-        if jitter is not None and (isinstance(jitter, bool) or not isinstance(jitter, (int, float))
-                                   or not 0 <= jitter <= 1):
+        if jitter is not None and (
+            isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter <= 1
+        ):
             raise InvalidJobOptions(
-                f"backoff jitter must be between 0 and 1 (Node: 'Jitter should be between 0 and 1'), got {jitter!r}")
+                f"backoff jitter must be between 0 and 1 (Node: 'Jitter should be between 0 and 1'), got {jitter!r}"
+            )
 
     @classmethod
     def fixed(cls, delay: Millis, *, jitter: float | None = None) -> Backoff:
@@ -176,8 +179,7 @@ class Backoff:
         if isinstance(value, Mapping):
             _unknown_keys(value, ("type", "delay", "jitter"), "backoff")
             return cls(value.get("type", ""), value.get("delay"), value.get("jitter"))
-        raise InvalidJobOptions(
-            f"backoff must be ms, a timedelta, a Backoff or a mapping, got {type(value).__name__}")
+        raise InvalidJobOptions(f"backoff must be ms, a timedelta, a Backoff or a mapping, got {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -200,8 +202,9 @@ class KeepJobs:
             seconds = age.total_seconds()
             age = int(seconds) if seconds.is_integer() else seconds
             object.__setattr__(self, "age", age)
-        if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float))
-                                or not math.isfinite(age) or age < 0):
+        if age is not None and (
+            isinstance(age, bool) or not isinstance(age, (int, float)) or not math.isfinite(age) or age < 0
+        ):
             raise InvalidJobOptions(f"KeepJobs age is seconds (>= 0) or a timedelta, got {self.age!r}")
         if self.limit is not None:
             if not int_at_least(self.limit, 1):
@@ -233,7 +236,8 @@ class KeepJobs:
             _unknown_keys(value, ("count", "age", "limit"), what)
             return cls(**value)
         raise InvalidJobOptions(
-            f"{what} must be True/False, a count, KeepJobs or {{count, age, limit}}, got {type(value).__name__}")
+            f"{what} must be True/False, a count, KeepJobs or {{count, age, limit}}, got {type(value).__name__}"
+        )
 
 
 Keep = bool | int | KeepJobs
@@ -311,7 +315,8 @@ class Deduplication:
         if not isinstance(self.id, str) or not self.id:
             raise InvalidJobOptions(
                 f"deduplication id must be a non-empty string (Node: 'Deduplication id must be provided'), "
-                f"got {self.id!r}")
+                f"got {self.id!r}"
+            )
         if self.ttl is not None:
             object.__setattr__(self, "ttl", to_ms(self.ttl, "deduplication ttl", allow_zero=False))
         for name in ("extend", "replace", "keep_last_if_active", "reschedule"):
@@ -322,7 +327,8 @@ class Deduplication:
             raise InvalidJobOptions(
                 "deduplication reschedule is not supported: the Python port's add scripts (BullMQ's own Lua, "
                 "which bullbridge runs unchanged) do not implement it, so the existing job would silently keep "
-                "its old delay; use replace=True to swap a delayed job for the new one")
+                "its old delay; use replace=True to swap a delayed job for the new one"
+            )
 
     def to_bullmq(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id}
@@ -341,14 +347,18 @@ class Deduplication:
         if isinstance(value, Deduplication):
             return value
         if isinstance(value, Mapping):
-            data = _snake_keys(value, {"keepLastIfActive": "keep_last_if_active"},
-                               ("id", "ttl", "extend", "replace", "keep_last_if_active", "reschedule"),
-                               "deduplication")
+            data = _snake_keys(
+                value,
+                {"keepLastIfActive": "keep_last_if_active"},
+                ("id", "ttl", "extend", "replace", "keep_last_if_active", "reschedule"),
+                "deduplication",
+            )
             return cls(**{"id": "", **data})
         if isinstance(value, str):
             return cls(value)
         raise InvalidJobOptions(
-            f"deduplication must be Deduplication(id, ...), a mapping or an id string, got {type(value).__name__}")
+            f"deduplication must be Deduplication(id, ...), a mapping or an id string, got {type(value).__name__}"
+        )
 
 
 @dataclass(frozen=True)
@@ -399,11 +409,26 @@ NODE_NAMES: dict[str, str] = {
 }
 
 #: Options a queue may default (Node's ``DefaultJobOptions``).
-DEFAULTABLE = ("timestamp", "priority", "delay", "attempts", "backoff", "lifo", "remove_on_complete",
-               "remove_on_fail", "keep_logs", "stack_trace_limit", "size_limit")
+DEFAULTABLE = (
+    "timestamp",
+    "priority",
+    "delay",
+    "attempts",
+    "backoff",
+    "lifo",
+    "remove_on_complete",
+    "remove_on_fail",
+    "keep_logs",
+    "stack_trace_limit",
+    "size_limit",
+)
 
-PARENT_POLICIES = ("fail_parent_on_failure", "continue_parent_on_failure", "ignore_dependency_on_failure",
-                   "remove_dependency_on_failure")
+PARENT_POLICIES = (
+    "fail_parent_on_failure",
+    "continue_parent_on_failure",
+    "ignore_dependency_on_failure",
+    "remove_dependency_on_failure",
+)
 
 _NOT_OPTIONS = {
     "repeat": "'repeat' is not an option of add() since BullMQ 5.16: use a job scheduler",
@@ -411,14 +436,25 @@ _NOT_OPTIONS = {
     "repeatJobKey": "'repeatJobKey' is internal to BullMQ's job schedulers",
     "prevMillis": "'prevMillis' is internal to BullMQ's job schedulers",
 }
-_COMPRESSED = {"de": "deduplication", "kl": "keep_logs", "fpof": "fail_parent_on_failure",
-               "cpof": "continue_parent_on_failure", "idof": "ignore_dependency_on_failure",
-               "rdof": "remove_dependency_on_failure", "tm": "telemetry", "omc": "telemetry"}
+_COMPRESSED = {
+    "de": "deduplication",
+    "kl": "keep_logs",
+    "fpof": "fail_parent_on_failure",
+    "cpof": "continue_parent_on_failure",
+    "idof": "ignore_dependency_on_failure",
+    "rdof": "remove_dependency_on_failure",
+    "tm": "telemetry",
+    "omc": "telemetry",
+}
 
 
 #: The parent policies and the short keys BullMQ stores them under, in Node's order.
-_POLICY_KEYS = (("fail_parent_on_failure", "fpof"), ("continue_parent_on_failure", "cpof"),
-                ("ignore_dependency_on_failure", "idof"), ("remove_dependency_on_failure", "rdof"))
+_POLICY_KEYS = (
+    ("fail_parent_on_failure", "fpof"),
+    ("continue_parent_on_failure", "cpof"),
+    ("ignore_dependency_on_failure", "idof"),
+    ("remove_dependency_on_failure", "rdof"),
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -465,11 +501,13 @@ class JobOptions:
             return
         if isinstance(self.priority, bool) or not isinstance(self.priority, int):
             raise InvalidJobOptions(
-                f"priority must be an int (Node: 'Priority should not be float'), got {self.priority!r}")
+                f"priority must be an int (Node: 'Priority should not be float'), got {self.priority!r}"
+            )
         if not 0 <= self.priority <= PRIORITY_LIMIT:
             raise InvalidJobOptions(
                 f"priority must be between 0 and {PRIORITY_LIMIT} (Node: 'Priority should be between 0 and "
-                f"{PRIORITY_LIMIT}'), got {self.priority}")
+                f"{PRIORITY_LIMIT}'), got {self.priority}"
+            )
 
     def _normalise_timing(self) -> None:
         """``delay`` as ms (a datetime given as delay becomes ``run_at``), ``run_at``
@@ -483,8 +521,7 @@ class JobOptions:
         elif self.delay is not None:
             set_(self, "delay", to_ms(self.delay, "delay"))
         if self.run_at is not None:
-            if not isinstance(self.run_at, datetime) or self.run_at.tzinfo is None \
-                    or self.run_at.utcoffset() is None:
+            if not isinstance(self.run_at, datetime) or self.run_at.tzinfo is None or self.run_at.utcoffset() is None:
                 raise InvalidJobOptions(f"run_at must be a timezone-aware datetime, got {self.run_at!r}")
             if self.delay is not None:
                 raise InvalidJobOptions("give delay or run_at, not both")
@@ -501,7 +538,10 @@ class JobOptions:
             if value is not None:
                 set_(self, name, KeepJobs.parse(value, name))
         parsers: tuple[tuple[str, Callable[[Any], Any]], ...] = (
-            ("parent", Parent.parse), ("deduplication", Deduplication.parse), ("telemetry", Telemetry.parse))
+            ("parent", Parent.parse),
+            ("deduplication", Deduplication.parse),
+            ("telemetry", Telemetry.parse),
+        )
         for name, parse in parsers:
             value = getattr(self, name)
             if value is not None:
@@ -521,11 +561,13 @@ class JobOptions:
         if self.deduplication is not None and self.parent is not None:
             raise InvalidJobOptions(
                 "deduplication and parent cannot be used together "
-                "(Node: 'Deduplication and parent options cannot be used together')")
+                "(Node: 'Deduplication and parent options cannot be used together')"
+            )
         policies = [n for n in PARENT_POLICIES if getattr(self, n)]
         if len(policies) > 1:
             raise InvalidJobOptions(
-                f"the following options cannot be used together: {', '.join(policies)} (pick one policy)")
+                f"the following options cannot be used together: {', '.join(policies)} (pick one policy)"
+            )
 
     # -- building -------------------------------------------------------------------
 
@@ -556,7 +598,8 @@ class JobOptions:
         extra = [f.name for f in fields(cls) if f.name not in DEFAULTABLE and getattr(options, f.name) is not None]
         if extra:
             raise InvalidJobOptions(
-                f"{', '.join(extra)} cannot be queue defaults (defaults may set: {', '.join(DEFAULTABLE)})")
+                f"{', '.join(extra)} cannot be queue defaults (defaults may set: {', '.join(DEFAULTABLE)})"
+            )
         return options
 
     def merged_over(self, defaults: JobOptions | None) -> JobOptions:
@@ -564,8 +607,11 @@ class JobOptions:
         ``{...defaultJobOptions, ...opts}``)."""
         if defaults is None:
             return self
-        changes = {f.name: getattr(defaults, f.name) for f in fields(self)
-                   if getattr(self, f.name) is None and getattr(defaults, f.name) is not None}
+        changes = {
+            f.name: getattr(defaults, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) is None and getattr(defaults, f.name) is not None
+        }
         if self.run_at is not None:
             changes.pop("delay", None)
         return replace(self, **changes) if changes else self
@@ -575,8 +621,10 @@ class JobOptions:
         parent-failure policy only means something for a job with a parent."""
         policies = [n for n in PARENT_POLICIES if getattr(self, n)]
         if policies and self.parent is None:
-            raise InvalidJobOptions(f"{policies[0]} only applies to a job with a parent (give parent=..., or "
-                                    "add the job as a child in a flow)")
+            raise InvalidJobOptions(
+                f"{policies[0]} only applies to a job with a parent (give parent=..., or "
+                "add the job as a child in a flow)"
+            )
         return self
 
     # -- reading --------------------------------------------------------------------
@@ -602,8 +650,10 @@ class JobOptions:
         parent_json = {"id": parent.id, "queue": parent.queue_key} if parent is not None else None
         backoff = cast("Backoff | None", self.backoff)
         telemetry = cast("Telemetry | None", self.telemetry)
-        keep = (keep_to_bullmq(cast(Keep, self.remove_on_complete)) if self.remove_on_complete is not None else None,
-                keep_to_bullmq(cast(Keep, self.remove_on_fail)) if self.remove_on_fail is not None else None)
+        keep = (
+            keep_to_bullmq(cast(Keep, self.remove_on_complete)) if self.remove_on_complete is not None else None,
+            keep_to_bullmq(cast(Keep, self.remove_on_fail)) if self.remove_on_fail is not None else None,
+        )
         entries: list[tuple[str, Any]] = [
             ("timestamp", self.timestamp),
             ("priority", self.priority),
@@ -634,8 +684,12 @@ class JobOptions:
             return None
         parent = cast(Parent, self.parent)
         data: dict[str, Any] = {"id": parent.id, "queueKey": parent.queue_key}
-        for name, short in (("fail_parent_on_failure", "fpof"), ("remove_dependency_on_failure", "rdof"),
-                            ("ignore_dependency_on_failure", "idof"), ("continue_parent_on_failure", "cpof")):
+        for name, short in (
+            ("fail_parent_on_failure", "fpof"),
+            ("remove_dependency_on_failure", "rdof"),
+            ("ignore_dependency_on_failure", "idof"),
+            ("continue_parent_on_failure", "cpof"),
+        ):
             if getattr(self, name):
                 data[short] = True
         return data
@@ -671,15 +725,18 @@ def validate_job_id(job_id: Any) -> str:
     if not job_id:
         raise InvalidJobOptions("job_id must not be empty (leave it unset for an automatic id)")
     if job_id == "0" or job_id.startswith("0:"):
-        raise InvalidJobOptions("job_id cannot be '0' or start with '0:' (Node: \"JobId cannot be '0' or start "
-                                "with '0:'\")")
+        raise InvalidJobOptions(
+            "job_id cannot be '0' or start with '0:' (Node: \"JobId cannot be '0' or start with '0:'\")"
+        )
     if _INTEGER_LIKE.fullmatch(job_id) or job_id == "NaN":
         raise InvalidJobOptions(
             f"job_id {job_id!r} reads as an integer, which Node rejects ('Custom Id cannot be integers'): "
-            "BullMQ's own ids are integers, so yours could collide; add a prefix such as 'order-'")
+            "BullMQ's own ids are integers, so yours could collide; add a prefix such as 'order-'"
+        )
     if ":" in job_id:
         raise InvalidJobOptions(
-            f"job_id {job_id!r} contains ':', BullMQ's key separator (Node: 'Custom Id cannot contain :')")
+            f"job_id {job_id!r} contains ':', BullMQ's key separator (Node: 'Custom Id cannot contain :')"
+        )
     return job_id
 
 

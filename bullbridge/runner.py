@@ -56,13 +56,16 @@ async def manager_for(target: Any, *, concurrency: int | None = None, **override
         manager = target
         current = {f: getattr(manager.settings, f) for f in manager.settings.__dataclass_fields__}
         manager.settings = ManagerSettings.from_env(**{**current, **given})
-    elif isinstance(target, Worker) or (isinstance(target, (list, tuple)) and target
-                                        and all(isinstance(w, Worker) for w in target)):
+    elif isinstance(target, Worker) or (
+        isinstance(target, (list, tuple)) and target and all(isinstance(w, Worker) for w in target)
+    ):
         workers = [target] if isinstance(target, Worker) else list(target)
         manager = WorkerManager(workers, connection=workers[0].connector, settings=ManagerSettings.from_env(**given))
     else:
-        raise ConfigurationError(f"{type(target).__name__} is not something to run: expected a WorkerManager, "
-                                 "a Worker, a list of Workers, or a function returning one")
+        raise ConfigurationError(
+            f"{type(target).__name__} is not something to run: expected a WorkerManager, "
+            "a Worker, a list of Workers, or a function returning one"
+        )
     if concurrency:
         manager.set_concurrency(concurrency)
     return manager

@@ -63,10 +63,21 @@ def script(name: str) -> Script:
 
 #: Scripts the engine and producer use; loaded on every new connection.
 HOT_SCRIPTS = (
-    "addStandardJob", "addDelayedJob", "addPrioritizedJob", "addParentJob",
-    "moveToActive", "moveToFinished", "moveToDelayed", "retryJob", "extendLocks",
-    "moveStalledJobsToWait", "updateProgress", "addLog", "moveJobFromActiveToWait",
-    "moveToWaitingChildren", "releaseLock",
+    "addStandardJob",
+    "addDelayedJob",
+    "addPrioritizedJob",
+    "addParentJob",
+    "moveToActive",
+    "moveToFinished",
+    "moveToDelayed",
+    "retryJob",
+    "extendLocks",
+    "moveStalledJobsToWait",
+    "updateProgress",
+    "addLog",
+    "moveJobFromActiveToWait",
+    "moveToWaitingChildren",
+    "releaseLock",
 )
 
 
@@ -78,8 +89,9 @@ async def preload(conn: RespConnection, names: Sequence[str] = HOT_SCRIPTS) -> N
     await asyncio.gather(*conn.execute_many([("SCRIPT", "LOAD", script(n).source) for n in names]))
 
 
-async def run(client: RespClient, name: str, keys: Sequence[Arg], args: Sequence[Arg],
-              timeout: float | None = None) -> Any:
+async def run(
+    client: RespClient, name: str, keys: Sequence[Arg], args: Sequence[Arg], timeout: float | None = None
+) -> Any:
     """EVALSHA the script; on NOSCRIPT (a server restart or SCRIPT FLUSH) load and retry."""
     s = script(name)
     try:
@@ -146,10 +158,31 @@ class QueueScripts:
     def __init__(self, keys: QueueKeys) -> None:
         self.k = keys
         k = keys
-        self.move_to_active_keys: list[Arg] = [k["wait"], k["active"], k["prioritized"], k["events"], k["stalled"],
-                                    k["limiter"], k["delayed"], k["paused"], k["meta"], k["pc"], k["marker"]]
-        self._finished_prefix: list[Arg] = [k["wait"], k["active"], k["prioritized"], k["events"], k["stalled"],
-                                 k["limiter"], k["delayed"], k["paused"], k["meta"], k["pc"]]
+        self.move_to_active_keys: list[Arg] = [
+            k["wait"],
+            k["active"],
+            k["prioritized"],
+            k["events"],
+            k["stalled"],
+            k["limiter"],
+            k["delayed"],
+            k["paused"],
+            k["meta"],
+            k["pc"],
+            k["marker"],
+        ]
+        self._finished_prefix: list[Arg] = [
+            k["wait"],
+            k["active"],
+            k["prioritized"],
+            k["events"],
+            k["stalled"],
+            k["limiter"],
+            k["delayed"],
+            k["paused"],
+            k["meta"],
+            k["pc"],
+        ]
         self.finished_keys: dict[str, list[Arg]] = {
             target: [*self._finished_prefix, k[target], "", k.metrics(target), k["marker"]]
             for target in ("completed", "failed")
@@ -157,24 +190,36 @@ class QueueScripts:
 
     # -- adding ----------------------------------------------------------------------
 
-    def add_job(self, *, job_id: str, name: str, timestamp: int, data_json: bytes | str, encoded_opts: dict[str, Any],
-                parent_key: str | None = None, parent: dict[str, Any] | None = None,
-                repeat_job_key: str | None = None, dedup_id: str | None = None,
-                as_parent: bool = False) -> tuple[str, list[Arg], list[Arg]]:
+    def add_job(
+        self,
+        *,
+        job_id: str,
+        name: str,
+        timestamp: int,
+        data_json: bytes | str,
+        encoded_opts: dict[str, Any],
+        parent_key: str | None = None,
+        parent: dict[str, Any] | None = None,
+        repeat_job_key: str | None = None,
+        dedup_id: str | None = None,
+        as_parent: bool = False,
+    ) -> tuple[str, list[Arg], list[Arg]]:
         """``(script, keys, args)`` for addStandard/Delayed/Prioritized/ParentJob,
         chosen as BullMQ chooses (parent > delay > priority > standard)."""
         k = self.k
-        packed_args = pack([
-            k.base,
-            job_id or "",
-            name,
-            timestamp,
-            parent_key,
-            f"{parent_key}:dependencies" if parent_key else None,
-            parent,
-            repeat_job_key,
-            f"{k.base}de:{dedup_id}" if dedup_id else None,
-        ])
+        packed_args = pack(
+            [
+                k.base,
+                job_id or "",
+                name,
+                timestamp,
+                parent_key,
+                f"{parent_key}:dependencies" if parent_key else None,
+                parent,
+                repeat_job_key,
+                f"{k.base}de:{dedup_id}" if dedup_id else None,
+            ]
+        )
         args: list[Arg] = [packed_args, data_json, pack(encoded_opts)]
         if as_parent:
             keys: list[Arg] = [k["meta"], k["id"], k["delayed"], k["waiting-children"], k["completed"], k["events"]]
@@ -186,12 +231,30 @@ class QueueScripts:
             return "addDelayedJob", keys, args
         priority = encoded_opts.get("priority")
         if priority:
-            keys = [k["marker"], k["meta"], k["id"], k["prioritized"], k["delayed"], k["completed"],
-                    k["active"], k["events"], k["pc"]]
+            keys = [
+                k["marker"],
+                k["meta"],
+                k["id"],
+                k["prioritized"],
+                k["delayed"],
+                k["completed"],
+                k["active"],
+                k["events"],
+                k["pc"],
+            ]
             args.append(priority)
             return "addPrioritizedJob", keys, args
-        keys = [k["wait"], k["paused"], k["meta"], k["id"], k["completed"], k["delayed"], k["active"],
-                k["events"], k["marker"]]
+        keys = [
+            k["wait"],
+            k["paused"],
+            k["meta"],
+            k["id"],
+            k["completed"],
+            k["delayed"],
+            k["active"],
+            k["events"],
+            k["marker"],
+        ]
         args.append(timestamp)
         return "addStandardJob", keys, args
 
@@ -204,18 +267,40 @@ class QueueScripts:
             opts["name"] = name
         return opts
 
-    def move_to_active(self, token: str, lock_duration: int, limiter: dict[str, Any] | None,
-                       name: str | None = None, timestamp: int | None = None) -> tuple[list[Arg], list[Arg]]:
-        args: list[Arg] = [self.k.base, timestamp if timestamp is not None else now_ms(),
-                           pack(self.worker_opts(token, lock_duration, limiter, name))]
+    def move_to_active(
+        self,
+        token: str,
+        lock_duration: int,
+        limiter: dict[str, Any] | None,
+        name: str | None = None,
+        timestamp: int | None = None,
+    ) -> tuple[list[Arg], list[Arg]]:
+        args: list[Arg] = [
+            self.k.base,
+            timestamp if timestamp is not None else now_ms(),
+            pack(self.worker_opts(token, lock_duration, limiter, name)),
+        ]
         return self.move_to_active_keys, args
 
-    def move_to_finished(self, *, job_id: str, token: str, target: str, value: bytes | str,
-                         keep: dict[str, Any], attempts: int, attempts_made: int, lock_duration: int,
-                         limiter: dict[str, Any] | None, fetch_next: bool, max_metrics_size: int | str = "",
-                         parent_flags: tuple[bool, bool, bool, bool] = (False, False, False, False),
-                         worker_name: str | None = None, fields_to_update: dict[str, Any] | None = None,
-                         timestamp: int | None = None) -> tuple[list[Arg], list[Arg]]:
+    def move_to_finished(
+        self,
+        *,
+        job_id: str,
+        token: str,
+        target: str,
+        value: bytes | str,
+        keep: dict[str, Any],
+        attempts: int,
+        attempts_made: int,
+        lock_duration: int,
+        limiter: dict[str, Any] | None,
+        fetch_next: bool,
+        max_metrics_size: int | str = "",
+        parent_flags: tuple[bool, bool, bool, bool] = (False, False, False, False),
+        worker_name: str | None = None,
+        fields_to_update: dict[str, Any] | None = None,
+        timestamp: int | None = None,
+    ) -> tuple[list[Arg], list[Arg]]:
         """moveToFinished for ``target`` completed/failed. ``value`` is the JSON
         return value or the failedReason text."""
         keys = list(self.finished_keys[target])
@@ -236,51 +321,125 @@ class QueueScripts:
         }
         if worker_name:
             opts["name"] = worker_name
-        args: list[Arg] = [job_id, timestamp if timestamp is not None else now_ms(), prop, value or "", target,
-                           "1" if fetch_next else "", self.k.base, pack(opts)]
+        args: list[Arg] = [
+            job_id,
+            timestamp if timestamp is not None else now_ms(),
+            prop,
+            value or "",
+            target,
+            "1" if fetch_next else "",
+            self.k.base,
+            pack(opts),
+        ]
         if fields_to_update:
             args.append(pack(_flat(fields_to_update)))
         return keys, args
 
-    def move_to_delayed(self, *, job_id: str, token: str, delay: int, skip_attempt: bool = False,
-                        fields_to_update: dict[str, Any] | None = None, fetch_next: bool = False,
-                        lock_duration: int = 0, limiter: dict[str, Any] | None = None,
-                        worker_name: str | None = None, timestamp: int | None = None) -> tuple[list[Arg], list[Arg]]:
+    def move_to_delayed(
+        self,
+        *,
+        job_id: str,
+        token: str,
+        delay: int,
+        skip_attempt: bool = False,
+        fields_to_update: dict[str, Any] | None = None,
+        fetch_next: bool = False,
+        lock_duration: int = 0,
+        limiter: dict[str, Any] | None = None,
+        worker_name: str | None = None,
+        timestamp: int | None = None,
+    ) -> tuple[list[Arg], list[Arg]]:
         k = self.k
-        keys: list[Arg] = [k["marker"], k["active"], k["prioritized"], k["delayed"], k.job(job_id), k["events"],
-                           k["meta"], k["stalled"], k["wait"], k["limiter"], k["pc"]]
-        args: list[Arg] = [k.base, str(timestamp if timestamp is not None else now_ms()), job_id, token, delay,
-                           "1" if skip_attempt else "0",
-                           pack(_flat(fields_to_update)) if fields_to_update else "",
-                           "1" if fetch_next else "0"]
+        keys: list[Arg] = [
+            k["marker"],
+            k["active"],
+            k["prioritized"],
+            k["delayed"],
+            k.job(job_id),
+            k["events"],
+            k["meta"],
+            k["stalled"],
+            k["wait"],
+            k["limiter"],
+            k["pc"],
+        ]
+        args: list[Arg] = [
+            k.base,
+            str(timestamp if timestamp is not None else now_ms()),
+            job_id,
+            token,
+            delay,
+            "1" if skip_attempt else "0",
+            pack(_flat(fields_to_update)) if fields_to_update else "",
+            "1" if fetch_next else "0",
+        ]
         if fetch_next:
             args.append(pack(self.worker_opts(token, lock_duration, limiter, worker_name)))
         return keys, args
 
-    def retry_job(self, *, job_id: str, token: str, lifo: bool,
-                  fields_to_update: dict[str, Any] | None = None,
-                  timestamp: int | None = None) -> tuple[list[Arg], list[Arg]]:
+    def retry_job(
+        self,
+        *,
+        job_id: str,
+        token: str,
+        lifo: bool,
+        fields_to_update: dict[str, Any] | None = None,
+        timestamp: int | None = None,
+    ) -> tuple[list[Arg], list[Arg]]:
         k = self.k
-        keys: list[Arg] = [k["active"], k["wait"], k["paused"], k.job(job_id), k["meta"], k["events"], k["delayed"],
-                           k["prioritized"], k["pc"], k["marker"], k["stalled"]]
-        args: list[Arg] = [k.base, timestamp if timestamp is not None else now_ms(), "RPUSH" if lifo else "LPUSH",
-                           job_id, token]
+        keys: list[Arg] = [
+            k["active"],
+            k["wait"],
+            k["paused"],
+            k.job(job_id),
+            k["meta"],
+            k["events"],
+            k["delayed"],
+            k["prioritized"],
+            k["pc"],
+            k["marker"],
+            k["stalled"],
+        ]
+        args: list[Arg] = [
+            k.base,
+            timestamp if timestamp is not None else now_ms(),
+            "RPUSH" if lifo else "LPUSH",
+            job_id,
+            token,
+        ]
         if fields_to_update:
             args.append(pack(_flat(fields_to_update)))
         return keys, args
 
     def move_job_from_active_to_wait(self, job_id: str, token: str) -> tuple[list[Arg], list[Arg]]:
         k = self.k
-        keys: list[Arg] = [k["active"], k["wait"], k["stalled"], k["paused"], k["meta"], k["limiter"],
-                           k["prioritized"], k["marker"], k["events"]]
+        keys: list[Arg] = [
+            k["active"],
+            k["wait"],
+            k["stalled"],
+            k["paused"],
+            k["meta"],
+            k["limiter"],
+            k["prioritized"],
+            k["marker"],
+            k["events"],
+        ]
         return keys, [job_id, token, k.job(job_id)]
 
-    def move_to_waiting_children(self, job_id: str, token: str, child_key: str = "",
-                                 timestamp: int | None = None) -> tuple[list[Arg], list[Arg]]:
+    def move_to_waiting_children(
+        self, job_id: str, token: str, child_key: str = "", timestamp: int | None = None
+    ) -> tuple[list[Arg], list[Arg]]:
         k = self.k
         job_key = k.job(job_id)
-        keys: list[Arg] = [k["active"], k["waiting-children"], job_key, f"{job_key}:dependencies",
-                           f"{job_key}:unsuccessful", k["stalled"], k["events"]]
+        keys: list[Arg] = [
+            k["active"],
+            k["waiting-children"],
+            job_key,
+            f"{job_key}:dependencies",
+            f"{job_key}:unsuccessful",
+            k["stalled"],
+            k["events"],
+        ]
         args: list[Arg] = [token, child_key, timestamp if timestamp is not None else now_ms(), job_id, k.base]
         return keys, args
 
@@ -292,13 +451,27 @@ class QueueScripts:
     def release_lock(self, job_id: str, token: str) -> tuple[list[Arg], list[Arg]]:
         return [self.k.lock(job_id)], [token]
 
-    def move_stalled_jobs_to_wait(self, max_stalled_count: int, stalled_interval: int,
-                                  timestamp: int | None = None) -> tuple[list[Arg], list[Arg]]:
+    def move_stalled_jobs_to_wait(
+        self, max_stalled_count: int, stalled_interval: int, timestamp: int | None = None
+    ) -> tuple[list[Arg], list[Arg]]:
         k = self.k
-        keys: list[Arg] = [k["stalled"], k["wait"], k["active"], k["stalled-check"], k["meta"], k["paused"],
-                           k["marker"], k["events"], k["repeat"]]
-        args: list[Arg] = [max_stalled_count, k.base, timestamp if timestamp is not None else now_ms(),
-                           stalled_interval]
+        keys: list[Arg] = [
+            k["stalled"],
+            k["wait"],
+            k["active"],
+            k["stalled-check"],
+            k["meta"],
+            k["paused"],
+            k["marker"],
+            k["events"],
+            k["repeat"],
+        ]
+        args: list[Arg] = [
+            max_stalled_count,
+            k.base,
+            timestamp if timestamp is not None else now_ms(),
+            stalled_interval,
+        ]
         return keys, args
 
     # -- progress and logs ------------------------------------------------------------

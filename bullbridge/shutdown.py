@@ -69,11 +69,15 @@ class GracefulShutdown:
         if not self.requested.is_set():
             self.reason = reason
             self.requested.set()
-            log.info("%s: stopping - no new jobs; active jobs have %.0f s to finish (send it again to stop now)",
-                     reason, self.drain_timeout)
+            log.info(
+                "%s: stopping - no new jobs; active jobs have %.0f s to finish (send it again to stop now)",
+                reason,
+                self.drain_timeout,
+            )
             self.on_drain(reason)
             self._deadline = asyncio.get_running_loop().call_later(
-                self.drain_timeout, self._force, f"drain deadline of {self.drain_timeout:g} s")
+                self.drain_timeout, self._force, f"drain deadline of {self.drain_timeout:g} s"
+            )
         else:
             self._force(f"second {reason}")
 

@@ -221,15 +221,23 @@ class OtelTelemetry:
     Share one instance between producers and workers freely.
     """
 
-    def __init__(self, tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
-                 *, name: str = "bullmq", version: str | None = None, enable_metrics: bool | None = None,
-                 propagator: TextMapPropagator | None = None) -> None:
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        *,
+        name: str = "bullmq",
+        version: str | None = None,
+        enable_metrics: bool | None = None,
+        propagator: TextMapPropagator | None = None,
+    ) -> None:
         try:
             from opentelemetry import metrics, trace
         except ImportError as exc:
             raise ConfigurationError(
                 "OpenTelemetry is not installed: pip install 'bullbridge[otel]' (opentelemetry-api), plus an SDK "
-                "(opentelemetry-sdk) to export anything") from exc
+                "(opentelemetry-sdk) to export anything"
+            ) from exc
         self.tracer: Tracer = trace.get_tracer(name, version, tracer_provider)
         self.propagator = propagator
         if enable_metrics is None:
@@ -269,21 +277,32 @@ class OtelTelemetry:
 
         return propagate.extract(carrier, context=ctx)
 
-    def _start(self, kind: SpanKind, queue: str, operation: str, destination: str,
-               parent: Context | None = None) -> tuple[Span, Context]:
+    def _start(
+        self, kind: SpanKind, queue: str, operation: str, destination: str, parent: Context | None = None
+    ) -> tuple[Span, Context]:
         """Node's ``trace()``: span ``"<operation> <destination>"`` with the queue
         name and operation, and the context that carries it."""
         from opentelemetry import context, trace
 
         base = parent if parent is not None else context.get_current()
-        span = self.tracer.start_span(f"{operation} {destination}" if destination else operation, context=base,
-                                      kind=kind, attributes={A.QUEUE_NAME: queue, A.QUEUE_OPERATION: operation})
+        span = self.tracer.start_span(
+            f"{operation} {destination}" if destination else operation,
+            context=base,
+            kind=kind,
+            attributes={A.QUEUE_NAME: queue, A.QUEUE_OPERATION: operation},
+        )
         return span, trace.set_span_in_context(span, base)
 
     # -- producing ------------------------------------------------------------------------
 
-    async def produce(self, queue: str, operation: str, destination: str, attributes: Mapping[str, AttributeValue],
-                      fn: Callable[[str, Span], Awaitable[T]]) -> T:
+    async def produce(
+        self,
+        queue: str,
+        operation: str,
+        destination: str,
+        attributes: Mapping[str, AttributeValue],
+        fn: Callable[[str, Span], Awaitable[T]],
+    ) -> T:
         """Run ``fn(metadata, span)`` inside a PRODUCER span made current;
         ``metadata`` is the span's context as ``tm`` stores it."""
         from opentelemetry import context
@@ -302,9 +321,11 @@ class OtelTelemetry:
             context.detach(token)
             span.end()
 
-    async def add(self, queue: str, name: str, opts: JobOptions,
-                  send: Callable[[JobOptions], Awaitable[EnqueuedJob]]) -> EnqueuedJob:
+    async def add(
+        self, queue: str, name: str, opts: JobOptions, send: Callable[[JobOptions], Awaitable[EnqueuedJob]]
+    ) -> EnqueuedJob:
         """``Queue.enqueue`` (Node ``Queue.add``): span ``add <queue>.<name>``."""
+
         async def run(metadata: str, span: Span) -> EnqueuedJob:
             enqueued = await send(stamp_add(opts, metadata))
             span.set_attributes({A.JOB_NAME: name, A.JOB_ID: enqueued.id})
@@ -312,14 +333,14 @@ class OtelTelemetry:
 
         return await self.produce(queue, "add", f"{queue}.{name}", {}, run)
 
-    async def add_bulk(self, queue: str, names: Sequence[Any],
-                       send: Callable[[Stamp], Awaitable[T]]) -> T:
+    async def add_bulk(self, queue: str, names: Sequence[Any], send: Callable[[Stamp], Awaitable[T]]) -> T:
         """``Queue.add_bulk`` (Node ``Queue.addBulk``): span ``addBulk <queue>``."""
         attributes: dict[str, AttributeValue] = {A.BULK_COUNT: len(names)}
         if all(isinstance(n, str) for n in names):
             attributes[A.BULK_NAMES] = list(names)
-        return await self.produce(queue, "addBulk", queue, attributes,
-                                  lambda metadata, _span: send(lambda opts: stamp_bulk(opts, metadata)))
+        return await self.produce(
+            queue, "addBulk", queue, attributes, lambda metadata, _span: send(lambda opts: stamp_bulk(opts, metadata))
+        )
 
     async def add_flow(self, queue: str, name: str, send: Callable[[], Awaitable[T]]) -> T:
         """``FlowProducer.add``: span ``addFlow <root queue>``; its nodes nest under it."""
@@ -373,12 +394,14 @@ class OtelTelemetry:
         counter = self._counters.get(state)
         if counter is None:
             counter = self._counters[state] = meter.create_counter(
-                STATE_COUNTERS[state], unit="1", description=f"Number of jobs {state}")
+                STATE_COUNTERS[state], unit="1", description=f"Number of jobs {state}"
+            )
         counter.add(1, attributes)
         if processed_on:
             if self._duration is None:
-                self._duration = meter.create_histogram(MetricNames.JOB_DURATION, unit="ms",
-                                                        description="Job processing duration")
+                self._duration = meter.create_histogram(
+                    MetricNames.JOB_DURATION, unit="ms", description="Job processing duration"
+                )
             self._duration.record(max(0, now_ms() - processed_on), attributes)
 
     def record_job_counts(self, queue: str, counts: Mapping[str, int]) -> None:
@@ -388,8 +411,9 @@ class OtelTelemetry:
         if meter is None:
             return
         if self._gauge is None:
-            self._gauge = meter.create_gauge(MetricNames.QUEUE_JOBS_COUNT, unit="{jobs}",
-                                             description="Number of jobs in the queue by state")
+            self._gauge = meter.create_gauge(
+                MetricNames.QUEUE_JOBS_COUNT, unit="{jobs}", description="Number of jobs in the queue by state"
+            )
         for state, count in counts.items():
             self._gauge.set(count, {A.QUEUE_NAME: queue, A.QUEUE_JOBS_STATE: state})
 
@@ -429,16 +453,19 @@ class WorkerTelemetry:
             encoded: str | None = self.worker.settings.codec.encode(result).decode()
         except NotJsonSafe:  # pragma: no cover - the worker encoded it already
             encoded = None
-        attempt.finish("complete", "completed", "job completed",
-                       {A.JOB_RESULT: encoded} if encoded is not None else {})
+        attempt.finish("complete", "completed", "job completed", {A.JOB_RESULT: encoded} if encoded is not None else {})
 
     def _retrying(self, job: ActiveJob, exc: BaseException, delay: int) -> None:
         from bullbridge.worker.failures import failure_reason
 
         attempt = self._attempts.get(id(job))
         if attempt is not None:
-            attempt.finish("delay" if delay else "retry", "delayed" if delay else "retried", "job failed",
-                           {A.JOB_FAILED_REASON: failure_reason(exc)})
+            attempt.finish(
+                "delay" if delay else "retry",
+                "delayed" if delay else "retried",
+                "job failed",
+                {A.JOB_FAILED_REASON: failure_reason(exc)},
+            )
 
     def _failed(self, job: ActiveJob, exc: BaseException, reason: str) -> None:
         attempt = self._attempts.get(id(job))
@@ -464,8 +491,9 @@ class Attempt:
         telemetry = owner.telemetry
         parent = telemetry.extract(job.safe_opts().get("tm"), context.get_current())
         self.span, self.context = telemetry._start(SpanKind.CONSUMER, worker.queue, "process", worker.queue, parent)
-        self.span.set_attributes({A.WORKER_ID: worker.id, A.WORKER_NAME: worker.settings.wire_name,
-                                  A.JOB_ID: job.id, A.JOB_NAME: job.name})
+        self.span.set_attributes(
+            {A.WORKER_ID: worker.id, A.WORKER_NAME: worker.settings.wire_name, A.JOB_ID: job.id, A.JOB_NAME: job.name}
+        )
         self._handler_done = time.time_ns()
         self._token = context.attach(self.context)
 
@@ -495,8 +523,12 @@ class Attempt:
         queue = self.owner.worker.queue
         job = self.job
         inner = self.owner.telemetry.tracer.start_span(
-            f"{operation} {queue}", context=self.context, kind=SpanKind.INTERNAL, start_time=self._handler_done,
-            attributes={A.QUEUE_NAME: queue, A.QUEUE_OPERATION: operation, A.JOB_NAME: job.name, A.JOB_ID: job.id})
+            f"{operation} {queue}",
+            context=self.context,
+            kind=SpanKind.INTERNAL,
+            start_time=self._handler_done,
+            attributes={A.QUEUE_NAME: queue, A.QUEUE_OPERATION: operation, A.JOB_NAME: job.name, A.JOB_ID: job.id},
+        )
         inner.end()
         self.span.add_event(event, attributes)
         self.span.set_attribute(A.JOB_ATTEMPTS_MADE, job.safe_attempts()[0] + 1)

@@ -75,8 +75,9 @@ class Versions:
     notes: list[str] = field(default_factory=list)
 
 
-def run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
-        timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     log.debug("$ %s", " ".join(cmd))
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
@@ -102,8 +103,12 @@ def installed_port_version() -> str:
 
 def load_versions(args: argparse.Namespace) -> Versions:
     config = tomllib.loads(MATRIX_TOML.read_text())
-    versions = Versions(node=list(args.node or config["node"]["versions"]), ioredis=config["node"]["ioredis"],
-                        python=[], pinned=config["python"]["pinned"])
+    versions = Versions(
+        node=list(args.node or config["node"]["versions"]),
+        ioredis=config["node"]["ioredis"],
+        python=[],
+        pinned=config["python"]["pinned"],
+    )
     wanted = list(args.python or config["python"]["versions"])
     for item in wanted:
         if item == "newest":
@@ -128,8 +133,20 @@ def node_env(work: Path, version: str, ioredis: str) -> Path:
     target = work / f"node-{version}"
     target.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    run(["npm", "install", "--prefix", str(target), "--no-save", "--no-audit", "--no-fund", "--loglevel=error",
-         f"bullmq@{version}", f"ioredis@{ioredis}"])
+    run(
+        [
+            "npm",
+            "install",
+            "--prefix",
+            str(target),
+            "--no-save",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            f"bullmq@{version}",
+            f"ioredis@{ioredis}",
+        ]
+    )
     log.info("node bullmq %s installed in %.1f s", version, time.monotonic() - started)
     return target / "node_modules"
 
@@ -144,8 +161,11 @@ def driver_copy(work: Path) -> Path:
 
 def lock_constraints(work: Path) -> Path:
     """requirements/dev.lock without the port, as a pip constraints file."""
-    lines = [line for line in LOCK.read_text().splitlines()
-             if line.strip() and not line.startswith("#") and not line.lower().startswith("bullmq==")]
+    lines = [
+        line
+        for line in LOCK.read_text().splitlines()
+        if line.strip() and not line.startswith("#") and not line.lower().startswith("bullmq==")
+    ]
     path = work / "constraints.txt"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -174,32 +194,66 @@ def python_env(work: Path, version: str, *, fresh: bool) -> str:
 # --- one pair -------------------------------------------------------------------------------------
 
 
-def run_pair(python: str, driver: Path, node_modules: Path, node_version: str, port_version: str,
-             work: Path, only: list[str]) -> dict[str, Any]:
+def run_pair(
+    python: str, driver: Path, node_modules: Path, node_version: str, port_version: str, work: Path, only: list[str]
+) -> dict[str, Any]:
     out = work / f"results-node{node_version}-py{port_version}.json"
     err = work / f"stderr-node{node_version}-py{port_version}.log"
     started = time.monotonic()
     with PrivateRedis() as redis:
-        cmd = [python, "-m", "compat.scenarios", "--redis", redis.url, "--driver", str(driver),
-               "--node-path", str(node_modules), "--expect-node", node_version, "--json", str(out)]
+        cmd = [
+            python,
+            "-m",
+            "compat.scenarios",
+            "--redis",
+            redis.url,
+            "--driver",
+            str(driver),
+            "--node-path",
+            str(node_modules),
+            "--expect-node",
+            node_version,
+            "--json",
+            str(out),
+        ]
         for item in only:
             cmd += ["--only", item]
         env = {k: v for k, v in os.environ.items() if k not in ENV_DROPPED}
         with err.open("w") as stderr:
-            proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
-                                  timeout=PAIR_TIMEOUT, check=False)
+            proc = subprocess.run(
+                cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr, timeout=PAIR_TIMEOUT, check=False
+            )
     seconds = round(time.monotonic() - started, 1)
     if proc.returncode != 0 or not out.exists():
         tail = err.read_text(errors="replace")[-1500:]
-        return {"node": node_version, "python": port_version, "status": "error", "seconds": seconds,
-                "error": f"scenario run exited {proc.returncode}: {tail}", "results": []}
+        return {
+            "node": node_version,
+            "python": port_version,
+            "status": "error",
+            "seconds": seconds,
+            "error": f"scenario run exited {proc.returncode}: {tail}",
+            "results": [],
+        }
     report = json.loads(out.read_text())
     if report["python_port"] != port_version:
-        return {"node": node_version, "python": port_version, "status": "error", "seconds": seconds,
-                "error": f"the venv ran port {report['python_port']}, not {port_version}", "results": []}
-    return {"node": node_version, "python": port_version, "status": "ok", "seconds": seconds,
-            "redis": report["redis"], "node_runtime": report["node"], "python_runtime": report["python"],
-            "results": classify(report["results"], node_version, port_version)}
+        return {
+            "node": node_version,
+            "python": port_version,
+            "status": "error",
+            "seconds": seconds,
+            "error": f"the venv ran port {report['python_port']}, not {port_version}",
+            "results": [],
+        }
+    return {
+        "node": node_version,
+        "python": port_version,
+        "status": "ok",
+        "seconds": seconds,
+        "redis": report["redis"],
+        "node_runtime": report["node"],
+        "python_runtime": report["python"],
+        "results": classify(report["results"], node_version, port_version),
+    }
 
 
 def classify(results: list[dict[str, Any]], node_version: str, port_version: str) -> list[dict[str, Any]]:
@@ -252,13 +306,20 @@ def render_markdown(doc: dict[str, Any]) -> str:
     ]
     for note in v.get("notes", []):
         lines.append(f"Note: {note}.")
-    lines += ["", "## Summary", "", "| Node | port | pass | known difference | fail | runtime |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Summary",
+        "",
+        "| Node | port | pass | known difference | fail | runtime |",
+        "|---|---|---|---|---|---|",
+    ]
     for p in pairs:
         counts = {s: sum(1 for r in p["results"] if r["status"] == s) for s in MARK}
         status = "" if p["status"] == "ok" else " (could not run)"
-        lines.append(f"| {p['node']} | {p['python']}{status} | {counts['pass']} | {counts['known']} | "
-                     f"{counts['fail']} | {p['seconds']} s |")
+        lines.append(
+            f"| {p['node']} | {p['python']}{status} | {counts['pass']} | {counts['known']} | "
+            f"{counts['fail']} | {p['seconds']} s |"
+        )
     header = "| scenario | dir | " + " | ".join(f"Node {p['node']} · port {p['python']}" for p in pairs) + " |"
     lines += ["", "## Scenarios", "", header, "|---|---|" + "---|" * len(pairs)]
     notes: dict[str, int] = {}
@@ -290,8 +351,11 @@ def render_markdown(doc: dict[str, Any]) -> str:
     stale = [(p, r) for p in pairs for r in p["results"] if r.get("stale_known_difference")]
     if stale:
         lines += ["", "## Known differences that did not reproduce", ""]
-        lines += [f"- `{r['scenario']}` with Node {p['node']} · port {p['python']} passed: update "
-                  "`bullbridge.compat.KNOWN_DIFFERENCES`" for p, r in stale]
+        lines += [
+            f"- `{r['scenario']}` with Node {p['node']} · port {p['python']} passed: update "
+            "`bullbridge.compat.KNOWN_DIFFERENCES`"
+            for p, r in stale
+        ]
     lines.append("")
     return "\n".join(lines)
 
@@ -299,12 +363,15 @@ def render_markdown(doc: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="compat/run.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--node", action="append", metavar="VERSION", help="Node bullmq version (repeatable)")
-    parser.add_argument("--python", action="append", metavar="VERSION",
-                        help="port bullmq version or 'newest' (repeatable)")
-    parser.add_argument("--only", action="append", default=[], metavar="SCENARIO",
-                        help="scenario name, id or group (repeatable)")
-    parser.add_argument("--fresh-venv", action="store_true",
-                        help="build a venv even for the port version installed here")
+    parser.add_argument(
+        "--python", action="append", metavar="VERSION", help="port bullmq version or 'newest' (repeatable)"
+    )
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="SCENARIO", help="scenario name, id or group (repeatable)"
+    )
+    parser.add_argument(
+        "--fresh-venv", action="store_true", help="build a venv even for the port version installed here"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--out", type=Path, default=HERE, help="where matrix.json and MATRIX.md go")
     parser.add_argument("--log-level", default="INFO")
@@ -328,8 +395,9 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("running node %s x port %s", node, port)
                 pair = run_pair(pythons[port], driver, node_modules[node], node, port, work, args.only)
                 counts = {s: sum(1 for r in pair["results"] if r["status"] == s) for s in MARK}
-                log.info("node %s x port %s: %s in %s s %s", node, port, counts, pair["seconds"],
-                         pair.get("error") or "")
+                log.info(
+                    "node %s x port %s: %s in %s s %s", node, port, counts, pair["seconds"], pair.get("error") or ""
+                )
                 pairs.append(pair)
     finally:
         if args.keep:
@@ -343,13 +411,25 @@ def main(argv: list[str] | None = None) -> int:
         "redis": ok[0]["redis"] if ok else None,
         "node_runtime": ok[0]["node_runtime"] if ok else None,
         "python_runtime": ok[0]["python_runtime"] if ok else None,
-        "versions": {"node": versions.node, "ioredis": versions.ioredis, "python": versions.python,
-                     "pinned": versions.pinned, "newest": versions.newest, "notes": versions.notes},
-        "scenarios": [{"id": s.id, "name": s.name, "direction": s.direction, "title": s.title}
-                      for s in scenarios],
-        "known_differences": [{"scenario": d.scenario, "node": [list(d.node[0]), list(d.node[1])],
-                               "port": [list(d.port[0]), list(d.port[1])], "summary": d.summary,
-                               "unsafe": d.unsafe} for d in KNOWN_DIFFERENCES],
+        "versions": {
+            "node": versions.node,
+            "ioredis": versions.ioredis,
+            "python": versions.python,
+            "pinned": versions.pinned,
+            "newest": versions.newest,
+            "notes": versions.notes,
+        },
+        "scenarios": [{"id": s.id, "name": s.name, "direction": s.direction, "title": s.title} for s in scenarios],
+        "known_differences": [
+            {
+                "scenario": d.scenario,
+                "node": [list(d.node[0]), list(d.node[1])],
+                "port": [list(d.port[0]), list(d.port[1])],
+                "summary": d.summary,
+                "unsafe": d.unsafe,
+            }
+            for d in KNOWN_DIFFERENCES
+        ],
         "pairs": pairs,
     }
     args.out.mkdir(parents=True, exist_ok=True)

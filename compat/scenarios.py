@@ -59,30 +59,40 @@ async def redis_version(redis_url: str) -> str:
         await connector.close()
 
 
-async def run_all(redis_url: str, driver: Path, node_path: str | None, only: list[str] | None,
-                  expect_node: str | None) -> dict[str, Any]:
+async def run_all(
+    redis_url: str, driver: Path, node_path: str | None, only: list[str] | None, expect_node: str | None
+) -> dict[str, Any]:
     scenarios = chosen(only)
     node = NodeDriver(redis_url, driver=driver, node_path=node_path)
     await node.start()
     try:
         if expect_node and node.bullmq_version != expect_node:
-            raise SystemExit(f"the Node driver loaded bullmq {node.bullmq_version}, not {expect_node}: "
-                             "check NODE_PATH and that the driver sits outside any node_modules tree")
+            raise SystemExit(
+                f"the Node driver loaded bullmq {node.bullmq_version}, not {expect_node}: "
+                "check NODE_PATH and that the driver sits outside any node_modules tree"
+            )
         info = await node.call("ping")
         results = []
         for s in scenarios:
             result = await run_scenario(s, redis_url, node)
             log.info("%-34s %s %.2fs %s", s.id, result.status, result.seconds, result.error or "")
             results.append(asdict(result))
-        return {"node_bullmq": node.bullmq_version, "node": info["node"], "python_port": port_version(),
-                "python": sys.version.split()[0], "redis": await redis_version(redis_url), "results": results}
+        return {
+            "node_bullmq": node.bullmq_version,
+            "node": info["node"],
+            "python_port": port_version(),
+            "python": sys.version.split()[0],
+            "redis": await redis_version(redis_url),
+            "results": results,
+        }
     finally:
         await node.close()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m compat.scenarios",
-                                     description="Run the interop scenarios against one version pair")
+    parser = argparse.ArgumentParser(
+        prog="python -m compat.scenarios", description="Run the interop scenarios against one version pair"
+    )
     parser.add_argument("--redis", required=True, metavar="URL")
     parser.add_argument("--driver", type=Path, default=DEFAULT_DRIVER, help="the Node driver script")
     parser.add_argument("--node-path", help="NODE_PATH for the driver (a node_modules holding bullmq)")

@@ -66,8 +66,7 @@ async def make_worker(redis_url: str, queue_name: str) -> AsyncIterator[Callable
     made: list[Worker] = []
 
     def factory(handlers: Any = None, *, queue: str | None = None, start: bool = True, **settings: Any) -> Worker:
-        worker = Worker(queue or queue_name, handlers, connection=redis_url,
-                        **settings)
+        worker = Worker(queue or queue_name, handlers, connection=redis_url, **settings)
         made.append(worker)
         return worker
 

@@ -77,8 +77,11 @@ def start_load(kind: str) -> tuple[list[subprocess.Popen[bytes]], str]:
     stress = shutil.which("stress-ng")
     if stress:
         return [subprocess.Popen([stress, "--cpu", str(cores), "--quiet"])], f"stress-ng --cpu {cores}"
-    print("flakes: stress-ng is not installed (apt-get install stress-ng); "
-          f"using {cores} busy-looping Python processes instead", file=sys.stderr)
+    print(
+        "flakes: stress-ng is not installed (apt-get install stress-ng); "
+        f"using {cores} busy-looping Python processes instead",
+        file=sys.stderr,
+    )
     spin = [sys.executable, "-c", "while True: pass"]
     return [subprocess.Popen(spin) for _ in range(cores)], f"{cores} busy Python loops (no stress-ng)"
 
@@ -120,10 +123,15 @@ def one_run(number: int, work: Path, venv: Path | None, pytest_args: list[str]) 
 
 def table(runs: list[Run], load: str, head: str, venv_note: str) -> str:
     kinds = ["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
-    lines = [f"# make flakes: {len(runs)} run(s) of `make test` on clean clones of {head}", "",
-             f"- load: {load}", f"- virtualenv: {venv_note}", "",
-             "| run | result | " + " | ".join(kinds) + " | wall time | failing tests |",
-             "| --- | --- | " + " | ".join("---:" for _ in kinds) + " | ---: | --- |"]
+    lines = [
+        f"# make flakes: {len(runs)} run(s) of `make test` on clean clones of {head}",
+        "",
+        f"- load: {load}",
+        f"- virtualenv: {venv_note}",
+        "",
+        "| run | result | " + " | ".join(kinds) + " | wall time | failing tests |",
+        "| --- | --- | " + " | ".join("---:" for _ in kinds) + " | ---: | --- |",
+    ]
     for run in runs:
         counts = " | ".join(str(run.counts.get(k, 0)) for k in kinds)
         failing = ", ".join(f"`{t}`" for t in run.failing) or ("-" if run.ok else f"(exit {run.exit_code})")
@@ -143,16 +151,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=int(os.environ.get("FLAKES_RUNS") or 10))
     parser.add_argument("--load", default=os.environ.get("FLAKES_LOAD", ""), help="'cpu' or empty")
-    parser.add_argument("--own-venv", action="store_true", default=bool(os.environ.get("FLAKES_OWN_VENV")),
-                        help="bootstrap a virtualenv in every clone (default: one for the session)")
+    parser.add_argument(
+        "--own-venv",
+        action="store_true",
+        default=bool(os.environ.get("FLAKES_OWN_VENV")),
+        help="bootstrap a virtualenv in every clone (default: one for the session)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the clones (default: only logs and report)")
     parser.add_argument("pytest_args", nargs="*", help="after --: passed to pytest as PYTEST_ARGS")
     args = parser.parse_args(argv)
 
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     if dirty:
         print(f"flakes: uncommitted changes are NOT tested: each run clones HEAD ({head})", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="bullbridge-flakes-"))
@@ -164,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             venv = None if args.own_venv or number == 1 else work / "run-1" / ".venv"
             run = one_run(number, work, venv, args.pytest_args)
             runs.append(run)
-            print(f"flakes: run {number}/{args.runs}: {'pass' if run.ok else 'FAIL'} in {run.seconds:.0f} s "
-                  f"{run.counts} {' '.join(run.failing)}", flush=True)
+            print(
+                f"flakes: run {number}/{args.runs}: {'pass' if run.ok else 'FAIL'} in {run.seconds:.0f} s "
+                f"{run.counts} {' '.join(run.failing)}",
+                flush=True,
+            )
             if not args.keep and (args.own_venv or number > 1):
                 shutil.rmtree(work / f"run-{number}", ignore_errors=True)
     finally:

@@ -20,8 +20,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bullbridge"
 
-TOOLS = ("bullbridge.cli", "bullbridge.dashboard", "bullbridge.doctor", "bullbridge.conformance",
-         "bullbridge.__main__")
+TOOLS = ("bullbridge.cli", "bullbridge.dashboard", "bullbridge.doctor", "bullbridge.conformance", "bullbridge.__main__")
 TESTING = ("bullbridge.testing",)
 
 
@@ -124,14 +123,20 @@ def test_no_import_cycle() -> None:
 
 
 def test_the_library_imports_no_tool_and_no_test_helper() -> None:
-    upward = sorted(f"{m} -> {t}" for m, targets in GRAPH.items() if _layer(m) == "library"
-                    for t in targets if _layer(t) != "library")
+    upward = sorted(
+        f"{m} -> {t}"
+        for m, targets in GRAPH.items()
+        if _layer(m) == "library"
+        for t in targets
+        if _layer(t) != "library"
+    )
     assert upward == []
 
 
 def test_test_helpers_import_no_tool() -> None:
-    upward = sorted(f"{m} -> {t}" for m, targets in GRAPH.items() if _layer(m) == "testing"
-                    for t in targets if _layer(t) == "tools")
+    upward = sorted(
+        f"{m} -> {t}" for m, targets in GRAPH.items() if _layer(m) == "testing" for t in targets if _layer(t) == "tools"
+    )
     assert upward == []
 
 

@@ -30,8 +30,15 @@ def test_drain_measurement_is_verified_and_complete() -> None:
     assert result.verification["counts"]["completed"] == JOBS
     assert result.verification["sampled"] > 0
     assert (result.suite, result.impl, result.case, result.jobs) == ("drain", "bullbridge", "c=10", JOBS)
-    for name in ("seconds", "jobs_per_s", "client_cpu_us_per_job", "redis_cpu_us_per_job", "commands_per_job",
-                 "scripts_per_job", "peak_rss_mb"):
+    for name in (
+        "seconds",
+        "jobs_per_s",
+        "client_cpu_us_per_job",
+        "redis_cpu_us_per_job",
+        "commands_per_job",
+        "scripts_per_job",
+        "peak_rss_mb",
+    ):
         value = getattr(result, name)
         assert isinstance(value, float) and value > 0, (name, value)
     assert result.scripts_per_job is not None and 1 <= result.scripts_per_job < 2

@@ -26,7 +26,14 @@ from tests.worker.impls import PyWorker, impls, wait_until
 def test_urls_of_every_kind() -> None:
     s = ConnectionSettings.from_url("rediss://user:p%40ss@cache.example:6380/3?command_timeout=2.5")
     assert (s.host, s.port, s.db, s.username, s.password, s.ssl, s.command_timeout) == (
-        "cache.example", 6380, 3, "user", "p@ss", True, 2.5)
+        "cache.example",
+        6380,
+        3,
+        "user",
+        "p@ss",
+        True,
+        2.5,
+    )
     c = ConnectionSettings.from_url("redis+cluster://10.0.0.1:7000,10.0.0.2:7001")
     assert c.is_cluster and c.cluster_nodes == (("10.0.0.1", 7000), ("10.0.0.2", 7001))
     t = ConnectionSettings.from_url("redis+sentinel://s1:26379,s2:26379/mymaster/2")
@@ -60,8 +67,7 @@ async def test_client_without_decode_responses_is_refused(redis_url: str) -> Non
 
 
 @pytest.mark.xfail(strict=True, reason="the port accepts a client without decode_responses and reads data={}")
-async def test_port_reads_data_through_a_non_decoding_client(redis_url: str, producer: Queue,
-                                                             queue_name: str) -> None:
+async def test_port_reads_data_through_a_non_decoding_client(redis_url: str, producer: Queue, queue_name: str) -> None:
     """The port (docs/port-differences.md#decode-responses): a job's data read
     through such a client should be the data."""
     import bullmq
@@ -156,8 +162,9 @@ async def test_worker_reports_loss_and_resumes_at_once(impl: str, private_redis:
         await worker.close()
 
 
-async def test_repeated_redis_errors_are_rate_limited_in_logs(private_redis: PrivateRedis, make_worker,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+async def test_repeated_redis_errors_are_rate_limited_in_logs(
+    private_redis: PrivateRedis, make_worker, caplog: pytest.LogCaptureFixture
+) -> None:
     """OOM on every fetch: the port re-emits the error every 0.1 s; ours logs it
     once per interval and backs off."""
     from bullbridge import Worker
@@ -178,8 +185,11 @@ async def test_repeated_redis_errors_are_rate_limited_in_logs(private_redis: Pri
             await worker.start()
             await asyncio.sleep(3)
         errors = [r for r in caplog.records if "OOM" in r.getMessage()]
-        record("test_repeated_redis_errors_are_rate_limited_in_logs", errors=len(errors),
-               calls=await _evalsha_calls(admin) - calls_before)
+        record(
+            "test_repeated_redis_errors_are_rate_limited_in_logs",
+            errors=len(errors),
+            calls=await _evalsha_calls(admin) - calls_before,
+        )
         # One log line per 10 s interval (RateLimitedLog); 2 allows one other error kind in the window.
         assert 1 <= len(errors) <= 2, [r.getMessage() for r in errors]
         calls = await _evalsha_calls(admin) - calls_before

@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKDOWN = sorted({ROOT / "README.md", ROOT / "bench" / "README.md",
-                   *(ROOT / "docs").glob("*.md"), *(ROOT / "compat").glob("*.md")})
+MARKDOWN = sorted(
+    {ROOT / "README.md", ROOT / "bench" / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "compat").glob("*.md")}
+)
 CODE = sorted(p for d in ("bullbridge", "tests") for p in (ROOT / d).rglob("*.py"))
 PORT_DIFFERENCES = ROOT / "docs" / "port-differences.md"
 
@@ -181,42 +182,49 @@ def test_slugs_are_githubs() -> None:
     assert slug("How it differs from the port's Worker") == "how-it-differs-from-the-ports-worker"
     assert slug("`bullbridge worker` and [links](x.md)") == "bullbridge-worker-and-links"
     assert slug("run_in: thread / process") == "run_in-thread--process"
-    assert anchors_of("# A\n## A\n```\n# not a heading\n```\n<a id=\"x\"></a>") == {"a", "a-1", "x"}
+    assert anchors_of('# A\n## A\n```\n# not a heading\n```\n<a id="x"></a>') == {"a", "a-1", "x"}
 
 
 def test_broken_references_are_reported() -> None:
     d = "docs" + "/"  # spelled apart, so the scan of this file finds only real references
     page = ROOT / "docs" / "sample.md"
-    sample = "\n".join([
-        "# Sample",
-        "[fine](port-differences.md#limits) [fine](#sample) [web](https://example.com/x.md#y)",
-        "[gone](no-such-page.md) [bad anchor](port-differences.md#no-such-section) [here](#nowhere)",
-        "`[in code](not-a-link.md)`",
-        "```",
-        "[in a fence](not-a-link-either.md)",
-        "```",
-    ])
-    assert sorted(link_problems(sample, page)) == sorted([
-        f"{d}sample.md: (no-such-page.md): no file {d}no-such-page.md",
-        f"{d}sample.md: (port-differences.md#no-such-section): no heading #no-such-section in "
-        f"{d}port-differences.md",
-        f"{d}sample.md: (#nowhere): no heading #nowhere on this page",
-    ])
+    sample = "\n".join(
+        [
+            "# Sample",
+            "[fine](port-differences.md#limits) [fine](#sample) [web](https://example.com/x.md#y)",
+            "[gone](no-such-page.md) [bad anchor](port-differences.md#no-such-section) [here](#nowhere)",
+            "`[in code](not-a-link.md)`",
+            "```",
+            "[in a fence](not-a-link-either.md)",
+            "```",
+        ]
+    )
+    assert sorted(link_problems(sample, page)) == sorted(
+        [
+            f"{d}sample.md: (no-such-page.md): no file {d}no-such-page.md",
+            f"{d}sample.md: (port-differences.md#no-such-section): no heading #no-such-section in "
+            f"{d}port-differences.md",
+            f"{d}sample.md: (#nowhere): no heading #nowhere on this page",
+        ]
+    )
 
-    code = "\n".join([
-        f"# fine: {d}port-differences.md#limits, {d}worker.md",
-        f'"""see {d}no-such-page.md"""',
-        f"# see {d}port-differences.md#no-such-section.",
-    ])
+    code = "\n".join(
+        [
+            f"# fine: {d}port-differences.md#limits, {d}worker.md",
+            f'"""see {d}no-such-page.md"""',
+            f"# see {d}port-differences.md#no-such-section.",
+        ]
+    )
     assert docs_path_problems(code, "sample.py") == [
         f"sample.py:2: {d}no-such-page.md: no such page",
-        f"sample.py:3: {d}port-differences.md#no-such-section: no heading #no-such-section in "
-        f"{d}port-differences.md",
+        f"sample.py:3: {d}port-differences.md#no-such-section: no heading #no-such-section in {d}port-differences.md",
     ]
 
     t = "tests" + "/"
-    cited = (f"`{t}worker/test_limits.py::test_global_rate_limit_set_by_node` "
-             f"`{t}worker/test_limits.py::test_that_never_was` `{t}no_such_file.py::test_x`")
+    cited = (
+        f"`{t}worker/test_limits.py::test_global_rate_limit_set_by_node` "
+        f"`{t}worker/test_limits.py::test_that_never_was` `{t}no_such_file.py::test_x`"
+    )
     assert cited_test_problems(cited, "sample.md") == [
         f"sample.md: {t}worker/test_limits.py::test_that_never_was: no test test_that_never_was in "
         f"{t}worker/test_limits.py",

@@ -42,17 +42,24 @@ class Outer:
 
 
 def test_dataclasses_become_camelcase_objects_recursively() -> None:
-    value = Outer("mail", 17, {"ic": "1"}, Inner(2, [1, 2]), {"waiting-children": Inner(1)}, ("a", "b"),
-                  [Inner(3), {"snake_key": 1}])
+    value = Outer(
+        "mail",
+        17,
+        {"ic": "1"},
+        Inner(2, [1, 2]),
+        {"waiting-children": Inner(1)},
+        ("a", "b"),
+        [Inner(3), {"snake_key": 1}],
+    )
     assert to_json(value) == {
         "queueName": "mail",
-        "next": 17,                                   # renamed by metadata
+        "next": 17,  # renamed by metadata
         "inner": {"windowMinutes": 2, "completed": [1, 2]},
         "byState": {"waiting-children": {"windowMinutes": 1, "completed": []}},  # mapping keys are data
         "ids": ["a", "b"],
         "extra": [{"windowMinutes": 3, "completed": []}, {"snake_key": 1}],
-        "totalJobs": 3,                               # a listed property
-        "verdict": "ok",                              # a listed method
+        "totalJobs": 3,  # a listed property
+        "verdict": "ok",  # a listed method
     }
     json.dumps(to_json(value))  # JSON-ready
     assert to_json([Inner(1)]) == [{"windowMinutes": 1, "completed": []}]

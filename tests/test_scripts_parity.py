@@ -41,6 +41,7 @@ class _Commands(dict[str, Any]):
         async def call(keys: Any = None, args: Any = None, client: Any = None) -> Any:
             self.recorder.calls.append((name, list(keys), list(args)))
             return 0
+
         return call
 
 
@@ -76,14 +77,19 @@ async def test_move_to_active(frozen_time: None) -> None:
     scripts, rec = port()
     await scripts.moveToActive("tok", {"lockDuration": 30000, "limiter": {"max": 2, "duration": 100}})
     name, keys, args = rec.calls[0]
-    ours_keys, ours_args = QueueScripts(QueueKeys("q")).move_to_active("tok", 30000, {"max": 2, "duration": 100},
-                                                                       timestamp=NOW)
+    ours_keys, ours_args = QueueScripts(QueueKeys("q")).move_to_active(
+        "tok", 30000, {"max": 2, "duration": 100}, timestamp=NOW
+    )
     assert name == "moveToActive" and keys == ours_keys
     assert args[:2] == ours_args[:2] and args[2] == ours_args[2]
     # With a worker name we add Node's `name` field (stored as the job's pb).
     _, named = QueueScripts(QueueKeys("q")).move_to_active("tok", 30000, None, "bullbridge:w1", timestamp=NOW)
-    assert msgpack.unpackb(named[2]) == {"token": "tok", "lockDuration": 30000, "limiter": None,
-                                         "name": "bullbridge:w1"}
+    assert msgpack.unpackb(named[2]) == {
+        "token": "tok",
+        "lockDuration": 30000,
+        "limiter": None,
+        "name": "bullbridge:w1",
+    }
 
 
 async def test_move_to_finished_completed(frozen_time: None) -> None:
@@ -101,9 +107,19 @@ async def test_move_to_finished_completed(frozen_time: None) -> None:
 
     keys, args = scripts.moveToCompletedArgs(FakeJob(), {"ok": 1}, {"count": 10}, "tok", fetchNext=True)
     ours_keys, ours_args = QueueScripts(QueueKeys("q")).move_to_finished(
-        job_id="12", token="tok", target="completed", value=b'{"ok":1}', keep=keep_jobs({"count": 10}),
-        attempts=3, attempts_made=1, lock_duration=30000, limiter=None, fetch_next=True,
-        parent_flags=(True, False, False, False), timestamp=NOW)
+        job_id="12",
+        token="tok",
+        target="completed",
+        value=b'{"ok":1}',
+        keep=keep_jobs({"count": 10}),
+        attempts=3,
+        attempts_made=1,
+        lock_duration=30000,
+        limiter=None,
+        fetch_next=True,
+        parent_flags=(True, False, False, False),
+        timestamp=NOW,
+    )
     assert ours_keys == keys
     assert ours_args[:3] == args[:3] and ours_args[4:7] == args[4:7]
     assert ours_args[3] == args[3].encode()  # same JSON text; ours is bytes from orjson

@@ -28,14 +28,31 @@ NOISE = ("Event loop is closed", "Task was destroyed", "Traceback", "never await
 
 
 class WorkerProcess:
-    def __init__(self, url: str, queue: str, *args: str, sleep: float = 0.2, concurrency: int = 5,
-                 shell_background: bool = False) -> None:
+    def __init__(
+        self, url: str, queue: str, *args: str, sleep: float = 0.2, concurrency: int = 5, shell_background: bool = False
+    ) -> None:
         self.url, self.queue = url, queue
         self.name = f"p-{uuid.uuid4().hex[:6]}"
-        self.cmd = [sys.executable, "-m", "bullbridge", "--log-level", "INFO", "worker", "tests.apps.sleepy:make",
-                    "--name", self.name, *args]
-        self.env = dict(os.environ, BULLBRIDGE_REDIS_URL=url, APP_QUEUE=queue, APP_SLEEP=str(sleep),
-                        APP_CONCURRENCY=str(concurrency), PYTHONUNBUFFERED="1")
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "bullbridge",
+            "--log-level",
+            "INFO",
+            "worker",
+            "tests.apps.sleepy:make",
+            "--name",
+            self.name,
+            *args,
+        ]
+        self.env = dict(
+            os.environ,
+            BULLBRIDGE_REDIS_URL=url,
+            APP_QUEUE=queue,
+            APP_SLEEP=str(sleep),
+            APP_CONCURRENCY=str(concurrency),
+            PYTHONUNBUFFERED="1",
+        )
         self.shell_background = shell_background
         self.proc: asyncio.subprocess.Process | None = None
         self.pid = 0
@@ -45,13 +62,14 @@ class WorkerProcess:
             # A non-interactive shell starts background jobs with SIGINT ignored.
             script = " ".join(f"'{c}'" for c in self.cmd) + " 2>worker.err & echo $!; wait"
             self.proc = await asyncio.create_subprocess_exec(
-                "bash", "-c", script, cwd=str(self._tmp()), env=self.env, stdout=asyncio.subprocess.PIPE)
+                "bash", "-c", script, cwd=str(self._tmp()), env=self.env, stdout=asyncio.subprocess.PIPE
+            )
             assert self.proc.stdout is not None
             self.pid = int((await self.proc.stdout.readline()).decode())
         else:
             self.proc = await asyncio.create_subprocess_exec(
-                *self.cmd, cwd=str(ROOT), env=self.env, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE)
+                *self.cmd, cwd=str(ROOT), env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            )
             self.pid = self.proc.pid
         await self.wait_running()
         return self
@@ -116,8 +134,9 @@ async def _wait_runs(url: str, queue: str, count: int, timeout: float = 10.0) ->
     raise AssertionError(f"fewer than {count} jobs started")
 
 
-async def test_sigterm_lets_active_jobs_finish_and_exits_clean(redis_url: str, producer: Queue,
-                                                               queue_name: str) -> None:
+async def test_sigterm_lets_active_jobs_finish_and_exits_clean(
+    redis_url: str, producer: Queue, queue_name: str
+) -> None:
     await producer.add_bulk([("work", {"i": i}) for i in range(20)])
     proc = await WorkerProcess(redis_url, queue_name, sleep=0.8, concurrency=5).start()
     try:
@@ -140,8 +159,9 @@ async def test_sigterm_lets_active_jobs_finish_and_exits_clean(redis_url: str, p
         proc.kill()
 
 
-async def test_second_signal_hands_jobs_back_for_node(node: NodeDriver, redis_url: str, producer: Queue,
-                                                      queue_name: str) -> None:
+async def test_second_signal_hands_jobs_back_for_node(
+    node: NodeDriver, redis_url: str, producer: Queue, queue_name: str
+) -> None:
     jobs = await producer.add_bulk([("work", {"i": i}) for i in range(3)])
     proc = await WorkerProcess(redis_url, queue_name, sleep=60, concurrency=3).start()
     handle = None
@@ -193,8 +213,9 @@ async def test_shutdown_with_redis_gone_exits_within_deadline(private_redis: Pri
         proc.kill()
 
 
-async def test_sigint_works_for_a_process_started_in_the_background(redis_url: str, producer: Queue,
-                                                                    queue_name: str) -> None:
+async def test_sigint_works_for_a_process_started_in_the_background(
+    redis_url: str, producer: Queue, queue_name: str
+) -> None:
     proc = await WorkerProcess(redis_url, queue_name, sleep=0.1, shell_background=True).start()
     try:
         job = await producer.add("work", {})
@@ -235,8 +256,19 @@ async def test_check_reads_heartbeats_of_workers_before_the_camelcase_json(redis
     from bullbridge.health import HealthReport
 
     name = f"old-{uuid.uuid4().hex[:8]}"
-    old = {"name": name, "state": "running", "pid": 1, "host": "h", "queues": ["q"], "active": 2, "completed": 5,
-           "failed": 1, "ts": now_ms(), "redis_connected": False, "extra": {}}
+    old = {
+        "name": name,
+        "state": "running",
+        "pid": 1,
+        "host": "h",
+        "queues": ["q"],
+        "active": 2,
+        "completed": 5,
+        "failed": 1,
+        "ts": now_ms(),
+        "redis_connected": False,
+        "extra": {},
+    }
     report = HealthReport.from_json(json.dumps(old))
     assert report.redis_connected is False and report.completed == 5
     assert json.loads(report.to_json())["redisConnected"] is False and "redis_connected" not in report.to_json()
@@ -264,8 +296,7 @@ async def test_burst_mode_drains_and_exits(redis_url: str, producer: Queue, queu
 
 
 @pytest.mark.slow
-async def test_three_sigterms_in_a_1000_job_run_lose_nothing(redis_url: str, producer: Queue,
-                                                             queue_name: str) -> None:
+async def test_three_sigterms_in_a_1000_job_run_lose_nothing(redis_url: str, producer: Queue, queue_name: str) -> None:
     """Acceptance: SIGTERM three times mid-run, restart each time: no job lost,
     none left active, no handler ran twice."""
     jobs = await producer.add_bulk([("work", {"i": i}) for i in range(1000)])
@@ -284,9 +315,9 @@ async def test_three_sigterms_in_a_1000_job_run_lose_nothing(redis_url: str, pro
 
 
 async def _start_quiet(self: WorkerProcess) -> WorkerProcess:
-    self.proc = await asyncio.create_subprocess_exec(*self.cmd, cwd=str(ROOT), env=self.env,
-                                                     stdout=asyncio.subprocess.DEVNULL,
-                                                     stderr=asyncio.subprocess.DEVNULL)
+    self.proc = await asyncio.create_subprocess_exec(
+        *self.cmd, cwd=str(ROOT), env=self.env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
     self.pid = self.proc.pid
     return self
 
@@ -295,8 +326,15 @@ WorkerProcess._start_quiet = _start_quiet  # type: ignore[attr-defined]
 
 
 async def _cli(*args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bullbridge", *args, cwd=str(ROOT),
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bullbridge",
+        *args,
+        cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 20)
     return proc.returncode or 0, out.decode()
 
@@ -324,10 +362,12 @@ async def test_manager_syncs_its_schedules_and_works_inside_an_app(redis_url: st
     async def tick(job):
         seen.append(job.id)
 
-    schedules = Declaration(f"app-{queue_name}", (Schedule(id="tick", queue=queue_name, every=timedelta(
-        milliseconds=300)),))
-    manager = WorkerManager(connection=redis_url, schedules=schedules,
-                            settings=ManagerSettings(handle_signals=False, heartbeat_interval=1))
+    schedules = Declaration(
+        f"app-{queue_name}", (Schedule(id="tick", queue=queue_name, every=timedelta(milliseconds=300)),)
+    )
+    manager = WorkerManager(
+        connection=redis_url, schedules=schedules, settings=ManagerSettings(handle_signals=False, heartbeat_interval=1)
+    )
     manager.worker(queue_name, {"tick": tick})
     async with manager:
         assert manager.ready
@@ -369,20 +409,25 @@ async def test_port_finishes_the_active_job_on_sigterm(redis_url: str, producer:
         await proc.stop()
 
 
-async def test_processes_run_under_a_supervisor_that_forwards_signals(redis_url: str, producer: Queue,
-                                                                     queue_name: str) -> None:
+async def test_processes_run_under_a_supervisor_that_forwards_signals(
+    redis_url: str, producer: Queue, queue_name: str
+) -> None:
     """``--processes 2``: two full worker processes share the queue; one SIGTERM
     to the supervisor drains both, and nothing runs twice."""
     await producer.add_bulk([("work", {"i": i}) for i in range(40)])
     proc = WorkerProcess(redis_url, queue_name, "--processes", "2", sleep=0.05, concurrency=2)
-    proc.proc = await asyncio.create_subprocess_exec(*proc.cmd, cwd=str(ROOT), env=proc.env,
-                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    proc.proc = await asyncio.create_subprocess_exec(
+        *proc.cmd, cwd=str(ROOT), env=proc.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     proc.pid = proc.proc.pid
     try:
         await _wait_runs(redis_url, queue_name, 40, timeout=20)
         client = redis.from_url(redis_url, decode_responses=True)
-        names = {json.loads(v)["name"] for v in await client.mget(
-            [k async for k in client.scan_iter("bull:bullbridge:health:*")]) if v}
+        names = {
+            json.loads(v)["name"]
+            for v in await client.mget([k async for k in client.scan_iter("bull:bullbridge:health:*")])
+            if v
+        }
         await client.aclose()
         assert {f"{proc.name}-0", f"{proc.name}-1"} <= names, names
         proc.signal(signal.SIGTERM)

@@ -49,8 +49,7 @@ def record(test: str, **values: Any) -> None:
     path = os.environ.get("BULLBRIDGE_TIMING_LOG")
     if not path:
         return
-    line = json.dumps({"test": test, "at": round(time.time(), 3), "load1": os.getloadavg()[0], **values},
-                      default=str)
+    line = json.dumps({"test": test, "at": round(time.time(), 3), "load1": os.getloadavg()[0], **values}, default=str)
     with open(path, "a", encoding="utf-8") as log:
         log.write(line + "\n")
 
@@ -59,15 +58,17 @@ def late_by(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:.0f}" for v in values) + "] ms"
 
 
-def assert_as_punctual_as_node(ours: list[float], node: list[float], what: str,
-                               slack_ms: float = NODE_SLACK_MS) -> None:
+def assert_as_punctual_as_node(
+    ours: list[float], node: list[float], what: str, slack_ms: float = NODE_SLACK_MS
+) -> None:
     """Each of ``ours`` (lateness in ms) is never early and at most Node's worst
     lateness in the same test plus ``slack_ms``."""
     assert all(v >= -EARLY_MS for v in ours), f"{what}: early by more than {EARLY_MS} ms: {late_by(ours)}"
     bound = max(node) + slack_ms
     assert max(ours) <= bound, (
         f"{what}: bullbridge {late_by(ours)} late, Node's own worker {late_by(node)} in the same test; "
-        f"allowed: Node's worst + {slack_ms:.0f} ms = {bound:.0f} ms")
+        f"allowed: Node's worst + {slack_ms:.0f} ms = {bound:.0f} ms"
+    )
 
 
 class NodeBaseline:
@@ -82,8 +83,7 @@ class NodeBaseline:
         self.fail_handle = ""
 
     async def __aenter__(self) -> NodeBaseline:
-        self.handle = await self.node.start_worker(self.queue, "async job => Date.now()",
-                                                   concurrency=self.concurrency)
+        self.handle = await self.node.start_worker(self.queue, "async job => Date.now()", concurrency=self.concurrency)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -101,27 +101,34 @@ class NodeBaseline:
 
     async def lateness(self, job_id: str, delay_ms: int = 0, timeout: float = 20.0) -> float:
         """How long after it was due (added + delay) Node's worker started the job, in ms."""
-        await self.node.wait_event(self.handle, lambda e: e.event == "completed" and str(e["jobId"]) == job_id,
-                                   timeout=timeout)
+        await self.node.wait_event(
+            self.handle, lambda e: e.event == "completed" and str(e["jobId"]) == job_id, timeout=timeout
+        )
         job = await self.node.get_job(self.queue, job_id)
         assert job is not None, f"baseline job {job_id} vanished"
         return float(job["returnvalue"]) - (job["timestamp"] + delay_ms)
 
-    async def backoff_lateness(self, backoff: Any, attempts: int, expected_gaps: list[int],
-                               timeout: float = 20.0) -> list[float]:
+    async def backoff_lateness(
+        self, backoff: Any, attempts: int, expected_gaps: list[int], timeout: float = 20.0
+    ) -> list[float]:
         """A Node-added job that always fails on a Node worker: how much later than
         ``expected_gaps`` (ms) each retry started."""
         queue = f"{self.queue}-retry"
         if not self.fail_handle:
-            self.fail_handle = await self.node.start_worker(queue, """async job => {
+            self.fail_handle = await self.node.start_worker(
+                queue,
+                """async job => {
                 const key = 'baseline:' + job.queueName + ':' + job.id;
                 (shared[key] ||= []).push(Date.now());
                 throw new Error('baseline attempt ' + job.attemptsMade);
-            }""")
+            }""",
+            )
         job_id = await self.node.add(queue, "baseline-retry", {}, {"attempts": attempts, "backoff": backoff})
         await self.node.wait_event(
-            self.fail_handle, lambda e: e.event == "failed" and str(e["jobId"]) == job_id
-            and e["attemptsMade"] == attempts, timeout=timeout)
+            self.fail_handle,
+            lambda e: e.event == "failed" and str(e["jobId"]) == job_id and e["attemptsMade"] == attempts,
+            timeout=timeout,
+        )
         starts = await self.node.call("shared.get", key=f"baseline:{queue}:{job_id}")
         return [b - a - g for (a, b), g in zip(itertools.pairwise(starts), expected_gaps)]
 

@@ -25,10 +25,12 @@ from bullbridge.worker import Worker
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
-        "demo", help="exchange jobs with Node BullMQ both ways (Node->Python, Python->Node) on a private Redis",
+        "demo",
+        help="exchange jobs with Node BullMQ both ways (Node->Python, Python->Node) on a private Redis",
         description="Node enqueues jobs for a Python worker and Python for a Node worker, with a live bar and "
-                    "a summary. Uses BULLBRIDGE_REDIS_URL when set. The full reference app runs with "
-                    "`make demo` in a checkout.")
+        "a summary. Uses BULLBRIDGE_REDIS_URL when set. The full reference app runs with "
+        "`make demo` in a checkout.",
+    )
     parser.add_argument("--jobs", type=int, default=200, help="jobs in each direction (default 200)")
     parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # the old name of this demo
     parser.set_defaults(func=run)
@@ -105,15 +107,19 @@ async def _demo(url: str, jobs: int, out: TextIO) -> int:
         worker.on("failed", failed)
         await worker.start()
         handle = await node.start_worker(
-            p2n_queue, "async job => ({ to: job.data.to, words: job.data.body.split(' ').length })", concurrency=8)
+            p2n_queue, "async job => ({ to: job.data.to, words: job.data.body.split(' ').length })", concurrency=8
+        )
         producer = Queue(p2n_queue, connection=url)
         try:
-            await node.call("queue.addBulk", queue=n2p_queue, jobs=[
-                {"name": "thumbnail", "data": {"image": f"img-{i}.png", "size": 1024}} for i in range(jobs)])
+            await node.call(
+                "queue.addBulk",
+                queue=n2p_queue,
+                jobs=[{"name": "thumbnail", "data": {"image": f"img-{i}.png", "size": 1024}} for i in range(jobs)],
+            )
             enqueued = await producer.add_bulk(
-                [("email", {"to": f"user{i}@example.com", "body": "hello from python"}) for i in range(jobs)])
-            results = asyncio.ensure_future(asyncio.gather(
-                *(producer.wait_for(e.id, timeout=60) for e in enqueued)))
+                [("email", {"to": f"user{i}@example.com", "body": "hello from python"}) for i in range(jobs)]
+            )
+            results = asyncio.ensure_future(asyncio.gather(*(producer.wait_for(e.id, timeout=60) for e in enqueued)))
             tty = out.isatty()
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
@@ -135,8 +141,10 @@ async def _demo(url: str, jobs: int, out: TextIO) -> int:
     p2n_failed = sum(1 for o in outcomes if o.state != "completed")
     rows = [
         ("direction", "jobs", "completed", "failed", "wall s", "jobs/s"),
-        *[(d.label, str(d.total), str(d.done), str(d.failed), f"{d.wall:.2f}", f"{d.done / d.wall:,.0f}")
-          for d in (n2p, p2n)],
+        *[
+            (d.label, str(d.total), str(d.done), str(d.failed), f"{d.wall:.2f}", f"{d.done / d.wall:,.0f}")
+            for d in (n2p, p2n)
+        ],
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(file=out)
@@ -147,5 +155,3 @@ async def _demo(url: str, jobs: int, out: TextIO) -> int:
     ok = n2p.done == jobs and p2n.done == jobs and p2n_failed == 0
     print(f"\n{'all jobs completed' if ok else 'SOME JOBS DID NOT COMPLETE'}", file=out)
     return 0 if ok else 1
-
-

@@ -21,29 +21,50 @@ _MARK = {OK: "ok", INFO: "info", WARNING: "WARNING", ERROR: "ERROR"}
 
 def register(sub: Any) -> None:
     doctor = sub.add_parser(
-        "doctor", help="check Redis and the queues of a deployment; print what to fix",
+        "doctor",
+        help="check Redis and the queues of a deployment; print what to fix",
         description="Checks Redis (version, maxmemory-policy, persistence, clock skew, cluster hash tags) and "
-                    "every queue under the prefix (Node version against the compatibility matrix, workers per "
-                    "language, stalled jobs, failed jobs piling up). Exit status: 0 nothing wrong, 1 warnings, "
-                    "2 errors.")
-    doctor.add_argument("--redis", metavar="URL", default=None,
-                        help="Redis URL (default: BULLBRIDGE_REDIS_URL / REDIS_URL, else redis://127.0.0.1:6379); "
-                             "redis+cluster://h:p,h:p and redis+sentinel:// work too")
+        "every queue under the prefix (Node version against the compatibility matrix, workers per "
+        "language, stalled jobs, failed jobs piling up). Exit status: 0 nothing wrong, 1 warnings, "
+        "2 errors.",
+    )
+    doctor.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="Redis URL (default: BULLBRIDGE_REDIS_URL / REDIS_URL, else redis://127.0.0.1:6379); "
+        "redis+cluster://h:p,h:p and redis+sentinel:// work too",
+    )
     doctor.add_argument("--prefix", default="bull", help="BullMQ key prefix (default: bull)")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
-    doctor.add_argument("--failed-threshold", type=int, default=1000, metavar="N",
-                        help="failed jobs per queue above which they count as piling up (default 1000)")
-    doctor.add_argument("--skew-threshold", type=int, default=1000, metavar="MS",
-                        help="clock difference with Redis worth a warning, in ms (default 1000)")
+    doctor.add_argument(
+        "--failed-threshold",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="failed jobs per queue above which they count as piling up (default 1000)",
+    )
+    doctor.add_argument(
+        "--skew-threshold",
+        type=int,
+        default=1000,
+        metavar="MS",
+        help="clock difference with Redis worth a warning, in ms (default 1000)",
+    )
     doctor.add_argument("--verbose", "-v", action="store_true", help="show ok findings too")
     doctor.set_defaults(func=run_doctor)
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    url = args.redis or os.environ.get("BULLBRIDGE_REDIS_URL") or os.environ.get("REDIS_URL") \
+    url = (
+        args.redis
+        or os.environ.get("BULLBRIDGE_REDIS_URL")
+        or os.environ.get("REDIS_URL")
         or "redis://127.0.0.1:6379/0"
-    settings = DoctorSettings(prefix=args.prefix, failed_threshold=args.failed_threshold,
-                              skew_warning_ms=args.skew_threshold)
+    )
+    settings = DoctorSettings(
+        prefix=args.prefix, failed_threshold=args.failed_threshold, skew_warning_ms=args.skew_threshold
+    )
     report = asyncio.run(diagnose(url, settings))
     if args.json:
         print(json.dumps(to_json(report), indent=2, ensure_ascii=False))
@@ -61,8 +82,10 @@ def _line(f: Finding) -> list[str]:
 
 
 def render(report: DoctorReport, *, verbose: bool = False) -> str:
-    lines = [f"bullbridge doctor: {report.target}, prefix {report.prefix!r}"
-             + (f", {len(report.nodes)} cluster masters" if len(report.nodes) > 1 else "")]
+    lines = [
+        f"bullbridge doctor: {report.target}, prefix {report.prefix!r}"
+        + (f", {len(report.nodes)} cluster masters" if len(report.nodes) > 1 else "")
+    ]
     server = [f for f in report.findings if f.queue is None]
     queued = [f for f in report.findings if f.queue is not None]
     lines.append("server:")

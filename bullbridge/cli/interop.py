@@ -14,32 +14,53 @@ from typing import Any
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
-        "interop", help="check that your Node BullMQ and bullbridge agree (conformance scenarios)")
+        "interop", help="check that your Node BullMQ and bullbridge agree (conformance scenarios)"
+    )
     commands = parser.add_subparsers(dest="interop_command", required=True, metavar="COMMAND")
     check = commands.add_parser(
-        "check", help="run the conformance scenarios both ways and print a pass/fail table",
+        "check",
+        help="run the conformance scenarios both ways and print a pass/fail table",
         description="Run bullbridge's interop scenarios (every job option both ways, events, flows, schedulers, "
-                    "limits, stalled recovery) against a Redis and the Node bullmq your project installs. "
-                    "Everything is written under a key prefix of its own (bbcheck-...) and deleted afterwards, "
-                    "so a shared Redis is safe. Exit status: 0 all passed, 1 a scenario failed, 2 setup failed.")
-    check.add_argument("--redis", metavar="URL",
-                       help="the Redis to use (default: $BULLBRIDGE_REDIS_URL / $REDIS_URL, else a private "
-                            "redis-server started for the run)")
+        "limits, stalled recovery) against a Redis and the Node bullmq your project installs. "
+        "Everything is written under a key prefix of its own (bbcheck-...) and deleted afterwards, "
+        "so a shared Redis is safe. Exit status: 0 all passed, 1 a scenario failed, 2 setup failed.",
+    )
+    check.add_argument(
+        "--redis",
+        metavar="URL",
+        help="the Redis to use (default: $BULLBRIDGE_REDIS_URL / $REDIS_URL, else a private "
+        "redis-server started for the run)",
+    )
     where = check.add_mutually_exclusive_group()
-    where.add_argument("--node-modules", metavar="DIR",
-                       help="your Node project (or its node_modules) whose bullmq to check (default: "
-                            "$BULLBRIDGE_NODE_MODULES, $NODE_PATH, else the nearest node_modules above the "
-                            "current folder)")
-    where.add_argument("--bullmq", metavar="VERSION",
-                       help="check this npm bullmq version instead (installed once with npm into "
-                            "~/.cache/bullbridge/node)")
-    check.add_argument("--only", action="append", metavar="NAME",
-                       help="run only this scenario (a name like 'flow', an id like 'flow[N->P]', or a group "
-                            "like 'options'); repeatable")
-    check.add_argument("--concurrency", type=int, default=1, metavar="N",
-                       help="scenarios run at once (default 1; more is faster, timing checks get noisier)")
-    check.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                       help="limit of each scenario (default 30)")
+    where.add_argument(
+        "--node-modules",
+        metavar="DIR",
+        help="your Node project (or its node_modules) whose bullmq to check (default: "
+        "$BULLBRIDGE_NODE_MODULES, $NODE_PATH, else the nearest node_modules above the "
+        "current folder)",
+    )
+    where.add_argument(
+        "--bullmq",
+        metavar="VERSION",
+        help="check this npm bullmq version instead (installed once with npm into ~/.cache/bullbridge/node)",
+    )
+    check.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only this scenario (a name like 'flow', an id like 'flow[N->P]', or a group "
+        "like 'options'); repeatable",
+    )
+    check.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        metavar="N",
+        help="scenarios run at once (default 1; more is faster, timing checks get noisier)",
+    )
+    check.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="limit of each scenario (default 30)"
+    )
     check.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     check.add_argument("--list", action="store_true", help="list the scenarios and exit")
     check.set_defaults(func=run_check)
@@ -97,8 +118,9 @@ def run_check(args: argparse.Namespace) -> int:
             where = f"bullmq from {node_modules}" if node_modules else "the bullmq Node resolves"
             count = len(select(args.only))
             print(f"running {count} scenarios against {where}...", file=sys.stderr, flush=True)
-        report = asyncio.run(check(url, node_modules=node_modules, only=args.only,
-                                   concurrency=args.concurrency, timeout=args.timeout))
+        report = asyncio.run(
+            check(url, node_modules=node_modules, only=args.only, concurrency=args.concurrency, timeout=args.timeout)
+        )
     except (NodeError, NodeTimeout, BullbridgeError, OSError) as exc:
         return _fail(str(exc))
     finally:

@@ -22,6 +22,7 @@ from bullbridge.jsonapi import to_json
 if TYPE_CHECKING:
     from bullbridge.monitor import JobDetail, MigrationReport, Monitor, QueueStats
 
+
 def parse_duration_ms(value: str) -> int:
     """``90`` (seconds), ``500ms``, ``30s``, ``15m``, ``2h``, ``7d``, ``1w`` -> milliseconds."""
     from bullbridge.monitor.format import parse_duration_ms as parse
@@ -44,7 +45,8 @@ def parse_since(value: str) -> int:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"not a time: {value!r} (a duration back from now such as 1h, epoch ms, or ISO-8601)") from None
+            f"not a time: {value!r} (a duration back from now such as 1h, epoch ms, or ISO-8601)"
+        ) from None
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{value!r} has no timezone: add Z or +hh:mm")
     return datetime_ms(moment)
@@ -53,8 +55,12 @@ def parse_since(value: str) -> int:
 def connection_options() -> argparse.ArgumentParser:
     """``--redis`` and ``--prefix``, shared by every monitor command."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--redis", metavar="URL", default=None,
-                        help="Redis URL (default: BULLBRIDGE_REDIS_URL / REDIS_URL, else redis://127.0.0.1:6379)")
+    parent.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="Redis URL (default: BULLBRIDGE_REDIS_URL / REDIS_URL, else redis://127.0.0.1:6379)",
+    )
     parent.add_argument("--prefix", default="bull", help="BullMQ key prefix (default: bull)")
     return parent
 
@@ -62,14 +68,23 @@ def connection_options() -> argparse.ArgumentParser:
 def register(sub: Any) -> None:
     common = connection_options()
 
-    stats = sub.add_parser("stats", parents=[common], help="queue counts, throughput, latency, workers by language",
-                           description="Per-queue statistics. Without QUEUE, every queue under the prefix (SCAN).")
+    stats = sub.add_parser(
+        "stats",
+        parents=[common],
+        help="queue counts, throughput, latency, workers by language",
+        description="Per-queue statistics. Without QUEUE, every queue under the prefix (SCAN).",
+    )
     stats.add_argument("queues", nargs="*", metavar="QUEUE")
     stats.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     stats.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
     stats.add_argument("--json", action="store_true", help="JSON (one document per refresh with --watch)")
-    stats.add_argument("--sample", type=int, default=1000, metavar="N",
-                       help="newest finished jobs the percentiles come from (default 1000)")
+    stats.add_argument(
+        "--sample",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="newest finished jobs the percentiles come from (default 1000)",
+    )
     stats.add_argument("--window", type=int, default=5, metavar="MIN", help="throughput window in minutes (default 5)")
     stats.set_defaults(func=run_stats)
 
@@ -80,8 +95,11 @@ def register(sub: Any) -> None:
     job.add_argument("--logs", type=int, default=100, metavar="N", help="newest log lines to show (default 100)")
     job.set_defaults(func=run_job)
 
-    queue = sub.add_parser("queue", help="operator actions: retry, promote, clean, pause, resume, drain",
-                           description="Each action runs BullMQ's own script and asks first (--yes to skip).")
+    queue = sub.add_parser(
+        "queue",
+        help="operator actions: retry, promote, clean, pause, resume, drain",
+        description="Each action runs BullMQ's own script and asks first (--yes to skip).",
+    )
     actions = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
     confirm = argparse.ArgumentParser(add_help=False)
     confirm.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
@@ -97,30 +115,49 @@ def register(sub: Any) -> None:
     retry.add_argument("--state", choices=("failed", "completed"), default="failed")
     action("promote", "run every delayed job now")
     clean = action("clean", "delete jobs of a state older than an age")
-    clean.add_argument("--state", required=True,
-                       choices=("completed", "failed", "delayed", "waiting", "paused", "prioritized"))
-    clean.add_argument("--age", type=parse_duration_ms, required=True, metavar="AGE",
-                       help="only jobs older than this (30s, 15m, 2h, 7d)")
+    clean.add_argument(
+        "--state", required=True, choices=("completed", "failed", "delayed", "waiting", "paused", "prioritized")
+    )
+    clean.add_argument(
+        "--age",
+        type=parse_duration_ms,
+        required=True,
+        metavar="AGE",
+        help="only jobs older than this (30s, 15m, 2h, 7d)",
+    )
     clean.add_argument("--limit", type=int, default=0, help="delete at most this many (default: all)")
     action("pause", "pause the queue for every worker (Node and Python)")
     action("resume", "resume a paused queue")
     drain = action("drain", "delete waiting jobs (active and finished stay)")
     drain.add_argument("--delayed", action="store_true", help="delete delayed jobs too")
-    for name, text in (("retry-job", "retry one failed job"), ("promote-job", "run one delayed job now"),
-                       ("remove-job", "delete one job (not active)")):
+    for name, text in (
+        ("retry-job", "retry one failed job"),
+        ("promote-job", "run one delayed job now"),
+        ("remove-job", "delete one job (not active)"),
+    ):
         one = action(name, text)
         one.add_argument("job_id", metavar="ID")
 
     migrate = sub.add_parser("migrate", help="evidence for moving a queue between Node and Python")
     migrate_sub = migrate.add_subparsers(dest="migrate_command", required=True, metavar="COMMAND")
-    report = migrate_sub.add_parser("report", parents=[common], help="Python next to Node on one queue",
-                                    description="Per language: share of jobs, failure rate, processing p50/p95, "
-                                                "retries, over the newest finished jobs.")
+    report = migrate_sub.add_parser(
+        "report",
+        parents=[common],
+        help="Python next to Node on one queue",
+        description="Per language: share of jobs, failure rate, processing p50/p95, "
+        "retries, over the newest finished jobs.",
+    )
     report.add_argument("queue", metavar="QUEUE")
-    report.add_argument("--since", type=parse_since, default=None, metavar="WHEN",
-                        help="only jobs finished since (1h, 7d, epoch ms, ISO-8601)")
-    report.add_argument("--sample", type=int, default=10_000, metavar="N",
-                        help="at most this many of the newest jobs (default 10000)")
+    report.add_argument(
+        "--since",
+        type=parse_since,
+        default=None,
+        metavar="WHEN",
+        help="only jobs finished since (1h, 7d, epoch ms, ISO-8601)",
+    )
+    report.add_argument(
+        "--sample", type=int, default=10_000, metavar="N", help="at most this many of the newest jobs (default 10000)"
+    )
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=run_migrate_report)
 
@@ -161,8 +198,23 @@ def _dump(value: Any) -> str:
 # --- stats -----------------------------------------------------------------------------
 
 
-STAT_HEADERS = ("QUEUE", "WAIT", "ACTIVE", "DELAYED", "PRIO", "CHILD", "DONE", "FAILED", "DONE/M", "FAIL/M",
-                "FAIL%", "WAIT p50/p95", "PROC p50/p95", "OLDEST", "WORKERS")
+STAT_HEADERS = (
+    "QUEUE",
+    "WAIT",
+    "ACTIVE",
+    "DELAYED",
+    "PRIO",
+    "CHILD",
+    "DONE",
+    "FAILED",
+    "DONE/M",
+    "FAIL/M",
+    "FAIL%",
+    "WAIT p50/p95",
+    "PROC p50/p95",
+    "OLDEST",
+    "WORKERS",
+)
 
 
 def stats_rows(stats: Sequence[QueueStats]) -> list[list[str]]:
@@ -171,16 +223,25 @@ def stats_rows(stats: Sequence[QueueStats]) -> list[list[str]]:
     rows = []
     for s in stats:
         c = s.counts
-        rows.append([
-            s.queue + (" (paused)" if s.paused else ""),
-            fmt.number(c["waiting"] + c["paused"]), fmt.number(c["active"]), fmt.number(c["delayed"]),
-            fmt.number(c["prioritized"]), fmt.number(c["waiting-children"]), fmt.number(c["completed"]),
-            fmt.number(c["failed"]), fmt.rate(s.throughput.completed_per_minute),
-            fmt.rate(s.throughput.failed_per_minute), fmt.percent(s.failure_rate),
-            f"{fmt.duration(s.wait.p50)}/{fmt.duration(s.wait.p95)}",
-            f"{fmt.duration(s.processing.p50)}/{fmt.duration(s.processing.p95)}",
-            fmt.duration(s.oldest_waiting_age_ms), fmt.workers(s.workers),
-        ])
+        rows.append(
+            [
+                s.queue + (" (paused)" if s.paused else ""),
+                fmt.number(c["waiting"] + c["paused"]),
+                fmt.number(c["active"]),
+                fmt.number(c["delayed"]),
+                fmt.number(c["prioritized"]),
+                fmt.number(c["waiting-children"]),
+                fmt.number(c["completed"]),
+                fmt.number(c["failed"]),
+                fmt.rate(s.throughput.completed_per_minute),
+                fmt.rate(s.throughput.failed_per_minute),
+                fmt.percent(s.failure_rate),
+                f"{fmt.duration(s.wait.p50)}/{fmt.duration(s.wait.p95)}",
+                f"{fmt.duration(s.processing.p50)}/{fmt.duration(s.processing.p95)}",
+                fmt.duration(s.oldest_waiting_age_ms),
+                fmt.workers(s.workers),
+            ]
+        )
     return rows
 
 
@@ -207,14 +268,16 @@ def run_stats(args: argparse.Namespace) -> int:
             except (RespConnectionError, RespError) as exc:
                 if not args.watch:
                     raise
-                print(f"bullbridge: {time.strftime('%H:%M:%S')} cannot read Redis ({exc}); retrying",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"bullbridge: {time.strftime('%H:%M:%S')} cannot read Redis ({exc}); retrying",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 await asyncio.sleep(args.interval)
                 continue
             if args.json:
                 payload = to_json(stats)
-                print(_dump(payload) if args.watch else json.dumps(payload, indent=2, ensure_ascii=False),
-                      flush=True)
+                print(_dump(payload) if args.watch else json.dumps(payload, indent=2, ensure_ascii=False), flush=True)
             else:
                 if args.watch and sys.stdout.isatty():
                     sys.stdout.write("\x1b[H\x1b[2J")
@@ -244,8 +307,7 @@ def render_job(job: JobDetail) -> str:
         f"  created       {fmt.timestamp(job.timestamp)}",
         f"  processed     {fmt.timestamp(job.processed_on)}  (waited {fmt.duration(job.wait_ms)})",
         f"  finished      {fmt.timestamp(job.finished_on)}  (ran {fmt.duration(job.processing_ms)})",
-        f"  attempts      {job.attempts_made} made, {job.attempts_started} started, "
-        f"{job.stalled_counter} stalled",
+        f"  attempts      {job.attempts_made} made, {job.attempts_started} started, {job.stalled_counter} stalled",
         f"  worker        {job.worker_name or '-'} ({job.language})",
         f"  progress      {_dump(job.progress)}",
     ]
@@ -268,16 +330,22 @@ def render_job(job: JobDetail) -> str:
         lines += ["", "stacktrace:", *job.stacktrace]
     if job.children.total:
         c = job.children.counts
-        lines += ["", f"children: {c['processed']} processed, {c['unprocessed']} pending, "
-                      f"{c['failed']} failed, {c['ignored']} ignored"]
+        lines += [
+            "",
+            f"children: {c['processed']} processed, {c['unprocessed']} pending, "
+            f"{c['failed']} failed, {c['ignored']} ignored",
+        ]
         lines += [f"  pending   {k}" for k in job.children.unprocessed]
         lines += [f"  processed {k} -> {_dump(v)}" for k, v in job.children.processed.items()]
         lines += [f"  failed    {k}" for k in job.children.failed]
         lines += [f"  ignored   {k}: {v}" for k, v in job.children.ignored.items()]
     if job.log_count:
         shown = len(job.logs)
-        lines += ["", f"logs ({job.log_count}" + (f", newest {shown} shown" if shown < job.log_count else "") + "):",
-                  *job.logs]
+        lines += [
+            "",
+            f"logs ({job.log_count}" + (f", newest {shown} shown" if shown < job.log_count else "") + "):",
+            *job.logs,
+        ]
     if job.problems:
         lines += ["", "problems in this job's hash:", *(f"  {p}" for p in job.problems)]
     return "\n".join(lines)
@@ -287,8 +355,9 @@ def run_job(args: argparse.Namespace) -> int:
     async def body(monitor: Monitor) -> int:
         job = await monitor.job(args.queue, args.job_id, log_lines=args.logs)
         if job is None:
-            print(f"bullbridge: no job {args.job_id!r} in queue {args.queue!r} (prefix {args.prefix!r})",
-                  file=sys.stderr)
+            print(
+                f"bullbridge: no job {args.job_id!r} in queue {args.queue!r} (prefix {args.prefix!r})", file=sys.stderr
+            )
             return 1
         print(json.dumps(to_json(job), indent=2, ensure_ascii=False, default=str) if args.json else render_job(job))
         return 0
@@ -328,9 +397,10 @@ async def describe_action(monitor: Monitor, args: argparse.Namespace) -> str:
     if name == "promote":
         return f"run {counts['delayed']:,} delayed jobs of queue {q!r} now?"
     if name == "clean":
-        return (f"delete {args.state} jobs older than {fmt.duration(args.age)} from queue {q!r} "
-                f"({counts[args.state]:,} {args.state} now" + (f", at most {args.limit:,}" if args.limit else "")
-                + ")?")
+        return (
+            f"delete {args.state} jobs older than {fmt.duration(args.age)} from queue {q!r} "
+            f"({counts[args.state]:,} {args.state} now" + (f", at most {args.limit:,}" if args.limit else "") + ")?"
+        )
     if name == "pause":
         return f"pause queue {q!r} for every worker ({counts['active']:,} active jobs will finish)?"
     if name == "resume":
@@ -385,8 +455,10 @@ def render_report(report: MigrationReport) -> str:
     from bullbridge.monitor import format as fmt
 
     period = f"since {fmt.timestamp(report.since_ms)}" if report.since_ms is not None else "newest jobs"
-    head = (f"migration report for queue {report.queue!r}: {report.jobs:,} finished jobs ({period}; "
-            f"{fmt.timestamp(report.oldest_finished_on)} .. {fmt.timestamp(report.newest_finished_on)})")
+    head = (
+        f"migration report for queue {report.queue!r}: {report.jobs:,} finished jobs ({period}; "
+        f"{fmt.timestamp(report.oldest_finished_on)} .. {fmt.timestamp(report.newest_finished_on)})"
+    )
     if report.truncated:
         head += f"\n  (more jobs finished in that period: only the newest {report.sample_limit:,} were read)"
     if not report.languages:
@@ -411,16 +483,20 @@ def render_report(report: MigrationReport) -> str:
     out = [head, "", fmt.table(["", *(s.language for s in langs)], rows, [False] + [True] * len(langs))]
     comparison = report.comparison()
     if comparison is not None:
+
         def ratio(value: float | None) -> str:
             return "-" if value is None else f"x{value:.2f}"
 
         def points(value: float | None) -> str:
             return "-" if value is None else f"{value * 100:+.1f} pt"
 
-        out += ["", f"python vs node: processing p50 {ratio(comparison.processing_p50_ratio)}, "
-                    f"p95 {ratio(comparison.processing_p95_ratio)}; "
-                    f"failure rate {points(comparison.failure_rate_delta)}; "
-                    f"retries {points(comparison.retry_rate_delta)}"]
+        out += [
+            "",
+            f"python vs node: processing p50 {ratio(comparison.processing_p50_ratio)}, "
+            f"p95 {ratio(comparison.processing_p95_ratio)}; "
+            f"failure rate {points(comparison.failure_rate_delta)}; "
+            f"retries {points(comparison.retry_rate_delta)}",
+        ]
     return "\n".join(out)
 
 

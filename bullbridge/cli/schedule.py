@@ -28,15 +28,20 @@ from bullbridge.monitor.discovery import discover_queues
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
-        "schedule", help="preview cron patterns; list and sync BullMQ job schedulers")
+        "schedule", help="preview cron patterns; list and sync BullMQ job schedulers"
+    )
     commands = parser.add_subparsers(dest="schedule_command", required=True, metavar="SUBCOMMAND")
 
     preview = commands.add_parser("preview", help="next fire times of a cron pattern, as Node BullMQ computes them")
     preview.add_argument("pattern", help="cron pattern: 5 fields, or 6 with seconds first; @daily-style macros")
     preview.add_argument("--tz", default=None, help="IANA time zone (default UTC)")
     preview.add_argument("-n", type=int, default=10, help="how many fire times (default 10)")
-    preview.add_argument("--from", dest="start", default=None,
-                         help="ISO-8601 instant to start after (default now; without an offset it is UTC)")
+    preview.add_argument(
+        "--from",
+        dest="start",
+        default=None,
+        help="ISO-8601 instant to start after (default now; without an offset it is UTC)",
+    )
     preview.add_argument("--json", action="store_true", help="print a JSON list")
     preview.set_defaults(func=run_preview)
 
@@ -50,8 +55,9 @@ def register(sub: Any) -> None:
     syncing = commands.add_parser("sync", help="upsert declared schedules; remove the ones no longer declared")
     syncing.add_argument("spec", metavar="MODULE:ATTR", help="a Declaration (or list of Schedule), or a .toml file")
     syncing.add_argument("--redis", help="Redis URL (default: BULLBRIDGE_REDIS_URL)")
-    syncing.add_argument("--adopt", action="store_true",
-                         help="take over declared ids that exist but are not owned by this declaration")
+    syncing.add_argument(
+        "--adopt", action="store_true", help="take over declared ids that exist but are not owned by this declaration"
+    )
     syncing.add_argument("--json", action="store_true", help="print the report as JSON")
     syncing.set_defaults(func=run_sync)
 
@@ -139,8 +145,18 @@ def run_list(args: argparse.Namespace) -> int:
         else:
             when = row["pattern"] or f"every {row['every']} ms"
         runs = f"{row['iterationCount'] or 0}" + (f"/{row['limit']}" if row["limit"] else "")
-        table.append((row["queue"], row["id"], row["name"] or "", when, row["tz"] or "", row["nextIso"] or "",
-                      runs, row["owner"] or "-"))
+        table.append(
+            (
+                row["queue"],
+                row["id"],
+                row["name"] or "",
+                when,
+                row["tz"] or "",
+                row["nextIso"] or "",
+                runs,
+                row["owner"] or "-",
+            )
+        )
     if len(table) == 1:
         print("no job schedulers")
         return 0

@@ -26,8 +26,9 @@ def register(sub: Any) -> None:
     worker.add_argument("--health-port", type=int, help="serve /livez, /readyz, /health on this port")
     worker.add_argument("--drain-timeout", type=float, help="seconds active jobs get after a signal (default 25)")
     worker.add_argument("--name", help="this process's name in health reports")
-    worker.add_argument("--processes", type=int, default=1,
-                        help="run N worker processes under a supervisor (CPU-bound handlers)")
+    worker.add_argument(
+        "--processes", type=int, default=1, help="run N worker processes under a supervisor (CPU-bound handlers)"
+    )
     worker.set_defaults(func=run_worker)
 
     chk = sub.add_parser("check", help="exit non-zero unless the worker process(es) report healthy")
@@ -54,8 +55,14 @@ def run_worker(args: argparse.Namespace) -> int:
         print(f"bullbridge worker: {exc}", file=sys.stderr)
         return 2
     try:
-        return runner.run_worker(target, concurrency=args.concurrency, burst=args.burst or None,
-                          health_port=args.health_port, drain_timeout=args.drain_timeout, name=args.name)
+        return runner.run_worker(
+            target,
+            concurrency=args.concurrency,
+            burst=args.burst or None,
+            health_port=args.health_port,
+            drain_timeout=args.drain_timeout,
+            name=args.name,
+        )
     except ConfigurationError as exc:
         print(f"bullbridge worker: {exc}", file=sys.stderr)
         return 2
@@ -74,9 +81,10 @@ def run_check(args: argparse.Namespace) -> int:
         if not reports:
             print("no worker heartbeat found" + (f" for {args.name!r}" if args.name else ""))
         for r in reports:
-            print(f"{r.name}: {r.state}, heartbeat {r.age:.1f} s ago, queues {', '.join(r.queues)}, "
-                  f"{r.active} active, {r.completed} completed, {r.failed} failed")
+            print(
+                f"{r.name}: {r.state}, heartbeat {r.age:.1f} s ago, queues {', '.join(r.queues)}, "
+                f"{r.active} active, {r.completed} completed, {r.failed} failed"
+            )
         return 0 if healthy else 1
 
     return runner.run(main())
-

@@ -94,8 +94,9 @@ def select(only: list[str] | None, scenarios: list[Scenario] | None = None) -> l
     chosen = [s for s in pool if s.name in wanted or s.id in wanted or s.group in wanted]
     unknown = wanted - {s.name for s in pool} - {s.id for s in pool} - {s.group for s in pool}
     if unknown:
-        raise ValueError(f"unknown scenarios: {', '.join(sorted(unknown))} "
-                         f"(names: {', '.join(sorted({s.name for s in pool}))})")
+        raise ValueError(
+            f"unknown scenarios: {', '.join(sorted(unknown))} (names: {', '.join(sorted({s.name for s in pool}))})"
+        )
     return chosen
 
 
@@ -170,8 +171,7 @@ class Ctx:
 
     async def worker(self, handlers: Any, queue: str | None = None, **settings: Any) -> Worker:
         """A started bullbridge worker (closed with the scenario)."""
-        worker = Worker(queue or self.queue, handlers, connection=self.redis_url,
-                        prefix=self.prefix, **settings)
+        worker = Worker(queue or self.queue, handlers, connection=self.redis_url, prefix=self.prefix, **settings)
         self.on_close(lambda: worker.close(timeout=5))
         await worker.start()
         return worker
@@ -185,8 +185,9 @@ class Ctx:
     async def node_job(self, job_id: str, queue: str | None = None) -> dict[str, Any] | None:
         return await self.node.get_job(queue or self.queue, job_id)
 
-    async def node_wait_state(self, job_id: str, state: str, queue: str | None = None,
-                              timeout: float = 10.0) -> dict[str, Any]:
+    async def node_wait_state(
+        self, job_id: str, state: str, queue: str | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
         """Poll Node's view of a job until it is in ``state``."""
         last: list[Any] = [None]
 
@@ -200,8 +201,9 @@ class Ctx:
         except AssertionError:
             seen = last[0]
             summary = None if seen is None else {k: seen.get(k) for k in ("state", "failedReason", "attemptsMade")}
-            raise AssertionError(f"job {job_id} not {state} within {timeout} s as Node sees it (last: {summary})")\
-                from None
+            raise AssertionError(
+                f"job {job_id} not {state} within {timeout} s as Node sees it (last: {summary})"
+            ) from None
 
     async def close(self) -> None:
         for closer in reversed(self._closers):
@@ -212,8 +214,9 @@ class Ctx:
         self._closers.clear()
 
 
-async def run_scenario(s: Scenario, redis_url: str, node: NodeDriver,
-                       timeout: float = SCENARIO_TIMEOUT) -> ScenarioResult:
+async def run_scenario(
+    s: Scenario, redis_url: str, node: NodeDriver, timeout: float = SCENARIO_TIMEOUT
+) -> ScenarioResult:
     """Run one scenario; a failure or error is reported, never raised."""
     ctx = Ctx(redis_url, node, s)
     started = time.monotonic()
@@ -228,8 +231,7 @@ async def run_scenario(s: Scenario, redis_url: str, node: NodeDriver,
         error = f"{type(exc).__name__}: {exc}"
     finally:
         await ctx.close()
-    return ScenarioResult(s.name, s.direction, "fail" if error else "pass",
-                          round(time.monotonic() - started, 3), error)
+    return ScenarioResult(s.name, s.direction, "fail" if error else "pass", round(time.monotonic() - started, 3), error)
 
 
 def js(value: Any) -> str:
@@ -238,7 +240,12 @@ def js(value: Any) -> str:
 
 
 DATA: dict[str, Any] = {
-    "text": "wörld ✓ 日本語 🎉", "n": 21, "float": 2.5, "none": None, "yes": True, "empty": {},
+    "text": "wörld ✓ 日本語 🎉",
+    "n": 21,
+    "float": 2.5,
+    "none": None,
+    "yes": True,
+    "empty": {},
     "nested": {"list": [1, "two", [3], {"four": 4}]},
 }
 RESULT: dict[str, Any] = {"ok": True, "items": [1, 2.5, "x", None], "text": "ünïcode ✓"}

@@ -90,8 +90,7 @@ async def progress_n2p(ctx: Ctx) -> None:
 
     await ctx.worker({"steps": steps})
     job_id = await ctx.node.add(ctx.queue, "steps", {})
-    seen = await ctx.node.wait_event(
-        events, lambda e: e.event == "progress" and e["args"]["jobId"] == job_id, count=3)
+    seen = await ctx.node.wait_event(events, lambda e: e.event == "progress" and e["args"]["jobId"] == job_id, count=3)
     assert [e["args"]["data"] for e in seen] == [10, 50, {"stage": "done"}]
     job = await ctx.node_wait_state(job_id, "completed")
     assert job["progress"] == {"stage": "done"}, job["progress"]
@@ -226,8 +225,9 @@ async def events_n2p(ctx: Ctx) -> None:
     await ctx.node.wait_event(handle, lambda e: e.event in ("completed", "failed"), count=2)
 
     def of(job_id: str) -> list[Any]:
-        return [e for e in ctx.node.events[handle]
-                if isinstance(e.get("args"), dict) and e["args"].get("jobId") == job_id]
+        return [
+            e for e in ctx.node.events[handle] if isinstance(e.get("args"), dict) and e["args"].get("jobId") == job_id
+        ]
 
     names = {job_id: [e.event for e in of(job_id)] for job_id in (good_id, bad_id)}
     assert _in_order(names[good_id], ["added", "active", "completed"]), names

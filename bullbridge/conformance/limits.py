@@ -29,8 +29,9 @@ def check_rate(starts_ms: list[float]) -> None:
 @scenario("global_rate_limit", N2P, "a global rate limit set by Node (setGlobalRateLimit) holds a Python worker")
 async def global_rate_limit_n2p(ctx: Ctx) -> None:
     await ctx.node.queue_call(ctx.queue, "setGlobalRateLimit", RATE_MAX, RATE_MS)
-    await ctx.node.call("queue.addBulk", queue=ctx.queue, jobs=[{"name": "x", "data": {"i": i}}
-                                                               for i in range(RATE_JOBS)])
+    await ctx.node.call(
+        "queue.addBulk", queue=ctx.queue, jobs=[{"name": "x", "data": {"i": i}} for i in range(RATE_JOBS)]
+    )
     starts: list[float] = []
 
     async def handle(job: Any) -> None:
@@ -71,8 +72,9 @@ async def _intervals(producer: Queue, ids: list[str]) -> list[tuple[int, int]]:
 @scenario("global_concurrency", N2P, "global concurrency 1 set by Node serialises a Python worker")
 async def global_concurrency_n2p(ctx: Ctx) -> None:
     await ctx.node.queue_call(ctx.queue, "setGlobalConcurrency", 1)
-    ids = await ctx.node.call("queue.addBulk", queue=ctx.queue, jobs=[{"name": "x", "data": {"i": i}}
-                                                                     for i in range(5)])
+    ids = await ctx.node.call(
+        "queue.addBulk", queue=ctx.queue, jobs=[{"name": "x", "data": {"i": i}} for i in range(5)]
+    )
     running = peak = 0
 
     async def handle(job: Any) -> None:
@@ -102,8 +104,11 @@ async def global_concurrency_p2n(ctx: Ctx) -> None:
 # --- pause / resume -----------------------------------------------------------------------------
 
 
-@scenario("pause_resume", N2P,
-          "Python pauses (a job already waiting), Node adds, Python resumes: held, then both run on Python")
+@scenario(
+    "pause_resume",
+    N2P,
+    "Python pauses (a job already waiting), Node adds, Python resumes: held, then both run on Python",
+)
 async def pause_resume_n2p(ctx: Ctx) -> None:
     py_queue = ctx.python_queue()
     before = await ctx.node.add(ctx.queue, "x", {"when": "before"})
@@ -117,22 +122,29 @@ async def pause_resume_n2p(ctx: Ctx) -> None:
     during = await ctx.node.add(ctx.queue, "x", {"when": "during"})
     await holds(lambda: not ran, 0.3, f"jobs ran while Python had the queue paused: {ran}")
     await py_queue.resume()
-    await wait_until(lambda: sorted(ran) == sorted([before, during]), 3,
-                     f"jobs {before} and {during} run after Python resumed the queue (ran {ran})")
+    await wait_until(
+        lambda: sorted(ran) == sorted([before, during]),
+        3,
+        f"jobs {before} and {during} run after Python resumed the queue (ran {ran})",
+    )
     for job_id in (before, during):
         await ctx.node_wait_state(job_id, "completed")
 
 
-@scenario("pause_resume", P2N,
-          "Node pauses (a job already waiting), Python adds, Node resumes: held, then both run on Node")
+@scenario(
+    "pause_resume", P2N, "Node pauses (a job already waiting), Python adds, Node resumes: held, then both run on Node"
+)
 async def pause_resume_p2n(ctx: Ctx) -> None:
     producer = ctx.python_queue()
     before = await producer.add("x", {"when": "before"})
     await ctx.node.queue_call(ctx.queue, "pause")
     handle = await ctx.node_worker("async job => job.data.when")
     during = await producer.add("x", {"when": "during"})
-    await holds(lambda: not [e for e in ctx.node.events[handle] if e.event in ("active", "completed")], 0.3,
-                "a job ran while Node had the queue paused")
+    await holds(
+        lambda: not [e for e in ctx.node.events[handle] if e.event in ("active", "completed")],
+        0.3,
+        "a job ran while Node had the queue paused",
+    )
     await ctx.node.queue_call(ctx.queue, "resume")
     for job, when in ((before, "before"), (during, "during")):
         try:
@@ -140,12 +152,17 @@ async def pause_resume_p2n(ctx: Ctx) -> None:
         except JobTimeout:
             state = await producer.get_job_state(job.id)
             added = "before Node paused the queue" if when == "before" else "while Node had the queue paused"
-            raise AssertionError(f"job {job.id} (added from Python {added}) did not run within 3 s of Node "
-                                 f"resuming the queue (state: {state})") from None
+            raise AssertionError(
+                f"job {job.id} (added from Python {added}) did not run within 3 s of Node "
+                f"resuming the queue (state: {state})"
+            ) from None
 
 
-@scenario("pause_resume_idle", N2P,
-          "Python pauses an empty queue, Node adds, Python resumes: an idle Python worker picks the job up at once")
+@scenario(
+    "pause_resume_idle",
+    N2P,
+    "Python pauses an empty queue, Node adds, Python resumes: an idle Python worker picks the job up at once",
+)
 async def pause_resume_idle_n2p(ctx: Ctx) -> None:
     py_queue = ctx.python_queue()
     ran: list[str] = []
@@ -161,22 +178,30 @@ async def pause_resume_idle_n2p(ctx: Ctx) -> None:
     await wait_until(lambda: ran == [job_id], 1, f"job {job_id} picked up within 1 s of Python resuming the queue")
 
 
-@scenario("pause_resume_idle", P2N,
-          "Node pauses an empty queue, Python adds, Node resumes: an idle Node worker picks the job up at once")
+@scenario(
+    "pause_resume_idle",
+    P2N,
+    "Node pauses an empty queue, Python adds, Node resumes: an idle Node worker picks the job up at once",
+)
 async def pause_resume_idle_p2n(ctx: Ctx) -> None:
     handle = await ctx.node_worker("async job => 'ran'")
     await ctx.node.queue_call(ctx.queue, "pause")
     producer = ctx.python_queue()
     job = await producer.add("x", {})
-    await holds(lambda: not [e for e in ctx.node.events[handle] if e.event in ("active", "completed")], 0.3,
-                f"job {job.id} ran while Node had the queue paused")
+    await holds(
+        lambda: not [e for e in ctx.node.events[handle] if e.event in ("active", "completed")],
+        0.3,
+        f"job {job.id} ran while Node had the queue paused",
+    )
     await ctx.node.queue_call(ctx.queue, "resume")
     try:
         assert await producer.result(job.id, timeout=1) == "ran"
     except JobTimeout:
         state = await producer.get_job_state(job.id)
-        raise AssertionError(f"job {job.id} (added from Python while Node had the queue paused) not picked up "
-                             f"within 1 s of Node resuming the queue (state: {state})") from None
+        raise AssertionError(
+            f"job {job.id} (added from Python while Node had the queue paused) not picked up "
+            f"within 1 s of Node resuming the queue (state: {state})"
+        ) from None
 
 
 # --- a limiter shared by both languages' workers ----------------------------------------------
@@ -184,8 +209,9 @@ async def pause_resume_idle_p2n(ctx: Ctx) -> None:
 
 @scenario("shared_limiter", N2P, "Node adds; a Node and a Python worker with one limiter share its rate")
 async def shared_limiter_n2p(ctx: Ctx) -> None:
-    await ctx.node.call("queue.addBulk", queue=ctx.queue, jobs=[{"name": "x", "data": {"i": i}}
-                                                               for i in range(RATE_JOBS)])
+    await ctx.node.call(
+        "queue.addBulk", queue=ctx.queue, jobs=[{"name": "x", "data": {"i": i}} for i in range(RATE_JOBS)]
+    )
     await _shared_limiter(ctx, [str(i) for i in range(1, RATE_JOBS + 1)])
 
 

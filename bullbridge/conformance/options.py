@@ -16,19 +16,34 @@ from bullbridge.conformance.framework import N2P, P2N, Ctx, scenario, wait_until
 
 #: (case, Node's options, bullbridge's options): the same options, each way of writing them.
 OPTION_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
-    ("attempts-exponential", {"attempts": 3, "backoff": {"type": "exponential", "delay": 200}},
-     {"attempts": 3, "backoff": {"type": "exponential", "delay": 200}}),
-    ("attempts-fixed-jitter", {"attempts": 2, "backoff": {"type": "fixed", "delay": 100, "jitter": 0.5}},
-     {"attempts": 2, "backoff": {"type": "fixed", "delay": 100, "jitter": 0.5}}),
+    (
+        "attempts-exponential",
+        {"attempts": 3, "backoff": {"type": "exponential", "delay": 200}},
+        {"attempts": 3, "backoff": {"type": "exponential", "delay": 200}},
+    ),
+    (
+        "attempts-fixed-jitter",
+        {"attempts": 2, "backoff": {"type": "fixed", "delay": 100, "jitter": 0.5}},
+        {"attempts": 2, "backoff": {"type": "fixed", "delay": 100, "jitter": 0.5}},
+    ),
     ("attempts-number", {"attempts": 2, "backoff": 1000}, {"attempts": 2, "backoff": 1000}),
     ("priority-lifo", {"priority": 42, "lifo": True}, {"priority": 42, "lifo": True}),
-    ("remove-true-keepjobs", {"removeOnComplete": True, "removeOnFail": {"count": 5, "age": 3600}},
-     {"remove_on_complete": True, "remove_on_fail": {"count": 5, "age": 3600}}),
-    ("remove-count-false", {"removeOnComplete": 3, "removeOnFail": False},
-     {"remove_on_complete": 3, "remove_on_fail": False}),
+    (
+        "remove-true-keepjobs",
+        {"removeOnComplete": True, "removeOnFail": {"count": 5, "age": 3600}},
+        {"remove_on_complete": True, "remove_on_fail": {"count": 5, "age": 3600}},
+    ),
+    (
+        "remove-count-false",
+        {"removeOnComplete": 3, "removeOnFail": False},
+        {"remove_on_complete": 3, "remove_on_fail": False},
+    ),
     ("delay", {"delay": 60000}, {"delay": 60000}),
-    ("logs-stack-size", {"keepLogs": 3, "stackTraceLimit": 2, "sizeLimit": 1000},
-     {"keep_logs": 3, "stack_trace_limit": 2, "size_limit": 1000}),
+    (
+        "logs-stack-size",
+        {"keepLogs": 3, "stackTraceLimit": 2, "sizeLimit": 1000},
+        {"keep_logs": 3, "stack_trace_limit": 2, "size_limit": 1000},
+    ),
     ("job-id", {"jobId": "custom-1"}, {"job_id": "custom-1"}),
     ("timestamp", {"timestamp": 1700000000123}, {"timestamp": 1700000000123}),
     ("dedup-ttl", {"deduplication": {"id": "d-1", "ttl": 5000}}, {"deduplication": {"id": "d-1", "ttl": 5000}}),
@@ -71,8 +86,9 @@ async def options_p2n(ctx: Ctx) -> None:
         theirs = await ctx.node.job_view(node_queue, node_id)
         assert mine is not None and theirs is not None, f"{case}: a job is missing"
         if mine["parsedOpts"] != theirs["parsedOpts"] or mine["parsedData"] != theirs["parsedData"]:
-            differ.append(f"{case}: Node reads {mine['parsedOpts']} for bullbridge's job, "
-                          f"{theirs['parsedOpts']} for its own")
+            differ.append(
+                f"{case}: Node reads {mine['parsedOpts']} for bullbridge's job, {theirs['parsedOpts']} for its own"
+            )
     assert not differ, "; ".join(differ)
 
 
@@ -150,8 +166,9 @@ async def retries_n2p(ctx: Ctx) -> None:
         return "third time lucky"
 
     await ctx.worker({"flaky": flaky})
-    job_id = await ctx.node.add(ctx.queue, "flaky", {},
-                                {"attempts": 3, "backoff": {"type": "exponential", "delay": 100}})
+    job_id = await ctx.node.add(
+        ctx.queue, "flaky", {}, {"attempts": 3, "backoff": {"type": "exponential", "delay": 100}}
+    )
     job = await ctx.node_wait_state(job_id, "completed", timeout=10)
     assert job["returnvalue"] == "third time lucky" and job["attemptsMade"] == 3, job
     gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(starts)]
@@ -163,7 +180,8 @@ async def retries_p2n(ctx: Ctx) -> None:
     from bullbridge import Backoff
 
     await ctx.node_worker(
-        "async job => { if (job.attemptsMade < 2) throw new Error('attempt ' + job.attemptsMade); return 'ok' }")
+        "async job => { if (job.attemptsMade < 2) throw new Error('attempt ' + job.attemptsMade); return 'ok' }"
+    )
     producer = ctx.python_queue()
     job = await producer.add("flaky", {}, attempts=3, backoff=Backoff.exponential(100))
     assert await producer.result(job.id, timeout=10) == "ok"
@@ -171,7 +189,8 @@ async def retries_p2n(ctx: Ctx) -> None:
     assert stored is not None and stored.attempts_made == 3, stored
     assert stored.processed_on is not None and stored.processed_on - job.timestamp >= 295, (
         f"third attempt started {stored.processed_on and stored.processed_on - job.timestamp} ms after adding: "
-        "backoff 100 + 200 ms not honoured")
+        "backoff 100 + 200 ms not honoured"
+    )
 
 
 @scenario("remove_on_complete", N2P, "removeOnComplete (true and a count) set by Node, applied by a Python worker")

@@ -90,8 +90,7 @@ class CheckReport:
         lines = [head, "-" * len(head)]
         for name, by_dir in rows.items():
             cells = "  ".join(f"{by_dir[d].status if d in by_dir else '-':<6}" for d in DIRECTIONS)
-            notes = "; ".join(dict.fromkeys(
-                f"{r.direction}: {_short(r.note)}" for r in by_dir.values() if r.note))
+            notes = "; ".join(dict.fromkeys(f"{r.direction}: {_short(r.note)}" for r in by_dir.values() if r.note))
             lines.append(f"{name:<{width}}  {cells}  {notes}".rstrip())
         return "\n".join(lines)
 
@@ -114,8 +113,10 @@ class CheckReport:
         if self.keys_left:
             out.append(f"FAIL cleanup: {self.keys_left} keys under {self.prefix}: were left in Redis")
         verdict = "OK" if self.ok else "FAILED"
-        out.append(f"{verdict}: {counts['pass']} passed, {counts['fail']} failed, {counts['known']} known "
-                   f"difference(s) in {self.seconds:.1f} s")
+        out.append(
+            f"{verdict}: {counts['pass']} passed, {counts['fail']} failed, {counts['known']} known "
+            f"difference(s) in {self.seconds:.1f} s"
+        )
         return "\n".join(out).replace("\n\n\n", "\n\n")
 
 
@@ -144,9 +145,16 @@ def _apply_known(result: ScenarioResult, s: Scenario, table: dict[str, str]) -> 
         result.status = "known"
 
 
-async def check(redis_url: str, *, node_modules: str | Path | None = None, only: list[str] | None = None,
-                concurrency: int = 1, timeout: float = SCENARIO_TIMEOUT, prefix: str | None = None,
-                on_result: Callable[[ScenarioResult], None] | None = None) -> CheckReport:
+async def check(
+    redis_url: str,
+    *,
+    node_modules: str | Path | None = None,
+    only: list[str] | None = None,
+    concurrency: int = 1,
+    timeout: float = SCENARIO_TIMEOUT,
+    prefix: str | None = None,
+    on_result: Callable[[ScenarioResult], None] | None = None,
+) -> CheckReport:
     """Run the scenarios (all, or ``only`` these names/ids/groups) against the
     Redis at ``redis_url`` and the ``bullmq`` in ``node_modules``; ``concurrency``
     scenarios at a time. Everything is written under ``prefix`` (default: a new
@@ -167,9 +175,16 @@ async def check(redis_url: str, *, node_modules: str | Path | None = None, only:
         redis_version = await _redis_version(client)
         await node.start()
         report = CheckReport(
-            node_bullmq=node.bullmq_version, bullmq_path=node.bullmq_path, node=node.node_version,
-            python_port=_port_version(), bullbridge=__version__, python=sys.version.split()[0],
-            redis=redis_version, redis_url=masked_url(redis_url), prefix=prefix)
+            node_bullmq=node.bullmq_version,
+            bullmq_path=node.bullmq_path,
+            node=node.node_version,
+            python_port=_port_version(),
+            bullbridge=__version__,
+            python=sys.version.split()[0],
+            redis=redis_version,
+            redis_url=masked_url(redis_url),
+            prefix=prefix,
+        )
         table = known_differences(node.bullmq_version)
         gate = asyncio.Semaphore(max(1, concurrency))
 
@@ -192,4 +207,3 @@ async def check(redis_url: str, *, node_modules: str | Path | None = None, only:
     report.keys_left = left
     report.seconds = round(time.monotonic() - started, 2)
     return report
-

@@ -17,7 +17,9 @@ async def scheduler_n2p(ctx: Ctx) -> None:
     await ctx.node.eval(
         "await queue(args.q).upsertJobScheduler('tick', { every: args.every },"
         " { name: 'tick', data: { from: 'node' } });",
-        q=ctx.queue, every=EVERY_MS)
+        q=ctx.queue,
+        every=EVERY_MS,
+    )
     ctx.on_close(lambda: ctx.node.queue_call(ctx.queue, "removeJobScheduler", "tick"))
     runs: list[tuple[str, Any]] = []
 
@@ -36,10 +38,17 @@ async def scheduler_n2p(ctx: Ctx) -> None:
 async def scheduler_p2n(ctx: Ctx) -> None:
     from bullbridge.scheduler import Declaration, Schedule, sync
 
-    await sync(Declaration(f"compat-{uuid.uuid4().hex[:6]}", (
-        Schedule(id="tick", queue=ctx.queue, every=EVERY_MS, name="tick", data={"from": "python"},
-                 prefix=ctx.prefix),)),
-        ctx.redis_url)
+    await sync(
+        Declaration(
+            f"compat-{uuid.uuid4().hex[:6]}",
+            (
+                Schedule(
+                    id="tick", queue=ctx.queue, every=EVERY_MS, name="tick", data={"from": "python"}, prefix=ctx.prefix
+                ),
+            ),
+        ),
+        ctx.redis_url,
+    )
     ctx.on_close(lambda: ctx.node.queue_call(ctx.queue, "removeJobScheduler", "tick"))
     handle = await ctx.node_worker("async job => ({ id: job.id, data: job.data })")
     events = await ctx.node.wait_event(handle, "completed", count=3, timeout=10)

@@ -35,12 +35,18 @@ asyncio.run(main())
 
 @scenario("stalled_recovery", N2P, "a Node worker killed mid-job: a Python worker recovers and runs the job")
 async def stalled_n2p(ctx: Ctx) -> None:
-    doomed = NodeDriver(ctx.redis_url, driver=ctx.node.driver, node_path=ctx.node.node_path,
-                        node_modules=ctx.node.node_modules, prefix=ctx.node.prefix)
+    doomed = NodeDriver(
+        ctx.redis_url,
+        driver=ctx.node.driver,
+        node_path=ctx.node.node_path,
+        node_modules=ctx.node.node_modules,
+        prefix=ctx.node.prefix,
+    )
     await doomed.start()
     ctx.on_close(doomed.kill)
-    await doomed.start_worker(ctx.queue, "async job => { await sleep(60000) }", lockDuration=1000,
-                              stalledInterval=500, handle="doomed")
+    await doomed.start_worker(
+        ctx.queue, "async job => { await sleep(60000) }", lockDuration=1000, stalledInterval=500, handle="doomed"
+    )
     job_id = await ctx.node.add(ctx.queue, "x", {})
     await doomed.wait_event("doomed", "active", timeout=5)
     await doomed.kill(signal.SIGKILL)
@@ -49,8 +55,7 @@ async def stalled_n2p(ctx: Ctx) -> None:
     async def handle(job: Any) -> str:
         return "recovered by python"
 
-    worker = Worker(ctx.queue, {"x": handle}, connection=ctx.redis_url,
-                    stalled_interval=500, prefix=ctx.prefix)
+    worker = Worker(ctx.queue, {"x": handle}, connection=ctx.redis_url, stalled_interval=500, prefix=ctx.prefix)
     worker.on("stalled", stalled.append)
     ctx.on_close(lambda: worker.close(timeout=5))
     await worker.start()
@@ -62,8 +67,15 @@ async def stalled_n2p(ctx: Ctx) -> None:
 @scenario("stalled_recovery", P2N, "a Python worker killed mid-job: a Node worker recovers and runs the job")
 async def stalled_p2n(ctx: Ctx) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _CRASHING_WORKER, ctx.queue, ctx.redis_url, ctx.prefix,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "-c",
+        _CRASHING_WORKER,
+        ctx.queue,
+        ctx.redis_url,
+        ctx.prefix,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
 
     async def reap() -> None:
         if proc.returncode is None:

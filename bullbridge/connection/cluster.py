@@ -30,7 +30,7 @@ def hash_tag(key: str) -> str:
     if start >= 0:
         end = key.find("}", start + 1)
         if end > start + 1:
-            return key[start + 1:end]
+            return key[start + 1 : end]
     return key
 
 
@@ -53,8 +53,26 @@ def slot_of(key: str) -> int:
 #: Where the first key sits in commands bullbridge's tools send (index in the args).
 _KEY_INDEX = {"EVALSHA": 3, "EVAL": 3}
 #: Commands without keys: any node answers.
-_KEYLESS = frozenset({"SCAN", "INFO", "TIME", "PING", "CLIENT", "SCRIPT", "CONFIG", "ROLE", "DBSIZE", "MULTI",
-                      "EXEC", "DISCARD", "WATCH", "UNWATCH", "COMMAND", "CLUSTER"})
+_KEYLESS = frozenset(
+    {
+        "SCAN",
+        "INFO",
+        "TIME",
+        "PING",
+        "CLIENT",
+        "SCRIPT",
+        "CONFIG",
+        "ROLE",
+        "DBSIZE",
+        "MULTI",
+        "EXEC",
+        "DISCARD",
+        "WATCH",
+        "UNWATCH",
+        "COMMAND",
+        "CLUSTER",
+    }
+)
 
 
 def first_key(args: Sequence[Any]) -> str | None:
@@ -108,13 +126,22 @@ class SlotRouter:
     async def execute(self, *args: Arg, timeout: float | None = None) -> Any:
         return await self._client(first_key(args)).execute(*args, timeout=timeout)
 
-    async def execute_many(self, commands: Sequence[Sequence[Arg]], *, transaction: bool = False,
-                           timeout: float | None = None, return_exceptions: bool = False) -> list[Any]:
+    async def execute_many(
+        self,
+        commands: Sequence[Sequence[Arg]],
+        *,
+        transaction: bool = False,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
         if transaction:
             key = next((k for k in (first_key(c) for c in commands) if k is not None), None)
             return await self._client(key).execute_many(commands, transaction=True, timeout=timeout)
-        return list(await asyncio.gather(*(self.execute(*c, timeout=timeout) for c in commands),
-                                         return_exceptions=return_exceptions))
+        return list(
+            await asyncio.gather(
+                *(self.execute(*c, timeout=timeout) for c in commands), return_exceptions=return_exceptions
+            )
+        )
 
     def drop(self) -> None:
         for client in self._by_slot.values():

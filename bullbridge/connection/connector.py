@@ -70,8 +70,9 @@ class RedisConnector:
 
     # -- clients ------------------------------------------------------------------
 
-    def fast(self, name: str | None = None, *, retry_for: float | None = None,
-             route_key: str | None = None) -> RespClient:
+    def fast(
+        self, name: str | None = None, *, retry_for: float | None = None, route_key: str | None = None
+    ) -> RespClient:
         """A pipelining client for hot paths (one socket, many commands in flight).
 
         On Redis Cluster it serves the slot of ``route_key`` (a queue's keys all
@@ -80,8 +81,10 @@ class RedisConnector:
         if self.settings.is_cluster:
             if route_key is None:
                 # Tools touching several queues: route each command by its key.
-                return SlotRouter(lambda key: self.fast(name, retry_for=retry_for, route_key=key),  # type: ignore[return-value]
-                                  name)
+                return SlotRouter(
+                    lambda key: self.fast(name, retry_for=retry_for, route_key=key),  # type: ignore[return-value]
+                    name,
+                )
             resolver = slot_resolver(self.settings, slot_of(route_key))
         elif self.settings.is_sentinel:
             resolver = master_resolver(self.settings)
@@ -142,7 +145,8 @@ class RedisConnector:
             raise CrossSlotError(
                 f"queue {queue!r} with prefix {prefix!r} cannot run on Redis Cluster: its keys would land "
                 f"in different hash slots. Put a hash tag in the queue name (e.g. '{{{queue}}}', which "
-                f"spreads queues over masters) or in the prefix (e.g. '{{{prefix}}}', one slot for all)")
+                f"spreads queues over masters) or in the prefix (e.g. '{{{prefix}}}', one slot for all)"
+            )
 
     async def close(self) -> None:
         if self._sentinel_watch is not None:
@@ -158,12 +162,18 @@ def settings_from_redis_py(client: Any) -> ConnectionSettings:
 
     if isinstance(client, RedisCluster):
         nodes = tuple((n.host, int(n.port)) for n in client.get_nodes()) or (
-            tuple((n.host, int(n.port)) for n in client.nodes_manager.startup_nodes.values()))
+            tuple((n.host, int(n.port)) for n in client.nodes_manager.startup_nodes.values())
+        )
         kwargs = client.get_connection_kwargs() if hasattr(client, "get_connection_kwargs") else {}
         if not kwargs.get("decode_responses", getattr(client.encoder, "decode_responses", False)):
             raise _no_decode_error()
-        return ConnectionSettings(cluster_nodes=nodes, host=nodes[0][0], port=nodes[0][1],
-                                  username=kwargs.get("username"), password=kwargs.get("password"))
+        return ConnectionSettings(
+            cluster_nodes=nodes,
+            host=nodes[0][0],
+            port=nodes[0][1],
+            username=kwargs.get("username"),
+            password=kwargs.get("password"),
+        )
     pool = getattr(client, "connection_pool", None)
     kwargs = dict(getattr(pool, "connection_kwargs", {}) or {})
     if not kwargs.get("decode_responses", False):
@@ -183,7 +193,8 @@ def _no_decode_error() -> ConnectionSetupError:
     return ConnectionSetupError(
         "this redis-py client was created without decode_responses=True: BullMQ's Python port would "
         "silently read every job's data as {} through it. Create it with "
-        "redis.asyncio.Redis(..., decode_responses=True), or pass a URL instead")
+        "redis.asyncio.Redis(..., decode_responses=True), or pass a URL instead"
+    )
 
 
 def connect(source: ConnectionSource | None = None, **overrides: Any) -> RedisConnector:
@@ -210,7 +221,8 @@ def connect(source: ConnectionSource | None = None, **overrides: Any) -> RedisCo
         return RedisConnector(settings)
     raise ConfigurationError(
         f"cannot connect from {type(source).__name__}: pass a URL, a dict, ConnectionSettings, "
-        "or a redis.asyncio client")
+        "or a redis.asyncio client"
+    )
 
 
 def _is_redis_py(obj: Any) -> bool:

@@ -150,7 +150,10 @@ class RespConnection:
             coro = self._loop.create_unix_connection(lambda: self._protocol, ep.unix_path)
         else:
             coro = self._loop.create_connection(
-                lambda: self._protocol, ep.host, ep.port, ssl=ep.ssl,
+                lambda: self._protocol,
+                ep.host,
+                ep.port,
+                ssl=ep.ssl,
                 server_hostname=ep.host if ep.ssl else None,
             )
         try:
@@ -193,8 +196,9 @@ class RespConnection:
         transport.write(_pack(args))  # type: ignore[arg-type]
         return fut
 
-    def execute_many(self, commands: Sequence[Sequence[Arg]],
-                     timeout: float | None = None) -> list[asyncio.Future[Any]]:
+    def execute_many(
+        self, commands: Sequence[Sequence[Arg]], timeout: float | None = None
+    ) -> list[asyncio.Future[Any]]:
         """Send several commands back to back in one write (a pipeline, or MULTI ... EXEC)."""
         protocol = self._protocol
         transport = protocol.transport
@@ -269,6 +273,8 @@ def is_redirect(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return text.startswith("ERR Error running script") and any(f"-{code} " in text for code in REDIRECTS)
+
+
 AddressResolver = Callable[[], Awaitable[Endpoint]]
 
 
@@ -338,8 +344,8 @@ class RespClient:
             return await asyncio.wait_for(asyncio.shield(task), self.connect_retry_for)
         except TimeoutError:
             raise RespConnectionError(
-                f"Redis at {self.endpoint.describe()} unreachable for {self.connect_retry_for:g} s: "
-                f"{self._last_error}") from None
+                f"Redis at {self.endpoint.describe()} unreachable for {self.connect_retry_for:g} s: {self._last_error}"
+            ) from None
 
     def connection_soon(self) -> None:
         """Start (re)connecting in the background without waiting for it."""
@@ -406,8 +412,12 @@ class RespClient:
     def _lost(self, exc: Exception | None) -> None:
         if self._closed:
             return
-        log.warning("lost connection to Redis at %s (%s): %s", self.current.describe(),
-                    self.name or "unnamed", exc or "closed by server")
+        log.warning(
+            "lost connection to Redis at %s (%s): %s",
+            self.current.describe(),
+            self.name or "unnamed",
+            exc or "closed by server",
+        )
         for listener in self.events.on_lost:
             listener(self.name or "", exc)
         self._ensure_reconnecting()
@@ -446,8 +456,14 @@ class RespClient:
             return None
         return conn.execute(*args)
 
-    async def execute_many(self, commands: Sequence[Sequence[Arg]], *, transaction: bool = False,
-                           timeout: float | None = None, return_exceptions: bool = False) -> list[Any]:
+    async def execute_many(
+        self,
+        commands: Sequence[Sequence[Arg]],
+        *,
+        transaction: bool = False,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
         """A pipeline in one write; with ``transaction`` wrapped in MULTI/EXEC and
         the EXEC reply returned (an error reply inside it comes back as a
         :class:`RespError` value, not raised). ``return_exceptions`` returns a
@@ -463,8 +479,7 @@ class RespClient:
                     raise r
                 if isinstance(r, RespError) and is_redirect(r) and self._resolver is not None:
                     # Nothing ran (EXEC aborts): retry the whole transaction on the right node.
-                    retried: list[Any] = await self._redirected(
-                        r, lambda c: self._transaction_on(c, commands, timeout))
+                    retried: list[Any] = await self._redirected(r, lambda c: self._transaction_on(c, commands, timeout))
                     return retried
             exec_reply = results[-1]
             if isinstance(exec_reply, BaseException):
@@ -472,11 +487,13 @@ class RespClient:
             if exec_reply is None:  # pragma: no cover - WATCH not used
                 raise RespError("EXECABORT transaction aborted")
             return list(exec_reply)
-        return list(await asyncio.gather(*conn.execute_many(commands, timeout=timeout),
-                                         return_exceptions=return_exceptions))
+        return list(
+            await asyncio.gather(*conn.execute_many(commands, timeout=timeout), return_exceptions=return_exceptions)
+        )
 
-    async def _transaction_on(self, conn: RespConnection, commands: Sequence[Sequence[Arg]],
-                              timeout: float | None) -> list[Any]:
+    async def _transaction_on(
+        self, conn: RespConnection, commands: Sequence[Sequence[Arg]], timeout: float | None
+    ) -> list[Any]:
         futs = conn.execute_many([("MULTI",), *commands, ("EXEC",)], timeout=timeout)
         results = await asyncio.gather(*futs, return_exceptions=True)
         for r in results[:-1]:

@@ -32,8 +32,14 @@ def master_resolver(settings: ConnectionSettings) -> Callable[[], Awaitable[Endp
     async def resolve() -> Endpoint:
         errors: list[str] = []
         for host, port in settings.sentinels:
-            conn = RespConnection(Endpoint(host=host, port=port, connect_timeout=settings.connect_timeout,
-                                           command_timeout=settings.connect_timeout))
+            conn = RespConnection(
+                Endpoint(
+                    host=host,
+                    port=port,
+                    connect_timeout=settings.connect_timeout,
+                    command_timeout=settings.connect_timeout,
+                )
+            )
             try:
                 await conn.open()
                 reply = await conn.execute("SENTINEL", "get-master-addr-by-name", master)
@@ -85,8 +91,12 @@ class SentinelWatcher:
             for client in self._clients():
                 current = client.current
                 if client.connected and (current.host, current.port) != (master.host, master.port):
-                    log.warning("%s is no longer the master (sentinels say %s); moving %s", current.describe(),
-                                master.describe(), client.name or "a client")
+                    log.warning(
+                        "%s is no longer the master (sentinels say %s); moving %s",
+                        current.describe(),
+                        master.describe(),
+                        client.name or "a client",
+                    )
                     client.drop()
 
     async def stop(self) -> None:

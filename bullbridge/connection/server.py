@@ -68,13 +68,12 @@ def check_server_info(info: Mapping[str, Any], where: str) -> ServerInfo:
     version = parse_version(version_text)
     if version < MIN_REDIS:
         raise RedisVersionError(
-            f"Redis {version_text} at {where} is too old: BullMQ needs Redis >= 5.0.0 (Node BullMQ refuses it too)")
+            f"Redis {version_text} at {where} is too old: BullMQ needs Redis >= 5.0.0 (Node BullMQ refuses it too)"
+        )
     if version < RECOMMENDED_REDIS:
-        warnings.warn(
-            f"Redis {version_text} at {where} is older than 6.2.0, which BullMQ recommends", stacklevel=3)
+        warnings.warn(f"Redis {version_text} at {where} is older than 6.2.0, which BullMQ recommends", stacklevel=3)
     policy = str(info.get("maxmemory_policy", "noeviction"))
     if policy != "noeviction":
-        log.warning("Redis at %s has maxmemory-policy %s; BullMQ requires noeviction or jobs can vanish",
-                    where, policy)
+        log.warning("Redis at %s has maxmemory-policy %s; BullMQ requires noeviction or jobs can vanish", where, policy)
     mode = str(info.get("redis_mode", "standalone"))
     return ServerInfo(version=version, mode=mode, maxmemory_policy=policy)

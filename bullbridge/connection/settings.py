@@ -102,7 +102,8 @@ class ConnectionSettings:
         else:
             raise ConfigurationError(
                 f"unsupported Redis URL scheme {scheme!r} in {url!r} "
-                "(redis, rediss, unix, redis+cluster, redis+sentinel)")
+                "(redis, rediss, unix, redis+cluster, redis+sentinel)"
+            )
         for name in ("connect_timeout", "command_timeout", "retry_for"):
             if name in query:
                 values[name] = float(query[name])
@@ -117,7 +118,8 @@ class ConnectionSettings:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigurationError(
-                f"unknown connection settings: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+                f"unknown connection settings: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
         for name in ("cluster_nodes", "sentinels"):
             if name in data:
                 data[name] = tuple(_host_port(x) for x in data[name])
@@ -172,4 +174,3 @@ def _ssl_context(cert_reqs: str) -> ssl_module.SSLContext:
         ctx.check_hostname = False
         ctx.verify_mode = ssl_module.CERT_NONE
     return ctx
-

@@ -55,7 +55,7 @@ MAX_PAGE_SIZE = 500
 ACTIONS = ("retry", "promote", "clean", "pause", "resume", "drain", "retry-job", "promote-job", "remove-job")
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                               "form-action 'self'; frame-ancestors 'self'",
+    "form-action 'self'; frame-ancestors 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
@@ -65,8 +65,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _json(value: Any, status: int = 200) -> web.Response:
     """``value`` (dataclasses included) as bullbridge's JSON API spells it."""
-    return web.Response(text=json.dumps(to_json(value), ensure_ascii=False, default=str), status=status,
-                        content_type="application/json")
+    return web.Response(
+        text=json.dumps(to_json(value), ensure_ascii=False, default=str), status=status, content_type="application/json"
+    )
 
 
 def _int(request: web.Request, name: str, default: int, low: int = 0, high: int | None = None) -> int:
@@ -79,8 +80,15 @@ def _int(request: web.Request, name: str, default: int, low: int = 0, high: int 
     return min(value, high) if high is not None else value
 
 
-def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_actions: bool = False,
-               token: str | None = None, base_path: str = "", close_monitor: bool = True) -> web.Application:
+def create_app(
+    monitor: Monitor,
+    *,
+    queues: Sequence[str] | None = None,
+    allow_actions: bool = False,
+    token: str | None = None,
+    base_path: str = "",
+    close_monitor: bool = True,
+) -> web.Application:
     """The dashboard for ``monitor``'s prefix (``queues`` limits it to those queues)."""
     if allow_actions and not token:
         raise ValueError("actions need a token: create_app(..., allow_actions=True, token='...')")
@@ -89,8 +97,7 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
     redis_desc = monitor.redis_description
 
     def page(request: web.Request) -> pages.Page:
-        return pages.Page(base=base, prefix=monitor.prefix, redis=redis_desc, actions=allow_actions,
-                          now_ms=now_ms())
+        return pages.Page(base=base, prefix=monitor.prefix, redis=redis_desc, actions=allow_actions, now_ms=now_ms())
 
     async def queue_names() -> list[str]:
         return fixed if fixed is not None else await monitor.queues()
@@ -112,8 +119,10 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
         sample = await monitor.sample(q)
         workers = (await monitor.workers([q]))[q]
         sched = await monitor.schedulers(q, 0, 20)
-        return web.Response(text=pages.queue_page(page(request), stats, sample, workers, sched,
-                                                  flash=request.query.get("done", "")), content_type="text/html")
+        return web.Response(
+            text=pages.queue_page(page(request), stats, sample, workers, sched, flash=request.query.get("done", "")),
+            content_type="text/html",
+        )
 
     async def jobs(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
@@ -131,8 +140,9 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
         detail = await monitor.job(q, request.match_info["job_id"])
         if detail is None:
             raise web.HTTPNotFound(text=f"no job {request.match_info['job_id']!r} in queue {q!r}")
-        return web.Response(text=pages.job_page(page(request), detail, flash=request.query.get("done", "")),
-                            content_type="text/html")
+        return web.Response(
+            text=pages.job_page(page(request), detail, flash=request.query.get("done", "")), content_type="text/html"
+        )
 
     async def schedulers(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
@@ -142,8 +152,9 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
         return web.Response(text=pages.schedulers_page(page(request), q, sched, size), content_type="text/html")
 
     async def workers(request: web.Request) -> web.Response:
-        return web.Response(text=pages.workers_page(page(request), await monitor.workers(await queue_names())),
-                            content_type="text/html")
+        return web.Response(
+            text=pages.workers_page(page(request), await monitor.workers(await queue_names())), content_type="text/html"
+        )
 
     # -- JSON -------------------------------------------------------------------------
 
@@ -160,8 +171,9 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
         state = request.query.get("state", "waiting")
         if state not in STATES:
             raise web.HTTPBadRequest(text=f"unknown state {state!r}")
-        listing = await monitor.jobs(q, state, _int(request, "start", 0), _int(request, "count", DEFAULT_PAGE_SIZE,
-                                                                                1, MAX_PAGE_SIZE))
+        listing = await monitor.jobs(
+            q, state, _int(request, "start", 0), _int(request, "count", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        )
         return _json(listing)
 
     async def api_job(request: web.Request) -> web.Response:
@@ -183,8 +195,11 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
     async def api_migration(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
         since = request.query.get("since")
-        report = await monitor.migration_report(q, since_ms=int(since) if since and since.isdigit() else None,
-                                                sample_size=_int(request, "sample", 10_000, 1, 100_000))
+        report = await monitor.migration_report(
+            q,
+            since_ms=int(since) if since and since.isdigit() else None,
+            sample_size=_int(request, "sample", 10_000, 1, 100_000),
+        )
         return _json(report)
 
     # -- actions ----------------------------------------------------------------------
@@ -192,8 +207,11 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
     def authorized(request: web.Request, form: dict[str, str]) -> bool:
         assert token is not None
         header = request.headers.get("Authorization", "")
-        offered = (header[7:] if header.startswith("Bearer ") else "") or request.headers.get(
-            "X-Bullbridge-Token", "") or form.get("token", "")
+        offered = (
+            (header[7:] if header.startswith("Bearer ") else "")
+            or request.headers.get("X-Bullbridge-Token", "")
+            or form.get("token", "")
+        )
         return hmac.compare_digest(offered.encode(), token.encode())
 
     async def act(request: web.Request) -> web.Response:
@@ -238,13 +256,21 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
         except web.HTTPException as exc:
             if exc.status < 400 or api:
                 raise
-            response = web.Response(text=pages.error_page(page(request), exc.status, exc.text or exc.reason),
-                                    status=exc.status, content_type="text/html")
+            response = web.Response(
+                text=pages.error_page(page(request), exc.status, exc.text or exc.reason),
+                status=exc.status,
+                content_type="text/html",
+            )
         except (MonitorError, RespConnectionError, RespError) as exc:
             log.warning("%s %s failed: %s", request.method, request.path, exc)
             message = f"cannot read Redis: {exc}"
-            response = (_json({"error": message}, 503) if api else web.Response(
-                text=pages.error_page(page(request), 503, message), status=503, content_type="text/html"))
+            response = (
+                _json({"error": message}, 503)
+                if api
+                else web.Response(
+                    text=pages.error_page(page(request), 503, message), status=503, content_type="text/html"
+                )
+            )
         for key, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
         return response
@@ -272,6 +298,7 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
         r.add_post(base + "/queues/{queue}/actions/{action}", act)
         r.add_post(base + "/api/queues/{queue}/actions/{action}", act)
     if close_monitor:
+
         async def on_cleanup(app: web.Application) -> None:
             await monitor.close()
 

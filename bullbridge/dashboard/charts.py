@@ -45,37 +45,57 @@ def nice_scale(value: float, ticks: int = 3) -> tuple[float, float]:
     return top, step
 
 
-def _frame(width: int, height: int, label: str, body: list[str], legend: Sequence[Series], scale: tuple[float, float],
-           y_format: Callable[[float], str], x_labels: tuple[str, str], left: int, bottom: int) -> str:
-    parts = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" role="img" aria-label="{escape(label)}">',
-             f"<title>{escape(label)}</title>"]
+def _frame(
+    width: int,
+    height: int,
+    label: str,
+    body: list[str],
+    legend: Sequence[Series],
+    scale: tuple[float, float],
+    y_format: Callable[[float], str],
+    x_labels: tuple[str, str],
+    left: int,
+    bottom: int,
+) -> str:
+    parts = [
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="{escape(label)}">',
+        f"<title>{escape(label)}</title>",
+    ]
     plot_h = height - bottom - 20
     top, step = scale
     for i in range(round(top / step) + 1):
         value = step * i
         y = 20 + plot_h - plot_h * value / top
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 8}" y2="{y:.1f}" stroke="{GRID}" '
-                     f'stroke-width="1"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
-                     f'fill="{TEXT}">{escape(y_format(value))}</text>')
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 8}" y2="{y:.1f}" stroke="{GRID}" stroke-width="1"/>')
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+            f'fill="{TEXT}">{escape(y_format(value))}</text>'
+        )
     parts.extend(body)
     parts.append(f'<text x="{left}" y="{height - 6}" font-size="11" fill="{TEXT}">{escape(x_labels[0])}</text>')
-    parts.append(f'<text x="{width - 8}" y="{height - 6}" font-size="11" text-anchor="end" '
-                 f'fill="{TEXT}">{escape(x_labels[1])}</text>')
+    parts.append(
+        f'<text x="{width - 8}" y="{height - 6}" font-size="11" text-anchor="end" '
+        f'fill="{TEXT}">{escape(x_labels[1])}</text>'
+    )
     x = left + 90
     for series in legend:
         parts.append(f'<rect x="{x}" y="{height - 16}" width="10" height="10" fill="{series.color}"/>')
-        parts.append(f'<text x="{x + 14}" y="{height - 7}" font-size="11" fill="{TEXT}">'
-                     f'{escape(series.label)}</text>')
+        parts.append(f'<text x="{x + 14}" y="{height - 7}" font-size="11" fill="{TEXT}">{escape(series.label)}</text>')
         x += 24 + 7 * len(series.label)
     parts.append("</svg>")
     return "".join(parts)
 
 
-def bar_chart(label: str, stacked: Sequence[Series], *, width: int = 680, height: int = 200,
-              x_labels: tuple[str, str] = ("", "now"), y_format: Callable[[float], str] = lambda v: f"{v:g}"
-              ) -> str:
+def bar_chart(
+    label: str,
+    stacked: Sequence[Series],
+    *,
+    width: int = 680,
+    height: int = 200,
+    x_labels: tuple[str, str] = ("", "now"),
+    y_format: Callable[[float], str] = lambda v: f"{v:g}",
+) -> str:
     """Stacked bars, one per point (oldest first)."""
     left, bottom = 48, 26
     n = max((len(s.values) for s in stacked), default=0)
@@ -96,16 +116,24 @@ def bar_chart(label: str, stacked: Sequence[Series], *, width: int = 680, height
                 continue
             h = plot_h * value / top
             y = 20 + plot_h - plot_h * (base + value) / top
-            body.append(f'<rect x="{left + i * slot + 1:.1f}" y="{y:.1f}" width="{max(slot - 2, 1):.1f}" '
-                        f'height="{h:.1f}" fill="{series.color}"><title>{escape(series.label)}: {value:g}'
-                        f"</title></rect>")
+            body.append(
+                f'<rect x="{left + i * slot + 1:.1f}" y="{y:.1f}" width="{max(slot - 2, 1):.1f}" '
+                f'height="{h:.1f}" fill="{series.color}"><title>{escape(series.label)}: {value:g}'
+                f"</title></rect>"
+            )
             base += value
     return _frame(width, height, label, body, stacked, scale, y_format, x_labels, left, bottom)
 
 
-def line_chart(label: str, lines: Sequence[Series], *, width: int = 680, height: int = 200,
-               x_labels: tuple[str, str] = ("", "now"), y_format: Callable[[float], str] = lambda v: f"{v:g}"
-               ) -> str:
+def line_chart(
+    label: str,
+    lines: Sequence[Series],
+    *,
+    width: int = 680,
+    height: int = 200,
+    x_labels: tuple[str, str] = ("", "now"),
+    y_format: Callable[[float], str] = lambda v: f"{v:g}",
+) -> str:
     """Lines over points (oldest first); ``None`` values leave gaps, lone points are dots."""
     left, bottom = 56, 26
     n = max((len(s.values) for s in lines), default=0)
@@ -135,13 +163,16 @@ def line_chart(label: str, lines: Sequence[Series], *, width: int = 680, height:
     return _frame(width, height, label, body, lines, scale, y_format, x_labels, left, bottom)
 
 
-def sparkline(values: Sequence[float], *, width: int = 120, height: int = 24, color: str = COMPLETED,
-              label: str = "") -> str:
+def sparkline(
+    values: Sequence[float], *, width: int = 120, height: int = 24, color: str = COMPLETED, label: str = ""
+) -> str:
     """A tiny line for table cells."""
     top = max(values, default=0) or 1
     n = len(values)
     step = width / max(n - 1, 1)
     points = " ".join(f"{i * step:.1f},{height - 2 - (height - 4) * v / top:.1f}" for i, v in enumerate(values))
-    return (f'<svg class="spark" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-            f'width="{width}" height="{height}" role="img" aria-label="{escape(label)}">'
-            f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{points}"/></svg>')
+    return (
+        f'<svg class="spark" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="{escape(label)}">'
+        f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{points}"/></svg>'
+    )

@@ -24,7 +24,7 @@ def queue_from_key(key: str, prefix: str, suffixes: Sequence[str] = QUEUE_MARKER
     head = prefix + ":"
     if not key.startswith(head):
         return None
-    rest = key[len(head):]
+    rest = key[len(head) :]
     for suffix in suffixes:
         if rest.endswith(":" + suffix):
             name = rest[: -len(suffix) - 1]
@@ -33,8 +33,9 @@ def queue_from_key(key: str, prefix: str, suffixes: Sequence[str] = QUEUE_MARKER
     return None
 
 
-async def discover_queues(client: Executes, prefix: str = "bull", *, markers: Sequence[str] = QUEUE_MARKERS,
-                          count: int = DEFAULT_SCAN_COUNT) -> list[str]:
+async def discover_queues(
+    client: Executes, prefix: str = "bull", *, markers: Sequence[str] = QUEUE_MARKERS, count: int = DEFAULT_SCAN_COUNT
+) -> list[str]:
     """Every queue under ``prefix`` that has one of the ``markers`` keys, sorted by
     name (a full SCAN: O(keys), in batches). ``markers=("repeat",)`` finds the
     queues that hold job schedulers."""

@@ -26,16 +26,33 @@ from bullbridge.monitor.reader import Reader, text
 #: Job states as Node's ``getJobCounts`` names them, in display order.
 STATES = ("waiting", "active", "delayed", "prioritized", "waiting-children", "paused", "completed", "failed")
 #: The key (BullMQ "type") holding each state.
-STATE_KEYS = {"waiting": "wait", "active": "active", "delayed": "delayed", "prioritized": "prioritized",
-              "waiting-children": "waiting-children", "paused": "paused", "completed": "completed",
-              "failed": "failed"}
+STATE_KEYS = {
+    "waiting": "wait",
+    "active": "active",
+    "delayed": "delayed",
+    "prioritized": "prioritized",
+    "waiting-children": "waiting-children",
+    "paused": "paused",
+    "completed": "completed",
+    "failed": "failed",
+}
 #: Listing order per state: what runs next first for delayed and prioritized,
 #: newest first elsewhere (Node's getters default).
 ASCENDING = {"delayed", "prioritized"}
 DEFAULT_LOG_LINES = 100
 DEFAULT_CHILDREN = 100
-_SUMMARY_FIELDS = ("name", "timestamp", "processedOn", "finishedOn", "atm", "failedReason", "progress", "pb",
-                   "delay", "priority")
+_SUMMARY_FIELDS = (
+    "name",
+    "timestamp",
+    "processedOn",
+    "finishedOn",
+    "atm",
+    "failedReason",
+    "progress",
+    "pb",
+    "delay",
+    "priority",
+)
 
 
 def state_key(state: str) -> str:
@@ -111,8 +128,10 @@ class JobDetail(JobValues):
 
 def state_command(reader: Reader, keys: QueueKeys, job_id: str, v2: bool) -> tuple[Any, ...]:
     """BullMQ's getState(V2) for one job."""
-    state_keys = [keys[k] for k in ("completed", "failed", "delayed", "active", "wait", "paused",
-                                    "waiting-children", "prioritized")]
+    state_keys = [
+        keys[k]
+        for k in ("completed", "failed", "delayed", "active", "wait", "paused", "waiting-children", "prioritized")
+    ]
     return reader.script("getStateV2" if v2 else "getState", state_keys, [job_id, keys.job(job_id)])
 
 
@@ -122,23 +141,37 @@ async def read_state(reader: Reader, keys: QueueKeys, job_id: str) -> str:
     return text(reply) or "unknown"
 
 
-async def read_job(reader: Reader, keys: QueueKeys, job_id: str, *, log_lines: int = DEFAULT_LOG_LINES,
-                   children_limit: int = DEFAULT_CHILDREN) -> JobDetail | None:
+async def read_job(
+    reader: Reader,
+    keys: QueueKeys,
+    job_id: str,
+    *,
+    log_lines: int = DEFAULT_LOG_LINES,
+    children_limit: int = DEFAULT_CHILDREN,
+) -> JobDetail | None:
     """One job with its state, logs and children; ``None`` when its hash does not exist."""
     v2 = await reader.server_version() >= (6, 0, 6)
     (raw_fields, state, log_count, logs), children = await asyncio.gather(
-        reader.pipeline([
-            ("HGETALL", keys.job(job_id)),
-            state_command(reader, keys, job_id, v2),
-            ("LLEN", keys.logs(job_id)),
-            ("LRANGE", keys.logs(job_id), -log_lines, -1) if log_lines > 0 else ("LRANGE", keys.logs(job_id), 1, 0),
-        ]),
-        read_dependencies(reader, keys, job_id, limit=children_limit, tolerant=True))
+        reader.pipeline(
+            [
+                ("HGETALL", keys.job(job_id)),
+                state_command(reader, keys, job_id, v2),
+                ("LLEN", keys.logs(job_id)),
+                ("LRANGE", keys.logs(job_id), -log_lines, -1) if log_lines > 0 else ("LRANGE", keys.logs(job_id), 1, 0),
+            ]
+        ),
+        read_dependencies(reader, keys, job_id, limit=children_limit, tolerant=True),
+    )
     if not raw_fields:
         return None
     values = Job(keys.name, job_id, fields_to_dict(raw_fields)).values()
-    return JobDetail(**vars(values), state=text(state) or "unknown", logs=[text(line) or "" for line in logs],
-                     log_count=int(log_count), children=children)
+    return JobDetail(
+        **vars(values),
+        state=text(state) or "unknown",
+        logs=[text(line) or "" for line in logs],
+        log_count=int(log_count),
+        children=children,
+    )
 
 
 def _summary(queue: str, job_id: str, state: str, row: list[Any]) -> JobSummary:
@@ -146,11 +179,20 @@ def _summary(queue: str, job_id: str, state: str, row: list[Any]) -> JobSummary:
     values = Job(queue, job_id, {k.encode(): v for k, v in zip(_SUMMARY_FIELDS, row) if v is not None}).values()
     reason = values.failed_reason
     return JobSummary(
-        id=job_id, name=values.name, state=state, timestamp=values.timestamp, processed_on=values.processed_on,
-        finished_on=values.finished_on, attempts_made=values.attempts_made,
-        failed_reason=reason[:300] if reason else None, progress=values.progress, processed_by=values.processed_by,
-        language=language_of_job(values.processed_by, values.processed_on), delay=values.delay,
-        priority=values.priority)
+        id=job_id,
+        name=values.name,
+        state=state,
+        timestamp=values.timestamp,
+        processed_on=values.processed_on,
+        finished_on=values.finished_on,
+        attempts_made=values.attempts_made,
+        failed_reason=reason[:300] if reason else None,
+        progress=values.progress,
+        processed_by=values.processed_by,
+        language=language_of_job(values.processed_by, values.processed_on),
+        delay=values.delay,
+        priority=values.priority,
+    )
 
 
 async def read_jobs(reader: Reader, keys: QueueKeys, state: str, start: int = 0, count: int = 20) -> JobPage:
@@ -159,10 +201,12 @@ async def read_jobs(reader: Reader, keys: QueueKeys, state: str, start: int = 0,
     start = max(0, start)
     count = max(1, count)
     asc = "1" if state in ASCENDING else "0"
-    counts_reply, ranges = await reader.pipeline([
-        reader.script("getCounts", [keys.base], [kind]),
-        reader.script("getRanges", [keys.base], [start, start + count - 1, asc, kind]),
-    ])
+    counts_reply, ranges = await reader.pipeline(
+        [
+            reader.script("getCounts", [keys.base], [kind]),
+            reader.script("getRanges", [keys.base], [start, start + count - 1, asc, kind]),
+        ]
+    )
     ids = [text(i) or "" for i in (ranges[0] if ranges else [])]
     rows = await reader.pipeline([("HMGET", keys.job(i), *_SUMMARY_FIELDS) for i in ids])
     jobs = [_summary(keys.name, i, state, row) for i, row in zip(ids, rows) if any(v is not None for v in row)]

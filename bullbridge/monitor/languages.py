@@ -46,5 +46,5 @@ def language_of_job(pb: str | None, processed_on: int | None) -> str:
 def display_worker_name(pb: str | None) -> str | None:
     """A worker name without bullbridge's marker (``bullbridge:py1`` -> ``py1``)."""
     if pb and is_python_worker_name(pb):
-        return pb[len(_PY_PREFIX):]
+        return pb[len(_PY_PREFIX) :]
     return pb

@@ -51,10 +51,19 @@ class LanguageStats:
             name = display_worker_name(job.processed_by) or ""
             per_worker[name] = per_worker.get(name, 0) + 1
         top = dict(sorted(per_worker.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_WORKERS])
-        return cls(language=language, jobs=jobs, share=round(jobs / total, 4) if total else 0.0,
-                   completed=jobs - failed, failed=failed, failure_rate=round(failed / jobs, 4) if jobs else None,
-                   retried=retried, retry_rate=round(retried / jobs, 4) if jobs else None,
-                   processing=sample.processing, wait=sample.wait, workers=top)
+        return cls(
+            language=language,
+            jobs=jobs,
+            share=round(jobs / total, 4) if total else 0.0,
+            completed=jobs - failed,
+            failed=failed,
+            failure_rate=round(failed / jobs, 4) if jobs else None,
+            retried=retried,
+            retry_rate=round(retried / jobs, 4) if jobs else None,
+            processing=sample.processing,
+            wait=sample.wait,
+            workers=top,
+        )
 
 
 def by_language(sample: FinishedSample) -> dict[str, LanguageStats]:
@@ -116,9 +125,24 @@ class MigrationReport:
         )
 
 
-def build_report(queue: str, sample: FinishedSample, *, generated_at: int, since_ms: int | None,
-                 sample_limit: int, live_workers: dict[str, int]) -> MigrationReport:
+def build_report(
+    queue: str,
+    sample: FinishedSample,
+    *,
+    generated_at: int,
+    since_ms: int | None,
+    sample_limit: int,
+    live_workers: dict[str, int],
+) -> MigrationReport:
     return MigrationReport(
-        queue=queue, generated_at=generated_at, since_ms=since_ms, sample_limit=sample_limit, jobs=len(sample),
-        truncated=sample.truncated, oldest_finished_on=sample.oldest_finished_on,
-        newest_finished_on=sample.newest_finished_on, languages=by_language(sample), live_workers=live_workers)
+        queue=queue,
+        generated_at=generated_at,
+        since_ms=since_ms,
+        sample_limit=sample_limit,
+        jobs=len(sample),
+        truncated=sample.truncated,
+        oldest_finished_on=sample.oldest_finished_on,
+        newest_finished_on=sample.newest_finished_on,
+        languages=by_language(sample),
+        live_workers=live_workers,
+    )

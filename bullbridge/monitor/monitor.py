@@ -102,9 +102,15 @@ class Monitor:
     failure figures come from; ``window_minutes`` the throughput window.
     """
 
-    def __init__(self, connection: ConnectionSource | None = None, *, prefix: str = "bull",
-                 sample_size: int = DEFAULT_SAMPLE_SIZE, window_minutes: int = DEFAULT_WINDOW_MINUTES,
-                 command_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        connection: ConnectionSource | None = None,
+        *,
+        prefix: str = "bull",
+        sample_size: int = DEFAULT_SAMPLE_SIZE,
+        window_minutes: int = DEFAULT_WINDOW_MINUTES,
+        command_timeout: float | None = None,
+    ) -> None:
         if window_minutes < 2:
             raise ValueError("window_minutes must be at least 2")
         self.prefix = prefix
@@ -146,19 +152,22 @@ class Monitor:
     async def counts(self, queue: str) -> dict[str, int]:
         """Jobs per state, through BullMQ's ``getCounts`` (Node's ``getJobCounts`` names)."""
         keys = self.keys(queue)
-        (reply,) = await self.reader.pipeline([
-            self.reader.script("getCounts", [keys.base], [STATE_KEYS[s] for s in STATES])])
+        (reply,) = await self.reader.pipeline(
+            [self.reader.script("getCounts", [keys.base], [STATE_KEYS[s] for s in STATES])]
+        )
         return {state: int(n or 0) for state, n in zip(STATES, reply)}
 
     async def oldest_waiting_age(self, queue: str, now: int | None = None) -> int | None:
         """Milliseconds since the oldest of the next jobs to run became ready."""
         keys = self.keys(queue)
         now = now if now is not None else now_ms()
-        wait_ids, paused_ids, prio_ids = await self.reader.pipeline([
-            ("LRANGE", keys["wait"], -OLDEST_PROBE, -1),
-            ("LRANGE", keys["paused"], -OLDEST_PROBE, -1),
-            ("ZRANGE", keys["prioritized"], 0, OLDEST_PROBE - 1),
-        ])
+        wait_ids, paused_ids, prio_ids = await self.reader.pipeline(
+            [
+                ("LRANGE", keys["wait"], -OLDEST_PROBE, -1),
+                ("LRANGE", keys["paused"], -OLDEST_PROBE, -1),
+                ("ZRANGE", keys["prioritized"], 0, OLDEST_PROBE - 1),
+            ]
+        )
         ids = list(dict.fromkeys(text(i) or "" for i in (*wait_ids, *paused_ids, *prio_ids)))
         rows = await self.reader.pipeline([("HMGET", keys.job(i), "timestamp", "delay") for i in ids])
         ready = [ts + (integer(delay) or 0) for stamp, delay in rows if (ts := integer(stamp)) is not None]
@@ -166,16 +175,26 @@ class Monitor:
 
     # -- statistics --------------------------------------------------------------------
 
-    async def sample(self, queue: str, size: int | None = None, *, since_ms: int | None = None,
-                     until_ms: int | None = None) -> FinishedSample:
+    async def sample(
+        self, queue: str, size: int | None = None, *, since_ms: int | None = None, until_ms: int | None = None
+    ) -> FinishedSample:
         """The newest finished jobs (``size`` defaults to ``sample_size``)."""
-        return await read_finished(self.reader, self.keys(queue), self.sample_size if size is None else size,
-                                   since_ms=since_ms, until_ms=until_ms)
+        return await read_finished(
+            self.reader,
+            self.keys(queue),
+            self.sample_size if size is None else size,
+            since_ms=since_ms,
+            until_ms=until_ms,
+        )
 
-    async def throughput(self, queue: str, *, series_minutes: int | None = None, now: int | None = None
-                         ) -> Throughput:
-        return await read_throughput(self.reader, self.keys(queue), now if now is not None else now_ms(),
-                                     window_minutes=self.window_minutes, series_minutes=series_minutes)
+    async def throughput(self, queue: str, *, series_minutes: int | None = None, now: int | None = None) -> Throughput:
+        return await read_throughput(
+            self.reader,
+            self.keys(queue),
+            now if now is not None else now_ms(),
+            window_minutes=self.window_minutes,
+            series_minutes=series_minutes,
+        )
 
     async def metrics(self, queue: str, kind: str, start: int = 0, end: int = -1) -> BullMetrics:
         """Node's ``Queue.getMetrics(kind, start, end)``: BullMQ's per-minute counts."""
@@ -188,8 +207,9 @@ class Monitor:
         names = list(queues) if queues is not None else await self.queues()
         return await read_workers(self.reader, names, self.prefix)
 
-    async def queue_stats(self, queue: str, *, workers: Sequence[WorkerInfo] | None = None,
-                          series_minutes: int | None = None) -> QueueStats:
+    async def queue_stats(
+        self, queue: str, *, workers: Sequence[WorkerInfo] | None = None, series_minutes: int | None = None
+    ) -> QueueStats:
         """Everything about one queue, in two pipelined round trips (plus CLIENT LIST
         when ``workers`` is not given)."""
         now = now_ms()
@@ -203,13 +223,24 @@ class Monitor:
             self.oldest_waiting_age(queue, now),
         )
         return QueueStats(
-            queue=queue, prefix=self.prefix, taken_at=now, counts=counts, paused=paused is not None,
-            throughput=throughput, failure_rate=sample.failure_rate, sample=sample.summary(), wait=sample.wait,
-            processing=sample.processing, oldest_waiting_age_ms=oldest,
-            workers=count_by_language(workers), languages=by_language(sample))
+            queue=queue,
+            prefix=self.prefix,
+            taken_at=now,
+            counts=counts,
+            paused=paused is not None,
+            throughput=throughput,
+            failure_rate=sample.failure_rate,
+            sample=sample.summary(),
+            wait=sample.wait,
+            processing=sample.processing,
+            oldest_waiting_age_ms=oldest,
+            workers=count_by_language(workers),
+            languages=by_language(sample),
+        )
 
-    async def stats(self, queues: Iterable[str] | None = None, *, series_minutes: int | None = None
-                    ) -> list[QueueStats]:
+    async def stats(
+        self, queues: Iterable[str] | None = None, *, series_minutes: int | None = None
+    ) -> list[QueueStats]:
         """:meth:`queue_stats` of the given queues (default: all found by SCAN), one CLIENT LIST.
 
         A queue whose keys Redis refuses to read as BullMQ's (``WRONGTYPE``) is
@@ -249,14 +280,22 @@ class Monitor:
 
     # -- migration ---------------------------------------------------------------------
 
-    async def migration_report(self, queue: str, *, since_ms: int | None = None,
-                               sample_size: int = DEFAULT_REPORT_SAMPLE) -> MigrationReport:
+    async def migration_report(
+        self, queue: str, *, since_ms: int | None = None, sample_size: int = DEFAULT_REPORT_SAMPLE
+    ) -> MigrationReport:
         """Python next to Node on ``queue``, over the newest ``sample_size`` jobs finished since ``since_ms``."""
         now = now_ms()
         sample, workers = await asyncio.gather(
-            self.sample(queue, sample_size, since_ms=since_ms), self.workers([queue]))
-        return build_report(queue, sample, generated_at=now, since_ms=since_ms, sample_limit=sample_size,
-                            live_workers=count_by_language(workers[queue]))
+            self.sample(queue, sample_size, since_ms=since_ms), self.workers([queue])
+        )
+        return build_report(
+            queue,
+            sample,
+            generated_at=now,
+            since_ms=since_ms,
+            sample_limit=sample_size,
+            live_workers=count_by_language(workers[queue]),
+        )
 
     # -- actions -----------------------------------------------------------------------
 

@@ -114,9 +114,16 @@ class PrometheusExporter:
     histograms start when a queue is first seen.
     """
 
-    def __init__(self, monitor: Monitor, queues: Sequence[str] | None = None, *, lookback_ms: int = 300_000,
-                 max_jobs_per_scrape: int = 10_000, rediscover_seconds: float = 60.0,
-                 buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
+    def __init__(
+        self,
+        monitor: Monitor,
+        queues: Sequence[str] | None = None,
+        *,
+        lookback_ms: int = 300_000,
+        max_jobs_per_scrape: int = 10_000,
+        rediscover_seconds: float = 60.0,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> None:
         self.monitor = monitor
         self._fixed = list(queues) if queues else None
         self._queues: list[str] = list(self._fixed or [])
@@ -154,9 +161,16 @@ class PrometheusExporter:
             workers = await self.monitor.workers(names)
             snapshots = await asyncio.gather(*(self._read_queue(q, now) for q in names))
             self._snapshot = {
-                q: _QueueSnapshot(counts=c, completed_total=ct, failed_total=ft, paused=p, oldest_waiting_ms=o,
-                                  workers=count_by_language(workers.get(q, [])))
-                for q, (c, ct, ft, p, o) in zip(names, snapshots)}
+                q: _QueueSnapshot(
+                    counts=c,
+                    completed_total=ct,
+                    failed_total=ft,
+                    paused=p,
+                    oldest_waiting_ms=o,
+                    workers=count_by_language(workers.get(q, [])),
+                )
+                for q, (c, ct, ft, p, o) in zip(names, snapshots)
+            }
             await asyncio.gather(*(self._observe(q, s, now) for q in names for s in FINISHED_STATES))
             self.scrape_seconds = time.perf_counter() - started
 
@@ -164,8 +178,12 @@ class PrometheusExporter:
         m = self.monitor
         keys = m.keys(queue)
         counts, completed, failed, paused, oldest = await asyncio.gather(
-            m.counts(queue), m.metrics(queue, "completed", 0, 0), m.metrics(queue, "failed", 0, 0),
-            m.reader.execute("HGET", keys["meta"], "paused"), m.oldest_waiting_age(queue, now))
+            m.counts(queue),
+            m.metrics(queue, "completed", 0, 0),
+            m.metrics(queue, "failed", 0, 0),
+            m.reader.execute("HGET", keys["meta"], "paused"),
+            m.oldest_waiting_age(queue, now),
+        )
         return counts, completed.count, failed.count, paused is not None, oldest
 
     async def _observe(self, queue: str, state: str, now: int) -> None:
@@ -174,19 +192,31 @@ class PrometheusExporter:
         if mark is None:
             mark = self._marks[(queue, state)] = _Watermark(now - self.lookback_ms)
         reader = self.monitor.reader
-        (reply,) = await reader.pipeline([("ZRANGEBYSCORE", keys[state], mark.score, "+inf", "WITHSCORES", "LIMIT", 0,
-                                           self.max_jobs_per_scrape + len(mark.seen))])
+        (reply,) = await reader.pipeline(
+            [
+                (
+                    "ZRANGEBYSCORE",
+                    keys[state],
+                    mark.score,
+                    "+inf",
+                    "WITHSCORES",
+                    "LIMIT",
+                    0,
+                    self.max_jobs_per_scrape + len(mark.seen),
+                )
+            ]
+        )
         it = iter(reply)
         entries = [(text(member) or "", int(float(score))) for member, score in zip(it, it)]
         entries = [(i, s) for i, s in entries if not (s == mark.score and i in mark.seen)]
         entries = entries[: self.max_jobs_per_scrape]
         if not entries:
             return
-        rows = await reader.pipeline([("HMGET", keys.job(i), "timestamp", "processedOn", "finishedOn", "pb")
-                                      for i, _ in entries])
+        rows = await reader.pipeline(
+            [("HMGET", keys.job(i), "timestamp", "processedOn", "finishedOn", "pb") for i, _ in entries]
+        )
         for (_, score), row in zip(entries, rows):
-            timestamp, processed_on, finished_on, pb = (integer(row[0]), integer(row[1]), integer(row[2]),
-                                                        text(row[3]))
+            timestamp, processed_on, finished_on, pb = (integer(row[0]), integer(row[1]), integer(row[2]), text(row[3]))
             if timestamp is None and processed_on is None:
                 continue
             language = language_of_job(pb, processed_on)
@@ -212,15 +242,18 @@ class PrometheusExporter:
 
     def collect(self) -> Iterable[Metric]:
         """The prometheus_client collector protocol: the last refresh, as metric families."""
-        job_count = GaugeMetricFamily("bullmq_job_count", "Number of jobs in the queue by state",
-                                      labels=["queue", "state"])
+        job_count = GaugeMetricFamily(
+            "bullmq_job_count", "Number of jobs in the queue by state", labels=["queue", "state"]
+        )
         completed = CounterMetricFamily("bullmq_job_completed", "Total number of completed jobs", labels=["queue"])
         failed = CounterMetricFamily("bullmq_job_failed", "Total number of failed jobs", labels=["queue"])
-        workers = GaugeMetricFamily("bullbridge_queue_workers", "Worker connections by language",
-                                    labels=["queue", "language"])
+        workers = GaugeMetricFamily(
+            "bullbridge_queue_workers", "Worker connections by language", labels=["queue", "language"]
+        )
         paused = GaugeMetricFamily("bullbridge_queue_paused", "1 when the queue is paused", labels=["queue"])
-        oldest = GaugeMetricFamily("bullbridge_queue_oldest_waiting_seconds",
-                                   "Age of the oldest job ready to run", labels=["queue"])
+        oldest = GaugeMetricFamily(
+            "bullbridge_queue_oldest_waiting_seconds", "Age of the oldest job ready to run", labels=["queue"]
+        )
         for queue, snap in self._snapshot.items():
             for state in NODE_COUNT_STATES:
                 job_count.add_metric([queue, state], snap.counts.get(state, 0))
@@ -232,15 +265,18 @@ class PrometheusExporter:
             if snap.oldest_waiting_ms is not None:
                 oldest.add_metric([queue], snap.oldest_waiting_ms / 1000)
         yield from (job_count, completed, failed, workers, paused, oldest)
-        finished = CounterMetricFamily("bullbridge_jobs_finished",
-                                       "Finished jobs seen by this exporter, by language of the last attempt",
-                                       labels=["queue", "language", "state"])
+        finished = CounterMetricFamily(
+            "bullbridge_jobs_finished",
+            "Finished jobs seen by this exporter, by language of the last attempt",
+            labels=["queue", "language", "state"],
+        )
         for (queue, language, state), n in sorted(self._finished.items()):
             finished.add_metric([queue, language, state], n)
         yield finished
         for name, doc, table in (
-                ("bullbridge_job_wait_seconds", "Time from creation to the start of the last attempt", self._wait),
-                ("bullbridge_job_processing_seconds", "Duration of the last attempt", self._processing)):
+            ("bullbridge_job_wait_seconds", "Time from creation to the start of the last attempt", self._wait),
+            ("bullbridge_job_processing_seconds", "Duration of the last attempt", self._processing),
+        ):
             family = HistogramMetricFamily(name, doc, labels=["queue", "language"])
             for (queue, language), hist in sorted(table.items()):
                 family.add_metric([queue, language], hist.cumulative(), hist.total)
@@ -275,8 +311,9 @@ def metrics_app(exporter: PrometheusExporter, path: str = "/metrics") -> web.App
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def index(request: web.Request) -> web.Response:
-        return web.Response(text=f'<html><body><a href="{path.lstrip("/")}">metrics</a></body></html>',
-                            content_type="text/html")
+        return web.Response(
+            text=f'<html><body><a href="{path.lstrip("/")}">metrics</a></body></html>', content_type="text/html"
+        )
 
     app = web.Application()
     app.router.add_get(path, handle)
@@ -289,8 +326,9 @@ ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-def asgi_app(exporter: PrometheusExporter) -> Callable[[MutableMapping[str, Any], ASGIReceive, ASGISend],
-                                                      Awaitable[None]]:
+def asgi_app(
+    exporter: PrometheusExporter,
+) -> Callable[[MutableMapping[str, Any], ASGIReceive, ASGISend], Awaitable[None]]:
     """A plain ASGI application (Starlette ``Mount("/metrics", app=...)``, FastAPI, uvicorn...)."""
 
     async def app(scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
@@ -313,8 +351,13 @@ def asgi_app(exporter: PrometheusExporter) -> Callable[[MutableMapping[str, Any]
             except Exception as exc:
                 log.warning("scrape failed: %s", exc)
                 status, body, ctype = 503, f"cannot read Redis: {exc}\n".encode(), "text/plain; charset=utf-8"
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body if scope.get("method") != "HEAD" else b""})
 
     return app

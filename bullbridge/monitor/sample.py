@@ -60,9 +60,14 @@ class Percentiles:
         ordered = sorted(values)
         if not ordered:
             return cls()
-        return cls(count=len(ordered), p50=nearest_rank(ordered, 50), p95=nearest_rank(ordered, 95),
-                   p99=nearest_rank(ordered, 99), mean=round(sum(ordered) / len(ordered), 3), max=ordered[-1])
-
+        return cls(
+            count=len(ordered),
+            p50=nearest_rank(ordered, 50),
+            p95=nearest_rank(ordered, 95),
+            p99=nearest_rank(ordered, 99),
+            mean=round(sum(ordered) / len(ordered), 3),
+            max=ordered[-1],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +157,14 @@ class FinishedSample:
         return {lang: FinishedSample(jobs, self.truncated) for lang, jobs in groups.items()}
 
 
-async def read_finished(reader: Reader, keys: QueueKeys, size: int = DEFAULT_SAMPLE_SIZE, *,
-                        since_ms: int | None = None, until_ms: int | None = None) -> FinishedSample:
+async def read_finished(
+    reader: Reader,
+    keys: QueueKeys,
+    size: int = DEFAULT_SAMPLE_SIZE,
+    *,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+) -> FinishedSample:
     """The newest ``size`` jobs of ``completed`` and ``failed`` together (finished in
     ``[since_ms, until_ms]`` when given). Two round trips, bounded by ``size``."""
     if size <= 0:
@@ -186,8 +197,17 @@ async def read_finished(reader: Reader, keys: QueueKeys, size: int = DEFAULT_SAM
         if all(v is None for v in row):
             continue  # removed between the two round trips
         timestamp, processed_on, finished_on, atm, pb, name, delay = row
-        jobs.append(FinishedJob(
-            id=job_id, state=state, timestamp=integer(timestamp), processed_on=integer(processed_on),
-            finished_on=integer(finished_on) if finished_on is not None else int(score),
-            attempts_made=integer(atm) or 0, processed_by=text(pb), name=text(name), delay=integer(delay) or 0))
+        jobs.append(
+            FinishedJob(
+                id=job_id,
+                state=state,
+                timestamp=integer(timestamp),
+                processed_on=integer(processed_on),
+                finished_on=integer(finished_on) if finished_on is not None else int(score),
+                attempts_made=integer(atm) or 0,
+                processed_by=text(pb),
+                name=text(name),
+                delay=integer(delay) or 0,
+            )
+        )
     return FinishedSample(jobs, truncated)

@@ -84,8 +84,14 @@ def parse_metrics(kind: str, reply: Any) -> BullMetrics:
     """The reply of BullMQ's ``getMetrics`` script: ``[[count, prevTS, prevCount], data, numPoints]``."""
     meta, data, points = reply
     count, prev_ts, prev_count = (integer(v) for v in meta)
-    return BullMetrics(kind=kind, count=count or 0, prev_ts=prev_ts, prev_count=prev_count or 0,
-                       data=[integer(v) or 0 for v in data], points=int(points or 0))
+    return BullMetrics(
+        kind=kind,
+        count=count or 0,
+        prev_ts=prev_ts,
+        prev_count=prev_count or 0,
+        data=[integer(v) or 0 for v in data],
+        points=int(points or 0),
+    )
 
 
 async def read_metrics(reader: Reader, keys: QueueKeys, kind: str, start: int = 0, end: int = -1) -> BullMetrics:
@@ -122,9 +128,14 @@ def window_rate(series: list[int], window: int, now_ms: int) -> float:
     return round(sum(series[:window]) / minutes, 3)
 
 
-async def read_throughput(reader: Reader, keys: QueueKeys, now_ms: int, *,
-                          window_minutes: int = DEFAULT_WINDOW_MINUTES, series_minutes: int | None = None
-                          ) -> Throughput:
+async def read_throughput(
+    reader: Reader,
+    keys: QueueKeys,
+    now_ms: int,
+    *,
+    window_minutes: int = DEFAULT_WINDOW_MINUTES,
+    series_minutes: int | None = None,
+) -> Throughput:
     """Read both sources for ``max(window, series)`` minutes and keep the better one."""
     if window_minutes < 2:
         raise ValueError("the throughput window must be at least 2 minutes")
@@ -138,7 +149,7 @@ async def read_throughput(reader: Reader, keys: QueueKeys, now_ms: int, *,
             commands.append(("ZCOUNT", keys[state], low, high))
     replies = await reader.pipeline(commands)
     metrics = [parse_metrics(kind, reply) for kind, reply in zip(FINISHED_STATES, replies[:2])]
-    counted = [list(map(int, replies[2 + i * minutes: 2 + (i + 1) * minutes])) for i in range(2)]
+    counted = [list(map(int, replies[2 + i * minutes : 2 + (i + 1) * minutes])) for i in range(2)]
     from_metrics = [m.series(now_ms, minutes) for m in metrics]
     recorded = any(m.recorded for m in metrics)
 

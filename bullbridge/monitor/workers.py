@@ -72,8 +72,9 @@ def _encoded(queue: str) -> str:
     return base64.b64encode(queue.encode()).decode()
 
 
-def classify(clients: Iterable[Mapping[str, str]], queues: Iterable[str], prefix: str = "bull"
-             ) -> dict[str, list[WorkerInfo]]:
+def classify(
+    clients: Iterable[Mapping[str, str]], queues: Iterable[str], prefix: str = "bull"
+) -> dict[str, list[WorkerInfo]]:
     """The worker connections of each queue, with their language."""
     by_encoded = {_encoded(q): q for q in queues}
     by_plain = {q: q for q in by_encoded.values()}
@@ -83,7 +84,7 @@ def classify(clients: Iterable[Mapping[str, str]], queues: Iterable[str], prefix
         raw = client.get("name", "")
         if not raw.startswith(head):
             continue
-        part, sep, tail = raw[len(head):].partition(":")
+        part, sep, tail = raw[len(head) :].partition(":")
         if sep and not tail.startswith("w:"):
             continue  # a producer, QueueEvents, or anything else that is no worker
         worker_name = tail[2:] if sep else None
@@ -94,10 +95,18 @@ def classify(clients: Iterable[Mapping[str, str]], queues: Iterable[str], prefix
             queue, language = by_plain[part], PYTHON_PORT
         else:
             continue
-        out[queue].append(WorkerInfo(
-            queue=queue, language=language, name=display_worker_name(worker_name), client_name=raw,
-            addr=client.get("addr", ""), age_seconds=int(client.get("age", "0") or 0),
-            idle_seconds=int(client.get("idle", "0") or 0), last_command=client.get("cmd", "")))
+        out[queue].append(
+            WorkerInfo(
+                queue=queue,
+                language=language,
+                name=display_worker_name(worker_name),
+                client_name=raw,
+                addr=client.get("addr", ""),
+                age_seconds=int(client.get("age", "0") or 0),
+                idle_seconds=int(client.get("idle", "0") or 0),
+                last_command=client.get("cmd", ""),
+            )
+        )
     return out
 
 

@@ -75,10 +75,17 @@ class Queue:
     ...     print(await queue.result(job.id, timeout=10))
     """
 
-    def __init__(self, name: str, connection: ConnectionSource | None = None, *, prefix: str = "bull",
-                 default_job_options: JobOptions | Mapping[str, Any] | None = None,
-                 codec: codec_module.JsonCodec = codec_module.DEFAULT, timeout: float = 10.0,
-                 telemetry: OtelTelemetry | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        connection: ConnectionSource | None = None,
+        *,
+        prefix: str = "bull",
+        default_job_options: JobOptions | Mapping[str, Any] | None = None,
+        codec: codec_module.JsonCodec = codec_module.DEFAULT,
+        timeout: float = 10.0,
+        telemetry: OtelTelemetry | None = None,
+    ) -> None:
         self.name = name
         self.prefix = prefix
         self.codec = codec
@@ -88,8 +95,13 @@ class Queue:
         self._scripts = scripts.QueueScripts(self.keys)
         connector = connect(connection)
         connector.check_queue(prefix, name)
-        self._link = RedisLink(connector, self.keys.client_name(), timeout,
-                               owns_connector=not isinstance(connection, RedisConnector), route_key=self.keys.base)
+        self._link = RedisLink(
+            connector,
+            self.keys.client_name(),
+            timeout,
+            owns_connector=not isinstance(connection, RedisConnector),
+            route_key=self.keys.base,
+        )
         self._defaults = JobOptions.defaults(default_job_options)
         self._events: QueueEvents | None = None
         self._events_lock = asyncio.Lock()
@@ -129,16 +141,19 @@ class Queue:
 
     # -- adding -----------------------------------------------------------------------
 
-    async def add(self, name: str, data: Any = NO_DATA, opts: JobOptionsSource = None,
-                  **options: Any) -> EnqueuedJob:
+    async def add(self, name: str, data: Any = NO_DATA, opts: JobOptionsSource = None, **options: Any) -> EnqueuedJob:
         """Add one job (Node's ``queue.add``). Options as keywords
         (``priority=5, delay=timedelta(seconds=2)``) or ``opts=JobOptions(...)``.
         Returns its id: BullMQ's counter, your ``job_id``, or - for a duplicate
         custom id or a deduplicated job - the id of the job already there (as
         Node returns it)."""
         if self.telemetry is not None:  # a producer span, its context stored in the job (bullbridge.telemetry)
-            return await self.telemetry.add(self.name, name, self.options(opts, **options),
-                                            lambda o: self._send(prepare_add(self._scripts, self.codec, name, data, o)))
+            return await self.telemetry.add(
+                self.name,
+                name,
+                self.options(opts, **options),
+                lambda o: self._send(prepare_add(self._scripts, self.codec, name, data, o)),
+            )
         return await self._send(self.prepare(name, data, opts, **options))
 
     async def add_bulk(self, jobs: Iterable[BulkJob]) -> list[EnqueuedJob]:
@@ -151,8 +166,13 @@ class Queue:
         does not undo the others, as in Node's ``addBulk``.)"""
         if self.telemetry is not None:  # one producer span for the batch (bullbridge.telemetry)
             specs = [bulk_spec(spec) for spec in jobs]
-            return await self.telemetry.add_bulk(self.name, [s[0] for s in specs], lambda stamp: self._send_bulk(
-                [prepare_add(self._scripts, self.codec, n, d, stamp(self.options(o))) for n, d, o in specs]))
+            return await self.telemetry.add_bulk(
+                self.name,
+                [s[0] for s in specs],
+                lambda stamp: self._send_bulk(
+                    [prepare_add(self._scripts, self.codec, n, d, stamp(self.options(o))) for n, d, o in specs]
+                ),
+            )
         return await self._send_bulk([self.prepare(*bulk_spec(spec)) for spec in jobs])
 
     async def _check_versions(self, client: RespClient) -> None:
@@ -164,8 +184,9 @@ class Queue:
         client = self._client()
         if not self._versions_checked:
             await self._check_versions(client)
-        result = await self._link.call(scripts.run(client, job.script, job.keys, job.args),
-                                       f"adding job {job.name!r} to {self.name!r}")
+        result = await self._link.call(
+            scripts.run(client, job.script, job.keys, job.args), f"adding job {job.name!r} to {self.name!r}"
+        )
         return EnqueuedJob(check_added(job, result), job.name, self.name, job.timestamp)
 
     async def _send_bulk(self, prepared: list[PreparedJob]) -> list[EnqueuedJob]:
@@ -174,17 +195,22 @@ class Queue:
         client = self._client()
         if not self._versions_checked:
             await self._check_versions(client)
-        results = await self._link.call(client.execute_many([j.command() for j in prepared], transaction=True),
-                                        f"adding {len(prepared)} jobs to {self.name!r}")
-        return [EnqueuedJob(check_added(job, result), job.name, self.name, job.timestamp)
-                for job, result in zip(prepared, results)]
+        results = await self._link.call(
+            client.execute_many([j.command() for j in prepared], transaction=True),
+            f"adding {len(prepared)} jobs to {self.name!r}",
+        )
+        return [
+            EnqueuedJob(check_added(job, result), job.name, self.name, job.timestamp)
+            for job, result in zip(prepared, results)
+        ]
 
     # -- reading ----------------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> Job | None:
         """The job hash (decoded lazily), or None when no such job exists (Node's ``Job.fromId``)."""
-        flat = await self._link.call(self._client().execute("HGETALL", self.keys.job(job_id)),
-                                     f"reading job {job_id!r} of {self.name!r}")
+        flat = await self._link.call(
+            self._client().execute("HGETALL", self.keys.job(job_id)), f"reading job {job_id!r} of {self.name!r}"
+        )
         if not flat:
             return None
         return Job(self.name, job_id, fields_to_dict(flat), self.codec)
@@ -193,39 +219,56 @@ class Queue:
         """``waiting``, ``active``, ``delayed``, ``prioritized``, ``waiting-children``,
         ``completed``, ``failed`` or ``unknown``, via BullMQ's getStateV2 script."""
         k = self.keys
-        keys: list[Arg] = [k["completed"], k["failed"], k["delayed"], k["active"], k["wait"], k["paused"],
-                           k["waiting-children"], k["prioritized"]]
-        result = await self._link.call(scripts.run(self._client(), "getStateV2", keys, [job_id, k.job(job_id)]),
-                                       f"reading the state of job {job_id!r}")
+        keys: list[Arg] = [
+            k["completed"],
+            k["failed"],
+            k["delayed"],
+            k["active"],
+            k["wait"],
+            k["paused"],
+            k["waiting-children"],
+            k["prioritized"],
+        ]
+        result = await self._link.call(
+            scripts.run(self._client(), "getStateV2", keys, [job_id, k.job(job_id)]),
+            f"reading the state of job {job_id!r}",
+        )
         return result.decode() if isinstance(result, bytes) else str(result)
 
     async def get_job_counts(self, *states: str) -> dict[str, int]:
         """Jobs per state (Node's ``getJobCounts``): the given states, or Node 6's
         default set (``active``, ``completed``, ``delayed``, ``failed``,
         ``prioritized``, ``waiting``, ``waiting-children``)."""
-        return await self._link.call(reading.counts(self._client(), self.keys, reading.job_types(states)),
-                                     f"counting the jobs of {self.name!r}")
+        return await self._link.call(
+            reading.counts(self._client(), self.keys, reading.job_types(states)), f"counting the jobs of {self.name!r}"
+        )
 
     async def count(self) -> int:
         """Jobs still to run: waiting, delayed, prioritized and waiting-children (Node's ``count``)."""
         return sum((await self.get_job_counts("waiting", "delayed", "prioritized", "waiting-children")).values())
 
-    async def get_jobs(self, states: str | Sequence[str] = (), start: int = 0, end: int = -1,
-                       asc: bool = False) -> list[Job]:
+    async def get_jobs(
+        self, states: str | Sequence[str] = (), start: int = 0, end: int = -1, asc: bool = False
+    ) -> list[Job]:
         """Jobs in the given states, ``start`` to ``end`` of each (Node's ``getJobs``,
         through BullMQ's ``getRanges``): each job once, jobs whose hash is gone left out."""
         names = reading.job_types([states] if isinstance(states, str) else states)
         client = self._client()
-        ids = await self._link.call(reading.job_ids(client, self.keys, names, start, end, asc),
-                                    f"listing the jobs of {self.name!r}")
-        hashes = await self._link.call(client.execute_many([("HGETALL", self.keys.job(i)) for i in ids]),
-                                       f"reading {len(ids)} jobs of {self.name!r}")
+        ids = await self._link.call(
+            reading.job_ids(client, self.keys, names, start, end, asc), f"listing the jobs of {self.name!r}"
+        )
+        hashes = await self._link.call(
+            client.execute_many([("HGETALL", self.keys.job(i)) for i in ids]),
+            f"reading {len(ids)} jobs of {self.name!r}",
+        )
         return [Job(self.name, i, fields_to_dict(flat), self.codec) for i, flat in zip(ids, hashes) if flat]
 
     async def get_dependencies(self, job_id: str) -> Dependencies:
         """A parent's children by state, in one round trip (Node's ``job.getDependencies()``)."""
-        return await self._link.call(read_dependencies(self._client(), self.keys, job_id, self.codec),
-                                     f"reading the dependencies of job {job_id!r}")
+        return await self._link.call(
+            read_dependencies(self._client(), self.keys, job_id, self.codec),
+            f"reading the dependencies of job {job_id!r}",
+        )
 
     async def get_children_values(self, job_id: str) -> dict[str, Any]:
         """Return values of a parent's completed children, keyed by child job key
@@ -282,64 +325,78 @@ class Queue:
     async def drain(self, delayed: bool = False) -> int:
         """Remove the jobs waiting to run (and the delayed ones with ``delayed``);
         active and finished jobs stay. How many were removed (Node's ``drain``)."""
-        return await self._link.call(admin.drain(self._client(), self.keys, delayed=delayed),
-                                     f"draining {self.name!r}")
+        return await self._link.call(admin.drain(self._client(), self.keys, delayed=delayed), f"draining {self.name!r}")
 
     async def clean(self, grace_ms: int, limit: int = 0, state: str = "completed") -> list[str]:
         """Delete jobs of ``state`` finished (or added) more than ``grace_ms`` ago,
         at most ``limit`` (0: all); the deleted ids (Node's ``clean``)."""
-        return await self._link.call(admin.clean(self._client(), self.keys, grace_ms, limit, state),
-                                     f"cleaning {state} jobs of {self.name!r}")
+        return await self._link.call(
+            admin.clean(self._client(), self.keys, grace_ms, limit, state), f"cleaning {state} jobs of {self.name!r}"
+        )
 
     async def obliterate(self, *, force: bool = False, count: int = 1000) -> None:
         """Delete the queue and every job in it (Node's ``obliterate``); refused while
         jobs are active unless ``force``."""
-        await self._link.call(admin.obliterate(self._client(), self.keys, force=force, count=count),
-                              f"obliterating {self.name!r}")
+        await self._link.call(
+            admin.obliterate(self._client(), self.keys, force=force, count=count), f"obliterating {self.name!r}"
+        )
 
     async def retry_jobs(self, state: str = "failed", *, count: int = 1000, timestamp: int | None = None) -> int:
         """Move failed (or completed) jobs back to wait; how many (Node's ``retryJobs``)."""
-        return await self._link.call(admin.retry_jobs(self._client(), self.keys, state, count=count,
-                                                      timestamp=timestamp), f"retrying {state} jobs of {self.name!r}")
+        return await self._link.call(
+            admin.retry_jobs(self._client(), self.keys, state, count=count, timestamp=timestamp),
+            f"retrying {state} jobs of {self.name!r}",
+        )
 
     async def promote_jobs(self, *, count: int = 1000) -> int:
         """Run every delayed job now; how many (Node's ``promoteJobs``)."""
-        return await self._link.call(admin.promote_jobs(self._client(), self.keys, count=count),
-                                     f"promoting the delayed jobs of {self.name!r}")
+        return await self._link.call(
+            admin.promote_jobs(self._client(), self.keys, count=count), f"promoting the delayed jobs of {self.name!r}"
+        )
 
     async def remove(self, job_id: str, *, remove_children: bool = True) -> None:
         """Delete one job that is not active (Node's ``remove``);
         :class:`~bullbridge.errors.QueueError` when it is locked."""
-        await self._link.call(admin.remove_job(self._client(), self.keys, job_id, remove_children=remove_children),
-                              f"removing job {job_id!r} of {self.name!r}")
+        await self._link.call(
+            admin.remove_job(self._client(), self.keys, job_id, remove_children=remove_children),
+            f"removing job {job_id!r} of {self.name!r}",
+        )
 
     async def retry_job(self, job_id: str, state: str = "failed") -> None:
         """Retry one finished job (Node's ``job.retry(state)``)."""
-        await self._link.call(admin.retry_job(self._client(), self.keys, job_id, state),
-                              f"retrying job {job_id!r} of {self.name!r}")
+        await self._link.call(
+            admin.retry_job(self._client(), self.keys, job_id, state), f"retrying job {job_id!r} of {self.name!r}"
+        )
 
     async def promote_job(self, job_id: str) -> None:
         """Run one delayed job now (Node's ``job.promote()``)."""
-        await self._link.call(admin.promote_job(self._client(), self.keys, job_id),
-                              f"promoting job {job_id!r} of {self.name!r}")
+        await self._link.call(
+            admin.promote_job(self._client(), self.keys, job_id), f"promoting job {job_id!r} of {self.name!r}"
+        )
 
     async def set_global_concurrency(self, concurrency: int) -> None:
         """At most ``concurrency`` jobs active at once across every worker, of either language."""
-        await self._link.call(admin.set_global_concurrency(self._client(), self.keys, concurrency),
-                              f"setting {self.name!r}'s global concurrency")
+        await self._link.call(
+            admin.set_global_concurrency(self._client(), self.keys, concurrency),
+            f"setting {self.name!r}'s global concurrency",
+        )
 
     async def remove_global_concurrency(self) -> None:
-        await self._link.call(admin.remove_global_concurrency(self._client(), self.keys),
-                              f"removing {self.name!r}'s global concurrency")
+        await self._link.call(
+            admin.remove_global_concurrency(self._client(), self.keys), f"removing {self.name!r}'s global concurrency"
+        )
 
     async def set_global_rate_limit(self, max_jobs: int, duration_ms: int) -> None:
         """At most ``max_jobs`` per ``duration_ms`` across every worker, of either language."""
-        await self._link.call(admin.set_global_rate_limit(self._client(), self.keys, max_jobs, duration_ms),
-                              f"setting {self.name!r}'s global rate limit")
+        await self._link.call(
+            admin.set_global_rate_limit(self._client(), self.keys, max_jobs, duration_ms),
+            f"setting {self.name!r}'s global rate limit",
+        )
 
     async def remove_global_rate_limit(self) -> None:
-        await self._link.call(admin.remove_global_rate_limit(self._client(), self.keys),
-                              f"removing {self.name!r}'s global rate limit")
+        await self._link.call(
+            admin.remove_global_rate_limit(self._client(), self.keys), f"removing {self.name!r}'s global rate limit"
+        )
 
     # -- job schedulers -----------------------------------------------------------------
 
@@ -352,26 +409,33 @@ class Queue:
         To keep a set of schedules in step with code, declare them instead
         (:func:`bullbridge.scheduler.sync`)."""
         plan = Schedule(id=scheduler_id, queue=self.name, prefix=self.prefix, **schedule)
-        return await self._link.call(scheduler_store.upsert(self._client(), self.keys, plan),
-                                     f"upserting job scheduler {scheduler_id!r} of {self.name!r}")
+        return await self._link.call(
+            scheduler_store.upsert(self._client(), self.keys, plan),
+            f"upserting job scheduler {scheduler_id!r} of {self.name!r}",
+        )
 
     async def get_job_scheduler(self, scheduler_id: str) -> SchedulerInfo | None:
         """One job scheduler as stored by either language, or None (Node's ``getJobScheduler``)."""
-        found = await self._link.call(read_schedulers(self._client(), self.keys, [scheduler_id]),
-                                      f"reading job scheduler {scheduler_id!r} of {self.name!r}")
+        found = await self._link.call(
+            read_schedulers(self._client(), self.keys, [scheduler_id]),
+            f"reading job scheduler {scheduler_id!r} of {self.name!r}",
+        )
         info = found.get(scheduler_id)
         return info if info is not None and (info.exists or info.legacy) else None
 
     async def get_job_schedulers(self, start: int = 0, count: int | None = None) -> list[SchedulerInfo]:
         """The job schedulers, soonest next run first (Node's ``getJobSchedulers``)."""
-        page = await self._link.call(read_scheduler_page(self._client(), self.keys, start, count),
-                                     f"reading the job schedulers of {self.name!r}")
+        page = await self._link.call(
+            read_scheduler_page(self._client(), self.keys, start, count), f"reading the job schedulers of {self.name!r}"
+        )
         return page.schedulers
 
     async def remove_job_scheduler(self, scheduler_id: str) -> bool:
         """Remove a job scheduler and its next run; True when it existed (Node's ``removeJobScheduler``)."""
-        return await self._link.call(scheduler_store.remove(self._client(), self.keys, scheduler_id),
-                                     f"removing job scheduler {scheduler_id!r} of {self.name!r}")
+        return await self._link.call(
+            scheduler_store.remove(self._client(), self.keys, scheduler_id),
+            f"removing job scheduler {scheduler_id!r} of {self.name!r}",
+        )
 
     # -- closing ----------------------------------------------------------------------
 

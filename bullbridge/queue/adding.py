@@ -58,9 +58,17 @@ class PreparedJob:
         return scripts.evalsha_command(self.script, self.keys, self.args)
 
 
-def prepare_add(qs: scripts.QueueScripts, json_codec: codec_module.JsonCodec, name: str, data: Any,
-                opts: JobOptions, *, job_id: str | None = None, as_parent: bool = False,
-                flow_node: bool = False) -> PreparedJob:
+def prepare_add(
+    qs: scripts.QueueScripts,
+    json_codec: codec_module.JsonCodec,
+    name: str,
+    data: Any,
+    opts: JobOptions,
+    *,
+    job_id: str | None = None,
+    as_parent: bool = False,
+    flow_node: bool = False,
+) -> PreparedJob:
     """Validate and encode one job for BullMQ's add scripts, as Node's
     ``Job.create`` does: the script (parent > delay > priority > standard),
     its keys, and its arguments. For ``flow_node`` jobs (Node's FlowProducer),
@@ -73,7 +81,8 @@ def prepare_add(qs: scripts.QueueScripts, json_codec: codec_module.JsonCodec, na
     if opts.size_limit is not None and len(data_json) > opts.size_limit:
         raise InvalidJobOptions(
             f"the size of job {name!r} ({len(data_json)} bytes of JSON) exceeds its size_limit of "
-            f"{opts.size_limit} bytes (Node: 'The size of job {name} exceeds the limit {opts.size_limit} bytes')")
+            f"{opts.size_limit} bytes (Node: 'The size of job {name} exceeds the limit {opts.size_limit} bytes')"
+        )
     timestamp = opts.timestamp if isinstance(opts.timestamp, int) else now_ms()
     encoded = opts.to_bullmq(timestamp, parent_last=flow_node)
     parent = opts.parent if isinstance(opts.parent, Parent) else None

@@ -53,12 +53,21 @@ async def _run(client: RespClient, keys: QueueKeys, name: str, script_keys: list
 
 
 def _move_to_wait_keys(keys: QueueKeys, state: str) -> list[Any]:
-    return [keys.base, keys["events"], keys[state], keys["wait"], keys["paused"], keys["meta"], keys["active"],
-            keys["marker"]]
+    return [
+        keys.base,
+        keys["events"],
+        keys[state],
+        keys["wait"],
+        keys["paused"],
+        keys["meta"],
+        keys["active"],
+        keys["marker"],
+    ]
 
 
-async def retry_jobs(client: RespClient, keys: QueueKeys, state: str = "failed", *, count: int = 1000,
-                     timestamp: int | None = None) -> int:
+async def retry_jobs(
+    client: RespClient, keys: QueueKeys, state: str = "failed", *, count: int = 1000, timestamp: int | None = None
+) -> int:
     """Move ``failed`` (or ``completed``) jobs finished before ``timestamp`` back to
     wait; how many moved."""
     if state not in ("failed", "completed"):
@@ -73,14 +82,16 @@ async def retry_jobs(client: RespClient, keys: QueueKeys, state: str = "failed",
 async def promote_jobs(client: RespClient, keys: QueueKeys, *, count: int = 1000) -> int:
     """Move every delayed job to wait now; how many moved."""
     before = _int(await client.execute("ZCARD", keys["delayed"]))
-    while await _run(client, keys, "moveJobsToWait", _move_to_wait_keys(keys, "delayed"),
-                     [count, _MAX_VALUE, "delayed"]):
+    while await _run(
+        client, keys, "moveJobsToWait", _move_to_wait_keys(keys, "delayed"), [count, _MAX_VALUE, "delayed"]
+    ):
         pass
     return max(0, before - _int(await client.execute("ZCARD", keys["delayed"])))
 
 
-async def clean(client: RespClient, keys: QueueKeys, grace_ms: int, limit: int = 0,
-                state: str = "completed") -> list[str]:
+async def clean(
+    client: RespClient, keys: QueueKeys, grace_ms: int, limit: int = 0, state: str = "completed"
+) -> list[str]:
     """Delete jobs of ``state`` older than ``grace_ms`` (``limit`` 0: all of them);
     the ids deleted."""
     if state not in CLEANABLE:
@@ -92,8 +103,13 @@ async def clean(client: RespClient, keys: QueueKeys, grace_ms: int, limit: int =
         batch = CLEAN_BATCH if limit <= 0 else min(CLEAN_BATCH, limit - len(deleted))
         if batch <= 0:
             break
-        ids = await _run(client, keys, "cleanJobsInSet", [keys[kind], keys["events"], keys["repeat"]],
-                         [keys.base, timestamp, batch, kind])
+        ids = await _run(
+            client,
+            keys,
+            "cleanJobsInSet",
+            [keys[kind], keys["events"], keys["repeat"]],
+            [keys.base, timestamp, batch, kind],
+        )
         deleted.extend(i.decode() if isinstance(i, bytes) else str(i) for i in ids)
         if len(ids) < batch:
             break
@@ -102,8 +118,7 @@ async def clean(client: RespClient, keys: QueueKeys, grace_ms: int, limit: int =
 
 def _pause_keys(keys: QueueKeys, pause: bool) -> list[Any]:
     src, dst = ("wait", "paused") if pause else ("paused", "wait")
-    return [keys[src], keys[dst], keys["meta"], keys["prioritized"], keys["events"], keys["delayed"],
-            keys["marker"]]
+    return [keys[src], keys[dst], keys["meta"], keys["prioritized"], keys["events"], keys["delayed"], keys["marker"]]
 
 
 async def pause(client: RespClient, keys: QueueKeys) -> None:
@@ -126,10 +141,16 @@ async def is_paused(client: RespClient, keys: QueueKeys) -> bool:
 async def drain(client: RespClient, keys: QueueKeys, *, delayed: bool = False) -> int:
     """Remove waiting (and with ``delayed`` also delayed) jobs; active and
     finished ones stay. How many were removed."""
-    counts = await client.execute_many([("LLEN", keys["wait"]), ("LLEN", keys["paused"]),
-                                        ("ZCARD", keys["prioritized"]), ("ZCARD", keys["delayed"])])
-    await _run(client, keys, "drain", [keys["wait"], keys["paused"], keys["delayed"], keys["prioritized"],
-                                       keys["repeat"]], [keys.base, "1" if delayed else "0"])
+    counts = await client.execute_many(
+        [("LLEN", keys["wait"]), ("LLEN", keys["paused"]), ("ZCARD", keys["prioritized"]), ("ZCARD", keys["delayed"])]
+    )
+    await _run(
+        client,
+        keys,
+        "drain",
+        [keys["wait"], keys["paused"], keys["delayed"], keys["prioritized"], keys["repeat"]],
+        [keys.base, "1" if delayed else "0"],
+    )
     return sum(_int(c) for c in counts[:3]) + (_int(counts[3]) if delayed else 0)
 
 
@@ -138,13 +159,15 @@ async def obliterate(client: RespClient, keys: QueueKeys, *, force: bool = False
     first; refuses while jobs are active unless ``force``."""
     await pause(client, keys)
     while True:
-        cursor = _int(await _run(client, keys, "obliterate", [keys["meta"], keys.base],
-                                 [count, "force" if force else ""]))
+        cursor = _int(
+            await _run(client, keys, "obliterate", [keys["meta"], keys.base], [count, "force" if force else ""])
+        )
         if cursor == -1:
             raise QueueError(f"cannot obliterate queue {keys.name!r}: it is not paused")
         if cursor == -2:
-            raise QueueError(f"cannot obliterate queue {keys.name!r}: it has active jobs "
-                             "(wait for them, or pass force=True)")
+            raise QueueError(
+                f"cannot obliterate queue {keys.name!r}: it has active jobs (wait for them, or pass force=True)"
+            )
         if cursor == 0:
             return
 
@@ -157,10 +180,25 @@ async def retry_job(client: RespClient, keys: QueueKeys, job_id: str, state: str
     except CorruptJob:
         opts = {}
     push = "RPUSH" if isinstance(opts, dict) and opts.get("lifo") else "LPUSH"
-    result = _int(await _run(client, keys, "reprocessJob", [
-        keys.job(job_id), keys["events"], keys[state], keys["wait"], keys["meta"], keys["active"], keys["marker"],
-        keys["prioritized"], keys["pc"]],
-        [job_id, push, "failedReason" if state == "failed" else "returnvalue", state, "0", "0"]))
+    result = _int(
+        await _run(
+            client,
+            keys,
+            "reprocessJob",
+            [
+                keys.job(job_id),
+                keys["events"],
+                keys[state],
+                keys["wait"],
+                keys["meta"],
+                keys["active"],
+                keys["marker"],
+                keys["prioritized"],
+                keys["pc"],
+            ],
+            [job_id, push, "failedReason" if state == "failed" else "returnvalue", state, "0", "0"],
+        )
+    )
     if result == -1:
         raise JobNotFound(f"job {job_id} does not exist in queue {keys.name}")
     if result == -3:
@@ -171,9 +209,25 @@ async def retry_job(client: RespClient, keys: QueueKeys, job_id: str, state: str
 
 async def promote_job(client: RespClient, keys: QueueKeys, job_id: str) -> None:
     """Move one delayed job to wait now (Node's ``Job.promote``)."""
-    result = _int(await _run(client, keys, "promote", [
-        keys["delayed"], keys["wait"], keys["paused"], keys["meta"], keys["prioritized"], keys["active"],
-        keys["pc"], keys["events"], keys["marker"]], [keys.base, job_id]))
+    result = _int(
+        await _run(
+            client,
+            keys,
+            "promote",
+            [
+                keys["delayed"],
+                keys["wait"],
+                keys["paused"],
+                keys["meta"],
+                keys["prioritized"],
+                keys["active"],
+                keys["pc"],
+                keys["events"],
+                keys["marker"],
+            ],
+            [keys.base, job_id],
+        )
+    )
     if result < 0:
         raise QueueError(f"job {job_id} of queue {keys.name} is not delayed")
 
@@ -182,11 +236,19 @@ async def remove_job(client: RespClient, keys: QueueKeys, job_id: str, *, remove
     """Delete one job that is not active (Node's ``Job.remove``)."""
     if not await client.execute("EXISTS", keys.job(job_id)):
         raise JobNotFound(f"job {job_id} does not exist in queue {keys.name}")
-    result = _int(await _run(client, keys, "removeJob", [keys.job(job_id), keys["repeat"]],
-                             [job_id, 1 if remove_children else 0, keys.base]))
+    result = _int(
+        await _run(
+            client,
+            keys,
+            "removeJob",
+            [keys.job(job_id), keys["repeat"]],
+            [job_id, 1 if remove_children else 0, keys.base],
+        )
+    )
     if result == -8:
-        raise QueueError(f"job {job_id} of queue {keys.name} is the next run of a job scheduler: "
-                         "remove the scheduler instead")
+        raise QueueError(
+            f"job {job_id} of queue {keys.name} is the next run of a job scheduler: remove the scheduler instead"
+        )
     if result <= 0:
         raise QueueError(f"job {job_id} of queue {keys.name} is locked (active, or a child is): it was not removed")
 
@@ -213,8 +275,14 @@ async def remove_global_concurrency(client: RespClient, keys: QueueKeys) -> None
 
 async def set_global_rate_limit(client: RespClient, keys: QueueKeys, max_jobs: int, duration_ms: int) -> None:
     """At most ``max_jobs`` per ``duration_ms`` across every worker (Node's ``setGlobalRateLimit``)."""
-    await client.execute("HSET", keys["meta"], "max", _positive_int(max_jobs, "global rate limit max"),
-                         "duration", _positive_int(duration_ms, "global rate limit duration"))
+    await client.execute(
+        "HSET",
+        keys["meta"],
+        "max",
+        _positive_int(max_jobs, "global rate limit max"),
+        "duration",
+        _positive_int(duration_ms, "global rate limit duration"),
+    )
 
 
 async def remove_global_rate_limit(client: RespClient, keys: QueueKeys) -> None:

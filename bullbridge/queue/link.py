@@ -29,8 +29,15 @@ class RedisLink:
     seconds and a call then raises :class:`RedisUnavailable`; a server that
     accepts but never answers fails the call after ``timeout`` too."""
 
-    def __init__(self, connector: RedisConnector, name: str, timeout: float, *, owns_connector: bool,
-                 route_key: str | None = None) -> None:
+    def __init__(
+        self,
+        connector: RedisConnector,
+        name: str,
+        timeout: float,
+        *,
+        owns_connector: bool,
+        route_key: str | None = None,
+    ) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
         self.connector = connector
@@ -57,7 +64,8 @@ class RedisLink:
         except (TimeoutError, RespConnectionError) as exc:
             where = self.connector.settings.describe()
             raise RedisUnavailable(
-                f"{what}: Redis at {where} did not answer within {self.timeout:g} s ({exc or 'timed out'})") from exc
+                f"{what}: Redis at {where} did not answer within {self.timeout:g} s ({exc or 'timed out'})"
+            ) from exc
 
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}

@@ -31,8 +31,9 @@ def job_types(types: Iterable[str]) -> list[str]:
     chosen = list(dict.fromkeys(types)) or list(DEFAULT_TYPES)
     unknown = [t for t in chosen if t not in KNOWN_TYPES]
     if unknown:
-        raise ConfigurationError(f"unknown job state(s) {', '.join(map(repr, unknown))} "
-                                 f"(one of {', '.join(KNOWN_TYPES)})")
+        raise ConfigurationError(
+            f"unknown job state(s) {', '.join(map(repr, unknown))} (one of {', '.join(KNOWN_TYPES)})"
+        )
     return chosen
 
 
@@ -56,8 +57,9 @@ def counts_from_reply(types: Sequence[str], reply: Sequence[Any]) -> dict[str, i
     return {state: int(n or 0) for state, n in zip(types, reply)}
 
 
-async def job_ids(client: RespClient, keys: QueueKeys, types: Sequence[str], start: int, end: int,
-                  asc: bool) -> list[str]:
+async def job_ids(
+    client: RespClient, keys: QueueKeys, types: Sequence[str], start: int, end: int, asc: bool
+) -> list[str]:
     """Ids of the jobs in ``types``, ``start`` to ``end`` of each, each id once."""
     kinds = [_key_type(t) for t in types]
     replies = await scripts.run(client, "getRanges", [keys.base], [start, end, "1" if asc else "0", *kinds])

@@ -53,8 +53,20 @@ PREDEFINED = {
     "@weekdays": "0 0 0 * * 1-5",
     "@weekends": "0 0 0 * * 0,6",
 }
-MONTHS = {"jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
-          "jul": 7, "aug": 8, "sep": 9, "oct": 10, "nov": 11, "dec": 12}
+MONTHS = {
+    "jan": 1,
+    "feb": 2,
+    "mar": 3,
+    "apr": 4,
+    "may": 5,
+    "jun": 6,
+    "jul": 7,
+    "aug": 8,
+    "sep": 9,
+    "oct": 10,
+    "nov": 11,
+    "dec": 12,
+}
 WEEKDAYS = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 #: cron-parser's DAYS_IN_MONTH (February counts 29 for parse-time checks).
 DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -193,12 +205,16 @@ class Field:
             wildcard = all(v in ordered for v in range(c.min, c.max + 1))
         has_last = "L" in raw or "L" in ordered
         for value in ordered:
-            ok = (c.min <= value <= c.max) if isinstance(value, int) else any(
-                re.fullmatch(rf"\d{{0,2}}{ch}", value, re.ASCII) for ch in c.chars)
+            ok = (
+                (c.min <= value <= c.max)
+                if isinstance(value, int)
+                else any(re.fullmatch(rf"\d{{0,2}}{ch}", value, re.ASCII) for ch in c.chars)
+            )
             if not ok:
                 extra = f" or chars {''.join(c.chars)}" if c.chars else ""
                 raise CronSyntaxError(
-                    f"Cron{unit.value} Validation error, got value {value} expected range {c.min}-{c.max}{extra}")
+                    f"Cron{unit.value} Validation error, got value {value} expected range {c.min}-{c.max}{extra}"
+                )
         seen: list[Value] = []
         for value in ordered:
             if value in seen:
@@ -245,8 +261,7 @@ def raw_fields(expression: str, strict: bool = False) -> list[str]:
         raise CronSyntaxError("Invalid cron expression")
     expression = expression or "0 * * * * *"
     if len(expression.encode("utf-16-le")) // 2 > MAX_EXPRESSION_LENGTH:
-        raise CronSyntaxError(
-            f"Invalid cron expression, too long, expected at most {MAX_EXPRESSION_LENGTH} characters")
+        raise CronSyntaxError(f"Invalid cron expression, too long, expected at most {MAX_EXPRESSION_LENGTH} characters")
     atoms = _SPLIT.split(_TRIM.sub("", expression))
     if strict and len(atoms) < 6:
         raise CronSyntaxError("Invalid cron expression, expected 6 fields")
@@ -302,6 +317,7 @@ def _int(value: Value) -> int:
 def _parse_field(unit: Unit, value: str, rand: Callable[[], float], strict: bool) -> list[Value]:
     c = CONSTRAINTS[unit]
     if unit in (Unit.MONTH, Unit.DAY_OF_WEEK):
+
         def alias(match: re.Match[str]) -> str:
             name = match.group(0).lower()
             number = MONTHS.get(name) or WEEKDAYS.get(name)
@@ -354,8 +370,9 @@ def _hashed_range(low: int, high: int, c: Constraints, unit: Unit, strict: bool)
     if low > high:
         raise CronSyntaxError(f"Invalid range: {low}-{high}, min > max")
     if strict and (low < c.min or high > c.max):
-        raise CronSyntaxError(f"Invalid range: {low}-{high}, outside the {c.min}-{c.max} range of the "
-                              f"{unit.field_name} field")
+        raise CronSyntaxError(
+            f"Invalid range: {low}-{high}, outside the {c.min}-{c.max} range of the {unit.field_name} field"
+        )
     lo, hi = max(low, c.min), min(high, c.max)
     if lo > hi:
         raise CronSyntaxError(f"Invalid range: {low}-{high}, no usable value in the {unit.field_name} field")
@@ -364,8 +381,7 @@ def _hashed_range(low: int, high: int, c: Constraints, unit: Unit, strict: bool)
 
 def _hashed_step(random_value: float, low: int, high: int, step: int, unit: Unit, strict: bool) -> str:
     if strict and step > high - low + 1:
-        raise CronSyntaxError(f"Invalid step: {step}, wider than the {low}-{high} range of the "
-                              f"{unit.field_name} field")
+        raise CronSyntaxError(f"Invalid step: {step}, wider than the {low}-{high} range of the {unit.field_name} field")
     offset = math.floor(random_value * step)
     values = [i for i in range((low // step) * step + offset, high + 1, step) if i >= low]
     if not values:
@@ -376,7 +392,8 @@ def _hashed_step(random_value: float, low: int, high: int, step: int, unit: Unit
 def _assert_max_values(unit: Unit, count: int) -> None:
     if count > MAX_FIELD_VALUES:
         raise CronSyntaxError(
-            f"Constraint error, too many values in {unit.value} field, expected at most {MAX_FIELD_VALUES}")
+            f"Constraint error, too many values in {unit.value} field, expected at most {MAX_FIELD_VALUES}"
+        )
 
 
 def _parse_sequence(unit: Unit, text: str, c: Constraints) -> list[Value]:
@@ -416,13 +433,13 @@ def _parse_range(unit: Unit, text: str, step: int | None, c: Constraints) -> lis
         if math.isnan(number):
             return text
         if not math.isfinite(number) or number != int(number):
-            raise CronSyntaxError(f"Constraint error, {text!r} is not a whole number "
-                                  "(cron-parser would accept it and never fire)")
+            raise CronSyntaxError(
+                f"Constraint error, {text!r} is not a whole number (cron-parser would accept it and never fire)"
+            )
         return int(number)
     low, high = js_parse_int(atoms[0]), js_parse_int(atoms[1])
     if low is None or high is None or low < c.min or high > c.max:
-        raise CronSyntaxError(
-            f"Constraint error, got range {_nan(low)}-{_nan(high)} expected range {c.min}-{c.max}")
+        raise CronSyntaxError(f"Constraint error, got range {_nan(low)}-{_nan(high)} expected range {c.min}-{c.max}")
     if low > high:
         raise CronSyntaxError(f"Invalid range: {low}-{high}, min({low}) > max({high})")
     if step is None or step <= 0:
@@ -448,7 +465,8 @@ def _parse_nth_day(text: str) -> tuple[str, float]:
     found = _NTH_BREAKERS.search(text)
     if found:
         raise CronSyntaxError(
-            f"Constraint error, invalid dayOfWeek `#` and `{found.group(0)}` special characters are incompatible")
+            f"Constraint error, invalid dayOfWeek `#` and `{found.group(0)}` special characters are incompatible"
+        )
     if not (len(atoms) <= 2 and not math.isnan(nth) and 1 <= nth <= 5):
         raise CronSyntaxError("Constraint error, invalid dayOfWeek occurrence number (#)")
     return atoms[0], nth
@@ -534,8 +552,15 @@ class CronIterator:
     the window (or the pattern never matches within cron-parser's loop limit).
     """
 
-    def __init__(self, fields: CronFields, *, current: int, tz: str | None = None,
-                 start: int | None = None, end: int | None = None) -> None:
+    def __init__(
+        self,
+        fields: CronFields,
+        *,
+        current: int,
+        tz: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> None:
         self.fields = fields
         self.zone = get_zone(tz)
         self.start = start if start else None
@@ -605,8 +630,10 @@ class CronIterator:
         matched_dom = t.day in dom.numbers or (dom.has_last and date.is_last_day_of_month())
         weekday = t.weekday
         matched_dow = (weekday in dow.numbers and (dow.nth_day <= 0 or math.ceil(t.day / 7) == dow.nth_day)) or (
-            dow.has_last and date.is_last_weekday_of_month() and any(
-                weekday == _first_digit(value) for value in dow.values))
+            dow.has_last
+            and date.is_last_weekday_of_month()
+            and any(weekday == _first_digit(value) for value in dow.values)
+        )
         if not dom.wildcard and not dow.wildcard and (matched_dom or matched_dow):
             return True
         if matched_dom and dow.wildcard:
@@ -686,8 +713,9 @@ def validate(pattern: str, tz: str | None = None) -> CronFields:
     return fields
 
 
-def fire_times(pattern: str, *, after: int, count: int, tz: str | None = None,
-               start: int | None = None, end: int | None = None) -> Sequence[int]:
+def fire_times(
+    pattern: str, *, after: int, count: int, tz: str | None = None, start: int | None = None, end: int | None = None
+) -> Sequence[int]:
     """The next ``count`` fire times of one cursor (cron-parser's ``take``).
 
     BullMQ instead parses afresh for every run; for the sequence a scheduler

@@ -83,7 +83,8 @@ class Declaration:
             bad = set(raw) - _SCHEDULE_KEYS
             if bad:
                 raise InvalidSchedule(
-                    f"schedules[{index}]: unknown keys {sorted(bad)} (known: {sorted(_SCHEDULE_KEYS)})")
+                    f"schedules[{index}]: unknown keys {sorted(bad)} (known: {sorted(_SCHEDULE_KEYS)})"
+                )
             merged = dict(raw)
             for key, value in defaults.items():
                 if key == "tz" and "every" in raw:

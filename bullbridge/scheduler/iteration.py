@@ -106,8 +106,9 @@ async def schedule_next_iteration(client: RespClient, keys: QueueKeys, job: Job)
         if not exists:
             raise LegacyRepeatableJob(
                 f"Failed to add repeatable job for next iteration: Legacy repeatable job metadata is not "
-                f"supported in BullMQ v6 (key: \"{scheduler_id}\"). Migrate legacy repeatable jobs to Job "
-                f"Schedulers before upgrading. See {LEGACY_MIGRATION_URL}")
+                f'supported in BullMQ v6 (key: "{scheduler_id}"). Migrate legacy repeatable jobs to Job '
+                f"Schedulers before upgrading. See {LEGACY_MIGRATION_URL}"
+            )
     stored = job.opts
     if "debounce" in stored:
         raise SchedulerError("Debounce option has been removed. Use deduplication option instead")
@@ -140,22 +141,53 @@ async def schedule_next_iteration(client: RespClient, keys: QueueKeys, job: Job)
         tz = repeat.get("tz") or None
         if tz is None and scheduler_id not in _warned_no_tz:
             _warned_no_tz.add(scheduler_id)
-            log.warning("scheduler %r of %s has no tz: bullbridge computes it in UTC (Node uses its process's "
-                        "local zone; they agree when Node runs with TZ=UTC)", scheduler_id, keys.name)
+            log.warning(
+                "scheduler %r of %s has no tz: bullbridge computes it in UTC (Node uses its process's "
+                "local zone; they agree when Node runs with TZ=UTC)",
+                scheduler_id,
+                keys.name,
+            )
         start_date = _number(repeat.get("startDate"), "startDate") if _js_truthy(repeat.get("startDate")) else None
-        next_millis = pattern_next_millis(now, Repeat(
-            pattern=str(pattern), tz=tz, start_date=start_date, end_date=end_date,
-            immediately=_js_truthy(repeat.get("immediately")),
-            hash_seed=repeat.get("hashSeed") or None, strict=bool(repeat.get("strict"))))
+        next_millis = pattern_next_millis(
+            now,
+            Repeat(
+                pattern=str(pattern),
+                tz=tz,
+                start_date=start_date,
+                end_date=end_date,
+                immediately=_js_truthy(repeat.get("immediately")),
+                hash_seed=repeat.get("hashSeed") or None,
+                strict=bool(repeat.get("strict")),
+            ),
+        )
         if next_millis is None:
             return None
 
     filtered = {k: v for k, v in repeat.items() if k != "immediately"}
-    merged = next_job_opts(node_job_opts(stored), scheduler_id=scheduler_id, next_millis=next_millis,
-                           repeat=filtered, count=iteration, offset=new_offset, now=now_ms())
+    merged = next_job_opts(
+        node_job_opts(stored),
+        scheduler_id=scheduler_id,
+        next_millis=next_millis,
+        repeat=filtered,
+        count=iteration,
+        offset=new_offset,
+        now=now_ms(),
+    )
     k = keys
-    script_keys: list[Arg] = [k["repeat"], k["delayed"], k["wait"], k["paused"], k["meta"], k["prioritized"],
-                              k["marker"], k["id"], k["events"], k["pc"], k.job(job.id), k["active"]]
+    script_keys: list[Arg] = [
+        k["repeat"],
+        k["delayed"],
+        k["wait"],
+        k["paused"],
+        k["meta"],
+        k["prioritized"],
+        k["marker"],
+        k["id"],
+        k["events"],
+        k["pc"],
+        k.job(job.id),
+        k["active"],
+    ]
     args: list[Arg] = [
         next_millis if next_millis is not None else "",
         scheduler_id,

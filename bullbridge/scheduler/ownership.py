@@ -50,8 +50,9 @@ class OwnerRecord:
     synced: int = 0
 
     def encode(self) -> bytes:
-        return json.dumps({"owner": self.owner, "expect": self.expect, "synced": self.synced},
-                          separators=(",", ":"), sort_keys=True).encode()
+        return json.dumps(
+            {"owner": self.owner, "expect": self.expect, "synced": self.synced}, separators=(",", ":"), sort_keys=True
+        ).encode()
 
     @classmethod
     def decode(cls, scheduler_id: str, raw: Any) -> OwnerRecord | None:

@@ -117,22 +117,35 @@ class SchedulerPage:
     schedulers: list[SchedulerInfo]
 
 
-def decode_scheduler(queue: str, scheduler_id: str, score: Any, raw_hash: Any,
-                     owner: OwnerRecord | None = None) -> SchedulerInfo:
+def decode_scheduler(
+    queue: str, scheduler_id: str, score: Any, raw_hash: Any, owner: OwnerRecord | None = None
+) -> SchedulerInfo:
     """One scheduler from its ``repeat`` score and its hash (an ``HGETALL`` reply)."""
     f = {_text(k): _text(v) for k, v in fields_to_dict(raw_hash or []).items()}
     next_run_ms = _int(score)
     return SchedulerInfo(
-        queue=queue, id=scheduler_id, next_run_ms=next_run_ms, name=f.get("name"),
-        pattern=f.get("pattern") or None, every=_int(f.get("every")), tz=f.get("tz") or None,
-        offset=_int(f.get("offset")), iteration_count=_int(f.get("ic")), limit=_int(f.get("limit")),
-        start_date=_int(f.get("startDate")), end_date=_int(f.get("endDate")),
-        template_data=_json_or_text(f.get("data")), legacy=next_run_ms is not None and not f,
-        owner=owner.owner if owner else None, fields=f)
+        queue=queue,
+        id=scheduler_id,
+        next_run_ms=next_run_ms,
+        name=f.get("name"),
+        pattern=f.get("pattern") or None,
+        every=_int(f.get("every")),
+        tz=f.get("tz") or None,
+        offset=_int(f.get("offset")),
+        iteration_count=_int(f.get("ic")),
+        limit=_int(f.get("limit")),
+        start_date=_int(f.get("startDate")),
+        end_date=_int(f.get("endDate")),
+        template_data=_json_or_text(f.get("data")),
+        legacy=next_run_ms is not None and not f,
+        owner=owner.owner if owner else None,
+        fields=f,
+    )
 
 
-async def _read(client: Pipelines, keys: QueueKeys, ids: Sequence[str], scores: Sequence[Any] | None
-                ) -> list[SchedulerInfo]:
+async def _read(
+    client: Pipelines, keys: QueueKeys, ids: Sequence[str], scores: Sequence[Any] | None
+) -> list[SchedulerInfo]:
     """The hashes and owners of ``ids`` (and their scores when not known yet), in one round trip."""
     if not ids:
         return []
@@ -141,30 +154,37 @@ async def _read(client: Pipelines, keys: QueueKeys, ids: Sequence[str], scores: 
     commands.append(("HMGET", owners_key(keys), *ids))
     replies = await client.execute_many(commands)
     if scores is None:
-        scores, replies = replies[: len(ids)], replies[len(ids):]
+        scores, replies = replies[: len(ids)], replies[len(ids) :]
     owners = replies[-1]
-    return [decode_scheduler(keys.name, i, score, raw, OwnerRecord.decode(i, owner))
-            for i, score, raw, owner in zip(ids, scores, replies[:-1], owners)]
+    return [
+        decode_scheduler(keys.name, i, score, raw, OwnerRecord.decode(i, owner))
+        for i, score, raw, owner in zip(ids, scores, replies[:-1], owners)
+    ]
 
 
-async def read_scheduler_page(client: Pipelines, keys: QueueKeys, start: int = 0, count: int | None = 50
-                              ) -> SchedulerPage:
+async def read_scheduler_page(
+    client: Pipelines, keys: QueueKeys, start: int = 0, count: int | None = 50
+) -> SchedulerPage:
     """Schedulers ordered by next run, soonest first (``count=None``: all from ``start``).
     Two round trips, whatever the page size."""
     start = max(0, start)
     stop = -1 if count is None else start + max(1, count) - 1
-    total, flat = await client.execute_many([
-        ("ZCARD", keys["repeat"]),
-        ("ZRANGE", keys["repeat"], start, stop, "WITHSCORES"),
-    ])
+    total, flat = await client.execute_many(
+        [
+            ("ZCARD", keys["repeat"]),
+            ("ZRANGE", keys["repeat"], start, stop, "WITHSCORES"),
+        ]
+    )
     items = list(flat or [])
     ids, scores = [_text(m) for m in items[::2]], items[1::2]
-    return SchedulerPage(queue=keys.name, total=int(total), start=start,
-                         schedulers=await _read(client, keys, ids, scores))
+    return SchedulerPage(
+        queue=keys.name, total=int(total), start=start, schedulers=await _read(client, keys, ids, scores)
+    )
 
 
-async def read_schedulers(client: Pipelines, keys: QueueKeys, ids: Sequence[str] | None = None
-                          ) -> dict[str, SchedulerInfo]:
+async def read_schedulers(
+    client: Pipelines, keys: QueueKeys, ids: Sequence[str] | None = None
+) -> dict[str, SchedulerInfo]:
     """Schedulers of one queue by id, in one round trip; all of them (by next run)
     when ``ids`` is None. An id with neither score nor hash comes back too, with
     ``next_run_ms=None`` and ``exists`` false."""

@@ -87,7 +87,8 @@ class Schedule:
             raise InvalidSchedule(f"{where}: {exc}") from None
         if self.pattern is not None and self.every is not None:
             raise InvalidSchedule(
-                f"{where}: Both .pattern and .every options are defined for this repeatable job; give one")
+                f"{where}: Both .pattern and .every options are defined for this repeatable job; give one"
+            )
         if self.pattern is None and self.every is None:
             raise InvalidSchedule(f"{where}: give a cron pattern or an every interval")
         if self.pattern is not None:
@@ -132,13 +133,15 @@ class Schedule:
         set_ = object.__setattr__
         if self.immediately and self.start_date is not None:
             raise InvalidSchedule(
-                f"{where}: Both .immediately and .startDate options are defined for this repeatable job")
+                f"{where}: Both .immediately and .startDate options are defined for this repeatable job"
+            )
         set_(self, "start_date", _instant(self.start_date, f"{where} start_date"))
         set_(self, "end_date", _instant(self.end_date, f"{where} end_date"))
         if self.start_ms and self.end_ms and self.end_ms <= self.start_ms:
             raise InvalidSchedule(f"{where}: end_date must be after start_date")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
-                                       or self.limit < 1):
+        if self.limit is not None and (
+            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
+        ):
             raise InvalidSchedule(f"{where}: limit must be an int >= 1, got {self.limit!r}")
 
     def _check_template(self, where: str) -> None:
@@ -153,7 +156,8 @@ class Schedule:
         if banned:
             raise InvalidSchedule(
                 f"{where}: {', '.join(banned)} cannot be part of a scheduler's job options "
-                "(BullMQ sets the id, delay and timestamp of every iteration itself)")
+                "(BullMQ sets the id, delay and timestamp of every iteration itself)"
+            )
         object.__setattr__(self, "opts", opts)
         try:
             codec.encode(self.data)
@@ -232,9 +236,15 @@ class Schedule:
     def scheduler_opts(self) -> dict[str, Any]:
         """ARGV[2] of ``addJobScheduler``: what the ``repeat:<id>`` hash records."""
         out: dict[str, Any] = {"name": self.job_name}
-        for key, value in (("startDate", self.start_date), ("endDate", self.end_date), ("tz", self.stored_tz),
-                           ("pattern", self.pattern), ("every", self.every), ("limit", self.limit),
-                           ("offset", self.offset if self.every is not None and self.offset else None)):
+        for key, value in (
+            ("startDate", self.start_date),
+            ("endDate", self.end_date),
+            ("tz", self.stored_tz),
+            ("pattern", self.pattern),
+            ("every", self.every),
+            ("limit", self.limit),
+            ("offset", self.offset if self.every is not None and self.offset else None),
+        ):
             if value is not None:
                 out[key] = value
         return out

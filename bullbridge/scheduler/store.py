@@ -43,15 +43,22 @@ def matches(expect: dict[str, Any], live: SchedulerInfo) -> bool:
     """Whether the live scheduler still holds the definition ``expect``
     (:meth:`Schedule.expected_state`); ``offset`` counts only when declared."""
     state = live.state()
-    return all(state.get(key) == value for key, value in expect.items()
-               if key != "offset" or value is not None)
+    return all(state.get(key) == value for key, value in expect.items() if key != "offset" or value is not None)
 
 
 # --- writing ---------------------------------------------------------------------------------
 
 
-def next_job_opts(base: dict[str, Any], *, scheduler_id: str, next_millis: int | None, repeat: dict[str, Any],
-                  count: int, offset: int | None, now: int) -> dict[str, Any]:
+def next_job_opts(
+    base: dict[str, Any],
+    *,
+    scheduler_id: str,
+    next_millis: int | None,
+    repeat: dict[str, Any],
+    count: int,
+    offset: int | None,
+    now: int,
+) -> dict[str, Any]:
     """Node's ``JobScheduler.getNextJobOpts``, already in stored (``optsAsJSON``)
     form: the options of the iteration a scheduler adds.
 
@@ -100,11 +107,29 @@ def upsert_command(keys: QueueKeys, schedule: Schedule, *, now: int | None = Non
             return None
     new_offset = schedule.offset_ms if schedule.every is not None and schedule.offset_ms else None
     template = schedule.template_opts()
-    delayed = next_job_opts(template, scheduler_id=schedule.id, next_millis=next_millis,
-                            repeat=schedule.repeat_opts(), count=1, offset=new_offset, now=now_ms())
+    delayed = next_job_opts(
+        template,
+        scheduler_id=schedule.id,
+        next_millis=next_millis,
+        repeat=schedule.repeat_opts(),
+        count=1,
+        offset=new_offset,
+        now=now_ms(),
+    )
     k = keys
-    script_keys: list[Arg] = [k["repeat"], k["delayed"], k["wait"], k["paused"], k["meta"], k["prioritized"],
-                              k["marker"], k["id"], k["events"], k["pc"], k["active"]]
+    script_keys: list[Arg] = [
+        k["repeat"],
+        k["delayed"],
+        k["wait"],
+        k["paused"],
+        k["meta"],
+        k["prioritized"],
+        k["marker"],
+        k["id"],
+        k["events"],
+        k["pc"],
+        k["active"],
+    ]
     args: list[Arg] = [
         next_millis if next_millis is not None else "",
         scripts.pack(schedule.scheduler_opts()),
@@ -121,8 +146,9 @@ def upsert_command(keys: QueueKeys, schedule: Schedule, *, now: int | None = Non
 
 def remove_command(keys: QueueKeys, scheduler_id: str) -> tuple[Arg, ...]:
     """The EVALSHA of ``removeJobScheduler`` (Node's ``Queue.removeJobScheduler``)."""
-    return scripts.evalsha_command("removeJobScheduler", [keys["repeat"], keys["delayed"], keys["events"]],
-                                   [scheduler_id, keys.base])
+    return scripts.evalsha_command(
+        "removeJobScheduler", [keys["repeat"], keys["delayed"], keys["events"]], [scheduler_id, keys.base]
+    )
 
 
 def upsert_result(reply: Any, scheduler_id: str) -> Upserted:
@@ -130,15 +156,18 @@ def upsert_result(reply: Any, scheduler_id: str) -> Upserted:
     if isinstance(reply, RespError):
         raise SchedulerError(f"addJobScheduler for {scheduler_id!r} failed: {reply}")
     if isinstance(reply, int) and reply < 0:
-        reason = {-10: "a job with this iteration's id already exists (SchedulerJobIdCollision)",
-                  -11: "every slot scanned is taken (SchedulerJobSlotsBusy)"}.get(reply, f"code {reply}")
+        reason = {
+            -10: "a job with this iteration's id already exists (SchedulerJobIdCollision)",
+            -11: "every slot scanned is taken (SchedulerJobSlotsBusy)",
+        }.get(reply, f"code {reply}")
         raise ScriptError(f"addJobScheduler for {scheduler_id!r} refused: {reason}", reply)
     job_id, delay = reply
     return Upserted(_text(job_id), int(float(_text(delay))))
 
 
-async def upsert(client: RespClient, keys: QueueKeys, schedule: Schedule, *,
-                 record: OwnerRecord | None = None) -> Upserted | None:
+async def upsert(
+    client: RespClient, keys: QueueKeys, schedule: Schedule, *, record: OwnerRecord | None = None
+) -> Upserted | None:
     """Create or replace one scheduler (and its ownership record, atomically)."""
     command = upsert_command(keys, schedule)
     if command is None:

@@ -69,7 +69,8 @@ class SyncReport:
         if self.conflicts:
             raise OwnershipConflict(
                 f"declaration {self.declaration!r}: {', '.join(self.conflicts)} exist and are not owned by it "
-                "(made by Node, by hand or by another declaration); rename them, or sync with adopt=True")
+                "(made by Node, by hand or by another declaration); rename them, or sync with adopt=True"
+            )
         return self
 
     def lines(self) -> list[str]:
@@ -80,14 +81,22 @@ class SyncReport:
         return out
 
 
-async def sync(declaration: Declaration, connection: ConnectionSource | RespClient | None = None, *,
-               adopt: bool = False, lock_timeout: float = 10.0) -> SyncReport:
+async def sync(
+    declaration: Declaration,
+    connection: ConnectionSource | RespClient | None = None,
+    *,
+    adopt: bool = False,
+    lock_timeout: float = 10.0,
+) -> SyncReport:
     """Reconcile Redis with ``declaration``; see the module docstring."""
     for schedule in declaration.schedules:
         if schedule.pattern is not None and schedule.tz is None:
-            log.warning("schedule %r has no tz: bullbridge stores it as tz='UTC' so every worker agrees "
-                        "(a Node scheduler without tz would run in each Node process's local zone); "
-                        "set tz explicitly to silence this", schedule.id)
+            log.warning(
+                "schedule %r has no tz: bullbridge stores it as tz='UTC' so every worker agrees "
+                "(a Node scheduler without tz would run in each Node process's local zone); "
+                "set tz explicitly to silence this",
+                schedule.id,
+            )
     if isinstance(connection, RespClient):
         return await _sync(declaration, connection, adopt, lock_timeout)
     connector = connect(connection)
@@ -112,14 +121,21 @@ async def _sync(declaration: Declaration, client: RespClient, adopt: bool, lock_
             indexed = await client.execute("SMEMBERS", ownership.declarations_key(prefix, declaration.name))
             queues = {q for p, q in by_queue if p == prefix} | {_text(q) for q in indexed}
             for queue in sorted(queues):
-                await _sync_queue(client, declaration.name, QueueKeys(queue, prefix),
-                                  by_queue.get((prefix, queue), []), adopt, report)
+                await _sync_queue(
+                    client, declaration.name, QueueKeys(queue, prefix), by_queue.get((prefix, queue), []), adopt, report
+                )
     finally:
         for prefix, token in tokens.items():
             await client.execute("EVAL", _UNLOCK, 1, ownership.lock_key(prefix, declaration.name), token)
-    log.info("sync of %s: %d created, %d updated, %d unchanged, %d removed, %d conflicts",
-             declaration.name, len(report.created), len(report.updated), len(report.unchanged),
-             len(report.removed), len(report.conflicts))
+    log.info(
+        "sync of %s: %d created, %d updated, %d unchanged, %d removed, %d conflicts",
+        declaration.name,
+        len(report.created),
+        len(report.updated),
+        len(report.unchanged),
+        len(report.removed),
+        len(report.conflicts),
+    )
     return report
 
 
@@ -137,8 +153,9 @@ async def _lock(client: RespClient, prefix: str, name: str, timeout: float) -> s
         delay = min(delay * 2, 0.5)
 
 
-async def _sync_queue(client: RespClient, owner: str, keys: QueueKeys, declared: list[Schedule],
-                      adopt: bool, report: SyncReport) -> None:
+async def _sync_queue(
+    client: RespClient, owner: str, keys: QueueKeys, declared: list[Schedule], adopt: bool, report: SyncReport
+) -> None:
     records = await ownership.owner_records(client, keys)
     ours = {i for i, r in records.items() if r.owner == owner}
     ids = sorted({s.id for s in declared} | ours)
@@ -173,14 +190,16 @@ async def _sync_queue(client: RespClient, owner: str, keys: QueueKeys, declared:
         if not mine:
             if not adopt:
                 holder = f"declaration {record.owner!r}" if record else "someone else (Node, or by hand)"
-                log.warning("scheduler %s exists and belongs to %s: left alone (sync with adopt=True to take it)",
-                            where, holder)
+                log.warning(
+                    "scheduler %s exists and belongs to %s: left alone (sync with adopt=True to take it)", where, holder
+                )
                 report.conflicts.append(where)
                 continue
             log.warning("adopting scheduler %s", where)
         elif record is not None and not store.matches(record.expect, info) and not store.matches(expect, info):
-            log.warning("scheduler %s was changed outside declaration %r; restoring the declared definition",
-                        where, owner)
+            log.warning(
+                "scheduler %s was changed outside declaration %r; restoring the declared definition", where, owner
+            )
         if mine and store.matches(expect, info):
             if record is not None and record.expect != expect:
                 await client.execute("HSET", ownership.owners_key(keys), scheduler_id, new_record.encode())
@@ -200,8 +219,7 @@ async def _sync_queue(client: RespClient, owner: str, keys: QueueKeys, declared:
             report.removed.append(where)
         else:
             await client.execute("HDEL", ownership.owners_key(keys), scheduler_id)
-            log.warning("scheduler %s is no longer declared but was changed by someone else: left in place",
-                        where)
+            log.warning("scheduler %s is no longer declared but was changed by someone else: left in place", where)
             report.released.append(where)
 
     remaining = await ownership.owner_records(client, keys)

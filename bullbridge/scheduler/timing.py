@@ -73,8 +73,9 @@ def pattern_next_millis(now: int, repeat: Repeat, *, clock: int | None = None) -
     return next_millis
 
 
-def every_next_millis(prev_millis: int | None, every: int, now: int, offset: int | None,
-                      start_date: int | None) -> tuple[int, int]:
+def every_next_millis(
+    prev_millis: int | None, every: int, now: int, offset: int | None, start_date: int | None
+) -> tuple[int, int]:
     """``getJobSchedulerEveryNextMillis`` (Lua): ``(nextMillis, offset)``."""
     next_millis: float
     if prev_millis is None:

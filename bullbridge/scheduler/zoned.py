@@ -116,7 +116,8 @@ def get_zone(name: str | None) -> Zone:
         return Zone("UTC", UTC)
     if lowered in ("local", "system", "default"):
         raise InvalidSchedule(
-            f"tz {name!r} means 'this process's zone', which differs between hosts; name an IANA zone")
+            f"tz {name!r} means 'this process's zone', which differs between hosts; name an IANA zone"
+        )
     fixed = _FIXED.match(lowered)
     if fixed:  # luxon FixedOffsetZone.parseSpecifier / signedOffset
         hours_text, minutes_text = fixed.group(1), fixed.group(2)
@@ -143,8 +144,7 @@ class ZonedTime:
     As in luxon, the offset is always the zone's offset at the instant; the
     fields follow from instant + offset."""
 
-    __slots__ = ("day", "hour", "millisecond", "minute", "month", "offset", "second", "ts", "weekday", "year",
-                 "zone")
+    __slots__ = ("day", "hour", "millisecond", "minute", "month", "offset", "second", "ts", "weekday", "year", "zone")
 
     def __init__(self, ts: int, zone: Zone) -> None:
         self.ts = ts
@@ -159,8 +159,10 @@ class ZonedTime:
         self.hour, self.minute = divmod(minutes, 60)
 
     def __repr__(self) -> str:
-        return (f"ZonedTime({self.year:04d}-{self.month:02d}-{self.day:02d}T{self.hour:02d}:{self.minute:02d}:"
-                f"{self.second:02d}.{self.millisecond:03d} {self.zone.name} {self.offset // 60000:+d}m)")
+        return (
+            f"ZonedTime({self.year:04d}-{self.month:02d}-{self.day:02d}T{self.hour:02d}:{self.minute:02d}:"
+            f"{self.second:02d}.{self.millisecond:03d} {self.zone.name} {self.offset // 60000:+d}m)"
+        )
 
     # -- luxon primitives ---------------------------------------------------------------
 
@@ -179,9 +181,17 @@ class ZonedTime:
             return ZonedTime(utc_guess, zone)
         return ZonedTime(local - min(o2, o3), zone)
 
-    def set(self, *, year: int | None = None, month: int | None = None, day: int | None = None,
-            hour: int | None = None, minute: int | None = None, second: int | None = None,
-            millisecond: int | None = None) -> ZonedTime:
+    def set(
+        self,
+        *,
+        year: int | None = None,
+        month: int | None = None,
+        day: int | None = None,
+        hour: int | None = None,
+        minute: int | None = None,
+        second: int | None = None,
+        millisecond: int | None = None,
+    ) -> ZonedTime:
         """luxon ``DateTime.set``: replace wall-clock fields; an unset day is
         clamped to the month's length."""
         y = self.year if year is None else year
@@ -189,11 +199,15 @@ class ZonedTime:
         d = self.day if day is None else day
         if day is None:
             d = min(days_in_month(y, mo), d)
-        local = local_ms(y, mo, d,
-                         self.hour if hour is None else hour,
-                         self.minute if minute is None else minute,
-                         self.second if second is None else second,
-                         self.millisecond if millisecond is None else millisecond)
+        local = local_ms(
+            y,
+            mo,
+            d,
+            self.hour if hour is None else hour,
+            self.minute if minute is None else minute,
+            self.second if second is None else second,
+            self.millisecond if millisecond is None else millisecond,
+        )
         return self._from_local(local)
 
     def plus_calendar(self, *, years: int = 0, months: int = 0, days: int = 0) -> ZonedTime:

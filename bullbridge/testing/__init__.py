@@ -37,12 +37,26 @@ if TYPE_CHECKING:
     from bullbridge.testing.views import JobView, Received
 
 _WHERE = {
-    "Contract": "contracts", "ContractMismatch": "contracts", "ContractStore": "contracts", "RecordedJob": "contracts",
-    "Interop": "interop", "NodeProducer": "interop", "NodeWorker": "interop", "Produced": "interop",
-    "PythonWorker": "interop", "Replay": "interop", "delete_prefix": "interop", "eventually": "interop",
-    "NodeDriver": "node", "NodeError": "node", "NodeEvent": "node", "NodeTimeout": "node",
-    "NodeModulesError": "npm", "install_bullmq": "npm",
-    "JobView": "views", "Received": "views",
+    "Contract": "contracts",
+    "ContractMismatch": "contracts",
+    "ContractStore": "contracts",
+    "RecordedJob": "contracts",
+    "Interop": "interop",
+    "NodeProducer": "interop",
+    "NodeWorker": "interop",
+    "Produced": "interop",
+    "PythonWorker": "interop",
+    "Replay": "interop",
+    "delete_prefix": "interop",
+    "eventually": "interop",
+    "NodeDriver": "node",
+    "NodeError": "node",
+    "NodeEvent": "node",
+    "NodeTimeout": "node",
+    "NodeModulesError": "npm",
+    "install_bullmq": "npm",
+    "JobView": "views",
+    "Received": "views",
 }
 
 __all__ = [

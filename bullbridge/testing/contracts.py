@@ -109,16 +109,22 @@ class Contract:
         return [job for job in self.jobs if job.name == name]
 
     def to_json(self) -> dict[str, Any]:
-        return {"bullbridge_contract": FORMAT, "producer": self.producer, "recorded_with": self.recorded_with,
-                "jobs": [job.to_json() for job in self.jobs]}
+        return {
+            "bullbridge_contract": FORMAT,
+            "producer": self.producer,
+            "recorded_with": self.recorded_with,
+            "jobs": [job.to_json() for job in self.jobs],
+        }
 
     @classmethod
     def from_json(cls, value: Any) -> Contract:
         if not isinstance(value, dict) or value.get("bullbridge_contract") != FORMAT:
-            raise ValueError("not a bullbridge contract (no \"bullbridge_contract\": 1)")
-        return cls(tuple(RecordedJob.from_json(j) for j in value.get("jobs") or ()),
-                   str(value.get("producer") or ""), {str(k): str(v) for k, v in
-                                                       (value.get("recorded_with") or {}).items()})
+            raise ValueError('not a bullbridge contract (no "bullbridge_contract": 1)')
+        return cls(
+            tuple(RecordedJob.from_json(j) for j in value.get("jobs") or ()),
+            str(value.get("producer") or ""),
+            {str(k): str(v) for k, v in (value.get("recorded_with") or {}).items()},
+        )
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
@@ -137,7 +143,8 @@ class Contract:
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"no contract at {source}: record it first (the producer side's test writes it; "
-                "run that test once, or with --bullbridge-update-contracts)") from None
+                "run that test once, or with --bullbridge-update-contracts)"
+            ) from None
         try:
             return cls.from_json(json.loads(text))
         except ValueError as exc:
@@ -155,8 +162,9 @@ class Contract:
                 continue
             if index >= len(self.jobs):
                 job = other.jobs[index]
-                lines.append(f"job {index} ({job.queue}/{job.name}) is new: data {_short(job.data)}, "
-                             f"opts {_short(job.opts)}")
+                lines.append(
+                    f"job {index} ({job.queue}/{job.name}) is new: data {_short(job.data)}, opts {_short(job.opts)}"
+                )
                 continue
             mine, theirs = self.jobs[index], other.jobs[index]
             label = f"job {index} ({mine.queue}/{mine.name})"
@@ -176,8 +184,7 @@ def _ignored(path: str, ignore: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(path, pattern) for pattern in ignore)
 
 
-def _diff_value(expected: Any, actual: Any, path: str, ignore: Sequence[str], label: str,
-                lines: list[str]) -> None:
+def _diff_value(expected: Any, actual: Any, path: str, ignore: Sequence[str], label: str, lines: list[str]) -> None:
     if path and _ignored(path, ignore):
         return
     if isinstance(expected, dict) and isinstance(actual, dict):
@@ -202,8 +209,13 @@ def _diff_value(expected: Any, actual: Any, path: str, ignore: Sequence[str], la
 
 def _same_number(a: Any, b: Any) -> bool:
     numbers = (int, float)
-    return (isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool)
-            and not isinstance(b, bool) and a == b)
+    return (
+        isinstance(a, numbers)
+        and isinstance(b, numbers)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+        and a == b
+    )
 
 
 # --- recording ------------------------------------------------------------------------
@@ -233,16 +245,24 @@ async def _job_ids(client: RespClient, keys: QueueKeys) -> list[str]:
     extra = {m.decode() for reply in replies for m in reply or ()} - set(ordered)
     if extra:
         stamps = await client.execute_many([("HGET", keys.job(i), "timestamp") for i in sorted(extra)])
-        by_time = sorted(zip(sorted(extra), stamps),
-                         key=lambda pair: (int(pair[1] or 0), int(pair[0]) if pair[0].isdigit() else 0, pair[0]))
+        by_time = sorted(
+            zip(sorted(extra), stamps),
+            key=lambda pair: (int(pair[1] or 0), int(pair[0]) if pair[0].isdigit() else 0, pair[0]),
+        )
         for job_id, _ in by_time:
             ordered.setdefault(job_id, None)
     return list(ordered)
 
 
-async def record(client: RespClient, queues: Iterable[str], *, prefix: str = "bull", producer: str = "",
-                 recorded_with: dict[str, str] | None = None,
-                 json_codec: codec_module.JsonCodec = codec_module.DEFAULT) -> Contract:
+async def record(
+    client: RespClient,
+    queues: Iterable[str],
+    *,
+    prefix: str = "bull",
+    producer: str = "",
+    recorded_with: dict[str, str] | None = None,
+    json_codec: codec_module.JsonCodec = codec_module.DEFAULT,
+) -> Contract:
     """Every job in ``queues`` (under ``prefix``) as BullMQ stored it, in the
     order added; scheduler iterations and removed jobs are not in it."""
     jobs: list[RecordedJob] = []
@@ -256,8 +276,11 @@ async def record(client: RespClient, queues: Iterable[str], *, prefix: str = "bu
                 continue
             data = json_codec.decode(fields[b"data"]) if fields.get(b"data") else {}
             opts = json_codec.decode(fields[b"opts"]) if fields.get(b"opts") else {}
-            jobs.append(RecordedJob(queue, fields[b"name"].decode("utf-8", "replace"), data,
-                                    opts if isinstance(opts, dict) else {}))
+            jobs.append(
+                RecordedJob(
+                    queue, fields[b"name"].decode("utf-8", "replace"), data, opts if isinstance(opts, dict) else {}
+                )
+            )
     return Contract(tuple(jobs), producer, dict(recorded_with or {}))
 
 
@@ -269,8 +292,13 @@ def replay_opts(opts: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in opts.items() if k not in REPLAY_DROPS}
 
 
-async def write_jobs(client: RespClient, jobs: Iterable[RecordedJob], *, prefix: str = "bull",
-                     json_codec: codec_module.JsonCodec = codec_module.DEFAULT) -> list[tuple[RecordedJob, str]]:
+async def write_jobs(
+    client: RespClient,
+    jobs: Iterable[RecordedJob],
+    *,
+    prefix: str = "bull",
+    json_codec: codec_module.JsonCodec = codec_module.DEFAULT,
+) -> list[tuple[RecordedJob, str]]:
     """Add ``jobs`` to their queues under ``prefix`` through BullMQ's add scripts,
     stored options as recorded (see :func:`replay_opts`); returns each job with its id."""
     added: list[tuple[RecordedJob, str]] = []
@@ -278,9 +306,13 @@ async def write_jobs(client: RespClient, jobs: Iterable[RecordedJob], *, prefix:
         qs = scripts.QueueScripts(QueueKeys(job.queue, prefix))
         opts = replay_opts(job.opts)
         custom = opts.get("jobId")
-        script, keys, args = qs.add_job(job_id=str(custom) if custom else "", name=job.name,
-                                        timestamp=now_ms(), data_json=json_codec.encode(job.data),
-                                        encoded_opts=opts)
+        script, keys, args = qs.add_job(
+            job_id=str(custom) if custom else "",
+            name=job.name,
+            timestamp=now_ms(),
+            data_json=json_codec.encode(job.data),
+            encoded_opts=opts,
+        )
         result = scripts.check_code(await scripts.run(client, script, keys, args), "addJob")
         added.append((job, result.decode() if isinstance(result, bytes) else str(result)))
     return added
@@ -328,4 +360,5 @@ class ContractStore:
         raise ContractMismatch(
             f"the jobs written no longer match the contract {path}:\n  {shown}{more}\n"
             "If this change is intended, rerun with --bullbridge-update-contracts and commit the file; "
-            "the consumer side's replay test then checks that it still accepts these jobs.")
+            "the consumer side's replay test then checks that it still accepts these jobs."
+        )

@@ -69,8 +69,9 @@ async def count_prefix(client: Executes, prefix: str) -> int:
     return sum([len(keys) async for keys in scan(client, prefix_pattern(prefix))])
 
 
-async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
-                     interval: float = 0.02) -> Any:
+async def eventually(
+    predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition", interval: float = 0.02
+) -> Any:
     """Poll ``predicate`` (sync or async) until it returns something truthy, and
     return that; ``AssertionError`` naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -128,8 +129,9 @@ class PythonWorker:
         self.worker.on("failed", self._on_failed)
 
     def _on_active(self, job: ActiveJob) -> None:
-        self._received.add(Received("python", self.queue, str(job.id), job.name, job.data, dict(job.safe_opts()),
-                                    job.attempts_made))
+        self._received.add(
+            Received("python", self.queue, str(job.id), job.name, job.data, dict(job.safe_opts()), job.attempts_made)
+        )
 
     def _on_failed(self, job: ActiveJob, exc: BaseException, reason: str) -> None:
         self.errors.append((str(job.id), exc))
@@ -182,8 +184,15 @@ class NodeWorker:
 
 def _received_from_node(queue: str, event: NodeEvent) -> Received:
     d = event.data
-    return Received("node", queue, str(d.get("jobId")), str(d.get("name", "")), d.get("data"),
-                    dict(d.get("opts") or {}), int(d.get("attemptsMade") or 0))
+    return Received(
+        "node",
+        queue,
+        str(d.get("jobId")),
+        str(d.get("name", "")),
+        d.get("data"),
+        dict(d.get("opts") or {}),
+        int(d.get("attemptsMade") or 0),
+    )
 
 
 @dataclass(frozen=True)
@@ -226,8 +235,14 @@ class NodeProducer:
 
     async def __call__(self, queue: str | None = None, args: Any = None, *, timeout: float | None = None) -> Produced:
         driver = await self.interop.node_driver()
-        value = await driver.call_producer(self.module, queue, args, export=self.export, prefix=self.interop.prefix,
-                                           timeout=timeout or self.interop.timeout)
+        value = await driver.call_producer(
+            self.module,
+            queue,
+            args,
+            export=self.export,
+            prefix=self.interop.prefix,
+            timeout=timeout or self.interop.timeout,
+        )
         return Produced(value, tuple(_jobs_in(value)))
 
 
@@ -249,8 +264,9 @@ class Replay:
         bad = [(job, view) for job, view in self.jobs if view.state != "completed"]
         if bad:
             lines = [f"- {job.queue}/{job.name} data={job.data!r}: {view.describe()}" for job, view in bad]
-            raise AssertionError(f"{len(bad)} of {len(self.jobs)} recorded job(s) not completed by the "
-                                 "consumer:\n" + "\n".join(lines))
+            raise AssertionError(
+                f"{len(bad)} of {len(self.jobs)} recorded job(s) not completed by the consumer:\n" + "\n".join(lines)
+            )
 
 
 # --- the harness ----------------------------------------------------------------------
@@ -317,8 +333,9 @@ class Interop:
             self._producers[queue] = Queue(queue, connection=self.redis_url, prefix=self.prefix)
         return self._producers[queue]
 
-    async def python_worker(self, queue: str, handlers: Any = None, *, start: bool = True,
-                            **settings: Any) -> PythonWorker:
+    async def python_worker(
+        self, queue: str, handlers: Any = None, *, start: bool = True, **settings: Any
+    ) -> PythonWorker:
         """A bullbridge :class:`~bullbridge.Worker` on ``queue`` with ``handlers``
         (a ``{name: fn}`` mapping or one function for every name), started unless
         ``start=False``; ``settings`` are :class:`~bullbridge.worker.WorkerSettings` fields."""
@@ -336,15 +353,27 @@ class Interop:
         """The Node process (started on first use), defaulting to the test's prefix."""
         async with self._node_lock:
             if self.node is None:
-                driver = NodeDriver(self.redis_url, node_modules=self.node_modules, prefix=self.prefix,
-                                    call_timeout=max(self.timeout, 20.0))
+                driver = NodeDriver(
+                    self.redis_url,
+                    node_modules=self.node_modules,
+                    prefix=self.prefix,
+                    call_timeout=max(self.timeout, 20.0),
+                )
                 await driver.start()
                 self.node = driver
                 self._owns_node = True
             return self.node
 
-    async def node_worker(self, queue: str, module: str | Path | None = None, *, export: str | None = None,
-                          processor: str | None = None, sandboxed: bool = False, **opts: Any) -> NodeWorker:
+    async def node_worker(
+        self,
+        queue: str,
+        module: str | Path | None = None,
+        *,
+        export: str | None = None,
+        processor: str | None = None,
+        sandboxed: bool = False,
+        **opts: Any,
+    ) -> NodeWorker:
         """A Node BullMQ Worker on ``queue`` whose processor is the function
         ``module`` exports (``module.exports = async job => ...``; ``export`` names
         another export) - or, without a module, the JS source ``processor``.
@@ -355,12 +384,14 @@ class Interop:
             path = Path(module).resolve()
             if not path.exists():
                 raise FileNotFoundError(f"no Node processor module at {path}")
-            handle = await driver.start_module_worker(queue, path, export=export, sandboxed=sandboxed,
-                                                      prefix=self.prefix, **opts)
+            handle = await driver.start_module_worker(
+                queue, path, export=export, sandboxed=sandboxed, prefix=self.prefix, **opts
+            )
         else:
             path = None
-            handle = await driver.start_worker(queue, processor or "async job => job.data", prefix=self.prefix,
-                                               report=True, **opts)
+            handle = await driver.start_worker(
+                queue, processor or "async job => job.data", prefix=self.prefix, report=True, **opts
+            )
         worker = NodeWorker(driver, handle, queue, path)
         self._node_workers.append(worker)
         return worker
@@ -391,14 +422,27 @@ class Interop:
         state = await producer.get_job_state(job_id)
         logs = await self.redis().execute("LRANGE", producer.keys.logs(job_id), 0, -1)
         return JobView(
-            side="python", queue=queue, id=job_id, state=state, name=job.name, data=job.data,
-            opts=dict(job.opts), returnvalue=job.returnvalue, failed_reason=job.failed_reason,
-            stacktrace=tuple(job.stacktrace), progress=job.progress,
-            logs=tuple(x.decode("utf-8", "replace") for x in logs or ()), attempts_made=job.attempts_made,
-            timestamp=job.timestamp, processed_on=job.processed_on, finished_on=job.finished_on)
+            side="python",
+            queue=queue,
+            id=job_id,
+            state=state,
+            name=job.name,
+            data=job.data,
+            opts=dict(job.opts),
+            returnvalue=job.returnvalue,
+            failed_reason=job.failed_reason,
+            stacktrace=tuple(job.stacktrace),
+            progress=job.progress,
+            logs=tuple(x.decode("utf-8", "replace") for x in logs or ()),
+            attempts_made=job.attempts_made,
+            timestamp=job.timestamp,
+            processed_on=job.processed_on,
+            finished_on=job.finished_on,
+        )
 
-    async def wait_for(self, queue: str, job_id: str, *, timeout: float | None = None,
-                       seen_by: SeenBy = "python") -> JobView:
+    async def wait_for(
+        self, queue: str, job_id: str, *, timeout: float | None = None, seen_by: SeenBy = "python"
+    ) -> JobView:
         """Wait until the job completes or fails - whichever language runs it -
         and return it as ``seen_by`` reads it. ``AssertionError`` after
         ``timeout`` (default: the harness's), saying where the job is."""
@@ -413,9 +457,11 @@ class Interop:
             return _view_from_outcome(seen_by, queue, job_id, outcome)
         return view
 
-    async def wait_state(self, queue: str, job_id: str, state: str, *, timeout: float | None = None,
-                         seen_by: SeenBy = "python") -> JobView:
+    async def wait_state(
+        self, queue: str, job_id: str, state: str, *, timeout: float | None = None, seen_by: SeenBy = "python"
+    ) -> JobView:
         """Wait until the job is in ``state`` (``delayed``, ``waiting-children``...) as ``seen_by`` reads it."""
+
         async def check() -> JobView | None:
             view = await self.view(queue, job_id, seen_by=seen_by)
             return view if view is not None and view.state == state else None
@@ -465,8 +511,9 @@ class Interop:
             versions["bullbridge"] = __version__
         return await record(self.redis(), queues, prefix=self.prefix, producer=producer, recorded_with=versions)
 
-    async def replay(self, contract: Contract, handlers: Any, *, timeout: float | None = None,
-                     **settings: Any) -> Replay:
+    async def replay(
+        self, contract: Contract, handlers: Any, *, timeout: float | None = None, **settings: Any
+    ) -> Replay:
         """Write the contract's jobs (stored options as recorded) and run them
         through Python ``handlers`` (a ``{name: fn}`` mapping or one function);
         returns every job's outcome."""
@@ -474,15 +521,28 @@ class Interop:
         workers = [await self.python_worker(q, handlers, **settings) for q in contract.queues]
         return await self._replayed(added, timeout, workers=workers)
 
-    async def replay_to_node(self, contract: Contract, module: str | Path, *, export: str | None = None,
-                             timeout: float | None = None, **opts: Any) -> Replay:
+    async def replay_to_node(
+        self,
+        contract: Contract,
+        module: str | Path,
+        *,
+        export: str | None = None,
+        timeout: float | None = None,
+        **opts: Any,
+    ) -> Replay:
         """Write the contract's jobs and run them through a Node processor module."""
         added = await write_jobs(self.redis(), contract.jobs, prefix=self.prefix)
         node_workers = [await self.node_worker(q, module, export=export, **opts) for q in contract.queues]
         return await self._replayed(added, timeout, node_workers=node_workers)
 
-    async def _replayed(self, added: list[tuple[RecordedJob, str]], timeout: float | None, *,
-                        workers: Iterable[PythonWorker] = (), node_workers: Iterable[NodeWorker] = ()) -> Replay:
+    async def _replayed(
+        self,
+        added: list[tuple[RecordedJob, str]],
+        timeout: float | None,
+        *,
+        workers: Iterable[PythonWorker] = (),
+        node_workers: Iterable[NodeWorker] = (),
+    ) -> Replay:
         views = await asyncio.gather(*(self.wait_for(job.queue, job_id, timeout=timeout) for job, job_id in added))
         got = [r for w in workers for r in w.received] + [r for w in node_workers for r in w.received]
         return Replay(list(zip((job for job, _ in added), views)), got)
@@ -519,6 +579,12 @@ async def _quietly(closing: list[Awaitable[Any]]) -> None:
 
 
 def _view_from_outcome(side: SeenBy, queue: str, job_id: str, outcome: Outcome) -> JobView:
-    return JobView(side=side, queue=queue, id=job_id, state=outcome.state, returnvalue=outcome.returnvalue,
-                   failed_reason=outcome.failed_reason, exists=False)
-
+    return JobView(
+        side=side,
+        queue=queue,
+        id=job_id,
+        state=outcome.state,
+        returnvalue=outcome.returnvalue,
+        failed_reason=outcome.failed_reason,
+        exists=False,
+    )

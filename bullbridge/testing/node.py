@@ -102,8 +102,14 @@ class NodeDriver:
         self._changed = asyncio.Condition()
         self._ready = asyncio.get_running_loop().create_future()
         self.process = await asyncio.create_subprocess_exec(
-            node, str(self.driver), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env, limit=64 * 1024 * 1024)
+            node,
+            str(self.driver),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            limit=64 * 1024 * 1024,
+        )
         self._reader = asyncio.create_task(self._read())
         self._stderr_task = asyncio.create_task(self._read_stderr())
         try:
@@ -159,8 +165,9 @@ class NodeDriver:
                 fut.set_result(msg.get("result"))
             else:
                 fut.set_exception(NodeError(msg.get("error", "unknown error"), msg.get("stack")))
-        error = NodeError(f"node driver exited: {self._fatal}" if self._fatal
-                          else f"node driver exited: {self.stderr_tail()}")
+        error = NodeError(
+            f"node driver exited: {self._fatal}" if self._fatal else f"node driver exited: {self.stderr_tail()}"
+        )
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(error)
@@ -206,10 +213,12 @@ class NodeDriver:
 
     # -- shortcuts --------------------------------------------------------------------
 
-    async def add(self, queue: str, name: str, data: Any = None, opts: dict[str, Any] | None = None,
-                  **extra: Any) -> str:
-        result = await self.call("queue.add", queue=queue, name=name, data=data if data is not None else {},
-                                 opts=opts or {}, **extra)
+    async def add(
+        self, queue: str, name: str, data: Any = None, opts: dict[str, Any] | None = None, **extra: Any
+    ) -> str:
+        result = await self.call(
+            "queue.add", queue=queue, name=name, data=data if data is not None else {}, opts=opts or {}, **extra
+        )
         return str(result["id"])
 
     async def get_job(self, queue: str, job_id: str, **extra: Any) -> dict[str, Any] | None:
@@ -224,9 +233,18 @@ class NodeDriver:
         result = await self.call("worker.start", queue=queue, processor=processor, opts=opts, **extra)
         return str(result["handle"])
 
-    async def start_module_worker(self, queue: str, module: str | Path, *, export: str | None = None,
-                                  sandboxed: bool = False, report: bool = True, prefix: str | None = None,
-                                  handle: str | None = None, **opts: Any) -> str:
+    async def start_module_worker(
+        self,
+        queue: str,
+        module: str | Path,
+        *,
+        export: str | None = None,
+        sandboxed: bool = False,
+        report: bool = True,
+        prefix: str | None = None,
+        handle: str | None = None,
+        **opts: Any,
+    ) -> str:
         """A worker whose processor is the function a user's module exports
         (``module.exports = async job => ...``, as BullMQ's sandboxed processors);
         ``sandboxed`` runs the file in BullMQ's own child process instead.
@@ -235,18 +253,40 @@ class NodeDriver:
         extra: dict[str, Any] = {"handle": handle} if handle else {}
         if prefix is not None:
             extra["prefix"] = prefix
-        result = await self.call("worker.start", queue=queue, module=str(Path(module).resolve()), export=export,
-                                 sandboxed=sandboxed, report=report, opts=opts, **extra)
+        result = await self.call(
+            "worker.start",
+            queue=queue,
+            module=str(Path(module).resolve()),
+            export=export,
+            sandboxed=sandboxed,
+            report=report,
+            opts=opts,
+            **extra,
+        )
         return str(result["handle"])
 
-    async def call_producer(self, module: str | Path, queue: str | None, args: Any = None, *,
-                            export: str | None = None, prefix: str | None = None,
-                            timeout: float | None = None) -> Any:
+    async def call_producer(
+        self,
+        module: str | Path,
+        queue: str | None,
+        args: Any = None,
+        *,
+        export: str | None = None,
+        prefix: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Call a user's producer function ``fn(queue, args, ctx)`` (see driver.js);
         returns what it returned, Jobs as ``{id, name, queue, data, opts}``."""
         extra: dict[str, Any] = {} if prefix is None else {"prefix": prefix}
-        return await self.call("producer.call", timeout=timeout, module=str(Path(module).resolve()),
-                               export=export, queue=queue, args=args, **extra)
+        return await self.call(
+            "producer.call",
+            timeout=timeout,
+            module=str(Path(module).resolve()),
+            export=export,
+            queue=queue,
+            args=args,
+            **extra,
+        )
 
     async def job_view(self, queue: str, job_id: str, prefix: str | None = None) -> dict[str, Any] | None:
         """Node's view of a job: ``job.get`` plus ``logs``, ``parsedOpts`` and ``parsedData``."""
@@ -264,11 +304,13 @@ class NodeDriver:
     async def eval(self, code: str, timeout: float | None = None, **args: Any) -> Any:
         return await self.call("eval", code=code, args=args, timeout=timeout)
 
-    async def wait_event(self, handle: str, predicate: Callable[[NodeEvent], bool] | str,
-                         timeout: float = 10.0, count: int = 1) -> list[NodeEvent]:
+    async def wait_event(
+        self, handle: str, predicate: Callable[[NodeEvent], bool] | str, timeout: float = 10.0, count: int = 1
+    ) -> list[NodeEvent]:
         """Wait until ``count`` events of ``handle`` match (an event name or a predicate)."""
         match: Callable[[NodeEvent], bool] = (
-            (lambda e: e.event == predicate) if isinstance(predicate, str) else predicate)
+            (lambda e: e.event == predicate) if isinstance(predicate, str) else predicate
+        )
         assert self._changed is not None
 
         def found() -> list[NodeEvent]:
@@ -284,8 +326,9 @@ class NodeDriver:
             return await asyncio.wait_for(wait(), timeout)
         except TimeoutError:
             seen = [f"{e.event}:{e.data.get('jobId')}" for e in self.events[handle][-20:]]
-            raise NodeTimeout(f"{count} matching event(s) on {handle} not seen within {timeout} s; "
-                              f"last events: {seen}") from None
+            raise NodeTimeout(
+                f"{count} matching event(s) on {handle} not seen within {timeout} s; last events: {seen}"
+            ) from None
 
     async def close(self) -> None:
         if self.process is None:

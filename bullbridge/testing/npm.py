@@ -101,8 +101,9 @@ def _locked(folder: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def install_bullmq(version: str, folder: Path | None = None, *, extra: tuple[str, ...] = (),
-                   timeout: float = 300.0) -> Path:
+def install_bullmq(
+    version: str, folder: Path | None = None, *, extra: tuple[str, ...] = (), timeout: float = 300.0
+) -> Path:
     """Install npm ``bullmq@version`` (and ``extra`` packages, e.g. ``"ioredis@5.11.1"``)
     into ``folder`` (default: a folder per version in :func:`default_cache_dir`) and
     return its ``node_modules``. Does nothing when that version is already there;
@@ -120,8 +121,16 @@ def install_bullmq(version: str, folder: Path | None = None, *, extra: tuple[str
         manifest = folder / "package.json"
         if not manifest.exists():
             manifest.write_text(json.dumps({"name": "bullbridge-node-side", "private": True}) + "\n")
-        command = [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", "--save-exact",
-                   f"bullmq@{version}", *extra]
+        command = [
+            npm,
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--save-exact",
+            f"bullmq@{version}",
+            *extra,
+        ]
         log.info("installing bullmq %s into %s", version, folder)
         try:
             done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=timeout, check=False)

@@ -65,20 +65,42 @@ INTEROP_KEY = pytest.StashKey["Interop"]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("bullbridge", "bullbridge: interop tests of Node and Python services")
-    group.addoption("--bullbridge-redis", metavar="URL", default=None,
-                    help="Redis for the bullbridge fixtures (default: $BULLBRIDGE_REDIS_URL / $REDIS_URL, "
-                         "else a private redis-server)")
-    group.addoption("--bullbridge-node-modules", metavar="DIR", default=None,
-                    help="the Node project (or its node_modules) whose bullmq the Node side runs; write "
-                         "--bullbridge-node-modules=DIR (with a space, pytest takes DIR for a test path)")
-    group.addoption("--bullbridge-update-contracts", action="store_true", default=False,
-                    help="rewrite contract files with what the producers write now")
-    group.addoption("--bullbridge-keep-keys", action="store_true", default=False,
-                    help="leave each test's Redis keys (prefix bbt-...) in place for inspection")
-    parser.addini("bullbridge_node_modules", "the Node project (or its node_modules) whose bullmq the Node side "
-                  "runs, relative to the ini file", default="")
-    parser.addini("bullbridge_contracts", "folder of contract files, relative to the ini file "
-                  "(default: beside each test file)", default="")
+    group.addoption(
+        "--bullbridge-redis",
+        metavar="URL",
+        default=None,
+        help="Redis for the bullbridge fixtures (default: $BULLBRIDGE_REDIS_URL / $REDIS_URL, "
+        "else a private redis-server)",
+    )
+    group.addoption(
+        "--bullbridge-node-modules",
+        metavar="DIR",
+        default=None,
+        help="the Node project (or its node_modules) whose bullmq the Node side runs; write "
+        "--bullbridge-node-modules=DIR (with a space, pytest takes DIR for a test path)",
+    )
+    group.addoption(
+        "--bullbridge-update-contracts",
+        action="store_true",
+        default=False,
+        help="rewrite contract files with what the producers write now",
+    )
+    group.addoption(
+        "--bullbridge-keep-keys",
+        action="store_true",
+        default=False,
+        help="leave each test's Redis keys (prefix bbt-...) in place for inspection",
+    )
+    parser.addini(
+        "bullbridge_node_modules",
+        "the Node project (or its node_modules) whose bullmq the Node side runs, relative to the ini file",
+        default="",
+    )
+    parser.addini(
+        "bullbridge_contracts",
+        "folder of contract files, relative to the ini file (default: beside each test file)",
+        default="",
+    )
     parser.addini("bullbridge_timeout", "default timeout in seconds of the bullbridge waits", default="10")
 
 
@@ -105,8 +127,10 @@ def node_modules_for(config: pytest.Config) -> Path | None:
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
-    if not any(opt and str(opt) for opt in (config.getoption("bullbridge_node_modules"),
-                                            config.getini("bullbridge_node_modules"))):
+    if not any(
+        opt and str(opt)
+        for opt in (config.getoption("bullbridge_node_modules"), config.getini("bullbridge_node_modules"))
+    ):
         return None
     try:
         from bullbridge.testing.npm import bullmq_version
@@ -156,15 +180,20 @@ def _timeout(config: pytest.Config) -> float:
 
 
 if pytest_asyncio is not None:
+
     @pytest_asyncio.fixture
-    async def bullbridge_interop(request: pytest.FixtureRequest, bullbridge_redis_url: str,
-                                 bullbridge_node_modules: Path | None) -> AsyncIterator[Interop]:
+    async def bullbridge_interop(
+        request: pytest.FixtureRequest, bullbridge_redis_url: str, bullbridge_node_modules: Path | None
+    ) -> AsyncIterator[Interop]:
         """This test's :class:`~bullbridge.testing.Interop` (own prefix, cleaned up after)."""
         from bullbridge.testing.interop import Interop
 
-        interop = Interop(bullbridge_redis_url, node_modules=bullbridge_node_modules,
-                          timeout=_timeout(request.config),
-                          keep_keys=bool(request.config.getoption("bullbridge_keep_keys")))
+        interop = Interop(
+            bullbridge_redis_url,
+            node_modules=bullbridge_node_modules,
+            timeout=_timeout(request.config),
+            keep_keys=bool(request.config.getoption("bullbridge_keep_keys")),
+        )
         request.node.stash[INTEROP_KEY] = interop
         try:
             yield interop
@@ -176,6 +205,7 @@ if pytest_asyncio is not None:
         """The test's Node process (a :class:`~bullbridge.testing.NodeDriver`), started."""
         return await bullbridge_interop.node_driver()
 else:  # pragma: no cover
+
     @pytest.fixture
     def bullbridge_interop() -> Any:
         pytest.fail("bullbridge's fixtures need pytest-asyncio: pip install 'bullbridge[testing]'", pytrace=False)
@@ -223,13 +253,16 @@ def bullbridge_contracts(request: pytest.FixtureRequest) -> ContractStore:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item,
-                               call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     interop = item.stash.get(INTEROP_KEY, None)
     if interop is not None and report.failed and call.when in ("call", "setup"):
-        lines = [f"Redis {interop.redis_url}, key prefix {interop.prefix!r}"
-                 + (" (kept: --bullbridge-keep-keys)" if interop.keep_keys else "")]
+        lines = [
+            f"Redis {interop.redis_url}, key prefix {interop.prefix!r}"
+            + (" (kept: --bullbridge-keep-keys)" if interop.keep_keys else "")
+        ]
         node = interop.node
         if node is not None:
             lines.append(f"Node bullmq {node.bullmq_version} from {node.bullmq_path} ({node.node_version})")

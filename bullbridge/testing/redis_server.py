@@ -138,8 +138,9 @@ class PrivateRedis:
 
     @property
     def version(self) -> str:
-        out = subprocess.run([self.binary or find_redis_binary(), "--version"],
-                             capture_output=True, text=True, check=False).stdout
+        out = subprocess.run(
+            [self.binary or find_redis_binary(), "--version"], capture_output=True, text=True, check=False
+        ).stdout
         for part in out.split():
             if part.startswith("v="):
                 return part[2:]
@@ -158,15 +159,21 @@ class PrivateRedis:
             port = self.port or free_port()
             args = [
                 self.binary,
-                "--port", str(port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.dir),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
                 # extra_args may set these; Redis 6.2 does not let a later --save undo an empty one
                 *(() if "--save" in self.extra_args else ("--save", "")),
                 *(() if "--appendonly" in self.extra_args else ("--appendonly", "yes" if self.persist else "no")),
-                "--daemonize", "no",
-                "--protected-mode", "no",
-                "--logfile", str(self.dir / f"redis-{port}.log"),
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "no",
+                "--logfile",
+                str(self.dir / f"redis-{port}.log"),
                 *self.extra_args,
             ]
             self.process = subprocess.Popen(
@@ -248,8 +255,9 @@ class PrivateRedis:
     def __enter__(self) -> PrivateRedis:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
@@ -275,17 +283,30 @@ class PrivateCluster:
             raise PrivateRedisError("Redis Cluster needs at least 3 masters")
         try:
             for _ in range(self.masters):
-                node = PrivateRedis(port=free_cluster_port(), extra_args=(
-                    "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
-                    "--cluster-config-file", f"nodes-{uuid_hex()}.conf"))
+                node = PrivateRedis(
+                    port=free_cluster_port(),
+                    extra_args=(
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-node-timeout",
+                        "2000",
+                        "--cluster-config-file",
+                        f"nodes-{uuid_hex()}.conf",
+                    ),
+                )
                 self.nodes.append(node.start())
             cli = find_redis_binary("redis-cli")
             create = subprocess.run(
                 [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes), "--cluster-yes"],
-                capture_output=True, text=True, timeout=timeout, check=False)
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
             if create.returncode != 0:
-                raise PrivateRedisError(f"redis-cli --cluster create failed: {create.stdout[-400:]}"
-                                        f"{create.stderr[-400:]}")
+                raise PrivateRedisError(
+                    f"redis-cli --cluster create failed: {create.stdout[-400:]}{create.stderr[-400:]}"
+                )
             self._wait_ok(cli, timeout)
         except BaseException:
             self.stop()
@@ -295,8 +316,12 @@ class PrivateCluster:
     def _wait_ok(self, cli: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            states = [subprocess.run([cli, "-p", str(n.port), "cluster", "info"], capture_output=True, text=True,
-                                     check=False).stdout for n in self.nodes]
+            states = [
+                subprocess.run(
+                    [cli, "-p", str(n.port), "cluster", "info"], capture_output=True, text=True, check=False
+                ).stdout
+                for n in self.nodes
+            ]
             if all("cluster_state:ok" in s for s in states):
                 return
             time.sleep(0.1)
@@ -310,8 +335,9 @@ class PrivateCluster:
     def __enter__(self) -> PrivateCluster:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
@@ -340,8 +366,9 @@ class PrivateSentinel:
             # the old master, still alive, cannot accept writes that the new one never sees.
             guard = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "10")
             self.master = PrivateRedis(persist=True, extra_args=(*fast_sync, *guard)).start()
-            self.replica = PrivateRedis(persist=True, extra_args=(
-                "--replicaof", "127.0.0.1", str(self.master.port), *fast_sync)).start()
+            self.replica = PrivateRedis(
+                persist=True, extra_args=("--replicaof", "127.0.0.1", str(self.master.port), *fast_sync)
+            ).start()
             self._wait_replica_link(timeout)
             for _ in range(self.sentinels):
                 node = PrivateRedis(binary=None)
@@ -354,13 +381,18 @@ class PrivateSentinel:
                     f"sentinel monitor {self.master_name} 127.0.0.1 {self.master.port} 2\n"
                     f"sentinel down-after-milliseconds {self.master_name} 1000\n"
                     f"sentinel failover-timeout {self.master_name} 5000\n"
-                    f"sentinel parallel-syncs {self.master_name} 1\n")
+                    f"sentinel parallel-syncs {self.master_name} 1\n"
+                )
                 node.port = port
                 node.extra_args = ()
                 node.binary = find_redis_binary()
-                node.process = subprocess.Popen([node.binary, str(conf), "--sentinel"], stdin=subprocess.DEVNULL,
-                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                                preexec_fn=die_with_parent)
+                node.process = subprocess.Popen(
+                    [node.binary, str(conf), "--sentinel"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    preexec_fn=die_with_parent,
+                )
                 if not node._wait_ready():
                     raise PrivateRedisError("a sentinel did not start")
                 self.sentinel_nodes.append(node)
@@ -379,14 +411,22 @@ class PrivateSentinel:
         probe = f"bullbridge:sync-probe:{uuid_hex()}"
         deadline = time.monotonic() + timeout
         # The master refuses writes until a replica is attached (min-replicas-to-write).
-        while subprocess.run([cli, "-p", str(self.master.port), "set", probe, "1", "PX", "60000"],
-                             capture_output=True, text=True, check=False).stdout.strip() != "OK":
+        while (
+            subprocess.run(
+                [cli, "-p", str(self.master.port), "set", probe, "1", "PX", "60000"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+            != "OK"
+        ):
             if time.monotonic() > deadline:
                 raise PrivateRedisError("the master never accepted a write (no replica attached)")
             time.sleep(0.02)
         while time.monotonic() < deadline:
-            got = subprocess.run([cli, "-p", str(self.replica.port), "get", probe], capture_output=True, text=True,
-                                 check=False).stdout.strip()
+            got = subprocess.run(
+                [cli, "-p", str(self.replica.port), "get", probe], capture_output=True, text=True, check=False
+            ).stdout.strip()
             if got == "1":
                 return
             time.sleep(0.02)
@@ -395,8 +435,12 @@ class PrivateSentinel:
     def current_master_port(self) -> int | None:
         cli = find_redis_binary("redis-cli")
         for node in self.sentinel_nodes:
-            out = subprocess.run([cli, "-p", str(node.port), "sentinel", "get-master-addr-by-name",
-                                  self.master_name], capture_output=True, text=True, check=False).stdout.split()
+            out = subprocess.run(
+                [cli, "-p", str(node.port), "sentinel", "get-master-addr-by-name", self.master_name],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.split()
             if len(out) == 2:
                 return int(out[1])
         return None
@@ -405,11 +449,18 @@ class PrivateSentinel:
         cli = find_redis_binary("redis-cli")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            answers = [subprocess.run([cli, "-p", str(n.port), "sentinel", "get-master-addr-by-name",
-                                       self.master_name], capture_output=True, text=True, check=False).stdout.split()
-                       for n in self.sentinel_nodes]
-            role = subprocess.run([cli, "-p", str(port), "role"], capture_output=True, text=True,
-                                  check=False).stdout.split()
+            answers = [
+                subprocess.run(
+                    [cli, "-p", str(n.port), "sentinel", "get-master-addr-by-name", self.master_name],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout.split()
+                for n in self.sentinel_nodes
+            ]
+            role = subprocess.run(
+                [cli, "-p", str(port), "role"], capture_output=True, text=True, check=False
+            ).stdout.split()
             if all(a[-1:] == [str(port)] for a in answers) and role[:1] == ["master"]:
                 return
             time.sleep(0.1)
@@ -421,8 +472,12 @@ class PrivateSentinel:
         assert self.replica is not None and self.master is not None
         self._wait_replica_link(timeout)
         cli = find_redis_binary("redis-cli")
-        subprocess.run([cli, "-p", str(self.sentinel_nodes[0].port), "sentinel", "failover", self.master_name],
-                       capture_output=True, text=True, check=True)
+        subprocess.run(
+            [cli, "-p", str(self.sentinel_nodes[0].port), "sentinel", "failover", self.master_name],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         self._wait_master(self.replica.port, timeout)
         self.master, self.replica = self.replica, self.master
         return self.master.port
@@ -438,8 +493,9 @@ class PrivateSentinel:
     def __enter__(self) -> PrivateSentinel:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 

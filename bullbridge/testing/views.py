@@ -88,8 +88,9 @@ class JobView:
         if self.state != "completed":
             raise AssertionError(f"expected completed: {self.describe()}")
         if returnvalue is not _ANY and self.returnvalue != returnvalue:
-            raise AssertionError(f"job {self.queue}:{self.id} ({self.name}) returned {self.returnvalue!r}, "
-                                 f"expected {returnvalue!r}")
+            raise AssertionError(
+                f"job {self.queue}:{self.id} ({self.name}) returned {self.returnvalue!r}, expected {returnvalue!r}"
+            )
         return self.returnvalue
 
     def assert_failed(self, reason: str | re.Pattern[str] | None = None) -> str:
@@ -102,8 +103,9 @@ class JobView:
         actual = self.failed_reason or ""
         if isinstance(reason, re.Pattern):
             if not reason.search(actual):
-                raise AssertionError(f"job {self.queue}:{self.id} failed with {actual!r}, "
-                                     f"which does not match {reason.pattern!r}")
+                raise AssertionError(
+                    f"job {self.queue}:{self.id} failed with {actual!r}, which does not match {reason.pattern!r}"
+                )
         elif reason is not None and reason not in actual:
             raise AssertionError(f"job {self.queue}:{self.id} failed with {actual!r}, not {reason!r}")
         return actual
@@ -112,7 +114,10 @@ class JobView:
 def view_from_node(queue: str, job_id: str, raw: dict[str, Any]) -> JobView:
     """A :class:`JobView` from the driver's ``job.view`` answer."""
     return JobView(
-        side="node", queue=queue, id=str(raw.get("id", job_id)), state=str(raw.get("state", "unknown")),
+        side="node",
+        queue=queue,
+        id=str(raw.get("id", job_id)),
+        state=str(raw.get("state", "unknown")),
         name=str(raw.get("name", "")),
         data=raw.get("parsedData", raw.get("data")),
         opts=dict(raw.get("parsedOpts") or raw.get("opts") or {}),

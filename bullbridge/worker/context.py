@@ -149,8 +149,9 @@ class ActiveJob(Job):
             delay = to_ms(when, "delay")
         else:
             delay = max(0, epoch_ms(when) - now)
-        keys, args = self._worker.qs.move_to_delayed(job_id=self.id, token=self.token, delay=delay,
-                                                     skip_attempt=True, timestamp=now)
+        keys, args = self._worker.qs.move_to_delayed(
+            job_id=self.id, token=self.token, delay=delay, skip_attempt=True, timestamp=now
+        )
         result = await scripts.run(self._worker.client, "moveToDelayed", keys, args)
         scripts.check_code(result, "moveToDelayed", self.id)
         raise DelayJob(f"job {self.id} delayed by {delay} ms")
@@ -188,8 +189,9 @@ class ActiveJob(Job):
         """Remove children not yet processed (Node's removeUnprocessedChildren), e.g.
         before completing a parent that continues after a child failed."""
         w = self._worker
-        await scripts.run(w.client, "removeUnprocessedChildren", [w.keys.job(self.id), w.keys["meta"]],
-                          [w.keys.base, self.id])
+        await scripts.run(
+            w.client, "removeUnprocessedChildren", [w.keys.job(self.id), w.keys["meta"]], [w.keys.base, self.id]
+        )
 
     # -- heavy work ---------------------------------------------------------------------
 
@@ -202,5 +204,13 @@ class ActiveJob(Job):
         return await self._worker.run_in_thread(fn, *args)
 
     def snapshot(self) -> JobSnapshot:
-        return JobSnapshot(self.id, self.name, self.queue, self.data, self.opts, self.attempts_made,
-                           self.attempts_started, self.timestamp)
+        return JobSnapshot(
+            self.id,
+            self.name,
+            self.queue,
+            self.data,
+            self.opts,
+            self.attempts_made,
+            self.attempts_started,
+            self.timestamp,
+        )

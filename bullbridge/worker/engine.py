@@ -112,9 +112,16 @@ class Worker(Emitter[WorkerEvent]):
 
     EVENTS = WORKER_EVENTS
 
-    def __init__(self, queue: str, handlers: Mapping[str, HandlerFn | Handler] | HandlerFn | None = None, *,
-                 connection: ConnectionSource | None = None, prefix: str = "bull",
-                 telemetry: OtelTelemetry | None = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        queue: str,
+        handlers: Mapping[str, HandlerFn | Handler] | HandlerFn | None = None,
+        *,
+        connection: ConnectionSource | None = None,
+        prefix: str = "bull",
+        telemetry: OtelTelemetry | None = None,
+        **settings: Any,
+    ) -> None:
         """``handlers`` maps job names to handlers, or is one function for every
         name (Node's processor); ``settings`` are :class:`WorkerSettings` fields
         (``concurrency=5``, ``limiter=RateLimit(...)``...), validated here."""
@@ -161,17 +168,21 @@ class Worker(Emitter[WorkerEvent]):
 
     def handler(self, name: str, *, run_in: RunIn | None = None) -> Callable[[HandlerFn], HandlerFn]:
         """Decorator: handle jobs called ``name``."""
+
         def decorator(fn: HandlerFn) -> HandlerFn:
             self.registry.register(name, fn, run_in)
             return fn
+
         return decorator
 
     def fallback(self, fn: HandlerFn | None = None, *, run_in: RunIn | None = None) -> Any:
         """Decorator (``@worker.fallback`` or ``@worker.fallback(run_in=...)``):
         handle every job name that has no handler of its own."""
+
         def decorator(f: HandlerFn) -> HandlerFn:
             self.registry.register(None, f, run_in)
             return f
+
         return decorator(fn) if fn is not None else decorator
 
     # -- lifecycle --------------------------------------------------------------------
@@ -231,8 +242,10 @@ class Worker(Emitter[WorkerEvent]):
         if self._started:
             return
         if not self.registry:
-            raise UnknownJobName(f"worker for {self.queue!r} has no handlers: register one with "
-                                 "@worker.handler(name) or @worker.fallback")
+            raise UnknownJobName(
+                f"worker for {self.queue!r} has no handlers: register one with "
+                "@worker.handler(name) or @worker.fallback"
+            )
         s = self.settings
         client = self._connector.fast(None, route_key=self.keys.base)
         client.add_on_connect(scripts.preload)
@@ -264,10 +277,16 @@ class Worker(Emitter[WorkerEvent]):
         if not s.skip_stalled_check:
             self.stalled.start()
         self._watch.start()
-        self._slots = [asyncio.create_task(self._slot(i), name=f"bullbridge-{self.queue}-slot-{i}")
-                       for i in range(s.concurrency)]
-        log.info("worker %s on queue %s started (concurrency %d, Redis %s)", s.wire_name, self.queue,
-                 s.concurrency, info.version_text)
+        self._slots = [
+            asyncio.create_task(self._slot(i), name=f"bullbridge-{self.queue}-slot-{i}") for i in range(s.concurrency)
+        ]
+        log.info(
+            "worker %s on queue %s started (concurrency %d, Redis %s)",
+            s.wire_name,
+            self.queue,
+            s.concurrency,
+            info.version_text,
+        )
 
     async def run(self) -> None:
         """Start and wait until the worker is closed."""
@@ -283,8 +302,7 @@ class Worker(Emitter[WorkerEvent]):
             return
         self.closing = True
         self.emit("closing")
-        log.info("worker %s on %s stops fetching (%d active)", self.settings.wire_name, self.queue,
-                 self.active_count)
+        log.info("worker %s on %s stops fetching (%d active)", self.settings.wire_name, self.queue, self.active_count)
         if self._started:
             self.gate.close()
 
@@ -342,9 +360,12 @@ class Worker(Emitter[WorkerEvent]):
         self._closed.set()
         clean = self.handed_back == 0 and self.abandoned == 0
         self.emit("closed")
-        log.info("worker %s on %s closed (%s)", self.settings.wire_name, self.queue,
-                 "clean" if clean else f"{self.handed_back} job(s) handed back, {self.abandoned} left to stall "
-                 "recovery")
+        log.info(
+            "worker %s on %s closed (%s)",
+            self.settings.wire_name,
+            self.queue,
+            "clean" if clean else f"{self.handed_back} job(s) handed back, {self.abandoned} left to stall recovery",
+        )
         return clean
 
     async def pause(self, wait_active: bool = True) -> None:
@@ -415,8 +436,9 @@ class Worker(Emitter[WorkerEvent]):
                 if not await gate.ready():
                     return
                 token = self._token()
-                keys, args = self.qs.move_to_active(token, self.settings.lock_duration_ms,
-                                                    self.settings.limiter_opts, self.settings.wire_name)
+                keys, args = self.qs.move_to_active(
+                    token, self.settings.lock_duration_ms, self.settings.limiter_opts, self.settings.wire_name
+                )
                 try:
                     raw = await scripts.run(self.client, "moveToActive", keys, args)
                     error_delay = 0.05
@@ -442,8 +464,12 @@ class Worker(Emitter[WorkerEvent]):
                 raise
             except Exception as exc:  # a bug of ours: never let it kill the slot
                 next_job = None
-                log.exception("internal error processing job %s of %s (it will be recovered as stalled): %s",
-                              job_id, self.queue, exc)
+                log.exception(
+                    "internal error processing job %s of %s (it will be recovered as stalled): %s",
+                    job_id,
+                    self.queue,
+                    exc,
+                )
                 self.emit("error", exc)
 
     async def _recover_half_fetched(self, token: str, exc: RespError) -> Next | None:
@@ -535,8 +561,14 @@ class Worker(Emitter[WorkerEvent]):
         try:
             await schedule_next_iteration(self.client, self.keys, job)
         except (SchedulerError, RespError, RespConnectionError) as exc:
-            self.errors.error("scheduler", "next iteration of scheduler %s (job %s of %s) not added: %s",
-                              job.repeat_job_key, job.id, self.queue, exc)
+            self.errors.error(
+                "scheduler",
+                "next iteration of scheduler %s (job %s of %s) not added: %s",
+                job.repeat_job_key,
+                job.id,
+                self.queue,
+                exc,
+            )
             self.emit("error", exc)
 
     def _prepare(self, job: ActiveJob) -> Handler:
@@ -550,7 +582,8 @@ class Worker(Emitter[WorkerEvent]):
         if handler is None:
             raise UnknownJobName(
                 f"no handler for job name {job.name!r} on queue {self.queue!r} "
-                f"(handlers: {', '.join(self.registry.names) or 'none'}); register one or a fallback")
+                f"(handlers: {', '.join(self.registry.names) or 'none'}); register one or a fallback"
+            )
         return handler
 
     async def _invoke(self, handler: Handler, job: ActiveJob) -> Any:
@@ -599,17 +632,28 @@ class Worker(Emitter[WorkerEvent]):
         o = job.safe_opts()
         return (bool(o.get("fpof")), bool(o.get("cpof")), bool(o.get("idof")), bool(o.get("rdof")))
 
-    async def _finish(self, job: ActiveJob, target: str, value: bytes | str,
-                      fields_to_update: dict[str, Any] | None = None) -> Next | None:
+    async def _finish(
+        self, job: ActiveJob, target: str, value: bytes | str, fields_to_update: dict[str, Any] | None = None
+    ) -> Next | None:
         s = self.settings
         fetch_next = self.gate.can_fetch_next()
         attempts_made, attempts = job.safe_attempts()
         keys, args = self.qs.move_to_finished(
-            job_id=job.id, token=job.token, target=target, value=value, keep=self._keep(job, target),
-            attempts=attempts, attempts_made=attempts_made,
-            lock_duration=s.lock_duration_ms, limiter=s.limiter_opts, fetch_next=fetch_next,
-            max_metrics_size=s.metrics_max_data_points or "", parent_flags=self._parent_flags(job),
-            worker_name=s.wire_name, fields_to_update=fields_to_update)
+            job_id=job.id,
+            token=job.token,
+            target=target,
+            value=value,
+            keep=self._keep(job, target),
+            attempts=attempts,
+            attempts_made=attempts_made,
+            lock_duration=s.lock_duration_ms,
+            limiter=s.limiter_opts,
+            fetch_next=fetch_next,
+            max_metrics_size=s.metrics_max_data_points or "",
+            parent_flags=self._parent_flags(job),
+            worker_name=s.wire_name,
+            fields_to_update=fields_to_update,
+        )
         raw = await self._run_finishing("moveToFinished", keys, args, job)
         if raw is None:
             return None
@@ -631,8 +675,12 @@ class Worker(Emitter[WorkerEvent]):
                 result = await scripts.run(self.client, name, keys, args)
             except RespConnectionError as exc:
                 if self.closing and retried:
-                    log.warning("could not finish job %s of %s before closing: %s (it will be recovered as "
-                                "stalled)", job.id, self.queue, exc)
+                    log.warning(
+                        "could not finish job %s of %s before closing: %s (it will be recovered as stalled)",
+                        job.id,
+                        self.queue,
+                        exc,
+                    )
                     return None
                 self.errors.error("finish", "finishing job %s of %s: %s; retrying", job.id, self.queue, exc)
                 retried = True
@@ -655,8 +703,7 @@ class Worker(Emitter[WorkerEvent]):
             log.warning("job %s of %s: %s - another worker owns it now; result dropped", job.id, self.queue, exc)
             self.emit("lockLost", job)
         except ScriptError as exc:
-            self.errors.error(f"finish{code}", "could not move job %s of %s to %s: %s", job.id, self.queue,
-                              target, exc)
+            self.errors.error(f"finish{code}", "could not move job %s of %s to %s: %s", job.id, self.queue, target, exc)
             self.emit("error", exc)
 
     async def _complete(self, job: ActiveJob, result: Any, value: bytes) -> Next | None:
@@ -688,8 +735,9 @@ class Worker(Emitter[WorkerEvent]):
         retry_delay: int | None = None
         if not permanent and attempts_made + 1 < attempts:
             try:
-                retry_delay = backoff_delay(opts.get("backoff"), attempts_made + 1, exc, job,
-                                            self.settings.backoff_strategies)
+                retry_delay = backoff_delay(
+                    opts.get("backoff"), attempts_made + 1, exc, job, self.settings.backoff_strategies
+                )
             except UnknownBackoff as err:
                 reason = f"{reason} (not retried: {err})"
                 fields["failedReason"] = reason
@@ -705,9 +753,15 @@ class Worker(Emitter[WorkerEvent]):
                 s = self.settings
                 fetch_next = self.gate.can_fetch_next()
                 keys, args = self.qs.move_to_delayed(
-                    job_id=job.id, token=job.token, delay=retry_delay, fields_to_update=fields,
-                    fetch_next=fetch_next, lock_duration=s.lock_duration_ms,
-                    limiter=s.limiter_opts, worker_name=s.wire_name)
+                    job_id=job.id,
+                    token=job.token,
+                    delay=retry_delay,
+                    fields_to_update=fields,
+                    fetch_next=fetch_next,
+                    lock_duration=s.lock_duration_ms,
+                    limiter=s.limiter_opts,
+                    worker_name=s.wire_name,
+                )
                 raw = await self._run_finishing("moveToDelayed", keys, args, job)
                 if isinstance(raw, _Recovered):
                     next_job = raw.next
@@ -716,14 +770,23 @@ class Worker(Emitter[WorkerEvent]):
                 elif type(raw) is int and raw < 0:
                     self._finish_error(job, raw, "delayed")
             else:
-                keys, args = self.qs.retry_job(job_id=job.id, token=job.token, lifo=bool(opts.get("lifo")),
-                                               fields_to_update=fields)
+                keys, args = self.qs.retry_job(
+                    job_id=job.id, token=job.token, lifo=bool(opts.get("lifo")), fields_to_update=fields
+                )
                 raw = await self._run_finishing("retryJob", keys, args, job)
                 if type(raw) is int and raw < 0:
                     self._finish_error(job, raw, "wait")
             self.emit("retrying", job, exc, retry_delay or 0)
-            log.info("job %s (%s) of %s failed (%s); retry %d/%d%s", job.id, job.name, self.queue, reason,
-                     attempts_made + 2, attempts, f" in {retry_delay} ms" if retry_delay else "")
+            log.info(
+                "job %s (%s) of %s failed (%s); retry %d/%d%s",
+                job.id,
+                job.name,
+                self.queue,
+                reason,
+                attempts_made + 2,
+                attempts,
+                f" in {retry_delay} ms" if retry_delay else "",
+            )
             return next_job
         next_job = await self._finish(job, "failed", reason, fields)
         self.failed += 1
@@ -754,6 +817,9 @@ class Worker(Emitter[WorkerEvent]):
                 self.emit("handedBack", job)
         except (TimeoutError, RespConnectionError, RespError) as exc:
             self.abandoned += 1
-            log.warning("could not hand back job %s of %s: %s; it will be recovered as stalled", job.id,
-                        self.queue, exc or type(exc).__name__)
-
+            log.warning(
+                "could not hand back job %s of %s: %s; it will be recovered as stalled",
+                job.id,
+                self.queue,
+                exc or type(exc).__name__,
+            )

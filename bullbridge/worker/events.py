@@ -31,8 +31,22 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 WorkerEvent = Literal[
-    "active", "progress", "completed", "failed", "retrying", "drained", "stalled", "lockLost", "handedBack",
-    "connectionLost", "reconnected", "paused", "resumed", "closing", "closed", "error",
+    "active",
+    "progress",
+    "completed",
+    "failed",
+    "retrying",
+    "drained",
+    "stalled",
+    "lockLost",
+    "handedBack",
+    "connectionLost",
+    "reconnected",
+    "paused",
+    "resumed",
+    "closing",
+    "closed",
+    "error",
 ]
 
 #: Every worker event name, for validation and docs.

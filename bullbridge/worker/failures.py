@@ -67,8 +67,9 @@ def _js_round(x: float) -> int:
     return math.floor(x + 0.5)
 
 
-def backoff_delay(backoff: Any, attempts_made: int, exc: BaseException, job: Any,
-                  strategies: Mapping[str, BackoffStrategy]) -> int | None:
+def backoff_delay(
+    backoff: Any, attempts_made: int, exc: BaseException, job: Any, strategies: Mapping[str, BackoffStrategy]
+) -> int | None:
     """Delay in ms before the next attempt; None for no backoff (retry at once);
     -1 to fail now. Raises :class:`UnknownBackoff` with a fix in the message."""
     if backoff is None or backoff is False or backoff == 0:
@@ -87,4 +88,5 @@ def backoff_delay(backoff: Any, attempts_made: int, exc: BaseException, job: Any
     known = ", ".join(sorted({"fixed", "exponential", *strategies}))
     raise UnknownBackoff(
         f"unknown backoff type {kind!r} set by the job's producer; register it on this worker with "
-        f"Worker(..., backoff_strategies={{{kind!r}: fn}}) (known here: {known})")
+        f"Worker(..., backoff_strategies={{{kind!r}: fn}}) (known here: {known})"
+    )

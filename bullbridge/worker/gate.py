@@ -43,8 +43,17 @@ def _consume_exception(fut: asyncio.Future[Any]) -> None:
 
 
 class FetchGate:
-    def __init__(self, *, drain_delay: float, max_block: float, min_block: float, fractional: bool,
-                 max_rate_limit_delay: int, wait_marker: BlockingWait, unblock: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        *,
+        drain_delay: float,
+        max_block: float,
+        min_block: float,
+        fractional: bool,
+        max_rate_limit_delay: int,
+        wait_marker: BlockingWait,
+        unblock: Callable[[], Awaitable[None]],
+    ) -> None:
         self.drain_delay = drain_delay
         self.max_block = max_block
         self.min_block = min_block

@@ -53,7 +53,8 @@ def make_handler(fn: HandlerFn | Handler, run_in: RunIn | None = None) -> Handle
     if run_in == "loop" and not is_async:
         raise ConfigurationError(
             f"handler {getattr(fn, '__qualname__', fn)} is not async: a plain function on the loop would block "
-            "it (and lock renewal); use run_in='thread' (the default for plain functions)")
+            "it (and lock renewal); use run_in='thread' (the default for plain functions)"
+        )
     if run_in in ("thread", "process") and is_async:
         raise ConfigurationError(f"run_in={run_in!r} needs a plain (non-async) function")
     if run_in == "process" and getattr(fn, "__qualname__", "").count("<locals>"):
@@ -74,11 +75,15 @@ class HandlerRegistry:
             self.fallback = handler
         else:
             if not isinstance(name, str) or not name:
-                raise ConfigurationError(f"a handler is registered for a non-empty job name, got {name!r} "
-                                         "(for every other name, use @worker.fallback)")
+                raise ConfigurationError(
+                    f"a handler is registered for a non-empty job name, got {name!r} "
+                    "(for every other name, use @worker.fallback)"
+                )
             if name == "*":
-                raise ConfigurationError("'*' is not a wildcard: pass one function as the handlers (it runs every "
-                                         "job name), or register it with @worker.fallback")
+                raise ConfigurationError(
+                    "'*' is not a wildcard: pass one function as the handlers (it runs every "
+                    "job name), or register it with @worker.fallback"
+                )
             if name in self._by_name:
                 raise ConfigurationError(f"job name {name!r} already has a handler ({self._by_name[name].label})")
             self._by_name[name] = handler

@@ -89,8 +89,7 @@ class LockRenewer:
             return
         jobs = list(self.active.values())
         w = self.worker
-        keys, args = w.qs.extend_locks([j.id for j in jobs], [j.token for j in jobs],
-                                       w.settings.lock_duration_ms)
+        keys, args = w.qs.extend_locks([j.id for j in jobs], [j.token for j in jobs], w.settings.lock_duration_ms)
         try:
             failed = await scripts.run(w.client, "extendLocks", keys, args)
         except (RespConnectionError, RespError) as exc:
@@ -100,8 +99,11 @@ class LockRenewer:
             job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
             job = self.active.get(job_id)
             if job is not None:
-                log.warning("lost the lock of job %s on %s (another worker took it); its result will be dropped",
-                            job_id, w.queue)
+                log.warning(
+                    "lost the lock of job %s on %s (another worker took it); its result will be dropped",
+                    job_id,
+                    w.queue,
+                )
                 job.signal.cancel("lock lost")
                 w.emit("lockLost", job)
 
@@ -129,8 +131,7 @@ class StalledChecker:
 
     async def check(self) -> list[str]:
         w = self.worker
-        keys, args = w.qs.move_stalled_jobs_to_wait(w.settings.max_stalled_count,
-                                                    w.settings.stalled_interval_ms)
+        keys, args = w.qs.move_stalled_jobs_to_wait(w.settings.max_stalled_count, w.settings.stalled_interval_ms)
         try:
             stalled = await scripts.run(w.client, "moveStalledJobsToWait", keys, args)
         except (RespConnectionError, RespError) as exc:
@@ -138,8 +139,9 @@ class StalledChecker:
             return []
         ids = [s.decode() if isinstance(s, bytes) else str(s) for s in stalled or []]
         for job_id in ids:
-            log.warning("job %s of %s stalled (its worker stopped renewing the lock); moved back to wait",
-                        job_id, w.queue)
+            log.warning(
+                "job %s of %s stalled (its worker stopped renewing the lock); moved back to wait", job_id, w.queue
+            )
             w.emit("stalled", job_id)
         return ids
 
@@ -168,9 +170,12 @@ class LoopWatch:
             await asyncio.sleep(tick)
             lag = loop.time() - before - tick
             if lag >= self.threshold:
-                log.warning("the event loop was blocked for %.1f s while jobs %s were active: a handler makes a "
-                            "blocking call; declare it run_in='thread' (or 'process') so locks keep renewing",
-                            lag, ", ".join(self._active()) or "(none)")
+                log.warning(
+                    "the event loop was blocked for %.1f s while jobs %s were active: a handler makes a "
+                    "blocking call; declare it run_in='thread' (or 'process') so locks keep renewing",
+                    lag,
+                    ", ".join(self._active()) or "(none)",
+                )
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)

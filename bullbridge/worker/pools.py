@@ -79,11 +79,13 @@ class DaemonThreadPool(concurrent.futures.Executor):
 def process_pool(size: int | None) -> concurrent.futures.ProcessPoolExecutor:
     method = "forkserver" if sys.platform.startswith("linux") else "spawn"
     return concurrent.futures.ProcessPoolExecutor(
-        max_workers=size or os.cpu_count() or 1, mp_context=multiprocessing.get_context(method))
+        max_workers=size or os.cpu_count() or 1, mp_context=multiprocessing.get_context(method)
+    )
 
 
-async def stop_process_pool(pool: concurrent.futures.ProcessPoolExecutor, *, kill: bool,
-                            timeout: float = STOP_TIMEOUT) -> bool:
+async def stop_process_pool(
+    pool: concurrent.futures.ProcessPoolExecutor, *, kill: bool, timeout: float = STOP_TIMEOUT
+) -> bool:
     """Shut ``pool`` down and return once nothing of it is left running.
 
     ``kill`` (a forced shutdown) cancels queued calls and terminates the
@@ -117,8 +119,12 @@ async def stop_process_pool(pool: concurrent.futures.ProcessPoolExecutor, *, kil
     # then warn of leaked semaphores. The default executor's threads are joined.
     stopped, stuck = await asyncio.to_thread(_wait_gone, manager, processes, timeout, kill)
     if stopped or stuck:
-        log.warning("process pool did not stop within %.1f s: %d process(es) terminated or killed%s", timeout,
-                    stopped, "; its manager thread is still running" if stuck else "")
+        log.warning(
+            "process pool did not stop within %.1f s: %d process(es) terminated or killed%s",
+            timeout,
+            stopped,
+            "; its manager thread is still running" if stuck else "",
+        )
         return False
     return True
 
@@ -134,8 +140,9 @@ def _running(processes: Sequence[BaseProcess]) -> list[BaseProcess]:
     return [p for p in processes if p.sentinel not in ready]
 
 
-def _wait_gone(manager: threading.Thread, processes: Sequence[BaseProcess], timeout: float,
-               terminated: bool) -> tuple[int, bool]:
+def _wait_gone(
+    manager: threading.Thread, processes: Sequence[BaseProcess], timeout: float, terminated: bool
+) -> tuple[int, bool]:
     """In a thread: join the pool's manager thread (which joins its processes
     before it ends). At ``timeout``, the processes left are terminated (killed
     if ``terminated`` already), then killed. Returns (processes signalled,

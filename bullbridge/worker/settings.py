@@ -64,8 +64,9 @@ class WorkerSettings:
         known = {f.name for f in fields(cls) if f.init}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigurationError(f"unknown worker setting(s) {', '.join(unknown)} "
-                                     f"(known: {', '.join(sorted(known))})")
+            raise ConfigurationError(
+                f"unknown worker setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
         return cls(**values)
 
     def __post_init__(self) -> None:

@@ -27,8 +27,13 @@ async def handle_invoice(job: Any) -> dict[str, Any]:
     net = int(data["amountCents"])
     vat = round(net * VAT[country])
     await job.update_progress(100)
-    return {"invoice": f"INV-{data['orderId']}", "net": net, "vat": vat, "total": net + vat,
-            "currency": data["currency"]}
+    return {
+        "invoice": f"INV-{data['orderId']}",
+        "net": net,
+        "vat": vat,
+        "total": net + vat,
+        "currency": data["currency"],
+    }
 
 
 HANDLERS = {"invoice": handle_invoice}
@@ -36,8 +41,13 @@ HANDLERS = {"invoice": handle_invoice}
 
 async def send_welcome(producer: Queue, user: dict[str, str]) -> str:
     """Ask the Node email service to send a welcome email; returns the job id."""
-    job = await producer.add("welcome", {"to": user["email"], "name": user["name"], "template": "welcome"},
-                                 attempts=5, backoff=2000, remove_on_complete=100)
+    job = await producer.add(
+        "welcome",
+        {"to": user["email"], "name": user["name"], "template": "welcome"},
+        attempts=5,
+        backoff=2000,
+        remove_on_complete=100,
+    )
     return job.id
 
 

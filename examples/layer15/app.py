@@ -25,8 +25,9 @@ def make() -> WorkerManager:
     redis = manager.connector  # the workers, and the producers handlers add jobs with, share it
 
     email_jobs = Queue(EMAIL, connection=redis, prefix=PREFIX, default_job_options=RETRY)
-    manager.worker(EMAIL, emails.handlers(email_jobs), concurrency=5,
-                   limiter=RateLimit(max=100, duration=60_000))  # shared with Node's email worker
+    manager.worker(
+        EMAIL, emails.handlers(email_jobs), concurrency=5, limiter=RateLimit(max=100, duration=60_000)
+    )  # shared with Node's email worker
 
     manager.worker(IMAGES, {"process": images.process}, concurrency=3)
 

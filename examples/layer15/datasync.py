@@ -38,13 +38,19 @@ def handlers(batches: Queue) -> dict[str, Any]:
             records, size = job.data["records"], job.data["batch_size"]
             parent = Parent(job.id, job.queue, PREFIX)
             await batches.add_bulk(
-                JobSpec("sync-batch", {"source": job.data["source"], "offset": offset,
-                                       "limit": min(size, records - offset)},
-                        {"parent": parent, "fail_parent_on_failure": True})
-                for offset in range(0, records, size))
+                JobSpec(
+                    "sync-batch",
+                    {"source": job.data["source"], "offset": offset, "limit": min(size, records - offset)},
+                    {"parent": parent, "fail_parent_on_failure": True},
+                )
+                for offset in range(0, records, size)
+            )
         await job.wait_for_children()  # ends this run while batches are pending
         results = await job.children_values()
-        return {"source": job.data["source"], "batches": len(results),
-                "records": sum(r["records"] for r in results.values())}
+        return {
+            "source": job.data["source"],
+            "batches": len(results),
+            "records": sum(r["records"] for r in results.values()),
+        }
 
     return {"sync": sync, "sync-batch": sync_batch, "incremental-backup": incremental_backup}

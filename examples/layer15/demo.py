@@ -81,7 +81,8 @@ MIN_THROUGHPUT, MAX_LATENCY_MS, MAX_FAILURE_RATE, DRAIN_TIMEOUT_S = 1000, 100, 0
 def layer_available(root: Path = ROOT) -> bool:
     """Whether this is a checkout holding the reference app (``pip install`` has no examples)."""
     return (root / "examples" / "layer15" / "app.py").is_file() and (
-        root / "interop" / "layer15" / "producer.js").is_file()
+        root / "interop" / "layer15" / "producer.js"
+    ).is_file()
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,14 @@ class Child:
         log_path = log_dir / f"{label}.log"
         with open(log_path, "wb") as log:
             process = await asyncio.create_subprocess_exec(
-                *argv, cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                preexec_fn=die_with_parent)
+                *argv,
+                cwd=ROOT,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=die_with_parent,
+            )
         return cls(label, tuple(argv), log_path, process)
 
     @property
@@ -229,8 +236,12 @@ class LayerResult:
 
     def latency_jobs(self, queues: Sequence[str] = LATENCY_QUEUES) -> list[FinishedJob]:
         """The jobs whose wait is queue latency (see ``LATENCY_QUEUES``)."""
-        return [j for q in queues for j in self.samples[q].jobs
-                if j.attempts_made <= 1 and not j.id.startswith("repeat:") and j.name not in PARENT_JOBS.get(q, ())]
+        return [
+            j
+            for q in queues
+            for j in self.samples[q].jobs
+            if j.attempts_made <= 1 and not j.id.startswith("repeat:") and j.name not in PARENT_JOBS.get(q, ())
+        ]
 
     def latency(self, queues: Sequence[str] = LATENCY_QUEUES) -> Percentiles:
         return Percentiles.of(w for j in self.latency_jobs(queues) if (w := j.wait_ms) is not None)
@@ -256,24 +267,42 @@ class LayerResult:
         lat, rate = self.latency(), self.failure_rate
         window = self.produced_until_ms - self.first_added_ms
         return [
-            Target("throughput, whole layer", f"> {MIN_THROUGHPUT:,}/min",
-                   f"{self.throughput:,.0f}/min ({self.finished_while_producing:,} jobs in {window / 1000:.1f} s)",
-                   self.throughput > MIN_THROUGHPUT),
-            Target("queue latency p50 / p95", f"< {MAX_LATENCY_MS} ms",
-                   f"{fmt.duration(lat.p50)} / {fmt.duration(lat.p95)} ({lat.count:,} jobs, see note)",
-                   lat.p95 is not None and lat.p95 < MAX_LATENCY_MS),
-            Target("failure rate", f"< {MAX_FAILURE_RATE:.0%}",
-                   f"{fmt.percent(rate, 2)} ({self.failed:,} of {self.finished:,}; {self.retried:,} retried)",
-                   rate is not None and rate < MAX_FAILURE_RATE),
-            Target("email rate limit", f"{EMAIL_LIMIT}/min",
-                   f"at most {self.email_window_max} started in one {EMAIL_WINDOW_MS // 1000} s window",
-                   self.email_window_max <= EMAIL_LIMIT),
-            Target("graceful shutdown", f"{DRAIN_TIMEOUT_S} s drain",
-                   f"{self.drained} active job(s) finished; " + ", ".join(
-                       f"{label} exit {code} in {fmt.duration(seconds * 1000)}"
-                       for label, (code, seconds) in self.shutdown.items()),
-                   bool(self.shutdown) and not any(self.unfinished.values()) and all(
-                       code == 0 and seconds < DRAIN_TIMEOUT_S for code, seconds in self.shutdown.values())),
+            Target(
+                "throughput, whole layer",
+                f"> {MIN_THROUGHPUT:,}/min",
+                f"{self.throughput:,.0f}/min ({self.finished_while_producing:,} jobs in {window / 1000:.1f} s)",
+                self.throughput > MIN_THROUGHPUT,
+            ),
+            Target(
+                "queue latency p50 / p95",
+                f"< {MAX_LATENCY_MS} ms",
+                f"{fmt.duration(lat.p50)} / {fmt.duration(lat.p95)} ({lat.count:,} jobs, see note)",
+                lat.p95 is not None and lat.p95 < MAX_LATENCY_MS,
+            ),
+            Target(
+                "failure rate",
+                f"< {MAX_FAILURE_RATE:.0%}",
+                f"{fmt.percent(rate, 2)} ({self.failed:,} of {self.finished:,}; {self.retried:,} retried)",
+                rate is not None and rate < MAX_FAILURE_RATE,
+            ),
+            Target(
+                "email rate limit",
+                f"{EMAIL_LIMIT}/min",
+                f"at most {self.email_window_max} started in one {EMAIL_WINDOW_MS // 1000} s window",
+                self.email_window_max <= EMAIL_LIMIT,
+            ),
+            Target(
+                "graceful shutdown",
+                f"{DRAIN_TIMEOUT_S} s drain",
+                f"{self.drained} active job(s) finished; "
+                + ", ".join(
+                    f"{label} exit {code} in {fmt.duration(seconds * 1000)}"
+                    for label, (code, seconds) in self.shutdown.items()
+                ),
+                bool(self.shutdown)
+                and not any(self.unfinished.values())
+                and all(code == 0 and seconds < DRAIN_TIMEOUT_S for code, seconds in self.shutdown.values()),
+            ),
         ]
 
 
@@ -298,10 +327,13 @@ class Snapshot:
 
 async def snapshot(monitor: Monitor) -> Snapshot:
     counts, workers, limiter = await asyncio.gather(
-        asyncio.gather(*(monitor.counts(q) for q in QUEUES)), monitor.workers(QUEUES),
-        monitor.reader.execute("GET", monitor.keys(MIGRATING)["limiter"]))
-    by_language = {q: {lang: sum(1 for w in ws if w.language == lang) for lang in (PYTHON, NODE)}
-                   for q, ws in workers.items()}
+        asyncio.gather(*(monitor.counts(q) for q in QUEUES)),
+        monitor.workers(QUEUES),
+        monitor.reader.execute("GET", monitor.keys(MIGRATING)["limiter"]),
+    )
+    by_language = {
+        q: {lang: sum(1 for w in ws if w.language == lang) for lang in (PYTHON, NODE)} for q, ws in workers.items()
+    }
     return Snapshot(time.monotonic(), dict(zip(QUEUES, counts)), by_language, int(limiter or 0))
 
 
@@ -332,10 +364,14 @@ class LiveView:
         limiter = f"email limiter {snap.email_window}/{EMAIL_LIMIT} this window"
         if not self.tty:
             if force or self._updates % self.every == 1 or self.every == 1:
-                print(f"t={elapsed:5.1f}s  {phase}: completed {snap.total('completed'):,}  failed "
-                      f"{snap.total('failed'):,}  waiting {snap.total('waiting') + snap.total('prioritized'):,}  "
-                      f"active {snap.total('active')}  delayed {snap.total('delayed'):,}  "
-                      f"{fmt.rate(self._rate(snap, None))}  {limiter}", file=self.out, flush=True)
+                print(
+                    f"t={elapsed:5.1f}s  {phase}: completed {snap.total('completed'):,}  failed "
+                    f"{snap.total('failed'):,}  waiting {snap.total('waiting') + snap.total('prioritized'):,}  "
+                    f"active {snap.total('active')}  delayed {snap.total('delayed'):,}  "
+                    f"{fmt.rate(self._rate(snap, None))}  {limiter}",
+                    file=self.out,
+                    flush=True,
+                )
             return
 
         def per_minute(queue: str | None) -> str:
@@ -345,15 +381,36 @@ class LiveView:
         rows = []
         for q in QUEUES:
             c = snap.counts[q]
-            rows.append([q, fmt.workers(snap.workers.get(q, {})), fmt.number(c["waiting"] + c["prioritized"]),
-                         fmt.number(c["active"]), fmt.number(c["delayed"] + c["waiting-children"]),
-                         fmt.number(c["completed"]), fmt.number(c["failed"]), per_minute(q)])
+            rows.append(
+                [
+                    q,
+                    fmt.workers(snap.workers.get(q, {})),
+                    fmt.number(c["waiting"] + c["prioritized"]),
+                    fmt.number(c["active"]),
+                    fmt.number(c["delayed"] + c["waiting-children"]),
+                    fmt.number(c["completed"]),
+                    fmt.number(c["failed"]),
+                    per_minute(q),
+                ]
+            )
         t = snap.total
-        rows.append(["all", "", fmt.number(t("waiting") + t("prioritized")), fmt.number(t("active")),
-                     fmt.number(t("delayed") + t("waiting-children")), fmt.number(t("completed")),
-                     fmt.number(t("failed")), per_minute(None)])
-        table = fmt.table(["queue", "workers", "waiting", "active", "delayed", "done", "failed", "/min"],
-                          rows, [False, False, True, True, True, True, True, True])
+        rows.append(
+            [
+                "all",
+                "",
+                fmt.number(t("waiting") + t("prioritized")),
+                fmt.number(t("active")),
+                fmt.number(t("delayed") + t("waiting-children")),
+                fmt.number(t("completed")),
+                fmt.number(t("failed")),
+                per_minute(None),
+            ]
+        )
+        table = fmt.table(
+            ["queue", "workers", "waiting", "active", "delayed", "done", "failed", "/min"],
+            rows,
+            [False, False, True, True, True, True, True, True],
+        )
         text = f"t={elapsed:5.1f}s  {phase}  ({limiter})\n{table}"
         if self._drawn:
             self.out.write(f"\x1b[{self._drawn}F\x1b[J")
@@ -376,14 +433,19 @@ async def _wait_for_workers(monitor: Monitor, children: Sequence[Child], timeout
     deadline = time.monotonic() + timeout
     while True:
         workers = await monitor.workers(QUEUES)
-        missing = [f"{lang} on {q}" for lang, queues in ((PYTHON, PYTHON_QUEUES), (NODE, NODE_QUEUES))
-                   for q in queues if not any(w.language == lang for w in workers[q])]
+        missing = [
+            f"{lang} on {q}"
+            for lang, queues in ((PYTHON, PYTHON_QUEUES), (NODE, NODE_QUEUES))
+            for q in queues
+            if not any(w.language == lang for w in workers[q])
+        ]
         if not missing:
             return
         for child in children:
             if not child.running:
-                raise LayerError(f"{child.label} ({child.command}) exited with {child.process.returncode}:\n"
-                                 f"{child.tail()}")
+                raise LayerError(
+                    f"{child.label} ({child.command}) exited with {child.process.returncode}:\n{child.tail()}"
+                )
         if time.monotonic() > deadline:
             raise LayerError(f"workers did not start within {timeout:g} s (missing: {', '.join(missing)})")
         await asyncio.sleep(0.2)
@@ -391,8 +453,15 @@ async def _wait_for_workers(monitor: Monitor, children: Sequence[Child], timeout
 
 def _pending(snap: Snapshot, baseline_delayed: dict[str, int]) -> dict[str, int]:
     """Jobs of this run not finished yet (scheduled runs, delayed until their time, excluded)."""
-    return {q: c["waiting"] + c["prioritized"] + c["active"] + c["waiting-children"] + c["paused"]
-            + max(0, c["delayed"] - baseline_delayed.get(q, 0)) for q, c in snap.counts.items()}
+    return {
+        q: c["waiting"]
+        + c["prioritized"]
+        + c["active"]
+        + c["waiting-children"]
+        + c["paused"]
+        + max(0, c["delayed"] - baseline_delayed.get(q, 0))
+        for q, c in snap.counts.items()
+    }
 
 
 async def _schedulers(monitor: Monitor) -> list[tuple[str, SchedulerInfo]]:
@@ -404,7 +473,8 @@ async def _start_long_jobs(url: str, prefix: str, monitor: Monitor, count: int =
     async with Queue("image-processing", connection=url, prefix=prefix) as producer:
         await producer.add_bulk(
             ("process", {"image": f"uploads/large-{i}.png", "size": 256, "operations": ["blur", "sharpen"] * 4})
-            for i in range(count))
+            for i in range(count)
+        )
     deadline = time.monotonic() + 5
     while True:
         active = (await monitor.counts("image-processing"))["active"]
@@ -416,22 +486,32 @@ async def _start_long_jobs(url: str, prefix: str, monitor: Monitor, count: int =
 def _added(producer: Child) -> dict[str, int]:
     for line in reversed(producer.log_path.read_text(errors="replace").splitlines()):
         if line.startswith("added "):
-            added: dict[str, int] = json.loads(line[len("added "):])
+            added: dict[str, int] = json.loads(line[len("added ") :])
             return added
     return {}
 
 
-async def run_layer(url: str, params: LayerParams = LayerParams(), out: TextIO = sys.stdout,
-                    log_dir: Path | None = None) -> LayerResult:
+async def run_layer(
+    url: str, params: LayerParams = LayerParams(), out: TextIO = sys.stdout, log_dir: Path | None = None
+) -> LayerResult:
     """Run the layer on ``url`` (see the module docstring); raises :class:`LayerError` when it cannot."""
     if shutil.which("node") is None:
         raise LayerError("node is not on PATH: the layer's Node side needs Node.js 20+")
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="bullbridge-demo-"))
     env = _env(url, params.prefix)
     node_workers = ("node", str(NODE_DIR.relative_to(ROOT) / "workers.js"))
-    producer_argv = ("node", str(NODE_DIR.relative_to(ROOT) / "producer.js"), "--seconds", f"{params.seconds:g}",
-                     "--scale", f"{params.scale:g}", "--newsletter", str(params.newsletter),
-                     "--spread", f"{params.spread:g}")
+    producer_argv = (
+        "node",
+        str(NODE_DIR.relative_to(ROOT) / "producer.js"),
+        "--seconds",
+        f"{params.seconds:g}",
+        "--scale",
+        f"{params.scale:g}",
+        "--newsletter",
+        str(params.newsletter),
+        "--spread",
+        f"{params.spread:g}",
+    )
     children: list[Child] = []
     monitor = Monitor(url, prefix=params.prefix, command_timeout=10.0)
     try:
@@ -447,12 +527,19 @@ async def run_layer(url: str, params: LayerParams = LayerParams(), out: TextIO =
         for queue, s in synced:
             if s.id in ran:
                 await monitor.actions(queue).promote_job(f"repeat:{s.id}:{s.next_run_ms}")
-        print(f"\n{len(synced)} schedules synced by the Python workers at startup "
-              f"({', '.join(s.id for _, s in synced)}); running {', '.join(ran)} once now", file=out)
+        print(
+            f"\n{len(synced)} schedules synced by the Python workers at startup "
+            f"({', '.join(s.id for _, s in synced)}); running {', '.join(ran)} once now",
+            file=out,
+        )
 
-        print(f"\nNode producer: {' '.join(producer_argv)}\n  ~2,000 jobs/min at scale 1 for {params.seconds:g} s, "
-              f"and a newsletter to {params.newsletter} readers spread over {params.spread:g} s, which takes "
-              f"the email queue over its {EMAIL_LIMIT}/min rate limit\n", file=out, flush=True)
+        print(
+            f"\nNode producer: {' '.join(producer_argv)}\n  ~2,000 jobs/min at scale 1 for {params.seconds:g} s, "
+            f"and a newsletter to {params.newsletter} readers spread over {params.spread:g} s, which takes "
+            f"the email queue over its {EMAIL_LIMIT}/min rate limit\n",
+            file=out,
+            flush=True,
+        )
         started_ms = now_ms()
         started = time.monotonic()
         producer = await Child.start("producer", producer_argv, env, log_dir)
@@ -482,22 +569,41 @@ async def run_layer(url: str, params: LayerParams = LayerParams(), out: TextIO =
                 break
             await asyncio.sleep(params.refresh)
         assert produced_until_ms is not None
-        view.update(time.monotonic() - started, snap, "all jobs finished" if not any(pending.values())
-                    else f"gave up waiting ({sum(pending.values()):,} left)", force=True)
+        view.update(
+            time.monotonic() - started,
+            snap,
+            "all jobs finished" if not any(pending.values()) else f"gave up waiting ({sum(pending.values()):,} left)",
+            force=True,
+        )
         migration = await monitor.migration_report(MIGRATING, since_ms=started_ms)
 
         # Graceful shutdown: a few long image jobs are running when SIGTERM arrives; they finish.
         drained = await _start_long_jobs(url, params.prefix, monitor)
-        print(f"\nSIGTERM to both sides while {drained} image job(s) run (active jobs get {DRAIN_TIMEOUT_S} s)...",
-              file=out, flush=True)
+        print(
+            f"\nSIGTERM to both sides while {drained} image job(s) run (active jobs get {DRAIN_TIMEOUT_S} s)...",
+            file=out,
+            flush=True,
+        )
         codes = await asyncio.gather(python.stop(), node.stop())
         shutdown = {child.label: (code, child.stopped_in or 0.0) for child, code in zip((python, node), codes)}
         pending = _pending(await snapshot(monitor), baseline_delayed)
         schedulers = await _schedulers(monitor)
-        samples = dict(zip(QUEUES, await asyncio.gather(
-            *(monitor.sample(q, 1_000_000, since_ms=started_ms) for q in QUEUES))))
-        result = LayerResult(params, started_ms, produced_until_ms, _added(producer), samples, migration,
-                             schedulers, {q: n for q, n in pending.items() if n}, shutdown, drained, log_dir)
+        samples = dict(
+            zip(QUEUES, await asyncio.gather(*(monitor.sample(q, 1_000_000, since_ms=started_ms) for q in QUEUES)))
+        )
+        result = LayerResult(
+            params,
+            started_ms,
+            produced_until_ms,
+            _added(producer),
+            samples,
+            migration,
+            schedulers,
+            {q: n for q, n in pending.items() if n},
+            shutdown,
+            drained,
+            log_dir,
+        )
         return result
     finally:
         await asyncio.gather(*(c.stop(timeout=5) for c in children if c.running), return_exceptions=True)
@@ -539,8 +645,9 @@ def _served_by(sample: FinishedSample) -> str:
     if len(groups) <= 1:
         return next(iter(groups), "-")
     total = len(sample)
-    return " + ".join(f"{lang} {len(s) * 100 / total:.0f}%" for lang, s in sorted(
-        groups.items(), key=lambda kv: -len(kv[1])))
+    return " + ".join(
+        f"{lang} {len(s) * 100 / total:.0f}%" for lang, s in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    )
 
 
 def render_queues(result: LayerResult) -> str:
@@ -549,12 +656,24 @@ def render_queues(result: LayerResult) -> str:
         s = result.samples[q]
         wait = result.latency((q,)) if q in LATENCY_QUEUES else s.wait
         note = " *" if q in RATE_LIMITED else ""
-        rows.append([q, _served_by(s), fmt.number(len(s)), fmt.number(s.failed),
-                     fmt.number(sum(1 for j in s.jobs if j.attempts_made > 1)),
-                     fmt.duration(wait.p50) + note, fmt.duration(wait.p95) + note,
-                     fmt.duration(s.processing.p50), fmt.duration(s.processing.p95)])
-    return fmt.table(["queue", "served by", "jobs", "failed", "retried", "wait p50", "wait p95", "run p50",
-                      "run p95"], rows, [False, False, True, True, True, True, True, True, True])
+        rows.append(
+            [
+                q,
+                _served_by(s),
+                fmt.number(len(s)),
+                fmt.number(s.failed),
+                fmt.number(sum(1 for j in s.jobs if j.attempts_made > 1)),
+                fmt.duration(wait.p50) + note,
+                fmt.duration(wait.p95) + note,
+                fmt.duration(s.processing.p50),
+                fmt.duration(s.processing.p95),
+            ]
+        )
+    return fmt.table(
+        ["queue", "served by", "jobs", "failed", "retried", "wait p50", "wait p95", "run p50", "run p95"],
+        rows,
+        [False, False, True, True, True, True, True, True, True],
+    )
 
 
 def _ran(result: LayerResult) -> list[str]:
@@ -607,8 +726,12 @@ async def run_layer_demo(params: LayerParams = LayerParams(), out: TextIO = sys.
         params = replace(params, prefix=f"bullbridge-demo-{uuid.uuid4().hex[:8]}")
     log_dir = Path(tempfile.mkdtemp(prefix="bullbridge-demo-"))
     where = f"private redis-server {server.version}" if server else f"prefix {params.prefix!r}"
-    print(f"bullbridge demo: the seed's background-jobs layer, Node and Python side by side\n"
-          f"Redis {url} ({where}); logs in {log_dir}\n", file=out, flush=True)
+    print(
+        f"bullbridge demo: the seed's background-jobs layer, Node and Python side by side\n"
+        f"Redis {url} ({where}); logs in {log_dir}\n",
+        file=out,
+        flush=True,
+    )
     try:
         result = await run_layer(url, params, out, log_dir)
     except LayerError as exc:
@@ -621,8 +744,11 @@ async def run_layer_demo(params: LayerParams = LayerParams(), out: TextIO = sys.
             server.stop()
     print("\n" + render_result(result), file=out)
     if result.complete:
-        print(f"\nall jobs finished and both sides stopped cleanly ({sum(t.met for t in result.targets())} of "
-              f"{len(result.targets())} targets met)", file=out)
+        print(
+            f"\nall jobs finished and both sides stopped cleanly ({sum(t.met for t in result.targets())} of "
+            f"{len(result.targets())} targets met)",
+            file=out,
+        )
         shutil.rmtree(log_dir, ignore_errors=True)
         return 0
     print(f"\nSOMETHING WENT WRONG: see the logs in {log_dir}", file=out)
@@ -633,11 +759,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m examples.layer15.demo [--seconds S] [--scale X]``; the exit status."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m examples.layer15.demo", description=(
-        "Run the reference app (examples/layer15 + interop/layer15): Python and Node workers on five queues, "
-        "the email queue served by both, a Node producer at ~2,000 jobs/min, a live view, then the seed's "
-        "targets measured from the jobs and the email queue's migration report. Uses BULLBRIDGE_REDIS_URL when "
-        "set (under a prefix of its own, deleted afterwards)."))
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.layer15.demo",
+        description=(
+            "Run the reference app (examples/layer15 + interop/layer15): Python and Node workers on five queues, "
+            "the email queue served by both, a Node producer at ~2,000 jobs/min, a live view, then the seed's "
+            "targets measured from the jobs and the email queue's migration report. Uses BULLBRIDGE_REDIS_URL when "
+            "set (under a prefix of its own, deleted afterwards)."
+        ),
+    )
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the producer runs (default 60)")
     parser.add_argument("--scale", type=float, default=1.0, help="producer load: 1 = ~2,000 jobs/min (default 1)")
     args = parser.parse_args(argv)

@@ -55,9 +55,13 @@ def handlers(emails: Queue) -> dict[str, Any]:
         audience = [f"reader{i}@example.com" for i in range(job.data["audience"])]  # your subscriber store
         spread = int(job.data["spread_ms"])
         sent = await emails.add_bulk(
-            JobSpec("send", {"to": to, "template": "newsletter", "issue": job.data["issue"]},
-                    {"priority": PRIORITY["newsletter"], "delay": random.randrange(spread)})
-            for to in audience)
+            JobSpec(
+                "send",
+                {"to": to, "template": "newsletter", "issue": job.data["issue"]},
+                {"priority": PRIORITY["newsletter"], "delay": random.randrange(spread)},
+            )
+            for to in audience
+        )
         return {"issue": job.data["issue"], "queued": len(sent)}
 
     return {"send": send, "newsletter": newsletter}

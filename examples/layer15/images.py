@@ -67,5 +67,9 @@ async def process(job: ActiveJob) -> dict[str, Any]:
         image = await job.run_in_process(OPERATIONS[op], image)
         job.update_progress(round(100 * done / len(operations)))
     pixels, width = image
-    return {"image": job.data["image"], "operations": operations, "size": width,
-            "sha1": hashlib.sha1(pixels).hexdigest()}
+    return {
+        "image": job.data["image"],
+        "operations": operations,
+        "size": width,
+        "sha1": hashlib.sha1(pixels).hexdigest(),
+    }

@@ -34,12 +34,25 @@ def alerts(stats: QueueStats) -> list[str]:
 
 
 def render(all_stats: list[QueueStats]) -> str:
-    rows = [[s.queue, fmt.number(s.counts["waiting"] + s.counts["prioritized"]), fmt.number(s.counts["active"]),
-             fmt.number(s.counts["delayed"]), fmt.number(s.counts["completed"]), fmt.number(s.counts["failed"]),
-             fmt.percent(s.failure_rate, 2), fmt.duration(s.wait.mean), fmt.workers(s.workers)]
-            for s in all_stats]
-    return fmt.table(["queue", "waiting", "active", "delayed", "completed", "failed", "failure rate", "avg wait",
-                      "workers"], rows, [False, True, True, True, True, True, True, True, False])
+    rows = [
+        [
+            s.queue,
+            fmt.number(s.counts["waiting"] + s.counts["prioritized"]),
+            fmt.number(s.counts["active"]),
+            fmt.number(s.counts["delayed"]),
+            fmt.number(s.counts["completed"]),
+            fmt.number(s.counts["failed"]),
+            fmt.percent(s.failure_rate, 2),
+            fmt.duration(s.wait.mean),
+            fmt.workers(s.workers),
+        ]
+        for s in all_stats
+    ]
+    return fmt.table(
+        ["queue", "waiting", "active", "delayed", "completed", "failed", "failure rate", "avg wait", "workers"],
+        rows,
+        [False, True, True, True, True, True, True, True, False],
+    )
 
 
 async def main(interval: float = 10.0) -> None:

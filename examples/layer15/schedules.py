@@ -15,16 +15,48 @@ from examples.layer15.config import ANALYTICS, DATA_SYNC, EMAIL, PREFIX, RETRY, 
 
 log = logging.getLogger("layer15.schedules")
 
-SCHEDULES = Declaration("layer15", (
-    Schedule(id="daily-analytics", queue=ANALYTICS, name="daily-report", pattern="0 2 * * *",
-             tz=TIMEZONE, opts=RETRY, prefix=PREFIX),
-    Schedule(id="hourly-backup", queue=DATA_SYNC, name="incremental-backup", pattern="0 * * * *",
-             tz=TIMEZONE, opts=RETRY, prefix=PREFIX),
-    Schedule(id="cleanup", queue=ANALYTICS, name="cleanup", pattern="0 */6 * * *", tz=TIMEZONE,
-             data={"completed_days": 7, "failed_days": 30}, prefix=PREFIX),
-    Schedule(id="weekly-newsletter", queue=EMAIL, name="newsletter", pattern="0 10 * * 5", tz=TIMEZONE,
-             data={"issue": "weekly", "audience": 2000, "spread_ms": 3_600_000}, opts=RETRY, prefix=PREFIX),
-))
+SCHEDULES = Declaration(
+    "layer15",
+    (
+        Schedule(
+            id="daily-analytics",
+            queue=ANALYTICS,
+            name="daily-report",
+            pattern="0 2 * * *",
+            tz=TIMEZONE,
+            opts=RETRY,
+            prefix=PREFIX,
+        ),
+        Schedule(
+            id="hourly-backup",
+            queue=DATA_SYNC,
+            name="incremental-backup",
+            pattern="0 * * * *",
+            tz=TIMEZONE,
+            opts=RETRY,
+            prefix=PREFIX,
+        ),
+        Schedule(
+            id="cleanup",
+            queue=ANALYTICS,
+            name="cleanup",
+            pattern="0 */6 * * *",
+            tz=TIMEZONE,
+            data={"completed_days": 7, "failed_days": 30},
+            prefix=PREFIX,
+        ),
+        Schedule(
+            id="weekly-newsletter",
+            queue=EMAIL,
+            name="newsletter",
+            pattern="0 10 * * 5",
+            tz=TIMEZONE,
+            data={"issue": "weekly", "audience": 2000, "spread_ms": 3_600_000},
+            opts=RETRY,
+            prefix=PREFIX,
+        ),
+    ),
+)
 
 
 async def sync_schedules(connector: RedisConnector) -> None:

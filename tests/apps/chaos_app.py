@@ -22,11 +22,19 @@ def make() -> WorkerManager:
     manager = WorkerManager(connection=os.environ["BULLBRIDGE_REDIS_URL"])
 
     for queue in queues:
+
         async def work(job, queue=queue):
             log.write(f"{queue} {job.id} python {pid} {now_ms()}\n")
             await asyncio.sleep(random.uniform(0.002, 0.02))
             return "python"
 
-        manager.worker(queue, {"work": work}, concurrency=8, name=f"chaos-{pid}", lock_duration=2000,
-                       stalled_interval=1000, max_stalled_count=1000)
+        manager.worker(
+            queue,
+            {"work": work},
+            concurrency=8,
+            name=f"chaos-{pid}",
+            lock_duration=2000,
+            stalled_interval=1000,
+            max_stalled_count=1000,
+        )
     return manager

@@ -27,6 +27,12 @@ def make() -> WorkerManager:
         await asyncio.sleep(pause)
         return "done"
 
-    manager.worker(queue, {"work": work}, concurrency=int(os.environ.get("APP_CONCURRENCY", "5")),
-                   name=f"app-{os.getpid()}", lock_duration=5000, stalled_interval=1000)
+    manager.worker(
+        queue,
+        {"work": work},
+        concurrency=int(os.environ.get("APP_CONCURRENCY", "5")),
+        name=f"app-{os.getpid()}",
+        lock_duration=5000,
+        stalled_interval=1000,
+    )
     return manager

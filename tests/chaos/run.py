@@ -57,8 +57,13 @@ class ChaosReport:
 
     @property
     def ok(self) -> bool:
-        return (self.completed == self.jobs and self.failed == 0 and self.active_left == 0
-                and self.waiting_left == 0 and self.never_ran == 0)
+        return (
+            self.completed == self.jobs
+            and self.failed == 0
+            and self.active_left == 0
+            and self.waiting_left == 0
+            and self.never_ran == 0
+        )
 
 
 @dataclass
@@ -69,8 +74,9 @@ class Proc:
 
 
 class Chaos:
-    def __init__(self, jobs: int, queues: int, kill_every: float, seed: int, workdir: Path,
-                 rate: float = 400.0) -> None:
+    def __init__(
+        self, jobs: int, queues: int, kill_every: float, seed: int, workdir: Path, rate: float = 400.0
+    ) -> None:
         self.jobs = jobs
         self.rate = rate
         self.redis_restarts = 0
@@ -84,15 +90,20 @@ class Chaos:
         self.redis = PrivateRedis(persist=True, extra_args=("--appendfsync", "always"))
 
     async def start_worker(self, lang: str) -> Proc:
-        env = dict(os.environ, BULLBRIDGE_REDIS_URL=self.redis.url, CHAOS_QUEUES=",".join(self.queue_names),
-                   CHAOS_LOG=str(self.log), PYTHONPATH=str(ROOT))
+        env = dict(
+            os.environ,
+            BULLBRIDGE_REDIS_URL=self.redis.url,
+            CHAOS_QUEUES=",".join(self.queue_names),
+            CHAOS_LOG=str(self.log),
+            PYTHONPATH=str(ROOT),
+        )
         if lang == "python":
             cmd = [sys.executable, "-m", "bullbridge", "worker", "tests.apps.chaos_app:make", "--drain-timeout", "5"]
         else:
             cmd = ["node", str(NODE_WORKER), self.redis.url, ",".join(self.queue_names), str(self.log)]
-        process = await asyncio.create_subprocess_exec(*cmd, cwd=str(ROOT), env=env,
-                                                       stdout=asyncio.subprocess.DEVNULL,
-                                                       stderr=asyncio.subprocess.DEVNULL)
+        process = await asyncio.create_subprocess_exec(
+            *cmd, cwd=str(ROOT), env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
         proc = Proc(lang, process, time.monotonic())
         self.procs.append(proc)
         return proc
@@ -182,9 +193,15 @@ class Chaos:
             client = p._link.client()
             for q in self.queue_names:
                 base = f"bull:{q}:"
-                replies = await client.execute_many([("ZCARD", base + "completed"), ("ZCARD", base + "failed"),
-                                                     ("LLEN", base + "active"), ("LLEN", base + "wait"),
-                                                     ("ZCARD", base + "delayed")])
+                replies = await client.execute_many(
+                    [
+                        ("ZCARD", base + "completed"),
+                        ("ZCARD", base + "failed"),
+                        ("LLEN", base + "active"),
+                        ("LLEN", base + "wait"),
+                        ("ZCARD", base + "delayed"),
+                    ]
+                )
                 for name, value in zip(("completed", "failed", "active", "wait", "delayed"), replies):
                     totals[name] += int(value)
         return dict(totals)
@@ -229,8 +246,9 @@ class Chaos:
             report.recovery_ms_max = round(max(recoveries), 1)
 
 
-async def chaos(jobs: int = 10_000, queues: int = 3, kill_every: float = 1.5, seed: int = 7,
-                rate: float = 400.0) -> ChaosReport:
+async def chaos(
+    jobs: int = 10_000, queues: int = 3, kill_every: float = 1.5, seed: int = 7, rate: float = 400.0
+) -> ChaosReport:
     with tempfile.TemporaryDirectory(prefix="bullbridge-chaos-") as tmp:
         return await Chaos(jobs, queues, kill_every, seed, Path(tmp), rate).run()
 

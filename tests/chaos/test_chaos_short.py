@@ -15,8 +15,11 @@ async def test_short_chaos_run_loses_nothing() -> None:
     assert sum(report.kills.values()) >= 4, report.kills
     assert set(report.by_language) == {"python", "node"}
     assert report.executions == report.jobs + report.reruns
-    record("test_short_chaos_run_loses_nothing", recovery_ms_max=report.recovery_ms_max,
-           reruns_after_sigkill=report.reruns_after_sigkill)
+    record(
+        "test_short_chaos_run_loses_nothing",
+        recovery_ms_max=report.recovery_ms_max,
+        reruns_after_sigkill=report.reruns_after_sigkill,
+    )
     if report.reruns_after_sigkill:
         # lock (2 s) + stalled check (1 s) + 3 s slack (measured 2.3 s idle, 2.8 s heavy)
         assert report.recovery_ms_max is not None and report.recovery_ms_max < 6000, report

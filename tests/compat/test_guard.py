@@ -29,8 +29,9 @@ async def client(redis_url: str) -> AsyncIterator[RespClient]:
     await connector.close()
 
 
-async def test_node5_queue_warns_once_naming_what_breaks(client: RespClient, queue_name: str,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+async def test_node5_queue_warns_once_naming_what_breaks(
+    client: RespClient, queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     keys = QueueKeys(queue_name)
     await client.execute("HSET", keys["meta"], "version", "bullmq:5.81.5")  # as Node 5.81.5's Queue writes it
     with caplog.at_level(logging.WARNING, logger="bullbridge.compat"):
@@ -55,8 +56,7 @@ async def test_a_queue_of_node_6_is_quiet(node: NodeDriver, client: RespClient, 
     assert await check_queue_versions(client, keys) == []
 
 
-async def test_no_version_other_libraries_and_untested_versions_are_quiet(client: RespClient,
-                                                                          queue_name: str) -> None:
+async def test_no_version_other_libraries_and_untested_versions_are_quiet(client: RespClient, queue_name: str) -> None:
     assert await check_queue_versions(client, QueueKeys(queue_name)) == []
     for suffix, version in (("pro", "bullmq-pro:7.9.0"), ("old", "bullmq:4.17.0"), ("junk", "garbage")):
         keys = QueueKeys(f"{queue_name}-{suffix}")
@@ -73,8 +73,7 @@ def test_version_parsing_and_lookups() -> None:
     assert parse_meta_version(b"bullmq:6.7.0") == ("bullmq", "6.7.0")
     assert parse_meta_version("bullmq-pro:7.9.0") == ("bullmq-pro", "7.9.0")
     assert parse_meta_version("6.7.0") is None and parse_meta_version(None) is None
-    assert [d.scenario for d in differences_for("5.81.5", "3.4.4")] == ["pause_resume[P->N]",
-                                                                        "pause_resume_idle[P->N]"]
+    assert [d.scenario for d in differences_for("5.81.5", "3.4.4")] == ["pause_resume[P->N]", "pause_resume_idle[P->N]"]
     assert differences_for("6.7.0", "3.4.4") == [] and differences_for("5.81.5", "3.5.0") == []
     assert is_tested("5.1.0") and is_tested("6.9.9") and not is_tested("4.17.0")
     assert recommended_node("3.4.4") == "6.7.0"

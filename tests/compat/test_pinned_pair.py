@@ -23,6 +23,7 @@ async def test_scenario(scenario: Scenario, node: NodeDriver, redis_url: str) ->
     if scenario.id in known:
         assert result.status == "fail", (
             f"{scenario.id} passed with Node bullmq {node.bullmq_version}: the known difference "
-            f"({known[scenario.id].summary}) no longer reproduces; update bullbridge.compat and run make compat")
+            f"({known[scenario.id].summary}) no longer reproduces; update bullbridge.compat and run make compat"
+        )
     else:
         assert result.status == "pass", result.error

@@ -62,5 +62,6 @@ def test_table_names_real_scenarios() -> None:
 
 
 def test_markdown_is_generated_from_the_json(matrix: dict[str, Any]) -> None:
-    assert (ROOT / "compat" / "MATRIX.md").read_text() == render_markdown(matrix), \
+    assert (ROOT / "compat" / "MATRIX.md").read_text() == render_markdown(matrix), (
         "MATRIX.md differs from matrix.json: regenerate both with make compat"
+    )

@@ -37,8 +37,9 @@ def severities(report: DoctorReport, check: str) -> list[str]:
     return [f.severity for f in report.by_check(check)]
 
 
-async def eventually(probe: Callable[[], Awaitable[DoctorReport]], ok: Callable[[DoctorReport], bool],
-                     timeout: float = 8.0) -> DoctorReport:
+async def eventually(
+    probe: Callable[[], Awaitable[DoctorReport]], ok: Callable[[DoctorReport], bool], timeout: float = 8.0
+) -> DoctorReport:
     deadline = time.monotonic() + timeout
     while True:
         report = await probe()
@@ -98,8 +99,10 @@ async def test_embedded_redis_6_2_is_supported_but_reported() -> None:
     assert "7.0.8" in finding.message
 
 
-@pytest.mark.parametrize(("version", "severity"), [
-    ("4.0.14", ERROR), ("5.0.0", WARNING), ("6.0.20", WARNING), ("6.2.0", INFO), ("7.0.8", OK), ("7.4.1", OK)])
+@pytest.mark.parametrize(
+    ("version", "severity"),
+    [("4.0.14", ERROR), ("5.0.0", WARNING), ("6.0.20", WARNING), ("6.2.0", INFO), ("7.0.8", OK), ("7.4.1", OK)],
+)
 def test_version_thresholds(version: str, severity: str) -> None:
     """Refuse < 5.0 and warn < 6.2, as Node BullMQ does (no server that old is at hand)."""
     assert check_version({"redis_version": version}).severity == severity
@@ -161,8 +164,7 @@ async def test_node5_meta_version_warns_naming_what_breaks(private_redis: Privat
 
 async def test_stalled_jobs_of_a_killed_node_worker(private_redis: PrivateRedis) -> None:
     async with NodeDriver(private_redis.url) as doomed:
-        await doomed.start_worker("resize", "async job => { await sleep(60000) }", lockDuration=800,
-                                  handle="doomed")
+        await doomed.start_worker("resize", "async job => { await sleep(60000) }", lockDuration=800, handle="doomed")
         job_id = await doomed.add("resize", "x", {})
         await doomed.wait_event("doomed", "active", timeout=5)
         await doomed.kill(signal.SIGKILL)
@@ -211,7 +213,8 @@ async def test_workers_per_queue_and_language(node: NodeDriver, redis_url: str) 
     try:
         report = await eventually(
             lambda: diagnose(redis_url, DoctorSettings(prefix=prefix)),
-            lambda r: any(f.data.get("workers") == {"python": 1, "node": 1} for f in r.by_check("workers")))
+            lambda r: any(f.data.get("workers") == {"python": 1, "node": 1} for f in r.by_check("workers")),
+        )
     finally:
         await node.close_worker(handle_node)
         await worker.close(timeout=5)

@@ -26,8 +26,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 async def test_layer_meets_the_seed_targets_at_reduced_scale(redis_url: str) -> None:
     prefix = f"layer15-{uuid.uuid4().hex[:8]}"
     params = LayerParams(
-        seconds=15, scale=0.7, newsletter=40, spread=5, prefix=prefix, finish_timeout=30, refresh=0.5,
-        python_command=(sys.executable, "-m", "bullbridge", "worker", "examples.layer15.app:make"))
+        seconds=15,
+        scale=0.7,
+        newsletter=40,
+        spread=5,
+        prefix=prefix,
+        finish_timeout=30,
+        refresh=0.5,
+        python_command=(sys.executable, "-m", "bullbridge", "worker", "examples.layer15.app:make"),
+    )
     out = io.StringIO()
     try:
         result = await run_layer(redis_url, params, out)
@@ -82,10 +89,18 @@ async def check(result: LayerResult, redis_url: str, output: str) -> None:
     # The schedules were synced at startup, in New York time; three ran once (promoted), and the
     # Python workers scheduled their next runs as Node would.
     assert sorted(s.id for _, s in result.schedulers) == [
-        "cleanup", "daily-analytics", "hourly-backup", "weekly-newsletter"], report
+        "cleanup",
+        "daily-analytics",
+        "hourly-backup",
+        "weekly-newsletter",
+    ], report
     assert {s.tz for _, s in result.schedulers} == {"America/New_York"}, report
-    runs = {j.name or "": (queue, j) for queue in ("analytics", "data-sync") for j in result.samples[queue].jobs
-            if j.id.startswith("repeat:")}
+    runs = {
+        j.name or "": (queue, j)
+        for queue in ("analytics", "data-sync")
+        for j in result.samples[queue].jobs
+        if j.id.startswith("repeat:")
+    }
     assert sorted(runs) == ["cleanup", "daily-report", "incremental-backup"], report
     for name, (queue, run) in runs.items():
         async with Queue(queue, connection=redis_url, prefix=prefix) as producer:

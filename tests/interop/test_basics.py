@@ -79,8 +79,7 @@ async def test_n2p_progress_visible_in_node(node: NodeDriver, make_worker, queue
     worker = make_worker({"steps": steps})
     await worker.start()
     job_id = await node.add(queue_name, "steps", {})
-    progress = await node.wait_event(events, lambda e: e.event == "progress" and e["args"]["jobId"] == job_id,
-                                     count=4)
+    progress = await node.wait_event(events, lambda e: e.event == "progress" and e["args"]["jobId"] == job_id, count=4)
     assert [e["args"]["data"] for e in progress] == [10, 50, 100, {"stage": "done", "items": 3}]
     job = await _wait_node_state(node, queue_name, job_id, "completed")
     assert job["progress"] == {"stage": "done", "items": 3}
@@ -92,7 +91,8 @@ async def test_n2p_progress_visible_in_node(node: NodeDriver, make_worker, queue
 
 async def test_p2n_plain_job_and_return_value(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     handle = await node.start_worker(
-        queue_name, "async job => ({ name: job.name, echo: job.data, sum: job.data.a + job.data.b })")
+        queue_name, "async job => ({ name: job.name, echo: job.data, sum: job.data.a + job.data.b })"
+    )
     try:
         job = await producer.add("calc", {"a": 2, "b": 3, "text": "日本語 🎉"})
         result = await producer.result(job.id, timeout=10)
@@ -133,8 +133,7 @@ async def test_p2n_failure_reason_visible_in_python(node: NodeDriver, producer: 
 # --- latency ----------------------------------------------------------------------------
 
 
-async def test_idle_python_worker_picks_up_as_fast_as_node_p95(node: NodeDriver, make_worker,
-                                                                producer: Queue) -> None:
+async def test_idle_python_worker_picks_up_as_fast_as_node_p95(node: NodeDriver, make_worker, producer: Queue) -> None:
     """20 jobs added one by one to an idle worker (the port: 0.002-7.5 s; Node 3-15 ms
     idle). Each job is added at the same moment as a twin for an idle Node worker,
     and our p95 must be within the timer slack of Node's (tests/timing.py)."""
@@ -162,8 +161,7 @@ async def test_idle_python_worker_picks_up_as_fast_as_node_p95(node: NodeDriver,
     assert warm.id in started
     p95 = statistics.quantiles(ours, n=20)[18]
     node_p95 = statistics.quantiles(theirs, n=20)[18]
-    record("test_idle_python_worker_picks_up_as_fast_as_node_p95", ours=ours, node=theirs, p95=p95,
-           node_p95=node_p95)
+    record("test_idle_python_worker_picks_up_as_fast_as_node_p95", ours=ours, node=theirs, p95=p95, node_p95=node_p95)
     assert_as_punctual_as_node([p95], [node_p95], f"add->start p95 (all: {sorted(round(v) for v in ours)})")
 
 

@@ -41,8 +41,16 @@ async def inject(r: Redis, queue: str, jobs: Sequence[Fake], prefix: str = "bull
     pipe = r.pipeline(transaction=False)
     base = f"{prefix}:{queue}:"
     for job in jobs:
-        fields: dict[str, Any] = {"name": job.name, "data": "{}", "opts": "{}", "timestamp": job.timestamp,
-                                  "delay": job.delay, "priority": 0, "atm": job.atm, "ats": job.atm}
+        fields: dict[str, Any] = {
+            "name": job.name,
+            "data": "{}",
+            "opts": "{}",
+            "timestamp": job.timestamp,
+            "delay": job.delay,
+            "priority": 0,
+            "atm": job.atm,
+            "ats": job.atm,
+        }
         if job.processed_on is not None:
             fields["processedOn"] = job.processed_on
         if job.finished_on is not None:
@@ -85,8 +93,14 @@ async def run_cli(*args: str, timeout: float = 30.0) -> tuple[int, str, str]:
     import sys
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bullbridge", *args, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "bullbridge",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()

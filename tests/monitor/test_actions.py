@@ -14,8 +14,9 @@ from bullbridge.testing.node import NodeDriver
 from tests.monitor.helpers import Fake, eventually, inject, now_ms, run_cli
 
 
-async def test_retry_failed_jobs_then_python_completes_them(node: NodeDriver, make_worker, monitor: Monitor,
-                                                            queue_name: str) -> None:
+async def test_retry_failed_jobs_then_python_completes_them(
+    node: NodeDriver, make_worker, monitor: Monitor, queue_name: str
+) -> None:
     q = queue_name
     handle = await node.start_worker(q, "async job => { throw new Error('node says no') }", name="node-fail")
     ids = [await node.add(q, "work", {"i": i}) for i in range(3)]
@@ -41,8 +42,9 @@ async def _count(monitor: Monitor, queue: str, state: str, n: int) -> bool:
     return (await monitor.counts(queue))[state] == n
 
 
-async def test_promote_clean_drain_and_single_job_actions(r: Redis, redis_url: str, monitor: Monitor,
-                                                          node: NodeDriver, queue_name: str) -> None:
+async def test_promote_clean_drain_and_single_job_actions(
+    r: Redis, redis_url: str, monitor: Monitor, node: NodeDriver, queue_name: str
+) -> None:
     q = queue_name
     async with Queue(q, connection=redis_url) as p:
         for i in range(4):
@@ -59,10 +61,13 @@ async def test_promote_clean_drain_and_single_job_actions(r: Redis, redis_url: s
 
     now = now_ms()
     day = 86_400_000
-    await inject(r, q, [Fake(f"old{i}", "completed", now - 3 * day, now - 3 * day, now - 2 * day)
-                        for i in range(6)] + [Fake(f"new{i}", "completed", now - 1000, now - 900, now - 800)
-                                              for i in range(2)] + [
-        Fake("bad", "failed", now - 1000, now - 900, now - 800)])
+    await inject(
+        r,
+        q,
+        [Fake(f"old{i}", "completed", now - 3 * day, now - 3 * day, now - 2 * day) for i in range(6)]
+        + [Fake(f"new{i}", "completed", now - 1000, now - 900, now - 800) for i in range(2)]
+        + [Fake("bad", "failed", now - 1000, now - 900, now - 800)],
+    )
     cleaned = await actions.clean("completed", grace_ms=day)
     assert cleaned.count == 6 and set(cleaned.ids) == {f"old{i}" for i in range(6)}
     assert not await r.exists(f"bull:{q}:old0") and await r.exists(f"bull:{q}:new0")
@@ -106,8 +111,15 @@ async def test_cli_actions_ask_first(redis_url: str, node: NodeDriver, queue_nam
 async def test_cli_stats_and_job_json(redis_url: str, r: Redis, queue_name: str) -> None:
     q = queue_name
     now = now_ms()
-    await inject(r, q, [Fake(str(i), "completed", now - 5000, now - 4000 + i, now - 3000 + 3 * i, pb="bullbridge:a")
-                        for i in range(10)] + [Fake("w1", "waiting", now - 2000)])
+    await inject(
+        r,
+        q,
+        [
+            Fake(str(i), "completed", now - 5000, now - 4000 + i, now - 3000 + 3 * i, pb="bullbridge:a")
+            for i in range(10)
+        ]
+        + [Fake("w1", "waiting", now - 2000)],
+    )
     status, out, err = await run_cli("stats", q, "--redis", redis_url, "--json")
     assert status == 0, err
     (stats,) = json.loads(out)

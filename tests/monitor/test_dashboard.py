@@ -23,23 +23,53 @@ from tests.monitor.helpers import Fake, inject, now_ms
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM = os.environ.get("BULLBRIDGE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 async def seed(r: Redis, queue: str) -> None:
     """30 failed (Node, processing 100..129 ms), 70 completed (Python, 1..70 ms), 2 waiting, 1 delayed."""
     now = now_ms()
-    jobs = [Fake(f"c{i}", "completed", now - 600_000 + i, now - 590_000 + i * 10, now - 590_000 + i * 11,
-                 pb="bullbridge:py-dash") for i in range(1, 71)]
-    jobs += [Fake(f"f{i}", "failed", now - 500_000 + i, now - 490_000, now - 490_000 + 100 + i, pb="node-dash",
-                  failed_reason=f"boom {i}") for i in range(30)]
-    jobs += [Fake("w1", "waiting", now - 45_000), Fake("w2", "waiting", now - 1_000),
-             Fake("d1", "delayed", now, delay=3_600_000)]
+    jobs = [
+        Fake(
+            f"c{i}",
+            "completed",
+            now - 600_000 + i,
+            now - 590_000 + i * 10,
+            now - 590_000 + i * 11,
+            pb="bullbridge:py-dash",
+        )
+        for i in range(1, 71)
+    ]
+    jobs += [
+        Fake(
+            f"f{i}",
+            "failed",
+            now - 500_000 + i,
+            now - 490_000,
+            now - 490_000 + 100 + i,
+            pb="node-dash",
+            failed_reason=f"boom {i}",
+        )
+        for i in range(30)
+    ]
+    jobs += [
+        Fake("w1", "waiting", now - 45_000),
+        Fake("w2", "waiting", now - 1_000),
+        Fake("d1", "delayed", now, delay=3_600_000),
+    ]
     await inject(r, queue, jobs)
     hostile = json.dumps({"html": "<script>alert(1)</script>"})
-    await r.hset(f"bull:{queue}:xss", mapping={"name": "evil", "data": hostile, "opts": "{}", "timestamp": now,
-                                               "delay": 0, "priority": 0})
+    await r.hset(
+        f"bull:{queue}:xss",
+        mapping={"name": "evil", "data": hostile, "opts": "{}", "timestamp": now, "delay": 0, "priority": 0},
+    )
     await r.lpush(f"bull:{queue}:wait", "xss")
 
 
@@ -52,8 +82,7 @@ async def dashboard(redis_url: str, queue_name: str) -> AsyncIterator[tuple[Test
     await server.close()
 
 
-async def test_read_only_by_default_and_json_api(r: Redis, redis_url: str, queue_name: str,
-                                                 node: NodeDriver) -> None:
+async def test_read_only_by_default_and_json_api(r: Redis, redis_url: str, queue_name: str, node: NodeDriver) -> None:
     await seed(r, queue_name)
     app = create_app(monitor := Monitor(redis_url), queues=[queue_name], close_monitor=False)
     async with monitor, TestClient(TestServer(app)) as c:
@@ -82,8 +111,10 @@ async def test_actions_need_the_token(r: Redis, redis_url: str, queue_name: str,
     await seed(r, queue_name)
     with pytest.raises(ValueError):
         create_app(Monitor(redis_url), allow_actions=True)
-    async with Monitor(redis_url) as monitor, TestClient(TestServer(create_app(
-            monitor, allow_actions=True, token="s3cret", close_monitor=False))) as c:
+    async with (
+        Monitor(redis_url) as monitor,
+        TestClient(TestServer(create_app(monitor, allow_actions=True, token="s3cret", close_monitor=False))) as c,
+    ):
         path = f"/api/queues/{queue_name}/actions/pause"
         assert (await c.post(path)).status == 403
         assert (await c.post(path, headers={"Authorization": "Bearer wrong"})).status == 403
@@ -94,8 +125,7 @@ async def test_actions_need_the_token(r: Redis, redis_url: str, queue_name: str,
         response = await c.post(f"/api/queues/{queue_name}/actions/retry-job", json={"token": "s3cret", "job": "f3"})
         assert response.status == 200
         assert await node.queue_call(queue_name, "getJobState", "f3") == "waiting"
-        response = await c.post(f"/api/queues/{queue_name}/actions/promote-job",
-                                json={"token": "s3cret", "job": "f4"})
+        response = await c.post(f"/api/queues/{queue_name}/actions/promote-job", json={"token": "s3cret", "job": "f4"})
         assert response.status == 409 and "not delayed" in (await response.json())["error"]
 
 
@@ -107,15 +137,17 @@ def _launch_args() -> dict[str, Any]:
     return {"executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 
-async def test_browser_walkthrough(r: Redis, redis_url: str, queue_name: str, node: NodeDriver, make_worker,
-                                   dashboard: tuple[TestServer, Monitor]) -> None:
+async def test_browser_walkthrough(
+    r: Redis, redis_url: str, queue_name: str, node: NodeDriver, make_worker, dashboard: tuple[TestServer, Monitor]
+) -> None:
     from playwright.async_api import async_playwright
 
     launch = _launch_args()
     q, other = queue_name, queue_name + "-b"
     await seed(r, q)
-    await node.queue_call(q, "upsertJobScheduler", "nightly", {"pattern": "0 3 * * *", "tz": "UTC"},
-                          {"name": "cleanup"})
+    await node.queue_call(
+        q, "upsertJobScheduler", "nightly", {"pattern": "0 3 * * *", "tz": "UTC"}, {"name": "cleanup"}
+    )
     await make_worker({"x": _noop}, queue=other, name="py-dash").start()
     node_worker = await node.start_worker(other, name="node-dash")
     server, monitor = dashboard
@@ -142,11 +174,15 @@ async def test_browser_walkthrough(r: Redis, redis_url: str, queue_name: str, no
                     for state in ("waiting", "active", "delayed", "completed", "failed"):
                         assert await cell(state) == f"{s.counts[state]:,}", (name, state)
                     assert await cell("failure-rate") == fmt.percent(s.failure_rate)
-                    assert await cell("processing") == f"{fmt.duration(s.processing.p50)} / " \
-                                                       f"{fmt.duration(s.processing.p95)}"
+                    assert (
+                        await cell("processing") == f"{fmt.duration(s.processing.p50)} / "
+                        f"{fmt.duration(s.processing.p95)}"
+                    )
                     assert await cell("wait") == f"{fmt.duration(s.wait.p50)} / {fmt.duration(s.wait.p95)}"
-                assert await page.locator(f'#queues tr[data-queue="{other}"] [data-field="workers"]').inner_text() \
+                assert (
+                    await page.locator(f'#queues tr[data-queue="{other}"] [data-field="workers"]').inner_text()
                     == "1 py + 1 node"
+                )
                 ARTIFACTS.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
 
@@ -157,11 +193,13 @@ async def test_browser_walkthrough(r: Redis, redis_url: str, queue_name: str, no
                 assert await page.inner_text('.cards [data-field="processing-p95"]') == fmt.duration(s.processing.p95)
                 assert await page.inner_text('.cards [data-field="failure-rate"]') == "30.0%"
                 assert await page.inner_text('#languages tr[data-language="python"] [data-field="jobs"]') == "70"
-                assert await page.inner_text('#languages tr[data-language="node"] [data-field="failure-rate"]') \
-                    == "100.0%"
+                assert (
+                    await page.inner_text('#languages tr[data-language="node"] [data-field="failure-rate"]') == "100.0%"
+                )
                 sched = (await monitor.schedulers(q)).schedulers[0]
-                assert await page.get_attribute('#schedulers tr[data-scheduler="nightly"] [data-field="next"]',
-                                                "data-ms") == str(sched.next_run_ms)
+                assert await page.get_attribute(
+                    '#schedulers tr[data-scheduler="nightly"] [data-field="next"]', "data-ms"
+                ) == str(sched.next_run_ms)
                 assert await page.locator("svg.chart").count() == 2
                 assert await page.locator("form[method=post]").count() == 0
                 await page.screenshot(path=str(ARTIFACTS / "dashboard-queue.png"), full_page=True)

@@ -43,7 +43,10 @@ async def test_failed_job_detail_matches_node(node: NodeDriver, monitor: Monitor
     assert ours.progress == theirs["progress"] == {"stage": "half", "pct": 50}
     assert ours.attempts_made == theirs["attemptsMade"] == 1
     assert (ours.timestamp, ours.processed_on, ours.finished_on) == (
-        theirs["timestamp"], theirs["processedOn"], theirs["finishedOn"])
+        theirs["timestamp"],
+        theirs["processedOn"],
+        theirs["finishedOn"],
+    )
     assert ours.priority == 3 and ours.opts["attempts"] == 1
     assert ours.processed_by == "node-pay" and ours.language == "node"
     logs = await node.queue_call(q, "getJobLogs", job_id)
@@ -54,10 +57,18 @@ async def test_failed_job_detail_matches_node(node: NodeDriver, monitor: Monitor
 
 async def test_parent_and_children(node: NodeDriver, make_worker, monitor: Monitor, queue_name: str) -> None:
     q, other = queue_name, queue_name + "-b"
-    tree = await node.call("flow.add", flow={"name": "parent", "queueName": q, "data": {}, "children": [
-        {"name": "c", "queueName": q, "data": {"v": 1}},
-        {"name": "c", "queueName": other, "data": {"v": 2}},
-    ]})
+    tree = await node.call(
+        "flow.add",
+        flow={
+            "name": "parent",
+            "queueName": q,
+            "data": {},
+            "children": [
+                {"name": "c", "queueName": q, "data": {"v": 1}},
+                {"name": "c", "queueName": other, "data": {"v": 2}},
+            ],
+        },
+    )
     parent_id = tree["id"]
     done_child, pending_child = tree["children"][0]["id"], tree["children"][1]["id"]
 
@@ -85,8 +96,9 @@ async def _state(monitor: Monitor, queue: str, job_id: str, state: str) -> bool:
 
 
 async def test_corrupt_hash_is_shown_not_refused(r: Redis, monitor: Monitor, queue_name: str) -> None:
-    await r.hset(f"bull:{queue_name}:bad", mapping={"name": "x", "data": "{not json", "opts": "{}",
-                                                     "timestamp": "yesterday"})
+    await r.hset(
+        f"bull:{queue_name}:bad", mapping={"name": "x", "data": "{not json", "opts": "{}", "timestamp": "yesterday"}
+    )
     await r.lpush(f"bull:{queue_name}:wait", "bad")
     job = await monitor.job(queue_name, "bad")
     assert job is not None and job.state == "waiting"
@@ -98,8 +110,20 @@ async def test_corrupt_hash_is_shown_not_refused(r: Redis, monitor: Monitor, que
 def test_one_decoder_strict_for_workers_tolerant_for_showing() -> None:
     """``Job`` decodes a hash once: its properties raise on what a worker cannot use,
     ``values()`` (the monitor's) keeps the raw text with the reason beside it."""
-    job = Job("q", "1", {b"name": b"x", b"data": b"{bad", b"opts": b"[1]", b"timestamp": b"yesterday",
-                         b"atm": b"2", b"delay": b"", b"progress": b"{oops", b"processedOn": b"nan"})
+    job = Job(
+        "q",
+        "1",
+        {
+            b"name": b"x",
+            b"data": b"{bad",
+            b"opts": b"[1]",
+            b"timestamp": b"yesterday",
+            b"atm": b"2",
+            b"delay": b"",
+            b"progress": b"{oops",
+            b"processedOn": b"nan",
+        },
+    )
     with pytest.raises(CorruptJob, match="field 'timestamp' is not a number: 'yesterday'"):
         _ = job.timestamp
     with pytest.raises(CorruptJob, match="not valid JSON"):
@@ -130,10 +154,10 @@ async def test_job_pages_match_node_getjobs(node: NodeDriver, monitor: Monitor, 
 
 async def test_schedulers_match_node(node: NodeDriver, monitor: Monitor, queue_name: str) -> None:
     q = queue_name
-    await node.queue_call(q, "upsertJobScheduler", "every-minute", {"every": 60_000}, {"name": "tick",
-                                                                                      "data": {"a": 1}})
-    await node.queue_call(q, "upsertJobScheduler", "hourly", {"pattern": "0 * * * *", "tz": "UTC"},
-                          {"name": "report"})
+    await node.queue_call(
+        q, "upsertJobScheduler", "every-minute", {"every": 60_000}, {"name": "tick", "data": {"a": 1}}
+    )
+    await node.queue_call(q, "upsertJobScheduler", "hourly", {"pattern": "0 * * * *", "tz": "UTC"}, {"name": "report"})
     node_list = await node.queue_call(q, "getJobSchedulers", 0, -1, True)
     page = await monitor.schedulers(q)
     assert page.total == 2
@@ -185,8 +209,9 @@ async def test_children_are_counted_and_listed_up_to_a_limit(r: Redis, redis_url
     assert len(detail.children.processed) == 100  # the monitor's default limit
 
 
-async def test_corrupt_and_legacy_schedulers_are_listed_not_refused(r: Redis, monitor: Monitor,
-                                                                      queue_name: str) -> None:
+async def test_corrupt_and_legacy_schedulers_are_listed_not_refused(
+    r: Redis, monitor: Monitor, queue_name: str
+) -> None:
     """The monitor reads schedulers through ``bullbridge.scheduler``: a template that is
     not JSON shows as its text, a pre-v6 repeatable job (no hash) as ``legacy``."""
     q = f"bull:{queue_name}:repeat"

@@ -22,8 +22,9 @@ NODE_PROCESSOR = """async (job) => {
 }"""
 
 
-async def test_report_attributes_jobs_to_the_right_language(node: NodeDriver, make_worker, monitor: Monitor,
-                                                            redis_url: str, queue_name: str) -> None:
+async def test_report_attributes_jobs_to_the_right_language(
+    node: NodeDriver, make_worker, monitor: Monitor, redis_url: str, queue_name: str
+) -> None:
     q = queue_name
     py_attempts: list[tuple[str, int]] = []
 
@@ -39,8 +40,11 @@ async def test_report_attributes_jobs_to_the_right_language(node: NodeDriver, ma
     await make_worker({"m": work}, name="py-mig").start()
     handle = await node.start_worker(q, NODE_PROCESSOR, name="node-mig")
     kinds = ["ok"] * 30 + ["bad"] * 6 + ["flaky"] * 4
-    await node.call("queue.addBulk", queue=q, jobs=[
-        {"name": "m", "data": {"kind": k}, "opts": {"attempts": 2 if k == "flaky" else 1}} for k in kinds])
+    await node.call(
+        "queue.addBulk",
+        queue=q,
+        jobs=[{"name": "m", "data": {"kind": k}, "opts": {"attempts": 2 if k == "flaky" else 1}} for k in kinds],
+    )
     try:
         await eventually(lambda: _finished(monitor, q, len(kinds)), timeout=20)
     finally:
@@ -82,8 +86,12 @@ async def test_report_attributes_jobs_to_the_right_language(node: NodeDriver, ma
     assert status == 0, err
     from_cli = json.loads(out)
     assert {k: v["jobs"] for k, v in from_cli["languages"].items()} == expected
-    assert set(from_cli["comparison"]) == {"processingP50Ratio", "processingP95Ratio", "failureRateDelta",
-                                           "retryRateDelta"}
+    assert set(from_cli["comparison"]) == {
+        "processingP50Ratio",
+        "processingP95Ratio",
+        "failureRateDelta",
+        "retryRateDelta",
+    }
     assert from_cli["sampleLimit"] == 10_000 and from_cli["jobs"] == len(kinds)
     status, text, _ = await run_cli("migrate", "report", q, "--redis", redis_url, "--since", "1h")
     assert status == 0 and "python vs node" in text and "processing p95" in text
@@ -96,12 +104,20 @@ async def _finished(monitor: Monitor, queue: str, n: int) -> bool:
 
 async def test_since_bounds_the_period(r: Redis, monitor: Monitor, queue_name: str) -> None:
     now = now_ms()
-    await inject(r, queue_name, [
-        *(Fake(f"old{i}", "completed", now - 7_200_000, now - 7_200_000, now - 7_100_000, pb="nodeX")
-          for i in range(5)),
-        *(Fake(f"new{i}", "completed", now - 60_000, now - 50_000, now - 40_000 + i, pb="bullbridge:y")
-          for i in range(3)),
-    ])
+    await inject(
+        r,
+        queue_name,
+        [
+            *(
+                Fake(f"old{i}", "completed", now - 7_200_000, now - 7_200_000, now - 7_100_000, pb="nodeX")
+                for i in range(5)
+            ),
+            *(
+                Fake(f"new{i}", "completed", now - 60_000, now - 50_000, now - 40_000 + i, pb="bullbridge:y")
+                for i in range(3)
+            ),
+        ],
+    )
     report = await monitor.migration_report(queue_name, since_ms=now - 3_600_000)
     assert report.jobs == 3 and set(report.languages) == {"python"}
     assert report.languages["python"].share == 1.0

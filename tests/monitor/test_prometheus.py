@@ -22,8 +22,9 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def of_queue(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], queue: str,
-             prefix: str = "bullmq_") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def of_queue(
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float], queue: str, prefix: str = "bullmq_"
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {k: v for k, v in found.items() if k[0].startswith(prefix) and ("queue", queue) in k[1]}
 
 
@@ -61,7 +62,7 @@ def hist(found: dict[Any, float], name: str, queue: str, language: str) -> dict[
     for (sample, labels), value in found.items():
         d = dict(labels)
         if d.get("queue") == queue and d.get("language") == language and sample.startswith(name):
-            out[d.get("le", sample[len(name):])] = value
+            out[d.get("le", sample[len(name) :])] = value
     return out
 
 
@@ -69,13 +70,17 @@ async def test_histograms_count_each_finished_job_once(r: Redis, monitor: Monito
     q = queue_name
     now = now_ms()
     # Python: processing 3 ms (x4) and 700 ms (x1); Node: 20 s (x2, failed).
-    await inject(r, q, [Fake(f"p{i}", "completed", now - 9000, now - 8000, now - 8000 + 3, pb="bullbridge:a")
-                        for i in range(4)] + [
-        Fake("p4", "completed", now - 9000, now - 8500, now - 8500 + 700, pb="bullbridge:a"),
-        Fake("n0", "failed", now - 60_000, now - 40_000, now - 20_000, pb="nodeB"),
-        Fake("n1", "failed", now - 60_000, now - 40_000, now - 20_000),
-        Fake("ancient", "completed", now - 10**9, now - 10**9, now - 10**9 + 5, pb="bullbridge:a"),
-    ])
+    await inject(
+        r,
+        q,
+        [Fake(f"p{i}", "completed", now - 9000, now - 8000, now - 8000 + 3, pb="bullbridge:a") for i in range(4)]
+        + [
+            Fake("p4", "completed", now - 9000, now - 8500, now - 8500 + 700, pb="bullbridge:a"),
+            Fake("n0", "failed", now - 60_000, now - 40_000, now - 20_000, pb="nodeB"),
+            Fake("n1", "failed", now - 60_000, now - 40_000, now - 20_000),
+            Fake("ancient", "completed", now - 10**9, now - 10**9, now - 10**9 + 5, pb="bullbridge:a"),
+        ],
+    )
     exporter = PrometheusExporter(monitor, [q], lookback_ms=600_000)
     first = samples((await exporter.render()).decode())
     py = hist(first, "bullbridge_job_processing_seconds", q, "python")

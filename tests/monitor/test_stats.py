@@ -30,12 +30,21 @@ async def test_counts_match_node_in_every_state(node: NodeDriver, monitor: Monit
     await node.add(q, "d", {}, {"delay": 60_000})
     await node.add(q, "p", {}, {"priority": 5})
     await node.add(q, "p", {}, {"priority": 7})
-    await node.call("flow.add", flow={"name": "parent", "queueName": q, "children": [
-        {"name": "child", "queueName": q, "data": {}}]})
+    await node.call(
+        "flow.add", flow={"name": "parent", "queueName": q, "children": [{"name": "child", "queueName": q, "data": {}}]}
+    )
     counts = await monitor.counts(q)
     node_counts = await node.queue_call(q, "getJobCounts")
-    assert counts == {"waiting": 4, "active": 0, "delayed": 1, "prioritized": 2, "waiting-children": 1,
-                      "paused": 0, "completed": 0, "failed": 0}
+    assert counts == {
+        "waiting": 4,
+        "active": 0,
+        "delayed": 1,
+        "prioritized": 2,
+        "waiting-children": 1,
+        "paused": 0,
+        "completed": 0,
+        "failed": 0,
+    }
     assert {k: counts[k] for k in node_counts} == node_counts
 
 
@@ -45,8 +54,16 @@ async def test_percentiles_failure_rate_and_languages(r: Redis, monitor: Monitor
     # 100 completed: wait 10*i ms, processing i ms, finished in order of i.
     for i in range(1, 101):
         created = base + i * 10_000
-        jobs.append(Fake(str(i), "completed", created, created + 10 * i, created + 11 * i,
-                         pb="bullbridge:py1" if i % 2 else "nodeA"))
+        jobs.append(
+            Fake(
+                str(i),
+                "completed",
+                created,
+                created + 10 * i,
+                created + 11 * i,
+                pb="bullbridge:py1" if i % 2 else "nodeA",
+            )
+        )
     # 25 failed, processing 1000+i ms, the newest of all; unnamed Node workers (no pb).
     for i in range(1, 26):
         created = base + 2_000_000 + i * 10_000
@@ -82,8 +99,13 @@ async def test_throughput_from_finish_times(r: Redis, monitor: Monitor, queue_na
     minute = now // MINUTE_MS * MINUTE_MS
     jobs = []
     # minute 0 (current): 3 completed; minute -1: 6 completed + 2 failed; minute -4: 9 completed; minute -7: 50.
-    for offset, n, state in ((0, 3, "completed"), (1, 6, "completed"), (1, 2, "failed"), (4, 9, "completed"),
-                             (7, 50, "completed")):
+    for offset, n, state in (
+        (0, 3, "completed"),
+        (1, 6, "completed"),
+        (1, 2, "failed"),
+        (4, 9, "completed"),
+        (7, 50, "completed"),
+    ):
         for k in range(n):
             finished = minute - offset * MINUTE_MS + 1000 * k
             jobs.append(Fake(f"{state}-{offset}-{k}", state, finished - 10, finished - 5, finished))
@@ -107,14 +129,16 @@ def test_metrics_keys_minute_alignment() -> None:
 
 
 async def test_throughput_from_bullmq_metrics_of_both_languages(
-        node: NodeDriver, make_worker, monitor: Monitor, queue_name: str) -> None:
+    node: NodeDriver, make_worker, monitor: Monitor, queue_name: str
+) -> None:
     async def handle(job):
         return job.data["i"]
 
     worker = make_worker({"py": handle}, name="py-metrics", metrics_max_data_points=60)
     await worker.start()
-    handle_id = await node.start_worker(queue_name, "async job => job.data.i", name="node-metrics",
-                                        metrics={"maxDataPoints": 60})
+    handle_id = await node.start_worker(
+        queue_name, "async job => job.data.i", name="node-metrics", metrics={"maxDataPoints": 60}
+    )
     for i in range(12):
         await node.add(queue_name, "py", {"i": i})
     try:
@@ -138,8 +162,9 @@ async def _completed(monitor: Monitor, queue: str, n: int) -> bool:
 async def test_finish_times_win_over_partial_metrics(r: Redis, monitor: Monitor, queue_name: str) -> None:
     now = now_ms()
     # Metrics recorded by some worker long ago (1 job); 20 jobs finished just now by workers that do not record.
-    await r.hset(f"bull:{queue_name}:metrics:completed", mapping={"count": 1, "prevTS": now - 86_400_000,
-                                                                  "prevCount": 0})
+    await r.hset(
+        f"bull:{queue_name}:metrics:completed", mapping={"count": 1, "prevTS": now - 86_400_000, "prevCount": 0}
+    )
     await inject(r, queue_name, [Fake(str(i), "completed", now - 100, now - 50, now - 10) for i in range(20)])
     t = await monitor.throughput(queue_name)
     assert t.source == "timestamps"
@@ -149,18 +174,23 @@ async def test_finish_times_win_over_partial_metrics(r: Redis, monitor: Monitor,
 
 async def test_oldest_waiting_age_counts_from_ready_time(r: Redis, monitor: Monitor, queue_name: str) -> None:
     now = now_ms()
-    await inject(r, queue_name, [
-        Fake("old", "waiting", now - 120_000),
-        Fake("promoted", "waiting", now - 600_000, delay=590_000),  # ready 10 s ago
-        Fake("new", "waiting", now - 1_000),
-    ])
+    await inject(
+        r,
+        queue_name,
+        [
+            Fake("old", "waiting", now - 120_000),
+            Fake("promoted", "waiting", now - 600_000, delay=590_000),  # ready 10 s ago
+            Fake("new", "waiting", now - 1_000),
+        ],
+    )
     age = await monitor.oldest_waiting_age(queue_name, now)
     assert age == 120_000
     assert await monitor.oldest_waiting_age(queue_name + "-empty", now) is None
 
 
-async def test_discovery_finds_queues_of_both_languages(node: NodeDriver, redis_url: str, r: Redis,
-                                                        queue_name: str) -> None:
+async def test_discovery_finds_queues_of_both_languages(
+    node: NodeDriver, redis_url: str, r: Redis, queue_name: str
+) -> None:
     prefix = f"disc{queue_name[-8:]}"
     await node.call("queue.add", queue=f"{queue_name}-node", name="x", data={}, prefix=prefix)
     async with Queue(f"{queue_name}-py", connection=redis_url, prefix=prefix) as p:
@@ -178,8 +208,20 @@ async def test_cost_is_bounded_by_the_sample(private_redis: PrivateRedis) -> Non
     r = Redis.from_url(private_redis.url, decode_responses=True)
     try:
         now = now_ms()
-        await inject(r, "big", [Fake(str(i), "completed" if i % 10 else "failed", now - 900_000 + i,
-                                     now - 800_000 + i, now - 700_000 + i * 100) for i in range(5000)])
+        await inject(
+            r,
+            "big",
+            [
+                Fake(
+                    str(i),
+                    "completed" if i % 10 else "failed",
+                    now - 900_000 + i,
+                    now - 800_000 + i,
+                    now - 700_000 + i * 100,
+                )
+                for i in range(5000)
+            ],
+        )
         await r.config_resetstat()
         async with Monitor(private_redis.url, sample_size=200) as m:
             stats = await m.stats(["big"])
@@ -200,9 +242,11 @@ async def test_core_never_imports_the_web_parts() -> None:
     import asyncio
     import sys
 
-    code = ("import sys, bullbridge, bullbridge.monitor, bullbridge.cli.monitor; "
-            "print(sorted(m for m in ('aiohttp', 'prometheus_client', 'bullbridge.dashboard', "
-            "'bullbridge.monitor.prometheus') if m in sys.modules))")
+    code = (
+        "import sys, bullbridge, bullbridge.monitor, bullbridge.cli.monitor; "
+        "print(sorted(m for m in ('aiohttp', 'prometheus_client', 'bullbridge.dashboard', "
+        "'bullbridge.monitor.prometheus') if m in sys.modules))"
+    )
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     assert proc.returncode == 0 and out.decode().strip() == "[]"

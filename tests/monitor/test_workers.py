@@ -13,25 +13,33 @@ from tests.monitor.helpers import eventually
 
 
 def test_classify_client_names() -> None:
-    raw = "\n".join([
-        "id=1 addr=a:1 age=5 idle=0 name=bull:cXE=:w:nodeA cmd=bzpopmin",
-        "id=2 addr=a:2 age=5 idle=1 name=bull:cXE= cmd=bzpopmin",
-        "id=3 addr=a:3 age=5 idle=0 name=bull:cXE=:w:bullbridge:py1 cmd=bzpopmin",
-        "id=4 addr=a:4 age=5 idle=0 name=bull:cXE=:producer cmd=evalsha",
-        "id=5 addr=a:5 age=5 idle=0 name=bull:cXE=:qe cmd=xread",
-        "id=6 addr=a:6 age=5 idle=0 name=bull:qq:w:portw cmd=evalsha",
-        "id=7 addr=a:7 age=5 idle=0 name=bull:qq:w:portw cmd=bzpopmin",
-        "id=8 addr=a:8 age=5 idle=0 name= cmd=client|list",
-        "id=9 addr=a:9 age=5 idle=0 name=other:cXE=:w:x cmd=bzpopmin",
-    ])
+    raw = "\n".join(
+        [
+            "id=1 addr=a:1 age=5 idle=0 name=bull:cXE=:w:nodeA cmd=bzpopmin",
+            "id=2 addr=a:2 age=5 idle=1 name=bull:cXE= cmd=bzpopmin",
+            "id=3 addr=a:3 age=5 idle=0 name=bull:cXE=:w:bullbridge:py1 cmd=bzpopmin",
+            "id=4 addr=a:4 age=5 idle=0 name=bull:cXE=:producer cmd=evalsha",
+            "id=5 addr=a:5 age=5 idle=0 name=bull:cXE=:qe cmd=xread",
+            "id=6 addr=a:6 age=5 idle=0 name=bull:qq:w:portw cmd=evalsha",
+            "id=7 addr=a:7 age=5 idle=0 name=bull:qq:w:portw cmd=bzpopmin",
+            "id=8 addr=a:8 age=5 idle=0 name= cmd=client|list",
+            "id=9 addr=a:9 age=5 idle=0 name=other:cXE=:w:x cmd=bzpopmin",
+        ]
+    )
     workers = classify(parse_client_list(raw), ["qq"])["qq"]
     assert [(w.language, w.name) for w in workers] == [
-        ("node", "nodeA"), ("node", None), ("python", "py1"), ("python-port", "portw"), ("python-port", "portw")]
+        ("node", "nodeA"),
+        ("node", None),
+        ("python", "py1"),
+        ("python-port", "portw"),
+        ("python-port", "portw"),
+    ]
     assert count_by_language(workers) == {"node": 2, "python": 1, "python-port": 1}
 
 
-async def test_workers_of_every_kind_on_one_queue(node: NodeDriver, make_worker, monitor: Monitor,
-                                                  redis_url: str, queue_name: str) -> None:
+async def test_workers_of_every_kind_on_one_queue(
+    node: NodeDriver, make_worker, monitor: Monitor, redis_url: str, queue_name: str
+) -> None:
     q = queue_name
     named = await node.start_worker(q, name="nodeA")
     unnamed = await node.start_worker(q)

@@ -61,9 +61,11 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: 
     raise AssertionError(f"{what} not reached within {timeout} s (last: {last!r})")
 
 
-async def node_state(node: NodeDriver, queue: str, job_id: str, state: str, timeout: float = 10.0,
-                     prefix: str = "bull") -> dict[str, Any]:
+async def node_state(
+    node: NodeDriver, queue: str, job_id: str, state: str, timeout: float = 10.0, prefix: str = "bull"
+) -> dict[str, Any]:
     """Wait until Node sees the job in ``state``; returns Node's job JSON."""
+
     async def check() -> dict[str, Any] | None:
         job = await node.get_job(queue, job_id, prefix=prefix)
         return job if job is not None and job["state"] == state else None
@@ -72,8 +74,9 @@ async def node_state(node: NodeDriver, queue: str, job_id: str, state: str, time
 
 
 @asynccontextmanager
-async def node_worker(node: NodeDriver, queue: str, processor: str = "async job => job.data",
-                      **opts: Any) -> AsyncIterator[str]:
+async def node_worker(
+    node: NodeDriver, queue: str, processor: str = "async job => job.data", **opts: Any
+) -> AsyncIterator[str]:
     """A Node BullMQ worker on ``queue`` for the duration of the block; yields its handle."""
     handle = await node.start_worker(queue, processor, **opts)
     try:
@@ -82,8 +85,9 @@ async def node_worker(node: NodeDriver, queue: str, processor: str = "async job 
         await node.close_worker(handle, force=True)
 
 
-async def node_order(node: NodeDriver, handle: str, count: int, event: str = "completed",
-                     timeout: float = 10.0) -> list[str]:
+async def node_order(
+    node: NodeDriver, handle: str, count: int, event: str = "completed", timeout: float = 10.0
+) -> list[str]:
     """Job ids in the order a Node worker reported ``event`` for them."""
     events = await node.wait_event(handle, event, count=count, timeout=timeout)
     return [str(e["jobId"]) for e in events]

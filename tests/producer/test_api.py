@@ -21,7 +21,12 @@ async def test_get_job_state_and_missing(producer: Queue, queue_name: str) -> No
     stored = await producer.get_job(job.id)
     assert stored is not None
     assert (stored.name, stored.data, stored.priority, stored.attempts, stored.timestamp) == (
-        "x", {"a": 1}, 4, 2, job.timestamp)
+        "x",
+        {"a": 1},
+        4,
+        2,
+        job.timestamp,
+    )
     assert stored.opts == {"attempts": 2, "priority": 4}
     assert await producer.get_job_state(job.id) == "prioritized"
     assert await producer.get_job_state("nope") == "unknown"
@@ -30,7 +35,7 @@ async def test_get_job_state_and_missing(producer: Queue, queue_name: str) -> No
     null = await producer.add("null", None)
     stored_no_data, stored_null = await producer.get_job(no_data.id), await producer.get_job(null.id)
     assert stored_no_data is not None and stored_null is not None
-    assert stored_no_data.fields[b"data"] == b"{}"   # as Node stores undefined
+    assert stored_no_data.fields[b"data"] == b"{}"  # as Node stores undefined
     assert stored_null.fields[b"data"] == b"null"
 
 
@@ -50,16 +55,16 @@ async def test_result_timeout_and_failure(node: NodeDriver, producer: Queue, que
     assert (outcome.state, outcome.returnvalue) == ("completed", 7)
 
 
-async def test_many_concurrent_waiters_share_one_reader(node: NodeDriver, producer: Queue,
-                                                        queue_name: str) -> None:
+async def test_many_concurrent_waiters_share_one_reader(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     jobs = await producer.add_bulk([("x", {"i": i}) for i in range(50)])
     async with node_worker(node, queue_name, "async job => job.data.i", concurrency=10):
         results = await asyncio.gather(*(producer.result(j.id, timeout=10) for j in jobs))
     assert results == list(range(50))
 
 
-async def test_missing_parent_is_a_script_error_and_writes_nothing(raw: RespClient, producer: Queue,
-                                                                   queue_name: str) -> None:
+async def test_missing_parent_is_a_script_error_and_writes_nothing(
+    raw: RespClient, producer: Queue, queue_name: str
+) -> None:
     with pytest.raises(ScriptError, match="Missing key for parent job") as info:
         await producer.add("child", {}, parent=Parent("no-such-parent", f"{queue_name}-parents"))
     assert info.value.code == -5
@@ -77,18 +82,28 @@ async def test_flow_add_bulk_and_queue_defaults(redis_url: str, queue_name: str)
     from bullbridge.flows import FlowJob, FlowProducer
 
     kids = f"{queue_name}-kids"
-    async with FlowProducer(redis_url, defaults={kids: {"attempts": 5}}) as flows, \
-            Queue(queue_name, connection=redis_url) as parents, Queue(kids, connection=redis_url) as children:
-        trees = await flows.add_bulk([
-            FlowJob("p", queue_name, {"n": n}, children=[FlowJob("k", kids, {"n": n}),
-                                                         FlowJob("k", kids, opts={"attempts": 2})])
-            for n in range(2)])
+    async with (
+        FlowProducer(redis_url, defaults={kids: {"attempts": 5}}) as flows,
+        Queue(queue_name, connection=redis_url) as parents,
+        Queue(kids, connection=redis_url) as children,
+    ):
+        trees = await flows.add_bulk(
+            [
+                FlowJob(
+                    "p",
+                    queue_name,
+                    {"n": n},
+                    children=[FlowJob("k", kids, {"n": n}), FlowJob("k", kids, opts={"attempts": 2})],
+                )
+                for n in range(2)
+            ]
+        )
         assert [await parents.get_job_state(t.id) for t in trees] == ["waiting-children"] * 2
         for tree in trees:
             deps = await parents.get_dependencies(tree.id)
             assert deps.unprocessed == sorted(c.key for c in tree.children)
             first, second = [await children.get_job(c.id) for c in tree.children]
             assert first is not None and second is not None
-            assert (first.attempts, second.attempts) == (5, 2)      # queue default, then the node's own
+            assert (first.attempts, second.attempts) == (5, 2)  # queue default, then the node's own
             assert first.parent == {"id": tree.id, "queueKey": f"bull:{queue_name}"}
         assert await flows.add_bulk([]) == []

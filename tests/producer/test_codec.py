@@ -33,27 +33,30 @@ def test_utf8_is_raw_not_escaped() -> None:
     out = codec.encode(value)
     assert "🎉😀".encode() in out and "日本語".encode() in out
     assert b"\\u" not in out.replace(b"\\u0000", b"")
-    assert len(out) < len(__import__("json").dumps(value))   # the port's json.dumps inflates
+    assert len(out) < len(__import__("json").dumps(value))  # the port's json.dumps inflates
     assert codec.decode(out) == value
 
 
-@pytest.mark.parametrize(("value", "path", "message"), [
-    (math.nan, "$", "no JSON form"),
-    ({"a": [0, math.inf]}, "$.a[1]", "no JSON form"),
-    ({"neg": -math.inf}, "$.neg", "no JSON form"),
-    ({"big": 2**53}, "$.big", "beyond +/-(2**53 - 1)"),
-    ({"big": -(2**53)}, "$.big", "beyond"),
-    ({"huge": 2**70}, "$.huge", "beyond"),
-    ({"k with space": {"x": 2**64}}, "$['k with space'].x", "beyond"),
-    ({"b": b"bytes"}, "$.b", "base64"),
-    ({"s": {1, 2}}, "$.s", "sorted list"),
-    ({"f": frozenset()}, "$.f", "sorted list"),
-    ({"d": Decimal("1.10")}, "$.d", "str(value)"),
-    ({"day": date(2025, 1, 1)}, "$.day", "isoformat"),
-    ({"naive": datetime(2025, 1, 1)}, "$.naive", "naive datetime"),
-    ({"obj": object()}, "$.obj", "object has no JSON form"),
-    ({"nested": {2: "x"}}, "$.nested", "dict key 2"),
-])
+@pytest.mark.parametrize(
+    ("value", "path", "message"),
+    [
+        (math.nan, "$", "no JSON form"),
+        ({"a": [0, math.inf]}, "$.a[1]", "no JSON form"),
+        ({"neg": -math.inf}, "$.neg", "no JSON form"),
+        ({"big": 2**53}, "$.big", "beyond +/-(2**53 - 1)"),
+        ({"big": -(2**53)}, "$.big", "beyond"),
+        ({"huge": 2**70}, "$.huge", "beyond"),
+        ({"k with space": {"x": 2**64}}, "$['k with space'].x", "beyond"),
+        ({"b": b"bytes"}, "$.b", "base64"),
+        ({"s": {1, 2}}, "$.s", "sorted list"),
+        ({"f": frozenset()}, "$.f", "sorted list"),
+        ({"d": Decimal("1.10")}, "$.d", "str(value)"),
+        ({"day": date(2025, 1, 1)}, "$.day", "isoformat"),
+        ({"naive": datetime(2025, 1, 1)}, "$.naive", "naive datetime"),
+        ({"obj": object()}, "$.obj", "object has no JSON form"),
+        ({"nested": {2: "x"}}, "$.nested", "dict key 2"),
+    ],
+)
 def test_not_json_safe_is_refused_with_its_path(value: Any, path: str, message: str) -> None:
     with pytest.raises(NotJsonSafe) as info:
         codec.encode(value)
@@ -63,13 +66,14 @@ def test_not_json_safe_is_refused_with_its_path(value: Any, path: str, message: 
 
 def test_safe_integer_bounds() -> None:
     assert codec.encode([2**53 - 1, -(2**53 - 1)]) == b"[9007199254740991,-9007199254740991]"
-    assert codec.encode(1e300) == b"1e+300"         # as JSON.stringify(1e300) writes it
+    assert codec.encode(1e300) == b"1e+300"  # as JSON.stringify(1e300) writes it
 
 
 def test_big_ints_as_strings_by_policy() -> None:
     as_strings = JsonCodec(big_ints="string")
     assert as_strings.encode({"id": 2**60, "small": 5, "list": [-(2**64)]}) == (
-        b'{"id":"1152921504606846976","small":5,"list":["-18446744073709551616"]}')
+        b'{"id":"1152921504606846976","small":5,"list":["-18446744073709551616"]}'
+    )
     with pytest.raises(NotJsonSafe, match=r"at \$\.x"):
         as_strings.encode({"id": 2**60, "x": math.nan})
     with pytest.raises(ValueError):
@@ -97,9 +101,9 @@ def test_enums_uuids_subclasses_and_tuples() -> None:
 
     pair = namedtuple("pair", "a b")
     ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
-    assert codec.encode({"c": Colour.RED, "l": Level.HIGH, "u": ident, "r": Ratio(0.5), "t": (1, 2),
-                         "p": pair(1, "x")}) == (
-        b'{"c":"red","l":3,"u":"12345678-1234-5678-1234-567812345678","r":0.5,"t":[1,2],"p":[1,"x"]}')
+    assert codec.encode(
+        {"c": Colour.RED, "l": Level.HIGH, "u": ident, "r": Ratio(0.5), "t": (1, 2), "p": pair(1, "x")}
+    ) == (b'{"c":"red","l":3,"u":"12345678-1234-5678-1234-567812345678","r":0.5,"t":[1,2],"p":[1,"x"]}')
     # orjson refuses str-subclass keys; the slow path writes them as plain strings.
     assert codec.encode({Tag("k"): Tag("v")}) == b'{"k":"v"}'
 
@@ -112,16 +116,16 @@ def test_lone_surrogates_are_escaped_as_json_stringify_does() -> None:
 
 
 def test_decode_never_fails_on_valid_json() -> None:
-    assert codec.decode(b'"\\ud800"') == "\ud800"                 # orjson refuses lone surrogates
-    assert codec.decode(b"[1e400,-1e400]") == [math.inf, -math.inf]   # JSON.parse: Infinity
-    assert codec.decode(b"1" + b"0" * 5000) == math.inf            # beyond Python's int-digits limit
-    deep = "[" * 20_000 + "{\"k\": \"v\"}" + "]" * 20_000       # beyond every recursive parser
+    assert codec.decode(b'"\\ud800"') == "\ud800"  # orjson refuses lone surrogates
+    assert codec.decode(b"[1e400,-1e400]") == [math.inf, -math.inf]  # JSON.parse: Infinity
+    assert codec.decode(b"1" + b"0" * 5000) == math.inf  # beyond Python's int-digits limit
+    deep = "[" * 20_000 + '{"k": "v"}' + "]" * 20_000  # beyond every recursive parser
     value: Any = codec.decode(deep)
     depth = 0
     while isinstance(value, list):
         value, depth = value[0], depth + 1
     assert (depth, value) == (20_000, {"k": "v"})
-    deep_objects = '{"a":' * 5000 + "[1, 2.5, true, false, null, \"\\u00e9\"]" + "}" * 5000
+    deep_objects = '{"a":' * 5000 + '[1, 2.5, true, false, null, "\\u00e9"]' + "}" * 5000
     value = codec.decode(deep_objects.encode())
     for _ in range(5000):
         value = value["a"]
@@ -131,9 +135,12 @@ def test_decode_never_fails_on_valid_json() -> None:
 
 def test_decode_reads_big_integers_as_the_doubles_node_reads() -> None:
     assert codec.decode(b'{"a":9007199254740993,"b":[-18014398509481985],"c":9007199254740991}') == {
-        "a": 9007199254740992.0, "b": [-18014398509481984.0], "c": 9007199254740991}
+        "a": 9007199254740992.0,
+        "b": [-18014398509481984.0],
+        "c": 9007199254740991,
+    }
     assert type(codec.decode(b"9007199254740991")) is int
-    assert codec.decode(b'"12345678901234567890"') == "12345678901234567890"   # strings untouched
+    assert codec.decode(b'"12345678901234567890"') == "12345678901234567890"  # strings untouched
     # ... so decoded data can always be sent back.
     assert codec.encode(codec.decode(b"[123456789012345680000]")) == b"[1.2345678901234568e+20]"
 
@@ -153,7 +160,7 @@ def test_iterative_parser_rejects_malformed_deep_input() -> None:
 # --- both directions through Node -------------------------------------------------------
 
 SAMPLE = {
-    "text": "wörld ✓ 日本語 🎉 \"quoted\" back\\slash /slash",
+    "text": 'wörld ✓ 日本語 🎉 "quoted" back\\slash /slash',
     "controls": "\x00\x01\x1f\t\n\r\x08\x0c\x7f",
     "separators": "\u2028\u2029",
     "ints": [0, -1, 42, 9007199254740991, -9007199254740991],
@@ -163,8 +170,9 @@ SAMPLE = {
 }
 
 
-async def test_stored_data_bytes_equal_json_stringify(node: NodeDriver, producer: Queue, raw: RespClient,
-                                                      queue_name: str) -> None:
+async def test_stored_data_bytes_equal_json_stringify(
+    node: NodeDriver, producer: Queue, raw: RespClient, queue_name: str
+) -> None:
     py = await producer.add("x", SAMPLE)
     node_id = await node.add(queue_name, "x", SAMPLE)
     py_data = (await job_hash(raw, f"bull:{queue_name}:{py.id}"))["data"]
@@ -174,23 +182,39 @@ async def test_stored_data_bytes_equal_json_stringify(node: NodeDriver, producer
 
 
 async def test_node_reads_python_values_as_meant(node: NodeDriver, producer: Queue, queue_name: str) -> None:
-    data = {**SAMPLE, "when": datetime(2025, 6, 7, 8, 9, 10, 123456, tzinfo=UTC), "astral": "𝄞🎉",
-            "lone": "\ud800", "max": 2**53 - 1}
+    data = {
+        **SAMPLE,
+        "when": datetime(2025, 6, 7, 8, 9, 10, 123456, tzinfo=UTC),
+        "astral": "𝄞🎉",
+        "lone": "\ud800",
+        "max": 2**53 - 1,
+    }
     job = await producer.add("x", data)
-    seen = await node.eval("""
+    seen = await node.eval(
+        """
         const job = await queue(args.q).getJob(args.id);
         const d = job.data;
         return {
             date: new Date(d.when).getTime(), astralLength: d.astral.length, lone: d.lone.charCodeAt(0),
             maxSafe: Number.isSafeInteger(d.max), separators: d.separators.length, text: d.text,
         };
-    """, q=queue_name, id=job.id)
-    assert seen == {"date": 1749283750123, "astralLength": 4, "lone": 0xD800, "maxSafe": True, "separators": 2,
-                    "text": SAMPLE["text"]}
+    """,
+        q=queue_name,
+        id=job.id,
+    )
+    assert seen == {
+        "date": 1749283750123,
+        "astralLength": 4,
+        "lone": 0xD800,
+        "maxSafe": True,
+        "separators": 2,
+        "text": SAMPLE["text"],
+    }
 
 
 async def test_python_decodes_what_only_node_writes(node: NodeDriver, producer: Queue, queue_name: str) -> None:
-    job_id = await node.eval("""
+    job_id = await node.eval(
+        """
         let deep = 'bottom';
         for (let i = 0; i < 3000; i++) deep = [deep];
         const job = await queue(args.q).add('x', {
@@ -198,7 +222,9 @@ async def test_python_decodes_what_only_node_writes(node: NodeDriver, producer: 
             rounded: 9007199254740993, tiny: 5e-324,
         });
         return job.id;
-    """, q=queue_name)
+    """,
+        q=queue_name,
+    )
     stored = await producer.get_job(str(job_id))
     assert stored is not None
     data = stored.data
@@ -215,19 +241,27 @@ async def test_python_decodes_what_only_node_writes(node: NodeDriver, producer: 
     # What Python decoded, Python can send back, and Node reads the same values.
     copy = {k: v for k, v in data.items() if k != "deep"}
     echo = await producer.add("echo", copy)
-    same = await node.eval("""
+    same = await node.eval(
+        """
         const a = (await queue(args.q).getJob(args.a)).data, b = (await queue(args.q).getJob(args.b)).data;
         delete a.deep;
         return JSON.stringify(a) === JSON.stringify(b);
-    """, q=queue_name, a=str(job_id), b=echo.id)
+    """,
+        q=queue_name,
+        a=str(job_id),
+        b=echo.id,
+    )
     assert same is True
 
 
 async def test_return_values_and_progress_round_trip(node: NodeDriver, producer: Queue, queue_name: str) -> None:
-    handle = await node.start_worker(queue_name, """async job => {
+    handle = await node.start_worker(
+        queue_name,
+        """async job => {
         await job.updateProgress({ pct: 50, note: 'half ✓' });
         return { got: job.data, big: 2 ** 60, half: 0.5 };
-    }""")
+    }""",
+    )
     try:
         job = await producer.add("x", {"emoji": "🎉"})
         result = await producer.result(job.id, timeout=10)

@@ -57,8 +57,7 @@ async def test_lifo(node: NodeDriver, make_worker: MakeWorker, queue_name: str) 
     assert seen == ["c", "b", "a", "d"]
 
 
-async def test_delay_honoured_as_punctually_as_node(node: NodeDriver, make_worker: MakeWorker,
-                                                    queue_name: str) -> None:
+async def test_delay_honoured_as_punctually_as_node(node: NodeDriver, make_worker: MakeWorker, queue_name: str) -> None:
     """Node-added delayed jobs start on our worker as punctually as the same jobs
     on Node's own worker, measured in the same test (tests/timing.py)."""
     started: dict[str, float] = {}
@@ -72,8 +71,11 @@ async def test_delay_honoured_as_punctually_as_node(node: NodeDriver, make_worke
     async with NodeBaseline(node, queue_name) as baseline:
         await baseline.warm_up()
         short, longer, node_short, node_longer = await concurrently(
-            node.add(queue_name, "short", {}, {"delay": 250}), node.add(queue_name, "longer", {}, {"delay": 450}),
-            baseline.add(250), baseline.add(450))
+            node.add(queue_name, "short", {}, {"delay": 250}),
+            node.add(queue_name, "longer", {}, {"delay": 450}),
+            baseline.add(250),
+            baseline.add(450),
+        )
         ours = []
         for job_id, delay in ((short, 250), (longer, 450)):
             job = await node_state(node, queue_name, job_id, "completed")
@@ -84,15 +86,20 @@ async def test_delay_honoured_as_punctually_as_node(node: NodeDriver, make_worke
     assert_as_punctual_as_node(ours, theirs, "Node-added delayed jobs on a bullbridge worker")
 
 
-@pytest.mark.parametrize(("backoff", "node_twin", "gaps"), [
-    ({"type": "fixed", "delay": 150}, {"type": "fixed", "delay": 150}, [150, 150]),
-    ({"type": "exponential", "delay": 100}, {"type": "exponential", "delay": 100}, [100, 200]),
-    (120, 120, [120, 120]),
-    # Node's twin of linear 50 (50, 100 ms) is exponential 50: the same two gaps from a built-in.
-    ({"type": "linear", "delay": 50}, {"type": "exponential", "delay": 50}, [50, 100]),
-], ids=["fixed", "exponential", "number", "custom-linear"])
-async def test_attempts_and_backoff_gaps(node: NodeDriver, make_worker: MakeWorker, queue_name: str,
-                                         backoff: Any, node_twin: Any, gaps: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("backoff", "node_twin", "gaps"),
+    [
+        ({"type": "fixed", "delay": 150}, {"type": "fixed", "delay": 150}, [150, 150]),
+        ({"type": "exponential", "delay": 100}, {"type": "exponential", "delay": 100}, [100, 200]),
+        (120, 120, [120, 120]),
+        # Node's twin of linear 50 (50, 100 ms) is exponential 50: the same two gaps from a built-in.
+        ({"type": "linear", "delay": 50}, {"type": "exponential", "delay": 50}, [50, 100]),
+    ],
+    ids=["fixed", "exponential", "number", "custom-linear"],
+)
+async def test_attempts_and_backoff_gaps(
+    node: NodeDriver, make_worker: MakeWorker, queue_name: str, backoff: Any, node_twin: Any, gaps: list[int]
+) -> None:
     """Our worker retries a Node-added job as punctually as Node's worker retries
     the same job, measured in the same test (tests/timing.py)."""
     starts: list[float] = []
@@ -107,8 +114,10 @@ async def test_attempts_and_backoff_gaps(node: NodeDriver, make_worker: MakeWork
     worker = make_worker({"flaky": flaky}, backoff_strategies={"linear": linear})
     await worker.start()
     async with NodeBaseline(node, queue_name) as baseline:
-        job_id, theirs = await concurrently(node.add(queue_name, "flaky", {}, {"attempts": 3, "backoff": backoff}),
-                                            baseline.backoff_lateness(node_twin, 3, gaps))
+        job_id, theirs = await concurrently(
+            node.add(queue_name, "flaky", {}, {"attempts": 3, "backoff": backoff}),
+            baseline.backoff_lateness(node_twin, 3, gaps),
+        )
         job = await node_state(node, queue_name, job_id, "failed")
     assert job["attemptsMade"] == 3 and job["failedReason"] == "RuntimeError: attempt 3 fails"
     assert len(starts) == 3
@@ -117,16 +126,21 @@ async def test_attempts_and_backoff_gaps(node: NodeDriver, make_worker: MakeWork
     assert_as_punctual_as_node(ours, theirs, f"retries of {backoff!r} on a bullbridge worker")
 
 
-@pytest.mark.parametrize(("form", "fail", "jobs", "kept"), [
-    ({"removeOnComplete": True}, False, 2, 0),
-    ({"removeOnComplete": 1}, False, 3, 1),
-    ({"removeOnComplete": {"count": 2, "age": 3600}}, False, 3, 2),
-    ({"removeOnFail": True}, True, 2, 0),
-    ({"removeOnFail": {"count": 1}}, True, 3, 1),
-    ({"removeOnFail": False}, True, 2, 2),
-], ids=["complete-true", "complete-count", "complete-keepjobs", "fail-true", "fail-keepjobs", "fail-false"])
-async def test_remove_on_complete_and_fail_forms(node: NodeDriver, make_worker: MakeWorker, queue_name: str,
-                                                 form: dict[str, Any], fail: bool, jobs: int, kept: int) -> None:
+@pytest.mark.parametrize(
+    ("form", "fail", "jobs", "kept"),
+    [
+        ({"removeOnComplete": True}, False, 2, 0),
+        ({"removeOnComplete": 1}, False, 3, 1),
+        ({"removeOnComplete": {"count": 2, "age": 3600}}, False, 3, 2),
+        ({"removeOnFail": True}, True, 2, 0),
+        ({"removeOnFail": {"count": 1}}, True, 3, 1),
+        ({"removeOnFail": False}, True, 2, 2),
+    ],
+    ids=["complete-true", "complete-count", "complete-keepjobs", "fail-true", "fail-keepjobs", "fail-false"],
+)
+async def test_remove_on_complete_and_fail_forms(
+    node: NodeDriver, make_worker: MakeWorker, queue_name: str, form: dict[str, Any], fail: bool, jobs: int, kept: int
+) -> None:
     async def handle(job: Any) -> str:
         if fail:
             raise ValueError("no")
@@ -142,7 +156,7 @@ async def test_remove_on_complete_and_fail_forms(node: NodeDriver, make_worker: 
     counts = await node.queue_call(queue_name, "getJobCounts", state)
     assert counts[state] == kept
     remaining = [job_id for job_id in ids if await node.get_job(queue_name, job_id) is not None]
-    assert remaining == ids[len(ids) - kept:]
+    assert remaining == ids[len(ids) - kept :]
 
 
 async def test_deduplication(node: NodeDriver, make_worker: MakeWorker, queue_name: str) -> None:
@@ -165,18 +179,28 @@ async def test_deduplication(node: NodeDriver, make_worker: MakeWorker, queue_na
     assert seen == [({"v": 1}, "user-7"), ({"v": 3}, "user-7")]
 
 
-async def test_flow_children_processed_in_python(node: NodeDriver, make_worker: MakeWorker, redis_url: str,
-                                                  queue_name: str) -> None:
+async def test_flow_children_processed_in_python(
+    node: NodeDriver, make_worker: MakeWorker, redis_url: str, queue_name: str
+) -> None:
     parts, paint = f"{queue_name}-parts", f"{queue_name}-paint"
-    tree = await node.call("flow.add", flow={
-        "name": "car", "queueName": queue_name, "data": {"model": "T"},
-        "children": [
-            {"name": "wheel", "queueName": parts, "data": {"n": 1}},
-            {"name": "wheel", "queueName": parts, "data": {"n": 2}, "opts": {"jobId": "wheel-2"}},
-            {"name": "coat", "queueName": paint, "data": {"colour": "black"},
-             "children": [{"name": "primer", "queueName": parts, "data": {"n": 0}}]},
-        ],
-    })
+    tree = await node.call(
+        "flow.add",
+        flow={
+            "name": "car",
+            "queueName": queue_name,
+            "data": {"model": "T"},
+            "children": [
+                {"name": "wheel", "queueName": parts, "data": {"n": 1}},
+                {"name": "wheel", "queueName": parts, "data": {"n": 2}, "opts": {"jobId": "wheel-2"}},
+                {
+                    "name": "coat",
+                    "queueName": paint,
+                    "data": {"colour": "black"},
+                    "children": [{"name": "primer", "queueName": parts, "data": {"n": 0}}],
+                },
+            ],
+        },
+    )
 
     async def part(job: Any) -> dict[str, Any]:
         return {"part": job.data["n"]}
@@ -196,23 +220,34 @@ async def test_flow_children_processed_in_python(node: NodeDriver, make_worker: 
     def key(node_: dict[str, Any]) -> str:
         return f"bull:{node_['queue']}:{node_['id']}"
 
-    expected = {key(wheel1): {"part": 1}, key(wheel2): {"part": 2},
-                key(coat_node): {"coat": {key(primer): {"part": 0}}}}
+    expected = {
+        key(wheel1): {"part": 1},
+        key(wheel2): {"part": 2},
+        key(coat_node): {"coat": {key(primer): {"part": 0}}},
+    }
     assert parent["returnvalue"] == expected
     assert await node.call("job.call", queue=queue_name, jobId=tree["id"], method="getChildrenValues") == {
-        k: v for k, v in expected.items()}
+        k: v for k, v in expected.items()
+    }
     async with Queue(queue_name, connection=redis_url) as producer:
         assert await producer.get_children_values(tree["id"]) == expected
 
 
-async def _fail_parent_flow(node: NodeDriver, make_worker: MakeWorker, queue_name: str) -> tuple[dict[str, Any],
-                                                                                                 list[str], str]:
+async def _fail_parent_flow(
+    node: NodeDriver, make_worker: MakeWorker, queue_name: str
+) -> tuple[dict[str, Any], list[str], str]:
     kids = f"{queue_name}-kids"
-    tree = await node.call("flow.add", flow={
-        "name": "parent", "queueName": queue_name,
-        "children": [{"name": "bad", "queueName": kids, "opts": {"failParentOnFailure": True}},
-                     {"name": "ok", "queueName": kids}],
-    })
+    tree = await node.call(
+        "flow.add",
+        flow={
+            "name": "parent",
+            "queueName": queue_name,
+            "children": [
+                {"name": "bad", "queueName": kids, "opts": {"failParentOnFailure": True}},
+                {"name": "ok", "queueName": kids},
+            ],
+        },
+    )
     ran_parent: list[str] = []
 
     async def kid(job: Any) -> str:
@@ -231,10 +266,11 @@ async def _fail_parent_flow(node: NodeDriver, make_worker: MakeWorker, queue_nam
     return job, ran_parent, f"bull:{kids}:{tree['children'][0]['id']}"
 
 
-async def test_flow_fail_parent_on_failure_in_python(node: NodeDriver, make_worker: MakeWorker,
-                                                     queue_name: str) -> None:
+async def test_flow_fail_parent_on_failure_in_python(
+    node: NodeDriver, make_worker: MakeWorker, queue_name: str
+) -> None:
     job, ran_parent, bad_key = await _fail_parent_flow(node, make_worker, queue_name)
-    assert ran_parent == []           # the parent fails without its handler running
+    assert ran_parent == []  # the parent fails without its handler running
     assert bad_key in job["failedReason"]
 
 
@@ -244,14 +280,18 @@ async def test_flow_fail_parent_reason_is_nodes(node: NodeDriver, make_worker: M
 
 
 @pytest.mark.parametrize("policy", ["ignoreDependencyOnFailure", "removeDependencyOnFailure"])
-async def test_flow_dependency_policies_in_python(node: NodeDriver, make_worker: MakeWorker, queue_name: str,
-                                                  policy: str) -> None:
+async def test_flow_dependency_policies_in_python(
+    node: NodeDriver, make_worker: MakeWorker, queue_name: str, policy: str
+) -> None:
     kids = f"{queue_name}-kids"
-    tree = await node.call("flow.add", flow={
-        "name": "parent", "queueName": queue_name,
-        "children": [{"name": "ok", "queueName": kids},
-                     {"name": "bad", "queueName": kids, "opts": {policy: True}}],
-    })
+    tree = await node.call(
+        "flow.add",
+        flow={
+            "name": "parent",
+            "queueName": queue_name,
+            "children": [{"name": "ok", "queueName": kids}, {"name": "bad", "queueName": kids, "opts": {policy: True}}],
+        },
+    )
 
     async def kid(job: Any) -> str:
         if job.name == "bad":
@@ -270,8 +310,9 @@ async def test_flow_dependency_policies_in_python(node: NodeDriver, make_worker:
     assert ignored == ({bad_key: "ValueError: child broke"} if policy == "ignoreDependencyOnFailure" else {})
 
 
-async def test_logs_and_stack_trace_limits_in_python(node: NodeDriver, make_worker: MakeWorker,
-                                                     queue_name: str) -> None:
+async def test_logs_and_stack_trace_limits_in_python(
+    node: NodeDriver, make_worker: MakeWorker, queue_name: str
+) -> None:
     async def handle(job: Any) -> str:
         for i in range(4):
             await job.log(f"line {i}")

@@ -54,18 +54,22 @@ async def test_lifo(node: NodeDriver, producer: Queue, queue_name: str) -> None:
     assert order == ["c", "b", "a", "d"]
 
 
-async def test_delay_and_run_at_reach_node_as_written(node: NodeDriver, producer: Queue, raw: RespClient,
-                                                    queue_name: str) -> None:
+async def test_delay_and_run_at_reach_node_as_written(
+    node: NodeDriver, producer: Queue, raw: RespClient, queue_name: str
+) -> None:
     """What the producer writes is exactly what Node's delay timer reads: the job's
     ``delay`` and ``timestamp`` fields and its due time in the delayed set. Node's
     worker then starts these jobs as punctually as a delayed job Node itself added,
     measured in the same test (Node's own lateness is 5-250 ms depending on load:
     an absolute bound here would test the machine, not the producer)."""
-    async with node_worker(node, queue_name, "async job => Date.now()", concurrency=2), \
-            NodeBaseline(node, queue_name) as baseline:
+    async with (
+        node_worker(node, queue_name, "async job => Date.now()", concurrency=2),
+        NodeBaseline(node, queue_name) as baseline,
+    ):
         await baseline.warm_up()
         delayed, node_delayed = await concurrently(
-            producer.add("delayed", {}, delay=timedelta(milliseconds=300)), baseline.add(300))
+            producer.add("delayed", {}, delay=timedelta(milliseconds=300)), baseline.add(300)
+        )
         run_at = datetime.now(UTC) + timedelta(milliseconds=400)
         scheduled = await producer.add("scheduled", {}, delay=run_at)
         far = await producer.add("far", {}, delay=timedelta(minutes=1))  # stays in the delayed set
@@ -87,19 +91,25 @@ async def test_delay_and_run_at_reach_node_as_written(node: NodeDriver, producer
     assert node_job is not None and node_job["opts"]["delay"] == 300
 
 
-@pytest.mark.parametrize(("backoff", "node_form", "gaps"), [
-    (Backoff.fixed(150), {"type": "fixed", "delay": 150}, [150, 150]),
-    (Backoff.exponential(100), {"type": "exponential", "delay": 100}, [100, 200]),
-    (200, {"type": "fixed", "delay": 200}, [200, 200]),  # a number is a fixed backoff (as Node normalises it)
-], ids=["fixed", "exponential", "number"])
-async def test_attempts_and_backoff_gaps(node: NodeDriver, producer: Queue, queue_name: str,
-                                         backoff: Any, node_form: Any, gaps: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("backoff", "node_form", "gaps"),
+    [
+        (Backoff.fixed(150), {"type": "fixed", "delay": 150}, [150, 150]),
+        (Backoff.exponential(100), {"type": "exponential", "delay": 100}, [100, 200]),
+        (200, {"type": "fixed", "delay": 200}, [200, 200]),  # a number is a fixed backoff (as Node normalises it)
+    ],
+    ids=["fixed", "exponential", "number"],
+)
+async def test_attempts_and_backoff_gaps(
+    node: NodeDriver, producer: Queue, queue_name: str, backoff: Any, node_form: Any, gaps: list[int]
+) -> None:
     """The producer writes Node's own backoff option, and Node's worker retries the
     job as it retries the same job added by Node (its first retry is itself up to
     ~100 ms late; both measured in the same test, tests/timing.py)."""
     async with node_worker(node, queue_name, FAIL_ALWAYS), NodeBaseline(node, queue_name) as baseline:
-        job, theirs = await concurrently(producer.add("flaky", {}, attempts=3, backoff=backoff),
-                                         baseline.backoff_lateness(node_form, 3, gaps))
+        job, theirs = await concurrently(
+            producer.add("flaky", {}, attempts=3, backoff=backoff), baseline.backoff_lateness(node_form, 3, gaps)
+        )
         with pytest.raises(JobFailed, match="attempt 2 fails"):
             await producer.result(job.id, timeout=10)
     starts = await node.call("shared.get", key=f"{queue_name}:{job.id}")
@@ -112,19 +122,32 @@ async def test_attempts_and_backoff_gaps(node: NodeDriver, producer: Queue, queu
     assert node_job["opts"]["backoff"] == node_form and node_job["opts"]["attempts"] == 3
 
 
-@pytest.mark.parametrize(("form", "fail", "jobs", "kept"), [
-    ({"remove_on_complete": True}, False, 2, 0),
-    ({"remove_on_complete": False}, False, 2, 2),
-    ({"remove_on_complete": 1}, False, 3, 1),
-    ({"remove_on_complete": KeepJobs(count=2, age=3600)}, False, 3, 2),
-    ({"remove_on_complete": {"age": 3600}}, False, 2, 2),
-    ({"remove_on_fail": True}, True, 2, 0),
-    ({"remove_on_fail": 1}, True, 3, 1),
-    ({"remove_on_fail": KeepJobs(count=2)}, True, 3, 2),
-], ids=["complete-true", "complete-false", "complete-count", "complete-keepjobs", "complete-age", "fail-true",
-        "fail-count", "fail-keepjobs"])
-async def test_remove_on_complete_and_fail_forms(node: NodeDriver, producer: Queue, queue_name: str,
-                                                 form: dict[str, Any], fail: bool, jobs: int, kept: int) -> None:
+@pytest.mark.parametrize(
+    ("form", "fail", "jobs", "kept"),
+    [
+        ({"remove_on_complete": True}, False, 2, 0),
+        ({"remove_on_complete": False}, False, 2, 2),
+        ({"remove_on_complete": 1}, False, 3, 1),
+        ({"remove_on_complete": KeepJobs(count=2, age=3600)}, False, 3, 2),
+        ({"remove_on_complete": {"age": 3600}}, False, 2, 2),
+        ({"remove_on_fail": True}, True, 2, 0),
+        ({"remove_on_fail": 1}, True, 3, 1),
+        ({"remove_on_fail": KeepJobs(count=2)}, True, 3, 2),
+    ],
+    ids=[
+        "complete-true",
+        "complete-false",
+        "complete-count",
+        "complete-keepjobs",
+        "complete-age",
+        "fail-true",
+        "fail-count",
+        "fail-keepjobs",
+    ],
+)
+async def test_remove_on_complete_and_fail_forms(
+    node: NodeDriver, producer: Queue, queue_name: str, form: dict[str, Any], fail: bool, jobs: int, kept: int
+) -> None:
     processor = "async job => { throw new Error('no') }" if fail else "async job => 'ok'"
     state = "failed" if fail else "completed"
     async with node_worker(node, queue_name, processor, concurrency=1) as handle:
@@ -135,7 +158,7 @@ async def test_remove_on_complete_and_fail_forms(node: NodeDriver, producer: Que
     counts = await node.queue_call(queue_name, "getJobCounts", state)
     assert counts[state] == kept
     remaining = [job_id for job_id in ids if await producer.get_job(job_id) is not None]
-    assert remaining == ids[len(ids) - kept:]      # the newest are kept
+    assert remaining == ids[len(ids) - kept :]  # the newest are kept
 
 
 async def test_deduplication(node: NodeDriver, producer: Queue, queue_name: str) -> None:
@@ -184,48 +207,70 @@ async def test_custom_id_and_duplicate_id(node: NodeDriver, producer: Queue, que
         assert await producer.result("order-1", timeout=10) == {"id": "order-1", "data": {"v": 1}}
         auto = await producer.add("job", {})
         await node.wait_event(handle, "completed", count=2)
-    assert auto.id.isdigit()    # BullMQ's counter (it counts custom-id adds too, in both languages)
+    assert auto.id.isdigit()  # BullMQ's counter (it counts custom-id adds too, in both languages)
     assert (await node.queue_call(queue_name, "getJobCounts", "completed"))["completed"] == 2
 
 
-async def test_flow_children_values_across_queues(node: NodeDriver, flow_producer: FlowProducer, redis_url: str,
-                                                  queue_name: str) -> None:
+async def test_flow_children_values_across_queues(
+    node: NodeDriver, flow_producer: FlowProducer, redis_url: str, queue_name: str
+) -> None:
     parts, paint = f"{queue_name}-parts", f"{queue_name}-paint"
-    flow = FlowJob("car", queue_name, {"model": "T"}, children=[
-        FlowJob("wheel", parts, {"n": 1}),
-        FlowJob("wheel", parts, {"n": 2}, opts={"job_id": "wheel-2", "priority": 1}),
-        FlowJob("coat", paint, {"colour": "black"}, children=[FlowJob("primer", parts, {"n": 0})]),
-    ])
+    flow = FlowJob(
+        "car",
+        queue_name,
+        {"model": "T"},
+        children=[
+            FlowJob("wheel", parts, {"n": 1}),
+            FlowJob("wheel", parts, {"n": 2}, opts={"job_id": "wheel-2", "priority": 1}),
+            FlowJob("coat", paint, {"colour": "black"}, children=[FlowJob("primer", parts, {"n": 0})]),
+        ],
+    )
     tree = await flow_producer.add(flow)
-    assert len(tree.id) == 36 and tree.id.count("-") == 4      # Node-style UUIDs
+    assert len(tree.id) == 36 and tree.id.count("-") == 4  # Node-style UUIDs
     async with Queue(queue_name, connection=redis_url) as parent_queue:
         assert await parent_queue.get_job_state(tree.id) == "waiting-children"
-        async with node_worker(node, parts, "async job => ({ part: job.data.n })"), \
-                node_worker(node, paint, "async job => ({ coat: await job.getChildrenValues() })"), \
-                node_worker(node, queue_name, "async job => await job.getChildrenValues()"):
+        async with (
+            node_worker(node, parts, "async job => ({ part: job.data.n })"),
+            node_worker(node, paint, "async job => ({ coat: await job.getChildrenValues() })"),
+            node_worker(node, queue_name, "async job => await job.getChildrenValues()"),
+        ):
             values = await parent_queue.result(tree.id, timeout=10)
         wheel1, wheel2, coat = tree.children
         primer = coat.children[0]
-        assert values == {wheel1.key: {"part": 1}, wheel2.key: {"part": 2},
-                          coat.key: {"coat": {primer.key: {"part": 0}}}}
+        assert values == {
+            wheel1.key: {"part": 1},
+            wheel2.key: {"part": 2},
+            coat.key: {"coat": {primer.key: {"part": 0}}},
+        }
         assert await parent_queue.get_children_values(tree.id) == values
         deps = await parent_queue.get_dependencies(tree.id)
         assert deps.unprocessed == [] and deps.failed == [] and set(deps.processed) == set(values)
     node_child = await node.get_job(parts, "wheel-2")
     assert node_child is not None
-    assert node_child["parentKey"] == tree.key and node_child["parent"] == {"id": tree.id,
-                                                                             "queueKey": f"bull:{queue_name}"}
+    assert node_child["parentKey"] == tree.key and node_child["parent"] == {
+        "id": tree.id,
+        "queueKey": f"bull:{queue_name}",
+    }
 
 
-@pytest.mark.parametrize("policy", ["fail_parent_on_failure", "ignore_dependency_on_failure",
-                                    "remove_dependency_on_failure", "continue_parent_on_failure", None])
-async def test_flow_failure_policies(node: NodeDriver, flow_producer: FlowProducer, redis_url: str,
-                                     queue_name: str, policy: str | None) -> None:
+@pytest.mark.parametrize(
+    "policy",
+    [
+        "fail_parent_on_failure",
+        "ignore_dependency_on_failure",
+        "remove_dependency_on_failure",
+        "continue_parent_on_failure",
+        None,
+    ],
+)
+async def test_flow_failure_policies(
+    node: NodeDriver, flow_producer: FlowProducer, redis_url: str, queue_name: str, policy: str | None
+) -> None:
     kids, idle = f"{queue_name}-kids", f"{queue_name}-idle"
     opts = {policy: True} if policy else {}
     children = [FlowJob("ok", kids, {"fail": False}), FlowJob("bad", kids, {"fail": True}, opts=opts)]
     if policy == "continue_parent_on_failure":
-        children.append(FlowJob("never-processed", idle, {}))   # no worker: stays pending
+        children.append(FlowJob("never-processed", idle, {}))  # no worker: stays pending
     tree = await flow_producer.add(FlowJob("parent", queue_name, {}, children=children))
     ok, bad = tree.children[0], tree.children[1]
     kid_processor = "async job => { if (job.data.fail) throw new Error('child broke'); return 'fine' }"
@@ -237,16 +282,18 @@ async def test_flow_failure_policies(node: NodeDriver, flow_producer: FlowProduc
         return { values: await job.getChildrenValues(), ignored: await job.getIgnoredChildrenFailures(),
                  failed: deps.failed, unprocessed: deps.unprocessed };
     }"""
-    async with Queue(queue_name, connection=redis_url) as parents, \
-            node_worker(node, kids, kid_processor, concurrency=1) as kid_handle, \
-            node_worker(node, queue_name, parent_processor):
+    async with (
+        Queue(queue_name, connection=redis_url) as parents,
+        node_worker(node, kids, kid_processor, concurrency=1) as kid_handle,
+        node_worker(node, queue_name, parent_processor),
+    ):
         await node.wait_event(kid_handle, "failed")
         await node.wait_event(kid_handle, "completed")
         if policy == "fail_parent_on_failure":
             with pytest.raises(JobFailed, match=f"child {bad.key} failed"):
                 await parents.result(tree.id, timeout=10)
             return
-        if policy is None:   # BullMQ's default: the parent waits for ever (both children are final now)
+        if policy is None:  # BullMQ's default: the parent waits for ever (both children are final now)
             assert await parents.get_job_state(tree.id) == "waiting-children"
             return
         result = await parents.result(tree.id, timeout=10)
@@ -257,48 +304,65 @@ async def test_flow_failure_policies(node: NodeDriver, flow_producer: FlowProduc
         assert result["ignored"] == {bad.key: "child broke"}
     else:
         assert result["ignored"] == {}
-    if policy == "continue_parent_on_failure":   # the parent ran before its last child
+    if policy == "continue_parent_on_failure":  # the parent ran before its last child
         assert result["unprocessed"] == [tree.children[2].key]
     else:
         assert result["unprocessed"] == []
 
 
 async def test_flow_reusing_a_completed_custom_id_child_waits_for_its_siblings(
-        node: NodeDriver, flow_producer: FlowProducer, redis_url: str, queue_name: str) -> None:
+    node: NodeDriver, flow_producer: FlowProducer, redis_url: str, queue_name: str
+) -> None:
     """Pins the parent-release ordering (see bullbridge.flows): listed first, the
     completed child would make the port's script release the parent before the
     new sibling is even added."""
     kids, slow = f"{queue_name}-kids", f"{queue_name}-slow"
-    async with Queue(kids, connection=redis_url) as kid_queue, \
-            Queue(queue_name, connection=redis_url) as parents:
+    async with Queue(kids, connection=redis_url) as kid_queue, Queue(queue_name, connection=redis_url) as parents:
         async with node_worker(node, kids, "async job => ({ kid: job.data.n })"):
             await kid_queue.add("kid", {"n": 1}, job_id="kid-1")
             assert await kid_queue.result("kid-1", timeout=10) == {"kid": 1}
-            tree = await flow_producer.add(FlowJob("parent", queue_name, {}, children=[
-                FlowJob("kid", kids, {"n": 1}, opts={"job_id": "kid-1"}),    # completed already
-                FlowJob("new", slow, {"n": 2}),                               # not processed yet
-            ]))
+            tree = await flow_producer.add(
+                FlowJob(
+                    "parent",
+                    queue_name,
+                    {},
+                    children=[
+                        FlowJob("kid", kids, {"n": 1}, opts={"job_id": "kid-1"}),  # completed already
+                        FlowJob("new", slow, {"n": 2}),  # not processed yet
+                    ],
+                )
+            )
         assert await parents.get_job_state(tree.id) == "waiting-children"
         assert (await parents.get_dependencies(tree.id)).unprocessed == [tree.children[1].key]
-        async with node_worker(node, slow, "async job => ({ slow: job.data.n })"), \
-                node_worker(node, queue_name, "async job => await job.getChildrenValues()"):
+        async with (
+            node_worker(node, slow, "async job => ({ slow: job.data.n })"),
+            node_worker(node, queue_name, "async job => await job.getChildrenValues()"),
+        ):
             values = await parents.result(tree.id, timeout=10)
     assert values == {f"bull:{kids}:kid-1": {"kid": 1}, tree.children[1].key: {"slow": 2}}
 
 
 async def test_flow_with_only_completed_children_runs_the_parent(
-        node: NodeDriver, flow_producer: FlowProducer, redis_url: str, queue_name: str) -> None:
+    node: NodeDriver, flow_producer: FlowProducer, redis_url: str, queue_name: str
+) -> None:
     """What Node's releaseParentIfNoPendingDependencies does, the port's script does itself."""
     kids = f"{queue_name}-kids"
-    async with Queue(kids, connection=redis_url) as kid_queue, \
-            Queue(queue_name, connection=redis_url) as parents:
+    async with Queue(kids, connection=redis_url) as kid_queue, Queue(queue_name, connection=redis_url) as parents:
         async with node_worker(node, kids, "async job => job.data.n"):
             for n in (1, 2):
                 await kid_queue.add("kid", {"n": n}, job_id=f"kid-{n}")
                 await kid_queue.result(f"kid-{n}", timeout=10)
-        tree = await flow_producer.add(FlowJob("parent", queue_name, {}, children=[
-            FlowJob("kid", kids, {"n": 1}, opts={"job_id": "kid-1"}),
-            FlowJob("kid", kids, {"n": 2}, opts={"job_id": "kid-2"})]))
+        tree = await flow_producer.add(
+            FlowJob(
+                "parent",
+                queue_name,
+                {},
+                children=[
+                    FlowJob("kid", kids, {"n": 1}, opts={"job_id": "kid-1"}),
+                    FlowJob("kid", kids, {"n": 2}, opts={"job_id": "kid-2"}),
+                ],
+            )
+        )
         assert await parents.get_job_state(tree.id) == "waiting"
         async with node_worker(node, queue_name, "async job => await job.getChildrenValues()"):
             assert await parents.result(tree.id, timeout=10) == {f"bull:{kids}:kid-1": 1, f"bull:{kids}:kid-2": 2}
@@ -326,26 +390,33 @@ async def test_timestamp_bulk_and_queue_defaults(node: NodeDriver, redis_url: st
     stamp = datetime(2024, 2, 29, 12, 0, tzinfo=UTC)
     defaults = {"attempts": 2, "backoff": Backoff.fixed(10), "remove_on_fail": 5}
     async with Queue(queue_name, connection=redis_url, default_job_options=defaults) as producer:
-        jobs = await producer.add_bulk([
-            ("a", {"n": 1}),
-            ("b", {"n": 2}, {"attempts": 4, "timestamp": stamp}),
-            {"name": "c", "data": {"n": 3}, "opts": {"remove_on_fail": False, "priority": 3}},
-        ])
+        jobs = await producer.add_bulk(
+            [
+                ("a", {"n": 1}),
+                ("b", {"n": 2}, {"attempts": 4, "timestamp": stamp}),
+                {"name": "c", "data": {"n": 3}, "opts": {"remove_on_fail": False, "priority": 3}},
+            ]
+        )
         async with node_worker(node, queue_name, "async job => job.opts", concurrency=1) as handle:
             order = await node_order(node, handle, 3)
             opts = {job.name: await producer.result(job.id, timeout=10) for job in jobs}
     assert order == [jobs[0].id, jobs[1].id, jobs[2].id]
     backoff = {"type": "fixed", "delay": 10}
     assert opts["a"] == {"attempts": 2, "backoff": backoff, "removeOnFail": 5}
-    assert opts["b"] == {"attempts": 4, "timestamp": int(stamp.timestamp() * 1000), "backoff": backoff,
-                         "removeOnFail": 5}
+    assert opts["b"] == {
+        "attempts": 4,
+        "timestamp": int(stamp.timestamp() * 1000),
+        "backoff": backoff,
+        "removeOnFail": 5,
+    }
     assert opts["c"] == {"attempts": 2, "priority": 3, "backoff": backoff, "removeOnFail": False}
     node_b = await node.get_job(queue_name, jobs[1].id)
     assert node_b is not None and node_b["timestamp"] == int(stamp.timestamp() * 1000)
 
 
-async def test_enqueue_many_concurrently_share_one_connection(node: NodeDriver, producer: Queue,
-                                                              queue_name: str) -> None:
+async def test_enqueue_many_concurrently_share_one_connection(
+    node: NodeDriver, producer: Queue, queue_name: str
+) -> None:
     started = time.monotonic()
     jobs = await asyncio.gather(*(producer.add("n", {"i": i}) for i in range(200)))
     took = time.monotonic() - started

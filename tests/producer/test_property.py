@@ -36,7 +36,7 @@ EXAMPLES = 500
 
 _text = st.one_of(
     st.text(max_size=30),
-    st.text(st.characters(min_codepoint=0x10000, max_codepoint=0x10FFFF), max_size=5),   # astral
+    st.text(st.characters(min_codepoint=0x10000, max_codepoint=0x10FFFF), max_size=5),  # astral
     st.text(st.sampled_from(["\ud800", "\udbff", "\udc00", "a", "é", "\x00", "\u2028"]), max_size=6),
 )
 _leaves = st.one_of(
@@ -109,12 +109,17 @@ async def echo_worker(node: NodeDriver, queue_name: str) -> AsyncIterator[str]:
         yield handle
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(value=json_values)
-async def test_any_json_value_round_trips_through_node(producer: Queue, echo_worker: str,
-                                                       examples: list[Any], value: Any) -> None:
+async def test_any_json_value_round_trips_through_node(
+    producer: Queue, echo_worker: str, examples: list[Any], value: Any
+) -> None:
     job = await producer.add("echo", value)
     echoed = await producer.result(job.id, timeout=10)
     expected = as_node_reads(value)

@@ -23,14 +23,16 @@ async def test_counts_and_lists_read_as_nodes_getters(node: NodeDriver, producer
     ids = await _fill(producer)
     counts = await producer.get_job_counts()
     node_counts = await node.queue_call(producer.name, "getJobCounts")
-    assert counts == node_counts                       # same keys (no 'paused' in Node 6), same numbers
+    assert counts == node_counts  # same keys (no 'paused' in Node 6), same numbers
     assert counts["waiting"] == 3 and counts["prioritized"] == 1 and counts["delayed"] == 1
     assert await producer.get_job_counts("waiting", "delayed") == {"waiting": 3, "delayed": 1}
     assert await producer.count() == await node.queue_call(producer.name, "count") == 5
     for asc in (False, True):
         ours = [j.id for j in await producer.get_jobs(["waiting", "prioritized", "delayed"], asc=asc)]
-        theirs = [j["id"] for j in await node.queue_call(producer.name, "getJobs",
-                                                          ["waiting", "prioritized", "delayed"], 0, -1, asc)]
+        theirs = [
+            j["id"]
+            for j in await node.queue_call(producer.name, "getJobs", ["waiting", "prioritized", "delayed"], 0, -1, asc)
+        ]
         assert ours == theirs, asc
     assert [j.id for j in await producer.get_jobs("waiting", 0, 1)] == ids["waiting"][::-1][:2]
     with pytest.raises(ValueError, match="unknown job state"):
@@ -59,8 +61,9 @@ async def test_pause_resume_drain_clean_and_obliterate(node: NodeDriver, produce
 async def test_finished_jobs_retried_cleaned_and_removed(node: NodeDriver, producer: Queue) -> None:
     done = await producer.add("ok", {})
     bad = await producer.add("bad", {})
-    handle = await node.start_worker(producer.name, "async job => { if (job.name === 'bad') throw new Error('x'); "
-                                                    "return 1 }")
+    handle = await node.start_worker(
+        producer.name, "async job => { if (job.name === 'bad') throw new Error('x'); return 1 }"
+    )
     try:
         assert (await producer.wait_for(bad.id, timeout=10)).state == "failed"
         assert (await producer.wait_for(done.id, timeout=10)).state == "completed"
@@ -93,21 +96,27 @@ async def test_queue_wide_limits_are_what_node_reads(node: NodeDriver, producer:
 
 
 async def test_job_schedulers_through_the_queue_are_nodes(node: NodeDriver, producer: Queue) -> None:
-    first = await producer.upsert_job_scheduler("nightly", pattern="0 2 * * *", tz="America/New_York",
-                                                name="report", data={"kind": "daily"})
+    first = await producer.upsert_job_scheduler(
+        "nightly", pattern="0 2 * * *", tz="America/New_York", name="report", data={"kind": "daily"}
+    )
     assert first is not None and first.job_id.startswith("repeat:nightly:")
     await producer.upsert_job_scheduler("beat", every=60_000)
-    listed = await node.eval("return (await queue(args.q).getJobSchedulers()).map(s => [s.key, s.next, s.tz]);",
-                             q=producer.name)
+    listed = await node.eval(
+        "return (await queue(args.q).getJobSchedulers()).map(s => [s.key, s.next, s.tz]);", q=producer.name
+    )
     ours = await producer.get_job_schedulers()
     assert sorted([s.id, s.next_run_ms, s.tz] for s in ours) == sorted(listed)
     nightly = await producer.get_job_scheduler("nightly")
     assert nightly is not None and (nightly.pattern, nightly.name, nightly.template_data) == (
-        "0 2 * * *", "report", {"kind": "daily"})
+        "0 2 * * *",
+        "report",
+        {"kind": "daily"},
+    )
     assert await producer.get_job_scheduler("nope") is None
     assert await producer.remove_job_scheduler("beat") is True
     assert await producer.remove_job_scheduler("beat") is False
-    assert await node.eval("return (await queue(args.q).getJobSchedulers()).map(s => s.key);",
-                           q=producer.name) == ["nightly"]
+    assert await node.eval("return (await queue(args.q).getJobSchedulers()).map(s => s.key);", q=producer.name) == [
+        "nightly"
+    ]
     with pytest.raises(ValueError, match="give a cron pattern or an every interval"):
         await producer.upsert_job_scheduler("empty")

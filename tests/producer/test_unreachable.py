@@ -38,8 +38,7 @@ def test_default_timeout_is_ten_seconds() -> None:
 
 async def test_dead_port_fails_every_call_within_timeout() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    async with Queue("dead", connection=url, timeout=TIMEOUT) as producer, \
-            FlowProducer(url, timeout=TIMEOUT) as flows:
+    async with Queue("dead", connection=url, timeout=TIMEOUT) as producer, FlowProducer(url, timeout=TIMEOUT) as flows:
         error = await _fails_in_time(lambda: producer.add("x", {"a": 1}))
         assert "did not answer within 0.3 s" in str(error) and isinstance(error, ConnectionError)
         await _fails_in_time(lambda: producer.add_bulk([("x", {}), ("y", {})]))
@@ -49,8 +48,9 @@ async def test_dead_port_fails_every_call_within_timeout() -> None:
         await _fails_in_time(lambda: producer.result("1", timeout=30))
         await _fails_in_time(lambda: producer.wait_for("1", timeout=None))
         await _fails_in_time(lambda: flows.add(FlowJob("p", "dead", children=[FlowJob("c", "dead-kids")])))
-        await _fails_in_time(lambda: flows.add(FlowJob("p", "dead", children=[
-            FlowJob("c", "dead-kids", opts={"job_id": "kid-1"})])))
+        await _fails_in_time(
+            lambda: flows.add(FlowJob("p", "dead", children=[FlowJob("c", "dead-kids", opts={"job_id": "kid-1"})]))
+        )
 
 
 async def test_redis_stopped_after_use_then_back(private_redis: PrivateRedis) -> None:
@@ -68,6 +68,7 @@ async def test_redis_stopped_after_use_then_back(private_redis: PrivateRedis) ->
 
 async def test_server_that_never_answers_fails_within_timeout() -> None:
     """A socket that accepts but never replies (a hung or partitioned server)."""
+
     async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(-1)
 

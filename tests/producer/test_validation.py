@@ -70,11 +70,17 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("dedup-reschedule", {"deduplication": {"id": "d", "reschedule": True}}, "reschedule is not supported"),
     ("dedup-extend-no-ttl", {"deduplication": {"id": "d", "extend": True}}, "give a ttl"),
     ("dedup-zero-ttl", {"deduplication": {"id": "d", "ttl": 0}}, "ttl must be > 0"),
-    ("dedup-with-parent", {"deduplication": {"id": "d"}, "parent": Parent("p-1", "elsewhere")},
-     "Deduplication and parent options cannot be used together"),
+    (
+        "dedup-with-parent",
+        {"deduplication": {"id": "d"}, "parent": Parent("p-1", "elsewhere")},
+        "Deduplication and parent options cannot be used together",
+    ),
     # parent policies
-    ("two-policies", {"parent": Parent("p-1", "elsewhere"), "fail_parent_on_failure": True,
-                      "ignore_dependency_on_failure": True}, "cannot be used together"),
+    (
+        "two-policies",
+        {"parent": Parent("p-1", "elsewhere"), "fail_parent_on_failure": True, "ignore_dependency_on_failure": True},
+        "cannot be used together",
+    ),
     ("policy-without-parent", {"fail_parent_on_failure": True}, "only applies to a job with a parent"),
     ("parent-bad-queue", {"parent": {"id": "1", "queue": ""}}, "parent queue"),
     ("parent-bad-id", {"parent": {"id": "", "queue": "q"}}, "parent id"),
@@ -97,26 +103,31 @@ async def _assert_nothing_written_then_control(raw: RespClient, producer: Queue,
 
 
 @pytest.mark.parametrize(("case", "options", "message"), INVALID, ids=[c[0] for c in INVALID])
-async def test_invalid_option_raises_and_writes_nothing(raw: RespClient, producer: Queue, queue_name: str,
-                                                        case: str, options: dict[str, Any], message: str) -> None:
+async def test_invalid_option_raises_and_writes_nothing(
+    raw: RespClient, producer: Queue, queue_name: str, case: str, options: dict[str, Any], message: str
+) -> None:
     with pytest.raises(InvalidJobOptions) as info:
         await producer.add("job", {"payload": "more than ten bytes"}, **options)
     assert message in str(info.value)
     await _assert_nothing_written_then_control(raw, producer, queue_name)
 
 
-@pytest.mark.parametrize(("data", "path"), [
-    ({"price": math.nan}, "$.price"),
-    ({"items": [1, {"inf": math.inf}]}, "$.items[1].inf"),
-    ({"id": 2**53}, "$.id"),
-    ({"raw": b"\x00\x01"}, "$.raw"),
-    ({"tags": {"a", "b"}}, "$.tags"),
-    ({"when": datetime(2030, 1, 1)}, "$.when"),
-    ({1: "int key"}, "$"),
-    ({"deep": [[[object()]]]}, "$.deep[0][0][0]"),
-])
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        ({"price": math.nan}, "$.price"),
+        ({"items": [1, {"inf": math.inf}]}, "$.items[1].inf"),
+        ({"id": 2**53}, "$.id"),
+        ({"raw": b"\x00\x01"}, "$.raw"),
+        ({"tags": {"a", "b"}}, "$.tags"),
+        ({"when": datetime(2030, 1, 1)}, "$.when"),
+        ({1: "int key"}, "$"),
+        ({"deep": [[[object()]]]}, "$.deep[0][0][0]"),
+    ],
+)
 async def test_data_not_json_safe_raises_with_path_and_writes_nothing(
-        raw: RespClient, producer: Queue, queue_name: str, data: Any, path: str) -> None:
+    raw: RespClient, producer: Queue, queue_name: str, data: Any, path: str
+) -> None:
     with pytest.raises(NotJsonSafe) as info:
         await producer.add("job", data)
     assert info.value.path == path and str(info.value).endswith(f"at {path}")
@@ -124,8 +135,12 @@ async def test_data_not_json_safe_raises_with_path_and_writes_nothing(
 
 
 async def test_bulk_with_one_invalid_job_writes_none(raw: RespClient, producer: Queue, queue_name: str) -> None:
-    jobs: list[Any] = [("ok", {"n": 1}), JobSpec("ok", {"n": 2}, {"priority": 3}),
-                       {"name": "bad", "data": {}, "opts": {"job_id": "42"}}, ("ok", {"n": 4})]
+    jobs: list[Any] = [
+        ("ok", {"n": 1}),
+        JobSpec("ok", {"n": 2}, {"priority": 3}),
+        {"name": "bad", "data": {}, "opts": {"job_id": "42"}},
+        ("ok", {"n": 4}),
+    ]
     with pytest.raises(InvalidJobOptions, match="Custom Id cannot be integers"):
         await producer.add_bulk(jobs)
     with pytest.raises(NotJsonSafe, match=r"at \$\.n"):
@@ -137,27 +152,43 @@ async def test_bulk_with_one_invalid_job_writes_none(raw: RespClient, producer: 
     await _assert_nothing_written_then_control(raw, producer, queue_name)
 
 
-async def test_invalid_flow_node_writes_nothing_in_any_queue(raw: RespClient, flow_producer: FlowProducer,
-                                                              producer: Queue, queue_name: str) -> None:
+async def test_invalid_flow_node_writes_nothing_in_any_queue(
+    raw: RespClient, flow_producer: FlowProducer, producer: Queue, queue_name: str
+) -> None:
     queues = [queue_name, f"{queue_name}-a", f"{queue_name}-b"]
 
     def flow(grandchild_opts: dict[str, Any], **root_extra: Any) -> FlowJob:
-        return FlowJob("root", queues[0], {}, children=[
-            FlowJob("a", queues[1], {"n": 1}),
-            FlowJob("b", queues[2], {}, children=[FlowJob("leaf", queues[1], {}, opts=grandchild_opts)]),
-        ], **root_extra)
+        return FlowJob(
+            "root",
+            queues[0],
+            {},
+            children=[
+                FlowJob("a", queues[1], {"n": 1}),
+                FlowJob("b", queues[2], {}, children=[FlowJob("leaf", queues[1], {}, opts=grandchild_opts)]),
+            ],
+            **root_extra,
+        )
 
     bad_flows: list[tuple[Any, type[Exception], str]] = [
         (lambda: flow({"job_id": "7"}), InvalidJobOptions, "Custom Id cannot be integers"),
         (lambda: flow({"attempts": 0}), InvalidJobOptions, "attempts"),
         (lambda: flow({"deduplication": "d"}), InvalidJobOptions, "Deduplication and parent"),
         (lambda: flow({"parent": Parent("x-1", "q")}), InvalidJobOptions, "a child's parent is the node"),
-        (lambda: FlowJob("root", queues[0], {}, opts={"deduplication": "d"}, children=[FlowJob("a", queues[1])]),
-         InvalidJobOptions, "flow nodes with children"),
-        (lambda: FlowJob("root", queues[0], {}, opts={"deduplication": {"id": "d", "replace": True}}),
-         InvalidJobOptions, "replace is not available in flows"),
-        (lambda: FlowJob("root", queues[0], {"x": math.inf}, children=[FlowJob("a", queues[1])]),
-         NotJsonSafe, "at $.x"),
+        (
+            lambda: FlowJob("root", queues[0], {}, opts={"deduplication": "d"}, children=[FlowJob("a", queues[1])]),
+            InvalidJobOptions,
+            "flow nodes with children",
+        ),
+        (
+            lambda: FlowJob("root", queues[0], {}, opts={"deduplication": {"id": "d", "replace": True}}),
+            InvalidJobOptions,
+            "replace is not available in flows",
+        ),
+        (
+            lambda: FlowJob("root", queues[0], {"x": math.inf}, children=[FlowJob("a", queues[1])]),
+            NotJsonSafe,
+            "at $.x",
+        ),
         (lambda: FlowJob("root", "bad:queue"), InvalidJobOptions, "queue name"),
         (lambda: FlowJob("root", queues[0], opts={"jobId": "r-1"}), InvalidJobOptions, "did you mean 'job_id'"),
     ]
@@ -173,16 +204,23 @@ async def test_invalid_flow_node_writes_nothing_in_any_queue(raw: RespClient, fl
 
 
 async def test_flow_child_already_under_another_parent_is_refused_before_writing(
-        raw: RespClient, flow_producer: FlowProducer, queue_name: str) -> None:
+    raw: RespClient, flow_producer: FlowProducer, queue_name: str
+) -> None:
     """The port's script would answer -7 half way through the transaction (Node 6.7
     then leaves the rest of the flow added); bullbridge refuses before sending."""
     children = f"{queue_name}-kids"
-    first = await flow_producer.add(FlowJob("p1", queue_name, children=[
-        FlowJob("kid", children, opts={"job_id": "kid-1"})]))
+    first = await flow_producer.add(
+        FlowJob("p1", queue_name, children=[FlowJob("kid", children, opts={"job_id": "kid-1"})])
+    )
     before = (await queue_keys(raw, queue_name), await queue_keys(raw, children))
     with pytest.raises(ScriptError, match="already exists as a child of") as info:
-        await flow_producer.add(FlowJob("p2", queue_name, children=[
-            FlowJob("other", children), FlowJob("kid", children, opts={"job_id": "kid-1"})]))
+        await flow_producer.add(
+            FlowJob(
+                "p2",
+                queue_name,
+                children=[FlowJob("other", children), FlowJob("kid", children, opts={"job_id": "kid-1"})],
+            )
+        )
     assert info.value.code == -7
     assert (await queue_keys(raw, queue_name), await queue_keys(raw, children)) == before
     assert first.children[0].id == "kid-1"

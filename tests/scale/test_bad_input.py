@@ -38,9 +38,11 @@ BROKEN: list[tuple[str, dict[str, Any], str]] = [
     ("name-not-utf8", {"name": BAD}, "field 'name' is not UTF-8"),
     ("hash-deleted", {"*": None}, "job hash is missing"),
     ("hash-only-garbage", {"*": {"zzz": "1"}}, "job hash is missing"),
-    *[(f"{field}-{kind}", {field: value}, f"field '{field}' is not a number")
-      for field in ("timestamp", "atm", "ats", "stc", "delay", "priority", "attemptsMade")
-      for kind, value in (("text", "soon"), ("nan", "NaN"), ("inf", "1e400"))],
+    *[
+        (f"{field}-{kind}", {field: value}, f"field '{field}' is not a number")
+        for field in ("timestamp", "atm", "ats", "stc", "delay", "priority", "attemptsMade")
+        for kind, value in (("text", "soon"), ("nan", "NaN"), ("inf", "1e400"))
+    ],
 ]
 
 HOSTILE: list[tuple[str, Any]] = [
@@ -69,8 +71,7 @@ async def _write(url: str, key: str, fields: dict[str, Any]) -> None:
         await client.aclose()
 
 
-async def test_broken_jobs_fail_with_a_reason_and_good_jobs_go_on(redis_url: str, make_worker,
-                                                                  producer: Queue) -> None:
+async def test_broken_jobs_fail_with_a_reason_and_good_jobs_go_on(redis_url: str, make_worker, producer: Queue) -> None:
     assert len(BROKEN) >= 30
     handled: list[str] = []
 

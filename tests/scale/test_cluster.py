@@ -57,8 +57,10 @@ async def test_tagged_queues_spread_over_masters_and_work(cluster: PrivateCluste
 
 
 async def test_shared_prefix_tag_puts_all_queues_on_one_slot(cluster: PrivateCluster) -> None:
-    async with Queue("a", connection=cluster.url, prefix="{bull}") as a, \
-            Queue("b", connection=cluster.url, prefix="{bull}") as b:
+    async with (
+        Queue("a", connection=cluster.url, prefix="{bull}") as a,
+        Queue("b", connection=cluster.url, prefix="{bull}") as b,
+    ):
         ja = await a.add("x", 1)
         jb = await b.add("x", 2)
         assert slot_of(a.keys.job(ja.id)) == slot_of(b.keys.job(jb.id))
@@ -69,8 +71,12 @@ def _owner(cluster: PrivateCluster, slot: int) -> str:
 
     from bullbridge.testing.redis_server import find_redis_binary
 
-    out = subprocess.run([find_redis_binary("redis-cli"), "-p", str(cluster.nodes[0].port), "cluster", "slots"],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [find_redis_binary("redis-cli"), "-p", str(cluster.nodes[0].port), "cluster", "slots"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     # flat output: start end ip port id [replicas...] repeated; walk it
     i = 0
     while i < len(out):

@@ -79,14 +79,13 @@ async def node_next_millis(node: NodeDriver, cases: list[list[Any]]) -> list[Any
     """Run :data:`NODE_NEXT_MILLIS` over ``cases`` in chunks (one eval each)."""
     out: list[Any] = []
     for i in range(0, len(cases), 2000):
-        out.extend(await node.eval(NODE_NEXT_MILLIS, cases=cases[i:i + 2000], timeout=60))
+        out.extend(await node.eval(NODE_NEXT_MILLIS, cases=cases[i : i + 2000], timeout=60))
     return out
 
 
-
-
-def scheduled_handler(worker_ref: list[Any], seen: list[tuple[str, str]],
-                      handler: Callable[[Any], Awaitable[Any]] | None = None) -> Callable[[Any], Awaitable[Any]]:
+def scheduled_handler(
+    worker_ref: list[Any], seen: list[tuple[str, str]], handler: Callable[[Any], Awaitable[Any]] | None = None
+) -> Callable[[Any], Awaitable[Any]]:
     """A bullbridge handler that records what it ran. The next iteration is the
     engine's business (it calls schedule_next_iteration on fetch, as Node does):
     these tests fail if it stops doing so."""

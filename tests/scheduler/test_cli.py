@@ -16,22 +16,37 @@ from tests.scheduler.helpers import ms, node_next_millis
 
 
 def test_preview_prints_utc_fire_times_across_fall_back(capsys: pytest.CaptureFixture[str]) -> None:
-    status = main(["schedule", "preview", "30 2 * * *", "--tz", "America/New_York",
-                   "--from", "2025-11-01T12:00:00Z", "-n", "3"])
+    status = main(
+        ["schedule", "preview", "30 2 * * *", "--tz", "America/New_York", "--from", "2025-11-01T12:00:00Z", "-n", "3"]
+    )
     out = capsys.readouterr().out.split()
     assert status == 0
     assert out == ["2025-11-02T07:30:00.000Z", "2025-11-03T07:30:00.000Z", "2025-11-04T07:30:00.000Z"]
 
 
 async def test_preview_json_matches_node(node: NodeDriver, capsys: pytest.CaptureFixture[str]) -> None:
-    status = await asyncio.to_thread(main, ["schedule", "preview", "0 */30 1-3 * * *", "--tz", "Europe/Berlin",
-                                            "--from", "2026-03-29T00:10:00+00:00", "-n", "5", "--json"])
+    status = await asyncio.to_thread(
+        main,
+        [
+            "schedule",
+            "preview",
+            "0 */30 1-3 * * *",
+            "--tz",
+            "Europe/Berlin",
+            "--from",
+            "2026-03-29T00:10:00+00:00",
+            "-n",
+            "5",
+            "--json",
+        ],
+    )
     stamps = json.loads(capsys.readouterr().out)
     start = ms("2026-03-29T00:10:00+00:00")  # 01:10 CET, 50 minutes before spring forward
     [node_seq] = await node_next_millis(node, [["0 */30 1-3 * * *", "Europe/Berlin", start, None, None, 5]])
     assert status == 0
     assert [datetime.fromisoformat(s).astimezone(UTC) for s in stamps] == [
-        datetime.fromtimestamp(t / 1000, UTC) for t in node_seq]
+        datetime.fromtimestamp(t / 1000, UTC) for t in node_seq
+    ]
 
 
 def test_preview_refuses_what_cron_parser_refuses(capsys: pytest.CaptureFixture[str]) -> None:
@@ -42,7 +57,8 @@ def test_preview_refuses_what_cron_parser_refuses(capsys: pytest.CaptureFixture[
 
 
 def _write_toml(path: Path, queue: str, pattern: str) -> Path:
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         declaration = "cli-demo"
 
         [defaults]
@@ -58,12 +74,15 @@ def _write_toml(path: Path, queue: str, pattern: str) -> Path:
         [[schedules]]
         id = "beat"
         every = 3600000
-    """), encoding="utf-8")
+    """),
+        encoding="utf-8",
+    )
     return path
 
 
-async def test_sync_and_list_from_both_languages(node: NodeDriver, redis_url: str, queue_name: str, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+async def test_sync_and_list_from_both_languages(
+    node: NodeDriver, redis_url: str, queue_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = str(_write_toml(tmp_path / "schedules.toml", queue_name, "0 2 * * *"))
     assert await asyncio.to_thread(main, ["schedule", "sync", spec, "--redis", redis_url]) == 0
     out = capsys.readouterr().out
@@ -72,8 +91,10 @@ async def test_sync_and_list_from_both_languages(node: NodeDriver, redis_url: st
     report = json.loads(capsys.readouterr().out)
     assert sorted(report["unchanged"]) == [f"{queue_name}/beat", f"{queue_name}/nightly"]
 
-    await node.eval("await queue(args.q).upsertJobScheduler('from-node', { pattern: '0 9 * * 1', tz: 'UTC' }, "
-                    "{ name: 'weekly' });", q=queue_name)
+    await node.eval(
+        "await queue(args.q).upsertJobScheduler('from-node', { pattern: '0 9 * * 1', tz: 'UTC' }, { name: 'weekly' });",
+        q=queue_name,
+    )
     assert await asyncio.to_thread(main, ["schedule", "list", "--redis", redis_url, queue_name]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:4] == ["QUEUE", "ID", "NAME", "SCHEDULE"]
@@ -91,18 +112,26 @@ async def test_sync_and_list_from_both_languages(node: NodeDriver, redis_url: st
     assert by_id["nightly"]["tz"] == "America/New_York" and by_id["from-node"]["owner"] is None
 
 
-async def test_sync_from_module_attribute_reports_conflicts(node: NodeDriver, redis_url: str, queue_name: str,
-                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+async def test_sync_from_module_attribute_reports_conflicts(
+    node: NodeDriver,
+    redis_url: str,
+    queue_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     module = tmp_path / f"sched_{queue_name.replace('-', '_')}.py"
-    module.write_text(textwrap.dedent(f"""
+    module.write_text(
+        textwrap.dedent(f"""
         from bullbridge.scheduler import Declaration, Schedule
 
         SCHEDULES = Declaration("mod-demo", (
             Schedule(id="mine", queue="{queue_name}", every=60_000),
             Schedule(id="theirs", queue="{queue_name}", every=60_000),
         ))
-    """), encoding="utf-8")
+    """),
+        encoding="utf-8",
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     await node.eval("await queue(args.q).upsertJobScheduler('theirs', { every: 5000 }, {});", q=queue_name)
     status = await asyncio.to_thread(main, ["schedule", "sync", f"{module.stem}:SCHEDULES", "--redis", redis_url])

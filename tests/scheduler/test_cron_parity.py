@@ -24,8 +24,8 @@ ZONES = (*DST_ZONES, "Asia/Kolkata")
 YEARS = range(2025, 2028)
 
 PATTERNS = (
-    "0 2 * * *",          # the seed's nightly job: 02:00 is skipped / repeated in some zones
-    "30 2 * * *",         # Node 07:30Z, the port's croniter 08:30Z on 2025-11-02 New York
+    "0 2 * * *",  # the seed's nightly job: 02:00 is skipped / repeated in some zones
+    "30 2 * * *",  # Node 07:30Z, the port's croniter 08:30Z on 2025-11-02 New York
     "30 1 * * *",
     "0 3 * * *",
     "59 1 * * *",
@@ -35,7 +35,7 @@ PATTERNS = (
     "0 */6 * * *",
     "15,45 1-3 * * *",
     "0 1,2,3 * * *",
-    "0 0 2 * * *",        # 6 fields, seconds first
+    "0 0 2 * * *",  # 6 fields, seconds first
     "30 */30 2 * * *",
     "0 10 * * 5",
     "0 2 * * 0#1",
@@ -89,8 +89,16 @@ async def test_next_runs_match_node_across_every_dst_transition(node: NodeDriver
         got = _python(case)
         if got != expected:
             mismatches.append((case, got, expected))
-    shown = [(c[0], c[1], iso(int(c[2])), [iso(x) if x else x for x in g],  # type: ignore[call-overload]
-              e if isinstance(e, str) else [iso(x) if x else x for x in e]) for c, g, e in mismatches[:5]]
+    shown = [
+        (
+            c[0],
+            c[1],
+            iso(int(c[2])),
+            [iso(x) if x else x for x in g],  # type: ignore[call-overload]
+            e if isinstance(e, str) else [iso(x) if x else x for x in e],
+        )
+        for c, g, e in mismatches[:5]
+    ]
     assert not mismatches, f"{len(mismatches)} of {len(cases)} cases differ from Node, e.g. {shown}"
 
 
@@ -109,19 +117,65 @@ async def test_the_ports_croniter_is_an_hour_late_at_fall_back(node: NodeDriver)
 
 
 SYNTAX = (
-    "* * * * *", "*/5 * * * * *", "0 0 * * 0,7", "0 0 * * 7", "0 0 * * 5-7", "0 0 * * sun-sat",
-    "0 0 * jan-mar MON-FRI", "0 0 * * JUL", "0 0 L * *", "0 0 L 2 *", "0 0 5L * *", "0 0 * * 5L", "0 0 * * 1,5L",
-    "0 0 * * L", "0 0 * * 5#3", "0 0 * * fri#5", "0 0 * * 5#6", "0 0 * * 5#0x3", "0 0 * * 1-5#2", "0 0 LW * *",
-    "0 0 15W * *", "0 0 30 2 *", "0 0 31 4 *", "0 0 29 2 *", "0 0 30,31 2 *", "0 0 31 2 1", "1-5-7 * * * *",
-    "*/0 * * * *", "0/0 * * * *", "1/5L * * * *", "0 0 1/5L * *", "0 0 L-2 * *", "60 * * * *", "0 24 * * *",
-    "0 0 0 * *", "0 0 * 13 *", "0 0 * 0 *", "0 0 * * 8", "H * * * *", "H(0-29)/10 H * * *", "H(0-5),0x1f * * * *",
-    "@daily", "@DAILY", "@weekdays", "@reboot", "", "   ", "* * * * * * *", "0 0 ? * ?", "5 4", "1,2,,3 * * * *",
-    "0 0 * * mon,tue,xyz", "0 0 1 1 * 2025",
+    "* * * * *",
+    "*/5 * * * * *",
+    "0 0 * * 0,7",
+    "0 0 * * 7",
+    "0 0 * * 5-7",
+    "0 0 * * sun-sat",
+    "0 0 * jan-mar MON-FRI",
+    "0 0 * * JUL",
+    "0 0 L * *",
+    "0 0 L 2 *",
+    "0 0 5L * *",
+    "0 0 * * 5L",
+    "0 0 * * 1,5L",
+    "0 0 * * L",
+    "0 0 * * 5#3",
+    "0 0 * * fri#5",
+    "0 0 * * 5#6",
+    "0 0 * * 5#0x3",
+    "0 0 * * 1-5#2",
+    "0 0 LW * *",
+    "0 0 15W * *",
+    "0 0 30 2 *",
+    "0 0 31 4 *",
+    "0 0 29 2 *",
+    "0 0 30,31 2 *",
+    "0 0 31 2 1",
+    "1-5-7 * * * *",
+    "*/0 * * * *",
+    "0/0 * * * *",
+    "1/5L * * * *",
+    "0 0 1/5L * *",
+    "0 0 L-2 * *",
+    "60 * * * *",
+    "0 24 * * *",
+    "0 0 0 * *",
+    "0 0 * 13 *",
+    "0 0 * 0 *",
+    "0 0 * * 8",
+    "H * * * *",
+    "H(0-29)/10 H * * *",
+    "H(0-5),0x1f * * * *",
+    "@daily",
+    "@DAILY",
+    "@weekdays",
+    "@reboot",
+    "",
+    "   ",
+    "* * * * * * *",
+    "0 0 ? * ?",
+    "5 4",
+    "1,2,,3 * * * *",
+    "0 0 * * mon,tue,xyz",
+    "0 0 1 1 * 2025",
 )
 
 
 async def test_parser_accepts_and_reads_exactly_what_node_does(node: NodeDriver) -> None:
-    node_fields = await node.eval(r"""
+    node_fields = await node.eval(
+        r"""
       const { CronExpressionParser } = process.mainModule.require('cron-parser');
       return args.patterns.map(p => {
         try {
@@ -130,7 +184,9 @@ async def test_parser_accepts_and_reads_exactly_what_node_does(node: NodeDriver)
             .concat([f.dayOfWeek.nthDay, f.dayOfMonth.isWildcard, f.dayOfWeek.isWildcard,
                      f.dayOfMonth.hasLastChar, f.dayOfWeek.hasLastChar]);
         } catch (e) { return 'error'; }
-      });""", patterns=list(SYNTAX))
+      });""",
+        patterns=list(SYNTAX),
+    )
     accepted = 0
     for pattern, expected in zip(SYNTAX, node_fields):
         try:
@@ -140,7 +196,12 @@ async def test_parser_accepts_and_reads_exactly_what_node_does(node: NodeDriver)
             continue
         accepted += 1
         got = [list(x.values) for x in (f.second, f.minute, f.hour, f.day_of_month, f.month, f.day_of_week)]
-        got += [f.day_of_week.nth_day, f.day_of_month.wildcard, f.day_of_week.wildcard,
-                f.day_of_month.has_last, f.day_of_week.has_last]
+        got += [
+            f.day_of_week.nth_day,
+            f.day_of_month.wildcard,
+            f.day_of_week.wildcard,
+            f.day_of_month.has_last,
+            f.day_of_week.has_last,
+        ]
         assert got == expected, pattern
     assert accepted >= 25

@@ -36,9 +36,14 @@ async def _python_worker(make_worker: Any, name: str, seen: list[tuple[str, str]
 
 
 async def test_python_declared_schedule_fires_on_node_workers(
-        node: NodeDriver, client: RespClient, redis_url: str, queue_name: str) -> None:
-    await sync(Declaration("interop", (Schedule(id="tick", queue=queue_name, every=300, name="tick",
-                                                data={"from": "python"}),)), redis_url)
+    node: NodeDriver, client: RespClient, redis_url: str, queue_name: str
+) -> None:
+    await sync(
+        Declaration(
+            "interop", (Schedule(id="tick", queue=queue_name, every=300, name="tick", data={"from": "python"}),)
+        ),
+        redis_url,
+    )
     handle = await node.start_worker(queue_name, "async job => ({ data: job.data, id: job.id })")
     try:
         events = await node.wait_event(handle, "completed", count=4, timeout=10)
@@ -51,9 +56,13 @@ async def test_python_declared_schedule_fires_on_node_workers(
 
 
 async def test_node_declared_seconds_cron_fires_on_python_workers(
-        node: NodeDriver, make_worker: Any, queue_name: str) -> None:
-    await node.eval("""await queue(args.q).upsertJobScheduler('secs', { pattern: '* * * * * *', tz: 'Europe/Berlin' },
-                       { name: 'sec', data: { from: 'node' } });""", q=queue_name)
+    node: NodeDriver, make_worker: Any, queue_name: str
+) -> None:
+    await node.eval(
+        """await queue(args.q).upsertJobScheduler('secs', { pattern: '* * * * * *', tz: 'Europe/Berlin' },
+                       { name: 'sec', data: { from: 'node' } });""",
+        q=queue_name,
+    )
     seen: list[tuple[str, str]] = []
     await _python_worker(make_worker, "sec", seen)
     await wait_until(lambda: len(seen) >= 3, timeout=10, what="3 runs on the Python worker")
@@ -63,10 +72,10 @@ async def test_node_declared_seconds_cron_fires_on_python_workers(
 
 
 async def test_iterations_continue_when_workers_of_the_other_language_take_over(
-        node: NodeDriver, make_worker: Any, client: RespClient, queue_name: str) -> None:
+    node: NodeDriver, make_worker: Any, client: RespClient, queue_name: str
+) -> None:
     keys = QueueKeys(queue_name)
-    await node.eval("await queue(args.q).upsertJobScheduler('turns', { every: 250 }, { name: 'turn' });",
-                    q=queue_name)
+    await node.eval("await queue(args.q).upsertJobScheduler('turns', { every: 250 }, { name: 'turn' });", q=queue_name)
     ran: list[tuple[str, str]] = []
 
     async def python_turn(count: int) -> None:
@@ -80,8 +89,9 @@ async def test_iterations_continue_when_workers_of_the_other_language_take_over(
         events = await node.wait_event(handle, "completed", count=count, timeout=10)
         await node.close_worker(handle)
         seen = {job_id for job_id, _ in ran}
-        ran.extend((e["jobId"], "node") for e in node.events[handle] if e.event == "completed"
-                   and e["jobId"] not in seen)
+        ran.extend(
+            (e["jobId"], "node") for e in node.events[handle] if e.event == "completed" and e["jobId"] not in seen
+        )
         assert len(events) >= count
 
     await python_turn(2)

@@ -49,16 +49,28 @@ def _opts(job: Job) -> dict[str, Any]:
     return {k: v for k, v in job.opts.items() if k not in ("timestamp", "delay")}
 
 
-async def _node_upsert(node: NodeDriver, queue: str, scheduler_id: str, repeat: dict[str, Any],
-                       template: dict[str, Any]) -> None:
-    await node.eval("await queue(args.q).upsertJobScheduler(args.id, args.repeat, args.template);",
-                    q=queue, id=scheduler_id, repeat=repeat, template=template)
+async def _node_upsert(
+    node: NodeDriver, queue: str, scheduler_id: str, repeat: dict[str, Any], template: dict[str, Any]
+) -> None:
+    await node.eval(
+        "await queue(args.q).upsertJobScheduler(args.id, args.repeat, args.template);",
+        q=queue,
+        id=scheduler_id,
+        repeat=repeat,
+        template=template,
+    )
 
 
 TWINS = [
-    ("cron", {"pattern": "0 2 * * *", "tz": "America/New_York", "limit": 5},
-     {"name": "nightly", "data": {"a": 1}, "opts": {"attempts": 3, "backoff": 2000, "removeOnComplete": True,
-                                                     "keepLogs": 3, "priority": 4}}),
+    (
+        "cron",
+        {"pattern": "0 2 * * *", "tz": "America/New_York", "limit": 5},
+        {
+            "name": "nightly",
+            "data": {"a": 1},
+            "opts": {"attempts": 3, "backoff": 2000, "removeOnComplete": True, "keepLogs": 3, "priority": 4},
+        },
+    ),
     ("secs", {"pattern": "*/10 * * * * *", "tz": "Europe/Berlin"}, {"name": "s", "data": {"b": [1, 2]}}),
     ("every", {"every": 7_200_000, "offset": 600_000}, {"name": "e", "opts": {"removeOnFail": {"count": 3}}}),
 ]
@@ -66,8 +78,13 @@ TWINS = [
 
 @pytest.mark.parametrize(("scheduler_id", "repeat", "template"), TWINS, ids=[t[0] for t in TWINS])
 async def test_next_iteration_is_what_a_node_worker_adds(
-        node: NodeDriver, client: RespClient, queue_name: str,
-        scheduler_id: str, repeat: dict[str, Any], template: dict[str, Any]) -> None:
+    node: NodeDriver,
+    client: RespClient,
+    queue_name: str,
+    scheduler_id: str,
+    repeat: dict[str, Any],
+    template: dict[str, Any],
+) -> None:
     start = now_ms() + 10 * 86_400_000
     repeat = {**repeat, "startDate": start}
     py_keys, node_keys = QueueKeys(queue_name), QueueKeys(queue_name + "-n")
@@ -92,9 +109,11 @@ async def test_next_iteration_is_what_a_node_worker_adds(
 
 
 async def test_calling_twice_for_the_same_job_adds_one_iteration(
-        node: NodeDriver, client: RespClient, keys: QueueKeys) -> None:
-    await _node_upsert(node, keys.name, "twice", {"pattern": "0 * * * *", "tz": "UTC",
-                                                  "startDate": now_ms() + 86_400_000}, {})
+    node: NodeDriver, client: RespClient, keys: QueueKeys
+) -> None:
+    await _node_upsert(
+        node, keys.name, "twice", {"pattern": "0 * * * *", "tz": "UTC", "startDate": now_ms() + 86_400_000}, {}
+    )
     job = await _pending(client, keys, "twice")
     first = await schedule_next_iteration(client, keys, job)
     assert first is not None and first != job.id
@@ -103,12 +122,19 @@ async def test_calling_twice_for_the_same_job_adds_one_iteration(
 
 
 async def test_limit_and_end_date_stop_the_schedule_as_in_node(
-        node: NodeDriver, client: RespClient, keys: QueueKeys) -> None:
+    node: NodeDriver, client: RespClient, keys: QueueKeys
+) -> None:
     start = now_ms() + 86_400_000
-    await _node_upsert(node, keys.name, "two", {"pattern": "0 * * * *", "tz": "UTC", "limit": 2,
-                                                "startDate": start}, {})
-    await _node_upsert(node, keys.name, "ends", {"pattern": "0 * * * *", "tz": "UTC", "startDate": start,
-                                                 "endDate": start + 2 * 3_600_000 + 1}, {})
+    await _node_upsert(
+        node, keys.name, "two", {"pattern": "0 * * * *", "tz": "UTC", "limit": 2, "startDate": start}, {}
+    )
+    await _node_upsert(
+        node,
+        keys.name,
+        "ends",
+        {"pattern": "0 * * * *", "tz": "UTC", "startDate": start, "endDate": start + 2 * 3_600_000 + 1},
+        {},
+    )
     job = await _pending(client, keys, "two")
     assert await schedule_next_iteration(client, keys, job) is not None
     assert await schedule_next_iteration(client, keys, await _pending(client, keys, "two")) is None
@@ -118,11 +144,20 @@ async def test_limit_and_end_date_stop_the_schedule_as_in_node(
 
 
 async def test_jobs_without_a_scheduler_are_ignored_and_legacy_keys_refused(
-        client: RespClient, keys: QueueKeys) -> None:
+    client: RespClient, keys: QueueKeys
+) -> None:
     plain = Job(keys.name, "1", {b"name": b"x", b"data": b"{}", b"opts": b"{}"})
     assert await schedule_next_iteration(client, keys, plain) is None
-    legacy = Job(keys.name, "repeat:abc:1", {b"name": b"x", b"data": b"{}", b"rjk": b"x:abc::UTC:*/5 * * * *",
-                                             b"opts": codec.encode({"repeat": {"pattern": "*/5 * * * *"}})})
+    legacy = Job(
+        keys.name,
+        "repeat:abc:1",
+        {
+            b"name": b"x",
+            b"data": b"{}",
+            b"rjk": b"x:abc::UTC:*/5 * * * *",
+            b"opts": codec.encode({"repeat": {"pattern": "*/5 * * * *"}}),
+        },
+    )
     with pytest.raises(LegacyRepeatableJob, match="Legacy repeatable job"):
         await schedule_next_iteration(client, keys, legacy)
 
@@ -130,25 +165,33 @@ async def test_jobs_without_a_scheduler_are_ignored_and_legacy_keys_refused(
 # --- the seed app's schedules, across both DST changes of 2027 ------------------------------
 
 SEED = (
-    ("nightly-report", "0 2 * * *", {}),                       # daily 02:00 New York
-    ("hourly-sync", "0 * * * *", {}),                          # hourly
-    ("six-hourly-rollup", "0 */6 * * *", {}),                  # every 6 h
-    ("friday-digest", "0 10 * * 5", {"spread_ms": 900_000}),   # Fridays 10:00; the handler spreads the sends
+    ("nightly-report", "0 2 * * *", {}),  # daily 02:00 New York
+    ("hourly-sync", "0 * * * *", {}),  # hourly
+    ("six-hourly-rollup", "0 */6 * * *", {}),  # every 6 h
+    ("friday-digest", "0 10 * * 5", {"spread_ms": 900_000}),  # Fridays 10:00; the handler spreads the sends
 )
 #: Enough runs from a Friday 09:00 start for every schedule to cross the DST change.
 STEPS = {"nightly-report": 4, "hourly-sync": 48, "six-hourly-rollup": 12, "friday-digest": 3}
 
 
 def seed_declaration(queue: str, start: datetime) -> Declaration:
-    return Declaration("seed-app", tuple(
-        Schedule(id=sid, queue=queue, pattern=pattern, tz="America/New_York", data=data, start_date=start)
-        for sid, pattern, data in SEED))
+    return Declaration(
+        "seed-app",
+        tuple(
+            Schedule(id=sid, queue=queue, pattern=pattern, tz="America/New_York", data=data, start_date=start)
+            for sid, pattern, data in SEED
+        ),
+    )
 
 
-@pytest.mark.parametrize("start", [datetime(2027, 3, 12, 9, tzinfo=NEW_YORK),
-                                   datetime(2027, 11, 5, 9, tzinfo=NEW_YORK)], ids=["spring", "fall"])
+@pytest.mark.parametrize(
+    "start",
+    [datetime(2027, 3, 12, 9, tzinfo=NEW_YORK), datetime(2027, 11, 5, 9, tzinfo=NEW_YORK)],
+    ids=["spring", "fall"],
+)
 async def test_seed_schedules_fire_at_nodes_instants_across_dst(
-        node: NodeDriver, client: RespClient, redis_url: str, queue_name: str, start: datetime) -> None:
+    node: NodeDriver, client: RespClient, redis_url: str, queue_name: str, start: datetime
+) -> None:
     """Declared in Python, synced, then iterated with Python and Node taking turns
     on simulated time: the fire instants are those bullbridge predicts, and
     those Node computes from the stored scheduler alone."""
@@ -158,12 +201,14 @@ async def test_seed_schedules_fire_at_nodes_instants_across_dst(
     report = await sync(declaration, redis_url)
     assert len(report.created) == 4
     start_ms = datetime_ms(start)
-    stored = await node.eval("""
+    stored = await node.eval(
+        """
       const out = {};
       for (const s of await queue(args.q).getJobSchedulers()) out[s.key] = [s.pattern, s.tz, s.startDate];
-      return out;""", q=queue_name)
-    node_cases = [[stored[sid][0], stored[sid][1], created_at, stored[sid][2], None, STEPS[sid]]
-                  for sid, _, _ in SEED]
+      return out;""",
+        q=queue_name,
+    )
+    node_cases = [[stored[sid][0], stored[sid][1], created_at, stored[sid][2], None, STEPS[sid]] for sid, _, _ in SEED]
     node_sequences = await node_next_millis(node, node_cases)
     for (sid, _, _), node_sequence in zip(SEED, node_sequences):
         schedule = next(s for s in declaration.schedules if s.id == sid)

@@ -56,8 +56,18 @@ def otel_node_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail("npm is not on PATH: the telemetry interop tests install bullmq-otel with it")
     prefix = tmp_path_factory.mktemp("otel-npm")
     # --legacy-peer-deps: bullmq-otel's peer bullmq is the checkout's own, not a second copy.
-    cmd = [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--no-save", "--loglevel=error",
-           "--legacy-peer-deps", *NPM_PACKAGES]
+    cmd = [
+        npm,
+        "install",
+        "--prefix",
+        str(prefix),
+        "--no-audit",
+        "--no-fund",
+        "--no-save",
+        "--loglevel=error",
+        "--legacy-peer-deps",
+        *NPM_PACKAGES,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         pytest.fail(f"npm install of {' '.join(NPM_PACKAGES)} failed:\n{done.stderr[-2000:]}")
@@ -78,6 +88,7 @@ Harness = Callable[..., Awaitable[Any]]
 @pytest.fixture
 async def harness(otel_node: NodeDriver) -> AsyncIterator[Harness]:
     """``await harness("add", queue=..., name=...)``: call a function of otel_harness.js."""
+
     async def call(fn: str, **args: Any) -> Any:
         return await otel_node.call_producer(HARNESS, None, args, export=fn, timeout=30)
 
@@ -127,8 +138,6 @@ def span_view(span: ReadableSpan) -> dict[str, Any]:
         "events": [{"name": e.name, "attributes": dict(e.attributes or {})} for e in span.events],
         "scope": span.instrumentation_scope.name if span.instrumentation_scope else None,
     }
-
-
 
 
 def traceparent(span: dict[str, Any]) -> str:

@@ -29,8 +29,9 @@ def py_metrics(py_otel: PyOtel) -> list[dict[str, Any]]:
                         assert isinstance(point, NumberDataPoint)
                         value = point.value
                     points.append({"attributes": dict(point.attributes or {}), "value": value})
-                out.append({"name": metric.name, "unit": metric.unit, "description": metric.description,
-                            "points": points})
+                out.append(
+                    {"name": metric.name, "unit": metric.unit, "description": metric.description, "points": points}
+                )
     return out
 
 
@@ -52,8 +53,12 @@ def for_queue(metrics: list[dict[str, Any]], queue: str) -> dict[str, Any]:
 
 
 async def test_job_metrics_match_node(harness: Harness, py_otel: PyOtel, redis_url: str, queue_name: str) -> None:
-    jobs: dict[str, dict[str, Any]] = {"ok": {}, "bad": {"attempts": 1}, "again": {"attempts": 2},
-                                       "later": {"attempts": 2, "backoff": {"type": "fixed", "delay": 20}}}
+    jobs: dict[str, dict[str, Any]] = {
+        "ok": {},
+        "bad": {"attempts": 1},
+        "again": {"attempts": 2},
+        "later": {"attempts": 2, "backoff": {"type": "fixed", "delay": 20}},
+    }
     views = {}
     for lang in ("node", "python"):
         queue = f"{queue_name}-{lang}"
@@ -62,10 +67,12 @@ async def test_job_metrics_match_node(harness: Harness, py_otel: PyOtel, redis_u
             if lang == "node":
                 await harness("startWorker", queue=queue, fail="boom")
             else:
+
                 async def run(job: Any) -> str:
                     if job.name != "ok":
                         raise RuntimeError("boom")
                     return "done"
+
                 worker = Worker(queue, run, connection=redis_url, telemetry=py_otel.telemetry)
                 await worker.start()
             for job_id in ids:
@@ -82,12 +89,21 @@ async def test_job_metrics_match_node(harness: Harness, py_otel: PyOtel, redis_u
         views[lang] = await until(settled, what=f"{lang}'s metrics")
     assert views["python"] == views["node"]
     state = "bullmq.job.state"
-    assert views["python"]["bullmq.jobs.completed"] == ("1", "Number of jobs completed", {
-        (("bullmq.job.name", "ok"), (state, "completed")): 1})
+    assert views["python"]["bullmq.jobs.completed"] == (
+        "1",
+        "Number of jobs completed",
+        {(("bullmq.job.name", "ok"), (state, "completed")): 1},
+    )
     assert views["python"]["bullmq.jobs.failed"][2] == {
-        (("bullmq.job.name", n), (state, "failed")): 1 for n in ("bad", "again", "later")}
-    assert set(views["python"]) == {"bullmq.jobs.completed", "bullmq.jobs.failed", "bullmq.jobs.retried",
-                                    "bullmq.jobs.delayed", "bullmq.job.duration"}
+        (("bullmq.job.name", n), (state, "failed")): 1 for n in ("bad", "again", "later")
+    }
+    assert set(views["python"]) == {
+        "bullmq.jobs.completed",
+        "bullmq.jobs.failed",
+        "bullmq.jobs.retried",
+        "bullmq.jobs.delayed",
+        "bullmq.job.duration",
+    }
     assert views["python"]["bullmq.job.duration"][:2] == ("ms", "Job processing duration")
 
 
@@ -155,8 +171,9 @@ def test_a_clear_error_when_opentelemetry_is_not_installed() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-async def test_moves_a_handler_makes_are_counted_as_node_counts_them(py_otel: PyOtel, redis_url: str,
-                                                                    queue_name: str) -> None:
+async def test_moves_a_handler_makes_are_counted_as_node_counts_them(
+    py_otel: PyOtel, redis_url: str, queue_name: str
+) -> None:
     """delay_until (Node: moveToDelayed + DelayedError) counts bullmq.jobs.delayed; the
     attempt's span ends without an outcome event, as Node's does."""
     runs: list[int] = []

@@ -47,8 +47,7 @@ def inner(pytester: pytest.Pytester, redis_url: str, monkeypatch: pytest.MonkeyP
 
     def run(*args: str, node_modules: Path | None = OWN_NODE_MODULES) -> pytest.RunResult:
         extra = [f"--bullbridge-node-modules={node_modules}"] if node_modules else []
-        return pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider",
-                                             *extra, *args, timeout=120)
+        return pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", *extra, *args, timeout=120)
 
     return run
 

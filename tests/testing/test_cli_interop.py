@@ -14,8 +14,13 @@ from tests.testing.conftest import OWN_NODE_MODULES
 
 
 def _check(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bullbridge", "interop", "check", "--redis", redis_url, *args],
-                          capture_output=True, text=True, timeout=180, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bullbridge", "interop", "check", "--redis", redis_url, *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 async def _keys(redis_url: str, pattern: str) -> list[bytes]:
@@ -27,13 +32,28 @@ async def _keys(redis_url: str, pattern: str) -> list[bytes]:
 
 
 async def test_json_report_and_every_key_removed(redis_url: str) -> None:
-    done = _check(redis_url, "--node-modules", str(OWN_NODE_MODULES), "--only", "plain_job", "--only", "stored_options",
-                  "--only", "flow[P->N]", "--json")
+    done = _check(
+        redis_url,
+        "--node-modules",
+        str(OWN_NODE_MODULES),
+        "--only",
+        "plain_job",
+        "--only",
+        "stored_options",
+        "--only",
+        "flow[P->N]",
+        "--json",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     assert report["ok"] is True and report["nodeBullmq"] == "6.7.0" and report["pythonPort"] == "3.4.4"
     assert [r["id"] for r in report["results"]] == [
-        "plain_job[N->P]", "plain_job[P->N]", "stored_options[N->P]", "stored_options[P->N]", "flow[P->N]"]
+        "plain_job[N->P]",
+        "plain_job[P->N]",
+        "stored_options[N->P]",
+        "stored_options[P->N]",
+        "flow[P->N]",
+    ]
     assert report["counts"] == {"pass": 5, "fail": 0, "known": 0}
     assert report["prefix"].startswith("bbcheck-") and report["keysLeft"] == 0
     assert await _keys(redis_url, f"{report['prefix']}:*") == []
@@ -41,14 +61,25 @@ async def test_json_report_and_every_key_removed(redis_url: str) -> None:
 
 
 async def test_older_node_bullmq_table_with_known_differences(redis_url: str, node5_modules: Path) -> None:
-    done = _check(redis_url, "--node-modules", str(node5_modules), "--only", "plain_job", "--only", "pause_resume",
-                  "--only", "stalled_recovery")
+    done = _check(
+        redis_url,
+        "--node-modules",
+        str(node5_modules),
+        "--only",
+        "plain_job",
+        "--only",
+        "pause_resume",
+        "--only",
+        "stalled_recovery",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "Node bullmq 5.81.5" in out, out
-    assert [line.split()[:3] for line in out.splitlines() if line.startswith(("plain_job ", "pause_resume ",
-                                                                              "stalled_recovery "))] == [
-        ["plain_job", "pass", "pass"], ["pause_resume", "pass", "known"], ["stalled_recovery", "pass", "pass"]]
+    assert [
+        line.split()[:3]
+        for line in out.splitlines()
+        if line.startswith(("plain_job ", "pause_resume ", "stalled_recovery "))
+    ] == [["plain_job", "pass", "pass"], ["pause_resume", "pass", "known"], ["stalled_recovery", "pass", "pass"]]
     assert "known difference pause_resume[P->N]: " in out and "Node 5" in out
     assert out.rstrip().splitlines()[-1].startswith("OK: 5 passed, 0 failed, 1 known difference(s)")
     assert await _keys(redis_url, "bbcheck-*") == []
@@ -63,8 +94,13 @@ def test_setup_errors_exit_2_with_a_message(redis_url: str, tmp_path: Path) -> N
 
 
 def test_list_names_every_scenario_both_ways() -> None:
-    done = subprocess.run([sys.executable, "-m", "bullbridge", "interop", "check", "--list"], capture_output=True,
-                          text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bullbridge", "interop", "check", "--list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     ids = [line.split()[0] for line in done.stdout.splitlines()]
     assert ids == [s.id for s in SCENARIOS] and len(ids) >= 40
     names = {s.name for s in SCENARIOS}
@@ -74,12 +110,23 @@ def test_list_names_every_scenario_both_ways() -> None:
 
 
 def test_a_failure_is_shown_and_fails_the_check() -> None:
-    report = CheckReport("6.7.0", "/x/node_modules/bullmq", "v20", "3.4.4", "0.1.0", "3.11", "7.0",
-                         "redis://:***@h:1/0", "bbcheck-1", results=[
-                             ScenarioResult("flow", "N->P", "pass", 0.1),
-                             ScenarioResult("flow", "P->N", "fail", 0.2, "parent never completed"),
-                             ScenarioResult("delay", "N->P", "known", 0.3, "late", note="a documented difference")],
-                         seconds=1.0)
+    report = CheckReport(
+        "6.7.0",
+        "/x/node_modules/bullmq",
+        "v20",
+        "3.4.4",
+        "0.1.0",
+        "3.11",
+        "7.0",
+        "redis://:***@h:1/0",
+        "bbcheck-1",
+        results=[
+            ScenarioResult("flow", "N->P", "pass", 0.1),
+            ScenarioResult("flow", "P->N", "fail", 0.2, "parent never completed"),
+            ScenarioResult("delay", "N->P", "known", 0.3, "late", note="a documented difference"),
+        ],
+        seconds=1.0,
+    )
     assert not report.ok
     text = report.render()
     assert "flow      pass    fail" in text and "delay     known   -       N->P: a documented difference" in text

@@ -12,8 +12,12 @@ import pytest
 from bullbridge.testing import Contract, ContractMismatch, ContractStore, Interop, RecordedJob
 from tests.testing.conftest import write
 
-JOB = RecordedJob("billing", "invoice", {"id": "A-1", "cents": 1250, "lines": [{"sku": "b", "qty": 2}]},
-                  {"attempts": 3, "jobId": "invoice-A-1"})
+JOB = RecordedJob(
+    "billing",
+    "invoice",
+    {"id": "A-1", "cents": 1250, "lines": [{"sku": "b", "qty": 2}]},
+    {"attempts": 3, "jobId": "invoice-A-1"},
+)
 
 
 def _contract(*jobs: RecordedJob) -> Contract:
@@ -24,8 +28,12 @@ def _contract(*jobs: RecordedJob) -> Contract:
 
 
 def test_diff_names_every_change_by_path() -> None:
-    changed = RecordedJob("billing", "invoice", {"id": "A-1", "amount": 12.5, "lines": [{"sku": "b", "qty": "2"}]},
-                          {"attempts": 5, "jobId": "invoice-A-1"})
+    changed = RecordedJob(
+        "billing",
+        "invoice",
+        {"id": "A-1", "amount": 12.5, "lines": [{"sku": "b", "qty": "2"}]},
+        {"attempts": 5, "jobId": "invoice-A-1"},
+    )
     assert _contract(JOB).diff(_contract(changed)) == [
         "job 0 (billing/invoice): data.cents is gone (was 1250)",
         'job 0 (billing/invoice): data.lines.0.qty was 2, now "2"',
@@ -59,9 +67,9 @@ def test_files_round_trip_and_explain_a_missing_one(tmp_path: Path) -> None:
 
 def test_store_writes_new_contracts_compares_and_updates(tmp_path: Path) -> None:
     store = ContractStore(tmp_path)
-    store.check(_contract(JOB), "billing")                       # missing: written
+    store.check(_contract(JOB), "billing")  # missing: written
     assert store.load("billing") == _contract(JOB)
-    store.check(Contract((JOB,), "node", {"bullmq": "5.81.5"}), "billing")   # versions are not compared
+    store.check(Contract((JOB,), "node", {"bullmq": "5.81.5"}), "billing")  # versions are not compared
     changed = RecordedJob("billing", "invoice", {**JOB.data, "cents": 99}, JOB.opts)
     with pytest.raises(ContractMismatch, match=r"data.cents was 1250, now 99\n.*--bullbridge-update-contracts"):
         store.check(_contract(changed), "billing")
@@ -81,11 +89,16 @@ async def test_record_reads_what_both_languages_stored_in_order(redis_url: str) 
         await producer.add("third", {"n": 3}, priority=4, job_id="p-3")
         await interop.node_add("mixed", "fourth", {"n": 4}, {"lifo": True})
         driver = await interop.node_driver()
-        await driver.eval("await queue(args.q).upsertJobScheduler('tick', { every: 60000 }, { name: 'tick' });",
-                          q="mixed")
+        await driver.eval(
+            "await queue(args.q).upsertJobScheduler('tick', { every: 60000 }, { name: 'tick' });", q="mixed"
+        )
         contract = await interop.record("mixed", producer="mixed")
         assert [(j.name, j.data) for j in contract.jobs] == [
-            ("first", {"n": 1}), ("second", {"n": 2}), ("third", {"n": 3}), ("fourth", {"n": 4})]
+            ("first", {"n": 1}),
+            ("second", {"n": 2}),
+            ("third", {"n": 3}),
+            ("fourth", {"n": 4}),
+        ]
         assert contract.jobs[1].opts == {"delay": 60000, "jobId": "later", "attempts": 0}
         assert contract.jobs[2].opts["priority"] == 4 and contract.jobs[2].opts["jobId"] == "p-3"
         assert contract.jobs[3].opts["lifo"] is True
@@ -93,8 +106,9 @@ async def test_record_reads_what_both_languages_stored_in_order(redis_url: str) 
 
 async def test_replay_runs_recorded_jobs_now_with_their_stored_options(redis_url: str) -> None:
     recorded = _contract(
-        RecordedJob("billing", "invoice", {"n": 1}, {"attempts": 2, "delay": 60000, "jobId": "inv-1",
-                                                      "removeOnComplete": True}),
+        RecordedJob(
+            "billing", "invoice", {"n": 1}, {"attempts": 2, "delay": 60000, "jobId": "inv-1", "removeOnComplete": True}
+        ),
         RecordedJob("billing", "invoice", {"n": 2}, {"attempts": 0, "deduplication": {"id": "d"}, "de": {"id": "d"}}),
         RecordedJob("billing", "invoice", {"n": 3}, {"attempts": 0, "de": {"id": "d"}}),
     )
@@ -113,9 +127,12 @@ async def test_replay_runs_recorded_jobs_now_with_their_stored_options(redis_url
     assert not replay.views[0].exists, "removeOnComplete was honoured: the outcome came from the event stream"
     assert seen[0][0] == "inv-1" and seen[0][2] == {"attempts": 2, "jobId": "inv-1", "removeOnComplete": True}
     assert len(replay.received) == 3 and replay.received[2].data == {"n": 3}
-    with pytest.raises(AssertionError, match=r"1 of 3 recorded job\(s\) not completed.*\n- billing/invoice "
-                                             r"data=\{'n': 3\}: job billing:\d+ \(invoice\) is 'failed' as python "
-                                             r"reads it; failedReason: ValueError: three is not billable"):
+    with pytest.raises(
+        AssertionError,
+        match=r"1 of 3 recorded job\(s\) not completed.*\n- billing/invoice "
+        r"data=\{'n': 3\}: job billing:\d+ \(invoice\) is 'failed' as python "
+        r"reads it; failedReason: ValueError: three is not billable",
+    ):
         replay.assert_all_completed()
 
 
@@ -172,7 +189,7 @@ def test_a_change_fails_on_the_side_that_changed(pytester: Any, inner: Any) -> N
     tests = write(pytester.path / "test_contracts.py", TESTS)
     contracts = pytester.path / "invoices.json"
 
-    inner("-q").assert_outcomes(passed=4)            # first run: contracts written, replays pass
+    inner("-q").assert_outcomes(passed=4)  # first run: contracts written, replays pass
     assert json.loads(contracts.read_text())["jobs"][0]["data"] == {"orderId": "A-1", "cents": 1250}
     inner("-q").assert_outcomes(passed=4)
 
@@ -180,14 +197,20 @@ def test_a_change_fails_on_the_side_that_changed(pytester: Any, inner: Any) -> N
     write(producer, PRODUCER_RENAMED)
     result = inner("-q", "-k", "node_records")
     result.assert_outcomes(failed=1, deselected=3)
-    result.stdout.fnmatch_lines(["*no longer match the contract*invoices.json*",
-                                 "*data.cents is gone (was 1250)*", "*data.amountCents is new: 1250*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*no longer match the contract*invoices.json*",
+            "*data.cents is gone (was 1250)*",
+            "*data.amountCents is new: 1250*",
+        ]
+    )
     # Accepted on purpose: now the Python consumer's replay fails, with the Python error.
     inner("-q", "-k", "node_records", "--bullbridge-update-contracts").assert_outcomes(passed=1, deselected=3)
     result = inner("-q", "-k", "python_replays")
     result.assert_outcomes(failed=1, deselected=3)
-    result.stdout.fnmatch_lines(["*1 of 1 recorded job(s) not completed by the consumer*",
-                                 "*failedReason: KeyError: 'cents'*"])
+    result.stdout.fnmatch_lines(
+        ["*1 of 1 recorded job(s) not completed by the consumer*", "*failedReason: KeyError: 'cents'*"]
+    )
 
     # The Python producer drops a field: its recording test fails; once accepted, Node's replay fails.
     write(tests, TESTS.replace('{"to": user["email"]}', '{"email": user["email"]}'))

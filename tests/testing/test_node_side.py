@@ -29,7 +29,7 @@ def test_find_looks_upwards_like_node(tmp_path: Path) -> None:
     assert find_node_modules(OWN_NODE_MODULES.parent / "bullbridge" / "testing") == OWN_NODE_MODULES
     (tmp_path / "node_modules" / "bullmq").mkdir(parents=True)
     (tmp_path / "node_modules" / "bullmq" / "package.json").write_text('{"name": "bullmq", "version": "5.1.0"}')
-    (tmp_path / "service" / "src" / "node_modules").mkdir(parents=True)   # one without bullmq is skipped
+    (tmp_path / "service" / "src" / "node_modules").mkdir(parents=True)  # one without bullmq is skipped
     assert find_node_modules(tmp_path / "service" / "src") == tmp_path / "node_modules"
     assert bullmq_version(tmp_path / "node_modules") == "5.1.0" and bullmq_version(tmp_path) is None
 
@@ -45,8 +45,11 @@ async def test_node_modules_and_node_path_beat_the_checkout_s_own(redis_url: str
 
 
 async def test_a_missing_bullmq_is_one_clear_error(redis_url: str, tmp_path: Path) -> None:
-    with pytest.raises(NodeError, match=r"bullmq is not installed in .* \(BULLBRIDGE_NODE_MODULES\): run `npm "
-                                        r"install bullmq`"):
+    with pytest.raises(
+        NodeError,
+        match=r"bullmq is not installed in .* \(BULLBRIDGE_NODE_MODULES\): run `npm "
+        r"install bullmq`",
+    ):
         await NodeDriver(redis_url, node_modules=tmp_path).start()
 
 
@@ -58,8 +61,12 @@ async def test_processor_and_producer_modules_in_every_export_shape(redis_url: s
     (tmp_path / "none.js").write_text("exports.value = 1;")
     prefix = new_prefix()
     async with NodeDriver(redis_url, prefix=prefix) as node:
-        for queue, module, export in (("q1", "cjs.js", None), ("q2", "ts.js", None), ("q3", "named.js", "b"),
-                                      ("q4", "esm.mjs", None)):
+        for queue, module, export in (
+            ("q1", "cjs.js", None),
+            ("q2", "ts.js", None),
+            ("q3", "named.js", "b"),
+            ("q4", "esm.mjs", None),
+        ):
             handle = await node.start_module_worker(queue, tmp_path / module, export=export)
             await node.add(queue, "x", {"x": 1})
             [done] = await node.wait_event(handle, "completed")

@@ -40,7 +40,9 @@ def _project(path: Path) -> None:
 
 def test_python_producer_to_a_node_processor_module(pytester: Any, inner: Any) -> None:
     _project(pytester.path)
-    write(pytester.path / "test_p2n.py", """
+    write(
+        pytester.path / "test_p2n.py",
+        """
         from pathlib import Path
 
         PROCESSOR = Path(__file__).parent / "node" / "processor.js"
@@ -64,13 +66,16 @@ def test_python_producer_to_a_node_processor_module(pytester: Any, inner: Any) -
             view = await bullbridge_interop.wait_for("email", job.id)
             assert view.assert_failed('no recipient in {"cc":"x"}').startswith("no recipient")
             assert "Error: no recipient" in view.stacktrace[0]
-    """)
+    """,
+    )
     inner("-q").assert_outcomes(passed=2)
 
 
 def test_node_producer_function_to_a_python_worker(pytester: Any, inner: Any) -> None:
     _project(pytester.path)
-    write(pytester.path / "test_n2p.py", """
+    write(
+        pytester.path / "test_n2p.py",
+        """
         from pathlib import Path
 
         PRODUCER = Path(__file__).parent / "node" / "producer.js"
@@ -95,13 +100,16 @@ def test_node_producer_function_to_a_python_worker(pytester: Any, inner: Any) ->
             # ctx.Queue ignored the production connection and used the test's Redis and prefix:
             view = await bullbridge_interop.view("audit", produced.ids[0])
             assert view is not None and view.data == {"what": "login"} and view.state == "waiting"
-    """)
+    """,
+    )
     inner("-q").assert_outcomes(passed=2)
 
 
 def test_a_failing_test_reports_the_other_side(pytester: Any, inner: Any) -> None:
     _project(pytester.path)
-    write(pytester.path / "test_fail.py", """
+    write(
+        pytester.path / "test_fail.py",
+        """
         from pathlib import Path
 
         async def test_broken(bullbridge_interop, bullbridge_node_worker):
@@ -112,12 +120,16 @@ def test_a_failing_test_reports_the_other_side(pytester: Any, inner: Any) -> Non
         async def test_never_finishes(bullbridge_interop):
             job = await bullbridge_interop.python_producer("nobody-listens").add("x", {})
             await bullbridge_interop.wait_for("nobody-listens", job.id, timeout=0.3)
-    """)
+    """,
+    )
     result = inner("-q")
     result.assert_outcomes(failed=2)
     text = result.stdout.str()
-    assert re.search(r"expected completed: job email:1 \(welcome\) is 'failed' as python reads it; "
-                     r"failedReason: no recipient in \{\"oops\":1\}", text), text
+    assert re.search(
+        r"expected completed: job email:1 \(welcome\) is 'failed' as python reads it; "
+        r"failedReason: no recipient in \{\"oops\":1\}",
+        text,
+    ), text
     assert "Error: no recipient" in text  # the Node stack
     assert re.search(r"^-+ bullbridge -+$", text, re.M), text
     assert re.search(r"key prefix 'bbt-[0-9a-f]{12}'", text), text
@@ -127,7 +139,9 @@ def test_a_failing_test_reports_the_other_side(pytester: Any, inner: Any) -> Non
 
 
 async def test_each_test_s_keys_are_removed(pytester: Any, inner: Any, redis_url: str, monkeypatch: Any) -> None:
-    write(pytester.path / "test_keys.py", """
+    write(
+        pytester.path / "test_keys.py",
+        """
         import os
 
         async def test_writes(bullbridge_interop, bullbridge_producer):
@@ -135,7 +149,8 @@ async def test_each_test_s_keys_are_removed(pytester: Any, inner: Any, redis_url
             await bullbridge_interop.node_add("q", "y", {"n": 2})
             with open(os.environ["PREFIX_FILE"], "a") as f:
                 f.write(bullbridge_interop.prefix + "\\n")
-    """)
+    """,
+    )
     prefix_file = pytester.path / "prefixes.txt"
     monkeypatch.setenv("PREFIX_FILE", str(prefix_file))
     inner("-q").assert_outcomes(passed=1)
@@ -154,7 +169,9 @@ async def test_each_test_s_keys_are_removed(pytester: Any, inner: Any, redis_url
 
 def test_a_sandboxed_processor_module(pytester: Any, inner: Any) -> None:
     _project(pytester.path)
-    write(pytester.path / "test_sandboxed.py", """
+    write(
+        pytester.path / "test_sandboxed.py",
+        """
         from pathlib import Path
 
         async def test_sandboxed(bullbridge_interop, bullbridge_node_worker):
@@ -164,34 +181,50 @@ def test_a_sandboxed_processor_module(pytester: Any, inner: Any) -> None:
             view = await bullbridge_interop.wait_for("email", job.id)
             view.assert_completed({"sent": "b@example.com", "attempt": 0})
             assert worker.received[0].data == {"to": "b@example.com"}
-    """)
+    """,
+    )
     inner("-q").assert_outcomes(passed=1)
 
 
 def test_node_modules_from_the_ini_file_and_clear_errors(pytester: Any, inner: Any) -> None:
-    write(pytester.path / "test_version.py", """
+    write(
+        pytester.path / "test_version.py",
+        """
         async def test_version(bullbridge_node):
             assert bullbridge_node.bullmq_version == "6.7.0"
-    """)
+    """,
+    )
     # The ini option, relative to the ini file, naming a project folder (its node_modules is used).
-    pytester.makefile(".ini", pytest=f"[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
-                                     f"bullbridge_node_modules = {Path(__file__).resolve().parents[2]}\n")
+    pytester.makefile(
+        ".ini",
+        pytest=f"[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+        f"bullbridge_node_modules = {Path(__file__).resolve().parents[2]}\n",
+    )
     result = inner("-q", node_modules=None)
     result.assert_outcomes(passed=1)
     # A project without `npm install`: one line that says what to do.
     (pytester.path / "service").mkdir()
-    pytester.makefile(".ini", pytest="[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
-                                     "bullbridge_node_modules = service\n")
+    pytester.makefile(
+        ".ini",
+        pytest="[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+        "bullbridge_node_modules = service\n",
+    )
     result = inner("-q", node_modules=None)
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*cannot use service as the Node side's node_modules: *service/node_modules "
-                                 "does not exist: run `npm install` in *service*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*cannot use service as the Node side's node_modules: *service/node_modules "
+            "does not exist: run `npm install` in *service*"
+        ]
+    )
 
 
 def test_an_older_node_bullmq(pytester: Any, inner: Any, node5_modules: Path) -> None:
     """The user's project pins BullMQ 5: the plugin's Node side runs it, both ways."""
     _project(pytester.path)
-    write(pytester.path / "test_node5.py", """
+    write(
+        pytester.path / "test_node5.py",
+        """
         from pathlib import Path
 
         HERE = Path(__file__).parent
@@ -211,17 +244,19 @@ def test_an_older_node_bullmq(pytester: Any, inner: Any, node5_modules: Path) ->
             produced = await bullbridge_node_producer(HERE / "node" / "producer.js", export="enqueueOrder")(
                 "orders", {"id": "5", "total": 1.5})
             (await bullbridge_interop.wait_for("orders", produced.id, seen_by="node")).assert_completed(150)
-    """)
+    """,
+    )
     result = inner("-q", node_modules=node5_modules)
     result.assert_outcomes(passed=1)
 
 
-def test_a_private_redis_when_none_is_configured(pytester: Any, inner: Any, redis_url: str,
-                                                 monkeypatch: Any) -> None:
+def test_a_private_redis_when_none_is_configured(pytester: Any, inner: Any, redis_url: str, monkeypatch: Any) -> None:
     monkeypatch.delenv("BULLBRIDGE_REDIS_URL")
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("OUTER_REDIS", redis_url)
-    write(pytester.path / "test_private.py", """
+    write(
+        pytester.path / "test_private.py",
+        """
         import os
 
         async def test_private(bullbridge_redis_url, bullbridge_interop):
@@ -229,5 +264,6 @@ def test_a_private_redis_when_none_is_configured(pytester: Any, inner: Any, redi
             assert bullbridge_redis_url != os.environ["OUTER_REDIS"]
             job = await bullbridge_interop.python_producer("q").add("x", {})
             assert (await bullbridge_interop.view("q", job.id)).state == "waiting"
-    """)
+    """,
+    )
     inner("-q").assert_outcomes(passed=1)

@@ -25,10 +25,13 @@ PORT_XFAIL = "the port's Worker"
 
 def impls(reason: str) -> Any:
     """Parametrize over bullbridge (must pass) and the port (xfail strict)."""
-    return pytest.mark.parametrize("impl", [
-        "bullbridge",
-        pytest.param("port", marks=pytest.mark.xfail(strict=True, reason=f"{PORT_XFAIL}: {reason}")),
-    ])
+    return pytest.mark.parametrize(
+        "impl",
+        [
+            "bullbridge",
+            pytest.param("port", marks=pytest.mark.xfail(strict=True, reason=f"{PORT_XFAIL}: {reason}")),
+        ],
+    )
 
 
 _CAMEL = {
@@ -44,8 +47,17 @@ _CAMEL = {
 class PyWorker:
     """A started worker of either implementation, running ``body(job)`` for every job."""
 
-    def __init__(self, impl: str, queue: str, redis_url: str, body: Body, *, limiter: dict[str, int] | None = None,
-                 backoff_strategies: dict[str, Any] | None = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        impl: str,
+        queue: str,
+        redis_url: str,
+        body: Body,
+        *,
+        limiter: dict[str, int] | None = None,
+        backoff_strategies: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> None:
         self.impl = impl
         self.queue = queue
         self.redis_url = redis_url
@@ -65,9 +77,14 @@ class PyWorker:
             async def handler(job: Any) -> Any:
                 return await body(job)
 
-            self._worker = Worker(self.queue, handler, connection=self.redis_url,
-                                  limiter=RateLimit(**self.limiter) if self.limiter else None,
-                                  backoff_strategies=self.backoff_strategies, **self.settings)
+            self._worker = Worker(
+                self.queue,
+                handler,
+                connection=self.redis_url,
+                limiter=RateLimit(**self.limiter) if self.limiter else None,
+                backoff_strategies=self.backoff_strategies,
+                **self.settings,
+            )
             self._worker.on("error", self.errors.append)
             await self._worker.start()
         else:
@@ -84,7 +101,7 @@ class PyWorker:
             if self.limiter:
                 opts["limiter"] = self.limiter
             if self.backoff_strategies:
-                (_name, fn), = self.backoff_strategies.items()
+                ((_name, fn),) = self.backoff_strategies.items()
                 opts["settings"] = {"backoffStrategy": fn}
             self._worker = bullmq.Worker(self.queue, processor, opts)
             self._worker.on("error", lambda err, *a: self.errors.append(err))

@@ -43,7 +43,7 @@ def square(job: Any) -> int:  # runs in the pool (run_in="process")
 
 
 def cube(n: int) -> int:  # runs in the pool (job.run_in_process)
-    return n ** 3
+    return n**3
 
 
 def block(job: Any) -> None:  # runs in the pool until the pool terminates it

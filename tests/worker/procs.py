@@ -21,8 +21,14 @@ class ProcWorker:
 
     async def start(self, timeout: float = 15.0) -> ProcWorker:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.worker.proc_worker", *self.args, cwd=str(ROOT),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+            sys.executable,
+            "-m",
+            "tests.worker.proc_worker",
+            *self.args,
+            cwd=str(ROOT),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         self._reader = asyncio.create_task(self._read())
         await self.wait_for("ready", timeout=timeout)
         return self
@@ -46,8 +52,7 @@ class ProcWorker:
                 found = [e for e in self.events if e["event"] == event]
                 if len(found) >= count:
                     return found
-                if self.proc is not None and self.proc.returncode is not None and self._reader and \
-                        self._reader.done():
+                if self.proc is not None and self.proc.returncode is not None and self._reader and self._reader.done():
                     raise AssertionError(f"worker process exited ({self.proc.returncode}) before {event!r}")
                 self._changed.clear()
                 await self._changed.wait()

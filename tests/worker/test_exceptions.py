@@ -28,8 +28,9 @@ RAISED = [
 
 
 @pytest.mark.parametrize(("make_exc", "reason"), RAISED, ids=[r[1].split(":")[0] for r in RAISED])
-async def test_base_exception_from_handler_fails_job_and_worker_goes_on(make_exc, reason: str, make_worker,
-                                                                        producer: Queue) -> None:
+async def test_base_exception_from_handler_fails_job_and_worker_goes_on(
+    make_exc, reason: str, make_worker, producer: Queue
+) -> None:
     async def handle(job):
         if job.data["explode"]:
             raise make_exc()
@@ -47,8 +48,9 @@ async def test_base_exception_from_handler_fails_job_and_worker_goes_on(make_exc
 
 @impls("CancelledError/GeneratorExit from the processor silently kill its run loop")
 @pytest.mark.parametrize("exc_type", [asyncio.CancelledError, GeneratorExit], ids=["CancelledError", "GeneratorExit"])
-async def test_worker_survives_cancelled_error_from_user_code(impl: str, exc_type, redis_url: str,
-                                                              producer: Queue, queue_name: str) -> None:
+async def test_worker_survives_cancelled_error_from_user_code(
+    impl: str, exc_type, redis_url: str, producer: Queue, queue_name: str
+) -> None:
     done: list[str] = []
 
     async def body(job):
@@ -69,8 +71,9 @@ async def test_worker_survives_cancelled_error_from_user_code(impl: str, exc_typ
 
 @impls("SystemExit/KeyboardInterrupt from the processor kill the process, job left active")
 @pytest.mark.parametrize("exc_name", ["SystemExit", "KeyboardInterrupt"])
-async def test_process_survives_system_exit_from_user_code(impl: str, exc_name: str, redis_url: str,
-                                                           producer: Queue, queue_name: str) -> None:
+async def test_process_survives_system_exit_from_user_code(
+    impl: str, exc_name: str, redis_url: str, producer: Queue, queue_name: str
+) -> None:
     proc = await ProcWorker(impl, queue_name, redis_url, f"raise:{exc_name}").start()
     try:
         bad = await producer.add("x", {})
@@ -85,8 +88,7 @@ async def test_process_survives_system_exit_from_user_code(impl: str, exc_name: 
         await proc.stop()
 
 
-async def test_sync_handler_runs_in_a_thread_and_keeps_its_lock(node: NodeDriver, make_worker,
-                                                                producer: Queue) -> None:
+async def test_sync_handler_runs_in_a_thread_and_keeps_its_lock(node: NodeDriver, make_worker, producer: Queue) -> None:
     """A blocking 2.5 s handler with a 1 s lock: renewal keeps running, so a Node
     worker watching for stalls never takes the job; it runs exactly once."""
     runs: list[str] = []
@@ -101,8 +103,7 @@ async def test_sync_handler_runs_in_a_thread_and_keeps_its_lock(node: NodeDriver
     await worker.start()
     assert await wait_until(lambda: runs == [job.id], timeout=5)
     # Only now a Node worker joins, watching for stalls every 300 ms.
-    node_worker = await node.start_worker(producer.name, "async job => 'node'", stalledInterval=300,
-                                          lockDuration=1000)
+    node_worker = await node.start_worker(producer.name, "async job => 'node'", stalledInterval=300, lockDuration=1000)
     try:
         assert await producer.result(job.id, timeout=10) == "slept"
         assert runs == [job.id]
@@ -112,8 +113,9 @@ async def test_sync_handler_runs_in_a_thread_and_keeps_its_lock(node: NodeDriver
 
 
 @pytest.mark.xfail(strict=True, reason="the port's Worker: a blocking processor loses its lock and the job runs twice")
-async def test_port_runs_a_blocking_job_once(node: NodeDriver, redis_url: str, producer: Queue,
-                                             queue_name: str) -> None:
+async def test_port_runs_a_blocking_job_once(
+    node: NodeDriver, redis_url: str, producer: Queue, queue_name: str
+) -> None:
     """The port (docs/port-differences.md#blocking-handlers): a processor that
     blocks the loop 2.5 s with a 1 s lock should still run once (it loses its
     lock; Node, or the port again, re-runs it)."""
@@ -127,12 +129,14 @@ async def test_port_runs_a_blocking_job_once(node: NodeDriver, redis_url: str, p
         return "py"
 
     job = await producer.add("x", {})
-    worker = bullmq.Worker(queue_name, processor, {"connection": redis_url, "lockDuration": 1000,
-                                                   "stalledInterval": 300})
+    worker = bullmq.Worker(
+        queue_name, processor, {"connection": redis_url, "lockDuration": 1000, "stalledInterval": 300}
+    )
     # The Node worker starts fetching 0.4 s later, once the port holds the job
     # (this test's own event loop is blocked by the port's processor meanwhile).
-    node_worker = await node.start_worker(queue_name, "async job => 'node'", stalledInterval=300,
-                                          lockDuration=1000, autorun=False)
+    node_worker = await node.start_worker(
+        queue_name, "async job => 'node'", stalledInterval=300, lockDuration=1000, autorun=False
+    )
     await node.eval("setTimeout(() => workers.get(args.h).run().catch(() => {}), 400)", h=node_worker)
     try:
         await producer.wait_for(job.id, timeout=10)
@@ -188,4 +192,3 @@ async def fib_handler_via_job(job) -> int:
     value = await job.run_in_process(fib, job.data["n"])
     await job.update_progress(100)
     return value
-

@@ -16,8 +16,9 @@ from tests.timing import NodeBaseline, assert_as_punctual_as_node, concurrently,
 from tests.worker.impls import wait_until
 
 
-async def test_progress_and_logs_from_a_thread_handler_reach_node(node: NodeDriver, make_worker,
-                                                                  producer: Queue) -> None:
+async def test_progress_and_logs_from_a_thread_handler_reach_node(
+    node: NodeDriver, make_worker, producer: Queue
+) -> None:
     def resize(job):  # plain function: runs in a thread
         for pct in (10, 50, 100):
             job.update_progress(pct)
@@ -38,8 +39,9 @@ async def test_progress_and_logs_from_a_thread_handler_reach_node(node: NodeDriv
     assert await wait_until(lambda: progress_seen == [10, 50, 100], timeout=5), progress_seen  # failure detector
 
 
-async def test_delay_until_moves_the_job_back_without_using_an_attempt(node: NodeDriver, make_worker,
-                                                                       producer: Queue) -> None:
+async def test_delay_until_moves_the_job_back_without_using_an_attempt(
+    node: NodeDriver, make_worker, producer: Queue
+) -> None:
     starts: list[float] = []
 
     async def handle(job):
@@ -80,10 +82,8 @@ async def test_unrecoverable_error_skips_remaining_attempts(make_worker, produce
     assert runs == [1]
 
 
-async def test_unrecoverable_error_thrown_by_node_is_honoured_for_node_jobs(node: NodeDriver,
-                                                                         producer: Queue) -> None:
-    handle = await node.start_worker(
-        producer.name, "async job => { throw new bullmq.UnrecoverableError('nope') }")
+async def test_unrecoverable_error_thrown_by_node_is_honoured_for_node_jobs(node: NodeDriver, producer: Queue) -> None:
+    handle = await node.start_worker(producer.name, "async job => { throw new bullmq.UnrecoverableError('nope') }")
     try:
         job = await producer.add("x", {}, attempts=4)
         outcome = await producer.wait_for(job.id, timeout=5)
@@ -121,8 +121,9 @@ async def test_worker_default_remove_on_complete_and_job_override(make_worker, p
     assert await producer.get_job(kept.id) is not None
 
 
-async def test_close_with_deadline_hands_running_jobs_back_at_once(node: NodeDriver, redis_url: str,
-                                                                   producer: Queue, queue_name: str) -> None:
+async def test_close_with_deadline_hands_running_jobs_back_at_once(
+    node: NodeDriver, redis_url: str, producer: Queue, queue_name: str
+) -> None:
     started = asyncio.Event()
 
     async def slow(job):
@@ -226,7 +227,10 @@ def test_handler_modes_are_checked() -> None:
 def test_one_way_to_configure_and_to_register_a_fallback() -> None:
     worker = Worker("q", connection="redis://127.0.0.1:1", prefix="{app}", concurrency=3, name="w1")
     assert (worker.settings.concurrency, worker.settings.wire_name, worker.keys["wait"]) == (
-        3, "bullbridge:w1", "{app}:q:wait")
+        3,
+        "bullbridge:w1",
+        "{app}:q:wait",
+    )
     with pytest.raises(ConfigurationError, match=r"unknown worker setting\(s\) concurency \(known: .*concurrency"):
         Worker("q", connection="redis://127.0.0.1:1", concurency=3)
     with pytest.raises(ConfigurationError, match="'\\*' is not a wildcard"):
@@ -235,7 +239,7 @@ def test_one_way_to_configure_and_to_register_a_fallback() -> None:
     async def every(job):
         return job.name
 
-    processor = Worker("q", every, connection="redis://127.0.0.1:1")   # Node's processor: every name
+    processor = Worker("q", every, connection="redis://127.0.0.1:1")  # Node's processor: every name
     assert processor.registry.resolve("anything") is not None
     decorated = Worker("q", connection="redis://127.0.0.1:1")
     assert decorated.registry.resolve("anything") is None

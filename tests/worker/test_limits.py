@@ -20,16 +20,18 @@ async def _fill(producer: Queue, n: int) -> None:
 
 
 @impls("with a limiter it stops fetching after 1-2 jobs")
-async def test_worker_limiter_is_obeyed_and_resumes(impl: str, redis_url: str, producer: Queue,
-                                                    queue_name: str) -> None:
+async def test_worker_limiter_is_obeyed_and_resumes(
+    impl: str, redis_url: str, producer: Queue, queue_name: str
+) -> None:
     starts: list[float] = []
 
     async def body(job):
         starts.append(time.monotonic())
 
     await _fill(producer, 6)
-    worker = await PyWorker(impl, queue_name, redis_url, body, limiter={"max": 2, "duration": 400},
-                            concurrency=2).start()
+    worker = await PyWorker(
+        impl, queue_name, redis_url, body, limiter={"max": 2, "duration": 400}, concurrency=2
+    ).start()
     try:
         # 3 s for the 0.8 s the limiter needs (measured 0.80-0.83 s idle to heavy; the port never finishes).
         assert await wait_until(lambda: len(starts) == 6, timeout=3), f"only {len(starts)} of 6 jobs ran"
@@ -43,8 +45,9 @@ async def test_worker_limiter_is_obeyed_and_resumes(impl: str, redis_url: str, p
 
 
 @impls("a global rate limit set by Node stops it for good")
-async def test_global_rate_limit_set_by_node(impl: str, node: NodeDriver, redis_url: str, producer: Queue,
-                                             queue_name: str) -> None:
+async def test_global_rate_limit_set_by_node(
+    impl: str, node: NodeDriver, redis_url: str, producer: Queue, queue_name: str
+) -> None:
     await node.queue_call(queue_name, "setGlobalRateLimit", 2, 400)
     starts: list[float] = []
 
@@ -64,8 +67,9 @@ async def test_global_rate_limit_set_by_node(impl: str, node: NodeDriver, redis_
 
 
 @impls("global concurrency set by Node stops it after the first job")
-async def test_global_concurrency_set_by_node(impl: str, node: NodeDriver, redis_url: str, producer: Queue,
-                                              queue_name: str) -> None:
+async def test_global_concurrency_set_by_node(
+    impl: str, node: NodeDriver, redis_url: str, producer: Queue, queue_name: str
+) -> None:
     await node.queue_call(queue_name, "setGlobalConcurrency", 1)
     running = 0
     peak = 0

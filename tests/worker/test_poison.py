@@ -43,9 +43,9 @@ async def _corrupt(redis_url: str, key: str, fields: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(("case", "fields", "reason"), CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
-async def test_corrupt_job_fails_with_reason_and_worker_goes_on(case: str, fields: dict[str, Any], reason: str,
-                                                                redis_url: str, make_worker,
-                                                                producer: Queue) -> None:
+async def test_corrupt_job_fails_with_reason_and_worker_goes_on(
+    case: str, fields: dict[str, Any], reason: str, redis_url: str, make_worker, producer: Queue
+) -> None:
     handled: list[str] = []
 
     async def handle(job):
@@ -89,8 +89,7 @@ async def test_corrupt_data_fails_promptly(impl: str, redis_url: str, producer: 
 
 
 @impls("a job whose hash vanished is completed with data={}")
-async def test_vanished_job_fails_not_completes(impl: str, redis_url: str, producer: Queue,
-                                               queue_name: str) -> None:
+async def test_vanished_job_fails_not_completes(impl: str, redis_url: str, producer: Queue, queue_name: str) -> None:
     seen: list[Any] = []
 
     async def body(job):
@@ -122,7 +121,8 @@ async def test_unknown_job_name_fails_clearly_without_retry(make_worker, produce
     assert outcome.state == "failed"
     assert outcome.failed_reason == (
         f"UnknownJobName: no handler for job name 'mystery' on queue '{producer.name}' (handlers: known); "
-        "register one or a fallback")
+        "register one or a fallback"
+    )
     stored = await producer.get_job(job.id)
     assert stored is not None and stored.attempts_made == 1
 
@@ -146,8 +146,9 @@ async def test_fallback_handler_takes_unknown_names(make_worker, producer: Queue
 
 
 @impls("an unknown backoff type stalls the job twice and fails it as 'stalled'")
-async def test_unknown_backoff_type_from_node_fails_clearly(impl: str, node: NodeDriver, redis_url: str,
-                                                            producer: Queue, queue_name: str) -> None:
+async def test_unknown_backoff_type_from_node_fails_clearly(
+    impl: str, node: NodeDriver, redis_url: str, producer: Queue, queue_name: str
+) -> None:
     runs: list[int] = []
 
     async def body(job):
@@ -156,8 +157,9 @@ async def test_unknown_backoff_type_from_node_fails_clearly(impl: str, node: Nod
 
     worker = await PyWorker(impl, queue_name, redis_url, body, stalled_interval=1000, lock_duration=1000).start()
     try:
-        job_id = await node.add(queue_name, "job", {}, {"attempts": 3, "backoff": {"type": "jittered-linear",
-                                                                                  "delay": 100}})
+        job_id = await node.add(
+            queue_name, "job", {}, {"attempts": 3, "backoff": {"type": "jittered-linear", "delay": 100}}
+        )
         outcome = await producer.wait_for(job_id, timeout=4)  # failure detector (1 s stall cycles for the port)
         assert outcome.state == "failed"
         assert outcome.failed_reason is not None
@@ -168,8 +170,9 @@ async def test_unknown_backoff_type_from_node_fails_clearly(impl: str, node: Nod
         await worker.close()
 
 
-async def test_custom_backoff_registered_in_python_serves_node_jobs(node: NodeDriver, make_worker,
-                                                                    producer: Queue) -> None:
+async def test_custom_backoff_registered_in_python_serves_node_jobs(
+    node: NodeDriver, make_worker, producer: Queue
+) -> None:
     starts: list[float] = []
     calls: list[tuple[int, str]] = []
 
@@ -189,7 +192,8 @@ async def test_custom_backoff_registered_in_python_serves_node_jobs(node: NodeDr
         # Node's twin of linear 100 (100, 200 ms) is exponential 100, timed by Node's worker meanwhile.
         job_id, theirs = await concurrently(
             node.add(producer.name, "job", {}, {"attempts": 3, "backoff": {"type": "linear"}}),
-            baseline.backoff_lateness({"type": "exponential", "delay": 100}, 3, [100, 200]))
+            baseline.backoff_lateness({"type": "exponential", "delay": 100}, 3, [100, 200]),
+        )
         assert await producer.result(job_id, timeout=10) == "third time"  # failure detector
     assert calls == [(1, "linear"), (2, "linear")]
     ours = [b - a - g for (a, b), g in zip(itertools.pairwise(starts), (100, 200))]

@@ -43,16 +43,30 @@ pytestmark = pytest.mark.timeout(120)
 
 async def run_child(redis_url: str, queue: str, mode: str, marker: Path) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.worker.pool_exit", redis_url, queue, mode, str(marker), cwd=str(ROOT),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "tests.worker.pool_exit",
+        redis_url,
+        queue,
+        mode,
+        str(marker),
+        cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 45)
     except TimeoutError:
         proc.kill()
         out, err = await proc.communicate()
     closed = [json.loads(line) for line in out.decode().splitlines() if line.startswith('{"event": "closed"')]
-    return {"mode": mode, "rc": proc.returncode, "stdout": out.decode(), "stderr": err.decode(),
-            "closed": closed[0] if closed else None}
+    return {
+        "mode": mode,
+        "rc": proc.returncode,
+        "stdout": out.decode(),
+        "stderr": err.decode(),
+        "closed": closed[0] if closed else None,
+    }
 
 
 def problems(run: dict[str, Any]) -> list[str]:
@@ -72,7 +86,8 @@ def problems(run: dict[str, Any]) -> list[str]:
 
 
 async def test_closing_a_worker_with_a_process_pool_then_exiting_prints_nothing(
-        redis_url: str, queue_name: str, tmp_path: Path) -> None:
+    redis_url: str, queue_name: str, tmp_path: Path
+) -> None:
     gate = asyncio.Semaphore(PARALLEL)
 
     async def one(i: int) -> dict[str, Any]:
@@ -85,6 +100,7 @@ async def test_closing_a_worker_with_a_process_pool_then_exiting_prints_nothing(
 
 
 # -- stop_process_pool itself, in this process ---------------------------------------
+
 
 def sleep_ignoring_sigterm(seconds: float) -> None:  # runs in the pool
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -116,7 +132,8 @@ async def test_a_forced_stop_terminates_a_running_call_and_returns_once_the_pool
 
 
 async def test_a_pool_past_its_deadline_is_terminated_then_killed_with_one_warning_off_the_loop(
-        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(pools, "KILL_GRACE", 0.3)
     pool, running = await started_pool(sleep_ignoring_sigterm, 30)  # graceful: the call would go on for 30 s
     manager, processes = pool._executor_manager_thread, list(pool._processes.values())

@@ -15,8 +15,7 @@ from tests.worker.impls import wait_until
 from tests.worker.procs import ProcWorker
 
 
-async def test_competing_workers_process_each_job_exactly_once(node: NodeDriver, make_worker,
-                                                               producer: Queue) -> None:
+async def test_competing_workers_process_each_job_exactly_once(node: NodeDriver, make_worker, producer: Queue) -> None:
     executions: collections.Counter[str] = collections.Counter()
 
     async def handle(job):
@@ -26,8 +25,9 @@ async def test_competing_workers_process_each_job_exactly_once(node: NodeDriver,
 
     worker = make_worker({"job": handle}, concurrency=5)
     await worker.start()
-    node_worker = await node.start_worker(producer.name, "async job => { await sleep(1); return 'node' }",
-                                          concurrency=5)
+    node_worker = await node.start_worker(
+        producer.name, "async job => { await sleep(1); return 'node' }", concurrency=5
+    )
     try:
         jobs = await producer.add_bulk([("job", {"i": i}) for i in range(300)])
         outcomes = await asyncio.gather(*(producer.wait_for(j.id, timeout=30) for j in jobs))
@@ -46,20 +46,23 @@ async def test_competing_workers_process_each_job_exactly_once(node: NodeDriver,
         await node.close_worker(node_worker)
 
 
-async def test_python_worker_killed_mid_job_is_recovered_by_node(node: NodeDriver, redis_url: str,
-                                                                 producer: Queue, queue_name: str) -> None:
+async def test_python_worker_killed_mid_job_is_recovered_by_node(
+    node: NodeDriver, redis_url: str, producer: Queue, queue_name: str
+) -> None:
     # Every worker of a queue should share one stalled_interval: the check's
     # "stalled-check" key lives as long as the interval of whoever ran it.
-    proc = await ProcWorker("bullbridge", queue_name, redis_url, "sleep:30", lock_duration=1500,
-                            stalled_interval=500).start()
+    proc = await ProcWorker(
+        "bullbridge", queue_name, redis_url, "sleep:30", lock_duration=1500, stalled_interval=500
+    ).start()
     node_worker = None
     try:
         job = await producer.add("x", {})
         await proc.wait_for("start", timeout=5)
         await proc.signal(signal.SIGKILL)
         assert await proc.exited(5) == -signal.SIGKILL
-        node_worker = await node.start_worker(queue_name, "async job => 'recovered by node'", stalledInterval=500,
-                                              lockDuration=1500)
+        node_worker = await node.start_worker(
+            queue_name, "async job => 'recovered by node'", stalledInterval=500, lockDuration=1500
+        )
         killed = time.monotonic()
         # Lock expiry (1.5 s) + a stalled check (0.5 s) + 4 s slack (measured 1.50-1.55 s under stress-ng).
         outcome = await producer.wait_for(job.id, timeout=6)
@@ -73,12 +76,14 @@ async def test_python_worker_killed_mid_job_is_recovered_by_node(node: NodeDrive
             await node.close_worker(node_worker)
 
 
-async def test_node_worker_killed_mid_job_is_recovered_by_python(redis_url: str, make_worker,
-                                                                 producer: Queue, queue_name: str) -> None:
+async def test_node_worker_killed_mid_job_is_recovered_by_python(
+    redis_url: str, make_worker, producer: Queue, queue_name: str
+) -> None:
     stalled: list[str] = []
     async with NodeDriver(redis_url) as doomed:
-        await doomed.start_worker(queue_name, "async job => { await sleep(30000) }", lockDuration=1500,
-                                  stalledInterval=500, handle="doomed")
+        await doomed.start_worker(
+            queue_name, "async job => { await sleep(30000) }", lockDuration=1500, stalledInterval=500, handle="doomed"
+        )
         job = await producer.add("x", {})
         await doomed.wait_event("doomed", "active", timeout=5)
         await doomed.kill(signal.SIGKILL)
@@ -97,8 +102,7 @@ async def test_node_worker_killed_mid_job_is_recovered_by_python(redis_url: str,
     assert stalled == [job.id]
 
 
-async def test_node_lists_python_workers_once_with_their_marker(node: NodeDriver, make_worker,
-                                                                queue_name: str) -> None:
+async def test_node_lists_python_workers_once_with_their_marker(node: NodeDriver, make_worker, queue_name: str) -> None:
     async def handle(job):
         return None
 

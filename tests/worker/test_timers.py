@@ -41,7 +41,8 @@ async def test_exponential_backoff_is_exact(impl: str, node: NodeDriver, redis_u
             # Added by Node, so the retry settings are Node's own; Node's worker retries its twin meanwhile.
             _, theirs = await concurrently(
                 node.add(queue_name, "flaky", {}, {"attempts": 4, "backoff": backoff}),
-                baseline.backoff_lateness(backoff, 4, [200, 400, 800]))
+                baseline.backoff_lateness(backoff, 4, [200, 400, 800]),
+            )
             # 10 s: the three backoffs take 1.4 s (the port's ~3.3 s); a failure detector only.
             assert await wait_until(lambda: len(starts) == 4, timeout=10), f"{len(starts)} attempts"
         ours = [b - a - g for (a, b), g in zip(itertools.pairwise(starts), (200, 400, 800))]
@@ -52,8 +53,9 @@ async def test_exponential_backoff_is_exact(impl: str, node: NodeDriver, redis_u
 
 
 @impls("a 300 ms delayed job starts 200-650 ms late")
-async def test_delayed_job_starts_on_time(impl: str, node: NodeDriver, redis_url: str, producer: Queue,
-                                         queue_name: str) -> None:
+async def test_delayed_job_starts_on_time(
+    impl: str, node: NodeDriver, redis_url: str, producer: Queue, queue_name: str
+) -> None:
     started: dict[str, float] = {}
 
     async def body(job):
@@ -80,8 +82,9 @@ async def test_delayed_job_starts_on_time(impl: str, node: NodeDriver, redis_url
 
 
 @impls("an idle worker picks up 1-7.5 s late once its blocking read times out")
-async def test_pickup_after_idle_period(impl: str, node: NodeDriver, redis_url: str, producer: Queue,
-                                       queue_name: str) -> None:
+async def test_pickup_after_idle_period(
+    impl: str, node: NodeDriver, redis_url: str, producer: Queue, queue_name: str
+) -> None:
     started: dict[str, float] = {}
 
     async def body(job):
@@ -113,8 +116,10 @@ async def test_fixed_backoff_from_python_producer(node: NodeDriver, make_worker,
     worker = make_worker({"x": handle})
     await worker.start()
     async with NodeBaseline(node, producer.name) as baseline:
-        job, theirs = await concurrently(producer.add("x", {}, attempts=3, backoff=Backoff.fixed(150)),
-                                         baseline.backoff_lateness({"type": "fixed", "delay": 150}, 3, [150, 150]))
+        job, theirs = await concurrently(
+            producer.add("x", {}, attempts=3, backoff=Backoff.fixed(150)),
+            baseline.backoff_lateness({"type": "fixed", "delay": 150}, 3, [150, 150]),
+        )
         outcome = await producer.wait_for(job.id, timeout=10)  # failure detector: 0.3 s of backoffs
     assert outcome.state == "failed" and outcome.failed_reason == "ValueError: nope"
     assert len(starts) == 3
@@ -143,8 +148,7 @@ async def test_handler_keyword_parameters_are_left_alone(make_worker, producer: 
 
 
 @pytest.mark.xfail(strict=True, reason="the port's Worker hands an AbortSignal to any third positional parameter")
-async def test_port_leaves_a_defaulted_third_parameter_alone(redis_url: str, producer: Queue,
-                                                             queue_name: str) -> None:
+async def test_port_leaves_a_defaulted_third_parameter_alone(redis_url: str, producer: Queue, queue_name: str) -> None:
     """The port (docs/port-differences.md#signature-sniffing): a processor
     ``(job, token, extra="x")`` should see ``extra == "x"``."""
     import bullmq

@@ -18,8 +18,13 @@ EMAIL_PROCESSOR = ROOT / "node" / "processor.js"  # module.exports = async job =
 BILLING_PRODUCER = ROOT / "node" / "enqueue.js"  # exports.enqueueInvoice = async (queue, order) => queue.add(...)
 
 ADA = {"email": "ada@example.com", "name": "Ada"}
-ORDER = {"id": "A-1001", "email": "grace@example.com", "country": "DE", "amount": 12.5,
-         "lines": [{"sku": "book", "qty": 2}]}
+ORDER = {
+    "id": "A-1001",
+    "email": "grace@example.com",
+    "country": "DE",
+    "amount": 12.5,
+    "lines": [{"sku": "book", "qty": 2}],
+}
 
 
 # --- Python producer -> the Node email worker -----------------------------------------------
@@ -50,8 +55,9 @@ async def test_a_bad_recipient_fails_in_node_with_a_clear_reason(bullbridge_inte
 # --- the Node billing API -> the Python billing worker ---------------------------------------
 
 
-async def test_node_invoice_is_processed_by_python(bullbridge_interop, bullbridge_worker,
-                                                   bullbridge_node_producer) -> None:
+async def test_node_invoice_is_processed_by_python(
+    bullbridge_interop, bullbridge_worker, bullbridge_node_producer
+) -> None:
     worker = await bullbridge_worker(BILLING_QUEUE, HANDLERS)
     enqueue_invoice = bullbridge_node_producer(BILLING_PRODUCER, export="enqueueInvoice")
     produced = await enqueue_invoice(BILLING_QUEUE, ORDER)
@@ -66,8 +72,9 @@ async def test_node_invoice_is_processed_by_python(bullbridge_interop, bullbridg
 # --- contracts: each side records what it writes; the other side replays it -----------------
 
 
-async def test_node_billing_producer_contract(bullbridge_interop, bullbridge_node_producer,
-                                              bullbridge_contracts) -> None:
+async def test_node_billing_producer_contract(
+    bullbridge_interop, bullbridge_node_producer, bullbridge_contracts
+) -> None:
     """Fails when the Node API changes what it enqueues (update with --bullbridge-update-contracts)."""
     enqueue_invoice = bullbridge_node_producer(BILLING_PRODUCER, export="enqueueInvoice")
     await enqueue_invoice(BILLING_QUEUE, ORDER)
