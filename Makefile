@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap browser test flakes demo bench compat chaos lint typecheck check lock clean
+.PHONY: bootstrap browser test flakes demo bench compat chaos lint format-check format typecheck check lock clean
 
 $(STAMP): pyproject.toml requirements/dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,9 +37,9 @@ browser:
 	  fi; \
 	fi
 
-## The whole suite: unit, interop (real Node + real Redis), properties. Starts its own Redis.
-## Prints its 10 slowest tests. Timing rules for tests: tests/README.md.
-test: bootstrap
+## The whole suite: the style checks, then unit, interop (real Node + real Redis), properties.
+## Starts its own Redis. Prints its 10 slowest tests. Timing rules for tests: tests/README.md.
+test: check
 	$(PY) -m pytest --durations=10 $(PYTEST_ARGS)
 
 ## The suite FLAKES_RUNS times (default 10) from clean clones of HEAD, each its own `make test`;
@@ -72,13 +72,24 @@ CHAOS_ARGS ?=
 chaos: $(STAMP) $(NODE_STAMP)
 	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
 
+## Style, as CI checks it (part of `make test`): ruff's lint with complexity <= 15,
+## ruff's formatter, and mypy --strict (unused ignores reported) on the package and the reference app.
+STYLED := bullbridge tests bench examples compat
 lint: bootstrap
-	$(PY) -m ruff check bullbridge tests bench examples compat
+	$(PY) -m ruff check $(STYLED)
+
+format-check: bootstrap
+	$(PY) -m ruff format --check $(STYLED)
 
 typecheck: bootstrap
 	$(PY) -m mypy bullbridge examples/layer15
 
-check: lint typecheck
+check: lint format-check typecheck
+
+## Apply the formatter and the lint's safe fixes.
+format: bootstrap
+	$(PY) -m ruff format $(STYLED)
+	$(PY) -m ruff check --fix $(STYLED)
 
 ## Re-pin requirements/dev.lock from the current venv (after changing pyproject.toml).
 lock:
