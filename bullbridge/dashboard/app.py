@@ -25,23 +25,26 @@ Mount it inside another aiohttp app with ``parent.add_subapp("/bull", create_app
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from bullbridge.clock import now_ms
 from bullbridge.connection.resp import RespConnectionError, RespError
 from bullbridge.dashboard import pages
+from bullbridge.dashboard.actions import ACTIONS, done_message, run_action
+from bullbridge.dashboard.plumbing import (
+    add_security_headers,
+    int_param,
+    json_response,
+    offered_token,
+    read_form,
+    state_param,
+    token_matches,
+)
 from bullbridge.errors import JobNotFound, QueueError
-from bullbridge.jsonapi import to_json
-from bullbridge.monitor.actions import ActionResult
-from bullbridge.monitor.format import parse_duration_ms
-from bullbridge.monitor.jobs import STATES
 from bullbridge.monitor.monitor import Monitor
 from bullbridge.monitor.reader import MonitorError
 
@@ -52,31 +55,7 @@ MONITOR_KEY: web.AppKey[Monitor] = web.AppKey("bullbridge_monitor", Monitor)
 SERIES_MINUTES = 60
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 500
-ACTIONS = ("retry", "promote", "clean", "pause", "resume", "drain", "retry-job", "promote-job", "remove-job")
-_SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                               "form-action 'self'; frame-ancestors 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _json(value: Any, status: int = 200) -> web.Response:
-    """``value`` (dataclasses included) as bullbridge's JSON API spells it."""
-    return web.Response(text=json.dumps(to_json(value), ensure_ascii=False, default=str), status=status,
-                        content_type="application/json")
-
-
-def _int(request: web.Request, name: str, default: int, low: int = 0, high: int | None = None) -> int:
-    raw = request.query.get(name)
-    try:
-        value = int(raw) if raw is not None else default
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"{name} must be a number") from None
-    value = max(low, value)
-    return min(value, high) if high is not None else value
 
 
 def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_actions: bool = False,
@@ -117,11 +96,9 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
 
     async def jobs(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
-        state = request.query.get("state", "waiting")
-        if state not in STATES:
-            raise web.HTTPBadRequest(text=f"unknown state {state!r}")
-        size = _int(request, "size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-        number = _int(request, "page", 1, 1)
+        state = state_param(request)
+        size = int_param(request, "size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        number = int_param(request, "page", 1, 1)
         listing = await monitor.jobs(q, state, (number - 1) * size, size)
         counts = await monitor.counts(q)
         return web.Response(text=pages.jobs_page(page(request), listing, counts), content_type="text/html")
@@ -137,7 +114,7 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
     async def schedulers(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
         size = 50
-        number = _int(request, "page", 1, 1)
+        number = int_param(request, "page", 1, 1)
         sched = await monitor.schedulers(q, (number - 1) * size, size)
         return web.Response(text=pages.schedulers_page(page(request), q, sched, size), content_type="text/html")
 
@@ -148,53 +125,49 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
     # -- JSON -------------------------------------------------------------------------
 
     async def api_queues(request: web.Request) -> web.Response:
-        return _json(await monitor.stats(await queue_names()))
+        return json_response(await monitor.stats(await queue_names()))
 
     async def api_queue(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
-        minutes = _int(request, "minutes", SERIES_MINUTES, 2, 24 * 60)
-        return _json(await monitor.queue_stats(q, series_minutes=minutes))
+        minutes = int_param(request, "minutes", SERIES_MINUTES, 2, 24 * 60)
+        return json_response(await monitor.queue_stats(q, series_minutes=minutes))
 
     async def api_jobs(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
-        state = request.query.get("state", "waiting")
-        if state not in STATES:
-            raise web.HTTPBadRequest(text=f"unknown state {state!r}")
-        listing = await monitor.jobs(q, state, _int(request, "start", 0), _int(request, "count", DEFAULT_PAGE_SIZE,
-                                                                                1, MAX_PAGE_SIZE))
-        return _json(listing)
+        state = state_param(request)
+        start = int_param(request, "start", 0)
+        count = int_param(request, "count", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        return json_response(await monitor.jobs(q, state, start, count))
 
     async def api_job(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
         detail = await monitor.job(q, request.match_info["job_id"])
         if detail is None:
-            return _json({"error": "not found"}, 404)
-        return _json(detail)
+            return json_response({"error": "not found"}, 404)
+        return json_response(detail)
 
     async def api_schedulers(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
-        sched = await monitor.schedulers(q, _int(request, "start", 0), _int(request, "count", 50, 1, MAX_PAGE_SIZE))
-        return _json(sched)
+        start = int_param(request, "start", 0)
+        count = int_param(request, "count", 50, 1, MAX_PAGE_SIZE)
+        return json_response(await monitor.schedulers(q, start, count))
 
     async def api_workers(request: web.Request) -> web.Response:
         found = await monitor.workers(await queue_names())
-        return _json(found)
+        return json_response(found)
 
     async def api_migration(request: web.Request) -> web.Response:
         q = known(request.match_info["queue"])
         since = request.query.get("since")
         report = await monitor.migration_report(q, since_ms=int(since) if since and since.isdigit() else None,
-                                                sample_size=_int(request, "sample", 10_000, 1, 100_000))
-        return _json(report)
+                                                sample_size=int_param(request, "sample", 10_000, 1, 100_000))
+        return json_response(report)
 
     # -- actions ----------------------------------------------------------------------
 
     def authorized(request: web.Request, form: dict[str, str]) -> bool:
         assert token is not None
-        header = request.headers.get("Authorization", "")
-        offered = (header[7:] if header.startswith("Bearer ") else "") or request.headers.get(
-            "X-Bullbridge-Token", "") or form.get("token", "")
-        return hmac.compare_digest(offered.encode(), token.encode())
+        return token_matches(offered_token(request, form), token)
 
     async def act(request: web.Request) -> web.Response:
         is_api = request.path.startswith(base + "/api/")
@@ -202,27 +175,22 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
         name = request.match_info["action"]
         if name not in ACTIONS:
             raise web.HTTPNotFound(text=f"no action {name!r}")
-        form: dict[str, str] = {}
-        if request.content_type == "application/json":
-            body = await request.json()
-            form = {k: str(v) for k, v in body.items()} if isinstance(body, dict) else {}
-        else:
-            form = {k: str(v) for k, v in (await request.post()).items()}
+        form = await read_form(request)
         if not authorized(request, form):
             log.warning("refused %s on %s: bad or missing token (from %s)", name, q, request.remote)
             if is_api:
-                return _json({"error": "a valid token is required"}, 403)
+                return json_response({"error": "a valid token is required"}, 403)
             raise web.HTTPForbidden(text="a valid token is required")
         try:
             result = await run_action(monitor, q, name, form)
         except (JobNotFound, QueueError, MonitorError, ValueError) as exc:
             if is_api:
-                return _json({"error": str(exc)}, 409)
+                return json_response({"error": str(exc)}, 409)
             raise web.HTTPConflict(text=str(exc)) from None
         log.info("action %s on queue %s: %d job(s)", name, q, result.count)
         if is_api:
-            return _json(result)
-        done = f"{name}: {result.count:,} job(s)" if name not in ("pause", "resume") else f"queue {name}d"
+            return json_response(result)
+        done = done_message(name, result)
         target = pages.Page(base, monitor.prefix, "", True, 0)
         if name in ("retry-job", "promote-job") and result.ids:
             raise web.HTTPSeeOther(target.url("queues", q, "jobs", result.ids[0], done=done))
@@ -243,10 +211,9 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
         except (MonitorError, RespConnectionError, RespError) as exc:
             log.warning("%s %s failed: %s", request.method, request.path, exc)
             message = f"cannot read Redis: {exc}"
-            response = (_json({"error": message}, 503) if api else web.Response(
+            response = (json_response({"error": message}, 503) if api else web.Response(
                 text=pages.error_page(page(request), 503, message), status=503, content_type="text/html"))
-        for key, value in _SECURITY_HEADERS.items():
-            response.headers.setdefault(key, value)
+        add_security_headers(response)
         return response
 
     app = web.Application(middlewares=[headers])
@@ -277,30 +244,3 @@ def create_app(monitor: Monitor, *, queues: Sequence[str] | None = None, allow_a
 
         app.on_cleanup.append(on_cleanup)
     return app
-
-
-async def run_action(monitor: Monitor, queue: str, name: str, form: dict[str, str]) -> ActionResult:
-    """Dispatch one dashboard action to :class:`~bullbridge.monitor.actions.QueueActions`."""
-    actions = monitor.actions(queue)
-    if name == "retry":
-        return await actions.retry(form.get("state", "failed"))
-    if name == "promote":
-        return await actions.promote()
-    if name == "clean":
-        state = form.get("state", "completed")
-        grace = parse_duration_ms(form.get("age", "1d"))
-        return await actions.clean(state, grace_ms=grace, limit=int(form.get("limit", "0") or 0))
-    if name == "pause":
-        return await actions.pause()
-    if name == "resume":
-        return await actions.resume()
-    if name == "drain":
-        return await actions.drain(delayed=form.get("delayed") in ("1", "true", "on"))
-    job_id = form.get("job", "")
-    if not job_id:
-        raise ValueError("name the job: field 'job'")
-    if name == "retry-job":
-        return await actions.retry_job(job_id)
-    if name == "promote-job":
-        return await actions.promote_job(job_id)
-    return await actions.remove_job(job_id)
