@@ -6,6 +6,7 @@ Nothing else in bullbridge imports this package; it needs ``aiohttp``.
 serves one.
 """
 
-from bullbridge.dashboard.app import MONITOR_KEY, create_app, run_action
+from bullbridge.dashboard.actions import run_action
+from bullbridge.dashboard.app import MONITOR_KEY, create_app
 
 __all__ = ["MONITOR_KEY", "create_app", "run_action"]

@@ -21,63 +21,26 @@ route                                    what
 =======================================  ==========================================
 
 Mount it inside another aiohttp app with ``parent.add_subapp("/bull", create_app(..., base_path="/bull"))``.
+
+This module wires the routes; the handlers are the methods of
+:class:`~bullbridge.dashboard.handlers.Dashboard`, the HTTP helpers (parameters,
+token, security headers) live in :mod:`~bullbridge.dashboard.plumbing`, the
+actions in :mod:`~bullbridge.dashboard.actions` and the HTML in
+:mod:`~bullbridge.dashboard.pages`.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
-import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
-from bullbridge.clock import now_ms
-from bullbridge.connection.resp import RespConnectionError, RespError
-from bullbridge.dashboard import pages
-from bullbridge.errors import JobNotFound, QueueError
-from bullbridge.jsonapi import to_json
-from bullbridge.monitor.actions import ActionResult
-from bullbridge.monitor.format import parse_duration_ms
-from bullbridge.monitor.jobs import STATES
+from bullbridge.dashboard.handlers import Dashboard
 from bullbridge.monitor.monitor import Monitor
-from bullbridge.monitor.reader import MonitorError
-
-log = logging.getLogger("bullbridge.dashboard")
 
 STATIC = Path(__file__).parent / "static"
 MONITOR_KEY: web.AppKey[Monitor] = web.AppKey("bullbridge_monitor", Monitor)
-SERIES_MINUTES = 60
-DEFAULT_PAGE_SIZE = 25
-MAX_PAGE_SIZE = 500
-ACTIONS = ("retry", "promote", "clean", "pause", "resume", "drain", "retry-job", "promote-job", "remove-job")
-_SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "form-action 'self'; frame-ancestors 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _json(value: Any, status: int = 200) -> web.Response:
-    """``value`` (dataclasses included) as bullbridge's JSON API spells it."""
-    return web.Response(
-        text=json.dumps(to_json(value), ensure_ascii=False, default=str), status=status, content_type="application/json"
-    )
-
-
-def _int(request: web.Request, name: str, default: int, low: int = 0, high: int | None = None) -> int:
-    raw = request.query.get(name)
-    try:
-        value = int(raw) if raw is not None else default
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"{name} must be a number") from None
-    value = max(low, value)
-    return min(value, high) if high is not None else value
 
 
 def create_app(
@@ -90,244 +53,34 @@ def create_app(
     close_monitor: bool = True,
 ) -> web.Application:
     """The dashboard for ``monitor``'s prefix (``queues`` limits it to those queues)."""
-    if allow_actions and not token:
-        raise ValueError("actions need a token: create_app(..., allow_actions=True, token='...')")
-    base = base_path.rstrip("/")
-    fixed = list(queues) if queues else None
-    redis_desc = monitor.redis_description
-
-    def page(request: web.Request) -> pages.Page:
-        return pages.Page(base=base, prefix=monitor.prefix, redis=redis_desc, actions=allow_actions, now_ms=now_ms())
-
-    async def queue_names() -> list[str]:
-        return fixed if fixed is not None else await monitor.queues()
-
-    def known(queue: str) -> str:
-        if fixed is not None and queue not in fixed:
-            raise web.HTTPNotFound(text=f"queue {queue!r} is not shown by this dashboard")
-        return queue
-
-    # -- pages ------------------------------------------------------------------------
-
-    async def overview(request: web.Request) -> web.Response:
-        stats = await monitor.stats(await queue_names(), series_minutes=SERIES_MINUTES)
-        return web.Response(text=pages.overview(page(request), stats), content_type="text/html")
-
-    async def queue(request: web.Request) -> web.Response:
-        q = known(request.match_info["queue"])
-        stats = await monitor.queue_stats(q, series_minutes=SERIES_MINUTES)
-        sample = await monitor.sample(q)
-        workers = (await monitor.workers([q]))[q]
-        sched = await monitor.schedulers(q, 0, 20)
-        return web.Response(
-            text=pages.queue_page(page(request), stats, sample, workers, sched, flash=request.query.get("done", "")),
-            content_type="text/html",
-        )
-
-    async def jobs(request: web.Request) -> web.Response:
-        q = known(request.match_info["queue"])
-        state = request.query.get("state", "waiting")
-        if state not in STATES:
-            raise web.HTTPBadRequest(text=f"unknown state {state!r}")
-        size = _int(request, "size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-        number = _int(request, "page", 1, 1)
-        listing = await monitor.jobs(q, state, (number - 1) * size, size)
-        counts = await monitor.counts(q)
-        return web.Response(text=pages.jobs_page(page(request), listing, counts), content_type="text/html")
-
-    async def job(request: web.Request) -> web.Response:
-        q = known(request.match_info["queue"])
-        detail = await monitor.job(q, request.match_info["job_id"])
-        if detail is None:
-            raise web.HTTPNotFound(text=f"no job {request.match_info['job_id']!r} in queue {q!r}")
-        return web.Response(
-            text=pages.job_page(page(request), detail, flash=request.query.get("done", "")), content_type="text/html"
-        )
-
-    async def schedulers(request: web.Request) -> web.Response:
-        q = known(request.match_info["queue"])
-        size = 50
-        number = _int(request, "page", 1, 1)
-        sched = await monitor.schedulers(q, (number - 1) * size, size)
-        return web.Response(text=pages.schedulers_page(page(request), q, sched, size), content_type="text/html")
-
-    async def workers(request: web.Request) -> web.Response:
-        return web.Response(
-            text=pages.workers_page(page(request), await monitor.workers(await queue_names())), content_type="text/html"
-        )
-
-    # -- JSON -------------------------------------------------------------------------
-
-    async def api_queues(request: web.Request) -> web.Response:
-        return _json(await monitor.stats(await queue_names()))
-
-    async def api_queue(request: web.Request) -> web.Response:
-        q = known(request.match_info["queue"])
-        minutes = _int(request, "minutes", SERIES_MINUTES, 2, 24 * 60)
-        return _json(await monitor.queue_stats(q, series_minutes=minutes))
-
-    async def api_jobs(request: web.Request) -> web.Response:
-        q = known(request.match_info["queue"])
-        state = request.query.get("state", "waiting")
-        if state not in STATES:
-            raise web.HTTPBadRequest(text=f"unknown state {state!r}")
-        listing = await monitor.jobs(
-            q, state, _int(request, "start", 0), _int(request, "count", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-        )
-        return _json(listing)
-
-    async def api_job(request: web.Request) -> web.Response:
-        q = known(request.match_info["queue"])
-        detail = await monitor.job(q, request.match_info["job_id"])
-        if detail is None:
-            return _json({"error": "not found"}, 404)
-        return _json(detail)
-
-    async def api_schedulers(request: web.Request) -> web.Response:
-        q = known(request.match_info["queue"])
-        sched = await monitor.schedulers(q, _int(request, "start", 0), _int(request, "count", 50, 1, MAX_PAGE_SIZE))
-        return _json(sched)
-
-    async def api_workers(request: web.Request) -> web.Response:
-        found = await monitor.workers(await queue_names())
-        return _json(found)
-
-    async def api_migration(request: web.Request) -> web.Response:
-        q = known(request.match_info["queue"])
-        since = request.query.get("since")
-        report = await monitor.migration_report(
-            q,
-            since_ms=int(since) if since and since.isdigit() else None,
-            sample_size=_int(request, "sample", 10_000, 1, 100_000),
-        )
-        return _json(report)
-
-    # -- actions ----------------------------------------------------------------------
-
-    def authorized(request: web.Request, form: dict[str, str]) -> bool:
-        assert token is not None
-        header = request.headers.get("Authorization", "")
-        offered = (
-            (header[7:] if header.startswith("Bearer ") else "")
-            or request.headers.get("X-Bullbridge-Token", "")
-            or form.get("token", "")
-        )
-        return hmac.compare_digest(offered.encode(), token.encode())
-
-    async def act(request: web.Request) -> web.Response:
-        is_api = request.path.startswith(base + "/api/")
-        q = known(request.match_info["queue"])
-        name = request.match_info["action"]
-        if name not in ACTIONS:
-            raise web.HTTPNotFound(text=f"no action {name!r}")
-        form: dict[str, str] = {}
-        if request.content_type == "application/json":
-            body = await request.json()
-            form = {k: str(v) for k, v in body.items()} if isinstance(body, dict) else {}
-        else:
-            form = {k: str(v) for k, v in (await request.post()).items()}
-        if not authorized(request, form):
-            log.warning("refused %s on %s: bad or missing token (from %s)", name, q, request.remote)
-            if is_api:
-                return _json({"error": "a valid token is required"}, 403)
-            raise web.HTTPForbidden(text="a valid token is required")
-        try:
-            result = await run_action(monitor, q, name, form)
-        except (JobNotFound, QueueError, MonitorError, ValueError) as exc:
-            if is_api:
-                return _json({"error": str(exc)}, 409)
-            raise web.HTTPConflict(text=str(exc)) from None
-        log.info("action %s on queue %s: %d job(s)", name, q, result.count)
-        if is_api:
-            return _json(result)
-        done = f"{name}: {result.count:,} job(s)" if name not in ("pause", "resume") else f"queue {name}d"
-        target = pages.Page(base, monitor.prefix, "", True, 0)
-        if name in ("retry-job", "promote-job") and result.ids:
-            raise web.HTTPSeeOther(target.url("queues", q, "jobs", result.ids[0], done=done))
-        raise web.HTTPSeeOther(target.url("queues", q, done=done))
-
-    # -- plumbing ---------------------------------------------------------------------
-
-    @web.middleware
-    async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-        api = request.path.startswith(base + "/api/")
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400 or api:
-                raise
-            response = web.Response(
-                text=pages.error_page(page(request), exc.status, exc.text or exc.reason),
-                status=exc.status,
-                content_type="text/html",
-            )
-        except (MonitorError, RespConnectionError, RespError) as exc:
-            log.warning("%s %s failed: %s", request.method, request.path, exc)
-            message = f"cannot read Redis: {exc}"
-            response = (
-                _json({"error": message}, 503)
-                if api
-                else web.Response(
-                    text=pages.error_page(page(request), 503, message), status=503, content_type="text/html"
-                )
-            )
-        for key, value in _SECURITY_HEADERS.items():
-            response.headers.setdefault(key, value)
-        return response
-
-    app = web.Application(middlewares=[headers])
+    dashboard = Dashboard(monitor, queues=queues, allow_actions=allow_actions, token=token, base_path=base_path)
+    app = web.Application(middlewares=[dashboard.error_pages_and_security_headers])
     app[MONITOR_KEY] = monitor
-    r = app.router
-    r.add_get(base + "/", overview)
-    if base:
-        r.add_get(base, overview)
-    r.add_get(base + "/queues/{queue}", queue)
-    r.add_get(base + "/queues/{queue}/jobs", jobs)
-    r.add_get(base + "/queues/{queue}/jobs/{job_id}", job)
-    r.add_get(base + "/queues/{queue}/schedulers", schedulers)
-    r.add_get(base + "/workers", workers)
-    r.add_get(base + "/api/queues", api_queues)
-    r.add_get(base + "/api/queues/{queue}", api_queue)
-    r.add_get(base + "/api/queues/{queue}/jobs", api_jobs)
-    r.add_get(base + "/api/queues/{queue}/jobs/{job_id}", api_job)
-    r.add_get(base + "/api/queues/{queue}/schedulers", api_schedulers)
-    r.add_get(base + "/api/queues/{queue}/migration", api_migration)
-    r.add_get(base + "/api/workers", api_workers)
-    r.add_static(base + "/static", STATIC)
-    if allow_actions:
-        r.add_post(base + "/queues/{queue}/actions/{action}", act)
-        r.add_post(base + "/api/queues/{queue}/actions/{action}", act)
+    _add_routes(app.router, dashboard)
     if close_monitor:
-
-        async def on_cleanup(app: web.Application) -> None:
-            await monitor.close()
-
-        app.on_cleanup.append(on_cleanup)
+        app.on_cleanup.append(dashboard.close_monitor)
     return app
 
 
-async def run_action(monitor: Monitor, queue: str, name: str, form: dict[str, str]) -> ActionResult:
-    """Dispatch one dashboard action to :class:`~bullbridge.monitor.actions.QueueActions`."""
-    actions = monitor.actions(queue)
-    if name == "retry":
-        return await actions.retry(form.get("state", "failed"))
-    if name == "promote":
-        return await actions.promote()
-    if name == "clean":
-        state = form.get("state", "completed")
-        grace = parse_duration_ms(form.get("age", "1d"))
-        return await actions.clean(state, grace_ms=grace, limit=int(form.get("limit", "0") or 0))
-    if name == "pause":
-        return await actions.pause()
-    if name == "resume":
-        return await actions.resume()
-    if name == "drain":
-        return await actions.drain(delayed=form.get("delayed") in ("1", "true", "on"))
-    job_id = form.get("job", "")
-    if not job_id:
-        raise ValueError("name the job: field 'job'")
-    if name == "retry-job":
-        return await actions.retry_job(job_id)
-    if name == "promote-job":
-        return await actions.promote_job(job_id)
-    return await actions.remove_job(job_id)
+def _add_routes(r: web.UrlDispatcher, d: Dashboard) -> None:
+    """The table above, under ``d.base``; the POST routes only when actions are allowed."""
+    base = d.base
+    r.add_get(base + "/", d.overview)
+    if base:
+        r.add_get(base, d.overview)
+    r.add_get(base + "/queues/{queue}", d.queue)
+    r.add_get(base + "/queues/{queue}/jobs", d.jobs)
+    r.add_get(base + "/queues/{queue}/jobs/{job_id}", d.job)
+    r.add_get(base + "/queues/{queue}/schedulers", d.schedulers)
+    r.add_get(base + "/workers", d.workers)
+    r.add_get(base + "/api/queues", d.api_queues)
+    r.add_get(base + "/api/queues/{queue}", d.api_queue)
+    r.add_get(base + "/api/queues/{queue}/jobs", d.api_jobs)
+    r.add_get(base + "/api/queues/{queue}/jobs/{job_id}", d.api_job)
+    r.add_get(base + "/api/queues/{queue}/schedulers", d.api_schedulers)
+    r.add_get(base + "/api/queues/{queue}/migration", d.api_migration)
+    r.add_get(base + "/api/workers", d.api_workers)
+    r.add_static(base + "/static", STATIC)
+    if d.allow_actions:
+        r.add_post(base + "/queues/{queue}/actions/{action}", d.act)
+        r.add_post(base + "/api/queues/{queue}/actions/{action}", d.act)
