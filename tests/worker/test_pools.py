@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import pathlib
 import signal
 import sys
 import threading
@@ -102,8 +103,9 @@ async def test_closing_a_worker_with_a_process_pool_then_exiting_prints_nothing(
 # -- stop_process_pool itself, in this process ---------------------------------------
 
 
-def sleep_ignoring_sigterm(seconds: float) -> None:  # runs in the pool
+def sleep_ignoring_sigterm(seconds: float, ready: str) -> None:  # runs in the pool
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    pathlib.Path(ready).touch()  # only now is SIGTERM ignored: the test waits for this file
     time.sleep(seconds)
 
 
@@ -132,10 +134,14 @@ async def test_a_forced_stop_terminates_a_running_call_and_returns_once_the_pool
 
 
 async def test_a_pool_past_its_deadline_is_terminated_then_killed_with_one_warning_off_the_loop(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
 ) -> None:
     monkeypatch.setattr(pools, "KILL_GRACE", 0.3)
-    pool, running = await started_pool(sleep_ignoring_sigterm, 30)  # graceful: the call would go on for 30 s
+    ready = tmp_path / "ignoring-sigterm"
+    # graceful: the call would go on for 30 s. "Running" in the pool's books means handed to the
+    # process, not yet executing: wait until the call has really installed its SIGTERM handler.
+    pool, running = await started_pool(sleep_ignoring_sigterm, 30, str(ready))
+    assert await wait_until(ready.exists, timeout=10), "the pool never ran the call"  # failure detector
     manager, processes = pool._executor_manager_thread, list(pool._processes.values())
     ticks = 0
 
