@@ -1,7 +1,7 @@
 """The one JSON codec: what Python writes is what Node's ``JSON.parse`` reads.
 
 Job data, return values and progress all go through :class:`JsonCodec`. The
-rules (also in docs/producer.md#data-the-json-codec):
+rules (also in docs/queue.md#data-the-json-codec):
 
 Encoding (Python -> Redis -> Node)
 

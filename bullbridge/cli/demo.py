@@ -135,9 +135,13 @@ async def _demo(url: str, jobs: int, out: TextIO) -> int:
                 print(file=out)
             outcomes = await results
         finally:
-            await producer.close()
             await node.close_worker(handle)
             await worker.close(timeout=10)
+            # The demo's two queues were made for it: leave nothing behind in the user's Redis.
+            for name in (n2p_queue, p2n_queue):
+                async with Queue(name, connection=url) as queue:
+                    await queue.obliterate(force=True)
+            await producer.close()
     p2n_failed = sum(1 for o in outcomes if o.state != "completed")
     rows = [
         ("direction", "jobs", "completed", "failed", "wall s", "jobs/s"),
