@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from bullbridge import codec
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
@@ -29,10 +29,35 @@ from bullbridge.keys import QueueKeys
 
 log = logging.getLogger("bullbridge.events")
 
+#: The events BullMQ's scripts write to a queue's stream (Node 6.7 and the port),
+#: spelled as Node's ``QueueEvents`` emits them.
+QueueEventName = Literal[
+    "active",
+    "added",
+    "cleaned",
+    "completed",
+    "debounced",
+    "deduplicated",
+    "delayed",
+    "drained",
+    "duplicated",
+    "failed",
+    "paused",
+    "progress",
+    "removed",
+    "resumed",
+    "retries-exhausted",
+    "stalled",
+    "waiting",
+    "waiting-children",
+]
+QUEUE_EVENTS: tuple[str, ...] = get_args(QueueEventName)
+
 
 @dataclass(frozen=True)
 class QueueEvent:
-    """One stream entry: ``event`` (``completed``...), ``job_id`` and the raw fields."""
+    """One stream entry: ``event`` (one of :data:`QueueEventName` - kept a plain
+    ``str`` because another writer may add its own), ``job_id`` and the raw fields."""
 
     event: str
     job_id: str | None

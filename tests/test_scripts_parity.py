@@ -147,3 +147,24 @@ async def test_locks_stalls_and_progress(frozen_time: None) -> None:
     assert rec.calls[0][1:] == ours.extend_locks(["1", "2"], ["t1", "t2"], 30000)
     assert rec.calls[1][1:] == ours.move_stalled_jobs_to_wait(1, 30000, timestamp=NOW)
     assert rec.calls[2][1:] == ours.update_progress("3", "50")
+
+
+def test_every_stream_event_the_scripts_write_is_a_known_queue_event_name() -> None:
+    """QueueEventName lists what the Lua scripts of both sides write to the events
+    stream (a literal ``"event", "<name>"`` in an XADD); a script change that adds
+    an event shows up here."""
+    import re
+    from pathlib import Path
+
+    import bullmq
+
+    from bullbridge.events import QUEUE_EVENTS
+
+    root = Path(__file__).resolve().parents[1]
+    dirs = [Path(bullmq.__file__).parent / "commands", root / "node_modules" / "bullmq" / "dist" / "esm" / "commands"]
+    written: set[str] = set()
+    for directory in dirs:
+        for lua in directory.glob("*.lua"):
+            written.update(re.findall(r'"event",\s*"([a-z-]+)"', lua.read_text()))
+    assert {"added", "waiting", "progress", "stalled"} <= written  # the pattern still finds them
+    assert written <= set(QUEUE_EVENTS), sorted(written - set(QUEUE_EVENTS))
