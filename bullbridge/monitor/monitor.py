@@ -36,7 +36,7 @@ from bullbridge.connection import ConnectionSource, RedisConnector, connect
 from bullbridge.connection.resp import RespError
 from bullbridge.keys import QueueKeys
 from bullbridge.monitor.actions import QueueActions
-from bullbridge.monitor.discovery import discover_queues
+from bullbridge.monitor.discovery import discover_queues, queue_exists, require_queue
 from bullbridge.monitor.jobs import STATE_KEYS, STATES, JobDetail, JobPage, read_job, read_jobs
 from bullbridge.monitor.migration import (
     DEFAULT_REPORT_SAMPLE,
@@ -148,6 +148,16 @@ class Monitor:
     async def queues(self) -> list[str]:
         """Every queue under the prefix (SCAN)."""
         return await discover_queues(self.reader, self.prefix)
+
+    async def exists(self, queue: str) -> bool:
+        """Whether the queue has any key under the prefix (its ``meta``, ``id``, a job list...)."""
+        return await queue_exists(self.reader, self.keys(queue))
+
+    async def require(self, *queues: str) -> None:
+        """:class:`~bullbridge.errors.UnknownQueue` for the first of ``queues`` that does not exist
+        (``no queue 'X' under prefix 'bull' (known: ...)``)."""
+        for queue in queues:
+            await require_queue(self.reader, self.keys(queue))
 
     async def counts(self, queue: str) -> dict[str, int]:
         """Jobs per state, through BullMQ's ``getCounts`` (Node's ``getJobCounts`` names)."""
