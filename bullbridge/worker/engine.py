@@ -56,7 +56,14 @@ from bullbridge.job import Job, fields_to_dict
 from bullbridge.keys import QueueKeys
 from bullbridge.worker.context import ActiveJob
 from bullbridge.worker.events import WORKER_EVENTS, WorkerEvent
-from bullbridge.worker.failures import UnknownBackoff, backoff_delay, failure_reason, stacktrace_list
+from bullbridge.worker.failures import (
+    UnknownBackoff,
+    backoff_delay,
+    failure_reason,
+    log_fields,
+    short,
+    stacktrace_list,
+)
 from bullbridge.worker.gate import FetchGate
 from bullbridge.worker.handlers import Handler, HandlerFn, HandlerRegistry, RunIn
 from bullbridge.worker.maintenance import LockRenewer, LoopWatch, RateLimitedLog, StalledChecker
@@ -163,6 +170,10 @@ class Worker(Emitter[WorkerEvent]):
         # --- telemetry (bullbridge.telemetry): consumer spans and job metrics; None costs nothing.
         self.telemetry = telemetry
         self._telemetry: WorkerTelemetry | None = telemetry.for_worker(self) if telemetry is not None else None
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("running" if self._started else "not started")
+        return f"<Worker {self.prefix}:{self.queue} {state} on Redis {self._connector.settings.describe()}>"
 
     # -- registration ----------------------------------------------------------------
 
@@ -778,20 +789,29 @@ class Worker(Emitter[WorkerEvent]):
                     self._finish_error(job, raw, "wait")
             self.emit("retrying", job, exc, retry_delay or 0)
             log.info(
-                "job %s (%s) of %s failed (%s); retry %d/%d%s",
+                "job %s (%s) of %s failed attempt %d of %d (%s); retrying%s",
                 job.id,
-                job.name,
+                short(job.name),
                 self.queue,
-                reason,
-                attempts_made + 2,
+                attempts_made + 1,
                 attempts,
+                short(reason),
                 f" in {retry_delay} ms" if retry_delay else "",
+                extra=log_fields(self.queue, job, attempts_made + 1),
             )
             return next_job
         next_job = await self._finish(job, "failed", reason, fields)
         self.failed += 1
         self.emit("failed", job, exc, reason)
-        log.info("job %s (%s) of %s failed: %s", job.id, job.name, self.queue, reason)
+        log.warning(
+            "job %s (%s) of %s failed for good after attempt %d: %s",
+            job.id,
+            short(job.name),
+            self.queue,
+            attempts_made + 1,
+            short(reason),
+            extra=log_fields(self.queue, job, attempts_made + 1),
+        )
         return next_job
 
     async def _back_to_wait(self, job: ActiveJob, delay_ms: int) -> Next | None:
