@@ -126,7 +126,7 @@ class Heartbeat:
 
 async def read_reports(connector: RedisConnector, prefix: str = "bull") -> list[HealthReport]:
     """Every heartbeat currently in Redis (SCAN, never KEYS)."""
-    client = connector.fast("bullbridge-check", retry_for=5.0)
+    client = connector.fast("bullbridge-check", retry_for=min(5.0, connector.settings.retry_for))
     try:
         reports: list[HealthReport] = []
         async for keys in scan(client, health_key(glob_escape(prefix), "*")):

@@ -39,8 +39,10 @@ from typing import Any
 
 import hiredis
 
+from bullbridge.connection.replies import explain
 from bullbridge.errors import (
     RedisAuthError,
+    RedisCommandError,
     RedisRefused,
     RedisTlsError,
     RedisUnknownHost,
@@ -155,6 +157,9 @@ class RespConnection:
         self._loop = asyncio.get_running_loop()
         self._protocol = _Protocol(self._loop, on_lost or (lambda exc: None))
         self._watchdog: asyncio.TimerHandle | None = None
+        #: Set once the client's setup (AUTH, SELECT, hooks) ran: a timeout before that is a failed
+        #: connection attempt, which the reconnect loop reports once, not a dropped connection.
+        self.established = False
 
     async def open(self) -> None:
         ep = self.endpoint
@@ -167,9 +172,11 @@ class RespConnection:
                 ep.port,
                 ssl=ep.ssl,
                 server_hostname=ep.host if ep.ssl else None,
+                # A plain-text server never answers a ClientHello: say so as a TLS error, not a timeout.
+                ssl_handshake_timeout=ep.connect_timeout if ep.ssl else None,
             )
         try:
-            await asyncio.wait_for(coro, ep.connect_timeout)
+            await asyncio.wait_for(coro, ep.connect_timeout + (1.0 if ep.ssl else 0.0))
         except (TimeoutError, OSError) as exc:
             raise connect_error(exc, ep) from exc
         transport = self._protocol.transport
@@ -239,7 +246,11 @@ class RespConnection:
         if transport is None:
             return
         if pending and pending[0][1] < self._loop.time():
-            log.warning("Redis at %s did not answer in time; dropping the connection", self.endpoint.describe())
+            log.log(
+                logging.WARNING if self.established else logging.DEBUG,
+                "Redis at %s did not answer in time; dropping the connection",
+                self.endpoint.describe(),
+            )
             error = RespTimeoutError(f"Redis at {self.endpoint.describe()} did not answer in time")
             while pending:
                 fut = pending.popleft()[0]
@@ -273,6 +284,8 @@ OnConnect = Callable[["RespConnection"], Awaitable[None]]
 #: keeps retrying for its ``connect_retry_for`` (a restart is expected to end).
 REFUSED_GRACE = 0.5
 _AUTH_PREFIXES = ("WRONGPASS", "NOAUTH", "NOPERM")
+#: Error replies during a connection's setup that a retry may fix (a server loading, failing over).
+_TRANSIENT_REPLIES = frozenset({"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"})
 _ERRNO = re.compile(r"\[Errno (\d+)\]")
 
 
@@ -285,6 +298,11 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 def connect_error(exc: BaseException, ep: Endpoint) -> RespConnectionError:
     """What a failed socket connect means, as the exception that says it."""
     where = ep.describe()
+    if ep.ssl is not None and isinstance(exc, ConnectionAbortedError) and "handshake" in str(exc).lower():
+        return RedisTlsError(
+            f"the TLS handshake with Redis at {where} did not complete within {ep.connect_timeout:g} s: "
+            "is the server serving TLS? (rediss:// is for TLS, redis:// for a plain server)"
+        )
     if isinstance(exc, ssl_module.SSLError):
         reason = getattr(exc, "reason", None) or exc
         return RedisTlsError(
@@ -472,7 +490,7 @@ class RespClient:
                 raise RespConnectionError("client is closed")
             try:
                 return await self._connect_once()
-            except (RedisAuthError, RedisTlsError) as exc:
+            except (RedisAuthError, RedisTlsError, RedisCommandError) as exc:
                 self._last_error = exc
                 raise
             except (RedisRefused, RedisUnknownHost) as exc:
@@ -488,7 +506,7 @@ class RespClient:
                 self._last_error = exc
                 if not said and not self._ever_connected:
                     said = True
-                    log.warning(
+                    log.info(
                         "cannot connect to Redis at %s yet (%s); retrying for up to %g s",
                         self.endpoint.describe(),
                         redact(exc),
@@ -525,11 +543,15 @@ class RespClient:
             conn.abort()
             if is_auth_error(exc):
                 raise auth_error(exc, endpoint) from None
-            raise
+            if exc.prefix in _TRANSIENT_REPLIES:
+                raise
+            # Redis is up and refuses the setup (SELECT on a cluster, an ACL, ...): retrying will not help.
+            raise explain(exc, endpoint.describe(), "setting up the connection") from None
         except BaseException:
             conn.abort()
             raise
         self._last_error = None
+        conn.established = True
         reconnect = self._ever_connected
         self._ever_connected = True
         if reconnect:

@@ -76,7 +76,7 @@ class RedisLink:
         except (RedisAuthError, RedisTlsError, RedisRefused, RedisUnknownHost) as exc:
             raise type(exc)(f"{what}: {exc}") from exc
         except (TimeoutError, RespConnectionError) as exc:
-            cause = exc or next((c.last_error for c in self._clients.values() if c.last_error), None)
+            cause = str(exc) or next((c.last_error for c in self._clients.values() if c.last_error), None)
             raise RedisUnavailable(
                 f"{what}: Redis at {where} did not answer within {self.timeout:g} s ({redact(cause or 'timed out')})"
             ) from exc
