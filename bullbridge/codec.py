@@ -39,7 +39,10 @@ Decoding (Node -> Redis -> Python) never fails on valid JSON:
   and ``0``: an integral float sent to Node comes back as an ``int`` (equal
   under ``==``).
 
-Malformed input (not UTF-8, not JSON) raises :class:`~bullbridge.errors.CorruptJob`.
+Malformed input (not UTF-8, not JSON) raises :class:`~bullbridge.errors.CorruptJob`, and so
+do ``NaN``, ``Infinity`` and ``-Infinity``, which Python's ``json`` reads but Node's
+``JSON.parse`` refuses (a foreign writer's ``{"attempts": NaN}`` is a corrupt job,
+not a job with NaN attempts).
 """
 
 from __future__ import annotations
@@ -270,15 +273,25 @@ def _decode_fallback(raw: bytes | bytearray | str, first: Exception) -> Any:
     else:
         text = raw
     try:
-        return json.loads(text, parse_int=_js_int)
+        return json.loads(text, parse_int=_js_int, parse_constant=_refuse_constant)
     except RecursionError:
         pass
+    except _NonStandard as exc:
+        raise CorruptJob(f"not valid JSON ({exc}, which Node's JSON.parse refuses)") from None
     except ValueError:
         raise CorruptJob(f"not valid JSON ({first})") from None
     try:
         return _parse_iteratively(text)
     except ValueError as exc:
         raise CorruptJob(f"not valid JSON ({exc})") from None
+
+
+class _NonStandard(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's ``json`` reads them, JSON has no such tokens."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonStandard(f"{name} is not JSON")
 
 
 def _floatify_big_ints(value: Any) -> Any:

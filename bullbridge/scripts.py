@@ -13,6 +13,7 @@ differences and are listed there).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -142,13 +143,23 @@ def check_code(result: Any, command: str, job_id: str = "", state: str = "active
 
 def keep_jobs(remove: Any) -> dict[str, Any]:
     """BullMQ's ``getKeepJobs``: True -> keep none, False/None -> keep all,
-    int -> keep that many, dict -> ``{count, age, limit}`` as given."""
-    if type(remove) is int:
-        return {"count": remove}
+    a number -> keep that many, dict -> its numeric ``count``, ``age``, ``limit``.
+
+    Never hands the script what it cannot read (Node passes a foreign writer's
+    ``"yes"`` or ``{count: "many"}`` through, and its Lua script then fails the
+    finish): other values keep everything, and non-numeric fields are dropped."""
+    if isinstance(remove, bool) or remove is None:
+        return {"count": 0} if remove else {"count": -1}
+    if isinstance(remove, (int, float)):
+        return {"count": remove} if math.isfinite(remove) else {"count": -1}
     if isinstance(remove, dict):
-        return remove
-    if remove:
-        return {"count": 0}
+        kept = {
+            k: v
+            for k, v in remove.items()
+            if k in ("count", "age", "limit") and isinstance(v, (int, float)) and not isinstance(v, bool)
+            if math.isfinite(v)
+        }
+        return kept or {"count": -1}
     return {"count": -1}
 
 

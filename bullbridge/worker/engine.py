@@ -30,6 +30,7 @@ import contextvars
 import logging
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -522,7 +523,7 @@ class Worker(Emitter[WorkerEvent]):
         try:
             try:
                 handler = self._prepare(job)
-            except _PERMANENT as exc:
+            except Exception as exc:  # corrupt, unknown name...: whatever stops it, it fails for good
                 return await self._fail(job, exc, permanent=True)
             if job.repeat_job_key:
                 await self._next_iteration(job)
@@ -592,7 +593,7 @@ class Worker(Emitter[WorkerEvent]):
         handler = self.registry.resolve(job.name)
         if handler is None:
             raise UnknownJobName(
-                f"no handler for job name {job.name!r} on queue {self.queue!r} "
+                f"no handler for job name {short(repr(job.name), 200)} on queue {self.queue!r} "
                 f"(handlers: {', '.join(self.registry.names) or 'none'}); register one or a fallback"
             )
         return handler
@@ -726,6 +727,53 @@ class Worker(Emitter[WorkerEvent]):
         return next_job
 
     async def _fail(self, job: ActiveJob, exc: BaseException, *, permanent: bool = False) -> Next | None:
+        """Fail an attempt: retry the job (with its backoff) or fail it for good. Whatever goes
+        wrong on the way (an option nothing can read, a strategy that misbehaves, a bug of
+        ours), the job still ends in ``failed`` with a reason: never left active to stall,
+        never run again."""
+        try:
+            return await self._fail_attempt(job, exc, permanent=permanent)
+        except Exception as err:
+            return await self._fail_anyway(job, exc, err)
+
+    async def _fail_anyway(self, job: ActiveJob, exc: BaseException, err: Exception) -> Next | None:
+        reason = f"{failure_reason(exc)} (not retried: failing the attempt raised {failure_reason(err)})"
+        try:  # err alone: its context is the user's exception, which may not even format
+            detail = "".join(traceback.format_exception(err, chain=False)).rstrip()
+        except Exception:
+            detail = failure_reason(err)
+        log.error("failing job %s of %s raised; failing it for good:\n%s", job.id, self.queue, detail)
+        try:
+            fields: dict[str, Any] = {"failedReason": reason, **job.numeric_repairs()}
+            next_job = await self._finish(job, "failed", reason, fields)
+        except Exception as again:  # nothing more to do here: stall recovery fails it, with its reason
+            log.exception("could not fail job %s of %s either: %s", job.id, self.queue, again)
+            return None
+        self.failed += 1
+        self.emit("failed", job, exc, reason)
+        log.warning(
+            "job %s (%s) of %s failed for good: %s",
+            job.id,
+            short(job.name),
+            self.queue,
+            short(reason),
+            extra=log_fields(self.queue, job, job.safe_attempts()[0] + 1),
+        )
+        return next_job
+
+    def _retry_delay(self, job: ActiveJob, exc: BaseException, attempt: int) -> tuple[int | None, str | None]:
+        """The delay before the next attempt (``None``: at once), or why there is none."""
+        try:
+            delay = backoff_delay(job.safe_opts().get("backoff"), attempt, exc, job, self.settings.backoff_strategies)
+        except UnknownBackoff as err:
+            return None, str(err)
+        except Exception as err:  # a custom strategy that raised
+            return None, f"backoff strategy raised {failure_reason(err)}"
+        if delay == -1:  # Node: a strategy's -1 means "do not retry"; other negatives retry at once
+            return None, "the backoff strategy returned -1"
+        return delay, None
+
+    async def _fail_attempt(self, job: ActiveJob, exc: BaseException, *, permanent: bool = False) -> Next | None:
         reason = failure_reason(exc)
         if isinstance(exc, CorruptJob):
             reason = f"corrupt job: {exc}"
@@ -745,19 +793,10 @@ class Worker(Emitter[WorkerEvent]):
         next_job: Next | None = None
         retry_delay: int | None = None
         if not permanent and attempts_made + 1 < attempts:
-            try:
-                retry_delay = backoff_delay(
-                    opts.get("backoff"), attempts_made + 1, exc, job, self.settings.backoff_strategies
-                )
-            except UnknownBackoff as err:
-                reason = f"{reason} (not retried: {err})"
+            retry_delay, not_retried = self._retry_delay(job, exc, attempts_made + 1)
+            if not_retried is not None:
+                reason = f"{reason} (not retried: {not_retried})"
                 fields["failedReason"] = reason
-                retry_delay = -1
-            except Exception as err:  # a custom strategy that raised
-                reason = f"{reason} (not retried: backoff strategy raised {failure_reason(err)})"
-                fields["failedReason"] = reason
-                retry_delay = -1
-            if retry_delay is not None and retry_delay < 0:
                 permanent = True
         if not permanent and attempts_made + 1 < attempts:
             if retry_delay:
@@ -796,7 +835,7 @@ class Worker(Emitter[WorkerEvent]):
                 attempts_made + 1,
                 attempts,
                 short(reason),
-                f" in {retry_delay} ms" if retry_delay else "",
+                f" in {retry_delay} ms" if retry_delay and retry_delay > 0 else " at once",
                 extra=log_fields(self.queue, job, attempts_made + 1),
             )
             return next_job

@@ -43,9 +43,10 @@ def log_fields(queue: str, job: Any, attempt: int) -> dict[str, Any]:
 def failure_reason(exc: BaseException) -> str:
     """``ClassName: message`` (just the class name when the message is empty)."""
     name = type(exc).__name__
-    message = str(exc)
-    if isinstance(exc, KeyError) and exc.args:
-        message = repr(exc.args[0])
+    try:
+        message = repr(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    except Exception as err:  # a user exception whose __str__ raises: still a reason
+        message = f"<its message could not be read: {type(err).__name__}>"
     return f"{name}: {message}" if message else name
 
 
