@@ -58,7 +58,7 @@ from typing import Any, Literal
 
 import orjson
 
-from bullbridge.errors import CorruptJob, NotJsonSafe
+from bullbridge.errors import ConfigurationError, CorruptJob, NotJsonSafe
 
 MAX_SAFE_INT = 2**53 - 1
 
@@ -92,7 +92,7 @@ class JsonCodec:
 
     def __post_init__(self) -> None:
         if self.big_ints not in ("reject", "string"):
-            raise ValueError(f"big_ints must be 'reject' or 'string', got {self.big_ints!r}")
+            raise ConfigurationError(f"big_ints must be 'reject' or 'string', got {self.big_ints!r}")
 
     def encode(self, value: Any) -> bytes:
         """JSON bytes that Node reads back as written, or :class:`NotJsonSafe`."""

@@ -19,6 +19,11 @@ class ConfigurationError(BullbridgeError, ValueError):
     """A setting or argument cannot work (bad URL, bad option value...)."""
 
 
+class UsageError(BullbridgeError, RuntimeError):
+    """The API was called in a way that cannot work (a worker not started yet, a blocking
+    call made on the event loop); the message says what to call instead."""
+
+
 class ConnectionSetupError(BullbridgeError):
     """A Redis connection was refused before use: wrong client settings, too old
     a server, or a key layout that a cluster cannot serve."""

@@ -24,7 +24,7 @@ import msgpack
 
 from bullbridge.clock import now_ms
 from bullbridge.connection.resp import Arg, RespClient, RespConnection, RespError
-from bullbridge.errors import LockLost, ScriptError
+from bullbridge.errors import LockLost, MissingDependency, ScriptError
 from bullbridge.keys import QueueKeys
 
 
@@ -56,7 +56,9 @@ def script(name: str) -> Script:
     matches = sorted(COMMANDS_DIR.glob(f"{name}-*.lua"))
     matches = [m for m in matches if m.stem.rsplit("-", 1)[0] == name]
     if len(matches) != 1:
-        raise LookupError(f"BullMQ script {name!r} not found in {COMMANDS_DIR}")
+        raise MissingDependency(
+            f"BullMQ script {name!r} not found in {COMMANDS_DIR}: reinstall the bullmq package (pip install bullmq)"
+        )
     path = matches[0]
     source = path.read_bytes()
     return Script(name, int(path.stem.rsplit("-", 1)[1]), source, hashlib.sha1(source).hexdigest())

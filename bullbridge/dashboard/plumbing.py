@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bullbridge.errors import ConfigurationError
 from bullbridge.jsonapi import to_json
 from bullbridge.monitor.jobs import STATES
 
@@ -71,9 +72,9 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 def check_token(token: str | None) -> str:
     """The token actions require, or a ``ValueError`` saying why it cannot protect them."""
     if token is None or not token.strip():
-        raise ValueError("actions need a token: create_app(..., allow_actions=True, token='...')")
+        raise ConfigurationError("actions need a token: create_app(..., allow_actions=True, token='...')")
     if len(token.strip()) < MIN_TOKEN_LENGTH:
-        raise ValueError(
+        raise ConfigurationError(
             f"the dashboard token has {len(token.strip())} characters; actions need at least "
             f"{MIN_TOKEN_LENGTH} (e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')"
         )

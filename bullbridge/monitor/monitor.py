@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from bullbridge.clock import now_ms
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
 from bullbridge.connection.resp import RespError
+from bullbridge.errors import ConfigurationError
 from bullbridge.keys import QueueKeys
 from bullbridge.monitor.actions import QueueActions
 from bullbridge.monitor.discovery import discover_queues, queue_exists, require_queue
@@ -112,7 +113,7 @@ class Monitor:
         command_timeout: float | None = None,
     ) -> None:
         if window_minutes < 2:
-            raise ValueError("window_minutes must be at least 2")
+            raise ConfigurationError("window_minutes must be at least 2")
         self.prefix = prefix
         self.sample_size = sample_size
         self.window_minutes = window_minutes
@@ -209,7 +210,7 @@ class Monitor:
     async def metrics(self, queue: str, kind: str, start: int = 0, end: int = -1) -> BullMetrics:
         """Node's ``Queue.getMetrics(kind, start, end)``: BullMQ's per-minute counts."""
         if kind not in ("completed", "failed"):
-            raise ValueError("metrics kind is 'completed' or 'failed'")
+            raise ConfigurationError("metrics kind is 'completed' or 'failed'")
         return await read_metrics(self.reader, self.keys(queue), kind, start, end)
 
     async def workers(self, queues: Iterable[str] | None = None) -> dict[str, list[WorkerInfo]]:

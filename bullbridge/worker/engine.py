@@ -51,6 +51,7 @@ from bullbridge.errors import (
     ScriptError,
     UnknownJobName,
     UnrecoverableError,
+    UsageError,
     WaitingChildren,
 )
 from bullbridge.job import Job, fields_to_dict
@@ -210,7 +211,7 @@ class Worker(Emitter[WorkerEvent]):
 
     def _live(self) -> _Running:
         if self._running is None:
-            raise RuntimeError(f"the worker of {self.queue!r} is not started: await worker.start() first")
+            raise UsageError(f"the worker of {self.queue!r} is not started: await worker.start() first")
         return self._running
 
     @property
