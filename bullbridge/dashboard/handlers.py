@@ -33,7 +33,7 @@ from bullbridge.errors import JobNotFound, QueueError
 from bullbridge.monitor.actions import ActionResult
 from bullbridge.monitor.monitor import Monitor
 from bullbridge.monitor.reader import MonitorError
-from bullbridge.redact import printable
+from bullbridge.redact import printable, redact
 
 log = logging.getLogger("bullbridge.dashboard")
 
@@ -267,7 +267,7 @@ class Dashboard:
 
     def cannot_read(self, request: web.Request, exc: Exception) -> web.Response:
         """503: Redis could not be read."""
-        message = f"cannot read Redis: {exc}"
+        message = f"cannot read Redis: {redact(exc)}"
         return json_response({"error": message}, 503) if self.is_api(request) else self.error_page(503, message)
 
     async def close_monitor(self, app: web.Application) -> None:
