@@ -26,7 +26,7 @@ MASK = "***"
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/\s]*):(?P<password>[^\s/]*)@")
 #: Secrets shorter than this are masked inside URLs only (masking "ab" everywhere would
 #: mangle unrelated text and tell where the secret is).
-MIN_REMEMBERED = 4
+MIN_REMEMBERED = 6
 _known: set[str] = set()
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 

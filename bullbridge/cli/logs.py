@@ -70,7 +70,20 @@ class JsonFormatter(logging.Formatter):
 
 
 class _CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The handler :func:`configure` installs (and replaces on a second call)."""
+    """The handler :func:`configure` installs (and replaces on a second call). It writes to
+    whatever ``sys.stderr`` is when a record comes (as logging's last-resort handler does), so
+    a ``main()`` called in-process - a test capturing stderr - leaves no handler on a closed stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ sets it: the property wins
+        pass
 
 
 def configure(level: str, fmt: str = "text") -> None:
@@ -78,7 +91,7 @@ def configure(level: str, fmt: str = "text") -> None:
 
     Handlers someone else installed (an embedding application, pytest's capture)
     stay, and the root level is then only ever lowered."""
-    handler = _CliHandler(sys.stderr)
+    handler = _CliHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.setLevel(level)
     root = logging.getLogger()

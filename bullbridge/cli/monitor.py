@@ -251,7 +251,6 @@ def render_stats(stats: Sequence[QueueStats], prefix: str = "bull") -> str:
 
 def run_stats(args: argparse.Namespace) -> int:
     from bullbridge.connection.resp import RespConnectionError, RespError
-    from bullbridge.redact import printable
 
     async def body(monitor: Monitor) -> int:
         await monitor.require(*args.queues)

@@ -741,9 +741,9 @@ class Worker(Emitter[WorkerEvent]):
         reason = f"{failure_reason(exc)} (not retried: failing the attempt raised {failure_reason(err)})"
         try:  # err alone: its context is the user's exception, which may not even format
             detail = "".join(traceback.format_exception(err, chain=False)).rstrip()
-        except Exception:
-            detail = failure_reason(err)
-        log.error("failing job %s of %s raised; failing it for good:\n%s", job.id, self.queue, detail)
+            log.error("failing job %s of %s raised; failing it for good:\n%s", job.id, self.queue, detail)
+        except Exception:  # a handler that cannot report (its own error chains to the user's) must not stop this
+            pass
         try:
             fields: dict[str, Any] = {"failedReason": reason, **job.numeric_repairs()}
             next_job = await self._finish(job, "failed", reason, fields)
