@@ -219,7 +219,7 @@ class UnknownQueue(BullbridgeError, LookupError):
         shown = ", ".join(repr(q) for q in (known or [])[:10])
         more = f" and {len(known or []) - 10} more" if len(known or []) > 10 else ""
         listing = f"known: {shown}{more}" if known else "there is no queue under it"
-        super().__init__(f"no queue {queue!r} under prefix {prefix!r} ({listing})")
+        super().__init__(f"no queue {queue!r} under prefix {prefix!r} ({listing}): check the queue name and the prefix")
         self.queue = queue
         self.prefix = prefix
         self.known = list(known or [])

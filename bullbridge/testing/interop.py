@@ -319,7 +319,11 @@ class Interop:
         return f"<Interop prefix={self.prefix!r} redis={redact(self.redis_url)!r}{node}>"
 
     async def __aenter__(self) -> Interop:
-        await self.claim_prefix()
+        try:
+            await self.claim_prefix()
+        except BaseException:
+            await self.close()  # nothing is deleted: the prefix was not this harness's
+            raise
         return self
 
     async def claim_prefix(self) -> None:
