@@ -179,3 +179,21 @@ async def test_reprs_and_errors_never_show_the_password(locked: PrivateRedis) ->
         assert PASSWORD not in text, text
     assert "redis://:***@127.0.0.1" in connector.settings.masked_url()
     await asyncio.sleep(0)
+
+
+async def test_a_replica_is_named_read_only(private_redis: PrivateRedis) -> None:
+    """A URL at a replica: Redis's READONLY as a bullbridge error that says to use the master."""
+    from bullbridge.errors import RedisReadOnly
+
+    with PrivateRedis() as replica:
+        admin = redis.from_url(replica.url)
+        try:
+            await admin.execute_command("REPLICAOF", "127.0.0.1", private_redis.port)
+            async with Queue("ro", connection=replica.url) as queue:
+                with pytest.raises(RedisReadOnly) as info:
+                    await queue.add("x", {})
+        finally:
+            await admin.execute_command("REPLICAOF", "NO", "ONE")
+            await admin.aclose()
+    assert info.value.prefix == "READONLY" and "read-only replica" in str(info.value)
+    assert "master" in str(info.value)
