@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+from bullbridge.errors import ConfigurationError
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -24,7 +26,9 @@ def datetime_ms(moment: datetime) -> int:
     """An aware datetime as epoch milliseconds (``date.getTime()``), exactly:
     no float rounding on the way. A naive datetime is a ``ValueError``."""
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{moment!r} has no timezone: a naive datetime means different instants on different hosts")
+        raise ConfigurationError(
+            f"{moment!r} has no timezone: a naive datetime means different instants on different hosts"
+        )
     return (moment - _EPOCH) // _MS
 
 

@@ -39,7 +39,10 @@ Decoding (Node -> Redis -> Python) never fails on valid JSON:
   and ``0``: an integral float sent to Node comes back as an ``int`` (equal
   under ``==``).
 
-Malformed input (not UTF-8, not JSON) raises :class:`~bullbridge.errors.CorruptJob`.
+Malformed input (not UTF-8, not JSON) raises :class:`~bullbridge.errors.CorruptJob`, and so
+do ``NaN``, ``Infinity`` and ``-Infinity``, which Python's ``json`` reads but Node's
+``JSON.parse`` refuses (a foreign writer's ``{"attempts": NaN}`` is a corrupt job,
+not a job with NaN attempts).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from typing import Any, Literal
 
 import orjson
 
-from bullbridge.errors import CorruptJob, NotJsonSafe
+from bullbridge.errors import ConfigurationError, CorruptJob, NotJsonSafe
 
 MAX_SAFE_INT = 2**53 - 1
 
@@ -89,7 +92,7 @@ class JsonCodec:
 
     def __post_init__(self) -> None:
         if self.big_ints not in ("reject", "string"):
-            raise ValueError(f"big_ints must be 'reject' or 'string', got {self.big_ints!r}")
+            raise ConfigurationError(f"big_ints must be 'reject' or 'string', got {self.big_ints!r}")
 
     def encode(self, value: Any) -> bytes:
         """JSON bytes that Node reads back as written, or :class:`NotJsonSafe`."""
@@ -270,15 +273,25 @@ def _decode_fallback(raw: bytes | bytearray | str, first: Exception) -> Any:
     else:
         text = raw
     try:
-        return json.loads(text, parse_int=_js_int)
+        return json.loads(text, parse_int=_js_int, parse_constant=_refuse_constant)
     except RecursionError:
         pass
+    except _NonStandard as exc:
+        raise CorruptJob(f"not valid JSON ({exc}, which Node's JSON.parse refuses)") from None
     except ValueError:
         raise CorruptJob(f"not valid JSON ({first})") from None
     try:
         return _parse_iteratively(text)
     except ValueError as exc:
         raise CorruptJob(f"not valid JSON ({exc})") from None
+
+
+class _NonStandard(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's ``json`` reads them, JSON has no such tokens."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonStandard(f"{name} is not JSON")
 
 
 def _floatify_big_ints(value: Any) -> Any:

@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from functools import cache
 
-from bullbridge.connection.resp import RespClient, RespConnectionError, RespError
+from bullbridge.connection.resp import RespClient, RespError
 from bullbridge.keys import QueueKeys
 
 log = logging.getLogger("bullbridge.compat")
@@ -151,7 +151,7 @@ async def check_queue_versions(client: RespClient, keys: QueueKeys) -> list[str]
     has no Node version, was already warned about, or Redis could not say)."""
     try:
         raw = await client.execute("HGET", keys["meta"], "version")
-    except (RespError, RespConnectionError) as exc:
+    except RespError as exc:  # connection trouble is the caller's to report, as its own
         log.debug("cannot read the Node version of queue %s: %s", keys.name, exc)
         return []
     parsed = parse_meta_version(raw)

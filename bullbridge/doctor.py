@@ -50,6 +50,7 @@ from bullbridge.connection import (
     parse_version,
 )
 from bullbridge.connection.cluster import queue_keys_share_slot
+from bullbridge.connection.replies import explain
 from bullbridge.connection.resp import RespConnectionError, RespError
 from bullbridge.connection.server import MIN_REDIS, RECOMMENDED_REDIS
 from bullbridge.keys import QueueKeys
@@ -57,6 +58,7 @@ from bullbridge.monitor.discovery import discover_queues
 from bullbridge.monitor.languages import PYTHON_PORT
 from bullbridge.monitor.reader import Reader, integer, text
 from bullbridge.monitor.workers import WorkerInfo, classify, count_by_language, parse_client_list
+from bullbridge.redact import redact
 
 log = logging.getLogger("bullbridge.doctor")
 
@@ -88,6 +90,8 @@ class DoctorReport:
     findings: list[Finding] = field(default_factory=list)
     queues: list[str] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
+    #: Why Redis could not be reached at all (the CLI reports it as its failure).
+    connection_error: BaseException | None = field(default=None, repr=False, compare=False, metadata={"json": None})
 
     @property
     def worst(self) -> str:
@@ -508,20 +512,22 @@ async def _close(nodes: Iterable[_Node], owner: RedisConnector) -> None:
 async def diagnose(connection: ConnectionSource | None = None, settings: DoctorSettings | None = None) -> DoctorReport:
     """Run every check against the deployment behind ``connection``."""
     settings = settings or DoctorSettings()
-    connector = (
-        connection if isinstance(connection, RedisConnector) else connect(connection, retry_for=settings.connect_retry)
-    )
+    connector = connection if isinstance(connection, RedisConnector) else connect(connection)
+    if not isinstance(connection, RedisConnector) and connector.settings.retry_for > settings.connect_retry:
+        connector = connect(replace(connector.settings, retry_for=settings.connect_retry))
     report = DoctorReport(connector.settings.describe(), settings.prefix)
     nodes: list[_Node] = []
     try:
         try:
             nodes, cluster, _, server_findings = await _open_nodes(connector, settings)
-        except (RespConnectionError, OSError, TimeoutError) as exc:
+        except (RespConnectionError, RespError, OSError, TimeoutError) as exc:
+            error = explain(exc, report.target) if isinstance(exc, RespError) else exc
+            report.connection_error = error
             report.findings.append(
                 Finding(
                     "connection",
                     ERROR,
-                    f"cannot reach Redis at {report.target}: {exc}",
+                    f"cannot use Redis at {report.target}: {redact(error)}",
                     "check the URL (--redis / BULLBRIDGE_REDIS_URL), the network, and the password",
                 )
             )

@@ -19,6 +19,11 @@ class ConfigurationError(BullbridgeError, ValueError):
     """A setting or argument cannot work (bad URL, bad option value...)."""
 
 
+class UsageError(BullbridgeError, RuntimeError):
+    """The API was called in a way that cannot work (a worker not started yet, a blocking
+    call made on the event loop); the message says what to call instead."""
+
+
 class ConnectionSetupError(BullbridgeError):
     """A Redis connection was refused before use: wrong client settings, too old
     a server, or a key layout that a cluster cannot serve."""
@@ -33,7 +38,80 @@ class CrossSlotError(ConnectionSetupError):
 
 
 class RedisUnavailable(BullbridgeError, ConnectionError):
-    """Redis could not be reached within the configured timeout."""
+    """Redis could not be reached within the configured timeout, or the connection broke."""
+
+
+# --- the connection to Redis, from the bottom up --------------------------------------
+# Raised by the RESP client (bullbridge.connection.resp re-exports them) and caught by
+# every layer above as the ConnectionError they are; the ones that say "retrying will
+# not help" (refused for good, unknown host, authentication, TLS) are raised at once.
+
+
+class RespConnectionError(RedisUnavailable):
+    """The connection is gone (or never came up); a command's fate is unknown."""
+
+
+class RespTimeoutError(RespConnectionError, TimeoutError):
+    """A command got no reply within its deadline; the connection was dropped."""
+
+
+class RedisRefused(RespConnectionError):
+    """Nothing accepts connections at the address (``ECONNREFUSED``)."""
+
+
+class RedisUnknownHost(RespConnectionError):
+    """The host name in the URL does not resolve."""
+
+
+class RedisAuthError(RespConnectionError, ConnectionSetupError):
+    """Redis refused the credentials (``WRONGPASS``, ``NOAUTH``, no password configured...)."""
+
+
+class RedisTlsError(RespConnectionError, ConnectionSetupError):
+    """The TLS handshake failed (certificate, protocol, or a plain-text server)."""
+
+
+class RespError(BullbridgeError):
+    """An error reply from Redis (``-ERR ...``, ``-NOSCRIPT ...``, ``-OOM ...``).
+
+    ``reply`` is Redis's text as sent; ``prefix`` its first word (``OOM``, ``MOVED``)."""
+
+    @property
+    def reply(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    @property
+    def prefix(self) -> str:
+        text = self.reply
+        return text.split(" ", 1)[0] if text else ""
+
+
+class RedisCommandError(RespError):
+    """An error reply explained: the message is a sentence naming Redis's own words
+    (``reply``) and what to do; ``prefix`` is still Redis's first word."""
+
+    def __init__(self, reply: str, message: str) -> None:
+        super().__init__(reply)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class RedisOutOfMemory(RedisCommandError):
+    """``OOM``: Redis reached ``maxmemory`` and refuses writes."""
+
+
+class RedisReadOnly(RedisCommandError):
+    """``READONLY``: the URL points at a replica."""
+
+
+class RedisClusterRedirect(RedisCommandError):
+    """``MOVED``/``ASK``/``CLUSTERDOWN`` through a URL that is not ``redis+cluster://``."""
+
+
+class RedisNoPermission(RedisCommandError):
+    """``NOPERM``: the ACL user may not run a command or touch a key BullMQ needs."""
 
 
 # --- data and options -------------------------------------------------------------
@@ -128,3 +206,37 @@ class WaitingChildren(BullbridgeError):
 
 class UnknownJobName(BullbridgeError):
     """A worker received a job whose name has no handler and no fallback."""
+
+
+# --- running things: what the CLI and the tools report -------------------------------
+
+
+class UnknownQueue(BullbridgeError, LookupError):
+    """No queue of that name under the prefix (no ``meta``, ``id`` or job list key):
+    reading it would show zeros and acting on it would create keys."""
+
+    def __init__(self, queue: str, prefix: str, known: list[str] | None = None) -> None:
+        shown = ", ".join(repr(q) for q in (known or [])[:10])
+        more = f" and {len(known or []) - 10} more" if len(known or []) > 10 else ""
+        listing = f"known: {shown}{more}" if known else "there is no queue under it"
+        super().__init__(f"no queue {queue!r} under prefix {prefix!r} ({listing}): check the queue name and the prefix")
+        self.queue = queue
+        self.prefix = prefix
+        self.known = list(known or [])
+
+
+class CannotListen(BullbridgeError, OSError):
+    """A server of ours (health endpoint, dashboard, metrics) cannot bind its address."""
+
+
+class UserCodeError(BullbridgeError):
+    """The user's ``MODULE:ATTR`` could not be loaded: it does not exist, or importing it raised.
+    ``where`` is the user's line that raised (``path:line``), when there is one."""
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+class MissingDependency(BullbridgeError):
+    """Something a command needs is not installed (Node.js, npm ``bullmq``, an extra)."""

@@ -325,8 +325,8 @@ class FlowProducer:
             for reply in replies[:-1]:
                 if isinstance(reply, BaseException) and not isinstance(reply, RespError):
                     raise reply
-            if isinstance(exec_reply, BaseException):
-                raise exec_reply
+            if isinstance(exec_reply, BaseException):  # EXECABORT: raise the command Redis refused
+                raise next((r for r in replies[:-1] if isinstance(r, RespError)), exec_reply)
             if exec_reply is not None:
                 return self._ids(order, list(exec_reply))
             log.debug("a watched flow child changed (attempt %d); retrying", attempt + 1)

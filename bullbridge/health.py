@@ -24,6 +24,7 @@ from bullbridge.aio import cancel_and_wait
 from bullbridge.clock import now_ms
 from bullbridge.connection import RedisConnector
 from bullbridge.connection.resp import RespClient, RespConnectionError, RespError
+from bullbridge.errors import CannotListen
 from bullbridge.jsonapi import camel, to_json
 from bullbridge.keys import glob_escape, scan
 
@@ -125,7 +126,7 @@ class Heartbeat:
 
 async def read_reports(connector: RedisConnector, prefix: str = "bull") -> list[HealthReport]:
     """Every heartbeat currently in Redis (SCAN, never KEYS)."""
-    client = connector.fast("bullbridge-check", retry_for=5.0)
+    client = connector.fast("bullbridge-check", retry_for=min(5.0, connector.settings.retry_for))
     try:
         reports: list[HealthReport] = []
         async for keys in scan(client, health_key(glob_escape(prefix), "*")):
@@ -148,11 +149,33 @@ async def check(
     return (bool(fresh) and len(fresh) == len(reports)), reports
 
 
+#: The whole request head must arrive within this many seconds (a slow client cannot hold a probe slot).
+REQUEST_DEADLINE = 2.0
+#: Longest request line or header line; longer ones get ``431`` and the connection is closed.
+MAX_LINE = 8192
+#: Most header lines read from one request.
+MAX_HEADERS = 64
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
+
+
 class HealthServer:
-    """A tiny HTTP/1.1 server for probes (no framework needed)."""
+    """A tiny HTTP/1.1 server for probes (no framework needed).
+
+    Binds ``127.0.0.1`` unless told otherwise (``--health-host 0.0.0.0`` in a
+    Kubernetes pod, where the kubelet probes the pod's IP); the report names the
+    host, pid and queues, so it is not for the open network. Each request must
+    send its head within :data:`REQUEST_DEADLINE` seconds in lines of at most
+    :data:`MAX_LINE` bytes."""
 
     def __init__(
-        self, report: Callable[[], HealthReport], ready: Callable[[], bool], host: str = "0.0.0.0", port: int = 0
+        self, report: Callable[[], HealthReport], ready: Callable[[], bool], host: str = "127.0.0.1", port: int = 0
     ) -> None:
         self.report = report
         self.ready = ready
@@ -161,36 +184,52 @@ class HealthServer:
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        try:
+            self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_LINE)
+        except OSError as exc:
+            raise CannotListen(
+                f"the health endpoint cannot listen on {self.host}:{self.port} ({exc.strerror or exc}): "
+                "choose another --health-port, or stop what uses it"
+            ) from None
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("health endpoint on http://%s:%d (/livez, /readyz, /health)", self.host, self.port)
         return self.port
 
+    async def _read_path(self, reader: asyncio.StreamReader) -> str:
+        """The request's path, after reading (and ignoring) its headers."""
+        request = await reader.readline()
+        for _ in range(MAX_HEADERS):
+            if (await reader.readline()) in (b"\r\n", b"\n", b""):
+                break
+        parts = request.decode("latin-1").split()
+        return parts[1] if len(parts) > 1 else "/"
+
+    def _answer(self, path: str) -> tuple[int, str]:
+        if path == "/livez":
+            return 200, "ok\n"
+        if path == "/readyz":
+            return (200, "ready\n") if self.ready() else (503, "not ready\n")
+        if path in ("/health", "/"):
+            return 200, self.report().to_json() + "\n"
+        return 404, "not found\n"
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass
-            parts = request.decode("latin-1").split()
-            path = parts[1] if len(parts) > 1 else "/"
-            if path == "/livez":
-                status, body = 200, "ok\n"
-            elif path == "/readyz":
-                ok = self.ready()
-                status, body = (200, "ready\n") if ok else (503, "not ready\n")
-            elif path in ("/health", "/"):
-                status, body = 200, self.report().to_json() + "\n"
-            else:
-                status, body = 404, "not found\n"
+            try:
+                path = await asyncio.wait_for(self._read_path(reader), REQUEST_DEADLINE)
+                status, body = self._answer(path)
+            except TimeoutError:
+                status, body = 408, "request head not received in time\n"
+            except (ValueError, asyncio.LimitOverrunError, asyncio.IncompleteReadError):
+                status, body = 431, "request line or header too long\n"
             payload = body.encode()
-            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
             kind = "application/json" if body.startswith("{") else "text/plain"
             writer.write(
-                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {len(payload)}"
+                f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {kind}\r\nContent-Length: {len(payload)}"
                 "\r\nConnection: close\r\n\r\n".encode()
                 + payload
             )
-            await writer.drain()
+            await asyncio.wait_for(writer.drain(), REQUEST_DEADLINE)
         except (TimeoutError, ConnectionError):
             pass
         finally:

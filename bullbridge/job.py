@@ -11,7 +11,9 @@ a job through stall recovery forever, or completes it with ``data={}``), and
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,9 +31,18 @@ _MISSING = object()
 COUNTERS = (b"atm", b"ats", b"stc", b"attemptsMade")
 
 
+#: Counters beyond this are refused: Node reads them rounded, and Redis's HINCRBY overflows at 2**63.
+MAX_COUNTER = 2**53 - 1
+
+
 def _is_int(raw: bytes) -> bool:
     text = raw[1:] if raw[:1] == b"-" else raw
     return text.isdigit()
+
+
+def _is_counter(raw: bytes) -> bool:
+    """An integer BullMQ's scripts can HINCRBY and Node reads exactly."""
+    return _is_int(raw) and abs(int(raw)) <= MAX_COUNTER
 
 
 def fields_to_dict(flat: list[bytes] | dict[Any, Any]) -> dict[bytes, bytes]:
@@ -143,9 +154,14 @@ class Job:
 
     @property
     def attempts(self) -> int:
-        """Total attempts allowed (BullMQ treats 0 as 1)."""
-        value = self.opts.get("attempts") or 1
-        return int(value) if isinstance(value, (int, float)) else 1
+        """Total attempts allowed, read as Node reads ``opts.attempts``: a number, or a string
+        Node's ``<`` turns into one (``"3"`` allows 3); a fraction allows as many attempts as
+        ``attemptsMade + 1 < attempts`` does (2.5 -> 3). Anything else (and 0) counts as 1;
+        :meth:`check` refuses what is not a number before a worker runs the job."""
+        value = js_number(self.opts.get("attempts"))
+        if not math.isfinite(value) or value < 1:
+            return 1
+        return math.ceil(value)
 
     @property
     def processed_on(self) -> int | None:
@@ -236,11 +252,13 @@ class Job:
             return {}
 
     def safe_attempts(self) -> tuple[int, int]:
-        """``(attempts_made, attempts)``, or ``(0, 1)`` when the hash is corrupt."""
+        """``(attempts_made, attempts)``, or ``(0, 1)`` when the hash is corrupt (never raises:
+        failing a broken job must not fail in turn)."""
         try:
-            return self.attempts_made, self.attempts
-        except CorruptJob:
+            made, allowed = self.attempts_made, self.attempts
+        except Exception:
             return 0, 1
+        return (made if abs(made) <= MAX_COUNTER else 0), min(allowed, MAX_COUNTER)
 
     def numeric_repairs(self) -> dict[str, str]:
         """Counter fields that are not numbers, reset to ``"0"``: BullMQ's finishing
@@ -249,7 +267,7 @@ class Job:
         repairs = {}
         for key in COUNTERS:
             raw = self.fields.get(key)
-            if raw is not None and not _is_int(raw):
+            if raw is not None and not _is_counter(raw):
                 repairs[key.decode()] = "0"
         return repairs
 
@@ -275,9 +293,11 @@ class Job:
                     ok = _is_int(raw) if key in COUNTERS else math.isfinite(float(raw))
                 except ValueError:
                     ok = False
+                shown = raw[:40].decode("utf-8", "replace")
                 if not ok:
-                    shown = raw[:40].decode("utf-8", "replace")
                     raise CorruptJob(f"field '{key.decode()}' is not a number: {shown!r}")
+                if key in COUNTERS and not _is_counter(raw):
+                    raise CorruptJob(f"field '{key.decode()}' is not a counter BullMQ can increment: {shown!r}")
         for key, attr in ((b"data", "data"), (b"opts", "opts")):
             if key in f:
                 try:
@@ -288,6 +308,7 @@ class Job:
             raw_opts = self._opts if self._opts is not _MISSING else self._codec.decode(f[b"opts"])
             if not isinstance(raw_opts, dict):
                 raise CorruptJob(f"field 'opts' is JSON but not an object: {type(raw_opts).__name__}")
+            check_worker_options(raw_opts)
 
     def values(self) -> JobValues:
         """Every field decoded without raising, to show a job as it is (the monitor, the
@@ -339,6 +360,94 @@ class Job:
             deduplication_id=self.deduplication_id,
             problems=problems,
         )
+
+
+# --- the stored options a worker acts on ----------------------------------------------------
+
+_JS_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_JS_PREFIXED = {"0x": 16, "0o": 8, "0b": 2}
+
+
+def js_number(value: Any) -> float:
+    """JavaScript's ``Number(value)`` for what JSON holds: numbers as they are, strings as
+    ``Number("3")`` reads them (trimmed; ``""`` is 0; ``0x1f``; ``Infinity``), ``null`` 0,
+    booleans 0/1, anything else ``NaN``. How Node's ``attemptsMade + 1 < opts.attempts``
+    reads an option a foreign writer stored."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    if not isinstance(value, str):
+        return math.nan
+    text = value.strip()
+    if not text:
+        return 0.0
+    base = _JS_PREFIXED.get(text[:2].lower())
+    if base is not None:
+        try:
+            return float(int(text[2:], base))
+        except ValueError:
+            return math.nan
+    if text.lstrip("+-") == "Infinity":
+        return -math.inf if text.startswith("-") else math.inf
+    return float(text) if _JS_DECIMAL.fullmatch(text) else math.nan
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _finite(value: Any, *, strings: bool) -> bool:
+    """A finite number (or, with ``strings``, a string Node reads as one)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    return strings and isinstance(value, str) and math.isfinite(js_number(value)) and bool(value.strip())
+
+
+def check_worker_options(opts: dict[str, Any]) -> None:
+    """Refuse (:class:`CorruptJob`) a stored option the worker must act on and cannot: a job with
+    such an option fails at once, with the option named, instead of a retry rule nobody meant.
+
+    * ``attempts``: a finite number, or a string Node's ``<`` reads as one (``"3"``);
+    * ``backoff``: a finite number, or ``{type: string, delay?: number, jitter?: number}``
+      (``delay`` may be a numeric string, as Node's arithmetic reads it);
+    * ``removeOnComplete`` / ``removeOnFail``: a boolean, a number, or
+      ``{count?, age?, limit?}`` of numbers (Node hands anything else to its Lua script as is).
+    """
+    attempts = opts.get("attempts")
+    if attempts is not None and not _finite(attempts, strings=True):
+        raise CorruptJob(f"option 'attempts' is {_shown(attempts)}: not a number of attempts")
+    _check_backoff(opts.get("backoff"))
+    for name in ("removeOnComplete", "removeOnFail"):
+        keep = opts.get(name)
+        if keep is None or isinstance(keep, bool) or _finite(keep, strings=False):
+            continue
+        if isinstance(keep, dict) and all(
+            _finite(v, strings=False) for k, v in keep.items() if k in ("count", "age", "limit")
+        ):
+            continue
+        raise CorruptJob(f"option '{name}' is {_shown(keep)}: not a boolean, a count, or {{count, age, limit}}")
+
+
+def _check_backoff(backoff: Any) -> None:
+    if backoff is None or backoff is False or _finite(backoff, strings=False):
+        return
+    if not isinstance(backoff, dict):
+        raise CorruptJob(f"option 'backoff' is {_shown(backoff)}: not a delay in ms nor {{type, delay}}")
+    kind = backoff.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise CorruptJob(f"option 'backoff' has type {_shown(kind)}: not the name of a backoff strategy")
+    delay = backoff.get("delay")
+    if delay is not None and not _finite(delay, strings=True):
+        raise CorruptJob(f"option 'backoff' has delay {_shown(delay)}: not a number of ms")
+    jitter = backoff.get("jitter")
+    if jitter is not None and not _finite(jitter, strings=False):
+        raise CorruptJob(f"option 'backoff' has jitter {_shown(jitter)}: not a number")
 
 
 @dataclass(frozen=True)

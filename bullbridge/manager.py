@@ -46,10 +46,13 @@ class ManagerSettings:
     handle_signals: bool = True
     heartbeat_interval: float = 5.0
     health_port: int | None = None
-    health_host: str = "0.0.0.0"
+    #: Where the health endpoint listens: loopback unless told (``0.0.0.0`` in a Kubernetes pod).
+    health_host: str = "127.0.0.1"
     summary_interval: float = 60.0
     #: Exit once the queues are empty and nothing is running.
     burst: bool = False
+    #: In burst mode, exit 0 even when jobs failed for good (by default ``run()`` then returns 1).
+    burst_allow_failures: bool = False
 
     def __post_init__(self) -> None:
         if self.drain_timeout < 0:
@@ -128,6 +131,7 @@ class WorkerManager:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
         self._closing: asyncio.Task[bool] | None = None
+        self.retried = 0
 
     # -- building ---------------------------------------------------------------------
 
@@ -184,11 +188,16 @@ class WorkerManager:
             raise ConfigurationError("the manager has no workers: add some with manager.worker(...)")
         self.state = "starting"
         s = self.settings
+        if s.health_port is not None:  # first: a port in use fails the start before any job is taken
+            self._health = HealthServer(self.report, lambda: self.ready, s.health_host, s.health_port)
+            await self._health.start()
         if s.handle_signals:
             self._shutdown = GracefulShutdown(s.drain_timeout, on_drain=self._begin_drain, on_force=self._force)
             self._shutdown.install()
         for hook in self.on_startup:
             await hook(self.connector)
+        for worker in self.workers:
+            worker.on("retrying", self._count_retry)
         await asyncio.gather(*(w.start() for w in self.workers))
         from bullbridge.health import health_key
 
@@ -196,19 +205,40 @@ class WorkerManager:
         client = self.connector.fast(f"{s.prefix}:bullbridge:manager", route_key=key)
         self._heartbeat = Heartbeat(client, s.prefix, s.process_name, self.report, s.heartbeat_interval)
         self._heartbeat.start()
-        if s.health_port is not None:
-            self._health = HealthServer(self.report, lambda: self.ready, s.health_host, s.health_port)
-            await self._health.start()
         if s.summary_interval > 0:
             self._tasks.append(asyncio.ensure_future(self._summaries()))
         if s.burst:
             self._tasks.append(asyncio.ensure_future(self._burst_watch()))
         self.state = "running"
-        log.info(
-            "%s running %d worker(s): %s",
-            s.process_name,
-            len(self.workers),
-            ", ".join(f"{w.queue}(x{w.settings.concurrency})" for w in self.workers),
+        log.info("%s", await self._start_line())
+
+    def _count_retry(self, *_: Any) -> None:
+        self.retried += 1
+
+    async def _start_line(self) -> str:
+        """What the process runs, where, and with which versions: the first line an operator reads."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        def installed(package: str) -> str:
+            try:
+                return version(package)
+            except PackageNotFoundError:  # pragma: no cover - run from a source tree
+                return "?"
+
+        try:
+            redis = (await self.connector.server_info()).version_text
+        except Exception:  # the line must not fail the start
+            redis = "?"
+        workers = "; ".join(
+            f"{w.queue} x{w.settings.concurrency} "
+            f"({', '.join([*w.registry.names, *(['* (fallback)'] if w.registry.fallback else [])])})"
+            for w in self.workers
+        )
+        mode = ", burst" if self.settings.burst else ""
+        return (
+            f"{self.settings.process_name} running {len(self.workers)} worker(s){mode} on "
+            f"{self.connector.settings.masked_url()} (prefix {self.settings.prefix!r}): {workers}; "
+            f"bullbridge {installed('bullbridge')}, port bullmq {installed('bullmq')}, Redis {redis}"
         )
 
     async def run(self) -> int:
@@ -217,7 +247,21 @@ class WorkerManager:
         await self._stopped.wait()
         assert self._closing is not None
         clean = await self._closing
-        return 0 if clean else 1
+        if not clean:
+            return 1
+        if self.settings.burst and not self.settings.burst_allow_failures and self.failed:
+            return 1
+        return 0
+
+    @property
+    def completed(self) -> int:
+        """Jobs this process completed."""
+        return sum(w.completed for w in self.workers)
+
+    @property
+    def failed(self) -> int:
+        """Jobs this process failed for good (retries not counted)."""
+        return sum(w.failed for w in self.workers)
 
     def request_shutdown(self, reason: str = "requested") -> None:
         """Begin a graceful shutdown from code (a second call forces it)."""
@@ -268,10 +312,14 @@ class WorkerManager:
         await self.connector.close()
         self.state = "stopped"
         self.exit_code = 0 if clean else 1
-        log.info(
-            "%s stopped in %.1f s (%s)",
+        log.log(
+            logging.WARNING if self.failed or not clean else logging.INFO,
+            "%s stopped in %.1f s: %d completed, %d failed, %d retried (%s)",
             self.settings.process_name,
             time.monotonic() - started,
+            self.completed,
+            self.failed,
+            self.retried,
             "all active jobs finished" if clean else "some jobs were handed back",
         )
         self._stopped.set()

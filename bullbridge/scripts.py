@@ -13,6 +13,7 @@ differences and are listed there).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -23,7 +24,7 @@ import msgpack
 
 from bullbridge.clock import now_ms
 from bullbridge.connection.resp import Arg, RespClient, RespConnection, RespError
-from bullbridge.errors import LockLost, ScriptError
+from bullbridge.errors import LockLost, MissingDependency, ScriptError
 from bullbridge.keys import QueueKeys
 
 
@@ -55,7 +56,9 @@ def script(name: str) -> Script:
     matches = sorted(COMMANDS_DIR.glob(f"{name}-*.lua"))
     matches = [m for m in matches if m.stem.rsplit("-", 1)[0] == name]
     if len(matches) != 1:
-        raise LookupError(f"BullMQ script {name!r} not found in {COMMANDS_DIR}")
+        raise MissingDependency(
+            f"BullMQ script {name!r} not found in {COMMANDS_DIR}: reinstall the bullmq package (pip install bullmq)"
+        )
     path = matches[0]
     source = path.read_bytes()
     return Script(name, int(path.stem.rsplit("-", 1)[1]), source, hashlib.sha1(source).hexdigest())
@@ -142,13 +145,23 @@ def check_code(result: Any, command: str, job_id: str = "", state: str = "active
 
 def keep_jobs(remove: Any) -> dict[str, Any]:
     """BullMQ's ``getKeepJobs``: True -> keep none, False/None -> keep all,
-    int -> keep that many, dict -> ``{count, age, limit}`` as given."""
-    if type(remove) is int:
-        return {"count": remove}
+    a number -> keep that many, dict -> its numeric ``count``, ``age``, ``limit``.
+
+    Never hands the script what it cannot read (Node passes a foreign writer's
+    ``"yes"`` or ``{count: "many"}`` through, and its Lua script then fails the
+    finish): other values keep everything, and non-numeric fields are dropped."""
+    if isinstance(remove, bool) or remove is None:
+        return {"count": 0} if remove else {"count": -1}
+    if isinstance(remove, (int, float)):
+        return {"count": remove} if math.isfinite(remove) else {"count": -1}
     if isinstance(remove, dict):
-        return remove
-    if remove:
-        return {"count": 0}
+        kept = {
+            k: v
+            for k, v in remove.items()
+            if k in ("count", "age", "limit") and isinstance(v, (int, float)) and not isinstance(v, bool)
+            if math.isfinite(v)
+        }
+        return kept or {"count": -1}
     return {"count": -1}
 
 

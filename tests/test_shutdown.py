@@ -295,6 +295,38 @@ async def test_burst_mode_drains_and_exits(redis_url: str, producer: Queue, queu
     assert len(runs) == 30 and set(runs.values()) == {1}
 
 
+async def test_burst_says_what_failed_and_exits_non_zero(redis_url: str, producer: Queue, queue_name: str) -> None:
+    """A burst in which jobs failed for good: one WARNING each (queue, id, name, attempt, reason),
+    retries at INFO, a summary, and exit 1 (it printed nothing and exited 0); --allow-failures: 0."""
+    failing = await producer.add_bulk([("fail", {"i": i}, {"attempts": 2}) for i in range(3)])
+    await producer.add_bulk([("work", {"i": i}) for i in range(5)])
+    proc = WorkerProcess(redis_url, queue_name, "--burst", "--log-format", "json", sleep=0.01)
+    proc.cmd.remove("--log-level")
+    proc.cmd.remove("INFO")  # the worker's default level is INFO
+    done = await asyncio.create_subprocess_exec(
+        *proc.cmd, cwd=str(ROOT), env=proc.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(done.communicate(), 30)
+    assert done.returncode == 1, err.decode()[-3000:]
+    records = [json.loads(line) for line in err.decode().splitlines()]
+    finals = [r for r in records if r["level"] == "WARNING" and "failed for good" in r["message"]]
+    assert sorted(r["jobId"] for r in finals) == sorted(j.id for j in failing)
+    for r in finals:
+        assert r["queue"] == queue_name and r["jobName"] == "fail" and r["attempt"] == 2
+        assert "ValueError: bad input" in r["message"]
+    retries = [r for r in records if r.get("jobName") == "fail" and r["level"] == "INFO"]
+    assert len(retries) == 3 and {r["attempt"] for r in retries} == {1}
+    assert any("5 completed, 3 failed, 3 retried" in r["message"] for r in records), records[-3:]
+    assert any("running 1 worker(s), burst on redis://" in r["message"] for r in records)
+    await producer.add("fail", {"again": True})
+    allowed = WorkerProcess(redis_url, queue_name, "--burst", "--allow-failures", sleep=0.01)
+    done = await asyncio.create_subprocess_exec(
+        *allowed.cmd, cwd=str(ROOT), env=allowed.env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(done.communicate(), 30)
+    assert done.returncode == 0 and b"failed for good" in err
+
+
 @pytest.mark.slow
 async def test_three_sigterms_in_a_1000_job_run_lose_nothing(redis_url: str, producer: Queue, queue_name: str) -> None:
     """Acceptance: SIGTERM three times mid-run, restart each time: no job lost,

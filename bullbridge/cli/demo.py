@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from bullbridge.connection import redis_url_from_env
+from bullbridge.errors import MissingDependency
 from bullbridge.queue import Queue
-from bullbridge.testing.node import NodeDriver
+from bullbridge.redact import redact
+from bullbridge.testing.node import NodeDriver, NodeSetupError
 from bullbridge.testing.redis_server import PrivateRedis
 from bullbridge.worker import Worker
 
@@ -37,9 +38,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         return asyncio.run(run_demo(args.jobs))
-    return 130
+    except NodeSetupError as exc:
+        raise MissingDependency(
+            f"the demo needs Node.js 20+ with npm bullmq ({exc}): run `npm install bullmq ioredis` in a folder, "
+            "then BULLBRIDGE_NODE_MODULES=<that folder>/node_modules bullbridge demo"
+        ) from None
 
 
 @dataclass
@@ -82,7 +87,7 @@ async def _demo(url: str, jobs: int, out: TextIO) -> int:
     stamp = f"{int(time.time())}"
     n2p_queue, p2n_queue = f"demo-n2p-{stamp}", f"demo-p2n-{stamp}"
     n2p, p2n = Direction("Node->Python", jobs), Direction("Python->Node", jobs)
-    print(f"bullbridge demo on {url}: {jobs} jobs each way", file=out)
+    print(f"bullbridge demo on {redact(url)}: {jobs} jobs each way", file=out)
     async with NodeDriver(url) as node:
         print(f"Node BullMQ {node.bullmq_version} ready", file=out)
         worker = Worker(n2p_queue, connection=url, concurrency=8, name="demo")

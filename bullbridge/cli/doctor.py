@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import sys
 from typing import Any
 
+from bullbridge.cli.output import emit, emit_json
 from bullbridge.doctor import ERROR, INFO, OK, WARNING, DoctorReport, DoctorSettings, Finding, diagnose
 from bullbridge.jsonapi import to_json
 
@@ -26,7 +25,8 @@ def register(sub: Any) -> None:
         description="Checks Redis (version, maxmemory-policy, persistence, clock skew, cluster hash tags) and "
         "every queue under the prefix (Node version against the compatibility matrix, workers per "
         "language, stalled jobs, failed jobs piling up). Exit status: 0 nothing wrong, 1 warnings, "
-        "2 errors.",
+        "2 errors; when Redis cannot be used at all, one line and 3 (unreachable), 4 (credentials) "
+        "or 5 (an error reply); --json still prints the report.",
     )
     doctor.add_argument(
         "--redis",
@@ -56,6 +56,8 @@ def register(sub: Any) -> None:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
+    """The report (exit 0/1/2 for nothing wrong/warnings/errors); when Redis cannot be used at
+    all, that failure alone, in one line (exit 3 unreachable, 4 credentials, 5 an error reply)."""
     url = (
         args.redis
         or os.environ.get("BULLBRIDGE_REDIS_URL")
@@ -66,10 +68,12 @@ def run_doctor(args: argparse.Namespace) -> int:
         prefix=args.prefix, failed_threshold=args.failed_threshold, skew_warning_ms=args.skew_threshold
     )
     report = asyncio.run(diagnose(url, settings))
+    if report.connection_error is not None and not args.json:
+        raise report.connection_error
     if args.json:
-        print(json.dumps(to_json(report), indent=2, ensure_ascii=False))
+        emit_json(to_json(report))
     else:
-        sys.stdout.write(render(report, verbose=args.verbose))
+        emit(render(report, verbose=args.verbose), end="")
     return report.exit_code
 
 

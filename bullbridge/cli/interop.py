@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from bullbridge.cli.output import emit, emit_json
+from bullbridge.redact import printable
 
 
 def register(sub: Any) -> None:
@@ -23,7 +25,9 @@ def register(sub: Any) -> None:
         description="Run bullbridge's interop scenarios (every job option both ways, events, flows, schedulers, "
         "limits, stalled recovery) against a Redis and the Node bullmq your project installs. "
         "Everything is written under a key prefix of its own (bbcheck-...) and deleted afterwards, "
-        "so a shared Redis is safe. Exit status: 0 all passed, 1 a scenario failed, 2 setup failed.",
+        "so a shared Redis is safe. Exit status: 0 all passed, 1 a scenario failed, 2 bad arguments "
+        "(an unknown scenario, a --node-modules without bullmq), 3/4 Redis unreachable or refusing the "
+        "credentials, 8 Node.js or npm bullmq missing.",
     )
     check.add_argument(
         "--redis",
@@ -67,7 +71,7 @@ def register(sub: Any) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"bullbridge interop check: {message}", file=sys.stderr)
+    print(f"bullbridge interop check: {printable(message, single_line=True)}", file=sys.stderr)
     return 2
 
 
@@ -92,14 +96,13 @@ def run_check(args: argparse.Namespace) -> int:
     from bullbridge.connection import redis_url_from_env
     from bullbridge.errors import BullbridgeError
     from bullbridge.jsonapi import to_json
-    from bullbridge.testing.node import NodeError, NodeTimeout
     from bullbridge.testing.redis_server import PrivateRedis
 
     try:
         chosen = select(args.only) if args.only else list(SCENARIOS)
         if args.list:
             for s in chosen:
-                print(f"{s.id:<32} {s.group:<11} {s.title}")
+                emit(f"{s.id:<32} {s.group:<11} {s.title}")
             return 0
         node_modules = _node_modules(args)
     except (ValueError, BullbridgeError) as exc:
@@ -121,13 +124,11 @@ def run_check(args: argparse.Namespace) -> int:
         report = asyncio.run(
             check(url, node_modules=node_modules, only=args.only, concurrency=args.concurrency, timeout=args.timeout)
         )
-    except (NodeError, NodeTimeout, BullbridgeError, OSError) as exc:
-        return _fail(str(exc))
     finally:
         if server is not None:
             server.stop()
     if args.json:
-        print(json.dumps(to_json(report), indent=2, ensure_ascii=False))
+        emit_json(to_json(report))
     else:
-        print(report.render())
+        emit(report.render())
     return 0 if report.ok else 1

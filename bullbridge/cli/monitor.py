@@ -16,8 +16,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bullbridge.cli.output import emit, emit_json, json_text
 from bullbridge.clock import datetime_ms, now_ms
 from bullbridge.jsonapi import to_json
+from bullbridge.redact import printable
 
 if TYPE_CHECKING:
     from bullbridge.monitor import JobDetail, MigrationReport, Monitor, QueueStats
@@ -172,8 +174,7 @@ def _monitor(args: argparse.Namespace, **kwargs: Any) -> Monitor:
 
 
 def _run(args: argparse.Namespace, body: Callable[[Monitor], Awaitable[int]], **kwargs: Any) -> int:
-    from bullbridge.connection.resp import RespConnectionError, RespError
-    from bullbridge.errors import BullbridgeError
+    """Run ``body`` with a monitor; failures propagate to :mod:`bullbridge.cli.failures`."""
 
     async def main() -> int:
         monitor = _monitor(args, **kwargs)
@@ -182,17 +183,11 @@ def _run(args: argparse.Namespace, body: Callable[[Monitor], Awaitable[int]], **
         finally:
             await monitor.close()
 
-    try:
-        return asyncio.run(main())
-    except KeyboardInterrupt:
-        return 130
-    except (BullbridgeError, RespConnectionError, RespError, ValueError) as exc:
-        print(f"bullbridge: {exc}", file=sys.stderr)
-        return 1
+    return asyncio.run(main())
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return json_text(value, indent=None)
 
 
 # --- stats -----------------------------------------------------------------------------
@@ -245,11 +240,11 @@ def stats_rows(stats: Sequence[QueueStats]) -> list[list[str]]:
     return rows
 
 
-def render_stats(stats: Sequence[QueueStats]) -> str:
+def render_stats(stats: Sequence[QueueStats], prefix: str = "bull") -> str:
     from bullbridge.monitor import format as fmt
 
     if not stats:
-        return "no queues found"
+        return f"no queues under prefix {prefix!r} (--prefix names another)"
     right = [False] + [True] * 13 + [False]
     return fmt.table(STAT_HEADERS, stats_rows(stats), right)
 
@@ -258,6 +253,7 @@ def run_stats(args: argparse.Namespace) -> int:
     from bullbridge.connection.resp import RespConnectionError, RespError
 
     async def body(monitor: Monitor) -> int:
+        await monitor.require(*args.queues)
         names: list[str] | None = list(args.queues) or None
         refresh = 0
         while True:
@@ -266,24 +262,24 @@ def run_stats(args: argparse.Namespace) -> int:
                     names = await monitor.queues()
                 stats = await monitor.stats(names)
             except (RespConnectionError, RespError) as exc:
-                if not args.watch:
+                if not args.watch or refresh == 0:
                     raise
                 print(
-                    f"bullbridge: {time.strftime('%H:%M:%S')} cannot read Redis ({exc}); retrying",
+                    f"bullbridge stats: {time.strftime('%H:%M:%S')} cannot read Redis "
+                    f"({printable(exc, single_line=True)}); retrying",
                     file=sys.stderr,
                     flush=True,
                 )
                 await asyncio.sleep(args.interval)
                 continue
             if args.json:
-                payload = to_json(stats)
-                print(_dump(payload) if args.watch else json.dumps(payload, indent=2, ensure_ascii=False), flush=True)
+                emit_json(to_json(stats), indent=None if args.watch else 2, flush=True)
             else:
                 if args.watch and sys.stdout.isatty():
                     sys.stdout.write("\x1b[H\x1b[2J")
                 if args.watch:
-                    print(time.strftime("%H:%M:%S"), f"- every {args.interval:g}s, Ctrl-C to stop")
-                print(render_stats(stats), flush=True)
+                    emit(f"{time.strftime('%H:%M:%S')} - every {args.interval:g}s, Ctrl-C to stop")
+                emit(render_stats(stats, monitor.prefix), flush=True)
             if not args.watch:
                 return 0
             refresh += 1
@@ -352,14 +348,20 @@ def render_job(job: JobDetail) -> str:
 
 
 def run_job(args: argparse.Namespace) -> int:
+    from bullbridge.errors import JobNotFound
+
     async def body(monitor: Monitor) -> int:
+        await monitor.require(args.queue)
         job = await monitor.job(args.queue, args.job_id, log_lines=args.logs)
         if job is None:
-            print(
-                f"bullbridge: no job {args.job_id!r} in queue {args.queue!r} (prefix {args.prefix!r})", file=sys.stderr
+            raise JobNotFound(
+                f"no job {args.job_id!r} in queue {args.queue!r} (prefix {args.prefix!r}): "
+                f"check the id (bullbridge stats {args.queue} shows what the queue holds)"
             )
-            return 1
-        print(json.dumps(to_json(job), indent=2, ensure_ascii=False, default=str) if args.json else render_job(job))
+        if args.json:
+            emit_json(to_json(job))
+        else:
+            emit(render_job(job))
         return 0
 
     return _run(args, body)
@@ -373,10 +375,13 @@ def confirm(question: str, assume_yes: bool) -> bool:
     if assume_yes:
         return True
     if not sys.stdin.isatty():
-        print(f"bullbridge: {question} - refusing without a terminal; pass --yes to proceed", file=sys.stderr)
+        print(
+            f"bullbridge: {printable(question, single_line=True)} - refusing without a terminal; pass --yes to proceed",
+            file=sys.stderr,
+        )
         return False
     try:
-        answer = input(f"{question} [y/N] ")
+        answer = input(f"{printable(question, single_line=True)} [y/N] ")
     except EOFError:
         return False
     return answer.strip().lower() in ("y", "yes")
@@ -414,6 +419,7 @@ async def describe_action(monitor: Monitor, args: argparse.Namespace) -> str:
 
 def run_action(args: argparse.Namespace) -> int:
     async def body(monitor: Monitor) -> int:
+        await monitor.require(args.queue)
         question = await describe_action(monitor, args)
         if not confirm(question, args.yes):
             return 2
@@ -438,11 +444,11 @@ def run_action(args: argparse.Namespace) -> int:
         else:
             result = await actions.remove_job(args.job_id)
         if args.json:
-            print(_dump(to_json(result)))
+            emit(_dump(to_json(result)))
         elif name in ("pause", "resume"):
-            print(f"queue {args.queue!r} {name}d")
+            emit(f"queue {args.queue!r} {name}d")
         else:
-            print(f"{name}: {result.count:,} job(s) on queue {args.queue!r}")
+            emit(f"{name}: {result.count:,} job(s) on queue {args.queue!r}")
         return 0
 
     return _run(args, body)
@@ -502,8 +508,12 @@ def render_report(report: MigrationReport) -> str:
 
 def run_migrate_report(args: argparse.Namespace) -> int:
     async def body(monitor: Monitor) -> int:
+        await monitor.require(args.queue)
         report = await monitor.migration_report(args.queue, since_ms=args.since, sample_size=args.sample)
-        print(json.dumps(to_json(report), indent=2, ensure_ascii=False) if args.json else render_report(report))
+        if args.json:
+            emit_json(to_json(report))
+        else:
+            emit(render_report(report))
         return 0
 
     return _run(args, body)

@@ -20,10 +20,12 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from bullbridge.cli.output import emit, emit_json
 from bullbridge.clock import datetime_ms, now_ms
 from bullbridge.codec import js_date
 from bullbridge.jsonapi import to_json
-from bullbridge.monitor.discovery import discover_queues
+from bullbridge.monitor.discovery import discover_queues, require_queue
+from bullbridge.redact import printable
 
 
 def register(sub: Any) -> None:
@@ -63,7 +65,7 @@ def register(sub: Any) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"bullbridge schedule: {message}", file=sys.stderr)
+    print(f"bullbridge schedule: {printable(message, single_line=True)}", file=sys.stderr)
     return 2
 
 
@@ -115,6 +117,8 @@ async def _list(args: argparse.Namespace) -> list[dict[str, Any]]:
     connector = connect(args.redis)
     client = connector.fast("bullbridge:schedule-list")
     try:
+        for queue in args.queues:
+            await require_queue(client, QueueKeys(queue, args.prefix))
         queues = args.queues or await discover_queues(client, args.prefix, markers=("repeat",))
         rows: list[dict[str, Any]] = []
         for queue in queues:
@@ -126,16 +130,11 @@ async def _list(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from bullbridge.errors import BullbridgeError
-
-    try:
-        rows = asyncio.run(_list(args))
-    except (BullbridgeError, ConnectionError) as exc:
-        return _fail(str(exc))
+    rows = asyncio.run(_list(args))
     for row in rows:
         row["nextIso"] = _iso(row["next"]) if row["next"] is not None else None
     if args.json:
-        print(json.dumps(rows, indent=2))
+        emit_json(rows)
         return 0
     header = ("QUEUE", "ID", "NAME", "SCHEDULE", "TZ", "NEXT (UTC)", "RUNS", "OWNER")
     table = [header]
@@ -158,11 +157,11 @@ def run_list(args: argparse.Namespace) -> int:
             )
         )
     if len(table) == 1:
-        print("no job schedulers")
+        emit("no job schedulers")
         return 0
     widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
     for line in table:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+        emit("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
     return 0
 
 
@@ -170,19 +169,22 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    from bullbridge.errors import BullbridgeError
-    from bullbridge.scheduler import load_declaration, sync
+    from bullbridge.runner import load_target
+    from bullbridge.scheduler import InvalidSchedule, load_declaration, sync
 
+    module, sep, attr = args.spec.partition(":")
+    if sep and module and attr and not args.spec.endswith(".toml"):
+        load_target(f"{module}:{attr.split('.')[0]}")  # the user's module: its errors are theirs (exit 7)
     try:
         declaration = load_declaration(args.spec)
-        report = asyncio.run(sync(declaration, args.redis, adopt=args.adopt))
-    except (BullbridgeError, ConnectionError) as exc:
+    except InvalidSchedule as exc:
         return _fail(str(exc))
+    report = asyncio.run(sync(declaration, args.redis, adopt=args.adopt))
     if args.json:
-        print(json.dumps(to_json(report), indent=2))
+        emit_json(to_json(report))
     else:
         lines = report.lines()
-        print(f"declaration {report.declaration}: " + (f"{len(lines)} scheduler(s)" if lines else "nothing declared"))
+        emit(f"declaration {report.declaration}: " + (f"{len(lines)} scheduler(s)" if lines else "nothing declared"))
         for line in lines:
-            print(f"  {line}")
+            emit(f"  {line}")
     return 1 if report.conflicts else 0

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 from bullbridge.conformance.framework import (
     DIRECTIONS,
@@ -28,23 +27,13 @@ from bullbridge.conformance.framework import (
     select,
 )
 from bullbridge.conformance.known import known_differences, note_for
+from bullbridge.redact import redact
 from bullbridge.testing.interop import count_prefix, delete_prefix, new_prefix
 from bullbridge.testing.node import NodeDriver
 
 
 def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def masked_url(url: str) -> str:
-    """The URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 @dataclass
@@ -182,7 +171,7 @@ async def check(
             bullbridge=__version__,
             python=sys.version.split()[0],
             redis=redis_version,
-            redis_url=masked_url(redis_url),
+            redis_url=redact(redis_url),
             prefix=prefix,
         )
         table = known_differences(node.bullmq_version)

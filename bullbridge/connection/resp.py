@@ -26,8 +26,12 @@ script may have run before the reply was lost. Callers decide.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import re
+import socket
 import ssl as ssl_module
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,29 +39,39 @@ from typing import Any
 
 import hiredis
 
-from bullbridge.errors import BullbridgeError
+from bullbridge.connection.replies import explain
+from bullbridge.errors import (
+    RedisAuthError,
+    RedisCommandError,
+    RedisRefused,
+    RedisTlsError,
+    RedisUnknownHost,
+    RespConnectionError,
+    RespError,
+    RespTimeoutError,
+)
+from bullbridge.redact import redact
+
+__all__ = [
+    "Arg",
+    "ConnectionEvents",
+    "Endpoint",
+    "RedisAuthError",
+    "RedisRefused",
+    "RedisTlsError",
+    "RedisUnknownHost",
+    "RespClient",
+    "RespConnection",
+    "RespConnectionError",
+    "RespError",
+    "RespTimeoutError",
+    "is_redirect",
+]
 
 log = logging.getLogger("bullbridge.connection.resp")
 
 Arg = bytes | str | int | float
 _pack = hiredis.pack_command
-
-
-class RespError(BullbridgeError):
-    """An error reply from Redis (``-ERR ...``, ``-NOSCRIPT ...``, ``-OOM ...``)."""
-
-    @property
-    def prefix(self) -> str:
-        text = str(self)
-        return text.split(" ", 1)[0] if text else ""
-
-
-class RespConnectionError(BullbridgeError, ConnectionError):
-    """The connection is gone (or never came up); the command's fate is unknown."""
-
-
-class RespTimeoutError(RespConnectionError, TimeoutError):
-    """A command got no reply within its deadline; the connection was dropped."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +83,7 @@ class Endpoint:
     unix_path: str | None = None
     db: int = 0
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     ssl: ssl_module.SSLContext | None = None
     connect_timeout: float = 5.0
     command_timeout: float | None = 10.0
@@ -143,6 +157,9 @@ class RespConnection:
         self._loop = asyncio.get_running_loop()
         self._protocol = _Protocol(self._loop, on_lost or (lambda exc: None))
         self._watchdog: asyncio.TimerHandle | None = None
+        #: Set once the client's setup (AUTH, SELECT, hooks) ran: a timeout before that is a failed
+        #: connection attempt, which the reconnect loop reports once, not a dropped connection.
+        self.established = False
 
     async def open(self) -> None:
         ep = self.endpoint
@@ -155,17 +172,17 @@ class RespConnection:
                 ep.port,
                 ssl=ep.ssl,
                 server_hostname=ep.host if ep.ssl else None,
+                # A plain-text server never answers a ClientHello: say so as a TLS error, not a timeout.
+                ssl_handshake_timeout=ep.connect_timeout if ep.ssl else None,
             )
         try:
-            await asyncio.wait_for(coro, ep.connect_timeout)
+            await asyncio.wait_for(coro, ep.connect_timeout + (1.0 if ep.ssl else 0.0))
         except (TimeoutError, OSError) as exc:
-            raise RespConnectionError(f"cannot connect to Redis at {ep.describe()}: {exc}") from exc
+            raise connect_error(exc, ep) from exc
         transport = self._protocol.transport
         if transport is not None:
             sock = transport.get_extra_info("socket")
             if sock is not None and not ep.unix_path:
-                import socket
-
                 try:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 except OSError:  # pragma: no cover
@@ -229,7 +246,11 @@ class RespConnection:
         if transport is None:
             return
         if pending and pending[0][1] < self._loop.time():
-            log.warning("Redis at %s did not answer in time; dropping the connection", self.endpoint.describe())
+            log.log(
+                logging.WARNING if self.established else logging.DEBUG,
+                "Redis at %s did not answer in time; dropping the connection",
+                self.endpoint.describe(),
+            )
             error = RespTimeoutError(f"Redis at {self.endpoint.describe()} did not answer in time")
             while pending:
                 fut = pending.popleft()[0]
@@ -258,6 +279,89 @@ class RespConnection:
 
 
 OnConnect = Callable[["RespConnection"], Awaitable[None]]
+#: A client that never connected reports "connection refused" after this long (a
+#: server starting at the same moment gets that much grace); one that was connected
+#: keeps retrying for its ``connect_retry_for`` (a restart is expected to end).
+REFUSED_GRACE = 0.5
+_AUTH_PREFIXES = ("WRONGPASS", "NOAUTH", "NOPERM")
+#: Error replies during a connection's setup that a retry may fix (a server loading, failing over).
+_TRANSIENT_REPLIES = frozenset({"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"})
+_ERRNO = re.compile(r"\[Errno (\d+)\]")
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A reconnect task nobody awaited: its error was recorded; do not log it again."""
+    if not task.cancelled():
+        task.exception()
+
+
+def connect_error(exc: BaseException, ep: Endpoint) -> RespConnectionError:
+    """What a failed socket connect means, as the exception that says it."""
+    where = ep.describe()
+    if ep.ssl is not None and isinstance(exc, ConnectionAbortedError) and "handshake" in str(exc).lower():
+        return RedisTlsError(
+            f"the TLS handshake with Redis at {where} did not complete within {ep.connect_timeout:g} s: "
+            "is the server serving TLS? (rediss:// is for TLS, redis:// for a plain server)"
+        )
+    if isinstance(exc, ssl_module.SSLError):
+        reason = getattr(exc, "reason", None) or exc
+        return RedisTlsError(
+            f"the TLS handshake with Redis at {where} failed ({reason}): check rediss:// against the "
+            "server's TLS setup, its certificate, and ssl_cert_reqs"
+        )
+    if isinstance(exc, TimeoutError):
+        return RespTimeoutError(f"Redis at {where} did not accept a connection within {ep.connect_timeout:g} s")
+    if isinstance(exc, socket.gaierror):
+        return RedisUnknownHost(
+            f"the Redis host {ep.host!r} does not resolve ({exc.strerror or exc}): fix the host name in the URL"
+        )
+    numbers = {int(n) for n in _ERRNO.findall(str(exc))} or {getattr(exc, "errno", None) or 0}
+    if (
+        numbers == {errno.ECONNREFUSED}
+        or isinstance(exc, ConnectionRefusedError)
+        or (isinstance(exc, FileNotFoundError) and ep.unix_path)
+    ):
+        return refused(ep)
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    return RespConnectionError(f"cannot connect to Redis at {where}: {detail}")
+
+
+def refused(ep: Endpoint, waited: float | None = None) -> RedisRefused:
+    """Nothing listens at ``ep`` (for ``waited`` seconds, when retried)."""
+    during = f" for {waited:.1f} s" if waited is not None else ""
+    if ep.unix_path:
+        return RedisRefused(
+            f"no Redis listens on the socket {ep.unix_path}{during}: start Redis, or fix the unix:// path"
+        )
+    return RedisRefused(
+        f"Redis at {ep.describe()} refused every connection{during} (nothing is listening there): "
+        "start Redis, or fix the URL"
+    )
+
+
+def is_auth_error(exc: RespError) -> bool:
+    """Redis refused the credentials (or demands some)."""
+    if exc.prefix in _AUTH_PREFIXES[:2]:
+        return True
+    text = exc.reply
+    return text.startswith(("ERR invalid password", "ERR AUTH")) or "without any password configured" in text
+
+
+def auth_error(exc: RespError, ep: Endpoint) -> RedisAuthError:
+    """The sentence for an authentication failure (never retried: the password will not change)."""
+    where, said = ep.describe(), redact(exc.reply)
+    if exc.prefix == "NOAUTH":
+        todo = "put the password in the URL (redis://:PASSWORD@host, or redis://USER:PASSWORD@host)"
+        return RedisAuthError(f"Redis at {where} requires a password ({said}): {todo}")
+    if "without any password configured" in exc.reply:
+        return RedisAuthError(
+            f"Redis at {where} has no password, but the URL gives one ({said}): remove it from the URL"
+        )
+    return RedisAuthError(
+        f"Redis at {where} refused the credentials ({said}): fix the user/password in the URL or BULLBRIDGE_REDIS_URL"
+    )
+
+
 #: Longest pause between reconnection attempts while Redis is away.
 MAX_RECONNECT_DELAY = 0.25
 #: Error replies meaning "not here": retried on the node the resolver names.
@@ -317,6 +421,7 @@ class RespClient:
         self._ever_connected = False
         self._last_error: Exception | None = None
         self.current: Endpoint = endpoint
+        self._attempted: Endpoint = endpoint
         self.reconnects = 0
 
     def add_on_connect(self, hook: OnConnect) -> None:
@@ -333,18 +438,32 @@ class RespClient:
     def set_name(self, name: str) -> None:
         self.name = name
 
+    @property
+    def last_error(self) -> BaseException | None:
+        """Why the last connection attempt failed (``None`` once connected)."""
+        return self._last_error
+
     async def connection(self) -> RespConnection:
+        """The live connection, (re)connecting first when there is none.
+
+        Gives up at once when retrying cannot help (authentication, TLS, an unknown
+        host; a refused connection after :data:`REFUSED_GRACE` when this client
+        never connected), else after ``connect_retry_for`` seconds."""
         conn = self._conn
         if conn is not None and conn.connected:
             return conn
         if self._closed:
             raise RespConnectionError("client is closed")
         task = self._ensure_reconnecting()
+        started = time.monotonic()
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.connect_retry_for)
         except TimeoutError:
-            raise RespConnectionError(
-                f"Redis at {self.endpoint.describe()} unreachable for {self.connect_retry_for:g} s: {self._last_error}"
+            last = self._last_error
+            kind = type(last) if isinstance(last, RespConnectionError) else RespConnectionError
+            raise kind(
+                f"no connection to Redis at {self.endpoint.describe()} after {time.monotonic() - started:.1f} s "
+                f"of retrying: {last or 'no answer'}"
             ) from None
 
     def connection_soon(self) -> None:
@@ -355,26 +474,51 @@ class RespClient:
     def _ensure_reconnecting(self) -> asyncio.Task[RespConnection]:
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.ensure_future(self._reconnect_loop())
+            self._connecting.add_done_callback(_retrieve)
         return self._connecting
 
     async def _reconnect_loop(self) -> RespConnection:
-        """Try until connected (or closed). Runs in the background from the moment a
-        connection drops, so service resumes as soon as Redis is back, not when
-        the next command happens to be tried."""
+        """Try until connected (or closed, or an error retrying cannot fix). Runs in the
+        background from the moment a connection drops, so service resumes as soon as
+        Redis is back, not when the next command happens to be tried. Transient
+        failures (timeouts, resets) are retried with backoff and said once."""
         delay = 0.02
+        started = time.monotonic()
+        said = False
         while True:
             if self._closed:
                 raise RespConnectionError("client is closed")
             try:
                 return await self._connect_once()
+            except (RedisAuthError, RedisTlsError, RedisCommandError) as exc:
+                self._last_error = exc
+                raise
+            except (RedisRefused, RedisUnknownHost) as exc:
+                self._last_error = exc
+                waited = time.monotonic() - started
+                if not self._ever_connected and isinstance(exc, RedisUnknownHost):
+                    raise
+                if not self._ever_connected and waited >= REFUSED_GRACE:
+                    if isinstance(exc, RedisRefused):
+                        raise refused(self._attempted, waited) from None
+                    raise
             except (RespConnectionError, RespError, OSError) as exc:
                 self._last_error = exc
+                if not said and not self._ever_connected:
+                    said = True
+                    log.info(
+                        "cannot connect to Redis at %s yet (%s); retrying for up to %g s",
+                        self.endpoint.describe(),
+                        redact(exc),
+                        self.connect_retry_for,
+                    )
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
     async def _connect_once(self) -> RespConnection:
         endpoint = await self._resolver() if self._resolver else self.endpoint
-        conn = RespConnection(endpoint, on_lost=self._lost)
+        self._attempted = endpoint
+        conn = RespConnection(endpoint, on_lost=lambda exc: self._lost(exc) if self._conn is conn else None)
         await conn.open()
         try:
             setup: list[tuple[Arg, ...]] = []
@@ -395,9 +539,19 @@ class RespClient:
                     raise RespConnectionError(f"{endpoint.describe()} is not a master (any more)")
             for hook in self._hooks:
                 await hook(conn)
+        except RespError as exc:
+            conn.abort()
+            if is_auth_error(exc):
+                raise auth_error(exc, endpoint) from None
+            if exc.prefix in _TRANSIENT_REPLIES:
+                raise
+            # Redis is up and refuses the setup (SELECT on a cluster, an ACL, ...): retrying will not help.
+            raise explain(exc, endpoint.describe(), "setting up the connection") from None
         except BaseException:
             conn.abort()
             raise
+        self._last_error = None
+        conn.established = True
         reconnect = self._ever_connected
         self._ever_connected = True
         if reconnect:
@@ -483,7 +637,8 @@ class RespClient:
                     return retried
             exec_reply = results[-1]
             if isinstance(exec_reply, BaseException):
-                raise exec_reply
+                # EXECABORT only says an earlier command was refused when queued: raise that one.
+                raise next((r for r in results[:-1] if isinstance(r, RespError)), exec_reply)
             if exec_reply is None:  # pragma: no cover - WATCH not used
                 raise RespError("EXECABORT transaction aborted")
             return list(exec_reply)
@@ -500,7 +655,7 @@ class RespClient:
             if is_redirect(r):
                 raise r
         if isinstance(results[-1], BaseException):
-            raise results[-1]
+            raise next((r for r in results[:-1] if isinstance(r, RespError)), results[-1])
         return list(results[-1] or [])
 
     def drop(self) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bullbridge.aio import cancel_and_wait
 from bullbridge.connection.resp import Endpoint, RespConnection, RespConnectionError, RespError
+from bullbridge.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from bullbridge.connection.settings import ConnectionSettings
@@ -27,7 +28,7 @@ def master_resolver(settings: ConnectionSettings) -> Callable[[], Awaitable[Endp
     """A coroutine function returning the master's :class:`Endpoint`."""
     master = settings.sentinel_master
     if not master:
-        raise ValueError("sentinel_master is required with sentinels")
+        raise ConfigurationError("sentinel_master is required with sentinels: name the master in the URL")
 
     async def resolve() -> Endpoint:
         errors: list[str] = []

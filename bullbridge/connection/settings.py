@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import ssl as ssl_module
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from bullbridge.connection.resp import Endpoint
 from bullbridge.errors import ConfigurationError
+from bullbridge.redact import redact, remember
 
 #: Environment variables naming the Redis to use, in order of precedence.
 ENV_URLS = ("BULLBRIDGE_REDIS_URL", "REDIS_URL")
@@ -45,7 +46,7 @@ class ConnectionSettings:
     port: int = 6379
     db: int = 0
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     unix_path: str | None = None
     ssl: bool = False
     ssl_cert_reqs: str = "required"
@@ -57,6 +58,9 @@ class ConnectionSettings:
     command_timeout: float = 10.0
     #: How long a caller keeps retrying to (re)connect before giving up.
     retry_for: float = 10.0
+
+    def __post_init__(self) -> None:
+        remember(self.password)
 
     @property
     def is_cluster(self) -> bool:
@@ -70,7 +74,22 @@ class ConnectionSettings:
     def from_url(cls, url: str, **overrides: Any) -> ConnectionSettings:
         """Parse ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://h:p,h:p``
         and ``redis+sentinel://h:p,h:p/<master>[/<db>]`` URLs."""
-        parsed = urlparse(url)
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigurationError(f"the Redis URL is empty ({url!r}): give one like redis://host:6379/0")
+        try:
+            parsed = urlparse(url)
+            remember(unquote(parsed.password) if parsed.password is not None else None)
+            return cls._from_parsed(url, parsed, overrides)
+        except ConfigurationError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(
+                f"malformed Redis URL {redact(url)!r} ({redact(exc)}): write it as redis://HOST:PORT/DB, "
+                "with USER:PASSWORD@ before HOST when Redis needs them"
+            ) from None
+
+    @classmethod
+    def _from_parsed(cls, url: str, parsed: Any, overrides: dict[str, Any]) -> ConnectionSettings:
         scheme = parsed.scheme.lower()
         username = unquote(parsed.username) if parsed.username else None
         password = unquote(parsed.password) if parsed.password is not None else None
@@ -78,7 +97,7 @@ class ConnectionSettings:
         values: dict[str, Any] = {"username": username or None, "password": password}
         if scheme in ("redis", "rediss"):
             if "," in (parsed.netloc.rsplit("@", 1)[-1]):
-                raise ConfigurationError(f"several hosts in {url!r}: use redis+cluster:// or redis+sentinel://")
+                raise ConfigurationError(f"several hosts in {redact(url)!r}: use redis+cluster:// or redis+sentinel://")
             values["host"] = parsed.hostname or "127.0.0.1"
             values["port"] = parsed.port or 6379
             path = parsed.path.strip("/")
@@ -95,13 +114,13 @@ class ConnectionSettings:
             values["sentinels"] = _hosts(parsed.netloc.rsplit("@", 1)[-1], url)
             parts = [p for p in parsed.path.split("/") if p]
             if not parts:
-                raise ConfigurationError(f"{url!r}: name the master, e.g. redis+sentinel://h:26379/mymaster")
+                raise ConfigurationError(f"{redact(url)!r}: name the master, e.g. redis+sentinel://h:26379/mymaster")
             values["sentinel_master"] = parts[0]
             values["db"] = _int(parts[1], "db", url) if len(parts) > 1 else 0
             values["ssl"] = scheme.startswith("rediss")
         else:
             raise ConfigurationError(
-                f"unsupported Redis URL scheme {scheme!r} in {url!r} "
+                f"unsupported Redis URL scheme {scheme!r} in {redact(url)!r} "
                 "(redis, rediss, unix, redis+cluster, redis+sentinel)"
             )
         for name in ("connect_timeout", "command_timeout", "retry_for"):
@@ -138,6 +157,23 @@ class ConnectionSettings:
             command_timeout=self.command_timeout,
         )
 
+    def masked_url(self) -> str:
+        """The settings as a URL with the password shown as ``***`` (for start-up lines and reports)."""
+        auth = (
+            f"{self.username or ''}:***@"
+            if self.password is not None
+            else (f"{self.username}@" if self.username else "")
+        )
+        scheme = "rediss" if self.ssl else "redis"
+        if self.cluster_nodes:
+            return f"{scheme}+cluster://{auth}" + ",".join(f"{h}:{p}" for h, p in self.cluster_nodes)
+        if self.sentinels:
+            hosts = ",".join(f"{h}:{p}" for h, p in self.sentinels)
+            return f"{scheme}+sentinel://{auth}{hosts}/{self.sentinel_master}/{self.db}"
+        if self.unix_path:
+            return f"unix://{auth}{self.unix_path}?db={self.db}"
+        return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
+
     def describe(self) -> str:
         if self.cluster_nodes:
             return "cluster " + ",".join(f"{h}:{p}" for h, p in self.cluster_nodes)
@@ -150,7 +186,7 @@ def _int(text: str, what: str, url: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ConfigurationError(f"{what} must be a number in {url!r}, got {text!r}") from None
+        raise ConfigurationError(f"{what} must be a number in {redact(url)!r}, got {text!r}") from None
 
 
 def _host_port(item: Any) -> tuple[str, int]:
@@ -164,7 +200,7 @@ def _host_port(item: Any) -> tuple[str, int]:
 def _hosts(netloc: str, url: str) -> tuple[tuple[str, int], ...]:
     hosts = tuple(_host_port(part) for part in netloc.split(",") if part)
     if not hosts:
-        raise ConfigurationError(f"no hosts in {url!r}")
+        raise ConfigurationError(f"no hosts in {redact(url)!r}")
     return hosts
 
 

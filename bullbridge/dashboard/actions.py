@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bullbridge.errors import ConfigurationError
 from bullbridge.monitor.actions import ActionResult
 from bullbridge.monitor.format import parse_duration_ms
 from bullbridge.monitor.monitor import Monitor
@@ -28,7 +29,7 @@ async def run_action(monitor: Monitor, queue: str, name: str, form: dict[str, st
         return await actions.drain(delayed=form.get("delayed") in ("1", "true", "on"))
     job_id = form.get("job", "")
     if not job_id:
-        raise ValueError("name the job: field 'job'")
+        raise ConfigurationError("name the job: field 'job'")
     if name == "retry-job":
         return await actions.retry_job(job_id)
     if name == "promote-job":

@@ -37,6 +37,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bullbridge.dashboard.handlers import Dashboard
+from bullbridge.dashboard.plumbing import MAX_BODY_BYTES
 from bullbridge.monitor.monitor import Monitor
 
 STATIC = Path(__file__).parent / "static"
@@ -51,10 +52,22 @@ def create_app(
     token: str | None = None,
     base_path: str = "",
     close_monitor: bool = True,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> web.Application:
-    """The dashboard for ``monitor``'s prefix (``queues`` limits it to those queues)."""
-    dashboard = Dashboard(monitor, queues=queues, allow_actions=allow_actions, token=token, base_path=base_path)
-    app = web.Application(middlewares=[dashboard.error_pages_and_security_headers])
+    """The dashboard for ``monitor``'s prefix (``queues`` limits it to those queues).
+
+    ``token`` (actions only) must have at least 16 characters. ``allowed_hosts`` are the
+    ``Host`` names it answers by (default: loopback - ``localhost``, ``127.0.0.1``, ``::1``;
+    ``["*"]`` for any, behind a proxy that checks them)."""
+    dashboard = Dashboard(
+        monitor,
+        queues=queues,
+        allow_actions=allow_actions,
+        token=token,
+        base_path=base_path,
+        allowed_hosts=allowed_hosts,
+    )
+    app = web.Application(middlewares=[dashboard.error_pages_and_security_headers], client_max_size=MAX_BODY_BYTES)
     app[MONITOR_KEY] = monitor
     _add_routes(app.router, dashboard)
     if close_monitor:

@@ -12,11 +12,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bullbridge.keys import Executes, glob_escape, scan
+from bullbridge.errors import UnknownQueue
+from bullbridge.keys import Executes, QueueKeys, glob_escape, scan
 
 DEFAULT_SCAN_COUNT = 2000
 #: The keys that mark a queue as existing.
 QUEUE_MARKERS = ("meta", "id")
+#: Any of these keys means the queue exists (a queue with custom ids only may lack ``id``).
+EXISTENCE_KEYS = (
+    "meta",
+    "id",
+    "wait",
+    "active",
+    "paused",
+    "delayed",
+    "prioritized",
+    "waiting-children",
+    "completed",
+    "failed",
+    "repeat",
+    "events",
+)
 
 
 def queue_from_key(key: str, prefix: str, suffixes: Sequence[str] = QUEUE_MARKERS) -> str | None:
@@ -51,3 +67,15 @@ async def discover_queues(
             if name is not None:
                 found.add(name)
     return sorted(found)
+
+
+async def queue_exists(client: Executes, keys: QueueKeys) -> bool:
+    """Whether any of the queue's own keys exists (one ``EXISTS``; they share a slot on a cluster)."""
+    return int(await client.execute("EXISTS", *(keys[kind] for kind in EXISTENCE_KEYS))) > 0
+
+
+async def require_queue(client: Executes, keys: QueueKeys) -> None:
+    """:class:`~bullbridge.errors.UnknownQueue` (listing the known queues) unless the queue exists,
+    so that nothing reads zeros from, or writes keys for, a queue nobody created."""
+    if not await queue_exists(client, keys):
+        raise UnknownQueue(keys.name, keys.prefix, await discover_queues(client, keys.prefix))

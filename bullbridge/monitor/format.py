@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from bullbridge.clock import now_ms
+from bullbridge.errors import ConfigurationError
 from bullbridge.monitor.languages import NODE, PYTHON, PYTHON_PORT
 
 
@@ -72,7 +73,7 @@ def parse_duration_ms(value: str) -> int:
     """``90`` (seconds), ``500ms``, ``30s``, ``15m``, ``2h``, ``7d``, ``1w`` -> milliseconds."""
     match = _DURATION.match(value)
     if not match:
-        raise ValueError(f"not a duration: {value!r} (e.g. 30s, 15m, 2h, 7d)")
+        raise ConfigurationError(f"not a duration: {value!r} (e.g. 30s, 15m, 2h, 7d)")
     amount, unit = match.groups()
     return int(float(amount) * _UNIT_MS[unit or "s"])
 

@@ -18,6 +18,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from bullbridge.errors import ConfigurationError
 from bullbridge.job import Dependencies, Job, JobValues, fields_to_dict, read_dependencies
 from bullbridge.keys import QueueKeys
 from bullbridge.monitor.languages import display_worker_name, language_of_job
@@ -59,7 +60,7 @@ def state_key(state: str) -> str:
     try:
         return STATE_KEYS[state]
     except KeyError:
-        raise ValueError(f"unknown job state {state!r} (one of {', '.join(STATES)})") from None
+        raise ConfigurationError(f"unknown job state {state!r} (one of {', '.join(STATES)})") from None
 
 
 @dataclass(frozen=True)

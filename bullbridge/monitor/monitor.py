@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from bullbridge.clock import now_ms
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
 from bullbridge.connection.resp import RespError
+from bullbridge.errors import ConfigurationError
 from bullbridge.keys import QueueKeys
 from bullbridge.monitor.actions import QueueActions
-from bullbridge.monitor.discovery import discover_queues
+from bullbridge.monitor.discovery import discover_queues, queue_exists, require_queue
 from bullbridge.monitor.jobs import STATE_KEYS, STATES, JobDetail, JobPage, read_job, read_jobs
 from bullbridge.monitor.migration import (
     DEFAULT_REPORT_SAMPLE,
@@ -112,7 +113,7 @@ class Monitor:
         command_timeout: float | None = None,
     ) -> None:
         if window_minutes < 2:
-            raise ValueError("window_minutes must be at least 2")
+            raise ConfigurationError("window_minutes must be at least 2")
         self.prefix = prefix
         self.sample_size = sample_size
         self.window_minutes = window_minutes
@@ -148,6 +149,16 @@ class Monitor:
     async def queues(self) -> list[str]:
         """Every queue under the prefix (SCAN)."""
         return await discover_queues(self.reader, self.prefix)
+
+    async def exists(self, queue: str) -> bool:
+        """Whether the queue has any key under the prefix (its ``meta``, ``id``, a job list...)."""
+        return await queue_exists(self.reader, self.keys(queue))
+
+    async def require(self, *queues: str) -> None:
+        """:class:`~bullbridge.errors.UnknownQueue` for the first of ``queues`` that does not exist
+        (``no queue 'X' under prefix 'bull' (known: ...)``)."""
+        for queue in queues:
+            await require_queue(self.reader, self.keys(queue))
 
     async def counts(self, queue: str) -> dict[str, int]:
         """Jobs per state, through BullMQ's ``getCounts`` (Node's ``getJobCounts`` names)."""
@@ -199,7 +210,7 @@ class Monitor:
     async def metrics(self, queue: str, kind: str, start: int = 0, end: int = -1) -> BullMetrics:
         """Node's ``Queue.getMetrics(kind, start, end)``: BullMQ's per-minute counts."""
         if kind not in ("completed", "failed"):
-            raise ValueError("metrics kind is 'completed' or 'failed'")
+            raise ConfigurationError("metrics kind is 'completed' or 'failed'")
         return await read_metrics(self.reader, self.keys(queue), kind, start, end)
 
     async def workers(self, queues: Iterable[str] | None = None) -> dict[str, list[WorkerInfo]]:

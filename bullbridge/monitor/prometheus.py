@@ -54,6 +54,8 @@ log = logging.getLogger("bullbridge.monitor.prometheus")
 
 #: The states of Node's ``getJobCounts()`` default, in its order.
 NODE_COUNT_STATES = ("active", "completed", "delayed", "failed", "prioritized", "waiting", "waiting-children")
+#: Discovered queues exported at most (each costs ~10 series and a few reads per scrape).
+DEFAULT_MAX_QUEUES = 100
 #: Seconds.
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
@@ -123,11 +125,16 @@ class PrometheusExporter:
         max_jobs_per_scrape: int = 10_000,
         rediscover_seconds: float = 60.0,
         buckets: Sequence[float] = DEFAULT_BUCKETS,
+        max_queues: int = DEFAULT_MAX_QUEUES,
     ) -> None:
         self.monitor = monitor
         self._fixed = list(queues) if queues else None
         self._queues: list[str] = list(self._fixed or [])
         self._discovered_at = 0.0
+        #: Discovered queues beyond this are not exported (the first ones by name are).
+        self.max_queues = max_queues
+        #: Queues discovered but left out by ``max_queues`` at the last discovery.
+        self.dropped_queues = 0
         self.lookback_ms = lookback_ms
         self.max_jobs_per_scrape = max_jobs_per_scrape
         self.rediscover_seconds = rediscover_seconds
@@ -148,9 +155,28 @@ class PrometheusExporter:
         if self._fixed is not None:
             return self._fixed
         if not self._discovered_at or time.monotonic() - self._discovered_at >= self.rediscover_seconds:
-            self._queues = await self.monitor.queues()
+            found = await self.monitor.queues()
+            dropped = max(0, len(found) - self.max_queues)
+            if dropped and dropped != self.dropped_queues:
+                log.warning(
+                    "%d queues under prefix %r; exporting the first %d by name (max_queues / --max-queues)",
+                    len(found),
+                    self.monitor.prefix,
+                    self.max_queues,
+                )
+            self.dropped_queues = dropped
+            self._queues = found[: self.max_queues]
+            self._forget_except(set(self._queues))
             self._discovered_at = time.monotonic()
         return self._queues
+
+    def _forget_except(self, keep: set[str]) -> None:
+        """Drop every figure of queues that vanished (or were capped), so their series end."""
+        self._snapshot = {q: v for q, v in self._snapshot.items() if q in keep}
+        self._marks = {k: v for k, v in self._marks.items() if k[0] in keep}
+        self._wait = {k: v for k, v in self._wait.items() if k[0] in keep}
+        self._processing = {k: v for k, v in self._processing.items() if k[0] in keep}
+        self._finished = {k: v for k, v in self._finished.items() if k[0] in keep}
 
     async def refresh(self) -> None:
         """Read every queue once and observe the jobs finished since the last refresh."""
@@ -264,7 +290,11 @@ class PrometheusExporter:
             paused.add_metric([queue], 1 if snap.paused else 0)
             if snap.oldest_waiting_ms is not None:
                 oldest.add_metric([queue], snap.oldest_waiting_ms / 1000)
-        yield from (job_count, completed, failed, workers, paused, oldest)
+        dropped = GaugeMetricFamily(
+            "bullbridge_exporter_queues_dropped", "Queues found but not exported (over max_queues)"
+        )
+        dropped.add_metric([], self.dropped_queues)
+        yield from (job_count, completed, failed, workers, paused, oldest, dropped)
         finished = CounterMetricFamily(
             "bullbridge_jobs_finished",
             "Finished jobs seen by this exporter, by language of the last attempt",

@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bullbridge.errors import ConfigurationError
 from bullbridge.keys import QueueKeys
 from bullbridge.monitor.reader import Reader, integer
 from bullbridge.monitor.sample import FINISHED_STATES
@@ -138,7 +139,7 @@ async def read_throughput(
 ) -> Throughput:
     """Read both sources for ``max(window, series)`` minutes and keep the better one."""
     if window_minutes < 2:
-        raise ValueError("the throughput window must be at least 2 minutes")
+        raise ConfigurationError("the throughput window must be at least 2 minutes")
     minutes = max(window_minutes, series_minutes or 0)
     current = now_ms // MINUTE_MS
     commands: list[tuple[Any, ...]] = [metrics_command(reader, keys, kind, 0, minutes) for kind in FINISHED_STATES]

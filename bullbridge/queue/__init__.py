@@ -176,29 +176,32 @@ class Queue:
         return await self._send_bulk([self.prepare(*bulk_spec(spec)) for spec in jobs])
 
     async def _check_versions(self, client: RespClient) -> None:
-        """Once: warn if Node wrote a queue version known to misbehave with the port."""
-        self._versions_checked = True
-        await self._link.call(check_queue_versions(client, self.keys), f"reading {self.name!r}'s Node version")
+        """Once: warn if Node wrote a queue version known to misbehave with the port.
+        Runs inside the caller's deadline, so trouble is reported as the caller's."""
+        if not self._versions_checked:
+            await check_queue_versions(client, self.keys)
+            self._versions_checked = True
 
     async def _send(self, job: PreparedJob) -> EnqueuedJob:
         client = self._client()
-        if not self._versions_checked:
+
+        async def add() -> Any:
             await self._check_versions(client)
-        result = await self._link.call(
-            scripts.run(client, job.script, job.keys, job.args), f"adding job {job.name!r} to {self.name!r}"
-        )
+            return await scripts.run(client, job.script, job.keys, job.args)
+
+        result = await self._link.call(add(), f"adding job {job.name!r} to {self.name!r}")
         return EnqueuedJob(check_added(job, result), job.name, self.name, job.timestamp)
 
     async def _send_bulk(self, prepared: list[PreparedJob]) -> list[EnqueuedJob]:
         if not prepared:
             return []
         client = self._client()
-        if not self._versions_checked:
+
+        async def add() -> list[Any]:
             await self._check_versions(client)
-        results = await self._link.call(
-            client.execute_many([j.command() for j in prepared], transaction=True),
-            f"adding {len(prepared)} jobs to {self.name!r}",
-        )
+            return await client.execute_many([j.command() for j in prepared], transaction=True)
+
+        results = await self._link.call(add(), f"adding {len(prepared)} jobs to {self.name!r}")
         return [
             EnqueuedJob(check_added(job, result), job.name, self.name, job.timestamp)
             for job, result in zip(prepared, results)

@@ -16,8 +16,9 @@ from typing import Any
 from bullbridge import codec as codec_module
 from bullbridge import scripts
 from bullbridge.clock import now_ms
+from bullbridge.connection.replies import explain
 from bullbridge.connection.resp import Arg, RespError
-from bullbridge.errors import InvalidJobOptions, ScriptError
+from bullbridge.errors import InvalidJobOptions
 from bullbridge.options import Deduplication, JobOptions, Parent
 
 #: ``add("name")`` without data stores ``{}``, as Node does for ``undefined``;
@@ -105,7 +106,7 @@ def prepare_add(
 def check_added(job: PreparedJob, result: Any) -> str:
     """The id an add script returned, or a :class:`ScriptError` for its error codes."""
     if isinstance(result, RespError):
-        raise ScriptError(f"adding job {job.name!r} to {job.queue!r} failed: {result}")
+        raise explain(result, None, f"adding job {job.name!r} to {job.queue!r}")
     scripts.check_code(result, "addJob", job_id=job.job_id or "", parent=job.parent_key or "")
     return result.decode() if isinstance(result, bytes) else str(result)
 

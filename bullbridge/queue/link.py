@@ -16,8 +16,17 @@ from typing import TypeVar
 
 from bullbridge import scripts
 from bullbridge.connection import RedisConnector
-from bullbridge.connection.resp import RespClient, RespConnectionError
-from bullbridge.errors import ConfigurationError, RedisUnavailable
+from bullbridge.connection.replies import explain
+from bullbridge.connection.resp import RespClient, RespConnectionError, RespError
+from bullbridge.errors import (
+    ConfigurationError,
+    RedisAuthError,
+    RedisRefused,
+    RedisTlsError,
+    RedisUnavailable,
+    RedisUnknownHost,
+)
+from bullbridge.redact import redact
 
 T = TypeVar("T")
 
@@ -58,14 +67,21 @@ class RedisLink:
         return client
 
     async def call(self, awaitable: Awaitable[T], what: str) -> T:
-        """Await with the deadline; connection trouble becomes :class:`RedisUnavailable`."""
+        """Await with the deadline. Connection trouble becomes :class:`RedisUnavailable`
+        (the precise subclass when the cause is known: refused, authentication, TLS);
+        an error reply becomes the :func:`~bullbridge.connection.replies.explain`-ed error."""
+        where = self.connector.settings.describe()
         try:
             return await asyncio.wait_for(awaitable, self.timeout)
+        except (RedisAuthError, RedisTlsError, RedisRefused, RedisUnknownHost) as exc:
+            raise type(exc)(f"{what}: {exc}") from exc
         except (TimeoutError, RespConnectionError) as exc:
-            where = self.connector.settings.describe()
+            cause = str(exc) or next((c.last_error for c in self._clients.values() if c.last_error), None)
             raise RedisUnavailable(
-                f"{what}: Redis at {where} did not answer within {self.timeout:g} s ({exc or 'timed out'})"
+                f"{what}: Redis at {where} did not answer within {self.timeout:g} s ({redact(cause or 'timed out')})"
             ) from exc
+        except RespError as exc:
+            raise explain(exc, where, what) from exc
 
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}

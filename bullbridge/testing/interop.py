@@ -14,7 +14,9 @@ Isolation is by key prefix, not queue name: every producer, worker and Node
 command of one :class:`Interop` uses its ``prefix`` (``bbt-<random>``), so
 tests use the real queue names their services use, and :meth:`Interop.close`
 deletes every key under the prefix (``SCAN`` + ``UNLINK`` of its own keys
-only: safe on a shared Redis).
+only: safe on a shared Redis). It deletes only what it created: a prefix of
+your choosing must be empty when the harness starts (it is refused otherwise,
+unless ``keep_keys``), and one it never saw empty is never cleaned.
 
 The Node side is one ``node`` process per :class:`Interop`, started on first
 use, loading ``bullmq`` from ``node_modules`` (the user's project): a worker
@@ -36,10 +38,11 @@ from typing import Any, Literal
 
 from bullbridge.connection import RedisConnector, connect
 from bullbridge.connection.resp import RespClient
-from bullbridge.errors import JobTimeout
+from bullbridge.errors import ConfigurationError, JobTimeout
 from bullbridge.events import Outcome
 from bullbridge.keys import Executes, prefix_pattern, scan
 from bullbridge.queue import Queue
+from bullbridge.redact import redact
 from bullbridge.testing.contracts import Contract, RecordedJob, record, write_jobs
 from bullbridge.testing.node import NodeDriver, NodeEvent
 from bullbridge.testing.views import JobView, Received, view_from_node
@@ -284,7 +287,8 @@ class Interop:
     """
 
     redis_url: str
-    prefix: str = field(default_factory=new_prefix)
+    #: Empty: a fresh ``bbt-<random>`` prefix. One of yours must hold no key when the harness starts.
+    prefix: str = ""
     node_modules: str | Path | None = None
     timeout: float = 10.0
     node: NodeDriver | None = None
@@ -300,13 +304,44 @@ class Interop:
     _workers: list[PythonWorker] = field(default_factory=list, init=False)
     _node_workers: list[NodeWorker] = field(default_factory=list, init=False)
     _closed: bool = field(default=False, init=False)
+    #: Whether every key under the prefix is this harness's: a prefix it made, or one it saw empty.
+    _owns_prefix: bool = field(default=False, init=False)
+    _claim_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        if not self.prefix:
+            self.prefix = new_prefix()
+            self._owns_prefix = True
+        self._claimed = self._owns_prefix
 
     def __repr__(self) -> str:
         node = f", node bullmq {self.node.bullmq_version}" if self.node is not None else ""
-        return f"<Interop prefix={self.prefix!r} redis={self.redis_url!r}{node}>"
+        return f"<Interop prefix={self.prefix!r} redis={redact(self.redis_url)!r}{node}>"
 
     async def __aenter__(self) -> Interop:
+        try:
+            await self.claim_prefix()
+        except BaseException:
+            await self.close()  # nothing is deleted: the prefix was not this harness's
+            raise
         return self
+
+    async def claim_prefix(self) -> None:
+        """Refuse a prefix of the user's that already holds keys: :meth:`close` deletes every key
+        under the prefix, and must delete only what this harness created. (``keep_keys``: nothing is
+        deleted, so any prefix is accepted.) Called on entry and before the first worker or Node process."""
+        async with self._claim_lock:
+            if self._claimed:
+                return
+            held = await count_prefix(self.redis(), self.prefix)
+            if held and not self.keep_keys:
+                raise ConfigurationError(
+                    f"the prefix {self.prefix!r} already holds {held} key(s) on {redact(self.redis_url)}: "
+                    "Interop deletes every key under its prefix when it closes, so it refuses a prefix in use; "
+                    "leave prefix unset (a fresh bbt-... prefix each time) or pass keep_keys=True"
+                )
+            self._owns_prefix = not held
+            self._claimed = True
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
@@ -339,6 +374,7 @@ class Interop:
         """A bullbridge :class:`~bullbridge.Worker` on ``queue`` with ``handlers``
         (a ``{name: fn}`` mapping or one function for every name), started unless
         ``start=False``; ``settings`` are :class:`~bullbridge.worker.WorkerSettings` fields."""
+        await self.claim_prefix()
         merged = {**self.worker_defaults, **settings, "prefix": self.prefix}
         worker = Worker(queue, handlers, connection=self.redis_url, **merged)
         wrapped = PythonWorker(worker, queue)
@@ -351,6 +387,7 @@ class Interop:
 
     async def node_driver(self) -> NodeDriver:
         """The Node process (started on first use), defaulting to the test's prefix."""
+        await self.claim_prefix()
         async with self._node_lock:
             if self.node is None:
                 driver = NodeDriver(
@@ -563,9 +600,15 @@ class Interop:
                 await _quietly([w.close(force=True) for w in self._node_workers])
         await _quietly([p.close() for p in [*self._producers.values(), *self._extra_producers]])
         try:
-            if not self.keep_keys:
+            if not self.keep_keys and self._owns_prefix:
                 deleted = await delete_prefix(self.redis(), self.prefix)
                 log.debug("deleted %d keys under %s", deleted, self.prefix)
+            elif not self.keep_keys:
+                log.warning(
+                    "keys under the prefix %r were left in Redis: this harness never saw the prefix empty, "
+                    "so it cannot tell its keys from yours",
+                    self.prefix,
+                )
         finally:
             if self._connector is not None:
                 await self._connector.close()

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bullbridge.errors import BullbridgeError
+from bullbridge.errors import BullbridgeError, MissingDependency
+from bullbridge.redact import redact
 
 log = logging.getLogger("bullbridge.testing.node")
 
@@ -40,6 +41,10 @@ class NodeError(BullbridgeError):
     def __init__(self, message: str, stack: str | None = None) -> None:
         super().__init__(message)
         self.stack = stack
+
+
+class NodeSetupError(NodeError, MissingDependency):
+    """The Node side cannot start: no ``node`` on the PATH, or no npm ``bullmq`` where it looks."""
 
 
 class NodeTimeout(BullbridgeError, TimeoutError):
@@ -88,12 +93,12 @@ class NodeDriver:
 
     def __repr__(self) -> str:
         state = f"pid {self.process.pid}" if self.process is not None else "not started"
-        return f"<NodeDriver bullmq {self.bullmq_version or '?'} {state} redis={self.redis_url!r}>"
+        return f"<NodeDriver bullmq {self.bullmq_version or '?'} {state} redis={redact(self.redis_url)!r}>"
 
     async def start(self, timeout: float = 20.0) -> NodeDriver:
         node = shutil.which("node")
         if node is None:
-            raise RuntimeError("node is not on PATH: the interop suite needs Node.js 20+")
+            raise NodeSetupError("node is not on the PATH: install Node.js 20+ (https://nodejs.org)")
         env = dict(os.environ, BULLBRIDGE_REDIS_URL=self.redis_url)
         if self.node_path:
             env["NODE_PATH"] = self.node_path
@@ -165,9 +170,7 @@ class NodeDriver:
                 fut.set_result(msg.get("result"))
             else:
                 fut.set_exception(NodeError(msg.get("error", "unknown error"), msg.get("stack")))
-        error = NodeError(
-            f"node driver exited: {self._fatal}" if self._fatal else f"node driver exited: {self.stderr_tail()}"
-        )
+        error = NodeSetupError(self._fatal) if self._fatal else NodeError(f"node driver exited: {self.stderr_tail()}")
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(error)

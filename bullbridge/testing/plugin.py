@@ -54,6 +54,8 @@ try:
 except ImportError:  # pragma: no cover - bullbridge installed without the [testing] extra
     pytest_asyncio = None  # type: ignore[assignment]
 
+from bullbridge.redact import redact
+
 if TYPE_CHECKING:
     from bullbridge import Queue
     from bullbridge.testing.contracts import ContractStore
@@ -137,7 +139,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
         found = node_modules_for(config)
     except Exception as exc:
-        return f"bullbridge: {exc}"
+        return f"bullbridge: {redact(exc)}"
     if found is None:
         return None
     return f"bullbridge: Node bullmq {bullmq_version(found)} from {found}"
@@ -269,5 +271,5 @@ def pytest_runtest_makereport(
             if node.stderr_lines:
                 lines.append("Node stderr (last lines):")
                 lines.extend("  " + line for line in node.stderr_lines[-20:])
-        report.sections.append(("bullbridge", "\n".join(lines)))
+        report.sections.append(("bullbridge", redact("\n".join(lines))))
     return report

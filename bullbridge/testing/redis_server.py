@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 from bullbridge.connection.settings import ENV_URLS
 from bullbridge.errors import BullbridgeError
@@ -126,6 +127,8 @@ class PrivateRedis:
     binary: str | None = None
     port: int = 0
     extra_args: tuple[str, ...] = ()
+    #: ``--requirepass``: the server refuses clients without it; :attr:`url` carries it.
+    password: str | None = field(default=None, repr=False)
     start_timeout: float = 10.0
     persist: bool = False
     dir: Path | None = None
@@ -134,6 +137,13 @@ class PrivateRedis:
 
     @property
     def url(self) -> str:
+        """The server's URL, with its password when it has one."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def bare_url(self) -> str:
+        """The URL without any password."""
         return f"redis://127.0.0.1:{self.port}/0"
 
     @property
@@ -174,6 +184,7 @@ class PrivateRedis:
                 "no",
                 "--logfile",
                 str(self.dir / f"redis-{port}.log"),
+                *(("--requirepass", self.password) if self.password else ()),
                 *self.extra_args,
             ]
             self.process = subprocess.Popen(
@@ -204,7 +215,7 @@ class PrivateRedis:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
+                    if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):  # up (and asking for its password)
                         return True
             except OSError:
                 pass

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from bullbridge import scripts
 from bullbridge.clock import now_ms
-from bullbridge.errors import DelayJob, RateLimited, WaitingChildren
+from bullbridge.errors import DelayJob, RateLimited, UsageError, WaitingChildren
 from bullbridge.job import Dependencies, Job, read_dependencies
 from bullbridge.options import epoch_ms, to_ms
 from bullbridge.worker.host import WorkerHost
@@ -51,7 +51,7 @@ class Sent:
     def result(self, timeout: float | None = None) -> Any:
         """Block until Redis answered (thread handlers only: on the loop, await instead)."""
         if isinstance(self._future, asyncio.Future):
-            raise RuntimeError("on the event loop, await it instead of calling .result()")
+            raise UsageError("on the event loop, await it instead of calling .result()")
         return self._future.result(timeout)
 
     def done(self) -> bool:

@@ -30,6 +30,7 @@ import contextvars
 import logging
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -50,13 +51,21 @@ from bullbridge.errors import (
     ScriptError,
     UnknownJobName,
     UnrecoverableError,
+    UsageError,
     WaitingChildren,
 )
 from bullbridge.job import Job, fields_to_dict
 from bullbridge.keys import QueueKeys
 from bullbridge.worker.context import ActiveJob
 from bullbridge.worker.events import WORKER_EVENTS, WorkerEvent
-from bullbridge.worker.failures import UnknownBackoff, backoff_delay, failure_reason, stacktrace_list
+from bullbridge.worker.failures import (
+    UnknownBackoff,
+    backoff_delay,
+    failure_reason,
+    log_fields,
+    short,
+    stacktrace_list,
+)
 from bullbridge.worker.gate import FetchGate
 from bullbridge.worker.handlers import Handler, HandlerFn, HandlerRegistry, RunIn
 from bullbridge.worker.maintenance import LockRenewer, LoopWatch, RateLimitedLog, StalledChecker
@@ -164,6 +173,10 @@ class Worker(Emitter[WorkerEvent]):
         self.telemetry = telemetry
         self._telemetry: WorkerTelemetry | None = telemetry.for_worker(self) if telemetry is not None else None
 
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("running" if self._started else "not started")
+        return f"<Worker {self.prefix}:{self.queue} {state} on Redis {self._connector.settings.describe()}>"
+
     # -- registration ----------------------------------------------------------------
 
     def handler(self, name: str, *, run_in: RunIn | None = None) -> Callable[[HandlerFn], HandlerFn]:
@@ -198,7 +211,7 @@ class Worker(Emitter[WorkerEvent]):
 
     def _live(self) -> _Running:
         if self._running is None:
-            raise RuntimeError(f"the worker of {self.queue!r} is not started: await worker.start() first")
+            raise UsageError(f"the worker of {self.queue!r} is not started: await worker.start() first")
         return self._running
 
     @property
@@ -511,7 +524,7 @@ class Worker(Emitter[WorkerEvent]):
         try:
             try:
                 handler = self._prepare(job)
-            except _PERMANENT as exc:
+            except Exception as exc:  # corrupt, unknown name...: whatever stops it, it fails for good
                 return await self._fail(job, exc, permanent=True)
             if job.repeat_job_key:
                 await self._next_iteration(job)
@@ -581,7 +594,7 @@ class Worker(Emitter[WorkerEvent]):
         handler = self.registry.resolve(job.name)
         if handler is None:
             raise UnknownJobName(
-                f"no handler for job name {job.name!r} on queue {self.queue!r} "
+                f"no handler for job name {short(repr(job.name), 200)} on queue {self.queue!r} "
                 f"(handlers: {', '.join(self.registry.names) or 'none'}); register one or a fallback"
             )
         return handler
@@ -715,6 +728,53 @@ class Worker(Emitter[WorkerEvent]):
         return next_job
 
     async def _fail(self, job: ActiveJob, exc: BaseException, *, permanent: bool = False) -> Next | None:
+        """Fail an attempt: retry the job (with its backoff) or fail it for good. Whatever goes
+        wrong on the way (an option nothing can read, a strategy that misbehaves, a bug of
+        ours), the job still ends in ``failed`` with a reason: never left active to stall,
+        never run again."""
+        try:
+            return await self._fail_attempt(job, exc, permanent=permanent)
+        except Exception as err:
+            return await self._fail_anyway(job, exc, err)
+
+    async def _fail_anyway(self, job: ActiveJob, exc: BaseException, err: Exception) -> Next | None:
+        reason = f"{failure_reason(exc)} (not retried: failing the attempt raised {failure_reason(err)})"
+        try:  # err alone: its context is the user's exception, which may not even format
+            detail = "".join(traceback.format_exception(err, chain=False)).rstrip()
+            log.error("failing job %s of %s raised; failing it for good:\n%s", job.id, self.queue, detail)
+        except Exception:  # a handler that cannot report (its own error chains to the user's) must not stop this
+            pass
+        try:
+            fields: dict[str, Any] = {"failedReason": reason, **job.numeric_repairs()}
+            next_job = await self._finish(job, "failed", reason, fields)
+        except Exception as again:  # nothing more to do here: stall recovery fails it, with its reason
+            log.exception("could not fail job %s of %s either: %s", job.id, self.queue, again)
+            return None
+        self.failed += 1
+        self.emit("failed", job, exc, reason)
+        log.warning(
+            "job %s (%s) of %s failed for good: %s",
+            job.id,
+            short(job.name),
+            self.queue,
+            short(reason),
+            extra=log_fields(self.queue, job, job.safe_attempts()[0] + 1),
+        )
+        return next_job
+
+    def _retry_delay(self, job: ActiveJob, exc: BaseException, attempt: int) -> tuple[int | None, str | None]:
+        """The delay before the next attempt (``None``: at once), or why there is none."""
+        try:
+            delay = backoff_delay(job.safe_opts().get("backoff"), attempt, exc, job, self.settings.backoff_strategies)
+        except UnknownBackoff as err:
+            return None, str(err)
+        except Exception as err:  # a custom strategy that raised
+            return None, f"backoff strategy raised {failure_reason(err)}"
+        if delay == -1:  # Node: a strategy's -1 means "do not retry"; other negatives retry at once
+            return None, "the backoff strategy returned -1"
+        return delay, None
+
+    async def _fail_attempt(self, job: ActiveJob, exc: BaseException, *, permanent: bool = False) -> Next | None:
         reason = failure_reason(exc)
         if isinstance(exc, CorruptJob):
             reason = f"corrupt job: {exc}"
@@ -734,19 +794,10 @@ class Worker(Emitter[WorkerEvent]):
         next_job: Next | None = None
         retry_delay: int | None = None
         if not permanent and attempts_made + 1 < attempts:
-            try:
-                retry_delay = backoff_delay(
-                    opts.get("backoff"), attempts_made + 1, exc, job, self.settings.backoff_strategies
-                )
-            except UnknownBackoff as err:
-                reason = f"{reason} (not retried: {err})"
+            retry_delay, not_retried = self._retry_delay(job, exc, attempts_made + 1)
+            if not_retried is not None:
+                reason = f"{reason} (not retried: {not_retried})"
                 fields["failedReason"] = reason
-                retry_delay = -1
-            except Exception as err:  # a custom strategy that raised
-                reason = f"{reason} (not retried: backoff strategy raised {failure_reason(err)})"
-                fields["failedReason"] = reason
-                retry_delay = -1
-            if retry_delay is not None and retry_delay < 0:
                 permanent = True
         if not permanent and attempts_made + 1 < attempts:
             if retry_delay:
@@ -778,20 +829,29 @@ class Worker(Emitter[WorkerEvent]):
                     self._finish_error(job, raw, "wait")
             self.emit("retrying", job, exc, retry_delay or 0)
             log.info(
-                "job %s (%s) of %s failed (%s); retry %d/%d%s",
+                "job %s (%s) of %s failed attempt %d of %d (%s); retrying%s",
                 job.id,
-                job.name,
+                short(job.name),
                 self.queue,
-                reason,
-                attempts_made + 2,
+                attempts_made + 1,
                 attempts,
-                f" in {retry_delay} ms" if retry_delay else "",
+                short(reason),
+                f" in {retry_delay} ms" if retry_delay and retry_delay > 0 else " at once",
+                extra=log_fields(self.queue, job, attempts_made + 1),
             )
             return next_job
         next_job = await self._finish(job, "failed", reason, fields)
         self.failed += 1
         self.emit("failed", job, exc, reason)
-        log.info("job %s (%s) of %s failed: %s", job.id, job.name, self.queue, reason)
+        log.warning(
+            "job %s (%s) of %s failed for good after attempt %d: %s",
+            job.id,
+            short(job.name),
+            self.queue,
+            attempts_made + 1,
+            short(reason),
+            extra=log_fields(self.queue, job, attempts_made + 1),
+        )
         return next_job
 
     async def _back_to_wait(self, job: ActiveJob, delay_ms: int) -> Next | None:

@@ -26,12 +26,27 @@ class UnknownBackoff(BullbridgeError):
     pass
 
 
+#: Longest job name or reason a log line carries (a foreign writer may store megabytes).
+LOG_TEXT_LIMIT = 500
+
+
+def short(text: str, limit: int = LOG_TEXT_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def log_fields(queue: str, job: Any, attempt: int) -> dict[str, Any]:
+    """The ``extra`` of a job's log record: what ``--log-format json`` puts in its own keys."""
+    return {"queue": queue, "job_id": str(job.id), "job_name": short(str(job.name), 200), "attempt": attempt}
+
+
 def failure_reason(exc: BaseException) -> str:
     """``ClassName: message`` (just the class name when the message is empty)."""
     name = type(exc).__name__
-    message = str(exc)
-    if isinstance(exc, KeyError) and exc.args:
-        message = repr(exc.args[0])
+    try:
+        message = repr(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    except Exception as err:  # a user exception whose __str__ raises: still a reason
+        message = f"<its message could not be read: {type(err).__name__}>"
     return f"{name}: {message}" if message else name
 
 

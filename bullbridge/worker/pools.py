@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from bullbridge.errors import UsageError
+
 log = logging.getLogger("bullbridge.worker")
 
 STOP_TIMEOUT = 5.0  # seconds a closing worker waits for its process pool to be gone
@@ -62,7 +64,7 @@ class DaemonThreadPool(concurrent.futures.Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
         if self._shutdown:
-            raise RuntimeError("thread pool is shut down")
+            raise UsageError("the worker's thread pool is shut down: the worker is closing")
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._queue.put((fut, functools.partial(fn, **kwargs) if kwargs else fn, args))
         return fut

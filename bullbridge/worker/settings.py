@@ -76,9 +76,9 @@ class WorkerSettings:
         try:
             for name in ("lock_duration", "stalled_interval", "max_rate_limit_delay"):
                 set_(self, name, to_ms(getattr(self, name), name, allow_zero=False))
-            if self.lock_renew_time is None:
-                set_(self, "lock_renew_time", self.lock_duration_ms // 2)
-            else:
+            # None stays None: derived from lock_duration when read, as Node derives it at construction
+            # (``lockRenewTime || lockDuration / 2``), so a copy with another lock_duration derives again.
+            if self.lock_renew_time is not None:
                 set_(self, "lock_renew_time", to_ms(self.lock_renew_time, "lock_renew_time", allow_zero=False))
         except InvalidJobOptions as exc:
             raise ConfigurationError(str(exc)) from None
@@ -106,7 +106,10 @@ class WorkerSettings:
 
     @property
     def lock_renew_ms(self) -> int:
-        value = self.lock_renew_time if self.lock_renew_time is not None else 0
+        """``lock_renew_time``, or half of ``lock_duration`` when not set (Node's default)."""
+        value = self.lock_renew_time
+        if value is None:
+            return self.lock_duration_ms // 2
         return value if type(value) is int else to_ms(value, "lock_renew_time")
 
     @property

@@ -3,6 +3,7 @@
 Environment: ``APP_QUEUE`` (queue name), ``APP_SLEEP`` (seconds per job),
 ``APP_CONCURRENCY``. Each handler run is counted in the Redis hash
 ``runs:<queue>`` (job id -> runs), so a test can prove nothing ran twice.
+Jobs named ``fail`` raise ``ValueError``.
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ def make() -> WorkerManager:
         await asyncio.sleep(pause)
         return "done"
 
+    async def fail(job):
+        raise ValueError(f"bad input {job.data}")
+
     manager.worker(
         queue,
-        {"work": work},
+        {"work": work, "fail": fail},
         concurrency=int(os.environ.get("APP_CONCURRENCY", "5")),
         name=f"app-{os.getpid()}",
         lock_duration=5000,

@@ -107,26 +107,74 @@ async def test_read_only_by_default_and_json_api(r: Redis, redis_url: str, queue
         assert (await c.get(f"/queues/{queue_name}/jobs/nope")).status == 404
 
 
+TOKEN = "s3cret-s3cret-s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 async def test_actions_need_the_token(r: Redis, redis_url: str, queue_name: str, node: NodeDriver) -> None:
     await seed(r, queue_name)
     with pytest.raises(ValueError):
         create_app(Monitor(redis_url), allow_actions=True)
+    for weak in ("x", " " * 20, "fifteen-chars.."):
+        with pytest.raises(ValueError, match="token"):
+            create_app(Monitor(redis_url), allow_actions=True, token=weak)
     async with (
         Monitor(redis_url) as monitor,
-        TestClient(TestServer(create_app(monitor, allow_actions=True, token="s3cret", close_monitor=False))) as c,
+        TestClient(TestServer(create_app(monitor, allow_actions=True, token=TOKEN, close_monitor=False))) as c,
     ):
         path = f"/api/queues/{queue_name}/actions/pause"
         assert (await c.post(path)).status == 403
         assert (await c.post(path, headers={"Authorization": "Bearer wrong"})).status == 403
+        # The token is checked before the body is read: a JSON body never carries it, and a
+        # malformed one without a token is a 403 (it was a 500 with a traceback), with one a 400.
+        assert (await c.post(path, json={"token": TOKEN})).status == 403
+        bad = {"Content-Type": "application/json"}
+        assert (await c.post(path, data=b"{not json", headers=bad)).status == 403
+        assert (await c.post(path, data=b"{not json", headers={**bad, **AUTH})).status == 400
         assert await node.queue_call(queue_name, "isPaused") is False
-        response = await c.post(path, headers={"Authorization": "Bearer s3cret"})
+        response = await c.post(path, headers=AUTH)
         assert response.status == 200 and (await response.json())["action"] == "pause"
         assert await node.queue_call(queue_name, "isPaused") is True
-        response = await c.post(f"/api/queues/{queue_name}/actions/retry-job", json={"token": "s3cret", "job": "f3"})
+        response = await c.post(f"/api/queues/{queue_name}/actions/retry-job", json={"job": "f3"}, headers=AUTH)
         assert response.status == 200
         assert await node.queue_call(queue_name, "getJobState", "f3") == "waiting"
-        response = await c.post(f"/api/queues/{queue_name}/actions/promote-job", json={"token": "s3cret", "job": "f4"})
+        response = await c.post(f"/api/queues/{queue_name}/actions/promote-job", json={"job": "f4"}, headers=AUTH)
         assert response.status == 409 and "not delayed" in (await response.json())["error"]
+
+
+async def test_unknown_queues_are_404_and_actions_create_no_keys(r: Redis, redis_url: str, queue_name: str) -> None:
+    await seed(r, queue_name)
+    ghost = queue_name + "-typo"
+    async with (
+        Monitor(redis_url) as monitor,
+        TestClient(TestServer(create_app(monitor, allow_actions=True, token=TOKEN, close_monitor=False))) as c,
+    ):
+        for path in (f"/queues/{ghost}", f"/api/queues/{ghost}", f"/api/queues/{ghost}/jobs"):
+            response = await c.get(path)
+            assert response.status == 404, path
+        response = await c.get(f"/api/queues/{ghost}")
+        assert (await response.text()).count(ghost) >= 1
+        for action in ("pause", "drain", "retry", "promote"):
+            response = await c.post(f"/api/queues/{ghost}/actions/{action}", headers=AUTH, json={})
+            assert response.status == 404, action
+        assert [k async for k in r.scan_iter(f"bull:{ghost}:*")] == [], "no key written for an unknown queue"
+        assert (await c.get(f"/api/queues/{queue_name}")).status == 200
+
+
+async def test_only_loopback_host_names_unless_allowed(r: Redis, redis_url: str, queue_name: str) -> None:
+    """DNS rebinding: a page of evil.example that resolves to 127.0.0.1 sends Host: evil.example."""
+    await seed(r, queue_name)
+    async with Monitor(redis_url) as monitor:
+        async with TestClient(TestServer(create_app(monitor, close_monitor=False))) as c:
+            assert (await c.get("/api/queues")).status == 200  # Host: 127.0.0.1:<port>
+            for host in ("localhost:8080", "[::1]:8080", "LOCALHOST"):
+                assert (await c.get("/api/queues", headers={"Host": host})).status == 200, host
+            refused = await c.get("/api/queues", headers={"Host": "evil.example:8080"})
+            assert refused.status == 403 and queue_name not in await refused.text()
+        app = create_app(monitor, close_monitor=False, allowed_hosts=["bull.internal"])
+        async with TestClient(TestServer(app)) as c:
+            assert (await c.get("/api/queues", headers={"Host": "bull.internal"})).status == 200
+            assert (await c.get("/api/queues")).status == 403  # the list replaces loopback
 
 
 def _launch_args() -> dict[str, Any]:
@@ -235,7 +283,7 @@ async def test_browser_action_with_token(r: Redis, redis_url: str, queue_name: s
     launch = _launch_args()
     await seed(r, queue_name)
     monitor = Monitor(redis_url)
-    server = TestServer(create_app(monitor, allow_actions=True, token="tok-123"))
+    server = TestServer(create_app(monitor, allow_actions=True, token="tok-123-tok-123-tok-123"))
     await server.start_server()
     try:
         async with async_playwright() as pw:
@@ -258,7 +306,7 @@ async def test_browser_action_with_token(r: Redis, redis_url: str, queue_name: s
                 assert await node.queue_call(queue_name, "isPaused") is False
 
                 await page.goto(str(server.make_url(f"/queues/{queue_name}")))
-                await form.locator("input[name=token]").fill("tok-123")
+                await form.locator("input[name=token]").fill("tok-123-tok-123-tok-123")
                 await form.locator("button").click()
                 await page.wait_for_selector(".flash")
                 assert await page.inner_text(".flash") == "queue paused"

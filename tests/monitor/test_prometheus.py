@@ -136,3 +136,27 @@ async def test_mounted_in_aiohttp_and_asgi(r: Redis, monitor: Monitor, make_work
 
 async def _noop(job):
     return None
+
+
+async def test_queue_cap_and_vanished_queues_are_forgotten(r: Redis, redis_url: str, queue_name: str) -> None:
+    """2,000 stray ``bull:<x>:id`` keys made 20,143 series: at most ``max_queues`` are exported,
+    the rest counted, and a queue whose keys are gone stops being exported."""
+    prefix = f"cap-{queue_name}"
+    names = [f"q{i:02d}" for i in range(6)]
+    for name in names:
+        await r.set(f"{prefix}:{name}:id", 1)
+    monitor = Monitor(redis_url, prefix=prefix)
+    try:
+        exporter = PrometheusExporter(monitor, max_queues=4, rediscover_seconds=0)
+        found = samples((await exporter.render()).decode())
+        exported = {dict(k[1])["queue"] for k in found if k[0] == "bullmq_job_count"}
+        assert exported == set(names[:4])
+        assert found[("bullbridge_exporter_queues_dropped", ())] == 2
+        await r.delete(f"{prefix}:q00:id", f"{prefix}:q01:id")
+        found = samples((await exporter.render()).decode())
+        exported = {dict(k[1])["queue"] for k in found if k[0] == "bullmq_job_count"}
+        assert exported == set(names[2:6]) and found[("bullbridge_exporter_queues_dropped", ())] == 0
+        assert not any(("queue", "q00") in k[1] for k in found), "a vanished queue's series are gone"
+    finally:
+        await r.delete(*(f"{prefix}:{name}:id" for name in names))
+        await monitor.close()

@@ -43,6 +43,57 @@ BROKEN: list[tuple[str, dict[str, Any], str]] = [
         for field in ("timestamp", "atm", "ats", "stc", "delay", "priority", "attemptsMade")
         for kind, value in (("text", "soon"), ("nan", "NaN"), ("inf", "1e400"))
     ],
+    # --- issue 18's adversarial pass ---------------------------------------------------------------
+    # Non-standard JSON: Python's json reads NaN/Infinity, Node's JSON.parse refuses them.
+    ("data-nan", {"data": '{"a": NaN}'}, "field 'data' is not valid JSON (NaN is not JSON"),
+    ("data-infinity", {"data": '{"a": Infinity}'}, "field 'data' is not valid JSON (Infinity is not JSON"),
+    ("data-neg-infinity", {"data": "[1, -Infinity]"}, "field 'data' is not valid JSON (-Infinity is not JSON"),
+    ("data-bare-nan", {"data": "NaN"}, "field 'data' is not valid JSON (NaN is not JSON"),
+    ("opts-attempts-nan", {"opts": '{"attempts": NaN}'}, "field 'opts' is not valid JSON (NaN is not JSON"),
+    (
+        "opts-backoff-delay-infinity",
+        {"opts": '{"attempts": 3, "backoff": {"type": "fixed", "delay": Infinity}}'},
+        "field 'opts' is not valid JSON (Infinity is not JSON",
+    ),
+    ("opts-duplicate-key-nan", {"opts": '{"attempts": 2, "attempts": NaN}'}, "field 'opts' is not valid JSON"),
+    # Valid JSON, wrong for the field: the worker cannot act on it, and says which option.
+    ("opts-attempts-1e400", {"opts": '{"attempts": 1e400}'}, "option 'attempts' is Infinity"),
+    ("opts-attempts-object", {"opts": '{"attempts": {"n": 3}}'}, "option 'attempts' is {\"n\": 3}"),
+    ("opts-attempts-array", {"opts": '{"attempts": [3]}'}, "option 'attempts' is [3]"),
+    ("opts-attempts-word", {"opts": '{"attempts": "three"}'}, "option 'attempts' is \"three\""),
+    ("opts-attempts-bool", {"opts": '{"attempts": true}'}, "option 'attempts' is true"),
+    ("opts-backoff-word", {"opts": '{"attempts": 3, "backoff": "fast"}'}, "option 'backoff' is \"fast\""),
+    ("opts-backoff-array", {"opts": '{"attempts": 3, "backoff": [1000]}'}, "option 'backoff' is [1000]"),
+    (
+        "opts-backoff-type-number",
+        {"opts": '{"attempts": 3, "backoff": {"type": 5, "delay": 100}}'},
+        "option 'backoff' has type 5",
+    ),
+    (
+        "opts-backoff-delay-word",
+        {"opts": '{"attempts": 3, "backoff": {"type": "fixed", "delay": "soon"}}'},
+        "option 'backoff' has delay \"soon\"",
+    ),
+    (
+        "opts-backoff-jitter-word",
+        {"opts": '{"attempts": 3, "backoff": {"type": "fixed", "delay": 10, "jitter": "lots"}}'},
+        "option 'backoff' has jitter",
+    ),
+    ("opts-remove-on-fail-word", {"opts": '{"removeOnFail": "yes"}'}, "option 'removeOnFail' is \"yes\""),
+    (
+        "opts-remove-on-complete-count-word",
+        {"opts": '{"removeOnComplete": {"count": "many"}}'},
+        "option 'removeOnComplete' is",
+    ),
+    # Boundary numbers: counters BullMQ's HINCRBY overflows (it broke the fetch or finish script).
+    *[
+        (f"{field}-overflow", {field: "99999999999999999999"}, f"field '{field}' is not a counter")
+        for field in ("atm", "ats", "stc")
+    ],
+    ("atm-fraction", {"atm": "1.5"}, "field 'atm' is not a number"),
+    # Huge fields: refused with a reason that stays short.
+    ("name-huge", {"name": "n" * 1_000_000}, "no handler for job name 'nnnn"),
+    ("data-huge-unclosed", {"data": "[" * 200_000}, "field 'data' is not valid JSON"),
 ]
 
 HOSTILE: list[tuple[str, Any]] = [
@@ -72,7 +123,7 @@ async def _write(url: str, key: str, fields: dict[str, Any]) -> None:
 
 
 async def test_broken_jobs_fail_with_a_reason_and_good_jobs_go_on(redis_url: str, make_worker, producer: Queue) -> None:
-    assert len(BROKEN) >= 30
+    assert len(BROKEN) >= 53 and len({case for case, _, _ in BROKEN}) == len(BROKEN)
     handled: list[str] = []
 
     async def handle(job):
@@ -91,6 +142,7 @@ async def test_broken_jobs_fail_with_a_reason_and_good_jobs_go_on(redis_url: str
     for (case, _, words), outcome in zip(BROKEN, outcomes):
         assert outcome.state == "failed", f"{case}: {outcome}"
         assert outcome.failed_reason is not None and words in outcome.failed_reason, (case, outcome.failed_reason)
+        assert len(outcome.failed_reason) < 2_000, (case, "a reason stays readable")
     assert await asyncio.gather(*(producer.result(g.id, timeout=10) for g in good)) == ["ok"] * 20
     assert sorted(handled) == sorted(g.id for g in good), "no broken job may reach a handler"
     assert worker.running and worker.active_count == 0

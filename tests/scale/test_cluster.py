@@ -28,6 +28,21 @@ async def test_untagged_queue_is_refused_before_any_io(cluster: PrivateCluster) 
         Worker("email", connection=cluster.url)
 
 
+async def test_a_plain_url_to_one_node_names_the_cluster(cluster: PrivateCluster) -> None:
+    """``redis://`` at one node of a cluster: a bullbridge error naming MOVED and redis+cluster://
+    (it was the RESP layer's raw ``MOVED 9263 ...``)."""
+    from bullbridge.errors import BullbridgeError, RedisClusterRedirect
+
+    first = f"redis://127.0.0.1:{cluster.nodes[0].port}/0"
+    here = f"127.0.0.1:{cluster.nodes[0].port}"
+    foreign = next(f"{{q{i}}}" for i in range(100) if _owner(cluster, slot_of(f"bull:{{q{i}}}:wait")) != here)
+    async with Queue(foreign, connection=first) as queue:
+        with pytest.raises(RedisClusterRedirect) as info:
+            await queue.add("x", {})
+    assert isinstance(info.value, BullbridgeError) and info.value.prefix == "MOVED"
+    assert "MOVED" in str(info.value) and "redis+cluster://" in str(info.value)
+
+
 async def test_tagged_queues_spread_over_masters_and_work(cluster: PrivateCluster) -> None:
     queues = ["{email}", "{images}", "{sync}", "{analytics}"]
     nodes = set()

@@ -267,3 +267,24 @@ def test_a_private_redis_when_none_is_configured(pytester: Any, inner: Any, redi
     """,
     )
     inner("-q").assert_outcomes(passed=1)
+
+
+def test_the_failure_report_masks_the_redis_password(pytester: Any, inner: Any) -> None:
+    from bullbridge.testing.redis_server import PrivateRedis
+
+    secret = "plugin-pa55word-9"
+    write(
+        pytester.path / "test_secret.py",
+        """
+        async def test_never_finishes(bullbridge_interop):
+            print(repr(bullbridge_interop))
+            job = await bullbridge_interop.python_producer("nobody").add("x", {})
+            await bullbridge_interop.wait_for("nobody", job.id, timeout=0.3)
+    """,
+    )
+    with PrivateRedis(password=secret) as server:
+        result = inner("-q", "-s", f"--bullbridge-redis={server.url}")
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str() + result.stderr.str()
+    assert "Redis redis://:***@127.0.0.1" in text, text
+    assert "<Interop prefix=" in text and secret not in text

@@ -205,3 +205,101 @@ async def _sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+# Options a foreign writer stored that Node 6.7 still reads (job.js shouldRetryJob:
+# `attemptsMade + 1 < opts.attempts`, JS coercion included; Backoffs.calculate: a delay of -1
+# means "do not retry", any other negative one retries at once, the delayed score being
+# `timestamp + (delay > 0 ? delay : 0)`). Each job runs on a Python and on a Node worker
+# whose processors always throw: both must make the same number of attempts.
+RETRY_EDGES: list[tuple[str, str, int]] = [
+    ("attempts-numeric-string", '{"attempts": "3"}', 3),
+    ("attempts-padded-string", '{"attempts": " 2 "}', 2),
+    ("attempts-hex-string", '{"attempts": "0x3"}', 3),
+    ("attempts-fraction", '{"attempts": 2.5}', 3),
+    ("attempts-negative", '{"attempts": -1}', 1),
+    ("attempts-zero", '{"attempts": 0}', 1),
+    ("backoff-negative-number", '{"attempts": 2, "backoff": -1000}', 2),
+    ("backoff-negative-delay", '{"attempts": 2, "backoff": {"type": "fixed", "delay": -1000}}', 2),
+    ("backoff-string-delay", '{"attempts": 3, "backoff": {"type": "fixed", "delay": "10"}}', 3),
+    ("custom-backoff-minus-one", '{"attempts": 3, "backoff": {"type": "never"}}', 1),
+]
+
+
+@pytest.mark.parametrize(("case", "opts", "attempts"), RETRY_EDGES, ids=[e[0] for e in RETRY_EDGES])
+async def test_retry_edge_cases_attempt_as_often_as_node(
+    case: str, opts: str, attempts: int, node: NodeDriver, make_worker, producer: Queue, redis_url: str
+) -> None:
+    node_queue = producer.name + "-node"
+    runs: list[str] = []
+
+    async def fail(job):
+        runs.append(job.id)
+        raise RuntimeError("always")
+
+    ours = await producer.add("job", {})
+    async with Queue(node_queue, connection=redis_url) as theirs_producer:
+        theirs = await theirs_producer.add("job", {})
+        await _corrupt(redis_url, producer.keys.job(ours.id), {"opts": opts})
+        await _corrupt(redis_url, theirs_producer.keys.job(theirs.id), {"opts": opts})
+        await make_worker({"job": fail}, backoff_strategies={"never": lambda *_: -1}).start()
+        handle = await node.start_worker(
+            node_queue, "async job => { throw new Error('always') }", backoffStrategy="() => -1"
+        )
+        try:
+            mine = await producer.wait_for(ours.id, timeout=10)  # failure detector
+            node_outcome = await theirs_producer.wait_for(theirs.id, timeout=10)
+            node_job = await theirs_producer.get_job(theirs.id)
+        finally:
+            await node.close_worker(handle)
+    job = await producer.get_job(ours.id)
+    assert mine.state == node_outcome.state == "failed"
+    assert job is not None and node_job is not None
+    assert (job.attempts_made, node_job.attempts_made) == (attempts, attempts), case
+    assert len(runs) == attempts
+    if case == "custom-backoff-minus-one":
+        assert "not retried: the backoff strategy returned -1" in (mine.failed_reason or "")
+
+
+class _UnreadableMessage(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message for you")
+
+
+class _BrokenNotes(Exception):
+    """``traceback`` reads ``__notes__`` with getattr: this one raises, inside the failure path."""
+
+    @property
+    def __notes__(self) -> list[str]:  # type: ignore[override]
+        raise RuntimeError("notes broken")
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (_UnreadableMessage, "_UnreadableMessage: <its message could not be read: RuntimeError>"),
+        (_BrokenNotes, "_BrokenNotes: x (not retried: failing the attempt raised RuntimeError: notes broken)"),
+    ],
+    ids=["unreadable-message", "failure-path-raises"],
+)
+async def test_an_error_inside_the_failure_path_still_fails_the_job_once(
+    error: type[Exception], reason: str, make_worker, producer: Queue
+) -> None:
+    """It was a stall loop and a second run (``{"attempts": NaN}``: ``cannot convert float NaN``)."""
+    runs: list[str] = []
+
+    async def handle(job):
+        runs.append(job.id)
+        if job.data.get("bad"):
+            raise error("x")
+        return "ok"
+
+    worker = make_worker({"job": handle}, stalled_interval=1000, lock_duration=1000)
+    await worker.start()
+    bad = await producer.add("job", {"bad": True}, attempts=1)
+    outcome = await producer.wait_for(bad.id, timeout=10)  # failure detector
+    assert outcome.state == "failed" and outcome.failed_reason == reason, outcome
+    good = await producer.add("job", {})
+    assert await producer.result(good.id, timeout=10) == "ok"
+    assert runs == [bad.id, good.id], "the bad job ran once, and the worker goes on"
+    assert await worker.client.execute("LLEN", producer.keys["active"]) == 0
