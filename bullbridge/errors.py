@@ -36,6 +36,12 @@ class RedisUnavailable(BullbridgeError, ConnectionError):
     """Redis could not be reached within the configured timeout."""
 
 
+class EventLoopConflict(BullbridgeError, RuntimeError):
+    """A call on the wrong event loop: a blocking ``bullbridge.sync`` call made
+    inside a running loop (it would stall that loop), or one async object used
+    by two event loops running at the same time."""
+
+
 # --- data and options -------------------------------------------------------------
 
 

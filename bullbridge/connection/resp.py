@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl as ssl_module
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -255,6 +256,36 @@ class RespConnection:
 
     async def wait_closed(self) -> None:
         await self._protocol.closed
+
+    def release(self) -> None:
+        """Let go of the socket without its event loop (see :func:`release_fd`):
+        for a connection whose loop has closed, or that a forked child inherited.
+        Nothing is sent, and the loop is not called."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        transport = self._protocol.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            release_fd(sock.fileno())
+
+
+def release_fd(fd: int) -> None:
+    """Point the descriptor ``fd`` at ``/dev/null``.
+
+    The kernel then drops this process's hold on the socket (or epoll set) that
+    was there: the connection closes when no other process holds it (a forked
+    parent still does, and keeps using it undisturbed), a stray write goes
+    nowhere, and the number stays taken, so whatever object still owns it closes
+    /dev/null later instead of a descriptor opened meanwhile. Only for a
+    descriptor this process has open (``fd`` < 0 is ignored)."""
+    if fd < 0:
+        return
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.dup2(null, fd, inheritable=False)
+    finally:
+        os.close(null)
 
 
 OnConnect = Callable[["RespConnection"], Awaitable[None]]
@@ -502,6 +533,17 @@ class RespClient:
         if isinstance(results[-1], BaseException):
             raise results[-1]
         return list(results[-1] or [])
+
+    def abandon(self) -> None:
+        """Close for good without the event loop the connection lives on: its loop
+        has closed, or belongs to a parent process (after ``fork``). The socket is
+        released (:meth:`RespConnection.release`), never written to or closed
+        through that loop; commands still waiting there are left to it."""
+        self._closed = True
+        self._connecting = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.release()
 
     def drop(self) -> None:
         """Abort the current connection (used after a stuck blocking command)."""
