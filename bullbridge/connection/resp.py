@@ -288,6 +288,11 @@ def release_fd(fd: int) -> None:
         os.close(null)
 
 
+def _consume_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 OnConnect = Callable[["RespConnection"], Awaitable[None]]
 #: Longest pause between reconnection attempts while Redis is away.
 MAX_RECONNECT_DELAY = 0.25
@@ -540,10 +545,22 @@ class RespClient:
         released (:meth:`RespConnection.release`), never written to or closed
         through that loop; commands still waiting there are left to it."""
         self._closed = True
-        self._connecting = None
+        self._let_go_of_connecting(cancel=False)
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.release()
+
+    def _let_go_of_connecting(self, *, cancel: bool) -> None:
+        """The background reconnection ends once the client is closed, with "client
+        is closed" when its cancellation was lost (3.11's ``wait_for`` can swallow one
+        as a connect fails at that instant): nobody awaits it any more, so its
+        outcome is consumed instead of logged as "never retrieved"."""
+        task, self._connecting = self._connecting, None
+        if task is None or task.done():
+            return
+        task.add_done_callback(_consume_outcome)
+        if cancel:
+            task.cancel()
 
     def drop(self) -> None:
         """Abort the current connection (used after a stuck blocking command)."""
@@ -552,8 +569,7 @@ class RespClient:
 
     async def close(self) -> None:
         self._closed = True
-        if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()
+        self._let_go_of_connecting(cancel=True)
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
