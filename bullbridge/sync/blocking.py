@@ -7,7 +7,7 @@ A blocking class holds its async twin (``bullbridge.Queue`` for
         add = blocking(queue.Queue.add)
 
 :class:`blocking` takes the async method's signature, docstring and types
-(``Callable[P, Awaitable[R]]`` becomes ``Callable[P, R]`` for type checkers),
+(``Callable[P, Coroutine[..., R]]`` becomes ``Callable[P, R]`` for type checkers),
 and each call runs that very method on the process's loop thread
 (:mod:`bullbridge.sync.runtime`) with a deadline: the object's ``timeout``, or
 for a method that waits for a job (``waits=True``) its own ``timeout``
@@ -18,7 +18,7 @@ through. Nothing of the async API is written twice.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from bullbridge.errors import BullbridgeError, JobTimeout, RedisUnavailable
@@ -52,7 +52,7 @@ class Blocking(Generic[A]):
         close: Callable[[], None] = getattr(self, "close")  # noqa: B009 - declared by each subclass
         close()
 
-    def _run(self, name: str, make: Callable[[], Awaitable[R]], deadline: float | None, waits: bool) -> R:
+    def _run(self, name: str, make: Callable[[], Coroutine[Any, Any, R]], deadline: float | None, waits: bool) -> R:
         call = f"bullbridge.sync.{type(self).__name__}.{name}"
         runtime.check_not_in_loop(call, f"await {self._async_api}(...).{name}(...)")
 
@@ -76,7 +76,7 @@ class blocking(Generic[A, P, R]):
     ``waits``: the method waits for a job and takes a ``timeout`` in seconds
     (None: no limit); the call's deadline is that plus the object's timeout."""
 
-    def __init__(self, method: Callable[Concatenate[A, P], Awaitable[R]], *, waits: bool = False) -> None:
+    def __init__(self, method: Callable[Concatenate[A, P], Coroutine[Any, Any, R]], *, waits: bool = False) -> None:
         self.method = method
         self.waits = waits
         self.signature = inspect.signature(method)

@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures
-import contextvars
 import logging
 import os
 import selectors
 import threading
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
 from bullbridge.connection.resp import release_fd
 from bullbridge.errors import BullbridgeError, EventLoopConflict
@@ -39,10 +37,54 @@ log = logging.getLogger("bullbridge.sync.runtime")
 
 T = TypeVar("T")
 
-#: How long a caller waits past a call's own deadline before giving up on the loop
-#: itself (a loop stalled by blocking code); the loop-side deadline fires first.
-LOOP_GRACE_S = 1.0
 THREAD_NAME = "bullbridge-sync-loop"
+
+
+class Call(Generic[T]):
+    """One blocking call: the task on the loop, and the hand-back to the caller.
+
+    The caller blocks on a plain lock that the loop thread releases when the
+    task is done (lighter than a ``concurrent.futures.Future`` and its
+    condition, which cost ~10 us a call on a loaded core)."""
+
+    __slots__ = ("_done", "error", "result", "task")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()
+        self.task: asyncio.Task[T] | None = None
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, make: Callable[[], Coroutine[Any, Any, T]]) -> None:
+        """On the loop thread, in the caller's context (``call_soon_threadsafe``
+        runs a callback in a copy of the context it was called in, and a task
+        inherits the context it is created in: OpenTelemetry spans, contextvars
+        of a request carry over)."""
+        try:
+            self.task = loop.create_task(make())
+        except BaseException as exc:  # the method refused its arguments before any await
+            self.error = exc
+            self._done.release()
+            return
+        self.task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[T]) -> None:
+        if task.cancelled():
+            self.error = asyncio.CancelledError()
+        elif (exc := task.exception()) is not None:
+            self.error = exc
+        else:
+            self.result = task.result()
+        self._done.release()
+
+    def cancel(self) -> None:
+        """On the loop thread: stop the task (the caller gave up waiting)."""
+        if self.task is not None:
+            self.task.cancel()
+
+    def wait(self, timeout: float | None) -> bool:
+        return self._done.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
 
 
 class LoopThread:
@@ -59,32 +101,15 @@ class LoopThread:
     def _run(self) -> None:
         self.loop.run_forever()
 
-    def submit(self, make: Callable[[], Awaitable[T]], deadline: float | None) -> concurrent.futures.Future[T]:
-        """Run ``make()`` on the loop, in a copy of the caller's context (so
-        context variables such as an OpenTelemetry span carry over), cancelled
-        after ``deadline`` seconds; the future resolves in the caller's thread."""
-        done: concurrent.futures.Future[T] = concurrent.futures.Future()
-        context = contextvars.copy_context()
+    def submit(self, make: Callable[[], Coroutine[Any, Any, T]]) -> Call[T]:
+        """Start ``make()`` as a task on the loop, from any thread."""
+        call: Call[T] = Call()
+        self.loop.call_soon_threadsafe(call.start, self.loop, make)
+        return call
 
-        def start() -> None:
-            if not done.set_running_or_notify_cancel():
-                return
-            task = self.loop.create_task(_bounded(make, deadline), context=context)
-            task.add_done_callback(lambda t: _settle(t, done))
-            _TASKS[id(done)] = task
-
-        self.loop.call_soon_threadsafe(start)
-        return done
-
-    def cancel(self, done: concurrent.futures.Future[Any]) -> None:
-        """Cancel the task behind ``done`` (from any thread)."""
-
-        def cancel() -> None:
-            task = _TASKS.get(id(done))
-            if task is not None:
-                task.cancel()
-
-        self.loop.call_soon_threadsafe(cancel)
+    def cancel(self, call: Call[Any]) -> None:
+        """Cancel a call's task (from any thread)."""
+        self.loop.call_soon_threadsafe(call.cancel)
 
     def stop(self, timeout: float = 1.0) -> None:
         """Cancel what still runs on the loop (a reconnection in the background, an
@@ -115,35 +140,12 @@ class LoopThread:
                 log.debug("after fork: cannot release descriptor %d: %s", fd, exc)
 
 
-#: The task behind each pending call, by id of the caller's future (loop thread only).
-_TASKS: dict[int, asyncio.Task[Any]] = {}
-
-
 async def _cancel_all(timeout: float) -> None:
     tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     for task in tasks:
         task.cancel()
     if tasks:
         await asyncio.wait(tasks, timeout=timeout)
-
-
-async def _bounded(make: Callable[[], Awaitable[T]], deadline: float | None) -> T:
-    if deadline is None:
-        return await make()
-    async with asyncio.timeout(deadline):
-        return await make()
-
-
-def _settle(task: asyncio.Task[T], done: concurrent.futures.Future[T]) -> None:
-    _TASKS.pop(id(done), None)
-    if task.cancelled():
-        done.cancel()
-        return
-    exc = task.exception()
-    if exc is not None:
-        done.set_exception(exc)
-    else:
-        done.set_result(task.result())
 
 
 _lock = threading.Lock()
@@ -177,27 +179,29 @@ def check_not_in_loop(call: str, async_call: str) -> None:
 
 
 def run(
-    make: Callable[[], Awaitable[T]],
+    make: Callable[[], Coroutine[Any, Any, T]],
     deadline: float | None,
     on_timeout: Callable[[], BullbridgeError],
 ) -> T:
     """Run ``make()`` on the loop thread and wait for its result, at most
-    ``deadline`` seconds (None: as long as it takes); past it the call is
+    ``deadline`` seconds (None: as long as it takes); past it the task is
     cancelled and ``on_timeout()`` raised. Exceptions of the coroutine are
     raised here as they are."""
     runner = loop_thread()
-    done = runner.submit(make, deadline)
+    call = runner.submit(make)
     try:
-        return done.result(None if deadline is None else deadline + LOOP_GRACE_S)
-    except BullbridgeError:
-        raise  # the call's own errors (JobTimeout, RedisUnavailable...), as the async API raises them
-    except TimeoutError:
-        # The deadline on the loop, or - with the loop stalled - the wait for it here.
-        if not done.done():
-            runner.cancel(done)
-        raise on_timeout() from None
-    except concurrent.futures.CancelledError:  # pragma: no cover - the loop cancelled it (shutting down)
-        raise on_timeout() from None
+        finished = call.wait(deadline)
+    except BaseException:  # KeyboardInterrupt in a script: stop the call too
+        runner.cancel(call)
+        raise
+    if not finished:
+        runner.cancel(call)
+        raise on_timeout()
+    if call.error is not None:
+        if isinstance(call.error, asyncio.CancelledError):  # pragma: no cover - the loop is shutting down
+            raise on_timeout()
+        raise call.error
+    return call.result  # type: ignore[return-value]
 
 
 def _forget_in_child() -> None:
@@ -206,7 +210,6 @@ def _forget_in_child() -> None:
     global _current, _lock
     _lock = threading.Lock()
     inherited, _current = _current, None
-    _TASKS.clear()
     if inherited is not None:
         inherited.release_in_child()
         _inherited.append(inherited)

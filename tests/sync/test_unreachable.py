@@ -17,9 +17,9 @@ from bullbridge.testing.redis_server import PrivateRedis, free_port
 from tests.timing import record
 
 TIMEOUT = 0.3
-#: Kind 3 (tests/README.md): the call's own 0.3 s deadline + 1 s. The overhead over the
-#: deadline measured <= 0.06 s, idle and with stress-ng --cpu 2 (the async producer's
-#: test_unreachable in the same runs: <= 0.06 s too); the slack is > 3x that.
+#: Kind 3 (tests/README.md): the call's own 0.3 s deadline + 1 s, as the async producer's
+#: test_unreachable. The overhead over the deadline measured <= 0.005 s idle and <= 0.008 s
+#: with stress-ng --cpu 2 (96 calls); the slack is far above 3x that.
 SLACK = 1.0
 
 
