@@ -311,15 +311,16 @@ class Bench:
         timeout: float | None = None,
         threads: int = 8,
         suite: str = "produce",
+        case: str | None = None,
     ) -> RunResult:
         """Time ``jobs`` adds from a fresh producer process, connected and warmed up
         first with ``warm`` adds of the same kind to another queue (not timed):
         ``inflight`` concurrent single adds, ``sequential`` one add after another
         (each one's time kept: the latency of a blocking add), ``threads`` threads
         sharing one ``bullbridge.sync.Queue`` (impl ``sync``), or addBulk of
-        ``batch`` at a time. ``suite`` labels the result."""
-        result = RunResult(suite, impl, mode, jobs, run)
-        queue = self._queue(suite, impl, mode)
+        ``batch`` at a time. ``suite`` and ``case`` (default: ``mode``) label the result."""
+        result = RunResult(suite, impl, case or mode, jobs, run)
+        queue = self._queue(suite, impl, case or mode)
         self._flush()
         spec = {"queue": queue, "jobs": jobs, "pattern": mode, "inflight": inflight, "batch": batch, "warm": warm}
         child = self._child(impl, "produce", {**spec, "threads": threads}, f"{impl} produce {mode}")

@@ -196,6 +196,8 @@ def _sync_section(results: Results, rows: list[dict[str, Any]]) -> list[str]:
     ]
 
     def label(r: dict[str, Any]) -> str:
+        if r["case"] == "inflight-threads":
+            return f"{cfg.sync_threads} in flight"
         return f"{cfg.sync_threads} threads" if r["case"] == "threads" else CASE_LABELS[r["case"]]
 
     def per_run(values: list[float | None]) -> str:

@@ -24,12 +24,14 @@ Progress = Callable[[str], None]
 
 #: The ``sync`` suite, (case, producer) in run order: blocking adds one after another
 #: beside Node's and the async Queue's sequential ``await add``; threads sharing one
-#: blocking queue beside the async Queue with 100 adds in flight.
+#: blocking queue beside the async Queue with 100 adds in flight, and with as many in
+#: flight as there are threads (``inflight-threads``: the same concurrency, no threads).
 SYNC_CASES = (
     ("sequential", "node"),
     ("sequential", "bullbridge"),
     ("sequential", SYNC_IMPL),
     ("inflight", "bullbridge"),
+    ("inflight-threads", "bullbridge"),
     ("threads", SYNC_IMPL),
 )
 #: What each ``sync`` row is compared with (its "x ref" column).
@@ -190,9 +192,10 @@ async def _run_sync(bench: Bench, config: Config, record: Callable[[RunResult], 
             record(
                 await bench.produce(
                     impl,
-                    mode=case,
+                    mode="inflight" if case.startswith("inflight") else case,
+                    case=case,
                     jobs=config.sync_jobs,
-                    inflight=config.inflight,
+                    inflight=config.sync_threads if case == "inflight-threads" else config.inflight,
                     threads=config.sync_threads,
                     warm=config.producer_warm,
                     run=run,
