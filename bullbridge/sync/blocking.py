@@ -61,7 +61,7 @@ class Blocking(Generic[A]):
                 return JobTimeout(f"{call}: no outcome within {deadline:g} s; wait longer with timeout=")
             return RedisUnavailable(
                 f"{call}: Redis at {self._where} did not answer within {deadline:g} s; "
-                "check that it is up and reachable, or give the queue a longer timeout="
+                "check that it is up and reachable, or pass a longer timeout="
             )
 
         return runtime.run(make, deadline, timed_out)
@@ -102,7 +102,7 @@ class blocking(Generic[A, P, R]):
 
         call.__signature__ = signature  # type: ignore[attr-defined]
         call.__doc__ = (
-            f"{inspect.getdoc(method) or ''}\n\nBlocks until done, at most the queue's ``timeout``"
+            f"{inspect.getdoc(method) or ''}\n\nBlocks until done, at most the object's ``timeout``"
             f"{' plus the wait' if waits else ''}; runs the async method on bullbridge's loop thread."
         ).strip()
         return call

@@ -84,7 +84,9 @@ class Call(Generic[T]):
             self.task.cancel()
 
     def wait(self, timeout: float | None) -> bool:
-        return self._done.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
+        if timeout is None:
+            return self._done.acquire()
+        return self._done.acquire(timeout=min(max(0.0, timeout), threading.TIMEOUT_MAX))
 
 
 class LoopThread:
