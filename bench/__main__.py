@@ -16,7 +16,7 @@ from bench.procs import Pinning
 from bench.report import render, write_json
 from bench.suite import Config, run_suite
 
-SUITES = ("drain", "produce", "latency")
+SUITES = ("drain", "produce", "latency", "sync")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--producer-jobs", type=int, help="jobs added per producer run (default 10,000)")
     p.add_argument("--inflight", type=int, help="concurrent adds in the in-flight producer case (default 100)")
     p.add_argument("--bulk", type=int, help="jobs per addBulk in the bulk producer case (default 1000)")
+    p.add_argument("--sync-jobs", type=int, help="adds per run of the sync suite (default 8,000)")
+    p.add_argument("--sync-threads", type=int, help="threads sharing one bullbridge.sync.Queue (default 8)")
     p.add_argument("--idle-samples", type=int, help="idle pickup samples per run (default 200)")
     p.add_argument("--steady-seconds", type=float, help="duration of the steady-rate latency run (default 10)")
     p.add_argument("--steady-rate", type=float, help="jobs/s of the steady-rate latency run (default 200)")
@@ -88,6 +90,8 @@ def config_from(args: argparse.Namespace) -> Config:
         "producer_jobs": args.producer_jobs,
         "inflight": args.inflight,
         "bulk": args.bulk,
+        "sync_jobs": args.sync_jobs,
+        "sync_threads": args.sync_threads,
         "idle_samples": args.idle_samples,
         "steady_seconds": args.steady_seconds,
         "steady_rate": args.steady_rate,
@@ -115,6 +119,8 @@ def config_from(args: argparse.Namespace) -> Config:
         "producer_jobs",
         "inflight",
         "bulk",
+        "sync_jobs",
+        "sync_threads",
         "idle_samples",
         "latency_runs",
         "latency_concurrency",

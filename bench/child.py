@@ -3,9 +3,10 @@
     python bench/child.py '{"mode": "drain", "impl": "bullbridge", "url": ..., "queue": ..., ...}'
 
 ``impl`` is ``bullbridge`` (its ``Worker``/``Queue``, on uvloop as the
-``bullbridge worker`` command runs) or ``port`` (the official Python port's
+``bullbridge worker`` command runs), ``port`` (the official Python port's
 ``bullmq.Worker``/``Queue``, on the default asyncio loop as its users run it;
-``"loop": "uvloop"`` to change that). The protocol is the Node side's
+``"loop": "uvloop"`` to change that) or ``sync`` (``bullbridge.sync.Queue``
+called from plain threads, no event loop of the caller's: producers only). The protocol is the Node side's
 (``node_bench.js``): JSON lines on stdout (``ready``, ``done``), ``go`` and
 ``quit`` on stdin. Figures are the process's own: CPU from ``getrusage`` (every
 thread), peak RSS from ``VmHWM``, times on CLOCK_MONOTONIC in microseconds.
@@ -22,6 +23,7 @@ import os
 import re
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
@@ -216,12 +218,76 @@ async def produce(spec: dict[str, Any], ch: Channel) -> None:
         close = queue.close
     ch.send(event="ready", pid=os.getpid())
     ch.expect("go")
+    latencies: list[int] = []
     t0, c0 = mono_us(), cpu_times()
-    await _add_jobs(adders, spec, spec["jobs"])
+    await _add_jobs(adders, spec, spec["jobs"], latencies)
     t1, c1 = mono_us(), cpu_times()
-    ch.send(event="done", first_us=t0, end_us=t1, added=spec["jobs"], **cpu_report(c0, c1), **memory_kb())
+    ch.send(
+        event="done",
+        first_us=t0,
+        end_us=t1,
+        added=spec["jobs"],
+        latencies_us=latencies,
+        **cpu_report(c0, c1),
+        **memory_kb(),
+    )
     ch.expect("quit")
     await close()
+
+
+def produce_sync(spec: dict[str, Any], ch: Channel) -> None:
+    """``produce`` for ``bullbridge.sync.Queue``, with no event loop of ours:
+    ``sequential`` adds one after another from this thread, ``threads`` shares
+    one queue between ``threads`` threads (each adds every n-th index)."""
+    from bullbridge.sync import Queue
+
+    with Queue(f"{spec['queue']}-warm", connection=spec["url"]) as warm:
+        _sync_add_jobs(warm, spec, spec["warm"], [])
+    queue = Queue(spec["queue"], connection=spec["url"])
+    queue.get_job("0")
+    ch.send(event="ready", pid=os.getpid())
+    ch.expect("go")
+    latencies: list[int] = []
+    t0, c0 = mono_us(), cpu_times()
+    _sync_add_jobs(queue, spec, spec["jobs"], latencies)
+    t1, c1 = mono_us(), cpu_times()
+    ch.send(
+        event="done",
+        first_us=t0,
+        end_us=t1,
+        added=spec["jobs"],
+        latencies_us=latencies,
+        **cpu_report(c0, c1),
+        **memory_kb(),
+    )
+    ch.expect("quit")
+    queue.close()
+
+
+def _sync_add_jobs(queue: Any, spec: dict[str, Any], count: int, latencies: list[int]) -> None:
+    if spec["pattern"] == "sequential":
+        for i in range(count):
+            started = time.perf_counter_ns()
+            queue.add("noop", {"i": i})
+            latencies.append((time.perf_counter_ns() - started) // 1000)
+        return
+    n = spec["threads"]
+    errors: list[BaseException] = []
+
+    def thread(k: int) -> None:
+        try:
+            for i in range(k, count, n):
+                queue.add("noop", {"i": i})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=thread, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 AddOne = Callable[[int], Coroutine[Any, Any, Any]]
@@ -248,9 +314,19 @@ def _port_adders(queue: Any) -> tuple[AddOne, AddMany]:
     return add_one, add_many
 
 
-async def _add_jobs(adders: tuple[AddOne, AddMany], spec: dict[str, Any], count: int) -> None:
+async def _add_jobs(
+    adders: tuple[AddOne, AddMany], spec: dict[str, Any], count: int, latencies: list[int] | None = None
+) -> None:
+    """``inflight``: that many loops adding one at a time; ``sequential``: one add
+    after another, each timed into ``latencies`` (us); ``bulk``: batches."""
     add_one, add_many = adders
-    if spec["pattern"] == "inflight":
+    if spec["pattern"] == "sequential":
+        for i in range(count):
+            started = time.perf_counter_ns()
+            await add_one(i)
+            if latencies is not None:
+                latencies.append((time.perf_counter_ns() - started) // 1000)
+    elif spec["pattern"] == "inflight":
         counter = iter(range(count))
 
         async def loop() -> None:
@@ -270,6 +346,11 @@ MODES = {"drain": drain, "latency": latency, "produce": produce}
 def main() -> int:
     spec = json.loads(sys.argv[1])
     ch = Channel()
+    if spec["impl"] == "sync":  # blocking calls: no event loop of ours (one would refuse them)
+        import bullbridge.sync
+
+        produce_sync(spec, ch)
+        return 0
     mode = MODES[spec["mode"]]
     # Load the library first, as a running service has it loaded.
     if spec["impl"] == "bullbridge":

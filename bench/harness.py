@@ -5,7 +5,8 @@ fills queues and verifies runs, and spawns one process per measured run,
 pinned to another CPU:
 
 * :meth:`Bench.drain` - N pre-filled no-op jobs drained by a worker;
-* :meth:`Bench.produce` - N adds with 100 in flight, or addBulk in batches;
+* :meth:`Bench.produce` - N adds with 100 in flight, one at a time, from threads
+  (``bullbridge.sync``), or addBulk in batches;
 * :meth:`Bench.latency` - add -> handler start, on an idle worker or at a steady rate.
 
 Every run is verified by Node reading the queue back; a run that fails
@@ -40,6 +41,8 @@ from bench.procs import (
 from bullbridge.testing.redis_server import PrivateRedis
 
 IMPLS = ("node", "bullbridge", "port")
+#: bullbridge.sync.Queue, called from plain threads: a producer only (the ``sync`` suite).
+SYNC_IMPL = "sync"
 #: Commands the harness itself sends while a run is measured (left out of commands/job).
 HARNESS_COMMANDS = frozenset({"info"})
 
@@ -75,9 +78,9 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
 class RunResult:
     """One measured run. Per-job figures divide by ``jobs``; None when not measured."""
 
-    suite: str  # drain | produce | latency
-    impl: str  # node | bullbridge | port
-    case: str  # c=10 | inflight | bulk | idle | steady
+    suite: str  # drain | produce | latency | sync
+    impl: str  # node | bullbridge | port | sync
+    case: str  # c=10 | inflight | bulk | idle | steady | sequential | threads
     jobs: int
     run: int
     concurrency: int | None = None
@@ -306,19 +309,21 @@ class Bench:
         warm: int = 1000,
         run: int = 0,
         timeout: float | None = None,
+        threads: int = 8,
+        suite: str = "produce",
+        case: str | None = None,
     ) -> RunResult:
         """Time ``jobs`` adds from a fresh producer process, connected and warmed up
         first with ``warm`` adds of the same kind to another queue (not timed):
-        ``inflight`` concurrent single adds, or addBulk of ``batch`` at a time."""
-        result = RunResult("produce", impl, mode, jobs, run)
-        queue = self._queue("produce", impl, mode)
+        ``inflight`` concurrent single adds, ``sequential`` one add after another
+        (each one's time kept: the latency of a blocking add), ``threads`` threads
+        sharing one ``bullbridge.sync.Queue`` (impl ``sync``), or addBulk of
+        ``batch`` at a time. ``suite`` and ``case`` (default: ``mode``) label the result."""
+        result = RunResult(suite, impl, case or mode, jobs, run)
+        queue = self._queue(suite, impl, case or mode)
         self._flush()
-        child = self._child(
-            impl,
-            "produce",
-            {"queue": queue, "jobs": jobs, "pattern": mode, "inflight": inflight, "batch": batch, "warm": warm},
-            f"{impl} produce {mode}",
-        )
+        spec = {"queue": queue, "jobs": jobs, "pattern": mode, "inflight": inflight, "batch": batch, "warm": warm}
+        child = self._child(impl, "produce", {**spec, "threads": threads}, f"{impl} produce {mode}")
         try:
             await child.start()
             await child.expect("ready", 60.0)
@@ -328,6 +333,7 @@ class Bench:
             after = self._snapshot()
             self._client_figures(result, done, child)
             self._redis_figures(result, before, after)
+            _add_latencies(result, done.get("latencies_us") or [])
             await self._end(child, result)
             await self._verify(result, queue=queue, kind="waiting", expect=jobs)
         except ChildError as exc:
@@ -376,7 +382,6 @@ class Bench:
             await _paced_adds(producer, total, interval_s)
             done = await child.expect("done", 30.0 + total * interval_s * 2)
             latencies = [int(v) for v in done.get("latencies_us", [])][warmup:]
-            result.latencies_us = latencies
             result.seconds = total * interval_s
             peak_kb = done.get("peak_rss_kb")
             result.peak_rss_mb = peak_kb / 1024 if peak_kb else None
@@ -385,15 +390,7 @@ class Bench:
                     f"{done.get('completed')} completed, {done.get('failed')} failed, "
                     f"{len(latencies)} samples of {samples}"
                 )
-            ordered = sorted(v / 1000 for v in latencies)
-            if ordered:
-                result.latency_ms = {
-                    "p50": percentile(ordered, 50),
-                    "p95": percentile(ordered, 95),
-                    "p99": percentile(ordered, 99),
-                    "max": ordered[-1],
-                    "mean": sum(ordered) / len(ordered),
-                }
+            _add_latencies(result, latencies)
             await self._end(child, result)
             await self._verify(result, queue=queue, kind="latency", expect=total)
         except ChildError as exc:
@@ -404,6 +401,20 @@ class Bench:
             await producer.close()
         result.ok = not result.problems
         return result
+
+
+def _add_latencies(result: RunResult, latencies_us: Sequence[int]) -> None:
+    """Keep a run's samples (us) and their percentiles (ms)."""
+    result.latencies_us = [int(v) for v in latencies_us]
+    ordered = sorted(v / 1000 for v in result.latencies_us)
+    if ordered:
+        result.latency_ms = {
+            "p50": percentile(ordered, 50),
+            "p95": percentile(ordered, 95),
+            "p99": percentile(ordered, 99),
+            "max": ordered[-1],
+            "mean": sum(ordered) / len(ordered),
+        }
 
 
 async def _paced_adds(producer: Any, total: int, interval_s: float) -> None:

@@ -5,7 +5,7 @@
 //   node node_bench.js helper  '{"url": ...}'   long-lived: fills queues with addBulk and
 //                                                verifies runs (JSON lines on stdin/stdout)
 //   node node_bench.js drain   '{"url", "queue", "jobs", "concurrency"}'
-//   node node_bench.js produce '{"url", "queue", "jobs", "pattern": "inflight"|"bulk", "inflight", "batch", "warm"}'
+//   node node_bench.js produce '{"url", "queue", "jobs", "pattern": "inflight"|"bulk"|"sequential", "inflight", "batch", "warm"}'
 //   node node_bench.js latency '{"url", "queue", "samples", "concurrency"}'
 //
 // Measured modes talk to the harness in JSON lines: they print {"event": "ready"},
@@ -117,8 +117,15 @@ async function drain(a) {
   await worker.close();
 }
 
-async function addJobs(queue, a, count) {
-  if (a.pattern === 'inflight') {
+async function addJobs(queue, a, count, latencies) {
+  if (a.pattern === 'sequential') {
+    // One add after another, each timed (us), as sequential code awaits it.
+    for (let i = 0; i < count; i++) {
+      const t0 = process.hrtime.bigint();
+      await queue.add('noop', { i });
+      if (latencies) latencies.push(Number((process.hrtime.bigint() - t0) / 1000n));
+    }
+  } else if (a.pattern === 'inflight') {
     let next = 0;
     const loop = async () => {
       while (next < count) {
@@ -147,12 +154,16 @@ async function produce(a) {
   await queue.getJobCounts('wait');
   send({ event: 'ready', pid: process.pid });
   await expectLine('go');
+  const latencies = [];
   const t0 = monoUs();
   const c0 = cpuTimes();
-  await addJobs(queue, a, a.jobs);
+  await addJobs(queue, a, a.jobs, latencies);
   const t1 = monoUs();
   const c1 = cpuTimes();
-  send({ event: 'done', first_us: t0, end_us: t1, added: a.jobs, ...cpuReport(c0, c1), ...memoryKb() });
+  send({
+    event: 'done', first_us: t0, end_us: t1, added: a.jobs, latencies_us: latencies, ...cpuReport(c0, c1),
+    ...memoryKb(),
+  });
   await expectLine('quit');
   await queue.close();
 }

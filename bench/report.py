@@ -12,7 +12,15 @@ from bench.procs import BENCH_DIR
 from bench.suite import Results, goals, summarize
 
 RESULTS_DIR = BENCH_DIR / "results"
-CASE_LABELS = {"inflight": "100 in flight", "bulk": "addBulk", "idle": "idle pickup", "steady": "steady rate"}
+CASE_LABELS = {
+    "inflight": "100 in flight",
+    "bulk": "addBulk",
+    "idle": "idle pickup",
+    "steady": "steady rate",
+    "sequential": "one at a time",
+    "threads": "threads",
+}
+SYNC_PRODUCERS = {"node": "Node await queue.add", "bullbridge": "bullbridge await add", "sync": "bullbridge.sync add"}
 
 
 def _num(value: float | None, digits: int = 0, suffix: str = "") -> str:
@@ -123,6 +131,7 @@ def render(results: Results) -> str:
                 for r in produce
             ],
         )
+    out += _sync_section(results, rows)
     latency = [r for r in rows if r["suite"] == "latency"]
     if latency:
         out += [
@@ -170,6 +179,63 @@ def render(results: Results) -> str:
         for r in failed:
             out.append(f"  {r.suite} {r.case} {r.impl} run {r.run + 1}: " + " | ".join(r.problems)[:600])
     return "\n".join(out)
+
+
+def _sync_section(results: Results, rows: list[dict[str, Any]]) -> list[str]:
+    """Blocking adds (bullbridge.sync) beside the async ones and Node's."""
+    cfg = results.config
+    sync = [r for r in rows if r["suite"] == "sync"]
+    if not sync:
+        return []
+    out = [
+        "",
+        f"SYNC: {cfg.sync_jobs:,} adds per run from a connected, warmed-up producer; one at a time "
+        f"(latency = each add's own time), or {cfg.sync_threads} threads sharing one bullbridge.sync.Queue "
+        f"beside the async Queue with {cfg.inflight} in flight; {cfg.runs} run(s), interleaved; "
+        "x ref: one at a time vs Node's, threads vs the async 100 in flight",
+    ]
+
+    def label(r: dict[str, Any]) -> str:
+        if r["case"] == "inflight-threads":
+            return f"{cfg.sync_threads} in flight"
+        return f"{cfg.sync_threads} threads" if r["case"] == "threads" else CASE_LABELS[r["case"]]
+
+    def per_run(values: list[float | None]) -> str:
+        present = [v for v in values if v is not None]
+        return f"{_num(min(present), 3)}-{_num(max(present), 3)}" if present else "-"
+
+    out += _table(
+        [
+            "case",
+            "producer",
+            "ok",
+            "jobs/s",
+            "min-max",
+            "x ref",
+            "p50 ms",
+            "(runs)",
+            "p99 ms",
+            "(runs)",
+            "client us/job",
+        ],
+        [
+            [
+                label(r),
+                SYNC_PRODUCERS.get(r["impl"], r["impl"]),
+                f"{r['ok']}/{r['runs']}",
+                _num(r["jobs_per_s"]),
+                f"{_num(r['jobs_per_s_min'])}-{_num(r['jobs_per_s_max'])}",
+                _num(r.get("vs_ref"), 2),
+                _num(r.get("p50_ms"), 3) if r.get("samples") else "-",
+                per_run(r.get("p50_ms_per_run", [])) if r.get("samples") else "",
+                _num(r.get("p99_ms"), 3) if r.get("samples") else "-",
+                per_run(r.get("p99_ms_per_run", [])) if r.get("samples") else "",
+                _num(r["client_cpu_us_per_job"], 1),
+            ]
+            for r in sync
+        ],
+    )
+    return out
 
 
 def write_json(results: Results, path: Path | None = None) -> Path:

@@ -17,10 +17,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import IMPLS, Bench, RunResult, percentile
+from bench.harness import IMPLS, SYNC_IMPL, Bench, RunResult, percentile
 from bench.procs import Pinning
 
 Progress = Callable[[str], None]
+
+#: The ``sync`` suite, (case, producer) in run order: blocking adds one after another
+#: beside Node's and the async Queue's sequential ``await add``; threads sharing one
+#: blocking queue beside the async Queue with 100 adds in flight, and with as many in
+#: flight as there are threads (``inflight-threads``: the same concurrency, no threads).
+SYNC_CASES = (
+    ("sequential", "node"),
+    ("sequential", "bullbridge"),
+    ("sequential", SYNC_IMPL),
+    ("inflight", "bullbridge"),
+    ("inflight-threads", "bullbridge"),
+    ("threads", SYNC_IMPL),
+)
+#: What each ``sync`` row is compared with (its "x ref" column).
+SYNC_REFERENCE = {
+    ("sequential", "bullbridge"): ("sequential", "node"),
+    ("sequential", SYNC_IMPL): ("sequential", "node"),
+    ("threads", SYNC_IMPL): ("inflight", "bullbridge"),
+}
 
 
 @dataclass
@@ -29,8 +48,10 @@ class Config:
     runs: int = 3
     concurrency: tuple[int, ...] = (1, 10, 100)
     impls: tuple[str, ...] = IMPLS
-    suites: tuple[str, ...] = ("drain", "produce", "latency")
+    suites: tuple[str, ...] = ("drain", "produce", "latency", "sync")
     producer_jobs: int = 10_000
+    sync_jobs: int = 8_000
+    sync_threads: int = 8
     inflight: int = 100
     bulk: int = 1000
     producer_warm: int = 1000
@@ -57,6 +78,7 @@ class Config:
             runs=1,
             concurrency=(10,),
             producer_jobs=2_000,
+            sync_jobs=1_000,
             idle_samples=20,
             steady_seconds=1.0,
             warmup=3,
@@ -134,6 +156,8 @@ async def run_suite(config: Config, progress: Progress | None = None, pinning: P
                                 run=run,
                             )
                         )
+        if "sync" in config.suites:
+            await _run_sync(bench, config, record)
         if "latency" in config.suites:
             steady = max(1, round(config.steady_rate * config.steady_seconds))
             cases = (
@@ -156,6 +180,28 @@ async def run_suite(config: Config, progress: Progress | None = None, pinning: P
                         )
         results.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     return results
+
+
+async def _run_sync(bench: Bench, config: Config, record: Callable[[RunResult], None]) -> None:
+    """The ``sync`` suite: SYNC_CASES once per run, interleaved (Node and the async
+    rows only when selected with --only)."""
+    for run in range(config.runs):
+        for case, impl in SYNC_CASES:
+            if impl != SYNC_IMPL and impl not in config.impls:
+                continue
+            record(
+                await bench.produce(
+                    impl,
+                    mode="inflight" if case.startswith("inflight") else case,
+                    case=case,
+                    jobs=config.sync_jobs,
+                    inflight=config.sync_threads if case == "inflight-threads" else config.inflight,
+                    threads=config.sync_threads,
+                    warm=config.producer_warm,
+                    run=run,
+                    suite="sync",
+                )
+            )
 
 
 # -- summary -------------------------------------------------------------------------------
@@ -186,31 +232,52 @@ def summarize(results: Results) -> list[dict[str, Any]]:
         runs = [r for r in results.runs if (r.suite, r.case, r.impl) == (suite, case, impl)]
         good = [r for r in runs if r.ok]
         row: dict[str, Any] = {"suite": suite, "case": case, "impl": impl, "runs": len(runs), "ok": len(good)}
-        if suite in ("drain", "produce"):
-            rates = [r.jobs_per_s for r in good if r.jobs_per_s]
-            row["jobs_per_s"] = statistics.median(rates) if rates else None
-            row["jobs_per_s_min"] = min(rates) if rates else None
-            row["jobs_per_s_max"] = max(rates) if rates else None
-            for name in THROUGHPUT_FIELDS:
-                row[name] = _median([getattr(r, name) for r in good])
-        else:
-            pooled = sorted(v / 1000 for r in good for v in r.latencies_us)
-            row["samples"] = len(pooled)
-            for p in (50, 95, 99):
-                row[f"p{p}_ms"] = percentile(pooled, p) if pooled else None
-            row["max_ms"] = pooled[-1] if pooled else None
-            row["p50_ms_per_run"] = [r.latency_ms.get("p50") for r in good]
+        if suite != "latency":
+            row.update(_throughput(good))
+        if suite in ("latency", "sync"):
+            row.update(_latencies(good))
         peaks = [r.peak_rss_mb for r in good if r.peak_rss_mb]
         row["peak_rss_mb"] = max(peaks) if peaks else None
         rows.append(row)
     by_key = {(row["suite"], row["case"], row["impl"]): row for row in rows}
     for row in rows:
         node = by_key.get((row["suite"], row["case"], "node"))
-        if row["suite"] != "latency" and node and node.get("jobs_per_s") and row.get("jobs_per_s"):
-            row["vs_node"] = row["jobs_per_s"] / node["jobs_per_s"]
-        else:
-            row["vs_node"] = None
+        row["vs_node"] = _ratio(row, node) if row["suite"] != "latency" else None
+        if row["suite"] == "sync":
+            ref = SYNC_REFERENCE.get((row["case"], row["impl"]))
+            row["vs_ref"] = _ratio(row, by_key.get(("sync", *ref))) if ref else None
     return rows
+
+
+def _throughput(good: list[RunResult]) -> dict[str, Any]:
+    """jobs/s (median, min, max) and the per-job figures (medians) of verified runs."""
+    rates = [r.jobs_per_s for r in good if r.jobs_per_s]
+    row: dict[str, Any] = {
+        "jobs_per_s": statistics.median(rates) if rates else None,
+        "jobs_per_s_min": min(rates) if rates else None,
+        "jobs_per_s_max": max(rates) if rates else None,
+    }
+    for name in THROUGHPUT_FIELDS:
+        row[name] = _median([getattr(r, name) for r in good])
+    return row
+
+
+def _latencies(good: list[RunResult]) -> dict[str, Any]:
+    """Percentiles over the samples of every verified run pooled, and each run's p50."""
+    pooled = sorted(v / 1000 for r in good for v in r.latencies_us)
+    row: dict[str, Any] = {"samples": len(pooled)}
+    for p in (50, 95, 99):
+        row[f"p{p}_ms"] = percentile(pooled, p) if pooled else None
+    row["max_ms"] = pooled[-1] if pooled else None
+    row["p50_ms_per_run"] = [r.latency_ms.get("p50") for r in good]
+    row["p99_ms_per_run"] = [r.latency_ms.get("p99") for r in good]
+    return row
+
+
+def _ratio(row: dict[str, Any], ref: dict[str, Any] | None) -> float | None:
+    if ref is None or not ref.get("jobs_per_s") or not row.get("jobs_per_s"):
+        return None
+    return float(row["jobs_per_s"] / ref["jobs_per_s"])
 
 
 # -- goals (docs/performance.md#against-the-goals) --------------------------------------------

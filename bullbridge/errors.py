@@ -114,6 +114,12 @@ class RedisNoPermission(RedisCommandError):
     """``NOPERM``: the ACL user may not run a command or touch a key BullMQ needs."""
 
 
+class EventLoopConflict(BullbridgeError, RuntimeError):
+    """A call on the wrong event loop: a blocking ``bullbridge.sync`` call made
+    inside a running loop (it would stall that loop), or one async object used
+    by two event loops running at the same time."""
+
+
 # --- data and options -------------------------------------------------------------
 
 

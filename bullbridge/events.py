@@ -11,6 +11,11 @@ on its own blocking connection and
   ``waitUntilFinished`` the port lacks - without a race: the stream position
   is taken *before* the job's state is checked, so a job finishing in between
   is still seen.
+
+Used from another event loop than before (``asyncio.run`` after
+``asyncio.run``, a forked child), it lets go of the old loop's reader and
+connections without touching that loop and starts again on the new one, from
+the stream's end at that moment.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from bullbridge import codec
+from bullbridge.aio import LoopAffinity
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
 from bullbridge.connection.resp import RespClient, RespConnectionError
 from bullbridge.errors import JobFailed, JobTimeout
@@ -106,6 +112,7 @@ class QueueEvents:
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         self._start_lock = asyncio.Lock()
         self._closed = False
+        self._affinity = LoopAffinity(f"QueueEvents for {queue!r}")
 
     async def __aenter__(self) -> QueueEvents:
         await self.start()
@@ -116,32 +123,57 @@ class QueueEvents:
 
     async def start(self, from_id: str | None = None) -> None:
         """Start reading after the stream's current end (or after ``from_id``)."""
+        self._follow_loop()
         async with self._start_lock:
             if self._task is not None:
                 return
             self._commands = self._connector.fast(self.keys.client_name() + ":qe-cmd", route_key=self.keys.base)
             self._client = self._connector.blocking(self.keys.client_name() + ":qe", route_key=self.keys.base)
             self._last_id = from_id or await self._stream_end()
-            self._task = asyncio.create_task(self._read_loop(), name=f"bullbridge-events-{self.keys.name}")
+            self._task = asyncio.create_task(self._read_loop(self._client), name=f"bullbridge-events-{self.keys.name}")
+
+    def _follow_loop(self) -> None:
+        """On another event loop than before, let go of the old one's reader and connections."""
+        if self._affinity.moved():
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """Forget the reader, connections, waiters and subscribers of the loop this
+        was used on, without calling into it (it is closed, or a forked parent's);
+        its reader task stops by itself if that loop ever runs again."""
+        self._task = None
+        for client in (self._client, self._commands):
+            if client is not None:
+                self._connector.abandon(client)
+        self._client = self._commands = None
+        self._start_lock = asyncio.Lock()
+        self._waiters = {}
+        self._subscribers = []
+        self._last_id = "$"
+
+    def abandon(self) -> None:
+        """Close for good without the event loop this was used on (its owner moved to
+        another loop); nothing is sent through, or scheduled on, that loop."""
+        self._closed = True
+        self._let_go()
 
     async def _stream_end(self) -> str:
         assert self._commands is not None
         last = await self._commands.execute("XREVRANGE", self.keys["events"], "+", "-", "COUNT", 1)
         return last[0][0].decode() if last else "0-0"
 
-    async def _read_loop(self) -> None:
-        assert self._client is not None
+    async def _read_loop(self, client: RespClient) -> None:
         key = self.keys["events"]
         timeout = self._block_ms / 1000 + 5.0
         delay = 0.05
-        while not self._closed:
+        while not self._closed and self._client is client:
             try:
-                reply = await self._client.execute(
+                reply = await client.execute(
                     "XREAD", "BLOCK", self._block_ms, "COUNT", 1000, "STREAMS", key, self._last_id, timeout=timeout
                 )
                 delay = 0.05
             except RespConnectionError as exc:
-                if self._closed:
+                if self._closed or self._client is not client:
                     return
                 log.warning("queue events for %s: %s; retrying", self.keys.name, exc)
                 await asyncio.sleep(delay)
@@ -244,6 +276,7 @@ class QueueEvents:
         return None
 
     async def close(self) -> None:
+        self._follow_loop()
         self._closed = True
         task, self._task = self._task, None
         if self._client is not None:

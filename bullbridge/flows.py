@@ -171,6 +171,8 @@ class FlowProducer:
             timeout,
             owns_connector=not isinstance(connection, RedisConnector),
             route_key=f"{prefix}:flow",
+            owner="this FlowProducer",
+            on_new_loop=self._new_loop,
         )
         self._scripts: dict[tuple[str, str], scripts.QueueScripts] = {}
         self._watch_lock = asyncio.Lock()
@@ -178,6 +180,11 @@ class FlowProducer:
     @property
     def timeout(self) -> float:
         return self._link.timeout
+
+    @property
+    def connector(self) -> RedisConnector:
+        """The connector this producer's connection comes from."""
+        return self._link.connector
 
     async def __aenter__(self) -> FlowProducer:
         return self
@@ -187,6 +194,11 @@ class FlowProducer:
 
     async def close(self) -> None:
         await self._link.close()
+
+    def _new_loop(self) -> None:
+        """Used from another event loop than before: the lock serialising watched
+        flows belonged to the old one."""
+        self._watch_lock = asyncio.Lock()
 
     # -- adding -----------------------------------------------------------------------
 
@@ -280,6 +292,7 @@ class FlowProducer:
 
     async def _send(self, trees: list[_Entry]) -> dict[int, str]:
         """Run every add script in one transaction; the ids, by entry identity."""
+        self._link.follow_loop()  # before the watch lock, which belongs to one loop
         watched = [e for tree in trees for e in _walk(tree) if e.custom_child]
         if not watched:
             order = _ordered(trees, set())

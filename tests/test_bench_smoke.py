@@ -43,3 +43,25 @@ def test_drain_measurement_is_verified_and_complete() -> None:
         assert isinstance(value, float) and value > 0, (name, value)
     assert result.scripts_per_job is not None and 1 <= result.scripts_per_job < 2
     assert result.commands.get("evalsha", 0) >= JOBS
+
+
+def test_sync_producer_measurements_are_verified() -> None:
+    """The ``sync`` suite's two blocking cases, each read back by Node."""
+
+    async def measure() -> list[RunResult]:
+        async with Bench() as bench:
+            return [
+                await bench.produce("sync", mode=mode, jobs=400, warm=50, threads=4, suite="sync", timeout=30)
+                for mode in ("sequential", "threads")
+            ]
+
+    sequential, threads = asyncio.run(measure())
+    for result in (sequential, threads):
+        assert result.ok, result.problems
+        assert result.verification["ok"] is True and result.verification["counts"]["waiting"] == 400
+        assert result.suite == "sync" and result.impl == "sync" and result.jobs == 400
+        assert result.jobs_per_s is not None and result.jobs_per_s > 0
+    # One sample per blocking add, one at a time; none for the threads.
+    assert len(sequential.latencies_us) == 400 and all(v > 0 for v in sequential.latencies_us)
+    assert sequential.latency_ms["p50"] <= sequential.latency_ms["p99"]
+    assert threads.latencies_us == []

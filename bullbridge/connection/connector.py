@@ -64,6 +64,7 @@ class RedisConnector:
     settings: ConnectionSettings
     _server_info: ServerInfo | None = field(default=None, repr=False)
     _info_lock: asyncio.Lock | None = field(default=None, repr=False)
+    _info_lock_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _clients: list[RespClient] = field(default_factory=list, repr=False)
     _sentinel_watch: SentinelWatcher | None = field(default=None, repr=False)
     events: ConnectionEvents = field(default_factory=ConnectionEvents)
@@ -106,6 +107,14 @@ class RedisConnector:
         client.endpoint = replace(client.endpoint, command_timeout=None)
         return client
 
+    def abandon(self, client: RespClient) -> None:
+        """Let go of a client made on an event loop that is gone (closed, or a
+        forked parent's): released without that loop, and no longer this
+        connector's to close (:meth:`RespClient.abandon`)."""
+        client.abandon()
+        if client in self._clients:
+            self._clients.remove(client)
+
     def _watch_sentinels(self) -> None:
         if self._sentinel_watch is None:
             self._sentinel_watch = SentinelWatcher(self.settings, lambda: list(self._clients))
@@ -120,8 +129,9 @@ class RedisConnector:
         through a short-lived client of its own."""
         if self._server_info is not None:
             return self._server_info
-        if self._info_lock is None:
-            self._info_lock = asyncio.Lock()
+        if self._info_lock is None or self._info_lock_loop is not asyncio.get_running_loop():
+            # A lock belongs to the loop it first waited on; a connector can outlive one loop.
+            self._info_lock, self._info_lock_loop = asyncio.Lock(), asyncio.get_running_loop()
         async with self._info_lock:
             if self._server_info is None:
                 own = client is None

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import re
 import socket
 import ssl as ssl_module
@@ -276,6 +277,41 @@ class RespConnection:
 
     async def wait_closed(self) -> None:
         await self._protocol.closed
+
+    def release(self) -> None:
+        """Let go of the socket without its event loop (see :func:`release_fd`):
+        for a connection whose loop has closed, or that a forked child inherited.
+        Nothing is sent, and the loop is not called."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        transport = self._protocol.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            release_fd(sock.fileno())
+
+
+def release_fd(fd: int) -> None:
+    """Point the descriptor ``fd`` at ``/dev/null``.
+
+    The kernel then drops this process's hold on the socket (or epoll set) that
+    was there: the connection closes when no other process holds it (a forked
+    parent still does, and keeps using it undisturbed), a stray write goes
+    nowhere, and the number stays taken, so whatever object still owns it closes
+    /dev/null later instead of a descriptor opened meanwhile. Only for a
+    descriptor this process has open (``fd`` < 0 is ignored)."""
+    if fd < 0:
+        return
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.dup2(null, fd, inheritable=False)
+    finally:
+        os.close(null)
+
+
+def _consume_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 OnConnect = Callable[["RespConnection"], Awaitable[None]]
@@ -658,6 +694,29 @@ class RespClient:
             raise next((r for r in results[:-1] if isinstance(r, RespError)), results[-1])
         return list(results[-1] or [])
 
+    def abandon(self) -> None:
+        """Close for good without the event loop the connection lives on: its loop
+        has closed, or belongs to a parent process (after ``fork``). The socket is
+        released (:meth:`RespConnection.release`), never written to or closed
+        through that loop; commands still waiting there are left to it."""
+        self._closed = True
+        self._let_go_of_connecting(cancel=False)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.release()
+
+    def _let_go_of_connecting(self, *, cancel: bool) -> None:
+        """The background reconnection ends once the client is closed, with "client
+        is closed" when its cancellation was lost (3.11's ``wait_for`` can swallow one
+        as a connect fails at that instant): nobody awaits it any more, so its
+        outcome is consumed instead of logged as "never retrieved"."""
+        task, self._connecting = self._connecting, None
+        if task is None or task.done():
+            return
+        task.add_done_callback(_consume_outcome)
+        if cancel:
+            task.cancel()
+
     def drop(self) -> None:
         """Abort the current connection (used after a stuck blocking command)."""
         if self._conn is not None:
@@ -665,8 +724,7 @@ class RespClient:
 
     async def close(self) -> None:
         self._closed = True
-        if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()
+        self._let_go_of_connecting(cancel=True)
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()

@@ -75,11 +75,13 @@ class SentinelWatcher:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self._task is None:
-            try:
-                self._task = asyncio.get_running_loop().create_task(self._loop())
-            except RuntimeError:  # no loop yet: started by the next client made inside one
-                pass
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop yet: started by the next client made inside one
+            return
+        # A task of a loop that is gone (an earlier asyncio.run, a forked parent's) is left to it.
+        if self._task is None or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._loop())
 
     async def _loop(self) -> None:
         while True:
@@ -101,5 +103,6 @@ class SentinelWatcher:
                     client.drop()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        task, self._task = self._task, None
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            await cancel_and_wait(task)

@@ -18,6 +18,11 @@ many concurrent ``add`` calls share one socket; ``add_bulk`` sends a whole
 batch in one write, atomically (``MULTI``/``EXEC``). Every call has a deadline
 (``timeout``, default 10 s): while Redis is unreachable a call raises
 :class:`~bullbridge.errors.RedisUnavailable` instead of hanging.
+
+A queue may be used from one event loop after another (``asyncio.run`` per
+call on a module-level queue): it reconnects on the loop it is called from
+(:mod:`~bullbridge.queue.link`). The blocking twin, for code that is not
+async, is :class:`bullbridge.sync.Queue`.
 """
 
 from __future__ import annotations
@@ -101,6 +106,8 @@ class Queue:
             timeout,
             owns_connector=not isinstance(connection, RedisConnector),
             route_key=self.keys.base,
+            owner=f"queue {name!r}",
+            on_new_loop=self._new_loop,
         )
         self._defaults = JobOptions.defaults(default_job_options)
         self._events: QueueEvents | None = None
@@ -124,9 +131,19 @@ class Queue:
     def _client(self) -> RespClient:
         return self._link.client()
 
+    def _new_loop(self) -> None:
+        """Used from another event loop than before (the link noticed): the event
+        reader and the lock guarding it belonged to the old loop; start both afresh."""
+        events, self._events = self._events, None
+        if events is not None:
+            events.abandon()
+        self._events_lock = asyncio.Lock()
+
     # -- preparing --------------------------------------------------------------------
 
-    def options(self, opts: JobOptionsSource = None, **options: Any) -> JobOptions:
+    # ``self, /``: methods taking **options keep self positional-only, so that
+    # bullbridge.sync can derive their typed blocking twins (ParamSpec/Concatenate).
+    def options(self, /, opts: JobOptionsSource = None, **options: Any) -> JobOptions:
         """A job's options merged over the queue defaults (validated, no I/O)."""
         if opts is not None and options:
             raise InvalidJobOptions("give options either as opts=... or as keyword arguments, not both")
@@ -135,13 +152,15 @@ class Queue:
             return self._defaults if self._defaults is not None else NO_OPTIONS
         return JobOptions.from_mapping(opts if opts is not None else options).merged_over(self._defaults)
 
-    def prepare(self, name: str, data: Any = NO_DATA, opts: JobOptionsSource = None, **options: Any) -> PreparedJob:
+    def prepare(self, /, name: str, data: Any = NO_DATA, opts: JobOptionsSource = None, **options: Any) -> PreparedJob:
         """Validate and encode one job (no I/O); raises before anything is sent."""
         return prepare_add(self._scripts, self.codec, name, data, self.options(opts, **options))
 
     # -- adding -----------------------------------------------------------------------
 
-    async def add(self, name: str, data: Any = NO_DATA, opts: JobOptionsSource = None, **options: Any) -> EnqueuedJob:
+    async def add(
+        self, /, name: str, data: Any = NO_DATA, opts: JobOptionsSource = None, **options: Any
+    ) -> EnqueuedJob:
         """Add one job (Node's ``queue.add``). Options as keywords
         (``priority=5, delay=timedelta(seconds=2)``) or ``opts=JobOptions(...)``.
         Returns its id: BullMQ's counter, your ``job_id``, or - for a duplicate
@@ -287,6 +306,7 @@ class Queue:
 
     async def _started_events(self) -> QueueEvents:
         """The queue's event reader, started once (concurrent waiters share it)."""
+        self._link.follow_loop()
         async with self._events_lock:
             if self._events is None:
                 events = QueueEvents(self.name, connection=self._link.connector, prefix=self.prefix)
@@ -403,7 +423,7 @@ class Queue:
 
     # -- job schedulers -----------------------------------------------------------------
 
-    async def upsert_job_scheduler(self, scheduler_id: str, **schedule: Any) -> Upserted | None:
+    async def upsert_job_scheduler(self, /, scheduler_id: str, **schedule: Any) -> Upserted | None:
         """Create or replace a job scheduler on this queue (Node's ``upsertJobScheduler``):
         ``pattern=`` (cron, with ``tz=``) or ``every=``, and the job each run adds
         (``name=``, ``data=``, ``opts=``), as the fields of
@@ -444,6 +464,7 @@ class Queue:
 
     async def close(self) -> None:
         """Close the connections this queue opened (Node's ``close``)."""
+        self._link.follow_loop()
         if self._events is not None:
             await self._events.close()
             self._events = None

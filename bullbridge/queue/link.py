@@ -5,16 +5,22 @@ Every :class:`~bullbridge.queue.Queue` and
 unreachable, reconnecting is retried for ``timeout`` seconds and the call then
 raises :class:`~bullbridge.errors.RedisUnavailable`, instead of hanging (the
 port and Node both hang for minutes, docs/port-differences.md).
+
+A link follows the event loop it is used from: called on another loop than
+before (a module-level queue used by one ``asyncio.run(...)`` after another, a
+forked child), it lets go of the old loop's connections without touching that
+loop (:meth:`RespClient.abandon`) and connects again on the current one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TypeVar
 
 from bullbridge import scripts
+from bullbridge.aio import LoopAffinity
 from bullbridge.connection import RedisConnector
 from bullbridge.connection.replies import explain
 from bullbridge.connection.resp import RespClient, RespConnectionError, RespError
@@ -46,6 +52,8 @@ class RedisLink:
         *,
         owns_connector: bool,
         route_key: str | None = None,
+        owner: str = "this queue",
+        on_new_loop: Callable[[], None] | None = None,
     ) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
@@ -55,9 +63,26 @@ class RedisLink:
         self._owns_connector = owns_connector
         self._route_key = route_key
         self._clients: dict[str, RespClient] = {}
+        self._affinity = LoopAffinity(owner)
+        self._on_new_loop = on_new_loop
+
+    def follow_loop(self) -> None:
+        """Make sure this link's state belongs to the running event loop: on a new
+        one, let go of the old loop's clients and tell the owner (which drops its
+        own loop-bound state), so the next call connects afresh. Raises
+        :class:`~bullbridge.errors.EventLoopConflict` when the old loop is still
+        running in another thread."""
+        if not self._affinity.moved():
+            return
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            self.connector.abandon(client)
+        if self._on_new_loop is not None:
+            self._on_new_loop()
 
     def client(self, role: str = "producer") -> RespClient:
-        """The client for ``role`` (created on first use, scripts preloaded)."""
+        """The client for ``role`` on the running loop (created on first use, scripts preloaded)."""
+        self.follow_loop()
         client = self._clients.get(role)
         if client is None:
             client = self.connector.fast(f"{self.name}:{role}", retry_for=self.timeout, route_key=self._route_key)
@@ -84,6 +109,7 @@ class RedisLink:
             raise explain(exc, where, what) from exc
 
     async def close(self) -> None:
+        self.follow_loop()
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.close()
