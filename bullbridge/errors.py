@@ -128,3 +128,8 @@ class WaitingChildren(BullbridgeError):
 
 class UnknownJobName(BullbridgeError):
     """A worker received a job whose name has no handler and no fallback."""
+
+
+class PortVersionError(ConfigurationError):
+    """The installed Python port (PyPI ``bullmq``) is not the one bullbridge runs:
+    its Lua scripts have another key layout."""
