@@ -16,8 +16,11 @@ next job's options exactly as Node derives them from the current job's
 the port's ``updateJobScheduler`` script with Node's argument layout. The
 script ignores a second call for the same job, so calling it twice is safe.
 
-Errors: :class:`LegacyRepeatableJob` when the key belongs to a pre-v6
-repeatable job (Node emits it as an ``error`` event and still runs the job);
+A legacy repeatable job (Node < 5.10's ``repeat`` option: a ``name:id:endDate:tz:every``
+key and no scheduler hash) gets its next iteration as a Node 5 worker adds it
+(:mod:`bullbridge.scheduler.legacy`; Node 6 refuses it).
+
+Errors: :class:`LegacyRepeatableJob` when such a job has no repeat options;
 :class:`SchedulerError` / :class:`InvalidSchedule` when Node's
 ``upsertJobScheduler`` would throw (Node then emits an ``error`` and does not
 run the job; it comes back through stall recovery).
@@ -34,9 +37,10 @@ from bullbridge.clock import now_ms
 from bullbridge.connection.resp import Arg, RespClient
 from bullbridge.job import Job
 from bullbridge.keys import QueueKeys
-from bullbridge.scheduler.errors import LegacyRepeatableJob, SchedulerError
+from bullbridge.scheduler.errors import SchedulerError
+from bullbridge.scheduler.legacy import schedule_next_legacy
 from bullbridge.scheduler.records import scheduler_key
-from bullbridge.scheduler.store import next_job_opts
+from bullbridge.scheduler.store import next_job_opts, node_job_opts
 from bullbridge.scheduler.timing import Repeat, pattern_next_millis
 
 log = logging.getLogger("bullbridge.scheduler.iteration")
@@ -78,22 +82,6 @@ def _number(value: Any, what: str) -> int | None:
         raise SchedulerError(f"repeat option {what} is not a number: {value!r}") from None
 
 
-def node_job_opts(stored: dict[str, Any]) -> dict[str, Any]:
-    """A job's stored options as Node re-stores them after reading the job
-    (``optsFromJSON`` + the ``Job`` constructor + ``optsAsJSON``): without
-    ``repeatJobKey``, ``attempts`` defaulting to 0, a numeric ``backoff``
-    normalised to ``{type: 'fixed', delay}`` and a falsy one dropped."""
-    opts = dict(stored)
-    opts.pop("repeatJobKey", None)
-    opts.setdefault("attempts", 0)
-    backoff = opts.get("backoff")
-    if isinstance(backoff, (int, float)) and not isinstance(backoff, bool) and math.isfinite(backoff):
-        opts["backoff"] = {"type": "fixed", "delay": backoff}
-    elif not _js_truthy(backoff):
-        opts.pop("backoff", None)
-    return opts
-
-
 async def schedule_next_iteration(client: RespClient, keys: QueueKeys, job: Job) -> str | None:
     """Add the next iteration of ``job``'s scheduler, as a Node worker does on
     fetching it. Returns the new job's id, or None when there is none (not a
@@ -104,11 +92,9 @@ async def schedule_next_iteration(client: RespClient, keys: QueueKeys, job: Job)
     if has_legacy_key_shape(scheduler_id):
         exists = await client.execute("HEXISTS", scheduler_key(keys, scheduler_id), "ic")
         if not exists:
-            raise LegacyRepeatableJob(
-                f"Failed to add repeatable job for next iteration: Legacy repeatable job metadata is not "
-                f'supported in BullMQ v6 (key: "{scheduler_id}"). Migrate legacy repeatable jobs to Job '
-                f"Schedulers before upgrading. See {LEGACY_MIGRATION_URL}"
-            )
+            # A Node < 5.10 repeatable job (the `repeat` option): Node 6 refuses it, Node 5
+            # adds the next iteration - bullbridge does what Node 5 does (scheduler.legacy).
+            return await schedule_next_legacy(client, keys, job)
     stored = job.opts
     if "debounce" in stored:
         raise SchedulerError("Debounce option has been removed. Use deduplication option instead")

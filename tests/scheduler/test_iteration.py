@@ -143,7 +143,7 @@ async def test_limit_and_end_date_stop_the_schedule_as_in_node(
     assert await schedule_next_iteration(client, keys, await _pending(client, keys, "ends")) is None
 
 
-async def test_jobs_without_a_scheduler_are_ignored_and_legacy_keys_refused(
+async def test_jobs_without_a_scheduler_are_ignored_and_removed_legacy_repeatables_end(
     client: RespClient, keys: QueueKeys
 ) -> None:
     plain = Job(keys.name, "1", {b"name": b"x", b"data": b"{}", b"opts": b"{}"})
@@ -158,8 +158,12 @@ async def test_jobs_without_a_scheduler_are_ignored_and_legacy_keys_refused(
             b"opts": codec.encode({"repeat": {"pattern": "*/5 * * * *"}}),
         },
     )
-    with pytest.raises(LegacyRepeatableJob, match="Legacy repeatable job"):
-        await schedule_next_iteration(client, keys, legacy)
+    # A legacy (Node < 5.10) key no longer in the queue's repeat set: removed, so no next iteration.
+    assert await schedule_next_iteration(client, keys, legacy) is None
+    assert not await client.execute("ZCARD", keys["delayed"])
+    broken = Job(keys.name, "repeat:abc:2", {**legacy.fields, b"opts": b"{}"})
+    with pytest.raises(LegacyRepeatableJob, match="no repeat options"):
+        await schedule_next_iteration(client, keys, broken)
 
 
 # --- the seed app's schedules, across both DST changes of 2027 ------------------------------
