@@ -82,6 +82,20 @@ def _number(value: Any, what: str) -> int | None:
         raise SchedulerError(f"repeat option {what} is not a number: {value!r}") from None
 
 
+async def _keep_template_data(client: RespClient, keys: QueueKeys, scheduler_id: str, job: Job) -> None:
+    """A scheduler Node 5.16-5.3x made keeps its job data in its jobs, not in its hash.
+    Node 5's ``updateJobScheduler`` then carries the current job's data over (and stores
+    it in the hash); the port's (Node 6's) gives the next iteration ``{}``. Store the
+    data first where the hash has none, as Node 5 does, so the next iteration keeps it."""
+    data = job.fields.get(b"data")
+    if not data or data == b"{}":
+        return
+    hash_key = scheduler_key(keys, scheduler_id)
+    exists, has_data = await client.execute_many([("EXISTS", hash_key), ("HEXISTS", hash_key, "data")])
+    if exists and not has_data:
+        await client.execute("HSETNX", hash_key, "data", data)
+
+
 async def schedule_next_iteration(client: RespClient, keys: QueueKeys, job: Job) -> str | None:
     """Add the next iteration of ``job``'s scheduler, as a Node worker does on
     fetching it. Returns the new job's id, or None when there is none (not a
@@ -183,6 +197,7 @@ async def schedule_next_iteration(client: RespClient, keys: QueueKeys, job: Job)
         k.base,
         job.id,
     ]
+    await _keep_template_data(client, keys, scheduler_id, job)
     result = await scripts.run(client, "updateJobScheduler", script_keys, args)
     if not result:
         return None

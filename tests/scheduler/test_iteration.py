@@ -235,3 +235,20 @@ async def test_seed_schedules_fire_at_nodes_instants_across_dst(
     nightly = fire_sequence(declaration.schedules[0].repeat(), created_at=created_at, count=4)
     hours = [datetime.fromtimestamp(t / 1000, NEW_YORK).hour for t in nightly]
     assert hours == ([2, 3, 2, 2] if start.month == 3 else [2, 2, 2, 2])
+
+
+async def test_a_scheduler_without_template_data_keeps_the_jobs_data(
+    node: NodeDriver, client: RespClient, keys: QueueKeys
+) -> None:
+    """Node 5.16-5.3x kept a scheduler's data in its jobs only (no 'data' in the hash). Node 5's
+    updateJobScheduler carries it over and stores it; the port's (Node 6's) would give {}."""
+    await _node_upsert(node, keys.name, "legacy-data", {"every": 3_600_000}, {"name": "t", "data": {"keep": "me"}})
+    hash_key = f"{keys['repeat']}:legacy-data"
+    await client.execute("HDEL", hash_key, "data")  # the hash as Node 5.19.1 leaves it
+    current = await _pending(client, keys, "legacy-data")
+    assert current.data == {"keep": "me"}
+    next_id = await schedule_next_iteration(client, keys, current)
+    assert next_id is not None
+    nxt = Job(keys.name, next_id, fields_to_dict(await client.execute("HGETALL", keys.job(next_id))))
+    assert nxt.data == {"keep": "me"}, nxt.data
+    assert await client.execute("HGET", hash_key, "data") == b'{"keep":"me"}'
