@@ -82,7 +82,7 @@ async def clean_p2n(ctx: Ctx) -> None:
     assert [await ctx.node_job(j.id) for j in jobs] == [None] * 3
     after = await producer.add("ok", {})
     assert await producer.result(after.id, timeout=10) == 1
-    assert await ctx.node.queue_call(ctx.queue, "getJobCounts", "completed", "failed") == {"completed": 1, "failed": 0}
+    assert await ctx.node_counts("completed", "failed") == {"completed": 1, "failed": 0}
 
 
 # --- drain -------------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ async def drain_p2n(ctx: Ctx) -> None:
     waiting = [await producer.add("w", {"i": i}) for i in range(3)]
     delayed = await producer.add("d", {}, delay=FAR)
     assert await producer.drain() == 3
-    counts = await ctx.node.queue_call(ctx.queue, "getJobCounts", "waiting", "active", "delayed")
+    counts = await ctx.node_counts("waiting", "active", "delayed")
     assert counts == {"waiting": 0, "active": 1, "delayed": 1}, counts
     assert [await ctx.node_job(j.id) for j in waiting] == [None] * 3
     await _node_release(ctx)
@@ -366,8 +366,8 @@ async def change_priority_p2n(ctx: Ctx) -> None:
     handle = await ctx.node_worker("async job => job.name", concurrency=1)
     events = await ctx.node.wait_event(handle, "completed", count=3, timeout=10)
     assert [e["name"] for e in events] == ["x2", "x0", "x1"], [e["name"] for e in events]
-    job = await ctx.node_job(ids[2])
-    assert job is not None and job["priority"] == 1, job
+    stored = await ctx.python_queue().get_job(ids[2])  # Node < 6 reads a job's priority from its opts
+    assert stored is not None and stored.priority == 1, stored and stored.priority
 
 
 CHANGED_DELAY_MS = 300

@@ -30,7 +30,10 @@ async def _pttl(ctx: Ctx, dedup_id: str) -> int:
 
 
 @scenario(
-    "dedup_throttle", N2P, "a deduplication ttl set by Node: a Python add inside it is deduplicated, after it not"
+    "dedup_throttle",
+    N2P,
+    "a deduplication ttl set by Node: a Python add inside it is deduplicated, after it not",
+    requires=("deduplication",),
 )
 async def dedup_throttle_n2p(ctx: Ctx) -> None:
     dedup_id = _dedup_id()
@@ -43,7 +46,7 @@ async def dedup_throttle_n2p(ctx: Ctx) -> None:
     await wait_until(lambda: _gone(ctx, dedup_id), 5, "the deduplication key expires")
     after = await producer.add("x", {"n": 3}, deduplication={"id": dedup_id, "ttl": TTL_MS})
     assert after.id != first
-    assert await ctx.node.queue_call(ctx.queue, "getDeduplicationJobId", dedup_id) == after.id
+    assert await producer.get_deduplication_job_id(dedup_id) == after.id
 
 
 async def _gone(ctx: Ctx, dedup_id: str) -> bool:
@@ -51,7 +54,10 @@ async def _gone(ctx: Ctx, dedup_id: str) -> bool:
 
 
 @scenario(
-    "dedup_throttle", P2N, "a deduplication ttl set by Python: a Node add inside it is deduplicated, after it not"
+    "dedup_throttle",
+    P2N,
+    "a deduplication ttl set by Python: a Node add inside it is deduplicated, after it not",
+    requires=("deduplication",),
 )
 async def dedup_throttle_p2n(ctx: Ctx) -> None:
     dedup_id = _dedup_id()

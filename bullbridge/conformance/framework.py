@@ -226,6 +226,14 @@ class Ctx:
         self.on_close(lambda: self.node.close_worker(handle, force=True))
         return handle
 
+    async def node_counts(self, *states: str, queue: str | None = None) -> dict[str, int]:
+        """Node's ``getJobCounts(...states)``, without the ``paused`` count Node < 6 adds
+        to every ``waiting`` (6.0 folded paused jobs into waiting)."""
+        counts: dict[str, int] = await self.node.queue_call(queue or self.queue, "getJobCounts", *states)
+        if "paused" not in states:
+            counts.pop("paused", None)
+        return counts
+
     async def node_job(self, job_id: str, queue: str | None = None) -> dict[str, Any] | None:
         return await self.node.get_job(queue or self.queue, job_id)
 

@@ -78,7 +78,7 @@ async def job_counts_p2n(ctx: Ctx) -> None:
 
 async def _compare_counts(ctx: Ctx, ids: dict[str, list[str]]) -> None:
     ours = await ctx.python_queue().get_job_counts()
-    theirs = await ctx.node.queue_call(ctx.queue, "getJobCounts", *sorted(NODE6_COUNT_KEYS))
+    theirs = await ctx.node_counts(*sorted(NODE6_COUNT_KEYS))
     assert set(ours) == NODE6_COUNT_KEYS, f"Python's get_job_counts() keys {sorted(ours)} are not Node 6's"
     assert ours == theirs, f"Python counts {ours}, Node counts {theirs}"
     for state, members in ids.items():
@@ -240,12 +240,15 @@ async def meta_version_p2n(ctx: Ctx) -> None:
     client = await ctx.raw()
     meta = ctx.python_queue().keys["meta"]
     assert await client.execute("HGET", meta, "version") == marker().encode()
-    # Node's Queue writes its own when it connects (skipMetasUpdate keeps ours, to read it).
-    seen = await ctx.node.eval(
+    # Node's Queue writes its own version when it connects: read ours with skipMetasUpdate
+    # (Node >= 5.30), or - before - on the connection of a Worker (Workers write no meta).
+    code = (
         "const q = new bullmq.Queue(args.q, { connection, prefix: args.prefix, skipMetasUpdate: true });"
-        " try { return q.getVersion ? await q.getVersion()"
-        " : await (await q.client).hget(q.keys.meta, 'version') } finally { await q.close() }",
-        q=ctx.queue,
-        prefix=ctx.prefix,
+        " try { return await q.getVersion() } finally { await q.close() }"
+        if ctx.node_version >= (5, 30, 0)
+        else "const w = new bullmq.Worker(args.q, null, { connection, prefix: args.prefix, autorun: false });"
+        " try { return await (await w.client).hget(args.prefix + ':' + args.q + ':meta', 'version') }"
+        " finally { await w.close() }"
     )
+    seen = await ctx.node.eval(code, q=ctx.queue, prefix=ctx.prefix)
     assert seen == marker(), seen

@@ -472,7 +472,7 @@ async def large_batch_n2p(ctx: Ctx) -> None:
     await ctx.worker({"x": handle}, concurrency=50)
     await wait_until(lambda: len(seen) == BATCH, 120, f"all {BATCH} jobs run (ran {len(seen)})")
     assert not dupes, f"{len(dupes)} jobs ran twice: {dupes[:10]}"
-    counts = await ctx.node.queue_call(ctx.queue, "getJobCounts")
+    counts = await ctx.node_counts()
     assert not any(counts.values()), counts
 
 

@@ -223,7 +223,7 @@ async def remove_on_complete_n2p(ctx: Ctx) -> None:
     await wait_until(lambda: _is_none(ctx.node_job(gone)), 5, f"job {gone} (removeOnComplete: true) removed")
     for job_id in counted[:-1]:
         assert await ctx.node_job(job_id) is None, f"job {job_id} should have been trimmed (removeOnComplete: 1)"
-    counts = await ctx.node.queue_call(ctx.queue, "getJobCounts")
+    counts = await ctx.node_counts()
     assert counts["completed"] == 1, counts
 
 
@@ -259,7 +259,7 @@ async def dedup_n2p(ctx: Ctx) -> None:
 
     await ctx.worker({"x": handle})
     await ctx.node_wait_state(first, "completed")
-    counts = await ctx.node.queue_call(ctx.queue, "getJobCounts")
+    counts = await ctx.node_counts()
     assert sum(counts.values()) == 1 and runs == [{"from": "node"}], (counts, runs)
 
 
@@ -273,7 +273,7 @@ async def dedup_p2n(ctx: Ctx) -> None:
     assert await ctx.node.queue_call(ctx.queue, "getDeduplicationJobId", dedup_id) == first.id
     await ctx.node_worker("async job => job.data")
     assert await producer.result(first.id, timeout=10) == {"from": "python"}
-    counts = await ctx.node.queue_call(ctx.queue, "getJobCounts")
+    counts = await ctx.node_counts()
     assert sum(counts.values()) == 1, counts
 
 
@@ -314,7 +314,7 @@ async def remove_on_fail_n2p(ctx: Ctx) -> None:
     assert await ctx.node_job(gone) is None, f"job {gone} (removeOnFail: true) should be gone"
     for job_id in counted[:-1]:
         assert await ctx.node_job(job_id) is None, f"job {job_id} should have been trimmed (removeOnFail: 1)"
-    counts = await ctx.node.queue_call(ctx.queue, "getJobCounts")
+    counts = await ctx.node_counts()
     assert counts["failed"] == 1, counts
 
 

@@ -295,7 +295,7 @@ async def _stopped(ctx: Ctx, runs: _Runs) -> None:
     settled = len(runs.runs())
     await holds(lambda: len(runs.runs()) == settled, 3 * EVERY_MS / 1000, f"runs went on: {runs.runs()}")
     assert await ctx.python_queue().get_job_scheduler("tick") is None
-    assert await ctx.node.queue_call(ctx.queue, "getJobCounts", "delayed", "waiting") == {"delayed": 0, "waiting": 0}
+    assert await ctx.node_counts("delayed", "waiting") == {"delayed": 0, "waiting": 0}
 
 
 # --- legacy repeatable jobs (Node < 6's `repeat` option) ---------------------------------------
