@@ -34,11 +34,12 @@ from typing import Any
 
 from bullbridge import scripts
 from bullbridge.clock import now_ms
+from bullbridge.compat import parse_meta_version, parse_version
 from bullbridge.connection.resp import Arg, RespClient
 from bullbridge.job import Job
 from bullbridge.keys import QueueKeys
 from bullbridge.scheduler.errors import SchedulerError
-from bullbridge.scheduler.legacy import schedule_next_legacy
+from bullbridge.scheduler.legacy import has_legacy_key_shape, schedule_next_legacy
 from bullbridge.scheduler.records import scheduler_key
 from bullbridge.scheduler.store import next_job_opts, node_job_opts
 from bullbridge.scheduler.timing import Repeat, pattern_next_millis
@@ -47,19 +48,6 @@ log = logging.getLogger("bullbridge.scheduler.iteration")
 
 LEGACY_MIGRATION_URL = "https://docs.bullmq.io/guide/migrations/migrate-from-v5-to-v6"
 _warned_no_tz: set[str] = set()
-
-
-def has_legacy_key_shape(key: str) -> bool:
-    """``hasLegacyRepeatableKeyShape``: ``name:id:endDate:tz:<cron|every>``."""
-    parts = key.split(":", 4)
-    if len(parts) < 5:
-        return False
-    end_date, suffix = parts[2], parts[4]
-    if end_date and not (end_date.isascii() and end_date.isdigit()):
-        return False
-    if not suffix:
-        return False
-    return " " in suffix or (suffix.isascii() and suffix.isdigit())
 
 
 def _js_truthy(value: Any) -> bool:
@@ -80,6 +68,16 @@ def _number(value: Any, what: str) -> int | None:
         return int(float(value))
     except ValueError:
         raise SchedulerError(f"repeat option {what} is not a number: {value!r}") from None
+
+
+def _before_scheduler_script(raw_version: Any) -> bool:
+    """Whether the queue's Node writes no newer version than 5.34.7 (or none at all: Node <
+    5.20): its workers continue repeatables in JavaScript, not with ``updateJobScheduler``."""
+    parsed = parse_meta_version(raw_version)
+    if parsed is None or parsed[0] != "bullmq":
+        return parsed is None or parsed[0] == "bullbridge"
+    version = parse_version(parsed[1])
+    return version is not None and version < (5, 34, 8)
 
 
 async def _keep_template_data(client: RespClient, keys: QueueKeys, scheduler_id: str, job: Job) -> None:
@@ -103,12 +101,14 @@ async def schedule_next_iteration(client: RespClient, keys: QueueKeys, job: Job)
     scheduler_id = job.repeat_job_key
     if not scheduler_id:
         return None
-    if has_legacy_key_shape(scheduler_id):
-        exists = await client.execute("HEXISTS", scheduler_key(keys, scheduler_id), "ic")
-        if not exists:
-            # A Node < 5.10 repeatable job (the `repeat` option): Node 6 refuses it, Node 5
-            # adds the next iteration - bullbridge does what Node 5 does (scheduler.legacy).
-            return await schedule_next_legacy(client, keys, job)
+    counted, version = await client.execute_many(
+        [("HEXISTS", scheduler_key(keys, scheduler_id), "ic"), ("HGET", keys["meta"], "version")]
+    )
+    if not counted and (has_legacy_key_shape(scheduler_id) or _before_scheduler_script(version)):
+        # A repeatable job (the `repeat` option) no scheduler script ever counted: Node
+        # 5.0-5.33 add its next iteration in JavaScript (Node 6 refuses a legacy key) -
+        # bullbridge does what Node 5 does (scheduler.legacy).
+        return await schedule_next_legacy(client, keys, job)
     stored = job.opts
     if "debounce" in stored:
         raise SchedulerError("Debounce option has been removed. Use deduplication option instead")

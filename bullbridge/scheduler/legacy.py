@@ -19,9 +19,12 @@ Node 5 would, so a Python service can run a Node 5 fleet's repeatable jobs:
    ``repeat.count + 1``), then - in Node's order - the repeatable's new score
    (Node's ``ZADD``) and the job (BullMQ's add script, with the key as ``rjk``).
 
-Repeatables Node >= 5.10 created (a key without ``:``, a ``repeat:<key>`` hash)
-are continued as job schedulers (:mod:`bullbridge.scheduler.iteration`), which
-is what Node 5.81.5's worker does too.
+Repeatables Node 5.10+ created have a hashed key (no ``:``) and a ``repeat:<key>``
+hash: Node 5.10-5.33's workers continue them the same way (5.16-5.33 through
+their JavaScript ``JobScheduler``, same options: ``prevMillis``, ``repeat.count``),
+iteration ids ``repeat:<key>:<next>``; from 5.34.8 Node runs BullMQ's
+``updateJobScheduler`` script, as the port does (:mod:`bullbridge.scheduler.iteration`
+picks by the queue's ``meta.version``).
 """
 
 from __future__ import annotations
@@ -56,6 +59,19 @@ def _int(value: Any, what: str) -> int:
         return int(float(value))
     except (TypeError, ValueError):
         raise SchedulerError(f"repeat option {what} is not a number: {value!r}") from None
+
+
+def has_legacy_key_shape(key: str) -> bool:
+    """``hasLegacyRepeatableKeyShape``: ``name:id:endDate:tz:<cron|every>``."""
+    parts = key.split(":", 4)
+    if len(parts) < 5:
+        return False
+    end_date, suffix = parts[2], parts[4]
+    if end_date and not (end_date.isascii() and end_date.isdigit()):
+        return False
+    if not suffix:
+        return False
+    return " " in suffix or (suffix.isascii() and suffix.isdigit())
 
 
 def legacy_key(name: str, repeat: dict[str, Any]) -> str:
@@ -138,10 +154,12 @@ async def schedule_next_legacy(client: RespClient, keys: QueueKeys, job: Job) ->
     key = job.repeat_job_key or legacy_key(job.name, repeat)
     if await client.execute("ZSCORE", keys["repeat"], key) is None:
         return None  # the repeatable was removed
-    data = job.data if isinstance(job.data, dict) else {}
-    seed = repeat.get("jobId") if await _job_id_rule(client, keys) == "repeat" else data.get("id")
-    checksum = _md5(job.name + str(seed or "") + _md5(key))
-    job_id = f"repeat:{checksum}:{nxt}"
+    if has_legacy_key_shape(key):  # a legacy key: Node hashes it into the iteration's id
+        data = job.data if isinstance(job.data, dict) else {}
+        seed = repeat.get("jobId") if await _job_id_rule(client, keys) == "repeat" else data.get("id")
+        job_id = f"repeat:{_md5(job.name + str(seed or '') + _md5(key))}:{nxt}"
+    else:  # a keyed repeatable (Node >= 5.10): Repeat.getRepeatDelayedJobId
+        job_id = f"repeat:{key}:{nxt}"
     timestamp = now_ms()
     delay = nxt + (offset or 0) - timestamp
     filtered = {k: v for k, v in repeat.items() if k != "immediately"}
