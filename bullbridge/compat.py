@@ -33,7 +33,7 @@ class KnownDifference:
 
     Ranges are ``[low, high)``. ``unsafe`` differences make the guard warn;
     the others are documented behaviour (shown in MATRIX.md only). ``doc`` is
-    the page and anchor that explains it (``docs/...md#anchor``), ``doctor``
+    the page and anchor that explains it (a ``docs/`` page and heading), ``doctor``
     the ``bullbridge doctor`` check that reports it on a live deployment."""
 
     scenario: str
@@ -41,7 +41,7 @@ class KnownDifference:
     port: tuple[Version, Version]
     summary: str
     unsafe: bool = True
-    doc: str = "docs/compatibility.md#known-differences"
+    doc: str = "docs/compatibility.md#known-differences-and-what-node-itself-changed"
     doctor: str = "version-pairs"
 
     def applies(self, node_version: Version, port_version: Version) -> bool:
@@ -74,23 +74,31 @@ EPOCHS: tuple[Epoch, ...] = (
         "marker key",
         "workers wake on a dedicated 'marker' zset instead of a '0:<delay>' marker job id in 'wait'",
         "4.18.3",
-        "5.0.0",
+        "5.15.0",
     ),
     Epoch(
         (5, 16, 0),
         "job schedulers",
         "Queue.upsertJobScheduler ('repeat' hash per scheduler) beside legacy repeatable jobs",
-        "5.0.0",
+        "5.15.0",
         "5.19.1",
     ),
     Epoch(
         (5, 17, 0),
         "deduplication",
         "the 'deduplication' option ('de:<id>' keys; 5.11-5.16 called it 'debounce')",
-        "5.0.0",
+        "5.15.0",
         "5.19.1",
     ),
     Epoch((5, 20, 0), "meta.version", "Queue writes 'bullmq:<version>' to the queue's meta hash", "5.19.1", "5.20.0"),
+    Epoch(
+        (5, 49, 2),
+        "lazy parent failure",
+        "a child's failParentOnFailure marks the parent ('defa') and moves it to wait; the worker that "
+        "fetches it fails it (before: the child's script moved the parent to failed)",
+        "5.20.0",
+        "5.81.5",
+    ),
     Epoch(
         (5, 56, 0),
         "deduplication modes",
@@ -161,6 +169,8 @@ NODE_FEATURES: dict[str, NodeFeature] = {
     "ignore-dependency-on-failure": NodeFeature("the ignoreDependencyOnFailure option", since=(5, 2, 0)),
     "remove-dependency-on-failure": NodeFeature("the removeDependencyOnFailure option", since=(4, 4, 0)),
     "rate-limit-ttl": NodeFeature("Queue.getRateLimitTtl", since=(4, 7, 0)),
+    "promote-jobs": NodeFeature("Queue.promoteJobs", since=(4, 0, 0)),
+    "update-data": NodeFeature("Job.updateData (3.x: Job.update)", since=(4, 0, 0)),
 }
 
 
@@ -172,13 +182,97 @@ def missing_features(node_version: str, names: tuple[str, ...]) -> list[NodeFeat
     return [NODE_FEATURES[n] for n in names if not NODE_FEATURES[n].available(version)]
 
 
-_NODE_5 = ((5, 0, 0), (6, 0, 0))
 _PORT_3_4 = ((3, 4, 4), (3, 5, 0))
+_PRE_4 = ((0, 0, 0), (4, 0, 0))
+_PRE_5 = ((0, 0, 0), (5, 0, 0))
+_PRE_5_DOC = "docs/port-differences.md#pre-5-protocol"
 
-#: Measured against port 3.4.4 (compat/MATRIX.md). The Node 5 paused-list loss
-#: the first matrix found is gone: bullbridge runs Node 5's target list in front
-#: of the port's scripts (bullbridge.protocol).
-KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = ()
+_ATTEMPTS = (
+    "Node < 5.0 counts attempts in the job field 'attemptsMade' (failed ones only), the port's scripts "
+    "in 'atm' (every finished attempt): each side reads the other's jobs with the wrong attempt count "
+    "(the jobs themselves run and retry as they should)"
+)
+_MARKERS = (
+    "Node < 5.0 wakes its workers with a '0:<delay>' marker job id in 'wait', the port with the "
+    "'marker' key: a Python worker picks up a job Node < 5 delayed, promoted or resumed only at its next "
+    "poll (up to 10 s late), and a Node < 5 worker does not run a job Python delayed"
+)
+_PRIORITIES = (
+    "Node < 4.0 keeps prioritized jobs in 'wait' plus a 'priority' zset, the port in the 'prioritized' "
+    "zset: neither side orders, counts or runs the other's prioritized jobs"
+)
+
+
+def _pre(
+    scenarios: tuple[str, ...], node: tuple[Version, Version], summary: str, unsafe: bool
+) -> list[KnownDifference]:
+    return [KnownDifference(s, node, _PORT_3_4, summary, unsafe, doc=_PRE_5_DOC) for s in scenarios]
+
+
+#: Measured against port 3.4.4 (compat/MATRIX.md). None loses a job: the Node 5
+#: paused-list loss the first matrix found is gone (bullbridge.protocol).
+KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
+    *_pre(
+        (
+            "return_value[N->P]",
+            "failure_reason[N->P]",
+            "unrecoverable[N->P]",
+            "retries_backoff[N->P]",
+            "retries_backoff[P->N]",
+            "retry_job[N->P]",
+            "move_to_delayed[P->N]",
+        ),
+        _PRE_5,
+        _ATTEMPTS,
+        unsafe=False,
+    ),
+    *_pre(
+        (
+            "delay[N->P]",
+            "delay[P->N]",
+            "promote[N->P]",
+            "promote_jobs[N->P]",
+            "change_delay[N->P]",
+            "pause_by_producer_idle[N->P]",
+            "pause_cross_idle[N->P]",
+        ),
+        _PRE_5,
+        _MARKERS,
+        unsafe=True,
+    ),
+    *_pre(
+        (
+            "priority_order[N->P]",
+            "priority_order[P->N]",
+            "job_counts[N->P]",
+            "job_counts[P->N]",
+            "job_state[N->P]",
+            "job_state[P->N]",
+            "change_priority[N->P]",
+            "change_priority[P->N]",
+        ),
+        _PRE_4,
+        _PRIORITIES,
+        unsafe=True,
+    ),
+    KnownDifference(
+        "flow_fail[N->P]",
+        ((0, 0, 0), (5, 49, 2)),
+        _PORT_3_4,
+        "a child a Python worker fails with failParentOnFailure marks its parent to be failed by the worker "
+        "that fetches it (Node >= 5.49.2's lazy parent failure); a Node < 5.49.2 worker runs that parent instead",
+        doc="docs/port-differences.md#lazy-parent-failure",
+    ),
+    KnownDifference(
+        "custom_id_parts[P->N]",
+        ((0, 0, 0), (5, 58, 7)),
+        _PORT_3_4,
+        "bullbridge refuses a custom job id with ':' unless it has three parts (Node >= 5.58.7's rule); "
+        "Node < 5.58.7 accepts any ':'",
+        unsafe=False,
+        doc="docs/port-differences.md#option-validation",
+    ),
+)
 
 #: The Node and port versions the matrix ran (``make compat`` writes them to
 #: compat/matrix.json; tests/compat/test_table.py keeps the two equal).

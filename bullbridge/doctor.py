@@ -341,7 +341,7 @@ async def _queue_checks(
     keys = QueueKeys(queue, prefix)
     findings: list[Finding] = []
     r = node.reader
-    (wait, paused_list, prioritized, active, failed, version, paused, concurrency, rate_max) = await r.pipeline(
+    (wait, paused_list, prioritized, active, failed, version, paused, concurrency, rate_max, tail) = await r.pipeline(
         [
             ("LLEN", keys["wait"]),
             ("LLEN", keys["paused"]),
@@ -352,12 +352,14 @@ async def _queue_checks(
             ("HGET", keys["meta"], "paused"),
             ("HGET", keys["meta"], "concurrency"),
             ("HGET", keys["meta"], "max"),
+            ("LINDEX", keys["wait"], -1),
         ]
     )
     waiting = int(wait) + int(paused_list) + int(prioritized)
     is_paused = paused is not None
 
     findings.extend(_version_findings(queue, text(version)))
+    findings.extend(_pre5_findings(queue, text(tail)))
     findings.extend(_layout_findings(queue, text(version), is_paused, int(wait), int(paused_list)))
 
     # Workers, per language.
@@ -482,6 +484,26 @@ def _version_findings(queue: str, version: str | None) -> list[Finding]:
             )
         )
     return out
+
+
+def _pre5_findings(queue: str, wait_tail: str | None) -> list[Finding]:
+    """A ``0:<delay>`` job id at the tail of ``wait``: the marker a Node bullmq < 5.0
+    service writes (5.0 moved markers to their own key). Node < 5.20 writes no
+    meta.version, so this is how the doctor learns such a service is there."""
+    if not wait_tail or not wait_tail.startswith("0:"):
+        return []
+    return [
+        Finding(
+            "version-pairs",
+            WARNING,
+            f"a Node bullmq < 5.0 service wrote a '0:' marker job id into this queue's wait list: it speaks the "
+            f"pre-5 protocol beside the Python port bullmq {compat.port_version()} - attempts read differently, "
+            "workers wake late, and a Python-delayed job is not run by it (docs/port-differences.md#pre-5-protocol)",
+            "upgrade the Node services on this queue to bullmq 5.x (5.81.5) or 6.x",
+            queue=queue,
+            data={"node": "< 5.0", "port": compat.port_version(), "verdict": compat.KNOWN, "queues": [queue]},
+        )
+    ]
 
 
 def _layout_findings(queue: str, version: str | None, paused: bool, wait: int, paused_list: int) -> list[Finding]:

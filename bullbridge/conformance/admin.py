@@ -259,7 +259,12 @@ async def retry_job_p2n(ctx: Ctx) -> None:
     assert await _completed_value(producer, job.id) == "second run"
 
 
-@scenario("promote_jobs", N2P, "delayed jobs Python added, promoted by Node's promoteJobs, run at once by Python")
+@scenario(
+    "promote_jobs",
+    N2P,
+    "delayed jobs Python added, promoted by Node's promoteJobs, run at once by Python",
+    requires=("promote-jobs",),
+)
 async def promote_jobs_n2p(ctx: Ctx) -> None:
     producer = ctx.python_queue()
     jobs = [await producer.add("x", {"i": i}, delay=FAR) for i in range(3)]
@@ -402,7 +407,12 @@ async def change_delay_p2n(ctx: Ctx) -> None:
     assert events[0]["returnvalue"] - changed_at >= CHANGED_DELAY_MS - 5, events[0]["returnvalue"] - changed_at
 
 
-@scenario("update_data", N2P, "Node's job.updateData on a job Python added: the Python handler sees the new data")
+@scenario(
+    "update_data",
+    N2P,
+    "Node's job.updateData on a job Python added: the Python handler sees the new data",
+    requires=("update-data",),
+)
 async def update_data_n2p(ctx: Ctx) -> None:
     producer = ctx.python_queue()
     job = await producer.add("x", {"v": 1})

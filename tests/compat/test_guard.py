@@ -41,7 +41,7 @@ async def test_a_listed_difference_warns_once_per_queue_naming_what_breaks(
     """The guard itself: the matrix lists no unsafe difference today (the Node 5 paused-list
     loss is handled by bullbridge.protocol), so one is listed for this test."""
     diff = KnownDifference(
-        "pause_resume[P->N]", ((5, 0, 0), (6, 0, 0)), ((3, 4, 4), (3, 5, 0)), "a job would be lost", doc="docs/x.md#y"
+        "pause_resume[P->N]", ((5, 0, 0), (6, 0, 0)), ((3, 4, 4), (3, 5, 0)), "a job would be lost", doc="docs/port-differences.md#node5-paused"
     )
     monkeypatch.setattr(compat, "KNOWN_DIFFERENCES", (diff,))
     keys = QueueKeys(queue_name)
@@ -74,10 +74,15 @@ async def test_a_queue_of_node_6_is_quiet(node: NodeDriver, client: RespClient, 
 
 async def test_no_version_other_libraries_and_untested_versions_are_quiet(client: RespClient, queue_name: str) -> None:
     assert await check_queue_versions(client, QueueKeys(queue_name)) == []
-    for suffix, version in (("pro", "bullmq-pro:7.9.0"), ("old", "bullmq:4.17.0"), ("junk", "garbage")):
+    for suffix, version in (("pro", "bullmq-pro:7.9.0"), ("future", "bullmq:7.1.0"), ("junk", "garbage")):
         keys = QueueKeys(f"{queue_name}-{suffix}")
         await client.execute("HSET", keys["meta"], "version", version)
         assert await check_queue_versions(client, keys) == []
+    old = QueueKeys(f"{queue_name}-old")
+    await client.execute("HSET", old["meta"], "version", "bullmq:4.17.0")
+    warned = await check_queue_versions(client, old)
+    assert warned and all("bullmq 4.17.0" in m for m in warned)
+    assert any("'0:<delay>' marker job id" in m for m in warned), warned
 
 
 def test_version_parsing_and_lookups() -> None:
@@ -97,6 +102,7 @@ def test_version_parsing_and_lookups() -> None:
 
 def test_pair_verdicts_prove_know_or_have_never_seen(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compat, "TESTED_NODE", ("5.20.0", "5.60.0", "5.81.5", "6.7.0"))
+    monkeypatch.setattr(compat, "KNOWN_DIFFERENCES", ())
     proven = pair_verdict("5.81.5", "3.4.4")
     assert proven.verdict == PROVEN and "passes" in proven.explain()
     unseen = pair_verdict("5.63.2", "3.4.4")
@@ -106,11 +112,11 @@ def test_pair_verdicts_prove_know_or_have_never_seen(monkeypatch: pytest.MonkeyP
     assert across.verdict == UNSEEN and "same protocol epoch" not in across.explain()
     assert pair_verdict("5.81.5", "3.3.0").verdict == UNSEEN, "another port version: never seen"
     diff = KnownDifference(
-        "plain_job[N->P]", ((5, 0, 0), (5, 50, 0)), ((3, 4, 4), (3, 5, 0)), "breaks", doc="docs/a.md#b"
+        "plain_job[N->P]", ((5, 0, 0), (5, 50, 0)), ((3, 4, 4), (3, 5, 0)), "breaks", doc="docs/port-differences.md#pre-5-protocol"
     )
     monkeypatch.setattr(compat, "KNOWN_DIFFERENCES", (diff,))
     known = pair_verdict("5.20.0", "3.4.4")
-    assert known.verdict == KNOWN and known.differences == (diff,) and "docs/a.md#b" in known.explain()
+    assert known.verdict == KNOWN and known.differences == (diff,) and "docs/port-differences.md#pre-5-protocol" in known.explain()
 
 
 def test_epochs_are_ordered_and_bracketed_by_tested_versions() -> None:

@@ -315,3 +315,21 @@ def test_cli_text_json_and_exit_status(capsys: pytest.CaptureFixture[str]) -> No
     checks = {f["check"]: f for f in doc["findings"]}
     assert checks["maxmemory-policy"]["severity"] == ERROR
     assert checks["queues"]["severity"] == WARNING and "--prefix" in checks["queues"]["fix"]
+
+
+async def test_a_node4_marker_in_wait_names_the_pre5_protocol(private_redis: PrivateRedis) -> None:
+    """Node < 5.20 writes no meta.version; a Node 4 service shows by the '0:<delay>' marker
+    job id it pushes into 'wait' (what Node 4.18.3's addJob writes for a delayed job)."""
+    r = Redis.from_url(private_redis.url, decode_responses=True)
+    try:
+        await r.set("bull:old:id", 2)
+        await r.rpush("bull:old:wait", "0:1000")
+        await r.set("bull:new:id", 2)
+        await r.rpush("bull:new:wait", "1")
+    finally:
+        await r.aclose()
+    report = await diagnose(private_redis.url)
+    [finding] = [f for f in report.by_check("version-pairs") if f.queue is not None]
+    assert finding.queue == "old" and finding.severity == WARNING and finding.data["node"] == "< 5.0"
+    assert "docs/port-differences.md#pre-5-protocol" in finding.message
+    assert finding.fix is not None and "5.81.5" in finding.fix
