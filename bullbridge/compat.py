@@ -276,7 +276,18 @@ KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
 
 #: The Node and port versions the matrix ran (``make compat`` writes them to
 #: compat/matrix.json; tests/compat/test_table.py keeps the two equal).
-TESTED_NODE: tuple[str, ...] = ("5.81.5", "6.7.0")
+TESTED_NODE: tuple[str, ...] = (
+    "3.15.8",
+    "4.18.3",
+    "5.15.0",
+    "5.19.1",
+    "5.20.0",
+    "5.81.5",
+    "6.0.0",
+    "6.4.0",
+    "6.7.0",
+    "6.7.6",
+)
 TESTED_PORT: tuple[str, ...] = ("3.4.4",)
 #: The Python port whose scripts bullbridge runs imitates this Node release:
 #: port 3.4.4's Lua scripts are Node bullmq 6.4.0's, byte for byte.

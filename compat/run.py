@@ -429,7 +429,9 @@ def _cell(r: dict[str, Any] | None, sid: str, notes: dict[str, int], note_text: 
     if r["status"] == "pass":
         return cell
     if r["status"] == "n/a":
-        text = f"not applicable: {r.get('reason')}"
+        # One note per missing feature, whichever Node version lacks it.
+        need = re.sub(r"^Node bullmq \S+ (?:has no|lacks) ", "", str(r.get("reason")))
+        text = f"not applicable: the Node version lacks {need}"
     elif r["status"] == "known":
         text = (
             f"{r.get('explanation')} — explained in [{r.get('doc')}](../{r.get('doc')}); "
@@ -437,11 +439,11 @@ def _cell(r: dict[str, Any] | None, sid: str, notes: dict[str, int], note_text: 
         )
     else:
         text = r.get("error") or ""
-    key = f"{r['status']}:{text if r['status'] != 'n/a' else r.get('reason')}"
+    key = f"{r['status']}:{text}"
     if key not in notes:
         notes[key] = len(notes) + 1
-        label = "" if r["status"] == "n/a" else f"`{sid}` — "
-        note_text.append(f"{notes[key]}. {label}{one_line(text, 400)}")
+        label = f"`{sid}` — " if r["status"] in ("fail", "lost") else ""
+        note_text.append(f"{notes[key]}. {label}{one_line(text, 800)}")
     return f"{cell} [{notes[key]}]"
 
 

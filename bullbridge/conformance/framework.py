@@ -74,7 +74,7 @@ class Scenario:
         missing = missing_features(node_version, self.requires)
         if not missing:
             return None
-        return f"Node bullmq {node_version} has no " + ", no ".join(f.describe() for f in missing)
+        return f"Node bullmq {node_version} lacks " + " and ".join(f.describe() for f in missing)
 
 
 SCENARIOS: list[Scenario] = []

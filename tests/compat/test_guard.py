@@ -41,7 +41,11 @@ async def test_a_listed_difference_warns_once_per_queue_naming_what_breaks(
     """The guard itself: the matrix lists no unsafe difference today (the Node 5 paused-list
     loss is handled by bullbridge.protocol), so one is listed for this test."""
     diff = KnownDifference(
-        "pause_resume[P->N]", ((5, 0, 0), (6, 0, 0)), ((3, 4, 4), (3, 5, 0)), "a job would be lost", doc="docs/port-differences.md#node5-paused"
+        "pause_resume[P->N]",
+        ((5, 0, 0), (6, 0, 0)),
+        ((3, 4, 4), (3, 5, 0)),
+        "a job would be lost",
+        doc="docs/port-differences.md#node5-paused",
     )
     monkeypatch.setattr(compat, "KNOWN_DIFFERENCES", (diff,))
     keys = QueueKeys(queue_name)
@@ -112,11 +116,19 @@ def test_pair_verdicts_prove_know_or_have_never_seen(monkeypatch: pytest.MonkeyP
     assert across.verdict == UNSEEN and "same protocol epoch" not in across.explain()
     assert pair_verdict("5.81.5", "3.3.0").verdict == UNSEEN, "another port version: never seen"
     diff = KnownDifference(
-        "plain_job[N->P]", ((5, 0, 0), (5, 50, 0)), ((3, 4, 4), (3, 5, 0)), "breaks", doc="docs/port-differences.md#pre-5-protocol"
+        "plain_job[N->P]",
+        ((5, 0, 0), (5, 50, 0)),
+        ((3, 4, 4), (3, 5, 0)),
+        "breaks",
+        doc="docs/port-differences.md#pre-5-protocol",
     )
     monkeypatch.setattr(compat, "KNOWN_DIFFERENCES", (diff,))
     known = pair_verdict("5.20.0", "3.4.4")
-    assert known.verdict == KNOWN and known.differences == (diff,) and "docs/port-differences.md#pre-5-protocol" in known.explain()
+    assert (
+        known.verdict == KNOWN
+        and known.differences == (diff,)
+        and "docs/port-differences.md#pre-5-protocol" in known.explain()
+    )
 
 
 def test_epochs_are_ordered_and_bracketed_by_tested_versions() -> None:

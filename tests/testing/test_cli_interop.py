@@ -90,7 +90,7 @@ async def test_older_node_bullmq_table(redis_url: str, node5_modules: Path) -> N
         ["stalled_recovery", "pass", "pass"],
     ]
     assert (
-        "not applicable dedup_reschedule[P->N]: Node bullmq 5.81.5 has no deduplication reschedule "
+        "not applicable dedup_reschedule[P->N]: Node bullmq 5.81.5 lacks deduplication reschedule "
         "(Node bullmq >= 6.7.0)"
     ) in out
     assert (
