@@ -61,8 +61,9 @@ bench: $(STAMP) $(NODE_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 
 ## The compatibility matrix: every interop scenario for each Node bullmq x Python port pair of
-## compat/matrix.toml, each installed in a temporary directory (needs npm and PyPI).
-## Writes compat/MATRIX.md and compat/matrix.json; COMPAT_ARGS="--node 5.81.5 --only pause_resume" narrows it.
+## compat/matrix.toml, each installed in a temporary directory (needs npm and PyPI), two pairs at a
+## time (--jobs). Writes compat/MATRIX.md and compat/matrix.json;
+## COMPAT_ARGS="--node 5.81.5 --only pause" narrows it.
 COMPAT_ARGS ?=
 compat: $(STAMP) $(NODE_STAMP)
 	$(PY) compat/run.py $(COMPAT_ARGS)

@@ -17,6 +17,12 @@ cluster-hash-tag    queues found (``SCAN``) on a cluster without a ``{tag}``    
 queues              ``SCAN`` for ``<prefix>:*:meta`` / ``:id`` (the monitor's)  info (none found: warning)
 node-version        each queue's ``meta.version`` against the matrix            warning when the matrix
                     (:mod:`bullbridge.compat`)                                  marks it unsafe
+paused-layout       a queue paused in Node < 6's layout (a ``paused`` list)     warning when jobs sit in
+                    that holds jobs in ``wait`` too                             ``wait``: Node 5's resume
+                                                                                would overwrite them
+version-pairs       every Node version (``meta.version``; Node workers          info: proven / never seen;
+                    without one) beside the installed port, and which           warning: a known unsafe
+                    languages' workers are connected (``CLIENT LIST``)          difference
 workers             ``CLIENT LIST`` names, per queue and language (the          warning when jobs wait and
                     monitor's classification)                                   no worker is connected
 stalled             jobs in ``active`` whose ``<id>:lock`` key is gone          warning
@@ -55,7 +61,7 @@ from bullbridge.connection.resp import RespConnectionError, RespError
 from bullbridge.connection.server import MIN_REDIS, RECOMMENDED_REDIS
 from bullbridge.keys import QueueKeys
 from bullbridge.monitor.discovery import discover_queues
-from bullbridge.monitor.languages import PYTHON_PORT
+from bullbridge.monitor.languages import NODE, PYTHON_PORT
 from bullbridge.monitor.reader import Reader, integer, text
 from bullbridge.monitor.workers import WorkerInfo, classify, count_by_language, parse_client_list
 from bullbridge.redact import redact
@@ -63,6 +69,23 @@ from bullbridge.redact import redact
 log = logging.getLogger("bullbridge.doctor")
 
 OK, INFO, WARNING, ERROR = "ok", "info", "warning", "error"
+#: Every check's name, as findings carry it.
+CHECKS = (
+    "connection",
+    "redis-version",
+    "maxmemory-policy",
+    "persistence",
+    "clock-skew",
+    "cluster-hash-tag",
+    "queues",
+    "queue",
+    "node-version",
+    "paused-layout",
+    "version-pairs",
+    "workers",
+    "stalled",
+    "failed-jobs",
+)
 SEVERITIES = (OK, INFO, WARNING, ERROR)
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
@@ -322,7 +345,7 @@ async def _queue_checks(
     keys = QueueKeys(queue, prefix)
     findings: list[Finding] = []
     r = node.reader
-    (wait, paused_list, prioritized, active, failed, version, paused, concurrency, rate_max) = await r.pipeline(
+    (wait, paused_list, prioritized, active, failed, version, paused, concurrency, rate_max, tail) = await r.pipeline(
         [
             ("LLEN", keys["wait"]),
             ("LLEN", keys["paused"]),
@@ -333,44 +356,15 @@ async def _queue_checks(
             ("HGET", keys["meta"], "paused"),
             ("HGET", keys["meta"], "concurrency"),
             ("HGET", keys["meta"], "max"),
+            ("LINDEX", keys["wait"], -1),
         ]
     )
     waiting = int(wait) + int(paused_list) + int(prioritized)
     is_paused = paused is not None
 
-    # Node version against the matrix.
-    parsed = compat.parse_meta_version(text(version))
-    if parsed is not None:
-        lib, node_version = parsed
-        diffs = compat.differences_for(node_version, unsafe_only=True) if lib == "bullmq" else []
-        for diff in diffs:
-            findings.append(
-                Finding(
-                    "node-version",
-                    WARNING,
-                    f"used by Node {lib} {node_version}, unsafe beside the Python port bullmq {compat.port_version()}: "
-                    f"{diff.summary}",
-                    _upgrade_hint(diff),
-                    queue=queue,
-                    data={"library": lib, "version": node_version, "scenario": diff.scenario},
-                )
-            )
-        if not diffs:
-            covered = lib == "bullmq" and compat.is_tested(node_version)
-            findings.append(
-                Finding(
-                    "node-version",
-                    INFO,
-                    f"used by Node {lib} {node_version}: "
-                    + (
-                        "no known difference with the Python port"
-                        if covered
-                        else f"not covered by the compatibility matrix (it ran bullmq {', '.join(compat.TESTED_NODE)})"
-                    ),
-                    queue=queue,
-                    data={"library": lib, "version": node_version},
-                )
-            )
+    findings.extend(_version_findings(queue, text(version)))
+    findings.extend(_pre5_findings(queue, text(tail)))
+    findings.extend(_layout_findings(queue, text(version), is_paused, int(wait), int(paused_list)))
 
     # Workers, per language.
     counts = count_by_language(workers)
@@ -450,6 +444,93 @@ async def _queue_checks(
             Finding("failed-jobs", OK, f"{failed} failed job(s) kept", queue=queue, data={"failed": failed})
         )
     return findings
+
+
+def _version_findings(queue: str, version: str | None) -> list[Finding]:
+    """The queue's Node version (``meta.version``) against the matrix."""
+    parsed = compat.parse_meta_version(version)
+    if parsed is None:
+        return []
+    lib, node_version = parsed
+    if lib != "bullmq":
+        who = "bullbridge (no Node Queue has connected since it introduced itself)" if lib == "bullbridge" else lib
+        return [
+            Finding(
+                "node-version",
+                INFO,
+                f"meta.version written by {who} {node_version}",
+                queue=queue,
+                data={"library": lib, "version": node_version},
+            )
+        ]
+    verdict = compat.pair_verdict(node_version)
+    unsafe = [d for d in verdict.differences if d.unsafe]
+    out = [
+        Finding(
+            "node-version",
+            WARNING,
+            f"used by Node {lib} {node_version}, unsafe beside the Python port bullmq {compat.port_version()}: "
+            f"{diff.summary} ({diff.doc})",
+            _upgrade_hint(diff),
+            queue=queue,
+            data={"library": lib, "version": node_version, "scenario": diff.scenario},
+        )
+        for diff in unsafe
+    ]
+    if not unsafe:
+        out.append(
+            Finding(
+                "node-version",
+                INFO,
+                f"used by Node {lib} {node_version}: {verdict.verdict} ({verdict.explain()})",
+                queue=queue,
+                data={"library": lib, "version": node_version, "verdict": verdict.verdict},
+            )
+        )
+    return out
+
+
+def _pre5_findings(queue: str, wait_tail: str | None) -> list[Finding]:
+    """A ``0:<delay>`` job id at the tail of ``wait``: the marker a Node bullmq < 5.0
+    service writes (5.0 moved markers to their own key). Node < 5.20 writes no
+    meta.version, so this is how the doctor learns such a service is there."""
+    if not wait_tail or not wait_tail.startswith("0:"):
+        return []
+    return [
+        Finding(
+            "version-pairs",
+            WARNING,
+            f"a Node bullmq < 5.0 service wrote a '0:' marker job id into this queue's wait list: it speaks the "
+            f"pre-5 protocol beside the Python port bullmq {compat.port_version()} - attempts read differently, "
+            "workers wake late, and a Python-delayed job is not run by it (docs/port-differences.md#pre-5-protocol)",
+            "upgrade the Node services on this queue to bullmq 5.x (5.81.5) or 6.x",
+            queue=queue,
+            data={"node": "< 5.0", "port": compat.port_version(), "verdict": compat.KNOWN, "queues": [queue]},
+        )
+    ]
+
+
+def _layout_findings(queue: str, version: str | None, paused: bool, wait: int, paused_list: int) -> list[Finding]:
+    """A queue paused in Node < 6's layout (its jobs in a ``paused`` list) with jobs in ``wait``
+    too - pushed there by a writer that keeps Node 6's layout (a Node 6 service, or the
+    port's own Worker): a Node 5 resume renames ``paused`` over ``wait`` and loses them.
+    bullbridge itself keeps the legacy layout (bullbridge.protocol)."""
+    if not (paused and paused_list and wait):
+        return []
+    parsed = compat.parse_meta_version(version)
+    return [
+        Finding(
+            "paused-layout",
+            WARNING,
+            f"paused with {paused_list} job(s) in Node < 6's 'paused' list and {wait} in 'wait': a Node 5 "
+            f"resume renames 'paused' over 'wait' and loses those {wait} (meta.version "
+            f"{':'.join(parsed) if parsed else 'none'}; docs/port-differences.md#node5-paused)",
+            f"resume this queue from bullbridge (`bullbridge queue resume {queue}`) or a Node 6 service - "
+            "they move the paused list back instead of renaming it - and upgrade the Node 5 services",
+            queue=queue,
+            data={"wait": wait, "paused": paused_list},
+        )
+    ]
 
 
 def _upgrade_hint(diff: compat.KnownDifference) -> str:
@@ -599,3 +680,62 @@ async def _check_queues(report: DoctorReport, nodes: list[_Node], cluster: bool,
                     queue=queue,
                 )
             )
+    report.findings.extend(_pair_findings(report.findings, workers))
+
+
+def _pair_findings(findings: list[Finding], workers: Mapping[str, list[WorkerInfo]]) -> list[Finding]:
+    """One finding per Node ``bullmq`` version on the deployment beside the installed
+    port - proven by the matrix, a known difference, or never seen - naming its
+    queues and the languages of the workers connected to them."""
+    by_version: dict[str, set[str]] = {}
+    for f in findings:
+        if f.check == "node-version" and f.queue and f.data.get("library") == "bullmq":
+            by_version.setdefault(str(f.data["version"]), set()).add(f.queue)
+    versioned = set().union(*by_version.values()) if by_version else set()
+    unversioned = sorted(q for q, ws in workers.items() if q not in versioned and count_by_language(ws).get(NODE))
+    port = compat.port_version()
+    out = []
+    for version in sorted(by_version, key=lambda v: compat.parse_version(v) or (0, 0, 0)):
+        queues = sorted(by_version[version])
+        verdict = compat.pair_verdict(version)
+        unsafe = any(d.unsafe for d in verdict.differences)
+        out.append(
+            Finding(
+                "version-pairs",
+                WARNING if unsafe else INFO,
+                f"Node bullmq {version} x Python port bullmq {port} on {_some(queues)} "
+                f"(workers: {_languages(workers, queues)}): {verdict.verdict} - {verdict.explain()}",
+                _pair_fix(verdict),
+                data={"node": version, "port": port, "verdict": verdict.verdict, "queues": queues},
+            )
+        )
+    if unversioned:
+        out.append(
+            Finding(
+                "version-pairs",
+                INFO,
+                f"Node workers of an unknown bullmq version on {_some(unversioned)} x Python port bullmq {port}: "
+                f"{compat.UNSEEN} - no Node Queue wrote meta.version there (bullmq < 5.20 writes none)",
+                "run `bullbridge interop check --bullmq <the version those services pin>`",
+                data={"node": None, "port": port, "verdict": compat.UNSEEN, "queues": unversioned},
+            )
+        )
+    return out
+
+
+def _some(queues: list[str], limit: int = 5) -> str:
+    shown = ", ".join(queues[:limit]) + (f" and {len(queues) - limit} more" if len(queues) > limit else "")
+    return f"{len(queues)} queue(s): {shown}"
+
+
+def _languages(workers: Mapping[str, list[WorkerInfo]], queues: list[str]) -> str:
+    counts = count_by_language([w for q in queues for w in workers.get(q, [])])
+    return ", ".join(f"{n} {lang}" for lang, n in counts.items()) or "none connected"
+
+
+def _pair_fix(verdict: compat.PairVerdict) -> str | None:
+    if verdict.verdict == compat.KNOWN:
+        return _upgrade_hint(verdict.differences[0])
+    if verdict.verdict == compat.UNSEEN:
+        return f"check this exact pair before relying on it: `bullbridge interop check --bullmq {verdict.node}`"
+    return None

@@ -214,6 +214,11 @@ class UnknownJobName(BullbridgeError):
     """A worker received a job whose name has no handler and no fallback."""
 
 
+class PortVersionError(ConfigurationError):
+    """The installed Python port (PyPI ``bullmq``) is not the one bullbridge runs:
+    its Lua scripts have another key layout."""
+
+
 # --- running things: what the CLI and the tools report -------------------------------
 
 

@@ -14,9 +14,10 @@ outside 0..1, several parent-failure policies at once, a deduplication without
 id or beside a parent, a data payload over ``size_limit``); and so is what
 Node accepts but then silently misreads or ignores: unknown option names (the
 port drops ``job_id`` spelled as a dict key), negative delays and priorities,
-``attempts < 1``, negative keep-job counts, ``:`` in custom ids, a
-parent-failure policy without a parent, ``extend`` without a ``ttl``, and
-deduplication ``reschedule`` (the port's scripts do not implement it).
+``attempts < 1``, negative keep-job counts, ``:`` in custom ids (except Node's
+three-part ids), a parent-failure policy without a parent, and ``extend``
+without a ``ttl``. Deduplication ``reschedule`` (Node 6.7) is done with
+``changeDelay`` after the add.
 
 ``timedelta`` is accepted wherever milliseconds (or, for ``KeepJobs.age``,
 seconds) are expected, and an aware ``datetime`` for ``delay`` (run at that
@@ -300,8 +301,11 @@ class Deduplication:
     ``extend`` renews the ttl on every duplicate; ``replace`` swaps a still
     delayed job for the newest one; ``keep_last_if_active`` keeps the newest
     duplicate's data for one more run after an active job finishes.
-    ``reschedule`` exists in Node 6.7 but not in the Python port's scripts, so
-    it is refused rather than silently ignored.
+    ``reschedule`` (Node 6.7) moves a still delayed existing job to the new
+    job's delay, counted from the new job's timestamp, keeping its id and data
+    (ignored with ``replace``). The port's scripts predate it, so
+    :class:`~bullbridge.queue.Queue` runs BullMQ's ``changeDelay`` on the
+    existing job right after the add: the same outcome, in two steps.
     """
 
     id: str
@@ -323,12 +327,6 @@ class Deduplication:
             _flag(getattr(self, name), f"deduplication {name}")
         if self.extend and self.ttl is None:
             raise InvalidJobOptions("deduplication extend renews a ttl: give a ttl too (BullMQ ignores it otherwise)")
-        if self.reschedule:
-            raise InvalidJobOptions(
-                "deduplication reschedule is not supported: the Python port's add scripts (BullMQ's own Lua, "
-                "which bullbridge runs unchanged) do not implement it, so the existing job would silently keep "
-                "its old delay; use replace=True to swap a delayed job for the new one"
-            )
 
     def to_bullmq(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id}
@@ -340,6 +338,8 @@ class Deduplication:
             out["replace"] = True
         if self.keep_last_if_active:
             out["keepLastIfActive"] = True
+        if self.reschedule:
+            out["reschedule"] = True
         return out
 
     @classmethod
@@ -716,10 +716,12 @@ def validate_job_id(job_id: Any) -> str:
 
     Node rejects ``0``/``0:...``, and ids its check ``${parseInt(id, 10)}` === id``
     reads as integers (``123``, ``-5``, and ``NaN``), because BullMQ's own ids
-    are integers from a counter and could collide. Node still tolerates
-    ``a:b:c`` (three parts, for legacy repeatable jobs; its own TODO is to
-    reject every ``:``); bullbridge rejects every ``:``, since BullMQ splits job
-    keys on it (flow dependency keys, ``getChildrenValues``)."""
+    are integers from a counter and could collide. An id with ``:`` is
+    refused unless it has exactly three ``:``-separated parts (``a:b:c``):
+    Node's own rule (``jobId.split(':').length !== 3``), kept for the ids of
+    legacy repeatable jobs (``repeat:<key>:<millis>``). A job id a Node
+    producer may use, a Python producer may use too (the ``custom_id_parts``
+    conformance scenario)."""
     if not isinstance(job_id, str):
         raise InvalidJobOptions(f"job_id must be a string, got {type(job_id).__name__} {job_id!r}")
     if not job_id:
@@ -733,9 +735,10 @@ def validate_job_id(job_id: Any) -> str:
             f"job_id {job_id!r} reads as an integer, which Node rejects ('Custom Id cannot be integers'): "
             "BullMQ's own ids are integers, so yours could collide; add a prefix such as 'order-'"
         )
-    if ":" in job_id:
+    if ":" in job_id and job_id.count(":") != 2:
         raise InvalidJobOptions(
-            f"job_id {job_id!r} contains ':', BullMQ's key separator (Node: 'Custom Id cannot contain :')"
+            f"job_id {job_id!r} contains ':', BullMQ's key separator, and is not three ':'-separated parts "
+            "(Node: 'Custom Id cannot contain :'); use another separator such as '-'"
         )
     return job_id
 

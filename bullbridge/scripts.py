@@ -1,7 +1,10 @@
 """BullMQ's Lua scripts, run unchanged, with keys and arguments built as BullMQ does.
 
 The scripts are read from the installed Python port (``bullmq/commands``): we
-never fork or edit them, so every Redis mutation is BullMQ's own. What this
+never fork or edit them, so every Redis mutation is BullMQ's own - with one
+addition in front of the scripts that can push a job into ``wait``: Node < 6's
+paused list (:mod:`bullbridge.protocol`), so a queue a Node 5 service paused
+loses nothing when it resumes. What this
 module owns is *calling* them fast: ``EVALSHA`` on a pipelining connection,
 scripts loaded once per connection (and again on ``NOSCRIPT``), and argument
 lists built without the port's per-call overhead. ``tests/test_scripts_parity.py``
@@ -22,6 +25,7 @@ from typing import Any
 
 import msgpack
 
+from bullbridge import protocol
 from bullbridge.clock import now_ms
 from bullbridge.connection.resp import Arg, RespClient, RespConnection, RespError
 from bullbridge.errors import LockLost, MissingDependency, ScriptError
@@ -52,7 +56,7 @@ class Script:
 
 @cache
 def script(name: str) -> Script:
-    """The port's script ``<name>-<numkeys>.lua``."""
+    """The port's script ``<name>-<numkeys>.lua`` (with :func:`bullbridge.protocol.adapt`'s prologue)."""
     matches = sorted(COMMANDS_DIR.glob(f"{name}-*.lua"))
     matches = [m for m in matches if m.stem.rsplit("-", 1)[0] == name]
     if len(matches) != 1:
@@ -60,7 +64,7 @@ def script(name: str) -> Script:
             f"BullMQ script {name!r} not found in {COMMANDS_DIR}: reinstall the bullmq package (pip install bullmq)"
         )
     path = matches[0]
-    source = path.read_bytes()
+    source = protocol.adapt(name, path.read_bytes())
     return Script(name, int(path.stem.rsplit("-", 1)[1]), source, hashlib.sha1(source).hexdigest())
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 from bullbridge import Queue, Worker
 from bullbridge.connection import redis_url_from_env
 from bullbridge.testing.node import NodeDriver
+from bullbridge.testing.npm import install_bullmq
 from bullbridge.testing.redis_server import PrivateRedis
 
 pytest_plugins = ["pytester"]  # tests/testing drives the bullbridge pytest plugin in inner runs
@@ -45,6 +48,24 @@ async def node(redis_url: str) -> AsyncIterator[NodeDriver]:
     driver = await NodeDriver(redis_url).start()
     yield driver
     await driver.close()
+
+
+#: The older Node BullMQ installed once per session: the plugin, `bullbridge interop check`
+#: and the Node 5 paused-list regression tests (tests/compat/test_node5.py) run against it.
+NODE5 = ("5.81.5", ("ioredis@5.11.1",))
+
+
+@pytest.fixture(scope="session")
+def node5_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """npm bullmq 5.x (with ioredis) in a folder of this session; $BULLBRIDGE_TEST_NODE5
+    names an existing install instead."""
+    given = os.environ.get("BULLBRIDGE_TEST_NODE5")
+    if given:
+        return Path(given)
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed")
+    version, extra = NODE5
+    return install_bullmq(version, tmp_path_factory.mktemp("node5"), extra=extra, timeout=120)
 
 
 @pytest.fixture

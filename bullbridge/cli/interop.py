@@ -65,6 +65,9 @@ def register(sub: Any) -> None:
     check.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="limit of each scenario (default 30)"
     )
+    check.add_argument(
+        "--slow", action="store_true", help="also run the slow scenarios (10,000 jobs each way: ~10 s more)"
+    )
     check.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     check.add_argument("--list", action="store_true", help="list the scenarios and exit")
     check.set_defaults(func=run_check)
@@ -99,7 +102,7 @@ def run_check(args: argparse.Namespace) -> int:
     from bullbridge.testing.redis_server import PrivateRedis
 
     try:
-        chosen = select(args.only) if args.only else list(SCENARIOS)
+        chosen = select(args.only, slow=args.slow) if args.only else list(SCENARIOS)
         if args.list:
             for s in chosen:
                 emit(f"{s.id:<32} {s.group:<11} {s.title}")
@@ -119,10 +122,17 @@ def run_check(args: argparse.Namespace) -> int:
             url = server.url
         if not args.json:
             where = f"bullmq from {node_modules}" if node_modules else "the bullmq Node resolves"
-            count = len(select(args.only))
+            count = len(select(args.only, slow=args.slow))
             print(f"running {count} scenarios against {where}...", file=sys.stderr, flush=True)
         report = asyncio.run(
-            check(url, node_modules=node_modules, only=args.only, concurrency=args.concurrency, timeout=args.timeout)
+            check(
+                url,
+                node_modules=node_modules,
+                only=args.only,
+                slow=args.slow,
+                concurrency=args.concurrency,
+                timeout=args.timeout,
+            )
         )
     finally:
         if server is not None:

@@ -221,7 +221,7 @@ def stats_rows(stats: Sequence[QueueStats]) -> list[list[str]]:
         rows.append(
             [
                 s.queue + (" (paused)" if s.paused else ""),
-                fmt.number(c["waiting"] + c["paused"]),
+                fmt.number(c["waiting"]),
                 fmt.number(c["active"]),
                 fmt.number(c["delayed"]),
                 fmt.number(c["prioritized"]),
@@ -411,7 +411,7 @@ async def describe_action(monitor: Monitor, args: argparse.Namespace) -> str:
     if name == "resume":
         return f"resume queue {q!r}?"
     if name == "drain":
-        waiting = counts["waiting"] + counts["paused"] + counts["prioritized"]
+        waiting = counts["waiting"] + counts["prioritized"]
         extra = f" and {counts['delayed']:,} delayed" if args.delayed else ""
         return f"delete {waiting:,} waiting{extra} jobs of queue {q!r}?"
     raise ValueError(f"unknown action {name}")

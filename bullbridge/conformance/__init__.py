@@ -6,12 +6,16 @@ one Redis, in both directions, and asserts what the *other* language observes:
 
 | module | scenarios |
 |---|---|
-| ``jobs`` | data, return value, failure reason, progress, custom id, logs, UnrecoverableError, queue events |
+| ``jobs`` | data, results, failures, progress, ids, logs, events, moveToDelayed, discard, sandboxes, 10,000 jobs |
 | ``options`` | every job option as each side stores and reads it; priority, LIFO, delay, retries, removal, dedup |
-| ``flows`` | a parent waiting for children in another queue, reading their values |
-| ``schedulers`` | a job scheduler declared by one language, run by the other's workers |
-| ``limits`` | global rate limit and concurrency, a limiter shared by both languages' workers, pause/resume |
-| ``stalls`` | a worker killed mid-job; the other language's worker recovers the job |
+| ``dedup`` | every deduplication mode: throttle, extend, replace, keep-last-if-active, reschedule, releasing an id |
+| ``getters`` | job counts, job lists, job states, per-minute metrics, log ranges, the queue's ``meta.version`` |
+| ``admin`` | clean, drain, obliterate beside live workers; retry, promote, remove; priority, delay, data changes |
+| ``pause`` | pause and resume in every combination of languages, with and without waiting jobs |
+| ``flows`` | a parent waiting for children in another queue; each parent-failure policy; a reused completed child |
+| ``schedulers`` | job schedulers (every, pattern, limit, end date, template update, removal) across languages |
+| ``limits`` | global rate limit and concurrency, a shared limiter, a handler's own rate limit, the limits mixed |
+| ``stalls`` | a worker killed mid-job: recovered by the other language, or failed past maxStalledCount |
 
 ``framework`` holds the pieces (:class:`Scenario`, :func:`scenario`, :class:`Ctx`,
 :func:`run_scenario`), ``known`` reads the known differences per Node version
@@ -20,7 +24,18 @@ one Redis, in both directions, and asserts what the *other* language observes:
 compatibility matrix (``compat/``) runs the same :data:`SCENARIOS` per version pair.
 """
 
-from bullbridge.conformance import flows, jobs, limits, options, schedulers, stalls  # noqa: F401  (registers)
+from bullbridge.conformance import (  # noqa: F401  (registers)
+    admin,
+    dedup,
+    flows,
+    getters,
+    jobs,
+    limits,
+    options,
+    pause,
+    schedulers,
+    stalls,
+)
 from bullbridge.conformance.framework import (
     DATA,
     DIRECTIONS,
@@ -29,7 +44,9 @@ from bullbridge.conformance.framework import (
     RESULT,
     SCENARIO_TIMEOUT,
     SCENARIOS,
+    STATUSES,
     Ctx,
+    LostJob,
     Scenario,
     ScenarioFn,
     ScenarioResult,
@@ -44,7 +61,7 @@ from bullbridge.conformance.known import known_differences
 from bullbridge.conformance.runner import CheckReport, check
 
 #: The report's order of the feature areas.
-GROUPS = ("jobs", "options", "flows", "schedulers", "limits", "stalls")
+GROUPS = ("jobs", "options", "dedup", "getters", "admin", "pause", "flows", "schedulers", "limits", "stalls")
 SCENARIOS.sort(key=lambda s: GROUPS.index(s.group) if s.group in GROUPS else len(GROUPS))
 
 __all__ = [
@@ -56,8 +73,10 @@ __all__ = [
     "RESULT",
     "SCENARIOS",
     "SCENARIO_TIMEOUT",
+    "STATUSES",
     "CheckReport",
     "Ctx",
+    "LostJob",
     "Scenario",
     "ScenarioFn",
     "ScenarioResult",

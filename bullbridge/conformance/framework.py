@@ -3,9 +3,17 @@
 A scenario is an ``async def(ctx)`` registered with :func:`scenario` under a
 name and a direction - ``N->P`` (Node produces or sets up, Python consumes or
 observes) or ``P->N`` (the reverse) - that raises ``AssertionError`` (or
-anything) when the two languages disagree. Each one uses fresh queue names
-under the key prefix of the Node driver it gets (``ctx.prefix``) and closes
-what it started, so scenarios can share one Redis and one Node process.
+anything) when the two languages disagree, and :class:`LostJob` when a job
+vanished. Each one uses fresh queue names under the key prefix of the Node
+driver it gets (``ctx.prefix``) and closes what it started, so scenarios can
+share one Redis and one Node process.
+
+``requires`` names the Node features a scenario needs
+(:data:`bullbridge.compat.NODE_FEATURES`, e.g. ``job-schedulers`` from 5.16.0):
+against a Node version without one, the scenario is *not applicable*
+(``n/a``), not run. ``slow`` marks the few that take more than a few seconds
+(the 10,000-job batch): the matrix runs them, the test suite and
+``bullbridge interop check`` only when asked.
 """
 
 from __future__ import annotations
@@ -37,6 +45,10 @@ SCENARIO_TIMEOUT = 30.0
 ScenarioFn = Callable[["Ctx"], Awaitable[None]]
 
 
+class LostJob(AssertionError):
+    """A job that was added is in no state any more: the one failure the matrix never accepts."""
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -45,27 +57,52 @@ class Scenario:
     fn: ScenarioFn = field(repr=False, compare=False)
     #: The feature area, for the report ("jobs", "options", "flows"...).
     group: str = ""
+    #: Node features it needs (names of bullbridge.compat.NODE_FEATURES).
+    requires: tuple[str, ...] = ()
+    #: Takes more than a few seconds: run by the matrix, elsewhere only when asked.
+    slow: bool = False
 
     @property
     def id(self) -> str:
         """``name[direction]``, how reports and the known-differences table name it."""
         return f"{self.name}[{self.direction}]"
 
+    def not_applicable(self, node_version: str) -> str | None:
+        """Why this scenario does not apply to Node ``bullmq`` ``node_version`` (None: it does)."""
+        from bullbridge.compat import missing_features
+
+        missing = missing_features(node_version, self.requires)
+        if not missing:
+            return None
+        return f"Node bullmq {node_version} lacks " + " and ".join(f.describe() for f in missing)
+
 
 SCENARIOS: list[Scenario] = []
 
 
-def scenario(name: str, direction: str, title: str, group: str = "") -> Callable[[ScenarioFn], ScenarioFn]:
+def scenario(
+    name: str, direction: str, title: str, group: str = "", *, requires: tuple[str, ...] = (), slow: bool = False
+) -> Callable[[ScenarioFn], ScenarioFn]:
     """Register the decorated ``async def(ctx)`` as a scenario."""
+    from bullbridge.compat import NODE_FEATURES
+
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    unknown = [r for r in requires if r not in NODE_FEATURES]
+    if unknown:
+        raise ValueError(f"unknown Node features {unknown} (bullbridge.compat.NODE_FEATURES)")
 
     def register(fn: ScenarioFn) -> ScenarioFn:
         area = group or fn.__module__.rsplit(".", 1)[-1]
-        SCENARIOS.append(Scenario(name, direction, title, fn, area))
+        SCENARIOS.append(Scenario(name, direction, title, fn, area, tuple(requires), slow))
         return fn
 
     return register
+
+
+#: Result statuses: pass; fail (a disagreement); lost (a job vanished: never
+#: accepted); known (a failure bullbridge.compat lists); n/a (the Node version lacks a feature).
+STATUSES = ("pass", "fail", "lost", "known", "n/a")
 
 
 @dataclass
@@ -74,7 +111,7 @@ class ScenarioResult:
 
     scenario: str
     direction: str
-    status: str  # "pass" | "fail" | "known" (a failure listed as a known difference)
+    status: str  # one of STATUSES
     seconds: float
     error: str | None = None
     note: str | None = None
@@ -84,12 +121,12 @@ class ScenarioResult:
         return f"{self.scenario}[{self.direction}]"
 
 
-def select(only: list[str] | None, scenarios: list[Scenario] | None = None) -> list[Scenario]:
-    """Scenarios whose name, id or group is in ``only`` (all when empty); a
-    ``ValueError`` names any that match nothing."""
+def select(only: list[str] | None, scenarios: list[Scenario] | None = None, *, slow: bool = True) -> list[Scenario]:
+    """Scenarios whose name, id or group is in ``only`` (all when empty - without
+    the slow ones unless ``slow``); a ``ValueError`` names any that match nothing."""
     pool = SCENARIOS if scenarios is None else scenarios
     if not only:
-        return list(pool)
+        return [s for s in pool if slow or not s.slow]
     wanted = set(only)
     chosen = [s for s in pool if s.name in wanted or s.id in wanted or s.group in wanted]
     unknown = wanted - {s.name for s in pool} - {s.id for s in pool} - {s.group for s in pool}
@@ -144,6 +181,13 @@ class Ctx:
             self.queue = self.queue_name()
 
     @property
+    def node_version(self) -> tuple[int, int, int]:
+        """The Node ``bullmq`` version under test, as a tuple (for version-dependent expectations)."""
+        from bullbridge.compat import parse_version
+
+        return parse_version(self.node.bullmq_version) or (0, 0, 0)
+
+    @property
     def prefix(self) -> str:
         return self.node.prefix or "bull"
 
@@ -182,6 +226,14 @@ class Ctx:
         self.on_close(lambda: self.node.close_worker(handle, force=True))
         return handle
 
+    async def node_counts(self, *states: str, queue: str | None = None) -> dict[str, int]:
+        """Node's ``getJobCounts(...states)``, without the ``paused`` count Node < 6 adds
+        to every ``waiting`` (6.0 folded paused jobs into waiting)."""
+        counts: dict[str, int] = await self.node.queue_call(queue or self.queue, "getJobCounts", *states)
+        if "paused" not in states:
+            counts.pop("paused", None)
+        return counts
+
     async def node_job(self, job_id: str, queue: str | None = None) -> dict[str, Any] | None:
         return await self.node.get_job(queue or self.queue, job_id)
 
@@ -205,6 +257,16 @@ class Ctx:
                 f"job {job_id} not {state} within {timeout} s as Node sees it (last: {summary})"
             ) from None
 
+    async def not_lost(self, job_ids: list[str], queue: str | None = None) -> dict[str, str]:
+        """Each job's state; :class:`LostJob` when one is in no state at all (its
+        hash may survive, but nothing will ever run it)."""
+        reader = self.python_queue(queue)
+        states = {job_id: await reader.get_job_state(job_id) for job_id in job_ids}
+        lost = [job_id for job_id, state in states.items() if state == "unknown"]
+        if lost:
+            raise LostJob(f"job(s) {', '.join(lost)} of queue {queue or self.queue} are in no state (states: {states})")
+        return states
+
     async def close(self) -> None:
         for closer in reversed(self._closers):
             try:
@@ -217,21 +279,29 @@ class Ctx:
 async def run_scenario(
     s: Scenario, redis_url: str, node: NodeDriver, timeout: float = SCENARIO_TIMEOUT
 ) -> ScenarioResult:
-    """Run one scenario; a failure or error is reported, never raised."""
+    """Run one scenario; a failure or error is reported, never raised. A scenario
+    the Node version cannot run (a missing feature) is ``n/a``, not run."""
+    reason = s.not_applicable(node.bullmq_version)
+    if reason is not None:
+        return ScenarioResult(s.name, s.direction, "n/a", 0.0, note=reason)
     ctx = Ctx(redis_url, node, s)
     started = time.monotonic()
     error: str | None = None
+    status = "fail"
     try:
         await asyncio.wait_for(s.fn(ctx), timeout)
     except TimeoutError:
         error = f"timed out after {timeout:g} s"
+    except LostJob as exc:
+        error, status = f"LOST JOB: {exc}", "lost"
     except AssertionError as exc:
         error = str(exc) or "assertion failed"
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     finally:
         await ctx.close()
-    return ScenarioResult(s.name, s.direction, "fail" if error else "pass", round(time.monotonic() - started, 3), error)
+    seconds = round(time.monotonic() - started, 3)
+    return ScenarioResult(s.name, s.direction, status if error else "pass", seconds, error)
 
 
 def js(value: Any) -> str:

@@ -4,10 +4,12 @@ UnrecoverableError, and the queue's event stream."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
-from bullbridge.conformance.framework import DATA, N2P, P2N, RESULT, Ctx, js, scenario
+from bullbridge.conformance.framework import DATA, N2P, P2N, RESULT, Ctx, js, scenario, wait_until
 
 
 @scenario("plain_job", N2P, "data added by Node reaches a Python handler intact")
@@ -266,3 +268,234 @@ async def events_p2n(ctx: Ctx) -> None:
     completed = next(e for e in seen if e.job_id == good.id and e.event == "completed")
     failed = next(e for e in seen if e.job_id == bad.id and e.event == "failed")
     assert completed.returnvalue == RESULT and failed.failed_reason == "no", (completed.fields, failed.fields)
+
+
+# --- ids, moving a running job, discarding, sandboxes, large batches ---------------------------
+
+
+@scenario(
+    "custom_id_parts", N2P, "a three-part custom id ('a:b:c', Node's legacy-repeat shape) set by Node, run by Python"
+)
+async def custom_id_parts_n2p(ctx: Ctx) -> None:
+    async def handle(job: Any) -> str:
+        return str(job.id)
+
+    await ctx.worker({"x": handle})
+    wanted = f"order:{uuid.uuid4().hex[:6]}:1"
+    job_id = await ctx.node.add(ctx.queue, "x", {}, {"jobId": wanted})
+    job = await ctx.node_wait_state(job_id, "completed")
+    assert job_id == wanted and job["returnvalue"] == wanted, job
+
+
+@scenario("custom_id_parts", P2N, "a three-part custom id ('a:b:c') set by Python, as Node accepts it, run by Node")
+async def custom_id_parts_p2n(ctx: Ctx) -> None:
+    await ctx.node_worker("async job => job.id")
+    producer = ctx.python_queue()
+    wanted = f"order:{uuid.uuid4().hex[:6]}:1"
+    job = await producer.add("x", {}, job_id=wanted)
+    assert job.id == wanted and await producer.result(wanted, timeout=10) == wanted
+    node_says = await ctx.node.eval(
+        "try { await queue(args.q).add('y', {}, { jobId: 'a:b' }); return 'accepted' } catch (e) { return e.message }",
+        q=ctx.queue,
+    )
+    from bullbridge import InvalidJobOptions
+
+    try:
+        await producer.add("y", {}, job_id="a:b")
+    except InvalidJobOptions as exc:
+        assert "Custom Id cannot contain :" in node_says and "Custom Id cannot contain :" in str(exc), (node_says, exc)
+    else:
+        raise AssertionError(f"Python accepted the two-part id 'a:b' (Node: {node_says})")
+
+
+MOVED_MS = 300
+
+
+@scenario(
+    "move_to_delayed", N2P, "a Python handler moves Node's job back to delayed (delay_until); it runs again later"
+)
+async def move_to_delayed_n2p(ctx: Ctx) -> None:
+    runs: list[float] = []
+
+    async def handle(job: Any) -> str:
+        runs.append(time.time() * 1000)
+        if len(runs) == 1:
+            await job.delay_until(timedelta(milliseconds=MOVED_MS))
+        return "second run"
+
+    await ctx.worker({"x": handle})
+    job_id = await ctx.node.add(ctx.queue, "x", {}, {"attempts": 1})
+    job = await ctx.node_wait_state(job_id, "completed")
+    assert job["returnvalue"] == "second run" and len(runs) == 2, (job, runs)
+    assert runs[1] - runs[0] >= MOVED_MS - 5, f"ran again after {runs[1] - runs[0]:.0f} ms"
+    assert job["attemptsMade"] <= 1, f"moving to delayed counted as a failed attempt: {job['attemptsMade']}"
+
+
+@scenario(
+    "move_to_delayed",
+    P2N,
+    "a Node processor moves Python's job to delayed (moveToDelayed + DelayedError); it runs again later",
+)
+async def move_to_delayed_p2n(ctx: Ctx) -> None:
+    await ctx.node_worker(
+        "async (job, token) => { shared.moved = shared.moved || {}; const k = job.queueName + job.id;"
+        " if (!shared.moved[k]) { shared.moved[k] = Date.now(); await job.moveToDelayed(Date.now() + "
+        + str(MOVED_MS)
+        + ", token); throw new bullmq.DelayedError() } return Date.now() - shared.moved[k] }"
+    )
+    producer = ctx.python_queue()
+    job = await producer.add("x", {}, attempts=1)
+    waited = await producer.result(job.id, timeout=10)
+    assert waited >= MOVED_MS - 5, f"ran again after {waited} ms"
+    stored = await producer.get_job(job.id)
+    assert stored is not None and stored.attempts_made <= 1, stored and stored.attempts_made
+
+
+@scenario(
+    "discard",
+    N2P,
+    "a job a Node processor discarded (no retries left), retried by Python, completed by Python",
+    requires=("discard",),
+)
+async def discard_n2p(ctx: Ctx) -> None:
+    handle = await ctx.node_worker("async job => { job.discard(); throw new Error('discarded') }")
+    job_id = await ctx.node.add(ctx.queue, "x", {}, {"attempts": 3, "backoff": 10})
+    job = await ctx.node_wait_state(job_id, "failed")
+    assert job["attemptsMade"] == 1, f"a discarded job was retried: {job['attemptsMade']} attempts"
+    await ctx.node.close_worker(handle)
+
+    async def again(job: Any) -> str:
+        return "python"
+
+    await ctx.worker({"x": again})
+    await ctx.python_queue().retry_job(job_id)
+    assert (await ctx.node_wait_state(job_id, "completed"))["returnvalue"] == "python"
+
+
+@scenario(
+    "discard", P2N, "Python's job (3 attempts) discarded by a Node processor: it fails after one", requires=("discard",)
+)
+async def discard_p2n(ctx: Ctx) -> None:
+    await ctx.node_worker("async job => { job.discard(); throw new Error('discarded') }")
+    producer = ctx.python_queue()
+    job = await producer.add("x", {}, attempts=3, backoff=10)
+    outcome = await producer.wait_for(job.id, timeout=10)
+    assert outcome.state == "failed" and outcome.failed_reason == "discarded", outcome
+    stored = await producer.get_job(job.id)
+    assert stored is not None and stored.attempts_made == 1, stored and stored.attempts_made
+
+
+SANDBOXED = """module.exports = async job => ({ by: 'node-sandbox', pid: process.pid, n: job.data.n * 2 });
+"""
+
+
+async def _sandbox_file(ctx: Ctx) -> str:
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="bb-sandbox-"))
+    path = folder / "processor.js"
+    path.write_text(SANDBOXED)
+
+    async def cleanup() -> None:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+
+    ctx.on_close(cleanup)
+    return str(path)
+
+
+async def _sandboxed(ctx: Ctx, add: Any) -> None:
+    async def handle(job: Any) -> Any:
+        return {"by": "python", "n": job.data["n"] * 2}
+
+    module = await _sandbox_file(ctx)
+    handle_id = await ctx.node.start_module_worker(ctx.queue, module, sandboxed=True, report=False, concurrency=2)
+    ctx.on_close(lambda: ctx.node.close_worker(handle_id, force=True))
+    await ctx.worker({"x": handle}, concurrency=2)
+    ids = await add(12)
+    producer = ctx.python_queue()
+    results = [await producer.result(job_id, timeout=15) for job_id in ids]
+    assert [r["n"] for r in results] == [2 * n for n in range(12)], results
+    by = {r["by"] for r in results}
+    assert by <= {"python", "node-sandbox"}, by
+    sandbox_pids = {r["pid"] for r in results if r["by"] == "node-sandbox"}
+    node_pid = ctx.node.pid
+    assert node_pid not in sandbox_pids, "the 'sandboxed' processor ran in the driver's own process"
+
+
+@scenario("sandboxed", N2P, "Node adds; a sandboxed Node processor (child process) and a Python handler share the jobs")
+async def sandboxed_n2p(ctx: Ctx) -> None:
+    async def add(n: int) -> list[str]:
+        return [
+            str(i)
+            for i in await ctx.node.call(
+                "queue.addBulk", queue=ctx.queue, jobs=[{"name": "x", "data": {"n": i}} for i in range(n)]
+            )
+        ]
+
+    await _sandboxed(ctx, add)
+
+
+@scenario(
+    "sandboxed", P2N, "Python adds; a sandboxed Node processor (child process) and a Python handler share the jobs"
+)
+async def sandboxed_p2n(ctx: Ctx) -> None:
+    async def add(n: int) -> list[str]:
+        return [j.id for j in await ctx.python_queue().add_bulk([("x", {"n": i}) for i in range(n)])]
+
+    await _sandboxed(ctx, add)
+
+
+BATCH = 10_000
+
+
+@scenario("large_batch", N2P, "10,000 jobs bulk-added by Node, drained by a Python worker: each runs once", slow=True)
+async def large_batch_n2p(ctx: Ctx) -> None:
+    seen: set[int] = set()
+    dupes: list[int] = []
+
+    async def handle(job: Any) -> None:
+        n = int(job.data["n"])
+        (dupes.append(n) if n in seen else seen.add(n))
+
+    for start in range(0, BATCH, 2_000):
+        await ctx.node.call(
+            "queue.addBulk",
+            queue=ctx.queue,
+            jobs=[
+                {"name": "x", "data": {"n": i}, "opts": {"removeOnComplete": True}} for i in range(start, start + 2_000)
+            ],
+            timeout=60,
+        )
+    await ctx.worker({"x": handle}, concurrency=50)
+    await wait_until(lambda: len(seen) == BATCH, 120, f"all {BATCH} jobs run (ran {len(seen)})")
+    assert not dupes, f"{len(dupes)} jobs ran twice: {dupes[:10]}"
+    counts = await ctx.node_counts()
+    assert not any(counts.values()), counts
+
+
+@scenario("large_batch", P2N, "10,000 jobs bulk-added by Python, drained by a Node worker: each runs once", slow=True)
+async def large_batch_p2n(ctx: Ctx) -> None:
+    producer = ctx.python_queue()
+    for start in range(0, BATCH, 2_000):
+        await producer.add_bulk([("x", {"n": i}, {"remove_on_complete": True}) for i in range(start, start + 2_000)])
+    await ctx.node.eval(
+        "shared.batch = shared.batch || {}; shared.batch[args.q] = { seen: new Set(), dupes: 0 };", q=ctx.queue
+    )
+    await ctx.node_worker(
+        "async job => { const b = shared.batch[job.queueName]; if (b.seen.has(job.data.n)) b.dupes++;"
+        " b.seen.add(job.data.n); return 1 }",
+        concurrency=50,
+    )
+
+    async def done() -> Any:
+        state = await ctx.node.eval(
+            "const b = shared.batch[args.q]; return { seen: b.seen.size, dupes: b.dupes };", q=ctx.queue
+        )
+        return state if state["seen"] == BATCH else None
+
+    state = await wait_until(done, 120, f"all {BATCH} jobs run by Node")
+    assert state["dupes"] == 0, f"{state['dupes']} jobs ran twice"
+    assert not any((await producer.get_job_counts()).values())

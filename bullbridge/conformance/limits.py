@@ -1,6 +1,6 @@
 """Queue-wide limits both ways: a global rate limit and global concurrency set by
 one language and obeyed by the other's workers, a limiter shared by workers of
-both languages, and pausing and resuming a queue."""
+both languages."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import itertools
 import time
 from typing import Any
 
-from bullbridge import Queue
-from bullbridge.conformance.framework import N2P, P2N, Ctx, holds, scenario, wait_until
-from bullbridge.errors import JobTimeout
+from bullbridge import Queue, RateLimit
+from bullbridge.conformance.framework import N2P, P2N, Ctx, scenario, wait_until
 
 # --- global rate limit and concurrency -----------------------------------------------------------
 
@@ -26,7 +25,12 @@ def check_rate(starts_ms: list[float]) -> None:
         assert b - a >= RATE_MS - 50, f"more than {RATE_MAX} starts within {RATE_MS} ms: starts at {rel} ms"
 
 
-@scenario("global_rate_limit", N2P, "a global rate limit set by Node (setGlobalRateLimit) holds a Python worker")
+@scenario(
+    "global_rate_limit",
+    N2P,
+    "a global rate limit set by Node (setGlobalRateLimit) holds a Python worker",
+    requires=("global-rate-limit",),
+)
 async def global_rate_limit_n2p(ctx: Ctx) -> None:
     await ctx.node.queue_call(ctx.queue, "setGlobalRateLimit", RATE_MAX, RATE_MS)
     await ctx.node.call(
@@ -42,7 +46,12 @@ async def global_rate_limit_n2p(ctx: Ctx) -> None:
     check_rate(starts)
 
 
-@scenario("global_rate_limit", P2N, "a global rate limit set by Python (the port's Queue) holds a Node worker")
+@scenario(
+    "global_rate_limit",
+    P2N,
+    "a global rate limit set by Python holds a Node worker",
+    requires=("global-rate-limit",),
+)
 async def global_rate_limit_p2n(ctx: Ctx) -> None:
     await ctx.python_queue().set_global_rate_limit(RATE_MAX, RATE_MS)
     producer = ctx.python_queue()
@@ -69,7 +78,12 @@ async def _intervals(producer: Queue, ids: list[str]) -> list[tuple[int, int]]:
     return out
 
 
-@scenario("global_concurrency", N2P, "global concurrency 1 set by Node serialises a Python worker")
+@scenario(
+    "global_concurrency",
+    N2P,
+    "global concurrency 1 set by Node serialises a Python worker",
+    requires=("global-concurrency",),
+)
 async def global_concurrency_n2p(ctx: Ctx) -> None:
     await ctx.node.queue_call(ctx.queue, "setGlobalConcurrency", 1)
     ids = await ctx.node.call(
@@ -91,7 +105,12 @@ async def global_concurrency_n2p(ctx: Ctx) -> None:
     check_serial(await _intervals(ctx.python_queue(), [str(i) for i in ids]), 5)
 
 
-@scenario("global_concurrency", P2N, "global concurrency 1 set by Python (the port's Queue) serialises a Node worker")
+@scenario(
+    "global_concurrency",
+    P2N,
+    "global concurrency 1 set by Python serialises a Node worker",
+    requires=("global-concurrency",),
+)
 async def global_concurrency_p2n(ctx: Ctx) -> None:
     await ctx.python_queue().set_global_concurrency(1)
     producer = ctx.python_queue()
@@ -99,109 +118,6 @@ async def global_concurrency_p2n(ctx: Ctx) -> None:
     await ctx.node_worker("async job => { await sleep(50); return 1 }", concurrency=4)
     await asyncio.gather(*(producer.result(j.id, timeout=10) for j in jobs))
     check_serial(await _intervals(producer, [j.id for j in jobs]), 5)
-
-
-# --- pause / resume -----------------------------------------------------------------------------
-
-
-@scenario(
-    "pause_resume",
-    N2P,
-    "Python pauses (a job already waiting), Node adds, Python resumes: held, then both run on Python",
-)
-async def pause_resume_n2p(ctx: Ctx) -> None:
-    py_queue = ctx.python_queue()
-    before = await ctx.node.add(ctx.queue, "x", {"when": "before"})
-    await py_queue.pause()
-    ran: list[str] = []
-
-    async def handle(job: Any) -> None:
-        ran.append(str(job.id))
-
-    await ctx.worker({"x": handle})
-    during = await ctx.node.add(ctx.queue, "x", {"when": "during"})
-    await holds(lambda: not ran, 0.3, f"jobs ran while Python had the queue paused: {ran}")
-    await py_queue.resume()
-    await wait_until(
-        lambda: sorted(ran) == sorted([before, during]),
-        3,
-        f"jobs {before} and {during} run after Python resumed the queue (ran {ran})",
-    )
-    for job_id in (before, during):
-        await ctx.node_wait_state(job_id, "completed")
-
-
-@scenario(
-    "pause_resume", P2N, "Node pauses (a job already waiting), Python adds, Node resumes: held, then both run on Node"
-)
-async def pause_resume_p2n(ctx: Ctx) -> None:
-    producer = ctx.python_queue()
-    before = await producer.add("x", {"when": "before"})
-    await ctx.node.queue_call(ctx.queue, "pause")
-    handle = await ctx.node_worker("async job => job.data.when")
-    during = await producer.add("x", {"when": "during"})
-    await holds(
-        lambda: not [e for e in ctx.node.events[handle] if e.event in ("active", "completed")],
-        0.3,
-        "a job ran while Node had the queue paused",
-    )
-    await ctx.node.queue_call(ctx.queue, "resume")
-    for job, when in ((before, "before"), (during, "during")):
-        try:
-            assert await producer.result(job.id, timeout=3) == when
-        except JobTimeout:
-            state = await producer.get_job_state(job.id)
-            added = "before Node paused the queue" if when == "before" else "while Node had the queue paused"
-            raise AssertionError(
-                f"job {job.id} (added from Python {added}) did not run within 3 s of Node "
-                f"resuming the queue (state: {state})"
-            ) from None
-
-
-@scenario(
-    "pause_resume_idle",
-    N2P,
-    "Python pauses an empty queue, Node adds, Python resumes: an idle Python worker picks the job up at once",
-)
-async def pause_resume_idle_n2p(ctx: Ctx) -> None:
-    py_queue = ctx.python_queue()
-    ran: list[str] = []
-
-    async def handle(job: Any) -> None:
-        ran.append(str(job.id))
-
-    await ctx.worker({"x": handle})
-    await py_queue.pause()
-    job_id = await ctx.node.add(ctx.queue, "x", {})
-    await holds(lambda: not ran, 0.3, f"job {job_id} ran while Python had the queue paused")
-    await py_queue.resume()
-    await wait_until(lambda: ran == [job_id], 1, f"job {job_id} picked up within 1 s of Python resuming the queue")
-
-
-@scenario(
-    "pause_resume_idle",
-    P2N,
-    "Node pauses an empty queue, Python adds, Node resumes: an idle Node worker picks the job up at once",
-)
-async def pause_resume_idle_p2n(ctx: Ctx) -> None:
-    handle = await ctx.node_worker("async job => 'ran'")
-    await ctx.node.queue_call(ctx.queue, "pause")
-    producer = ctx.python_queue()
-    job = await producer.add("x", {})
-    await holds(
-        lambda: not [e for e in ctx.node.events[handle] if e.event in ("active", "completed")],
-        0.3,
-        f"job {job.id} ran while Node had the queue paused",
-    )
-    await ctx.node.queue_call(ctx.queue, "resume")
-    try:
-        assert await producer.result(job.id, timeout=1) == "ran"
-    except JobTimeout:
-        state = await producer.get_job_state(job.id)
-        raise AssertionError(
-            f"job {job.id} (added from Python while Node had the queue paused) not picked up "
-            f"within 1 s of Node resuming the queue (state: {state})"
-        ) from None
 
 
 # --- a limiter shared by both languages' workers ----------------------------------------------
@@ -236,3 +152,144 @@ async def _shared_limiter(ctx: Ctx, ids: list[str]) -> None:
     stored = [await producer.get_job(job_id) for job_id in ids]
     check_rate([float(s.processed_on) for s in stored if s is not None and s.processed_on is not None])
     assert set(outcomes) <= {"node", "python"}, outcomes
+
+
+# --- a handler's own rate limit, and the limits mixed -----------------------------------------
+
+MANUAL_MS = 600
+#: A limiter that holds nothing by itself: a manual rate limit only holds workers with one.
+WIDE = {"max": 1000, "duration": 1000}
+
+
+class _Starts:
+    """Start times (ms) of the jobs each language's worker ran, the rate limit's own job aside."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.python: list[float] = []
+        self.handle = ""
+
+    async def python_handler(self, job: Any) -> str:
+        if job.name != "limit":
+            self.python.append(time.time() * 1000)
+        return "python"
+
+    def all(self) -> list[float]:
+        node = [
+            float(e["returnvalue"])
+            for e in self.ctx.node.events[self.handle]
+            if e.event == "completed" and e["name"] != "limit"
+        ]
+        return self.python + node
+
+
+def _check_window(starts: list[float], limited_at: float) -> None:
+    # Kind 2 (not before): no worker of either language fetches inside the window.
+    assert len(starts) == 3, f"{len(starts)} of 3 jobs ran"
+    assert min(starts) - limited_at >= MANUAL_MS - 50, (
+        f"a job started {min(starts) - limited_at:.0f} ms into a {MANUAL_MS} ms rate limit"
+    )
+
+
+@scenario("manual_rate_limit", N2P, "a Python handler rate-limits the queue (job.rate_limit): Node's worker waits too")
+async def manual_rate_limit_n2p(ctx: Ctx) -> None:
+    starts = _Starts(ctx)
+    limited_at: list[float] = []
+
+    async def handle(job: Any) -> str:
+        if job.name == "limit" and not limited_at:
+            limited_at.append(time.time() * 1000)
+            await job.rate_limit(MANUAL_MS)
+        return await starts.python_handler(job)
+
+    # A manual rate limit holds workers that have a limiter (Node's rule for worker.rateLimit);
+    # this one is wide enough never to hold anything by itself.
+    await ctx.worker(handle, limiter=RateLimit(max=1000, duration=1000))
+    first = await ctx.node.add(ctx.queue, "limit", {})
+    await wait_until(lambda: limited_at, 10, "the Python handler sets the rate limit")
+    starts.handle = await ctx.node_worker("async job => Date.now()", limiter=WIDE)
+    for _ in range(3):
+        await ctx.node.add(ctx.queue, "other", {})
+    await wait_until(lambda: len(starts.all()) == 3, 10, f"3 jobs run (ran {len(starts.all())})")
+    _check_window(starts.all(), limited_at[0])
+    job = await ctx.node_wait_state(first, "completed")
+    assert job["attemptsMade"] <= 1, f"the rate-limited job counted a failed attempt: {job['attemptsMade']}"
+
+
+@scenario(
+    "manual_rate_limit",
+    P2N,
+    "a Node processor rate-limits the queue (worker.rateLimit + RateLimitError): Python's worker waits too",
+)
+async def manual_rate_limit_p2n(ctx: Ctx) -> None:
+    starts = _Starts(ctx)
+    producer = ctx.python_queue()
+    starts.handle = await ctx.node_worker(
+        "async job => { shared.limited = shared.limited || {};"
+        " if (job.name === 'limit' && !shared.limited[job.queueName]) {"
+        " shared.limited[job.queueName] = Date.now(); await workers.get(handle).rateLimit("
+        + str(MANUAL_MS)
+        + "); throw bullmq.Worker.RateLimitError() } return Date.now() }",
+        limiter=WIDE,
+    )
+    first = await producer.add("limit", {})
+
+    async def limited_at() -> Any:
+        return await ctx.node.eval("return (shared.limited || {})[args.q] || null;", q=ctx.queue)
+
+    at = await wait_until(limited_at, 10, "the Node processor sets the rate limit")
+    await ctx.worker(starts.python_handler, limiter=RateLimit(max=1000, duration=1000))
+    for _ in range(3):
+        await producer.add("other", {})
+    await wait_until(lambda: len(starts.all()) == 3, 10, f"3 jobs run (ran {len(starts.all())})")
+    _check_window(starts.all(), float(at))
+    assert (await producer.wait_for(first.id, timeout=10)).state == "completed"
+
+
+@scenario(
+    "limits_mix",
+    N2P,
+    "global concurrency 2 and a shared limiter set by Node: Python and Node workers together keep both",
+    requires=("global-concurrency",),
+)
+async def limits_mix_n2p(ctx: Ctx) -> None:
+    await ctx.node.queue_call(ctx.queue, "setGlobalConcurrency", 2)
+    ids = await ctx.node.call(
+        "queue.addBulk", queue=ctx.queue, jobs=[{"name": "x", "data": {"i": i}} for i in range(RATE_JOBS)]
+    )
+    await _mixed(ctx, [str(i) for i in ids])
+
+
+@scenario(
+    "limits_mix",
+    P2N,
+    "global concurrency 2 and a shared limiter set by Python: Node and Python workers together keep both",
+    requires=("global-concurrency",),
+)
+async def limits_mix_p2n(ctx: Ctx) -> None:
+    producer = ctx.python_queue()
+    await producer.set_global_concurrency(2)
+    jobs = await producer.add_bulk([("x", {"i": i}) for i in range(RATE_JOBS)])
+    await _mixed(ctx, [j.id for j in jobs])
+
+
+async def _mixed(ctx: Ctx, ids: list[str]) -> None:
+    """Both workers with concurrency 4 and the limiter RATE_MAX / RATE_MS: at most two
+    jobs at once (global concurrency), at most RATE_MAX starts per window (limiter)."""
+    from bullbridge import RateLimit
+
+    async def handle(job: Any) -> str:
+        await asyncio.sleep(0.05)  # each job takes a little while, so concurrency is tested
+        return "python"
+
+    await ctx.node_worker(
+        "async job => { await sleep(50); return 'node' }", limiter={"max": RATE_MAX, "duration": RATE_MS}, concurrency=4
+    )
+    await ctx.worker({"x": handle}, limiter=RateLimit(max=RATE_MAX, duration=RATE_MS), concurrency=4)
+    producer = ctx.python_queue()
+    await asyncio.gather(*(producer.result(job_id, timeout=15) for job_id in ids))
+    intervals = await _intervals(producer, ids)
+    check_rate([float(start) for start, _ in intervals])
+    for start, _ in intervals:
+        running = sum(1 for s, e in intervals if s <= start < e)
+        assert running <= 2, f"{running} jobs ran at once under global concurrency 2: {sorted(intervals)}"

@@ -57,14 +57,14 @@ class CheckReport:
 
     @property
     def failed(self) -> list[ScenarioResult]:
-        return [r for r in self.results if r.status == "fail"]
+        return [r for r in self.results if r.status in ("fail", "lost")]
 
     @property
     def ok(self) -> bool:
         return not self.failed and self.keys_left == 0
 
     def counts(self) -> dict[str, int]:
-        out = {"pass": 0, "fail": 0, "known": 0}
+        out = {"pass": 0, "fail": 0, "lost": 0, "known": 0, "n/a": 0}
         for r in self.results:
             out[r.status] = out.get(r.status, 0) + 1
         return out
@@ -95,16 +95,19 @@ class CheckReport:
             "",
         ]
         for r in self.results:
-            if r.status == "fail":
-                out.append(f"FAIL {r.id}: {r.error}")
+            if r.status in ("fail", "lost"):
+                out.append(f"{r.status.upper()} {r.id}: {r.error}")
             elif r.status == "known":
                 out.append(f"known difference {r.id}: {r.note} (saw: {r.error})")
+            elif r.status == "n/a":
+                out.append(f"not applicable {r.id}: {r.note}")
         if self.keys_left:
             out.append(f"FAIL cleanup: {self.keys_left} keys under {self.prefix}: were left in Redis")
         verdict = "OK" if self.ok else "FAILED"
         out.append(
-            f"{verdict}: {counts['pass']} passed, {counts['fail']} failed, {counts['known']} known "
-            f"difference(s) in {self.seconds:.1f} s"
+            f"{verdict}: {counts['pass']} passed, {counts['fail']} failed, {counts['lost']} lost a job, "
+            f"{counts['known']} known difference(s), {counts['n/a']} not applicable to this Node version "
+            f"in {self.seconds:.1f} s"
         )
         return "\n".join(out).replace("\n\n\n", "\n\n")
 
@@ -127,10 +130,10 @@ async def _redis_version(client: Any) -> str:
 
 def _apply_known(result: ScenarioResult, s: Scenario, table: dict[str, str]) -> None:
     note = note_for(s.id, s.name, table)
-    if note is None:
+    if note is None or result.status == "n/a":
         return
     result.note = note
-    if result.status == "fail":
+    if result.status == "fail":  # a lost job is never excused
         result.status = "known"
 
 
@@ -139,21 +142,22 @@ async def check(
     *,
     node_modules: str | Path | None = None,
     only: list[str] | None = None,
+    slow: bool = False,
     concurrency: int = 1,
     timeout: float = SCENARIO_TIMEOUT,
     prefix: str | None = None,
     on_result: Callable[[ScenarioResult], None] | None = None,
 ) -> CheckReport:
     """Run the scenarios (all, or ``only`` these names/ids/groups) against the
-    Redis at ``redis_url`` and the ``bullmq`` in ``node_modules``; ``concurrency``
-    scenarios at a time. Everything is written under ``prefix`` (default: a new
+    Redis at ``redis_url`` and the ``bullmq`` in ``node_modules`` (the slow ones only
+    with ``slow``); ``concurrency`` scenarios at a time. Everything is written under ``prefix`` (default: a new
     ``bbcheck-...``) and deleted afterwards."""
     if not __debug__:
         raise RuntimeError("the conformance scenarios check with assert: run Python without -O")
     from bullbridge import __version__
     from bullbridge.connection import connect
 
-    chosen = select(only)
+    chosen = select(only, slow=slow)
     prefix = prefix or new_prefix("bbcheck")
     connector = connect(redis_url)
     # On Redis Cluster the prefix carries a {hash tag}: every key of the check is on one node.

@@ -24,8 +24,10 @@ from bullbridge.keys import QueueKeys
 from bullbridge.monitor.languages import display_worker_name, language_of_job
 from bullbridge.monitor.reader import Reader, text
 
-#: Job states as Node's ``getJobCounts`` names them, in display order.
-STATES = ("waiting", "active", "delayed", "prioritized", "waiting-children", "paused", "completed", "failed")
+#: Job states as Node 6's ``getJobCounts`` names them, in display order. A legacy
+#: ``paused`` list (a queue Node < 6 paused) counts as ``waiting``; it can still
+#: be listed alone as ``paused``.
+STATES = ("waiting", "active", "delayed", "prioritized", "waiting-children", "completed", "failed")
 #: The key (BullMQ "type") holding each state.
 STATE_KEYS = {
     "waiting": "wait",
@@ -197,18 +199,28 @@ def _summary(queue: str, job_id: str, state: str, row: list[Any]) -> JobSummary:
 
 
 async def read_jobs(reader: Reader, keys: QueueKeys, state: str, start: int = 0, count: int = 20) -> JobPage:
-    """Jobs ``start .. start+count-1`` of a state (BullMQ's getRanges), with their summaries."""
-    kind = state_key(state)
+    """Jobs ``start .. start+count-1`` of a state (BullMQ's getRanges), with their summaries.
+    ``waiting`` pages through ``wait`` and then a legacy ``paused`` list."""
+    kinds = ("wait", "paused") if state == "waiting" else (state_key(state),)
     start = max(0, start)
     count = max(1, count)
     asc = "1" if state in ASCENDING else "0"
-    counts_reply, ranges = await reader.pipeline(
-        [
-            reader.script("getCounts", [keys.base], [kind]),
-            reader.script("getRanges", [keys.base], [start, start + count - 1, asc, kind]),
-        ]
-    )
-    ids = [text(i) or "" for i in (ranges[0] if ranges else [])]
+    (sizes,) = await reader.pipeline([reader.script("getCounts", [keys.base], list(kinds))])
+    ids: list[str] = []
+    offset = start
+    for kind, size in zip(kinds, (int(n or 0) for n in sizes)):
+        if offset >= size:
+            offset -= size
+            continue
+        take = min(count - len(ids), size - offset)
+        (ranges,) = await reader.pipeline(
+            [reader.script("getRanges", [keys.base], [offset, offset + take - 1, asc, kind])]
+        )
+        ids += [text(i) or "" for i in (ranges[0] if ranges else [])]
+        offset = 0
+        if len(ids) >= count:
+            break
     rows = await reader.pipeline([("HMGET", keys.job(i), *_SUMMARY_FIELDS) for i in ids])
     jobs = [_summary(keys.name, i, state, row) for i, row in zip(ids, rows) if any(v is not None for v in row)]
-    return JobPage(queue=keys.name, state=state, start=start, count=count, total=int(counts_reply[0]), jobs=jobs)
+    total = sum(int(n or 0) for n in sizes)
+    return JobPage(queue=keys.name, state=state, start=start, count=count, total=total, jobs=jobs)

@@ -6,7 +6,7 @@ the dashboard share. Its reads are bounded whatever the size of the queue:
 ============================  =================================================================
 figure                        how it is read
 ============================  =================================================================
-counts per state              BullMQ's ``getCounts`` script (LLEN / ZCARD)
+counts per state              BullMQ's ``getCounts`` script (LLEN / ZCARD), Node 6's states
 paused                        ``HGET meta paused``
 throughput per minute         BullMQ's ``getMetrics`` + ``ZCOUNT`` per minute (throughput.py)
 failure rate, p50/p95/p99     the newest N finished jobs: ZREVRANGE + pipelined HMGET (sample.py)
@@ -38,7 +38,7 @@ from bullbridge.errors import ConfigurationError
 from bullbridge.keys import QueueKeys
 from bullbridge.monitor.actions import QueueActions
 from bullbridge.monitor.discovery import discover_queues, queue_exists, require_queue
-from bullbridge.monitor.jobs import STATE_KEYS, STATES, JobDetail, JobPage, read_job, read_jobs
+from bullbridge.monitor.jobs import JobDetail, JobPage, read_job, read_jobs
 from bullbridge.monitor.migration import (
     DEFAULT_REPORT_SAMPLE,
     LanguageStats,
@@ -56,6 +56,7 @@ from bullbridge.monitor.sample import (
 )
 from bullbridge.monitor.throughput import DEFAULT_WINDOW_MINUTES, BullMetrics, Throughput, read_metrics, read_throughput
 from bullbridge.monitor.workers import WorkerInfo, count_by_language, read_workers
+from bullbridge.queue import reading
 from bullbridge.scheduler.records import SchedulerInfo, SchedulerPage, read_scheduler_page, read_schedulers
 
 log = logging.getLogger("bullbridge.monitor")
@@ -161,12 +162,11 @@ class Monitor:
             await require_queue(self.reader, self.keys(queue))
 
     async def counts(self, queue: str) -> dict[str, int]:
-        """Jobs per state, through BullMQ's ``getCounts`` (Node's ``getJobCounts`` names)."""
-        keys = self.keys(queue)
-        (reply,) = await self.reader.pipeline(
-            [self.reader.script("getCounts", [keys.base], [STATE_KEYS[s] for s in STATES])]
-        )
-        return {state: int(n or 0) for state, n in zip(STATES, reply)}
+        """Jobs per state, through BullMQ's ``getCounts``: the keys of Node 6's
+        ``getJobCounts()`` (no ``paused``), ``waiting`` including a legacy
+        ``paused`` list (:mod:`bullbridge.queue.reading`)."""
+        (reply,) = await self.reader.pipeline([reading.counts_command(self.keys(queue), reading.DEFAULT_TYPES)])
+        return reading.counts_from_reply(reading.DEFAULT_TYPES, reply)
 
     async def oldest_waiting_age(self, queue: str, now: int | None = None) -> int | None:
         """Milliseconds since the oldest of the next jobs to run became ready."""

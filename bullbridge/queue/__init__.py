@@ -29,18 +29,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from bullbridge import codec as codec_module
 from bullbridge import scripts
-from bullbridge.compat import check_queue_versions
+from bullbridge.compat import check_queue_versions, introduce
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
 from bullbridge.connection.resp import Arg, RespClient
 from bullbridge.errors import InvalidJobOptions
 from bullbridge.events import Outcome, QueueEvents
 from bullbridge.job import Dependencies, EnqueuedJob, Job, fields_to_dict, read_dependencies
 from bullbridge.keys import QueueKeys
-from bullbridge.options import JobOptions
+from bullbridge.options import JobOptions, to_ms
 from bullbridge.queue import admin, reading
 from bullbridge.queue.adding import (
     NO_DATA,
@@ -113,6 +114,7 @@ class Queue:
         self._events: QueueEvents | None = None
         self._events_lock = asyncio.Lock()
         self._versions_checked = False
+        self._introduced = False
 
     def __repr__(self) -> str:
         return f"<Queue {self.prefix}:{self.name}>"
@@ -201,6 +203,12 @@ class Queue:
             await check_queue_versions(client, self.keys)
             self._versions_checked = True
 
+    async def _introduce(self, client: RespClient) -> None:
+        """Once, after a first add went through: bullbridge's own ``meta.version``
+        where no library wrote one (a refused add writes nothing at all)."""
+        self._introduced = True
+        await self._link.call(introduce(client, self.keys), f"writing {self.name!r}'s meta.version")
+
     async def _send(self, job: PreparedJob) -> EnqueuedJob:
         client = self._client()
 
@@ -209,7 +217,19 @@ class Queue:
             return await scripts.run(client, job.script, job.keys, job.args)
 
         result = await self._link.call(add(), f"adding job {job.name!r} to {self.name!r}")
-        return EnqueuedJob(check_added(job, result), job.name, self.name, job.timestamp)
+        added = EnqueuedJob(check_added(job, result), job.name, self.name, job.timestamp)
+        if not self._introduced:
+            await self._introduce(client)
+        if job.reschedule_delay is not None:
+            await self._reschedule(client, job, added.id)
+        return added
+
+    async def _reschedule(self, client: RespClient, job: PreparedJob, job_id: str) -> None:
+        assert job.reschedule_delay is not None
+        await self._link.call(
+            admin.reschedule(client, self.keys, job_id, job.reschedule_delay, job.timestamp),
+            f"rescheduling job {job_id!r} of {self.name!r} (deduplication reschedule)",
+        )
 
     async def _send_bulk(self, prepared: list[PreparedJob]) -> list[EnqueuedJob]:
         if not prepared:
@@ -221,10 +241,16 @@ class Queue:
             return await client.execute_many([j.command() for j in prepared], transaction=True)
 
         results = await self._link.call(add(), f"adding {len(prepared)} jobs to {self.name!r}")
-        return [
+        added = [
             EnqueuedJob(check_added(job, result), job.name, self.name, job.timestamp)
             for job, result in zip(prepared, results)
         ]
+        if not self._introduced:
+            await self._introduce(client)
+        for job, enqueued in zip(prepared, added):
+            if job.reschedule_delay is not None:
+                await self._reschedule(client, job, enqueued.id)
+        return added
 
     # -- reading ----------------------------------------------------------------------
 
@@ -395,6 +421,53 @@ class Queue:
         """Run one delayed job now (Node's ``job.promote()``)."""
         await self._link.call(
             admin.promote_job(self._client(), self.keys, job_id), f"promoting job {job_id!r} of {self.name!r}"
+        )
+
+    async def change_priority(self, job_id: str, priority: int = 0, *, lifo: bool = False) -> None:
+        """Give a job a new priority (0: none; with ``lifo`` a job without priority
+        runs next) - Node's ``job.changePriority({priority, lifo})``. A waiting job
+        moves at once; a delayed, active or failed one runs with it next time.
+        :class:`~bullbridge.errors.JobNotFound` when there is no such job."""
+        await self._link.call(
+            admin.change_priority(self._client(), self.keys, job_id, priority, lifo),
+            f"changing the priority of job {job_id!r} of {self.name!r}",
+        )
+
+    async def change_delay(self, job_id: str, delay: int | timedelta) -> None:
+        """Run a delayed job ``delay`` (ms or a timedelta) from now instead (Node's
+        ``job.changeDelay(delay)``); :class:`~bullbridge.errors.QueueError` when the
+        job is not delayed."""
+        await self._link.call(
+            admin.change_delay(self._client(), self.keys, job_id, to_ms(delay, "delay")),
+            f"changing the delay of job {job_id!r} of {self.name!r}",
+        )
+
+    async def update_data(self, job_id: str, data: Any) -> None:
+        """Replace a job's data (Node's ``job.updateData(data)``), encoded as
+        :meth:`add` encodes it; a worker that has not fetched the job yet sees the new data."""
+        await self._link.call(
+            admin.update_data(self._client(), self.keys, job_id, self.codec.encode(data)),
+            f"updating the data of job {job_id!r} of {self.name!r}",
+        )
+
+    async def get_deduplication_job_id(self, deduplication_id: str) -> str | None:
+        """The id of the job that holds ``deduplication_id`` now, or None (Node's
+        ``getDeduplicationJobId``)."""
+        raw = await self._link.call(
+            self._client().execute("GET", f"{self.keys['de']}:{deduplication_id}"),
+            f"reading deduplication id {deduplication_id!r} of {self.name!r}",
+        )
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    async def remove_deduplication_key(self, deduplication_id: str) -> bool:
+        """Let the next add with ``deduplication_id`` create a job even while the one
+        holding it is still there (Node's ``removeDeduplicationKey``); True when a
+        key was removed."""
+        return bool(
+            await self._link.call(
+                self._client().execute("DEL", f"{self.keys['de']}:{deduplication_id}"),
+                f"removing deduplication id {deduplication_id!r} of {self.name!r}",
+            )
         )
 
     async def set_global_concurrency(self, concurrency: int) -> None:

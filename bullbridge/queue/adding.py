@@ -53,6 +53,9 @@ class PreparedJob:
     timestamp: int
     job_id: str | None
     parent_key: str | None = None
+    #: Deduplication ``reschedule`` (Node 6.7): the delay to give a still delayed
+    #: job this add was deduplicated against (None: no reschedule).
+    reschedule_delay: int | None = None
 
     def command(self) -> tuple[Arg, ...]:
         """The ``EVALSHA`` command, for pipelines and transactions."""
@@ -100,7 +103,19 @@ def prepare_add(
         dedup_id=dedup.id if dedup else None,
         as_parent=as_parent,
     )
-    return PreparedJob(name, qs.k.name, script, keys, args, timestamp, own_id, parent.key if parent else None)
+    reschedule = dedup.reschedule and not dedup.replace if dedup else False
+    delay = encoded.get("delay") or 0
+    return PreparedJob(
+        name,
+        qs.k.name,
+        script,
+        keys,
+        args,
+        timestamp,
+        own_id,
+        parent.key if parent else None,
+        int(delay) if reschedule else None,
+    )
 
 
 def check_added(job: PreparedJob, result: Any) -> str:

@@ -12,6 +12,9 @@ obliterate             ``obliterate``                   ``Queue.obliterate({forc
 retry one job          ``reprocessJob``                 ``Job.retry(state)``
 promote one job        ``promote``                      ``Job.promote()``
 remove one job         ``removeJob``                    ``Job.remove()`` / ``Queue.remove(id)``
+change a priority      ``changePriority``               ``Job.changePriority({priority, lifo})``
+change a delay         ``changeDelay``                  ``Job.changeDelay(delay)``
+replace a job's data   ``updateData``                   ``Job.updateData(data)``
 queue-wide limits      ``HSET``/``HDEL`` on ``meta``    ``setGlobalConcurrency``, ``setGlobalRateLimit``
 =====================  ===============================  ==========================================
 
@@ -33,6 +36,7 @@ from bullbridge.clock import now_ms
 from bullbridge.connection.resp import RespClient
 from bullbridge.errors import ConfigurationError, CorruptJob, JobNotFound, QueueError
 from bullbridge.keys import QueueKeys
+from bullbridge.options import PRIORITY_LIMIT
 
 log = logging.getLogger("bullbridge.queue")
 
@@ -96,23 +100,25 @@ async def clean(
     the ids deleted."""
     if state not in CLEANABLE:
         raise ConfigurationError(f"cannot clean state {state!r} (one of {', '.join(CLEANABLE)})")
-    kind = "wait" if state == "waiting" else state
+    # waiting: the wait list and a legacy paused list (a queue Node < 6 paused; bullbridge.protocol)
+    kinds = ("wait", "paused") if state in ("waiting", "wait") else (state,)
     timestamp = now_ms() - max(0, grace_ms)
     deleted: list[str] = []
-    while True:
-        batch = CLEAN_BATCH if limit <= 0 else min(CLEAN_BATCH, limit - len(deleted))
-        if batch <= 0:
-            break
-        ids = await _run(
-            client,
-            keys,
-            "cleanJobsInSet",
-            [keys[kind], keys["events"], keys["repeat"]],
-            [keys.base, timestamp, batch, kind],
-        )
-        deleted.extend(i.decode() if isinstance(i, bytes) else str(i) for i in ids)
-        if len(ids) < batch:
-            break
+    for kind in kinds:
+        while True:
+            batch = CLEAN_BATCH if limit <= 0 else min(CLEAN_BATCH, limit - len(deleted))
+            if batch <= 0:
+                break
+            ids = await _run(
+                client,
+                keys,
+                "cleanJobsInSet",
+                [keys[kind], keys["events"], keys["repeat"]],
+                [keys.base, timestamp, batch, kind],
+            )
+            deleted.extend(i.decode() if isinstance(i, bytes) else str(i) for i in ids)
+            if len(ids) < batch:
+                break
     return deleted
 
 
@@ -251,6 +257,77 @@ async def remove_job(client: RespClient, keys: QueueKeys, job_id: str, *, remove
         )
     if result <= 0:
         raise QueueError(f"job {job_id} of queue {keys.name} is locked (active, or a child is): it was not removed")
+
+
+def _job_code(result: Any, keys: QueueKeys, job_id: str, command: str, state: str = "") -> None:
+    """BullMQ's -1 (no such job) and -3 (not in ``state``) as bullbridge's errors."""
+    code = _int(result) if isinstance(result, int | bytes | str) else 0
+    if code == -1:
+        raise JobNotFound(f"job {job_id} does not exist in queue {keys.name}")
+    if code == -3:
+        raise QueueError(f"job {job_id} of queue {keys.name} is not {state}: {command} changes {state} jobs only")
+    if code < 0:
+        raise QueueError(f"{command} of job {job_id} of queue {keys.name} failed (BullMQ code {code})")
+
+
+async def change_priority(client: RespClient, keys: QueueKeys, job_id: str, priority: int, lifo: bool) -> None:
+    """A waiting job's new priority (0: none; ``lifo`` then puts it first), as Node's
+    ``job.changePriority({priority, lifo})``; a delayed or active job keeps it for later."""
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= PRIORITY_LIMIT:
+        raise ConfigurationError(f"priority must be an int between 0 and {PRIORITY_LIMIT}, got {priority!r}")
+    result = await _run(
+        client,
+        keys,
+        "changePriority",
+        [
+            keys["wait"],
+            keys["paused"],
+            keys["meta"],
+            keys["prioritized"],
+            keys["active"],
+            keys["pc"],
+            keys["marker"],
+        ],
+        [priority, keys.base, job_id, 1 if lifo else 0],
+    )
+    _job_code(result, keys, job_id, "changePriority")
+
+
+async def change_delay(
+    client: RespClient, keys: QueueKeys, job_id: str, delay_ms: int, *, timestamp: int | None = None
+) -> None:
+    """A delayed job now runs ``delay_ms`` after ``timestamp`` (default: now), as
+    Node's ``job.changeDelay(delay)``."""
+    result = await _run(
+        client,
+        keys,
+        "changeDelay",
+        [keys["delayed"], keys["meta"], keys["marker"], keys["events"]],
+        [delay_ms, str(timestamp if timestamp is not None else now_ms()), job_id, keys.job(job_id)],
+    )
+    _job_code(result, keys, job_id, "changeDelay", "delayed")
+
+
+async def reschedule(client: RespClient, keys: QueueKeys, job_id: str, delay_ms: int, timestamp: int) -> bool:
+    """Deduplication ``reschedule`` (Node 6.7's add scripts, done after the port's add):
+    when the add returned ``job_id`` because a job with the same deduplication id
+    exists, and that job is still delayed, it now runs ``delay_ms`` after the new
+    add's ``timestamp``. A job this add created itself (same timestamp and delay)
+    is left alone. True when a job was rescheduled."""
+    stamp, delay = await client.execute("HMGET", keys.job(job_id), "timestamp", "delay")
+    if stamp is not None and _int(stamp) == timestamp and _int(delay) == delay_ms:
+        return False  # the job this add created (or one identical to it)
+    try:
+        await change_delay(client, keys, job_id, delay_ms, timestamp=timestamp)
+    except (JobNotFound, QueueError):
+        return False  # no longer delayed (or gone): Node reschedules only a delayed job
+    return True
+
+
+async def update_data(client: RespClient, keys: QueueKeys, job_id: str, data_json: bytes | str) -> None:
+    """Replace a job's data (Node's ``job.updateData(data)``); ``data_json`` is already encoded."""
+    result = await _run(client, keys, "updateData", [keys.job(job_id)], [data_json])
+    _job_code(result, keys, job_id, "updateData")
 
 
 # -- queue-wide limits: Node sets these as plain fields of the meta hash (no script),

@@ -5,6 +5,12 @@
   pauses a queue with a flag in its ``meta`` hash and leaves jobs in ``wait``);
 * job ids: BullMQ's ``getRanges`` script, ordered and de-duplicated as Node's
   ``getRanges`` orders them (list states read from the tail when ascending).
+
+``waiting`` is every job ready to run: the ``wait`` list *and* the legacy
+``paused`` list, where Node < 6 (and bullbridge beside it,
+:mod:`bullbridge.protocol`) keeps the waiting jobs of a paused queue - Node 6's
+"jobs in a paused queue are represented as waiting", whichever layout the
+queue has. ``paused`` can still be asked for: the legacy list alone.
 """
 
 from __future__ import annotations
@@ -37,31 +43,39 @@ def job_types(types: Iterable[str]) -> list[str]:
     return chosen
 
 
-def _key_type(state: str) -> str:
-    return "wait" if state == "waiting" else state
+def _key_types(state: str) -> tuple[str, ...]:
+    """The keys holding a state: ``waiting`` is ``wait`` and the legacy ``paused`` list."""
+    return ("wait", "paused") if state == "waiting" else (state,)
+
+
+def _kinds(types: Sequence[str]) -> list[str]:
+    return [kind for t in types for kind in _key_types(t)]
 
 
 def counts_command(keys: QueueKeys, types: Sequence[str]) -> tuple[Arg, ...]:
     """The ``getCounts`` command for ``types`` (Node's names), for a pipeline whose
-    connection has the script loaded."""
-    return scripts.evalsha_command("getCounts", [keys.base], [_key_type(t) for t in types])
+    connection has the script loaded; read its reply with :func:`counts_from_reply`."""
+    return scripts.evalsha_command("getCounts", [keys.base], _kinds(types))
 
 
 async def counts(client: RespClient, keys: QueueKeys, types: Sequence[str]) -> dict[str, int]:
     """Jobs per state (``types`` in Node's names)."""
-    reply = await scripts.run(client, "getCounts", [keys.base], [_key_type(t) for t in types])
+    reply = await scripts.run(client, "getCounts", [keys.base], _kinds(types))
     return counts_from_reply(types, reply)
 
 
 def counts_from_reply(types: Sequence[str], reply: Sequence[Any]) -> dict[str, int]:
-    return {state: int(n or 0) for state, n in zip(types, reply)}
+    numbers = iter(int(n or 0) for n in reply)
+    return {state: sum(next(numbers, 0) for _ in _key_types(state)) for state in types}
 
 
 async def job_ids(
     client: RespClient, keys: QueueKeys, types: Sequence[str], start: int, end: int, asc: bool
 ) -> list[str]:
     """Ids of the jobs in ``types``, ``start`` to ``end`` of each, each id once."""
-    kinds = [_key_type(t) for t in types]
+    kinds = _kinds(types)
+    if asc:  # the legacy paused list holds the older jobs: they come first
+        kinds = [k for t in types for k in reversed(_key_types(t))]
     replies = await scripts.run(client, "getRanges", [keys.base], [start, end, "1" if asc else "0", *kinds])
     ids: dict[str, None] = {}
     for kind, reply in zip(kinds, replies or []):

@@ -26,8 +26,8 @@ class CronRangeError(SchedulerError):
 
 
 class LegacyRepeatableJob(SchedulerError):
-    """The job belongs to a legacy (BullMQ < 6) repeatable job, which BullMQ 6
-    no longer iterates (Node emits the same error and still runs the job)."""
+    """A legacy (BullMQ < 6) repeatable job whose next iteration cannot be computed
+    (its job has no repeat options). Others are continued as Node 5 continues them."""
 
 
 class OwnershipConflict(SchedulerError):

@@ -16,8 +16,11 @@ next job's options exactly as Node derives them from the current job's
 the port's ``updateJobScheduler`` script with Node's argument layout. The
 script ignores a second call for the same job, so calling it twice is safe.
 
-Errors: :class:`LegacyRepeatableJob` when the key belongs to a pre-v6
-repeatable job (Node emits it as an ``error`` event and still runs the job);
+A legacy repeatable job (Node < 5.10's ``repeat`` option: a ``name:id:endDate:tz:every``
+key and no scheduler hash) gets its next iteration as a Node 5 worker adds it
+(:mod:`bullbridge.scheduler.legacy`; Node 6 refuses it).
+
+Errors: :class:`LegacyRepeatableJob` when such a job has no repeat options;
 :class:`SchedulerError` / :class:`InvalidSchedule` when Node's
 ``upsertJobScheduler`` would throw (Node then emits an ``error`` and does not
 run the job; it comes back through stall recovery).
@@ -31,31 +34,20 @@ from typing import Any
 
 from bullbridge import scripts
 from bullbridge.clock import now_ms
+from bullbridge.compat import parse_meta_version, parse_version
 from bullbridge.connection.resp import Arg, RespClient
 from bullbridge.job import Job
 from bullbridge.keys import QueueKeys
-from bullbridge.scheduler.errors import LegacyRepeatableJob, SchedulerError
+from bullbridge.scheduler.errors import SchedulerError
+from bullbridge.scheduler.legacy import has_legacy_key_shape, schedule_next_legacy
 from bullbridge.scheduler.records import scheduler_key
-from bullbridge.scheduler.store import next_job_opts
+from bullbridge.scheduler.store import next_job_opts, node_job_opts
 from bullbridge.scheduler.timing import Repeat, pattern_next_millis
 
 log = logging.getLogger("bullbridge.scheduler.iteration")
 
 LEGACY_MIGRATION_URL = "https://docs.bullmq.io/guide/migrations/migrate-from-v5-to-v6"
 _warned_no_tz: set[str] = set()
-
-
-def has_legacy_key_shape(key: str) -> bool:
-    """``hasLegacyRepeatableKeyShape``: ``name:id:endDate:tz:<cron|every>``."""
-    parts = key.split(":", 4)
-    if len(parts) < 5:
-        return False
-    end_date, suffix = parts[2], parts[4]
-    if end_date and not (end_date.isascii() and end_date.isdigit()):
-        return False
-    if not suffix:
-        return False
-    return " " in suffix or (suffix.isascii() and suffix.isdigit())
 
 
 def _js_truthy(value: Any) -> bool:
@@ -78,20 +70,28 @@ def _number(value: Any, what: str) -> int | None:
         raise SchedulerError(f"repeat option {what} is not a number: {value!r}") from None
 
 
-def node_job_opts(stored: dict[str, Any]) -> dict[str, Any]:
-    """A job's stored options as Node re-stores them after reading the job
-    (``optsFromJSON`` + the ``Job`` constructor + ``optsAsJSON``): without
-    ``repeatJobKey``, ``attempts`` defaulting to 0, a numeric ``backoff``
-    normalised to ``{type: 'fixed', delay}`` and a falsy one dropped."""
-    opts = dict(stored)
-    opts.pop("repeatJobKey", None)
-    opts.setdefault("attempts", 0)
-    backoff = opts.get("backoff")
-    if isinstance(backoff, (int, float)) and not isinstance(backoff, bool) and math.isfinite(backoff):
-        opts["backoff"] = {"type": "fixed", "delay": backoff}
-    elif not _js_truthy(backoff):
-        opts.pop("backoff", None)
-    return opts
+def _before_scheduler_script(raw_version: Any) -> bool:
+    """Whether the queue's Node writes no newer version than 5.34.7 (or none at all: Node <
+    5.20): its workers continue repeatables in JavaScript, not with ``updateJobScheduler``."""
+    parsed = parse_meta_version(raw_version)
+    if parsed is None or parsed[0] != "bullmq":
+        return parsed is None or parsed[0] == "bullbridge"
+    version = parse_version(parsed[1])
+    return version is not None and version < (5, 34, 8)
+
+
+async def _keep_template_data(client: RespClient, keys: QueueKeys, scheduler_id: str, job: Job) -> None:
+    """A scheduler Node 5.16-5.3x made keeps its job data in its jobs, not in its hash.
+    Node 5's ``updateJobScheduler`` then carries the current job's data over (and stores
+    it in the hash); the port's (Node 6's) gives the next iteration ``{}``. Store the
+    data first where the hash has none, as Node 5 does, so the next iteration keeps it."""
+    data = job.fields.get(b"data")
+    if not data or data == b"{}":
+        return
+    hash_key = scheduler_key(keys, scheduler_id)
+    exists, has_data = await client.execute_many([("EXISTS", hash_key), ("HEXISTS", hash_key, "data")])
+    if exists and not has_data:
+        await client.execute("HSETNX", hash_key, "data", data)
 
 
 async def schedule_next_iteration(client: RespClient, keys: QueueKeys, job: Job) -> str | None:
@@ -101,14 +101,14 @@ async def schedule_next_iteration(client: RespClient, keys: QueueKeys, job: Job)
     scheduler_id = job.repeat_job_key
     if not scheduler_id:
         return None
-    if has_legacy_key_shape(scheduler_id):
-        exists = await client.execute("HEXISTS", scheduler_key(keys, scheduler_id), "ic")
-        if not exists:
-            raise LegacyRepeatableJob(
-                f"Failed to add repeatable job for next iteration: Legacy repeatable job metadata is not "
-                f'supported in BullMQ v6 (key: "{scheduler_id}"). Migrate legacy repeatable jobs to Job '
-                f"Schedulers before upgrading. See {LEGACY_MIGRATION_URL}"
-            )
+    counted, version = await client.execute_many(
+        [("HEXISTS", scheduler_key(keys, scheduler_id), "ic"), ("HGET", keys["meta"], "version")]
+    )
+    if not counted and (has_legacy_key_shape(scheduler_id) or _before_scheduler_script(version)):
+        # A repeatable job (the `repeat` option) no scheduler script ever counted: Node
+        # 5.0-5.33 add its next iteration in JavaScript (Node 6 refuses a legacy key) -
+        # bullbridge does what Node 5 does (scheduler.legacy).
+        return await schedule_next_legacy(client, keys, job)
     stored = job.opts
     if "debounce" in stored:
         raise SchedulerError("Debounce option has been removed. Use deduplication option instead")
@@ -197,6 +197,7 @@ async def schedule_next_iteration(client: RespClient, keys: QueueKeys, job: Job)
         k.base,
         job.id,
     ]
+    await _keep_template_data(client, keys, scheduler_id, job)
     result = await scripts.run(client, "updateJobScheduler", script_keys, args)
     if not result:
         return None

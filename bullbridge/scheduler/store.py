@@ -9,6 +9,7 @@ ownership record (:mod:`bullbridge.scheduler.ownership`) in the same MULTI.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,30 @@ def matches(expect: dict[str, Any], live: SchedulerInfo) -> bool:
 
 
 # --- writing ---------------------------------------------------------------------------------
+
+
+def node_job_opts(stored: dict[str, Any]) -> dict[str, Any]:
+    """A job's stored options as Node re-stores them after reading the job
+    (``optsFromJSON`` + the ``Job`` constructor + ``optsAsJSON``): without
+    ``repeatJobKey``, ``attempts`` defaulting to 0, a numeric ``backoff``
+    normalised to ``{type: 'fixed', delay}`` and a falsy one dropped."""
+    opts = dict(stored)
+    opts.pop("repeatJobKey", None)
+    opts.setdefault("attempts", 0)
+    backoff = opts.get("backoff")
+    if isinstance(backoff, (int, float)) and not isinstance(backoff, bool) and math.isfinite(backoff):
+        opts["backoff"] = {"type": "fixed", "delay": backoff}
+    elif not _js_truthy(backoff):
+        opts.pop("backoff", None)
+    return opts
+
+
+def _js_truthy(value: Any) -> bool:
+    if value is None or value is False or value == "":
+        return False
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value != 0 and not (isinstance(value, float) and math.isnan(value))
+    return True
 
 
 def next_job_opts(

@@ -156,11 +156,11 @@ function getQueue(name, prefix = 'bull', extra = {}) {
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 
 // A processor is the source of a JS function `async (job, token, signal) => ...`;
-// `sleep`, `shared`, `bullmq` and `handle` are in scope.
+// `sleep`, `shared`, `bullmq`, `handle` and `workers` (handle -> Worker) are in scope.
 function compileProcessor(source, handle) {
   // eslint-disable-next-line no-new-func
-  const factory = new Function('sleep', 'shared', 'bullmq', 'handle', `return (${source});`);
-  return factory(sleep, shared, bullmq, handle);
+  const factory = new Function('sleep', 'shared', 'bullmq', 'handle', 'workers', `return (${source});`);
+  return factory(sleep, shared, bullmq, handle, workers);
 }
 
 // --- user modules ------------------------------------------------------------------

@@ -458,7 +458,6 @@ def _pending(snap: Snapshot, baseline_delayed: dict[str, int]) -> dict[str, int]
         + c["prioritized"]
         + c["active"]
         + c["waiting-children"]
-        + c["paused"]
         + max(0, c["delayed"] - baseline_delayed.get(q, 0))
         for q, c in snap.counts.items()
     }

@@ -14,7 +14,7 @@ import redis.asyncio as redis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from bullbridge import Queue, Worker
+from bullbridge import Queue, Worker, compat
 from bullbridge.cli import main
 from bullbridge.doctor import (
     ERROR,
@@ -144,22 +144,72 @@ async def test_unreachable_redis_is_an_error() -> None:
 # --- queue checks ---------------------------------------------------------------------------------------
 
 
-async def test_node5_meta_version_warns_naming_what_breaks(private_redis: PrivateRedis) -> None:
+async def test_version_pairs_name_every_node_version_with_the_matrix_verdict(private_redis: PrivateRedis) -> None:
+    """Each Node version on the deployment (meta.version; Node workers without one) beside
+    the installed port: proven by the matrix, a known difference, or never seen."""
+    tested = compat.TESTED_NODE[-1]
     r = Redis.from_url(private_redis.url, decode_responses=True)
     try:
-        # What Node 5.81.5's Queue writes (and Node 6.7.0's, for the second queue).
-        await r.hset("bull:legacy:meta", mapping={"opts.maxLenEvents": 10000, "version": "bullmq:5.81.5"})
-        await r.hset("bull:current:meta", mapping={"opts.maxLenEvents": 10000, "version": "bullmq:6.7.0"})
+        # What Node's Queue writes: a version the matrix ran, one it never ran (twice), bullbridge's marker.
+        await r.hset("bull:current:meta", mapping={"opts.maxLenEvents": 10000, "version": f"bullmq:{tested}"})
+        for queue in ("legacy-a", "legacy-b"):
+            await r.hset(f"bull:{queue}:meta", mapping={"opts.maxLenEvents": 10000, "version": "bullmq:5.63.2"})
+        await r.hset("bull:python-only:meta", "version", compat.marker())
     finally:
         await r.aclose()
     report = await diagnose(private_redis.url)
-    legacy = [f for f in report.by_check("node-version") if f.queue == "legacy"]
-    assert {f.severity for f in legacy} == {WARNING}
-    assert {f.data["scenario"] for f in legacy} == {"pause_resume[P->N]", "pause_resume_idle[P->N]"}
-    assert any("lost when Node resumes" in f.message for f in legacy)
-    assert all(f.fix is not None and "6.7.0" in f.fix for f in legacy)
-    current = [f for f in report.by_check("node-version") if f.queue == "current"]
-    assert [f.severity for f in current] == [INFO] and "no known difference" in current[0].message
+    pairs = {f.data["node"]: f for f in report.by_check("version-pairs")}
+    assert set(pairs) == {tested, "5.63.2"}, pairs
+    proven, unseen = pairs[tested], pairs["5.63.2"]
+    assert proven.severity == INFO and proven.data["verdict"] == "proven" and proven.fix is None
+    assert f"Node bullmq {tested} x Python port bullmq" in proven.message and "current" in proven.message
+    assert unseen.severity == INFO and unseen.data["verdict"] == "never seen"
+    assert unseen.data["queues"] == ["legacy-a", "legacy-b"] and "nearest tested versions" in unseen.message
+    assert unseen.fix is not None and "bullbridge interop check --bullmq 5.63.2" in unseen.fix
+    [marker] = [f for f in report.by_check("node-version") if f.queue == "python-only"]
+    assert "bullbridge" in marker.message and marker.severity == INFO
+
+
+async def test_a_known_unsafe_pair_warns_with_its_explanation(
+    private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    diff = compat.KnownDifference(
+        "plain_job[P->N]",
+        ((5, 0, 0), (6, 0, 0)),
+        ((0, 0, 0), (99, 0, 0)),
+        "a job would be lost",
+        doc="docs/port-differences.md#node5-paused",
+    )
+    monkeypatch.setattr(compat, "KNOWN_DIFFERENCES", (diff,))
+    r = Redis.from_url(private_redis.url, decode_responses=True)
+    try:
+        await r.hset("bull:legacy:meta", "version", "bullmq:5.81.5")
+    finally:
+        await r.aclose()
+    report = await diagnose(private_redis.url)
+    [pair] = report.by_check("version-pairs")
+    assert pair.severity == WARNING and pair.data["verdict"] == "known difference"
+    assert "a job would be lost (docs/port-differences.md#node5-paused)" in pair.message
+    [queue_finding] = report.by_check("node-version")
+    assert queue_finding.severity == WARNING and queue_finding.data["scenario"] == "plain_job[P->N]"
+
+
+async def test_jobs_in_wait_of_a_queue_node5_paused_are_a_warning(private_redis: PrivateRedis) -> None:
+    """A Node 6 writer beside Node 5 pushed a job into 'wait' while Node 5 has the queue
+    paused (its jobs in 'paused'): Node 5's resume would rename over it."""
+    r = Redis.from_url(private_redis.url, decode_responses=True)
+    try:
+        await r.hset("bull:mixed:meta", mapping={"version": "bullmq:5.81.5", "paused": 1})
+        await r.rpush("bull:mixed:paused", "1", "2")
+        await r.lpush("bull:mixed:wait", "3")
+        await r.hset("bull:fine:meta", mapping={"version": "bullmq:5.81.5", "paused": 1})
+        await r.rpush("bull:fine:paused", "1")
+    finally:
+        await r.aclose()
+    report = await diagnose(private_redis.url)
+    [finding] = report.by_check("paused-layout")
+    assert finding.severity == WARNING and finding.queue == "mixed" and finding.data == {"wait": 1, "paused": 2}
+    assert finding.fix is not None and "bullbridge queue resume mixed" in finding.fix
 
 
 async def test_stalled_jobs_of_a_killed_node_worker(private_redis: PrivateRedis) -> None:
@@ -178,6 +228,8 @@ async def test_stalled_jobs_of_a_killed_node_worker(private_redis: PrivateRedis)
     assert finding.data["ids"] == [job_id]
     assert "No worker is connected" in finding.message
     assert [f.severity for f in report.by_check("node-version")] == [INFO]  # Node 6.7.0 wrote meta.version
+    [pair] = report.by_check("version-pairs")
+    assert pair.data["node"] == "6.7.0" and pair.data["queues"] == ["resize"]
 
 
 async def test_failed_jobs_piling_up(private_redis: PrivateRedis) -> None:
@@ -263,3 +315,21 @@ def test_cli_text_json_and_exit_status(capsys: pytest.CaptureFixture[str]) -> No
     checks = {f["check"]: f for f in doc["findings"]}
     assert checks["maxmemory-policy"]["severity"] == ERROR
     assert checks["queues"]["severity"] == WARNING and "--prefix" in checks["queues"]["fix"]
+
+
+async def test_a_node4_marker_in_wait_names_the_pre5_protocol(private_redis: PrivateRedis) -> None:
+    """Node < 5.20 writes no meta.version; a Node 4 service shows by the '0:<delay>' marker
+    job id it pushes into 'wait' (what Node 4.18.3's addJob writes for a delayed job)."""
+    r = Redis.from_url(private_redis.url, decode_responses=True)
+    try:
+        await r.set("bull:old:id", 2)
+        await r.rpush("bull:old:wait", "0:1000")
+        await r.set("bull:new:id", 2)
+        await r.rpush("bull:new:wait", "1")
+    finally:
+        await r.aclose()
+    report = await diagnose(private_redis.url)
+    [finding] = [f for f in report.by_check("version-pairs") if f.queue is not None]
+    assert finding.queue == "old" and finding.severity == WARNING and finding.data["node"] == "< 5.0"
+    assert "docs/port-differences.md#pre-5-protocol" in finding.message
+    assert finding.fix is not None and "5.81.5" in finding.fix

@@ -226,3 +226,6 @@ async def test_corrupt_and_legacy_schedulers_are_listed_not_refused(
     assert row["next"] == 1_000 and row["template"] == "{oops" and row["iterationCount"] == 1
     assert "fields" not in row and row["owner"] is None and row["queue"] == queue_name
     assert await monitor.scheduler(queue_name, "nope") is None
+    # A queue with no scheduler at all, an id with ':' (issue 20: it used to raise ValueError).
+    assert await monitor.scheduler(f"{queue_name}-empty", "nope") is None
+    assert await monitor.scheduler(queue_name, "old:key:x") is None

@@ -184,7 +184,10 @@ def test_unknown_options_are_refused_with_a_suggestion(given: dict[str, object],
     assert suggestion in str(info.value)
 
 
-@pytest.mark.parametrize("job_id", ["order-1", "007", "-0", "1.5", "1e3", " 12", "12 ", "uuid-0c1d", "Ünïcødé ✓"])
+@pytest.mark.parametrize(
+    "job_id",
+    ["order-1", "007", "-0", "1.5", "1e3", " 12", "12 ", "uuid-0c1d", "Ünïcødé ✓", "a:b:c", "repeat:k:1700000000000"],
+)
 def test_custom_ids_node_accepts(job_id: str) -> None:
     assert validate_job_id(job_id) == job_id
 
@@ -198,7 +201,8 @@ def test_custom_ids_node_accepts(job_id: str) -> None:
         ("0", "cannot be '0'"),
         ("0:a:b", "cannot be '0'"),
         ("a:b", "Custom Id cannot contain :"),
-        ("a:b:c", "Custom Id cannot contain :"),
+        ("a:b:c:d", "Custom Id cannot contain :"),
+        (":", "Custom Id cannot contain :"),
         ("", "must not be empty"),
         (42, "must be a string"),
     ],
@@ -250,7 +254,8 @@ def test_option_objects_validate_their_own_fields() -> None:
         KeepJobs(count=1, limit=5)
     with pytest.raises(InvalidJobOptions, match="parent queue"):
         Parent("1", "a:b")
-    with pytest.raises(InvalidJobOptions, match="reschedule is not supported"):
-        Deduplication("d", reschedule=True)
+    assert Deduplication("d", reschedule=True).to_bullmq() == {"id": "d", "reschedule": True}
+    with pytest.raises(InvalidJobOptions, match="deduplication reschedule"):
+        Deduplication("d", reschedule=1)  # type: ignore[arg-type]
     with pytest.raises(InvalidJobOptions, match="telemetry metadata"):
         Telemetry(metadata=5)  # type: ignore[arg-type]

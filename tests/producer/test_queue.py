@@ -120,3 +120,45 @@ async def test_job_schedulers_through_the_queue_are_nodes(node: NodeDriver, prod
     ]
     with pytest.raises(ValueError, match="give a cron pattern or an every interval"):
         await producer.upsert_job_scheduler("empty")
+
+
+async def test_a_jobs_priority_delay_and_data_change_as_node_changes_them(node: NodeDriver, producer: Queue) -> None:
+    """Queue.change_priority / change_delay / update_data: BullMQ's changePriority,
+    changeDelay and updateData scripts, read back by Node; refusals name the job."""
+    from bullbridge import ConfigurationError
+
+    waiting = await producer.add("w", {"v": 1})
+    delayed = await producer.add("d", {}, delay=600_000)
+    await producer.change_priority(waiting.id, 3)
+    assert await node.queue_call(producer.name, "getJobState", waiting.id) == "prioritized"
+    await producer.update_data(waiting.id, {"v": 2})
+    seen = await node.get_job(producer.name, waiting.id)
+    assert seen is not None and seen["data"] == {"v": 2} and seen["priority"] == 3
+    await producer.change_delay(delayed.id, 1_000)
+    assert (await node.get_job(producer.name, delayed.id) or {}).get("delay") == 1_000
+    with pytest.raises(QueueError, match=f"job {waiting.id} of queue .* is not delayed"):
+        await producer.change_delay(waiting.id, 5)
+    for call in (
+        producer.change_priority("nope", 1),
+        producer.update_data("nope", {}),
+        producer.change_delay("nope", 1),
+    ):
+        with pytest.raises(JobNotFound, match="job nope does not exist"):
+            await call
+    with pytest.raises(ConfigurationError, match="priority must be an int between 0 and 2097151"):
+        await producer.change_priority(waiting.id, -1)
+
+
+async def test_deduplication_reschedule_moves_the_delayed_job_only(producer: Queue) -> None:
+    """Node 6.7's reschedule: a duplicate gives the existing, still delayed job its own
+    delay from its own timestamp; a job that is no longer delayed is left alone."""
+    first = await producer.add("x", {"v": 1}, delay=600_000, deduplication={"id": "r", "reschedule": True})
+    dup = await producer.add("x", {"v": 2}, delay=2_000, deduplication={"id": "r", "reschedule": True})
+    assert dup.id == first.id
+    job = await producer.get_job(first.id)
+    assert job is not None and job.delay == 2_000 and job.data == {"v": 1}
+    raw = await producer.connector.fast("t").execute("ZSCORE", producer.keys["delayed"], first.id)
+    assert int(float(raw)) >> 12 == dup.timestamp + 2_000, "due at the duplicate's timestamp + its delay"
+    await producer.promote_job(first.id)
+    again = await producer.add("x", {"v": 3}, delay=5_000, deduplication={"id": "r", "reschedule": True})
+    assert again.id == first.id and await producer.get_job_state(first.id) == "waiting"

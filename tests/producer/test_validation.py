@@ -44,7 +44,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("id-integer", {"job_id": "123"}, "Custom Id cannot be integers"),
     ("id-negative-integer", {"job_id": "-7"}, "Custom Id cannot be integers"),
     ("id-colon", {"job_id": "a:b"}, "Custom Id cannot contain :"),
-    ("id-three-parts", {"job_id": "a:b:c"}, "Custom Id cannot contain :"),
+    ("id-four-parts", {"job_id": "a:b:c:d"}, "Custom Id cannot contain :"),
     ("id-zero", {"job_id": "0"}, "cannot be '0'"),
     ("id-empty", {"job_id": ""}, "must not be empty"),
     ("id-int", {"job_id": 5}, "must be a string"),
@@ -67,7 +67,6 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     # deduplication
     ("dedup-without-id", {"deduplication": {"ttl": 100}}, "Deduplication id must be provided"),
     ("dedup-empty-id", {"deduplication": {"id": ""}}, "Deduplication id must be provided"),
-    ("dedup-reschedule", {"deduplication": {"id": "d", "reschedule": True}}, "reschedule is not supported"),
     ("dedup-extend-no-ttl", {"deduplication": {"id": "d", "extend": True}}, "give a ttl"),
     ("dedup-zero-ttl", {"deduplication": {"id": "d", "ttl": 0}}, "ttl must be > 0"),
     (

@@ -129,12 +129,14 @@ async def test_port_worker_on_an_untagged_cluster_queue_does_not_spin(cluster: P
 
 
 async def test_the_conformance_scenarios_pass_on_a_cluster_both_ways(cluster: PrivateCluster) -> None:
-    """The interop suite's core on Redis Cluster: 24 scenarios, Node and Python both
-    ways (the Node driver on an ioredis Cluster, bullbridge routing by slot), under
-    a tagged prefix so flows and limits share one slot."""
-    from bullbridge.conformance import check
+    """The interop suite on Redis Cluster: every scenario but the slow batch, Node and
+    Python both ways (the Node driver on an ioredis Cluster, bullbridge routing by
+    slot), under a tagged prefix so flows and limits share one slot. Those the
+    session's Node lacks a feature for (Job#discard, legacy repeat) do not apply."""
+    from bullbridge.conformance import check, select
 
     report = await check(cluster.url, prefix="{bbc}", concurrency=2)
-    failed = [f"{r.scenario}[{r.direction}]: {r.error}" for r in report.results if r.status != "pass"]
+    failed = [f"{r.scenario}[{r.direction}]: {r.error}" for r in report.results if r.status not in ("pass", "n/a")]
     assert not failed, failed
-    assert len(report.results) == 48 and report.keys_left == 0
+    assert len(report.results) == len(select(None, slow=False)) and report.keys_left == 0
+    assert sum(r.status == "pass" for r in report.results) >= 120

@@ -143,7 +143,7 @@ async def test_limit_and_end_date_stop_the_schedule_as_in_node(
     assert await schedule_next_iteration(client, keys, await _pending(client, keys, "ends")) is None
 
 
-async def test_jobs_without_a_scheduler_are_ignored_and_legacy_keys_refused(
+async def test_jobs_without_a_scheduler_are_ignored_and_removed_legacy_repeatables_end(
     client: RespClient, keys: QueueKeys
 ) -> None:
     plain = Job(keys.name, "1", {b"name": b"x", b"data": b"{}", b"opts": b"{}"})
@@ -158,8 +158,12 @@ async def test_jobs_without_a_scheduler_are_ignored_and_legacy_keys_refused(
             b"opts": codec.encode({"repeat": {"pattern": "*/5 * * * *"}}),
         },
     )
-    with pytest.raises(LegacyRepeatableJob, match="Legacy repeatable job"):
-        await schedule_next_iteration(client, keys, legacy)
+    # A legacy (Node < 5.10) key no longer in the queue's repeat set: removed, so no next iteration.
+    assert await schedule_next_iteration(client, keys, legacy) is None
+    assert not await client.execute("ZCARD", keys["delayed"])
+    broken = Job(keys.name, "repeat:abc:2", {**legacy.fields, b"opts": b"{}"})
+    with pytest.raises(LegacyRepeatableJob, match="no repeat options"):
+        await schedule_next_iteration(client, keys, broken)
 
 
 # --- the seed app's schedules, across both DST changes of 2027 ------------------------------
@@ -231,3 +235,20 @@ async def test_seed_schedules_fire_at_nodes_instants_across_dst(
     nightly = fire_sequence(declaration.schedules[0].repeat(), created_at=created_at, count=4)
     hours = [datetime.fromtimestamp(t / 1000, NEW_YORK).hour for t in nightly]
     assert hours == ([2, 3, 2, 2] if start.month == 3 else [2, 2, 2, 2])
+
+
+async def test_a_scheduler_without_template_data_keeps_the_jobs_data(
+    node: NodeDriver, client: RespClient, keys: QueueKeys
+) -> None:
+    """Node 5.16-5.3x kept a scheduler's data in its jobs only (no 'data' in the hash). Node 5's
+    updateJobScheduler carries it over and stores it; the port's (Node 6's) would give {}."""
+    await _node_upsert(node, keys.name, "legacy-data", {"every": 3_600_000}, {"name": "t", "data": {"keep": "me"}})
+    hash_key = f"{keys['repeat']}:legacy-data"
+    await client.execute("HDEL", hash_key, "data")  # the hash as Node 5.19.1 leaves it
+    current = await _pending(client, keys, "legacy-data")
+    assert current.data == {"keep": "me"}
+    next_id = await schedule_next_iteration(client, keys, current)
+    assert next_id is not None
+    nxt = Job(keys.name, next_id, fields_to_dict(await client.execute("HGETALL", keys.job(next_id))))
+    assert nxt.data == {"keep": "me"}, nxt.data
+    assert await client.execute("HGET", hash_key, "data") == b'{"keep":"me"}'

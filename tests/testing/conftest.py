@@ -4,8 +4,6 @@ against the suite's Redis, and an older Node BullMQ installed once per session."
 from __future__ import annotations
 
 import importlib.metadata
-import os
-import shutil
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -13,13 +11,8 @@ from typing import Any
 
 import pytest
 
-from bullbridge.testing.npm import install_bullmq
-
 ROOT = Path(__file__).resolve().parents[2]
 OWN_NODE_MODULES = ROOT / "node_modules"
-
-#: The older Node BullMQ the plugin and `bullbridge interop check` are tested with.
-NODE5 = ("5.81.5", ("ioredis@5.11.1",))
 
 
 def plugin_args() -> list[str]:
@@ -56,16 +49,3 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text).lstrip())
     return path
-
-
-@pytest.fixture(scope="session")
-def node5_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """npm bullmq 5.x (with ioredis) in a folder of this session; $BULLBRIDGE_TEST_NODE5
-    names an existing install instead."""
-    given = os.environ.get("BULLBRIDGE_TEST_NODE5")
-    if given:
-        return Path(given)
-    if shutil.which("npm") is None:
-        pytest.skip("npm is not installed")
-    version, extra = NODE5
-    return install_bullmq(version, tmp_path_factory.mktemp("node5"), extra=extra, timeout=120)

@@ -54,13 +54,15 @@ async def test_json_report_and_every_key_removed(redis_url: str) -> None:
         "stored_options[P->N]",
         "flow[P->N]",
     ]
-    assert report["counts"] == {"pass": 5, "fail": 0, "known": 0}
+    assert report["counts"] == {"pass": 5, "fail": 0, "lost": 0, "known": 0, "n/a": 0}
     assert report["prefix"].startswith("bbcheck-") and report["keysLeft"] == 0
     assert await _keys(redis_url, f"{report['prefix']}:*") == []
     assert await _keys(redis_url, "bbcheck-*") == []
 
 
-async def test_older_node_bullmq_table_with_known_differences(redis_url: str, node5_modules: Path) -> None:
+async def test_older_node_bullmq_table(redis_url: str, node5_modules: Path) -> None:
+    """Node 5.81.5: the paused-list loss is gone (bullbridge.protocol), and what Node 5
+    lacks (reschedule) is not applicable rather than failed."""
     done = _check(
         redis_url,
         "--node-modules",
@@ -71,6 +73,8 @@ async def test_older_node_bullmq_table_with_known_differences(redis_url: str, no
         "pause_resume",
         "--only",
         "stalled_recovery",
+        "--only",
+        "dedup_reschedule",
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
@@ -78,10 +82,22 @@ async def test_older_node_bullmq_table_with_known_differences(redis_url: str, no
     assert [
         line.split()[:3]
         for line in out.splitlines()
-        if line.startswith(("plain_job ", "pause_resume ", "stalled_recovery "))
-    ] == [["plain_job", "pass", "pass"], ["pause_resume", "pass", "known"], ["stalled_recovery", "pass", "pass"]]
-    assert "known difference pause_resume[P->N]: " in out and "Node 5" in out
-    assert out.rstrip().splitlines()[-1].startswith("OK: 5 passed, 0 failed, 1 known difference(s)")
+        if line.startswith(("plain_job ", "pause_resume ", "stalled_recovery ", "dedup_reschedule "))
+    ] == [
+        ["plain_job", "pass", "pass"],
+        ["dedup_reschedule", "pass", "n/a"],
+        ["pause_resume", "pass", "pass"],
+        ["stalled_recovery", "pass", "pass"],
+    ]
+    assert (
+        "not applicable dedup_reschedule[P->N]: Node bullmq 5.81.5 lacks deduplication reschedule "
+        "(Node bullmq >= 6.7.0)"
+    ) in out
+    assert (
+        out.rstrip()
+        .splitlines()[-1]
+        .startswith("OK: 7 passed, 0 failed, 0 lost a job, 0 known difference(s), 1 not applicable")
+    )
     assert await _keys(redis_url, "bbcheck-*") == []
 
 
@@ -106,7 +122,18 @@ def test_list_names_every_scenario_both_ways() -> None:
     names = {s.name for s in SCENARIOS}
     for name in names:
         assert f"{name}[N->P]" in ids and f"{name}[P->N]" in ids, f"{name} is not checked both ways"
-    assert {s.group for s in SCENARIOS} == {"jobs", "options", "flows", "schedulers", "limits", "stalls"}
+    assert {s.group for s in SCENARIOS} == {
+        "jobs",
+        "options",
+        "dedup",
+        "getters",
+        "admin",
+        "pause",
+        "flows",
+        "schedulers",
+        "limits",
+        "stalls",
+    }
 
 
 def test_a_failure_is_shown_and_fails_the_check() -> None:
@@ -131,4 +158,7 @@ def test_a_failure_is_shown_and_fails_the_check() -> None:
     text = report.render()
     assert "flow      pass    fail" in text and "delay     known   -       N->P: a documented difference" in text
     assert "FAIL flow[P->N]: parent never completed" in text
-    assert text.splitlines()[-1] == "FAILED: 1 passed, 1 failed, 1 known difference(s) in 1.0 s"
+    assert text.splitlines()[-1] == (
+        "FAILED: 1 passed, 1 failed, 0 lost a job, 1 known difference(s), "
+        "0 not applicable to this Node version in 1.0 s"
+    )
