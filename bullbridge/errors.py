@@ -79,6 +79,16 @@ class LockLost(ScriptError):
     """The worker no longer owns the job's lock (another worker took it over)."""
 
 
+class FinishNotRecorded(BullbridgeError):
+    """The write that ends an attempt (complete, fail, retry, back to wait) was not
+    recorded by Redis; the job stays active until BullMQ's stall recovery.
+    ``outcome`` is what the worker meant to record; ``__cause__`` the error."""
+
+    def __init__(self, message: str, outcome: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
 class JobTimeout(BullbridgeError, TimeoutError):
     """Waiting for a job to finish took longer than the given timeout."""
 

@@ -213,6 +213,30 @@ async def test_shutdown_with_redis_gone_exits_within_deadline(private_redis: Pri
         proc.kill()
 
 
+async def test_a_job_whose_finish_redis_never_recorded_makes_the_exit_code_1(private_redis: PrivateRedis) -> None:
+    """The probe: Redis dies, SIGTERM, and the active job's handler finishes within
+    the drain - but its completion cannot be written. The process logged "will be
+    recovered as stalled", still counted the job completed, and exited 0 (the docs
+    promise 1). Now it reports the job as not recorded and exits 1."""
+    url = private_redis.url
+    async with Queue("unrecorded", connection=url) as producer:
+        await producer.add("work", {})
+    proc = await WorkerProcess(url, "unrecorded", "--drain-timeout", "20", sleep=1.5, concurrency=1).start()
+    try:
+        await _wait_runs(url, "unrecorded", 1)
+        private_redis.kill()
+        proc.signal(signal.SIGTERM)
+        # The handler ends ~1.5 s in; the write then waits for Redis 1 s twice and gives up;
+        # 20 s is a failure detector (a hang would sit out the whole drain).
+        assert await proc.wait(20) == 1
+        stderr = await proc.stderr()
+        assert "could not be recorded as completed" in stderr, stderr[-2000:]
+        assert "outcome(s) not recorded" in stderr, stderr[-2000:]
+        assert not [n for n in NOISE if n in stderr], stderr[-2000:]
+    finally:
+        proc.kill()
+
+
 async def test_sigint_works_for_a_process_started_in_the_background(
     redis_url: str, producer: Queue, queue_name: str
 ) -> None:

@@ -2,8 +2,9 @@
 
 * Lock renewal: every ``lock_renew_time`` the locks of all active jobs are
   extended in one ``extendLocks`` call. A job whose lock could not be renewed
-  (another worker took it after a stall) has its :class:`CancelSignal` set, so
-  its handler can stop, and its result will not be written.
+  (it expired while the loop was blocked, or another worker took it after a
+  stall) is reported once (``lockLost``), its :class:`CancelSignal` is set so its
+  handler can stop, and its outcome will not be written.
 * Stall recovery: every ``stalled_interval`` (and once at start, as Node does)
   ``moveStalledJobsToWait`` returns jobs whose worker died to wait - or fails
   them after ``max_stalled_count`` stalls. The script itself ensures only one
@@ -54,9 +55,11 @@ class RateLimitedLog:
 
 class MaintainedWorker(WorkerHost, Protocol):
     """A worker whose locks and stalled jobs are looked after: it logs recurring
-    errors through a :class:`RateLimitedLog`."""
+    errors through a :class:`RateLimitedLog` and reports a lost lock once."""
 
     errors: RateLimitedLog
+
+    def lock_lost(self, job: ActiveJob, why: str) -> None: ...
 
 
 class LockRenewer:
@@ -85,9 +88,9 @@ class LockRenewer:
             await self.renew()
 
     async def renew(self) -> None:
-        if not self.active:
+        jobs = [j for j in self.active.values() if not j.lock_lost]
+        if not jobs:
             return
-        jobs = list(self.active.values())
         w = self.worker
         keys, args = w.qs.extend_locks([j.id for j in jobs], [j.token for j in jobs], w.settings.lock_duration_ms)
         try:
@@ -99,13 +102,7 @@ class LockRenewer:
             job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
             job = self.active.get(job_id)
             if job is not None:
-                log.warning(
-                    "lost the lock of job %s on %s (another worker took it); its result will be dropped",
-                    job_id,
-                    w.queue,
-                )
-                job.signal.cancel("lock lost")
-                w.emit("lockLost", job)
+                w.lock_lost(job, "its lock could not be renewed")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
