@@ -93,6 +93,14 @@ class JobTimeout(BullbridgeError, TimeoutError):
     """Waiting for a job to finish took longer than the given timeout."""
 
 
+class HandlerTimeout(BullbridgeError, TimeoutError):
+    """A handler ran longer than its ``timeout``; the attempt fails with it, and the
+    job's ``failedReason`` reads ``TimeoutError: handler 'resize' exceeded 30 s``."""
+
+    #: The class name ``failedReason`` shows (Node's readers know ``TimeoutError``).
+    failure_name = "TimeoutError"
+
+
 class JobFailed(BullbridgeError):
     """The awaited job ended in ``failed``; ``reason`` is its ``failedReason``."""
 

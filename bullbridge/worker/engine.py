@@ -193,21 +193,24 @@ class Worker(Emitter[WorkerEvent]):
 
     # -- registration ----------------------------------------------------------------
 
-    def handler(self, name: str, *, run_in: RunIn | None = None) -> Callable[[HandlerFn], HandlerFn]:
-        """Decorator: handle jobs called ``name``."""
+    def handler(
+        self, name: str, *, run_in: RunIn | None = None, timeout: Any = None
+    ) -> Callable[[HandlerFn], HandlerFn]:
+        """Decorator: handle jobs called ``name``; ``timeout`` in seconds (or a
+        ``timedelta``) overrides the worker's ``handler_timeout``."""
 
         def decorator(fn: HandlerFn) -> HandlerFn:
-            self.registry.register(name, fn, run_in)
+            self.registry.register(name, fn, run_in, timeout)
             return fn
 
         return decorator
 
-    def fallback(self, fn: HandlerFn | None = None, *, run_in: RunIn | None = None) -> Any:
-        """Decorator (``@worker.fallback`` or ``@worker.fallback(run_in=...)``):
+    def fallback(self, fn: HandlerFn | None = None, *, run_in: RunIn | None = None, timeout: Any = None) -> Any:
+        """Decorator (``@worker.fallback`` or ``@worker.fallback(run_in=..., timeout=...)``):
         handle every job name that has no handler of its own."""
 
         def decorator(f: HandlerFn) -> HandlerFn:
-            self.registry.register(None, f, run_in)
+            self.registry.register(None, f, run_in, timeout)
             return f
 
         return decorator(fn) if fn is not None else decorator

@@ -27,8 +27,9 @@ class UnknownBackoff(BullbridgeError):
 
 
 def failure_reason(exc: BaseException) -> str:
-    """``ClassName: message`` (just the class name when the message is empty)."""
-    name = type(exc).__name__
+    """``ClassName: message`` (just the class name when the message is empty); a
+    class may name itself otherwise with ``failure_name`` (HandlerTimeout: ``TimeoutError``)."""
+    name = getattr(type(exc), "failure_name", None) or type(exc).__name__
     message = str(exc)
     if isinstance(exc, KeyError) and exc.args:
         message = repr(exc.args[0])
