@@ -55,7 +55,7 @@ def run_worker(args: argparse.Namespace) -> int:
         print(f"bullbridge worker: {exc}", file=sys.stderr)
         return 2
     try:
-        return runner.run_worker(
+        code = runner.run_worker(
             target,
             concurrency=args.concurrency,
             burst=args.burst or None,
@@ -63,6 +63,7 @@ def run_worker(args: argparse.Namespace) -> int:
             drain_timeout=args.drain_timeout,
             name=args.name,
         )
+        return runner.watch_exit(code)  # threads a handler left running cannot hold the process
     except ConfigurationError as exc:
         print(f"bullbridge worker: {exc}", file=sys.stderr)
         return 2

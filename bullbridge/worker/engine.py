@@ -582,11 +582,11 @@ class Worker(Emitter[WorkerEvent]):
         if task is not None:
             self._current[task] = job
         attempt = self._telemetry.start(job) if self._telemetry is not None else None
-        current = CURRENT_JOB.set(job)
+        CURRENT_JOB.set(job)
         try:
             return await self._attempt(job, attempt)
         finally:
-            CURRENT_JOB.reset(current)
+            CURRENT_JOB.set(None)  # not reset(token): a task left at exit is closed outside its context
             self.locks.untrack(job)
             if task is not None:
                 self._current.pop(task, None)
@@ -880,11 +880,8 @@ class Worker(Emitter[WorkerEvent]):
     async def _complete(self, job: ActiveJob, result: Any) -> Next | None:
         try:
             value = self.settings.codec.encode(result)
-        except NotJsonSafe as exc:
-            return await self._fail(job, NotJsonSafe(f"return value is not JSON-safe: {exc}"), permanent=True)
-        except Exception as exc:  # a codec of the user's that raised something else
-            reason = f"return value could not be encoded: {failure_reason(exc)}"
-            return await self._fail(job, NotJsonSafe(reason), permanent=True)
+        except Exception as exc:  # NotJsonSafe, or whatever a codec of the user's raised
+            return await self._unstorable(job, exc)
         recorded, next_job = await self._finish(job, "completed", value)
         if recorded:
             self.completed += 1
@@ -892,6 +889,24 @@ class Worker(Emitter[WorkerEvent]):
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("job %s (%s) of %s completed", job.id, job.name, self.queue)
         return next_job
+
+    async def _unstorable(self, job: ActiveJob, exc: Exception) -> Next | None:
+        """The handler did its work but returned what the codec refuses: the job
+        fails without a retry (a retry would redo the work and fail the same way)."""
+        if isinstance(exc, NotJsonSafe):
+            what = str(exc).removesuffix(f" at {exc.path}")
+            error = NotJsonSafe(f"return value is not JSON-safe: {what}", exc.path)
+        else:
+            error = NotJsonSafe(f"return value could not be encoded: {failure_reason(exc)}")
+        log.warning(
+            "job %s (%s) of %s: its handler finished but returned a value that cannot be stored (%s); the job "
+            "fails without a retry, so the work is not done twice: return JSON-safe data",
+            job.id,
+            job.name,
+            self.queue,
+            error,
+        )
+        return await self._fail(job, error, permanent=True)
 
     def _failure(self, job: ActiveJob, exc: BaseException) -> tuple[str, dict[str, Any]]:
         """``failedReason`` and the fields the failing script writes."""
