@@ -514,7 +514,7 @@ class Worker(Emitter[WorkerEvent]):
                         return
                     self.errors.error("fetch", "fetching from %s failed: %s", self.queue, exc)
                     if isinstance(exc, RespError):
-                        next_job = await self._find_ours(token, exc)
+                        next_job = await self._find_ours(token, f"broke BullMQ's fetch script ({exc}); failing it")
                         if next_job is not None:
                             continue
                     gate.on_error()
@@ -525,6 +525,10 @@ class Worker(Emitter[WorkerEvent]):
                 if next_job is None:
                     continue
             fields, job_id, token = next_job
+            if self._forced:  # fetched by a finish sent before the forced close: not ours to start now
+                next_job = None
+                await self._hand_back(ActiveJob(self, job_id, fields, token))
+                continue
             try:
                 next_job = await self._process(fields, job_id, token)
             except asyncio.CancelledError:
@@ -540,12 +544,14 @@ class Worker(Emitter[WorkerEvent]):
                 )
                 self.emit("error", exc)
 
-    async def _find_ours(self, token: str, exc: RespError, exclude: str | None = None) -> Next | None:
-        """A fetch script failed half way (Redis scripts are not rolled back): a job
-        whose counter fields are corrupt is left active under our token. Find it
-        (its lock holds our token) so it can be failed with a reason, instead of
-        cycling through stall recovery forever. ``exclude``: the job being
-        finished, whose lock still holds the token when its own write failed."""
+    async def _find_ours(self, token: str, found: str, exclude: str | None = None) -> Next | None:
+        """The job a script fetched for us when we did not get its reply: a fetch
+        that failed half way (Redis scripts are not rolled back) leaves a job whose
+        counter fields are corrupt active under our token - found, it is failed
+        with a reason instead of cycling through stall recovery forever; a finish
+        whose reply was lost may have fetched a healthy next job - found, it runs.
+        ``found`` is logged; ``exclude``: the job being finished, whose lock still
+        holds the token when its own write failed."""
         try:
             ids = await self.client.execute("LRANGE", self.keys["active"], 0, 49)
             for raw_id in ids or []:
@@ -554,7 +560,7 @@ class Worker(Emitter[WorkerEvent]):
                     continue
                 if await self.client.execute("GET", self.keys.lock(job_id)) == token.encode():
                     flat = await self.client.execute("HGETALL", self.keys.job(job_id))
-                    log.warning("job %s of %s broke BullMQ's fetch script (%s); failing it", job_id, self.queue, exc)
+                    log.warning("job %s of %s %s", job_id, self.queue, found)
                     return fields_to_dict(flat or []), job_id, token
         except (RespConnectionError, RespError) as err:
             log.debug("could not look for a half-fetched job: %s", err)
@@ -611,7 +617,7 @@ class Worker(Emitter[WorkerEvent]):
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # a forced shutdown
-                if not job.lock_lost:
+                if not job.lock_lost and job.over not in _GIVEN_UP:
                     handing = asyncio.ensure_future(self._hand_back(job))
                     self._handing_back.add(handing)
                     handing.add_done_callback(self._handing_back.discard)
@@ -792,22 +798,31 @@ class Worker(Emitter[WorkerEvent]):
         """Run the script that ends the attempt and report what Redis recorded:
         ``(True, next job)`` once it did; otherwise ``(False, None)`` after
         reporting ``lockLost`` or ``finishFailed`` (the caller emits nothing)."""
-        job.finishing = True
+        job.finishing = True  # a forced close does not cancel this slot now (see force)
         try:
-            raw, retried = await self._run_finishing(script, keys, args, job)
-        except RespError as exc:  # refused (OOM...) or failed part way: Redis does not roll back
-            return await self._after_script_error(job, target, exc)
-        except (RespConnectionError, asyncio.CancelledError) as exc:
+            return await self._written(job, script, keys, args, target)
+        except asyncio.CancelledError as exc:  # the loop is going away: nothing can tell what Redis did
             self._not_recorded(job, target, exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return False, None
+            raise
         finally:
             job.finishing = False
+
+    async def _written(
+        self, job: ActiveJob, script: str, keys: list[Any], args: list[Any], target: str
+    ) -> tuple[bool, Next | None]:
+        try:
+            raw, retried = await self._run_finishing(script, keys, args, job)
+        except RespError as exc:  # refused, or failed part way: Redis does not roll a script back
+            return await self._after_script_error(job, target, exc)
+        except RespConnectionError as exc:
+            self._not_recorded(job, target, exc)
+            return False, None
         if type(raw) is int and raw < 0:
             if retried and await self._where(job, target) == _RECORDED:  # the first call ran; its reply was lost
                 log.info("job %s of %s: recorded as %s before the connection dropped", job.id, self.queue, target)
-                return True, await self._find_ours(job.token, RespError("reply lost"), exclude=job.id)
+                return True, await self._find_ours(
+                    job.token, "was fetched by the call whose reply was lost; running it", exclude=job.id
+                )
             self._refused(job, raw, script, target)
             return False, None
         return True, (self._next_from(raw, job.token) if type(raw) is list else None)
@@ -839,7 +854,7 @@ class Worker(Emitter[WorkerEvent]):
         fetching the next job (a corrupt hash), the finish itself was recorded
         and that job is ours to fail; when it was refused (OOM), nothing was."""
         self.errors.error("finish-script", "finishing job %s of %s failed: %s", job.id, self.queue, exc)
-        next_job = await self._find_ours(job.token, exc, exclude=job.id)
+        next_job = await self._find_ours(job.token, f"broke BullMQ's fetch script ({exc}); failing it", exclude=job.id)
         where = _RECORDED if next_job is not None else await self._where(job, target)
         if where == _RECORDED:
             return True, next_job

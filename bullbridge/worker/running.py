@@ -59,7 +59,8 @@ ORPHAN_GRACE = 1.0
 #: ``run_in_thread``/``run_in_process`` calls are whose.
 CURRENT_JOB: contextvars.ContextVar[ActiveJob | None] = contextvars.ContextVar("bullbridge_job", default=None)
 
-_Call = tuple["ActiveJob | None", str]  # the job a pool call is for, and "thread" or "process"
+#: A pool call: the job it is for, and the process pool it runs in (None: the thread pool).
+_Call = tuple["ActiveJob | None", "concurrent.futures.ProcessPoolExecutor | None"]
 
 
 class HandlerRunner:
@@ -111,9 +112,9 @@ class HandlerRunner:
         if handler.run_in == "thread":
             ctx = contextvars.copy_context()
             fut = self._thread_pool().submit(ctx.run, handler.fn, job)
-            return await self._await_call(fut, job, "thread", timeout)
+            return await self._await_call(fut, job, None, timeout)
         pool = self._process_pool()
-        return await self._await_call(pool.submit(handler.fn, job.snapshot()), job, "process", timeout, pool)
+        return await self._await_call(pool.submit(handler.fn, job.snapshot()), job, pool, timeout)
 
     async def _loop_with_timeout(self, handler: Handler, job: ActiveJob, timeout: float) -> Any:
         task = asyncio.get_running_loop().create_task(handler.fn(job), name=f"bullbridge-{self.queue}-job-{job.id}")
@@ -140,13 +141,13 @@ class HandlerRunner:
         self,
         fut: concurrent.futures.Future[Any],
         job: ActiveJob | None,
-        kind: str,
+        pool: concurrent.futures.ProcessPoolExecutor | None,
         timeout: float | None,
-        pool: concurrent.futures.ProcessPoolExecutor | None = None,
     ) -> Any:
-        """Await a pool call for ``job``; at ``timeout``, give it up (a TimeoutError
-        the call raises itself is the call's own failure, not a timeout)."""
-        self._calls[fut] = (job, kind)
+        """Await a call in the thread pool (``pool`` None) or in ``pool`` for ``job``;
+        at ``timeout``, give it up (a TimeoutError the call raises itself is the
+        call's own failure, not a timeout)."""
+        self._calls[fut] = (job, pool)
         wrapped = asyncio.wrap_future(fut)
         try:
             if timeout is None:
@@ -158,9 +159,10 @@ class HandlerRunner:
                 raise
             if done:
                 return wrapped.result()
+            wrapped.cancel()  # given up: its late result or error is nobody's (and not "never retrieved")
             expired = self._expired(job, timeout) if job is not None else HandlerTimeout("timed out")
             if job is not None:
-                self._give_up(fut, job, kind, expired)
+                self._give_up(fut, job, pool, expired)
             raise expired
         except BrokenProcessPool:
             if pool is not None:
@@ -169,8 +171,14 @@ class HandlerRunner:
         finally:
             self._calls.pop(fut, None)
 
-    def _give_up(self, fut: concurrent.futures.Future[Any], job: ActiveJob, kind: str, why: Exception) -> None:
-        if kind == "thread":
+    def _give_up(
+        self,
+        fut: concurrent.futures.Future[Any],
+        job: ActiveJob,
+        pool: concurrent.futures.ProcessPoolExecutor | None,
+        why: Exception,
+    ) -> None:
+        if pool is None:
             if self.threads is not None and self.threads.abandon(fut):
                 job.over = str(why)
                 log.warning(
@@ -182,25 +190,25 @@ class HandlerRunner:
                     why,
                     self.threads.abandoned,
                 )
-        elif not fut.cancel() and not fut.done() and self.processes is not None:
+        elif not fut.cancel() and not fut.done():
             job.over = str(why)
-            self._replace_pool(self.processes, job, f"job {job.id} ({job.name}) of {self.queue}: {why}")
+            self._replace_pool(pool, job, f"job {job.id} ({job.name}) of {self.queue}: {why}")
 
     def _give_up_calls(self, job: ActiveJob, why: Exception) -> None:
         """An async handler timed out: its pool calls still running are given up too."""
-        for fut, (owner, kind) in list(self._calls.items()):
+        for fut, (owner, pool) in list(self._calls.items()):
             if owner is job and not fut.done():
-                self._give_up(fut, job, kind, why)
+                self._give_up(fut, job, pool, why)
 
     # -- work handlers send to the pools themselves (job.run_in_thread / run_in_process) --
 
     async def run_in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        result: T = await self._await_call(self._thread_pool().submit(fn, *args), CURRENT_JOB.get(), "thread", None)
+        result: T = await self._await_call(self._thread_pool().submit(fn, *args), CURRENT_JOB.get(), None, None)
         return result
 
     async def run_in_process(self, fn: Callable[..., T], *args: Any) -> T:
         pool = self._process_pool()
-        result: T = await self._await_call(pool.submit(fn, *args), CURRENT_JOB.get(), "process", None, pool)
+        result: T = await self._await_call(pool.submit(fn, *args), CURRENT_JOB.get(), pool, None)
         return result
 
     # -- replacing a process pool -------------------------------------------------------
@@ -215,8 +223,8 @@ class HandlerRunner:
         self.replaced_pools += 1
         victims = {
             id(job): job
-            for fut, (job, kind) in list(self._calls.items())
-            if kind == "process" and job is not None and job is not culprit and not fut.done()
+            for fut, (job, in_pool) in list(self._calls.items())
+            if in_pool is pool and job is not None and job is not culprit and not fut.done()
         }
         if culprit is not None:
             for job in victims.values():

@@ -71,8 +71,9 @@ class Held:
 
 class LosingProxy:
     """A TCP proxy to Redis that, once armed with a marker, forwards the next
-    command containing it, waits until Redis answered it, drops that reply and
-    cuts the connection (replies pipelined behind it are dropped too)."""
+    command containing it, waits until Redis answered it, and then drops that
+    reply and cuts the connection (replies pipelined behind it are dropped too) -
+    or, with ``hold_reply_to``, holds the reply back until :meth:`let_go`."""
 
     def __init__(self, redis_url: str) -> None:
         parsed = urlparse(redis_url)
@@ -80,6 +81,9 @@ class LosingProxy:
         self.db = parsed.path or "/0"
         self.cuts = 0
         self._marker: bytes | None = None
+        self._hold = False
+        self.holding = asyncio.Event()  # a held reply has arrived from Redis
+        self._let_go = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -94,7 +98,13 @@ class LosingProxy:
         return f"redis://127.0.0.1:{port}{self.db}"
 
     def lose_reply_to(self, marker: bytes) -> None:
-        self._marker = marker
+        self._marker, self._hold = marker, False
+
+    def hold_reply_to(self, marker: bytes) -> None:
+        self._marker, self._hold = marker, True
+
+    def let_go(self) -> None:
+        self._let_go.set()
 
     async def close(self) -> None:
         if self._server is not None:
@@ -105,7 +115,7 @@ class LosingProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self.target)
-        doomed: list[int] = []  # the 1-based index of the command whose reply is lost
+        doomed: list[tuple[int, bool]] = []  # the 1-based index of the command whose reply is lost/held
 
         async def upstream() -> None:
             parser, sent = hiredis.Reader(), 0
@@ -115,7 +125,7 @@ class LosingProxy:
                     sent += 1
                     if self._marker is not None and any(self._marker in part for part in command):
                         self._marker = None
-                        doomed.append(sent)
+                        doomed.append((sent, self._hold))
                 up_writer.write(data)
                 await up_writer.drain()
 
@@ -125,7 +135,11 @@ class LosingProxy:
                 parser.feed(data)
                 while parser.gets() is not False:
                     answered += 1
-                if doomed and answered >= doomed[0]:  # Redis ran it and answered: lose that answer
+                if doomed and answered >= doomed[0][0] and doomed[0][1]:  # Redis answered: hold the answer back
+                    self.holding.set()
+                    await self._let_go.wait()
+                    doomed.clear()
+                elif doomed and answered >= doomed[0][0]:  # Redis ran it and answered: lose that answer
                     self.cuts += 1
                     return
                 writer.write(data)

@@ -272,13 +272,16 @@ async def test_redis_back_before_the_worker_gave_up_records_and_reports_once() -
         assert await worker.close(timeout=5) is True
 
 
+@pytest.mark.parametrize("queued", [False, True], ids=["alone", "with-a-next-job"])
 async def test_a_reply_lost_after_redis_recorded_it_is_read_back_not_guessed(
-    redis_url: str, producer: Queue, queue_name: str
+    queued: bool, redis_url: str, producer: Queue, queue_name: str
 ) -> None:
     """The finishing script ran but its reply was lost with the connection. The
     retry answers -2 (our first call removed the lock); the worker reads the job
     back (lock, attempt counters) and reports completed once - it used to take
-    any such answer as done, even when another worker had taken the job."""
+    any such answer as done, even when another worker had taken the job. A job
+    that lost call fetched (its lock holds our token) is found and run at once,
+    not left to stall."""
     proxy = await LosingProxy(redis_url).start()
     held = Held()
     worker = Worker(queue_name, {"x": held}, connection=proxy.url)
@@ -287,13 +290,20 @@ async def test_a_reply_lost_after_redis_recorded_it_is_read_back_not_guessed(
         await worker.start()
         job = await producer.add("x", {})
         await held.wait_started()
+        following = await producer.add("x", {}) if queued else None
         proxy.lose_reply_to(scripts.script("moveToFinished").sha.encode())
         held.release.set()
-        assert await seen.wait() == [("completed", job.id)]
+        assert (await seen.wait())[0] == ("completed", job.id)
         assert proxy.cuts == 1, "the reply was lost after Redis ran the script"
         assert await producer.result(job.id, timeout=5) == "done"
-        assert seen.counters() == {"completed": 1}
-        assert held.runs == [job.id]
+        if following is not None:
+            # 5 s: a failure detector that also tells "run at once" from a stall (the 30 s lock, then a check).
+            assert await producer.result(following.id, timeout=5) == "done"
+            stored = await producer.get_job(following.id)
+            assert stored is not None and stored.stalled_counter == 0
+        expected = [job.id] if following is None else [job.id, following.id]
+        assert seen.seen == [("completed", i) for i in expected]
+        assert held.runs == expected
         assert await worker.close(timeout=5) is True
     finally:
         await worker.close(timeout=5)
@@ -322,6 +332,39 @@ async def test_a_reply_lost_when_the_job_moved_on_is_not_taken_as_done(
         assert seen.counters() == {"lost_locks": 1}
     finally:
         await admin.aclose()
+        await worker.close(timeout=5)
+        await proxy.close()
+
+
+async def test_a_forced_close_lets_a_finish_in_flight_land_and_hands_back_what_it_fetched(
+    redis_url: str, producer: Queue, queue_name: str
+) -> None:
+    """A forced close while a finish is on its way (its reply held back): the
+    slot is not cancelled mid-write - the completion is recorded and reported -
+    and the next job that same script call fetched is handed back, not started."""
+    proxy = await LosingProxy(redis_url).start()
+    held = Held()
+    worker = Worker(queue_name, {"x": held}, connection=proxy.url)
+    seen = Outcomes(worker)
+    try:
+        await worker.start()
+        first = await producer.add("x", {})
+        await held.wait_started()
+        second = await producer.add("x", {})  # waiting: the finish of the first fetches it
+        proxy.hold_reply_to(scripts.script("moveToFinished").sha.encode())
+        held.release.set()
+        await asyncio.wait_for(proxy.holding.wait(), 10)
+        closing = asyncio.ensure_future(worker.close(force=True))
+        await asyncio.sleep(0.2)  # the scenario: the forced close happens while the reply is held
+        proxy.let_go()
+        assert await asyncio.wait_for(closing, 10) is False, "a job was handed back"
+        assert seen.seen == [("completed", first.id), ("handedBack", second.id)]
+        assert await producer.result(first.id, timeout=5) == "done"
+        assert await producer.get_job_state(second.id) == "waiting"
+        stored = await producer.get_job(second.id)
+        assert stored is not None and stored.attempts_made == 0 and stored.stalled_counter == 0
+        assert held.runs == [first.id], "the fetched job was not started"
+    finally:
         await worker.close(timeout=5)
         await proxy.close()
 
