@@ -102,8 +102,9 @@ async def test_closing_a_worker_with_a_process_pool_then_exiting_prints_nothing(
 # -- stop_process_pool itself, in this process ---------------------------------------
 
 
-def sleep_ignoring_sigterm(seconds: float) -> None:  # runs in the pool
+def sleep_ignoring_sigterm(seconds: float, marker: str) -> None:  # runs in the pool
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    Path(marker).touch()  # only now is SIGTERM ignored
     time.sleep(seconds)
 
 
@@ -132,10 +133,14 @@ async def test_a_forced_stop_terminates_a_running_call_and_returns_once_the_pool
 
 
 async def test_a_pool_past_its_deadline_is_terminated_then_killed_with_one_warning_off_the_loop(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(pools, "KILL_GRACE", 0.3)
-    pool, running = await started_pool(sleep_ignoring_sigterm, 30)  # graceful: the call would go on for 30 s
+    marker = tmp_path / "ignoring"
+    pool, running = await started_pool(sleep_ignoring_sigterm, 30, str(marker))  # graceful: it would go on 30 s
+    # "running" is set once the call is queued to the process; under load the SIGTERM could arrive
+    # before the call installed SIG_IGN (seen in full runs). Wait until it did (a failure detector).
+    assert await wait_until(marker.exists, timeout=10)
     manager, processes = pool._executor_manager_thread, list(pool._processes.values())
     ticks = 0
 
