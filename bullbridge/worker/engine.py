@@ -584,6 +584,7 @@ class Worker(Emitter[WorkerEvent]):
         job = ActiveJob(self, job_id, fields, token)
         self.last_activity = time.time()
         self.locks.track(job)
+        self._watch.note(job_id)
         task = asyncio.current_task()
         if task is not None:
             self._current[task] = job

@@ -148,16 +148,25 @@ class StalledChecker:
 
 
 class LoopWatch:
-    """Warn when the event loop was blocked (a sync call inside an async handler)."""
+    """Warn when the event loop was blocked (a sync call inside an async handler),
+    naming the jobs active during that tick: those active when the warning is
+    written, and those started since the tick before (the culprit may have
+    finished by the time the loop runs the watch again)."""
 
     def __init__(self, threshold: float, active: Callable[[], list[str]]) -> None:
         self.threshold = threshold
         self._active = active
+        self._recent: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None and self.threshold > 0:
             self._task = asyncio.ensure_future(self._loop())
+
+    def note(self, job_id: str) -> None:
+        """A job started (recorded only while the watch runs)."""
+        if self._task is not None:
+            self._recent.add(job_id)
 
     async def _loop(self) -> None:
         tick = min(0.25, self.threshold / 2)
@@ -167,12 +176,14 @@ class LoopWatch:
             await asyncio.sleep(tick)
             lag = loop.time() - before - tick
             if lag >= self.threshold:
+                jobs = sorted({*self._active(), *self._recent}, key=lambda j: (len(j), j))
                 log.warning(
                     "the event loop was blocked for %.1f s while jobs %s were active: a handler makes a "
                     "blocking call; declare it run_in='thread' (or 'process') so locks keep renewing",
                     lag,
-                    ", ".join(self._active()) or "(none)",
+                    ", ".join(jobs) or "(none)",
                 )
+            self._recent.clear()
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)

@@ -40,7 +40,9 @@ class Outcomes:
         self.args[event].append(args)
 
     async def wait(self, count: int = 1, timeout: float = 10.0) -> list[tuple[str, str]]:
-        """The events once there are ``count`` (a failure detector: generous)."""
+        """The events once there are ``count`` (a failure detector: generous). Wait on
+        this, not on the queue: Redis records an outcome before the worker has read
+        the script's reply and emitted it."""
         assert await wait_until(lambda: len(self.seen) >= count, timeout), f"only {self.seen} after {timeout} s"
         return self.seen
 

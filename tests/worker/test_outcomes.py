@@ -219,7 +219,7 @@ async def test_a_finish_refused_before_anything_moved_stays_active_for_stall_rec
         assert await producer.result(job.id, timeout=10) == "done"
         stored = await producer.get_job(job.id)
         assert stored is not None and stored.stalled_counter == 1, "the second run came from stall recovery"
-        assert seen.seen == [("finishFailed", job.id), ("completed", job.id)]
+        assert await seen.wait(2) == [("finishFailed", job.id), ("completed", job.id)]
         assert held.runs == [job.id, job.id]
     finally:
         await admin.aclose()
@@ -302,7 +302,7 @@ async def test_a_reply_lost_after_redis_recorded_it_is_read_back_not_guessed(
             stored = await producer.get_job(following.id)
             assert stored is not None and stored.stalled_counter == 0
         expected = [job.id] if following is None else [job.id, following.id]
-        assert seen.seen == [("completed", i) for i in expected]
+        assert await seen.wait(len(expected)) == [("completed", i) for i in expected]
         assert held.runs == expected
         assert await worker.close(timeout=5) is True
     finally:
