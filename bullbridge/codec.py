@@ -109,7 +109,11 @@ class JsonCodec:
         """The precise path: find what is wrong (with its path), else work around
         orjson's own limits (str-subclass keys, lone surrogates, depth > 254)."""
         if self.big_ints == "string":
-            value = _stringify_big_ints(value)
+            try:
+                value = _stringify_big_ints(value)
+            except RecursionError:  # a cycle (named by the walk), or deeper than Python recurses
+                _locate_problem(value, self.big_ints)
+                raise NotJsonSafe("nested too deeply for Python's JSON encoder") from None
         _locate_problem(value, self.big_ints)
         try:
             return orjson.dumps(value, default=_default, option=_OPTS)
@@ -168,27 +172,44 @@ def _js_path(path: str, key: str) -> str:
     return f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]"
 
 
+_LEAVE = object()  # a marker on the walk's stack: the container below it is done
+
+
 def _locate_problem(value: Any, big_ints: BigInts) -> None:
     """Walk the value (iteratively) and raise :class:`NotJsonSafe` at the first
-    thing Node would not read back as written."""
+    thing Node would not read back as written - a container that contains itself
+    included (Node: "Converting circular structure to JSON"), which a plain walk
+    would follow forever. The same object twice side by side is fine: JSON
+    writes it twice."""
     stack: list[tuple[Any, str]] = [(value, "$")]
+    inside: set[int] = set()  # ids of the containers on the path being walked
     while stack:
         item, path = stack.pop()
-        if isinstance(item, enum.Enum):
+        if item is _LEAVE:
+            inside.discard(int(path))
+        elif isinstance(item, enum.Enum):
             stack.append((item.value, path))
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                if not isinstance(key, str):
-                    raise NotJsonSafe(
-                        f"dict key {key!r} ({type(key).__name__}) is not a string: JSON object keys are "
-                        "strings, and Node would read it as one",
-                        path,
-                    )
-                stack.append((child, _js_path(path, key)))
-        elif isinstance(item, (list, tuple)):
-            stack.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
+        elif isinstance(item, (dict, list, tuple)):
+            if id(item) in inside:
+                raise NotJsonSafe("a circular reference (a container inside itself) has no JSON form", path)
+            inside.add(id(item))
+            stack.append((_LEAVE, str(id(item))))
+            stack.extend(_children(item, path))
         else:
             _check_scalar(item, path, big_ints)
+
+
+def _children(item: dict[Any, Any] | list[Any] | tuple[Any, ...], path: str) -> list[tuple[Any, str]]:
+    if not isinstance(item, dict):
+        return [(child, f"{path}[{index}]") for index, child in enumerate(item)]
+    for key in item:
+        if not isinstance(key, str):
+            raise NotJsonSafe(
+                f"dict key {key!r} ({type(key).__name__}) is not a string: JSON object keys are "
+                "strings, and Node would read it as one",
+                path,
+            )
+    return [(child, _js_path(path, key)) for key, child in item.items()]
 
 
 def _check_scalar(item: Any, path: str, big_ints: BigInts) -> None:

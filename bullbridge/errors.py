@@ -163,8 +163,26 @@ class LockLost(ScriptError):
     """The worker no longer owns the job's lock (another worker took it over)."""
 
 
+class FinishNotRecorded(BullbridgeError):
+    """The write that ends an attempt (complete, fail, retry, back to wait) was not
+    recorded by Redis; the job stays active until BullMQ's stall recovery.
+    ``outcome`` is what the worker meant to record; ``__cause__`` the error."""
+
+    def __init__(self, message: str, outcome: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
 class JobTimeout(BullbridgeError, TimeoutError):
     """Waiting for a job to finish took longer than the given timeout."""
+
+
+class HandlerTimeout(BullbridgeError, TimeoutError):
+    """A handler ran longer than its ``timeout``; the attempt fails with it, and the
+    job's ``failedReason`` reads ``TimeoutError: handler 'resize' exceeded 30 s``."""
+
+    #: The class name ``failedReason`` shows (Node's readers know ``TimeoutError``).
+    failure_name = "TimeoutError"
 
 
 class JobFailed(BullbridgeError):

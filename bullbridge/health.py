@@ -45,8 +45,13 @@ class HealthReport:
     host: str
     queues: list[str]
     active: int = 0
+    #: Outcomes Redis recorded (the worker counts an outcome only once it is in Redis).
     completed: int = 0
     failed: int = 0
+    #: Outcomes Redis did not record (``finishFailed``) and locks lost (``lockLost``):
+    #: each job will run again through BullMQ's stall recovery.
+    finish_failed: int = 0
+    lost_locks: int = 0
     ts: int = 0
     redis_connected: bool = True
     extra: dict[str, Any] = field(default_factory=dict)

@@ -7,9 +7,10 @@ in one process, started together and shut down cleanly.
 
 Inside an existing asyncio app (FastAPI lifespan, aiohttp on_startup) use
 ``async with manager:`` with ``handle_signals=False`` and let the app's own
-shutdown close it. ``run()`` returns the process exit code: 0 when every
-active job finished, 1 when jobs had to be handed back (or left to stall
-recovery because Redis was unreachable).
+shutdown close it. ``run()`` returns the process exit code: 0 when every job
+the workers took ended with its outcome recorded in Redis, 1 when one did not:
+jobs handed back at the drain deadline, left to stall recovery because Redis was
+unreachable, an outcome Redis did not record (``finishFailed``), a lost lock.
 """
 
 from __future__ import annotations
@@ -165,6 +166,8 @@ class WorkerManager:
             active=sum(w.active_count for w in self.workers),
             completed=sum(w.completed for w in self.workers),
             failed=sum(w.failed for w in self.workers),
+            finish_failed=sum(w.finish_failed for w in self.workers),
+            lost_locks=sum(w.lost_locks for w in self.workers),
             redis_connected=all(w.connected or not w.running for w in self.workers),
         )
 
@@ -297,9 +300,11 @@ class WorkerManager:
         started = time.monotonic()
         results = await asyncio.gather(*(w.close(timeout=timeout) for w in self.workers), return_exceptions=True)
         clean = all(r is True for r in results)
-        for r in results:
+        for worker, r in zip(self.workers, results):
             if isinstance(r, BaseException):
-                log.error("closing a worker failed: %s", r)
+                log.error("closing the worker of %s failed: %s", worker.queue, r)
+            elif r is not True:
+                log.warning("worker of %s: %s", worker.queue, worker.shutdown_summary())
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -320,7 +325,7 @@ class WorkerManager:
             self.completed,
             self.failed,
             self.retried,
-            "all active jobs finished" if clean else "some jobs were handed back",
+            "every job's outcome recorded" if clean else "exit code 1: not every job's outcome was recorded",
         )
         self._stopped.set()
         return clean
@@ -328,17 +333,18 @@ class WorkerManager:
     # -- background duties ------------------------------------------------------------
 
     async def _summaries(self) -> None:
-        last = {id(w): (w.completed, w.failed) for w in self.workers}
+        last = {id(w): (w.completed, w.failed, w.finish_failed + w.lost_locks) for w in self.workers}
         while True:
             await asyncio.sleep(self.settings.summary_interval)
             for w in self.workers:
-                done, failed = last[id(w)]
-                last[id(w)] = (w.completed, w.failed)
+                done, failed, lost = last[id(w)]
+                last[id(w)] = (w.completed, w.failed, w.finish_failed + w.lost_locks)
                 log.info(
-                    "queue %s: %d completed, %d failed in the last %.0f s; %d active",
+                    "queue %s: %d completed, %d failed, %d not recorded in the last %.0f s; %d active",
                     w.queue,
                     w.completed - done,
                     w.failed - failed,
+                    w.finish_failed + w.lost_locks - lost,
                     self.settings.summary_interval,
                     w.active_count,
                 )

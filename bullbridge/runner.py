@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import logging
 import os
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -26,6 +29,12 @@ from bullbridge.manager import ManagerSettings, WorkerManager
 from bullbridge.worker import Worker
 
 T = TypeVar("T")
+log = logging.getLogger("bullbridge.runner")
+
+#: Seconds tasks left at the end of a run get to end once cancelled.
+LEFTOVER_GRACE = 2.0
+#: Seconds ``bullbridge worker`` waits for the interpreter's own exit before it ends the process itself.
+EXIT_GRACE = 2.0
 
 
 def load_target(target: str) -> Any:
@@ -147,10 +156,80 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` on uvloop when it is installed: the loop ``bullbridge worker`` uses.
 
     A library never changes a process's global loop policy; this runs one
-    coroutine on a loop of its own and closes it cleanly."""
+    coroutine on a loop of its own and closes it cleanly. Unlike ``asyncio.run``,
+    tasks still running at the end get :data:`LEFTOVER_GRACE` seconds once
+    cancelled: one that ignores its cancellation (a handler that catches
+    ``CancelledError``) is left behind with a WARNING instead of holding the
+    process forever."""
+    loop = _new_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            _cancel_leftovers(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is in the lock
-        return asyncio.run(coro)
-    result: T = uvloop.run(coro)
-    return result
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=LEFTOVER_GRACE))
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {"message": "unhandled exception during shutdown", "exception": task.exception(), "task": task}
+            )
+    if pending:
+        log.warning(
+            "%d task(s) still running %g s after they were cancelled at exit (a handler that catches "
+            "CancelledError?): %s; exiting without them",
+            len(pending),
+            LEFTOVER_GRACE,
+            ", ".join(sorted(t.get_name() for t in pending)),
+        )
+        for task in pending:  # reported above: no "Task was destroyed but it is pending!" at exit
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+
+
+def watch_exit(code: int, grace: float = EXIT_GRACE) -> int:
+    """For a process's entry point once its workers are closed: return ``code``,
+    and make sure the process really exits with it. The interpreter's exit joins
+    every non-daemon thread, so a thread a handler started and left running
+    would hold the process (until Kubernetes kills it, exit code lost); a daemon
+    watchdog ends it with ``code`` after ``grace`` seconds, naming the threads."""
+
+    def watchdog() -> None:
+        time.sleep(grace)
+        me, main = threading.current_thread(), threading.main_thread()
+        stuck = [t.name for t in threading.enumerate() if t not in (me, main) and not t.daemon]
+        log.warning(
+            "the process has not exited %g s after its workers closed: thread(s) %s still running (started by a "
+            "handler and never ended?); exiting with code %d without them",
+            grace,
+            ", ".join(stuck) or "(none: an exit hook)",
+            code,
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    threading.Thread(target=watchdog, name="bullbridge-exit-watchdog", daemon=True).start()
+    return code

@@ -98,7 +98,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bullbridge import codec as codec_module
 from bullbridge.clock import now_ms
-from bullbridge.errors import ConfigurationError, CorruptJob, DelayJob, NotJsonSafe, RateLimited, WaitingChildren
+from bullbridge.errors import (
+    ConfigurationError,
+    CorruptJob,
+    DelayJob,
+    LockLost,
+    NotJsonSafe,
+    RateLimited,
+    WaitingChildren,
+)
 from bullbridge.options import JobOptions
 from bullbridge.options import Telemetry as JobTelemetry
 
@@ -423,7 +431,10 @@ class WorkerTelemetry:
 
     The outcome (completed, failed, retried) is read from the worker's own
     ``completed`` / ``failed`` / ``retrying`` events, which it emits
-    synchronously while the attempt is still open."""
+    synchronously while the attempt is still open, and only once Redis recorded
+    the outcome. An outcome Redis did not record (``finishFailed``) or a lost
+    lock (``lockLost``) adds the error to the consumer span, as Node's worker
+    records the exception its finishing call threw, and counts no job metric."""
 
     def __init__(self, telemetry: OtelTelemetry, worker: WorkerHost) -> None:
         self.telemetry = telemetry
@@ -432,6 +443,8 @@ class WorkerTelemetry:
         worker.on("completed", self._completed)
         worker.on("retrying", self._retrying)
         worker.on("failed", self._failed)
+        worker.on("finishFailed", self._not_recorded)
+        worker.on("lockLost", self._lock_lost)
 
     def start(self, job: ActiveJob) -> Attempt | None:
         """Start the CONSUMER span ``process <queue>`` of one attempt, continuing
@@ -471,6 +484,16 @@ class WorkerTelemetry:
         attempt = self._attempts.get(id(job))
         if attempt is not None:
             attempt.finish("fail", "failed", "job failed", {A.JOB_FAILED_REASON: reason})
+
+    def _not_recorded(self, job: ActiveJob, exc: BaseException) -> None:
+        attempt = self._attempts.get(id(job))
+        if attempt is not None:
+            attempt.span.record_exception(exc)
+
+    def _lock_lost(self, job: ActiveJob) -> None:
+        attempt = self._attempts.get(id(job))
+        if attempt is not None:
+            attempt.span.record_exception(LockLost(f"the lock of job {job.id} was lost"))
 
 
 class Attempt:

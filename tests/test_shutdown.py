@@ -29,7 +29,15 @@ NOISE = ("Event loop is closed", "Task was destroyed", "Traceback", "never await
 
 class WorkerProcess:
     def __init__(
-        self, url: str, queue: str, *args: str, sleep: float = 0.2, concurrency: int = 5, shell_background: bool = False
+        self,
+        url: str,
+        queue: str,
+        *args: str,
+        sleep: float = 0.2,
+        concurrency: int = 5,
+        shell_background: bool = False,
+        app: str = "tests.apps.sleepy:make",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.url, self.queue = url, queue
         self.name = f"p-{uuid.uuid4().hex[:6]}"
@@ -40,7 +48,7 @@ class WorkerProcess:
             "--log-level",
             "INFO",
             "worker",
-            "tests.apps.sleepy:make",
+            app,
             "--name",
             self.name,
             *args,
@@ -52,6 +60,7 @@ class WorkerProcess:
             APP_SLEEP=str(sleep),
             APP_CONCURRENCY=str(concurrency),
             PYTHONUNBUFFERED="1",
+            **(env or {}),
         )
         self.shell_background = shell_background
         self.proc: asyncio.subprocess.Process | None = None
@@ -213,6 +222,93 @@ async def test_shutdown_with_redis_gone_exits_within_deadline(private_redis: Pri
         proc.kill()
 
 
+async def test_a_job_whose_finish_redis_never_recorded_makes_the_exit_code_1(private_redis: PrivateRedis) -> None:
+    """The probe: Redis dies, SIGTERM, and the active job's handler finishes within
+    the drain - but its completion cannot be written. The process logged "will be
+    recovered as stalled", still counted the job completed, and exited 0 (the docs
+    promise 1). Now it reports the job as not recorded and exits 1."""
+    url = private_redis.url
+    async with Queue("unrecorded", connection=url) as producer:
+        await producer.add("work", {})
+    proc = await WorkerProcess(url, "unrecorded", "--drain-timeout", "20", sleep=1.5, concurrency=1).start()
+    try:
+        await _wait_runs(url, "unrecorded", 1)
+        private_redis.kill()
+        proc.signal(signal.SIGTERM)
+        # The handler ends ~1.5 s in; the write then waits for Redis 1 s twice and gives up;
+        # 20 s is a failure detector (a hang would sit out the whole drain).
+        assert await proc.wait(20) == 1
+        stderr = await proc.stderr()
+        assert "could not be recorded as completed" in stderr, stderr[-2000:]
+        assert "outcome(s) not recorded" in stderr, stderr[-2000:]
+        assert not [n for n in NOISE if n in stderr], stderr[-2000:]
+    finally:
+        proc.kill()
+
+
+async def test_a_thread_a_handler_leaked_cannot_hold_the_process(
+    redis_url: str, producer: Queue, queue_name: str
+) -> None:
+    """A handler starts a non-daemon thread and never joins it: the interpreter's
+    exit waits for such threads, so the process used to outlive its work by the
+    thread's minute (until Kubernetes' SIGKILL, exit code lost). Now it exits
+    with its own code after EXIT_GRACE, naming the thread."""
+    jobs = await producer.add_bulk([("work", {}), ("work", {})])
+    proc = WorkerProcess(
+        redis_url, queue_name, "--burst", app="tests.apps.misbehaving:make", env={"APP_MODE": "leak_thread"}
+    )
+    started = time.monotonic()
+    await proc._start_quiet_stderr()  # type: ignore[attr-defined]
+    try:
+        # Burst: the two jobs, the queue found empty (~0.3 s), EXIT_GRACE (2 s) for the leaked threads;
+        # 20 s is a failure detector - the threads alone would hold the process for 60 s.
+        assert await proc.wait(20) == 0, "both jobs completed: exit 0"
+        took = time.monotonic() - started
+        stderr = await proc.stderr()
+        assert took < 40, took
+        assert "still running (started by a handler and never ended?)" in stderr, stderr[-2000:]
+        assert "leaked-by-job-1" in stderr and "leaked-by-job-2" in stderr, stderr[-2000:]
+        assert [await producer.get_job_state(j.id) for j in jobs] == ["completed", "completed"]
+        assert set((await _runs(redis_url, queue_name)).values()) == {1}
+    finally:
+        proc.kill()
+
+
+async def test_a_handler_that_swallows_cancellation_cannot_hold_a_forced_shutdown(
+    redis_url: str, producer: Queue, queue_name: str
+) -> None:
+    """At the drain deadline the handler is cancelled and catches it, for ever.
+    The worker waits FORCE_GRACE for it, hands the job back (any worker takes it
+    now), and the process exits 1 after LEFTOVER_GRACE more, naming the task."""
+    job = await producer.add("work", {})
+    proc = await WorkerProcess(
+        redis_url,
+        queue_name,
+        "--drain-timeout",
+        "1",
+        app="tests.apps.misbehaving:make",
+        env={"APP_MODE": "swallow_cancel"},
+    ).start()
+    try:
+        await _wait_runs(redis_url, queue_name, 1)
+        proc.signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        # 1 s drain + 2 s for the cancelled handler + 2 s for leftover tasks at exit; 20 s detects a hang.
+        assert await proc.wait(20) == 1
+        took = time.monotonic() - t0
+        record("test_a_handler_that_swallows_cancellation_cannot_hold_a_forced_shutdown", took=took)
+        stderr = await proc.stderr()
+        assert "its handler ignored its cancellation" in stderr, stderr[-3000:]
+        assert "still running 2 s after they were cancelled at exit" in stderr, stderr[-3000:]
+        assert "handed job 1" in stderr and "back to wait" in stderr, stderr[-3000:]
+        assert not [n for n in NOISE if n in stderr], stderr[-3000:]
+        assert await producer.get_job_state(job.id) == "waiting", "handed back: the next worker takes it now"
+        stored = await producer.get_job(job.id)
+        assert stored is not None and stored.stalled_counter == 0 and stored.attempts_made == 0
+    finally:
+        proc.kill()
+
+
 async def test_sigint_works_for_a_process_started_in_the_background(
     redis_url: str, producer: Queue, queue_name: str
 ) -> None:
@@ -355,6 +451,18 @@ async def _start_quiet(self: WorkerProcess) -> WorkerProcess:
 
 
 WorkerProcess._start_quiet = _start_quiet  # type: ignore[attr-defined]
+
+
+async def _start_quiet_stderr(self: WorkerProcess) -> WorkerProcess:
+    """Start without waiting for the heartbeat (a burst run may end first); stderr kept."""
+    self.proc = await asyncio.create_subprocess_exec(
+        *self.cmd, cwd=str(ROOT), env=self.env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    self.pid = self.proc.pid
+    return self
+
+
+WorkerProcess._start_quiet_stderr = _start_quiet_stderr  # type: ignore[attr-defined]
 
 
 async def _cli(*args: str) -> tuple[int, str]:

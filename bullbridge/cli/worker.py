@@ -73,7 +73,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
         return supervise(args.argv, args.processes, args.name, args.health_port)
     target = runner.load_target(args.target)
-    return runner.run_worker(
+    code = runner.run_worker(
         target,
         concurrency=args.concurrency,
         burst=args.burst or None,
@@ -83,6 +83,7 @@ def run_worker(args: argparse.Namespace) -> int:
         drain_timeout=args.drain_timeout,
         name=args.name,
     )
+    return runner.watch_exit(code)  # threads a handler left running cannot hold the process
 
 
 def run_check(args: argparse.Namespace) -> int:

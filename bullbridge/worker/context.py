@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from bullbridge import scripts
 from bullbridge.clock import now_ms
-from bullbridge.errors import DelayJob, RateLimited, UsageError, WaitingChildren
+from bullbridge.errors import DelayJob, LockLost, RateLimited, UsageError, WaitingChildren
 from bullbridge.job import Dependencies, Job, read_dependencies
 from bullbridge.options import epoch_ms, to_ms
 from bullbridge.worker.host import WorkerHost
@@ -106,9 +106,16 @@ class JobSnapshot:
 
 
 class ActiveJob(Job):
-    """A job this worker holds the lock of, handed to the handler."""
+    """A job this worker holds the lock of, handed to the handler.
 
-    __slots__ = ("_loop_thread", "_worker", "signal", "token")
+    The worker keeps the attempt's state on it: ``lock_lost`` (another worker or
+    BullMQ's stall recovery owns the job now: this attempt's outcome is dropped),
+    ``over`` (why the worker stopped waiting for the handler - a timeout, a
+    shutdown - or None: once set, progress and log writes are refused),
+    ``requeue`` (its process pool was replaced under it: back to wait) and
+    ``finishing`` (the outcome is being written)."""
+
+    __slots__ = ("_loop_thread", "_worker", "finishing", "lock_lost", "over", "requeue", "signal", "token")
 
     def __init__(self, worker: WorkerHost, job_id: str, fields: dict[bytes, bytes], token: str) -> None:
         super().__init__(worker.queue, job_id, fields, worker.settings.codec)
@@ -116,10 +123,16 @@ class ActiveJob(Job):
         self._worker = worker
         self.signal = CancelSignal(worker.loop)
         self._loop_thread = worker.loop_thread
+        self.lock_lost = False
+        self.over: str | None = None
+        self.requeue = False
+        self.finishing = False
 
     # -- progress and logs ----------------------------------------------------------
 
     def _submit(self, name: str, keys: list[Any], args: list[Any]) -> Sent:
+        if self.over is not None:  # a handler the worker gave up on (timeout, shutdown) writes nothing more
+            raise LockLost(f"job {self.id}: this attempt is over ({self.over}), so {name} was not written")
         worker = self._worker
         if threading.get_ident() == self._loop_thread:
             return Sent(asyncio.ensure_future(scripts.run(worker.client, name, keys, args)))

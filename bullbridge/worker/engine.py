@@ -20,13 +20,17 @@ cycling or "completing" with ``data={}``; unknown backoff types fail clearly;
 user code fail the job and the worker keeps running; sync handlers run in
 threads so locks keep renewing; the cancellation signal is explicit; lost
 connections are logged and pickup resumes at once after a reconnect.
+
+Outcomes are reported as Redis recorded them (docs/worker.md#outcomes):
+``completed``, ``failed`` and ``retrying`` fire, and count, only once the
+finishing script's reply says the job moved; a lock found lost is ``lockLost``
+and nothing else; a finish Redis did not record is ``finishFailed``, and makes
+``close()`` report an unclean shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
 import logging
 import threading
 import time
@@ -45,6 +49,7 @@ from bullbridge.errors import (
     CorruptJob,
     DeferredFailure,
     DelayJob,
+    FinishNotRecorded,
     LockLost,
     NotJsonSafe,
     RateLimited,
@@ -69,11 +74,11 @@ from bullbridge.worker.failures import (
 from bullbridge.worker.gate import FetchGate
 from bullbridge.worker.handlers import Handler, HandlerFn, HandlerRegistry, RunIn
 from bullbridge.worker.maintenance import LockRenewer, LoopWatch, RateLimitedLog, StalledChecker
-from bullbridge.worker.pools import DaemonThreadPool, process_pool, stop_process_pool
+from bullbridge.worker.running import CURRENT_JOB, HandlerRunner
 from bullbridge.worker.settings import WorkerSettings
 
 if TYPE_CHECKING:  # annotations only; the OpenTelemetry API is imported only when an OtelTelemetry is created
-    from bullbridge.telemetry import OtelTelemetry, WorkerTelemetry
+    from bullbridge.telemetry import Attempt, OtelTelemetry, WorkerTelemetry
 
 log = logging.getLogger("bullbridge.worker")
 T = TypeVar("T")
@@ -86,14 +91,31 @@ _PERMANENT = (UnrecoverableError, CorruptJob, UnknownJobName, UnknownBackoff, No
 
 Next = tuple[dict[bytes, bytes], str, str]  # fields, job id, token
 
-
-class _Recovered:
-    """A finishing script failed after fetching a broken job, which we recovered."""
-
-    __slots__ = ("next",)
-
-    def __init__(self, next_job: Next) -> None:
-        self.next = next_job
+#: Seconds one finishing write may wait for Redis once the worker is closing.
+CLOSING_WRITE_TIMEOUT = 1.0
+#: Seconds a forced close waits for cancelled handlers to end and hand their jobs back.
+FORCE_GRACE = 2.0
+#: ``ActiveJob.over`` once the worker gave the job up at close: its outcome is not the worker's to write.
+_HANDED_BACK = "handed back"
+_LEFT_BEHIND = "the worker closed without it"
+_GIVEN_UP = (_HANDED_BACK, _LEFT_BEHIND)
+#: Where a job is when its outcome was not recorded (_where), and what that means.
+_RECORDED, _OURS, _ASTRAY, _UNKNOWN = "recorded", "ours", "astray", "unknown"
+_AFTERMATH = {
+    _OURS: "it stays active under its expiring lock until BullMQ's stall recovery moves it back to wait",
+    _ASTRAY: "its lock is gone but Redis holds no outcome for it: the script stopped part way (Redis does not "
+    "roll a script back) or another worker took the job; look at the job's state",
+    _UNKNOWN: "if Redis did not record it either, BullMQ's stall recovery will run it again",
+}
+#: What each finishing target is called in logs and ``FinishNotRecorded.outcome``.
+_OUTCOMES = {
+    "completed": "completed",
+    "failed": "failed",
+    "delayed": "delayed for a retry",
+    "retried": "back in wait for a retry",
+    "wait": "back in wait (rate limited)",
+    "requeued": "back in wait (its process pool was replaced)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,22 +172,27 @@ class Worker(Emitter[WorkerEvent]):
         self.locks = LockRenewer(self)
         self.stalled = StalledChecker(self)
         self._watch = LoopWatch(self.settings.loop_block_warning, lambda: list(self.locks.active))
+        self.runner = HandlerRunner(self.settings, queue)
         self._slots: list[asyncio.Task[None]] = []
+        self._current: dict[asyncio.Task[Any], ActiveJob] = {}  # slot -> the job it runs
         self._tokens = 0
-        self._threads: DaemonThreadPool | None = None
-        self._processes: concurrent.futures.ProcessPoolExecutor | None = None
         self._blocking_id: int | None = None
         self._closed = asyncio.Event()
         self._started = False
         self._close_task: asyncio.Future[bool] | None = None
         self._forced = False
         self._handing_back: set[asyncio.Future[None]] = set()
-        self.handed_back = 0
-        self.abandoned = 0
         self.closing = False
         self.closed = False
-        self.completed = 0
-        self.failed = 0
+        # --- outcomes, each counted once Redis answered (docs/worker.md#outcomes)
+        self.completed = 0  # recorded as completed
+        self.failed = 0  # recorded as failed (the final attempt)
+        self.retried = 0  # recorded as delayed or waiting for another attempt
+        self.finish_failed = 0  # an outcome Redis did not record (finishFailed)
+        self.lost_locks = 0  # attempts whose lock was lost (lockLost)
+        self.handed_back = 0  # put back in wait with no attempt counted (handedBack)
+        self.abandoned = 0  # left to BullMQ's stall recovery at close
+        self._unclean = 0  # what makes close() return False: see _close
         self._running: _Running | None = None
         self._clients: list[RespClient] = []
         self.last_activity = time.time()
@@ -179,21 +206,24 @@ class Worker(Emitter[WorkerEvent]):
 
     # -- registration ----------------------------------------------------------------
 
-    def handler(self, name: str, *, run_in: RunIn | None = None) -> Callable[[HandlerFn], HandlerFn]:
-        """Decorator: handle jobs called ``name``."""
+    def handler(
+        self, name: str, *, run_in: RunIn | None = None, timeout: Any = None
+    ) -> Callable[[HandlerFn], HandlerFn]:
+        """Decorator: handle jobs called ``name``; ``timeout`` in seconds (or a
+        ``timedelta``) overrides the worker's ``handler_timeout``."""
 
         def decorator(fn: HandlerFn) -> HandlerFn:
-            self.registry.register(name, fn, run_in)
+            self.registry.register(name, fn, run_in, timeout)
             return fn
 
         return decorator
 
-    def fallback(self, fn: HandlerFn | None = None, *, run_in: RunIn | None = None) -> Any:
-        """Decorator (``@worker.fallback`` or ``@worker.fallback(run_in=...)``):
+    def fallback(self, fn: HandlerFn | None = None, *, run_in: RunIn | None = None, timeout: Any = None) -> Any:
+        """Decorator (``@worker.fallback`` or ``@worker.fallback(run_in=..., timeout=...)``):
         handle every job name that has no handler of its own."""
 
         def decorator(f: HandlerFn) -> HandlerFn:
-            self.registry.register(None, f, run_in)
+            self.registry.register(None, f, run_in, timeout)
             return f
 
         return decorator(fn) if fn is not None else decorator
@@ -280,10 +310,8 @@ class Worker(Emitter[WorkerEvent]):
             unblock=self._unblock,
         )
         self._running = _Running(client, bclient, gate, asyncio.get_running_loop(), threading.get_ident())
-        if self.registry.needs_thread_pool:
-            self._threads = DaemonThreadPool(s.thread_pool_size or s.concurrency)
-        if self.registry.needs_process_pool:
-            self._processes = process_pool(s.process_pool_size)
+        self.runner.settings = s  # a manager may have replaced the settings since __init__
+        self.runner.prepare(self.registry)
         self._started = True
         if not s.skip_lock_renewal:
             self.locks.start()
@@ -320,7 +348,8 @@ class Worker(Emitter[WorkerEvent]):
             self.gate.close()
 
     def force(self) -> None:
-        """Cancel running handlers now; their jobs go back to wait at once."""
+        """Cancel running handlers now; their jobs go back to wait at once. A slot
+        writing an outcome is left to finish it (bounded: CLOSING_WRITE_TIMEOUT)."""
         self.stop_fetching()
         if self._forced:
             return
@@ -328,7 +357,8 @@ class Worker(Emitter[WorkerEvent]):
         for job in list(self.locks.active.values()):
             job.signal.cancel("worker is shutting down")
         for task in self._slots:
-            if not task.done():
+            held = self._current.get(task)
+            if not task.done() and not (held is not None and held.finishing):
                 task.cancel()
 
     async def close(self, timeout: float | None = None, *, force: bool = False) -> bool:
@@ -353,14 +383,13 @@ class Worker(Emitter[WorkerEvent]):
                 _, still = await asyncio.wait(pending, timeout=timeout)
                 if still:
                     self.force()
-                    await asyncio.wait(still, timeout=2.0)
+                    _, stuck = await asyncio.wait(still, timeout=FORCE_GRACE)
+                    if stuck:
+                        await self._leave_behind(stuck)
             if self._handing_back:
                 await asyncio.wait(list(self._handing_back), timeout=1.5)
             await asyncio.gather(self.locks.stop(), self.stalled.stop(), self._watch.stop(), self.gate.stop())
-            if self._threads is not None:
-                self._threads.shutdown(wait=False)
-            if self._processes is not None:  # gone when close() returns: see stop_process_pool
-                await stop_process_pool(self._processes, kill=self._forced)
+            await self.runner.stop(forced=self._forced)  # the process pool is gone when this returns
             await self.wait_listeners(timeout=1.0)
         if self._on_connection_lost in self._connector.events.on_lost:
             self._connector.events.on_lost.remove(self._on_connection_lost)
@@ -371,15 +400,53 @@ class Worker(Emitter[WorkerEvent]):
             await self._connector.close()
         self.closed = True
         self._closed.set()
-        clean = self.handed_back == 0 and self.abandoned == 0
+        clean = self._unclean == 0
         self.emit("closed")
-        log.info(
-            "worker %s on %s closed (%s)",
-            self.settings.wire_name,
-            self.queue,
-            "clean" if clean else f"{self.handed_back} job(s) handed back, {self.abandoned} left to stall recovery",
-        )
+        log.info("worker %s on %s closed (%s)", self.settings.wire_name, self.queue, self.shutdown_summary())
         return clean
+
+    def shutdown_summary(self) -> str:
+        """``clean``, or what made the worker's run unclean (close() returned False)."""
+        if self._unclean == 0:
+            return "clean"
+        parts = [
+            f"{self.handed_back} job(s) handed back",
+            f"{self.abandoned} left to stall recovery",
+            f"{self.finish_failed} outcome(s) not recorded",
+            f"{self.lost_locks} lock(s) lost",
+        ]
+        return "not clean: " + ", ".join(p for p in parts if not p.startswith("0 "))
+
+    async def _leave_behind(self, stuck: set[asyncio.Task[None]]) -> None:
+        """Slots still running after a forced close's grace: a handler that
+        ignores its cancellation (it catches CancelledError), or a finish still
+        waiting on Redis. The worker does not wait for them: a handler's job is
+        handed back now (its late outcome will be dropped); an unfinished write
+        is left to BullMQ's stall recovery."""
+        for task in stuck:
+            job = self._current.get(task)
+            if job is None:
+                continue
+            if job.finishing:
+                self.abandoned += 1
+                self._unclean += 1
+                log.warning(
+                    "job %s of %s: its outcome was still being written at close; if Redis did not record it, "
+                    "BullMQ's stall recovery will run it again",
+                    job.id,
+                    self.queue,
+                )
+                continue
+            log.warning(
+                "job %s (%s) of %s: its handler ignored its cancellation for %.0f s (it catches "
+                "CancelledError); not waiting for it: the job goes back to wait and its outcome will be dropped",
+                job.id,
+                job.name,
+                self.queue,
+                FORCE_GRACE,
+            )
+            job.over = _LEFT_BEHIND
+            await self._hand_back(job)
 
     async def pause(self, wait_active: bool = True) -> None:
         """Stop fetching at once (this worker only); optionally wait for active jobs."""
@@ -460,7 +527,7 @@ class Worker(Emitter[WorkerEvent]):
                         return
                     self.errors.error("fetch", "fetching from %s failed: %s", self.queue, exc)
                     if isinstance(exc, RespError):
-                        next_job = await self._recover_half_fetched(token, exc)
+                        next_job = await self._find_ours(token, f"broke BullMQ's fetch script ({exc}); failing it")
                         if next_job is not None:
                             continue
                     gate.on_error()
@@ -471,12 +538,17 @@ class Worker(Emitter[WorkerEvent]):
                 if next_job is None:
                     continue
             fields, job_id, token = next_job
+            if self._forced:  # fetched by a finish sent before the forced close: not ours to start now
+                next_job = None
+                await self._hand_back(ActiveJob(self, job_id, fields, token))
+                continue
             try:
                 next_job = await self._process(fields, job_id, token)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug of ours: never let it kill the slot
                 next_job = None
+                self._unclean += 1  # the job's outcome is not recorded: it will stall
                 log.exception(
                     "internal error processing job %s of %s (it will be recovered as stalled): %s",
                     job_id,
@@ -485,18 +557,23 @@ class Worker(Emitter[WorkerEvent]):
                 )
                 self.emit("error", exc)
 
-    async def _recover_half_fetched(self, token: str, exc: RespError) -> Next | None:
-        """A fetch script failed half way (Redis scripts are not rolled back): a job
-        whose counter fields are corrupt is left active under our token. Find it
-        (its lock holds our token) so it can be failed with a reason, instead of
-        cycling through stall recovery forever."""
+    async def _find_ours(self, token: str, found: str, exclude: str | None = None) -> Next | None:
+        """The job a script fetched for us when we did not get its reply: a fetch
+        that failed half way (Redis scripts are not rolled back) leaves a job whose
+        counter fields are corrupt active under our token - found, it is failed
+        with a reason instead of cycling through stall recovery forever; a finish
+        whose reply was lost may have fetched a healthy next job - found, it runs.
+        ``found`` is logged; ``exclude``: the job being finished, whose lock still
+        holds the token when its own write failed."""
         try:
             ids = await self.client.execute("LRANGE", self.keys["active"], 0, 49)
             for raw_id in ids or []:
                 job_id = raw_id.decode()
+                if job_id == exclude:
+                    continue
                 if await self.client.execute("GET", self.keys.lock(job_id)) == token.encode():
                     flat = await self.client.execute("HGETALL", self.keys.job(job_id))
-                    log.warning("job %s of %s broke BullMQ's fetch script (%s); failing it", job_id, self.queue, exc)
+                    log.warning("job %s of %s %s", job_id, self.queue, found)
                     return fields_to_dict(flat or []), job_id, token
         except (RespConnectionError, RespError) as err:
             log.debug("could not look for a half-fetched job: %s", err)
@@ -520,48 +597,79 @@ class Worker(Emitter[WorkerEvent]):
         job = ActiveJob(self, job_id, fields, token)
         self.last_activity = time.time()
         self.locks.track(job)
+        self._watch.note(job_id)
+        task = asyncio.current_task()
+        if task is not None:
+            self._current[task] = job
         attempt = self._telemetry.start(job) if self._telemetry is not None else None
+        CURRENT_JOB.set(job)
         try:
-            try:
-                handler = self._prepare(job)
-            except Exception as exc:  # corrupt, unknown name...: whatever stops it, it fails for good
-                return await self._fail(job, exc, permanent=True)
-            if job.repeat_job_key:
-                await self._next_iteration(job)
-            self.emit("active", job)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("job %s (%s) of %s active", job.id, job.name, self.queue)
-            try:
-                if attempt is None:
-                    result = await self._invoke(handler, job)
-                else:  # telemetry: the handler runs inside the consumer span
-                    result = await attempt.run(self._invoke(handler, job))
-            except asyncio.CancelledError as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
+            return await self._attempt(job, attempt)
+        finally:
+            CURRENT_JOB.set(None)  # not reset(token): a task left at exit is closed outside its context
+            self.locks.untrack(job)
+            if task is not None:
+                self._current.pop(task, None)
+            if attempt is not None:
+                attempt.end()
+
+    async def _attempt(self, job: ActiveJob, attempt: Attempt | None) -> Next | None:
+        try:
+            handler = self._prepare(job)
+        except Exception as exc:  # corrupt, unknown name...: whatever stops it, it fails for good
+            return await self._fail(job, exc, permanent=True)
+        if job.repeat_job_key:
+            await self._next_iteration(job)
+        self.emit("active", job)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("job %s (%s) of %s active", job.id, job.name, self.queue)
+        try:
+            if attempt is None:
+                result = await self.runner.invoke(handler, job)
+            else:  # telemetry: the handler runs inside the consumer span
+                result = await attempt.run(self.runner.invoke(handler, job))
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # a forced shutdown
+                if not job.lock_lost and job.over not in _GIVEN_UP:
                     handing = asyncio.ensure_future(self._hand_back(job))
                     self._handing_back.add(handing)
                     handing.add_done_callback(self._handing_back.discard)
-                    raise
-                return await self._fail(job, exc)
-            except (DelayJob, WaitingChildren):
-                return None
-            except RateLimited as exc:
-                return await self._back_to_wait(job, exc.delay_ms)
-            except (Exception, *_USER_BASE_EXCEPTIONS) as exc:
-                return await self._fail(job, exc)
-            if job.signal.reason == "lock lost":
-                log.warning("job %s of %s finished after its lock was lost; result dropped", job.id, self.queue)
-                return None
-            try:
-                value = self.settings.codec.encode(result)
-            except NotJsonSafe as exc:
-                return await self._fail(job, NotJsonSafe(f"return value is not JSON-safe: {exc}"), permanent=True)
-            return await self._complete(job, result, value)
-        finally:
-            self.locks.untrack(job)
-            if attempt is not None:
-                attempt.end()
+                raise
+            return await self._ended_by(job, exc)
+        except (DelayJob, WaitingChildren):
+            return None
+        except RateLimited as exc:
+            return await self._back_to_wait(job, exc.delay_ms)
+        except (Exception, *_USER_BASE_EXCEPTIONS) as exc:
+            return await self._ended_by(job, exc)
+        if not self._still_ours(job):
+            return None
+        return await self._complete(job, result)
+
+    def _still_ours(self, job: ActiveJob) -> bool:
+        """Whether this attempt's outcome is still this worker's to write: not
+        when its lock was lost (reported once, as ``lockLost``), nor when the
+        worker gave up on the handler at close (handed back, or left behind)."""
+        if job.lock_lost or job.over in _GIVEN_UP:
+            log.info(
+                "job %s (%s) of %s: its handler ended after %s; its outcome is dropped",
+                job.id,
+                job.name,
+                self.queue,
+                "the lock was lost" if job.lock_lost else "the worker gave the job up",
+            )
+            return False
+        return True
+
+    async def _ended_by(self, job: ActiveJob, exc: BaseException) -> Next | None:
+        """The handler raised: fail the attempt - or, when its process pool was
+        replaced under it (another job's timeout), put it back in wait."""
+        if not self._still_ours(job):
+            return None
+        if job.requeue:
+            return await self._requeue(job)
+        return await self._fail(job, exc)
 
     async def _next_iteration(self, job: ActiveJob) -> None:
         """A job made by a job scheduler: add its next iteration first, as Node's
@@ -599,25 +707,11 @@ class Worker(Emitter[WorkerEvent]):
             )
         return handler
 
-    async def _invoke(self, handler: Handler, job: ActiveJob) -> Any:
-        if handler.run_in == "loop":
-            return await handler.fn(job)
-        if handler.run_in == "thread":
-            assert self._threads is not None
-            ctx = contextvars.copy_context()
-            return await asyncio.wrap_future(self._threads.submit(ctx.run, handler.fn, job))
-        assert self._processes is not None
-        return await self.loop.run_in_executor(self._processes, handler.fn, job.snapshot())
-
     async def run_in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._threads is None:
-            self._threads = DaemonThreadPool(self.settings.thread_pool_size or self.settings.concurrency)
-        return await asyncio.wrap_future(self._threads.submit(fn, *args))
+        return await self.runner.run_in_thread(fn, *args)
 
     async def run_in_process(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._processes is None:
-            self._processes = process_pool(self.settings.process_pool_size)
-        return await self.loop.run_in_executor(self._processes, fn, *args)
+        return await self.runner.run_in_process(fn, *args)
 
     def note_progress(self, job: Job, progress: Any) -> None:
         if not self.has_listeners("progress"):
@@ -626,6 +720,50 @@ class Worker(Emitter[WorkerEvent]):
             self.emit("progress", job, progress)
         else:
             self.loop.call_soon_threadsafe(self.emit, "progress", job, progress)
+
+    # -- outcomes that were not recorded --------------------------------------------------
+
+    def lock_lost(self, job: ActiveJob, why: str) -> None:
+        """The job's lock is not ours any more: report it once per attempt
+        (``lockLost``); nothing else is reported or written for this attempt."""
+        if job.lock_lost or job.over == _HANDED_BACK:
+            return
+        job.lock_lost = True
+        job.signal.cancel("lock lost")
+        self.lost_locks += 1
+        self._unclean += 1
+        log.warning(
+            "job %s (%s) of %s lost its lock (%s): this attempt's outcome is dropped; the worker that took "
+            "the job, or BullMQ's stall recovery, runs it again",
+            job.id,
+            job.name,
+            self.queue,
+            why,
+        )
+        self.emit("lockLost", job)
+
+    def _not_recorded(self, job: ActiveJob, target: str, cause: BaseException, where: str = _UNKNOWN) -> None:
+        """``finishFailed``: Redis did not record the outcome; ``where`` the job is (see _where)."""
+        outcome = _OUTCOMES[target]
+        exc = FinishNotRecorded(
+            f"job {job.id} of {self.queue} could not be recorded as {outcome}: "
+            f"{str(cause).rstrip('.') or type(cause).__name__}",
+            outcome,
+        )
+        exc.__cause__ = cause
+        self.finish_failed += 1
+        self._unclean += 1
+        log.error("%s; %s", exc, _AFTERMATH[where])
+        self.emit("finishFailed", job, exc)
+
+    def _refused(self, job: ActiveJob, code: int, script: str, target: str) -> None:
+        """A finishing script answered with one of BullMQ's error codes."""
+        try:
+            scripts.check_code(code, script, job.id)
+        except LockLost as exc:
+            self.lock_lost(job, str(exc))
+        except ScriptError as exc:  # -4/-9: pending or failed children refuse it before anything moves
+            self._not_recorded(job, target, exc, _OURS if code in (-4, -9) else _ASTRAY)
 
     # -- finishing ---------------------------------------------------------------------
 
@@ -647,9 +785,8 @@ class Worker(Emitter[WorkerEvent]):
 
     async def _finish(
         self, job: ActiveJob, target: str, value: bytes | str, fields_to_update: dict[str, Any] | None = None
-    ) -> Next | None:
+    ) -> tuple[bool, Next | None]:
         s = self.settings
-        fetch_next = self.gate.can_fetch_next()
         attempts_made, attempts = job.safe_attempts()
         keys, args = self.qs.move_to_finished(
             job_id=job.id,
@@ -661,71 +798,175 @@ class Worker(Emitter[WorkerEvent]):
             attempts_made=attempts_made,
             lock_duration=s.lock_duration_ms,
             limiter=s.limiter_opts,
-            fetch_next=fetch_next,
+            fetch_next=self.gate.can_fetch_next(),
             max_metrics_size=s.metrics_max_data_points or "",
             parent_flags=self._parent_flags(job),
             worker_name=s.wire_name,
             fields_to_update=fields_to_update,
         )
-        raw = await self._run_finishing("moveToFinished", keys, args, job)
-        if raw is None:
-            return None
-        if isinstance(raw, _Recovered):
-            return raw.next
-        if type(raw) is int:
-            if raw < 0:
-                self._finish_error(job, raw, target)
-            return None
-        return self._next_from(raw, job.token)
+        return await self._settle(job, "moveToFinished", keys, args, target)
 
-    async def _run_finishing(self, name: str, keys: list[Any], args: list[Any], job: ActiveJob) -> Any:
-        """Run a finishing script, retrying across a reconnect (a repeat after a
-        lost reply answers "not active", which we take as done)."""
+    async def _settle(
+        self, job: ActiveJob, script: str, keys: list[Any], args: list[Any], target: str
+    ) -> tuple[bool, Next | None]:
+        """Run the script that ends the attempt and report what Redis recorded:
+        ``(True, next job)`` once it did; otherwise ``(False, None)`` after
+        reporting ``lockLost`` or ``finishFailed`` (the caller emits nothing)."""
+        job.finishing = True  # a forced close does not cancel this slot now (see force)
+        try:
+            return await self._written(job, script, keys, args, target)
+        except asyncio.CancelledError as exc:  # the loop is going away: nothing can tell what Redis did
+            self._not_recorded(job, target, exc)
+            raise
+        finally:
+            job.finishing = False
+
+    async def _written(
+        self, job: ActiveJob, script: str, keys: list[Any], args: list[Any], target: str
+    ) -> tuple[bool, Next | None]:
+        try:
+            raw, retried = await self._run_finishing(script, keys, args, job)
+        except RespError as exc:  # refused, or failed part way: Redis does not roll a script back
+            return await self._after_script_error(job, target, exc)
+        except RespConnectionError as exc:
+            self._not_recorded(job, target, exc)
+            return False, None
+        if type(raw) is int and raw < 0:
+            if retried and await self._where(job, target) == _RECORDED:  # the first call ran; its reply was lost
+                log.info("job %s of %s: recorded as %s before the connection dropped", job.id, self.queue, target)
+                return True, await self._find_ours(
+                    job.token, "was fetched by the call whose reply was lost; running it", exclude=job.id
+                )
+            self._refused(job, raw, script, target)
+            return False, None
+        return True, (self._next_from(raw, job.token) if type(raw) is list else None)
+
+    async def _run_finishing(self, script: str, keys: list[Any], args: list[Any], job: ActiveJob) -> tuple[Any, bool]:
+        """The script's reply, and whether it took more than one call: a finishing
+        write is retried across a reconnect until the worker closes (then it
+        waits CLOSING_WRITE_TIMEOUT a call and gives up after a second failure)."""
         retried = False
         delay = 0.1
         while True:
             try:
-                result = await scripts.run(self.client, name, keys, args)
-            except RespConnectionError as exc:
+                if self.closing:
+                    call = scripts.run(self.client, script, keys, args)
+                    return await asyncio.wait_for(call, CLOSING_WRITE_TIMEOUT), retried
+                return await scripts.run(self.client, script, keys, args), retried
+            except (RespConnectionError, TimeoutError) as exc:
                 if self.closing and retried:
-                    log.warning(
-                        "could not finish job %s of %s before closing: %s (it will be recovered as stalled)",
-                        job.id,
-                        self.queue,
-                        exc,
-                    )
-                    return None
+                    raise RespConnectionError(
+                        f"Redis did not answer before the worker closed ({exc or 'no reply'})"
+                    ) from exc
                 self.errors.error("finish", "finishing job %s of %s: %s; retrying", job.id, self.queue, exc)
                 retried = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-                continue
-            except RespError as exc:
-                self.errors.error("finish-script", "finishing job %s of %s failed: %s", job.id, self.queue, exc)
-                recovered = await self._recover_half_fetched(job.token, exc)
-                return _Recovered(recovered) if recovered else None
-            if retried and type(result) is int and result in (-1, -2, -3, -6):
-                log.info("job %s of %s was already finished before the connection dropped", job.id, self.queue)
-                return None
-            return result
 
-    def _finish_error(self, job: ActiveJob, code: int, target: str) -> None:
+    async def _after_script_error(self, job: ActiveJob, target: str, exc: RespError) -> tuple[bool, Next | None]:
+        """A finishing script answered with an error. When it failed while
+        fetching the next job (a corrupt hash), the finish itself was recorded
+        and that job is ours to fail; when it was refused (OOM), nothing was."""
+        self.errors.error("finish-script", "finishing job %s of %s failed: %s", job.id, self.queue, exc)
+        next_job = await self._find_ours(job.token, f"broke BullMQ's fetch script ({exc}); failing it", exclude=job.id)
+        where = _RECORDED if next_job is not None else await self._where(job, target)
+        if where == _RECORDED:
+            return True, next_job
+        self._not_recorded(job, target, exc, where)
+        return False, None
+
+    async def _where(self, job: ActiveJob, target: str) -> str:
+        """Where the job is, when the script's own reply cannot say (it was lost,
+        or it is an error): ``recorded`` when the lock is not ours any more,
+        nobody started or stall-recovered the job since, and its attempt counter
+        moved as the script moves it (back to wait: it left active); ``ours``
+        when its lock still holds our token (nothing was written); ``astray``
+        otherwise; ``unknown`` when Redis cannot be asked."""
+        client, key = self.client, self.keys.job(job.id)
         try:
-            scripts.check_code(code, "moveToFinished", job.id)
-        except LockLost as exc:
-            log.warning("job %s of %s: %s - another worker owns it now; result dropped", job.id, self.queue, exc)
-            self.emit("lockLost", job)
-        except ScriptError as exc:
-            self.errors.error(f"finish{code}", "could not move job %s of %s to %s: %s", job.id, self.queue, target, exc)
-            self.emit("error", exc)
+            lock, counters, exists = await asyncio.gather(
+                client.execute("GET", self.keys.lock(job.id)),
+                client.execute("HMGET", key, "atm", "ats", "stc"),
+                client.execute("EXISTS", key),
+            )
+            if lock == job.token.encode():
+                return _OURS
+            if not exists:  # removeOnComplete/removeOnFail deleted it with the move
+                return _RECORDED if target in ("completed", "failed") else _ASTRAY
+            atm, ats, stc = counters
+            before = job.fields
+            if ats != before.get(b"ats") or stc != before.get(b"stc"):
+                return _ASTRAY
+            if target in ("wait", "requeued"):
+                active = await scripts.run(client, "isJobInList", [self.keys["active"]], [job.id])
+                moved = atm == before.get(b"atm") and not active
+            else:
+                moved = _counter(atm) == _counter(before.get(b"atm")) + 1
+            return _RECORDED if moved else _ASTRAY
+        except (RespConnectionError, RespError, ValueError):
+            return _UNKNOWN
 
-    async def _complete(self, job: ActiveJob, result: Any, value: bytes) -> Next | None:
-        next_job = await self._finish(job, "completed", value)
-        self.completed += 1
-        self.emit("completed", job, result)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("job %s (%s) of %s completed", job.id, job.name, self.queue)
+    async def _complete(self, job: ActiveJob, result: Any) -> Next | None:
+        try:
+            value = self.settings.codec.encode(result)
+        except Exception as exc:  # NotJsonSafe, or whatever a codec of the user's raised
+            return await self._unstorable(job, exc)
+        recorded, next_job = await self._finish(job, "completed", value)
+        if recorded:
+            self.completed += 1
+            self.emit("completed", job, result)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("job %s (%s) of %s completed", job.id, job.name, self.queue)
         return next_job
+
+    async def _unstorable(self, job: ActiveJob, exc: Exception) -> Next | None:
+        """The handler did its work but returned what the codec refuses: the job
+        fails without a retry (a retry would redo the work and fail the same way)."""
+        if isinstance(exc, NotJsonSafe):
+            what = str(exc).removesuffix(f" at {exc.path}")
+            error = NotJsonSafe(f"return value is not JSON-safe: {what}", exc.path)
+        else:
+            error = NotJsonSafe(f"return value could not be encoded: {failure_reason(exc)}")
+        log.warning(
+            "job %s (%s) of %s: its handler finished but returned a value that cannot be stored (%s); the job "
+            "fails without a retry, so the work is not done twice: return JSON-safe data",
+            job.id,
+            job.name,
+            self.queue,
+            error,
+        )
+        return await self._fail(job, error, permanent=True)
+
+    def _failure(self, job: ActiveJob, exc: BaseException) -> tuple[str, dict[str, Any]]:
+        """``failedReason`` and the fields the failing script writes."""
+        reason = failure_reason(exc)
+        if isinstance(exc, CorruptJob):
+            reason = f"corrupt job: {exc}"
+        elif isinstance(exc, DeferredFailure):
+            reason = str(exc)
+        try:
+            previous = job.stacktrace
+        except CorruptJob:
+            previous = []
+        stack = stacktrace_list(previous, exc, job.safe_opts().get("stackTraceLimit"))
+        fields: dict[str, Any] = {"failedReason": reason, "stacktrace": self.settings.codec.encode(stack).decode()}
+        if isinstance(exc, CorruptJob):
+            fields.update(job.numeric_repairs())
+        return reason, fields
+
+    def _retry_delay(self, job: ActiveJob, exc: BaseException, attempt: int) -> tuple[int, str | None]:
+        """Node's ``shouldRetryJob``: the backoff before attempt ``attempt + 1`` (0: at
+        once), or why there is none. A strategy's -1 means "do not retry"; other
+        negatives retry at once, as in Node."""
+        try:
+            delay = backoff_delay(job.safe_opts().get("backoff"), attempt, exc, job, self.settings.backoff_strategies)
+        except UnknownBackoff as err:
+            return 0, str(err)
+        except Exception as err:  # a custom strategy that raised
+            return 0, f"backoff strategy raised {failure_reason(err)}"
+        if delay == -1:
+            return 0, "the backoff strategy returned -1"
+        return max(delay or 0, 0), None
 
     async def _fail(self, job: ActiveJob, exc: BaseException, *, permanent: bool = False) -> Next | None:
         """Fail an attempt: retry the job (with its backoff) or fail it for good. Whatever goes
@@ -737,7 +978,18 @@ class Worker(Emitter[WorkerEvent]):
         except Exception as err:
             return await self._fail_anyway(job, exc, err)
 
+    async def _fail_attempt(self, job: ActiveJob, exc: BaseException, *, permanent: bool = False) -> Next | None:
+        reason, fields = self._failure(job, exc)
+        attempts_made, attempts = job.safe_attempts()
+        if not (permanent or isinstance(exc, _PERMANENT)) and attempts_made + 1 < attempts:
+            delay, not_retried = self._retry_delay(job, exc, attempts_made + 1)
+            if not_retried is None:
+                return await self._retry(job, exc, fields, delay)
+            fields["failedReason"] = f"{reason} (not retried: {not_retried})"
+        return await self._fail_for_good(job, exc, fields["failedReason"], fields)
+
     async def _fail_anyway(self, job: ActiveJob, exc: BaseException, err: Exception) -> Next | None:
+        """Failing the attempt raised: fail the job for good, with both reasons."""
         reason = f"{failure_reason(exc)} (not retried: failing the attempt raised {failure_reason(err)})"
         try:  # err alone: its context is the user's exception, which may not even format
             detail = "".join(traceback.format_exception(err, chain=False)).rstrip()
@@ -745,89 +997,52 @@ class Worker(Emitter[WorkerEvent]):
         except Exception:  # a handler that cannot report (its own error chains to the user's) must not stop this
             pass
         try:
-            fields: dict[str, Any] = {"failedReason": reason, **job.numeric_repairs()}
-            next_job = await self._finish(job, "failed", reason, fields)
+            return await self._fail_for_good(job, exc, reason, {"failedReason": reason, **job.numeric_repairs()})
         except Exception as again:  # nothing more to do here: stall recovery fails it, with its reason
             log.exception("could not fail job %s of %s either: %s", job.id, self.queue, again)
             return None
-        self.failed += 1
-        self.emit("failed", job, exc, reason)
-        log.warning(
-            "job %s (%s) of %s failed for good: %s",
-            job.id,
-            short(job.name),
-            self.queue,
-            short(reason),
-            extra=log_fields(self.queue, job, job.safe_attempts()[0] + 1),
-        )
+
+    async def _fail_for_good(
+        self, job: ActiveJob, exc: BaseException, reason: str, fields: dict[str, Any]
+    ) -> Next | None:
+        recorded, next_job = await self._finish(job, "failed", reason, fields)
+        if recorded:
+            self.failed += 1
+            self.emit("failed", job, exc, reason)
+            log.warning(
+                "job %s (%s) of %s failed for good after attempt %d: %s",
+                job.id,
+                short(job.name),
+                self.queue,
+                job.safe_attempts()[0] + 1,
+                short(reason),
+                extra=log_fields(self.queue, job, job.safe_attempts()[0] + 1),
+            )
         return next_job
 
-    def _retry_delay(self, job: ActiveJob, exc: BaseException, attempt: int) -> tuple[int | None, str | None]:
-        """The delay before the next attempt (``None``: at once), or why there is none."""
-        try:
-            delay = backoff_delay(job.safe_opts().get("backoff"), attempt, exc, job, self.settings.backoff_strategies)
-        except UnknownBackoff as err:
-            return None, str(err)
-        except Exception as err:  # a custom strategy that raised
-            return None, f"backoff strategy raised {failure_reason(err)}"
-        if delay == -1:  # Node: a strategy's -1 means "do not retry"; other negatives retry at once
-            return None, "the backoff strategy returned -1"
-        return delay, None
-
-    async def _fail_attempt(self, job: ActiveJob, exc: BaseException, *, permanent: bool = False) -> Next | None:
-        reason = failure_reason(exc)
-        if isinstance(exc, CorruptJob):
-            reason = f"corrupt job: {exc}"
-        elif isinstance(exc, DeferredFailure):
-            reason = str(exc)
-        opts = job.safe_opts()
-        try:
-            previous = job.stacktrace
-        except CorruptJob:
-            previous = []
-        stack = stacktrace_list(previous, exc, opts.get("stackTraceLimit"))
-        fields: dict[str, Any] = {"failedReason": reason, "stacktrace": self.settings.codec.encode(stack).decode()}
-        if isinstance(exc, CorruptJob):
-            fields.update(job.numeric_repairs())
-        permanent = permanent or isinstance(exc, _PERMANENT)
+    async def _retry(self, job: ActiveJob, exc: BaseException, fields: dict[str, Any], delay: int) -> Next | None:
+        """Another attempt: delayed by the backoff, or back in wait at once."""
         attempts_made, attempts = job.safe_attempts()
-        next_job: Next | None = None
-        retry_delay: int | None = None
-        if not permanent and attempts_made + 1 < attempts:
-            retry_delay, not_retried = self._retry_delay(job, exc, attempts_made + 1)
-            if not_retried is not None:
-                reason = f"{reason} (not retried: {not_retried})"
-                fields["failedReason"] = reason
-                permanent = True
-        if not permanent and attempts_made + 1 < attempts:
-            if retry_delay:
-                s = self.settings
-                fetch_next = self.gate.can_fetch_next()
-                keys, args = self.qs.move_to_delayed(
-                    job_id=job.id,
-                    token=job.token,
-                    delay=retry_delay,
-                    fields_to_update=fields,
-                    fetch_next=fetch_next,
-                    lock_duration=s.lock_duration_ms,
-                    limiter=s.limiter_opts,
-                    worker_name=s.wire_name,
-                )
-                raw = await self._run_finishing("moveToDelayed", keys, args, job)
-                if isinstance(raw, _Recovered):
-                    next_job = raw.next
-                elif type(raw) is list:
-                    next_job = self._next_from(raw, job.token)
-                elif type(raw) is int and raw < 0:
-                    self._finish_error(job, raw, "delayed")
-            else:
-                keys, args = self.qs.retry_job(
-                    job_id=job.id, token=job.token, lifo=bool(opts.get("lifo")), fields_to_update=fields
-                )
-                raw = await self._run_finishing("retryJob", keys, args, job)
-                if type(raw) is int and raw < 0:
-                    self._finish_error(job, raw, "wait")
-            self.emit("retrying", job, exc, retry_delay or 0)
+        if delay:
+            s = self.settings
+            keys, args = self.qs.move_to_delayed(
+                job_id=job.id,
+                token=job.token,
+                delay=delay,
+                fields_to_update=fields,
+                fetch_next=self.gate.can_fetch_next(),
+                lock_duration=s.lock_duration_ms,
+                limiter=s.limiter_opts,
+                worker_name=s.wire_name,
+            )
+            recorded, next_job = await self._settle(job, "moveToDelayed", keys, args, "delayed")
+        else:
+            lifo = bool(job.safe_opts().get("lifo"))
+            keys, args = self.qs.retry_job(job_id=job.id, token=job.token, lifo=lifo, fields_to_update=fields)
+            recorded, next_job = await self._settle(job, "retryJob", keys, args, "retried")
+        if recorded:
+            self.retried += 1
+            self.emit("retrying", job, exc, delay)
             log.info(
                 "job %s (%s) of %s failed attempt %d of %d (%s); retrying%s",
                 job.id,
@@ -835,46 +1050,39 @@ class Worker(Emitter[WorkerEvent]):
                 self.queue,
                 attempts_made + 1,
                 attempts,
-                short(reason),
-                f" in {retry_delay} ms" if retry_delay and retry_delay > 0 else " at once",
+                short(fields["failedReason"]),
+                f" in {delay} ms" if delay else " at once",
                 extra=log_fields(self.queue, job, attempts_made + 1),
             )
-            return next_job
-        next_job = await self._finish(job, "failed", reason, fields)
-        self.failed += 1
-        self.emit("failed", job, exc, reason)
-        log.warning(
-            "job %s (%s) of %s failed for good after attempt %d: %s",
-            job.id,
-            short(job.name),
-            self.queue,
-            attempts_made + 1,
-            short(reason),
-            extra=log_fields(self.queue, job, attempts_made + 1),
-        )
         return next_job
 
     async def _back_to_wait(self, job: ActiveJob, delay_ms: int) -> Next | None:
+        """``job.rate_limit``: the job back to wait, and no fetch until the window opens."""
         keys, args = self.qs.move_job_from_active_to_wait(job.id, job.token)
-        raw = await self._run_finishing("moveJobFromActiveToWait", keys, args, job)
-        if type(raw) is int and raw < 0:
-            self._finish_error(job, raw, "wait")
+        await self._settle(job, "moveJobFromActiveToWait", keys, args, "wait")
         self.gate.on_fetch(False, delay_ms, 0)
+        return None
+
+    async def _requeue(self, job: ActiveJob) -> Next | None:
+        """Its process pool was replaced under it (another job's timeout): back to
+        wait with no attempt counted, as at a forced shutdown."""
+        keys, args = self.qs.move_job_from_active_to_wait(job.id, job.token)
+        recorded, _ = await self._settle(job, "moveJobFromActiveToWait", keys, args, "requeued")
+        if recorded:
+            self.handed_back += 1
+            log.info("job %s of %s back in wait: its process pool was replaced", job.id, self.queue)
+            self.emit("handedBack", job)
         return None
 
     async def _hand_back(self, job: ActiveJob) -> None:
         """At a forced shutdown: put the job back in wait now, lock released,
         so another worker takes it at once (not after lock expiry + stall check)."""
+        if job.lock_lost:
+            return
         keys, args = self.qs.move_job_from_active_to_wait(job.id, job.token)
+        self._unclean += 1
         try:
             result = await asyncio.wait_for(scripts.run(self.client, "moveJobFromActiveToWait", keys, args), 1.0)
-            if type(result) is int and result < 0:
-                self.abandoned += 1
-                log.warning("could not hand back job %s of %s (code %d)", job.id, self.queue, result)
-            else:
-                self.handed_back += 1
-                log.info("handed job %s of %s back to wait", job.id, self.queue)
-                self.emit("handedBack", job)
         except (TimeoutError, RespConnectionError, RespError) as exc:
             self.abandoned += 1
             log.warning(
@@ -883,3 +1091,20 @@ class Worker(Emitter[WorkerEvent]):
                 self.queue,
                 exc or type(exc).__name__,
             )
+            return
+        if type(result) is int and result in (-2, -6):
+            self._unclean -= 1  # counted by lock_lost instead
+            self._refused(job, result, "moveJobFromActiveToWait", "wait")
+        elif type(result) is int and result < 0:
+            self.abandoned += 1
+            log.warning("could not hand back job %s of %s (code %d)", job.id, self.queue, result)
+        else:
+            job.over = _HANDED_BACK
+            self.handed_back += 1
+            log.info("handed job %s of %s back to wait", job.id, self.queue)
+            self.emit("handedBack", job)
+
+
+def _counter(raw: bytes | None) -> int:
+    """A job hash counter (``atm``) as an int; absent is 0."""
+    return int(raw) if raw else 0

@@ -41,8 +41,9 @@ def log_fields(queue: str, job: Any, attempt: int) -> dict[str, Any]:
 
 
 def failure_reason(exc: BaseException) -> str:
-    """``ClassName: message`` (just the class name when the message is empty)."""
-    name = type(exc).__name__
+    """``ClassName: message`` (just the class name when the message is empty); a
+    class may name itself otherwise with ``failure_name`` (HandlerTimeout: ``TimeoutError``)."""
+    name = getattr(type(exc), "failure_name", None) or type(exc).__name__
     try:
         message = repr(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     except Exception as err:  # a user exception whose __str__ raises: still a reason

@@ -14,13 +14,19 @@ Unless given, ``run_in`` follows the function: coroutine functions run on the
 loop, plain functions in a thread. A job whose name has no handler fails at
 once (not retried) with a reason listing the known names, unless a fallback
 handler is registered.
+
+``timeout`` (seconds, or a ``timedelta``) bounds one handler; ``None`` takes the
+worker's ``handler_timeout``, ``math.inf`` exempts the handler from it. What
+happens at the timeout depends on ``run_in`` (:mod:`bullbridge.worker.running`).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
 from bullbridge.errors import ConfigurationError
@@ -32,17 +38,33 @@ _RUN_IN = ("loop", "thread", "process")
 
 @dataclass(frozen=True)
 class Handler:
+    """A handler and how it runs: ``Handler(resize, "process", timeout=30)`` in a
+    worker's handlers mapping. ``run_in`` defaults from the function (async: the
+    loop; plain: a thread); ``timeout`` is in seconds (a ``timedelta`` works too)."""
+
     fn: HandlerFn
-    run_in: RunIn
+    run_in: RunIn | None = None
+    timeout: float | timedelta | None = None
 
     @property
     def label(self) -> str:
         return getattr(self.fn, "__qualname__", repr(self.fn))
 
 
-def make_handler(fn: HandlerFn | Handler, run_in: RunIn | None = None) -> Handler:
-    if isinstance(fn, Handler):
-        return fn
+def handler_timeout(value: Any, what: str = "timeout") -> float | None:
+    """Seconds (> 0, ``math.inf`` for none) from a number or a ``timedelta``; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
+        raise ConfigurationError(f"{what} must be a number of seconds > 0 (math.inf for none), got {value!r}")
+    return float(value)
+
+
+def make_handler(fn: HandlerFn | Handler, run_in: RunIn | None = None, timeout: Any = None) -> Handler:
+    if isinstance(fn, Handler):  # checked like any other: a Handler(...) is not trusted as given
+        return make_handler(fn.fn, fn.run_in or run_in, fn.timeout if fn.timeout is not None else timeout)
     if not callable(fn):
         raise ConfigurationError(f"a handler must be callable, got {type(fn).__name__}")
     is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
@@ -59,7 +81,7 @@ def make_handler(fn: HandlerFn | Handler, run_in: RunIn | None = None) -> Handle
         raise ConfigurationError(f"run_in={run_in!r} needs a plain (non-async) function")
     if run_in == "process" and getattr(fn, "__qualname__", "").count("<locals>"):
         raise ConfigurationError("a process handler must be a module-level function (it is pickled)")
-    return Handler(fn, run_in)
+    return Handler(fn, run_in, handler_timeout(timeout))
 
 
 class HandlerRegistry:
@@ -69,8 +91,10 @@ class HandlerRegistry:
         self._by_name: dict[str, Handler] = {}
         self.fallback: Handler | None = None
 
-    def register(self, name: str | None, fn: HandlerFn | Handler, run_in: RunIn | None = None) -> Handler:
-        handler = make_handler(fn, run_in)
+    def register(
+        self, name: str | None, fn: HandlerFn | Handler, run_in: RunIn | None = None, timeout: Any = None
+    ) -> Handler:
+        handler = make_handler(fn, run_in, timeout)
         if name is None:
             self.fallback = handler
         else:

@@ -2,8 +2,9 @@
 
 * Lock renewal: every ``lock_renew_time`` the locks of all active jobs are
   extended in one ``extendLocks`` call. A job whose lock could not be renewed
-  (another worker took it after a stall) has its :class:`CancelSignal` set, so
-  its handler can stop, and its result will not be written.
+  (it expired while the loop was blocked, or another worker took it after a
+  stall) is reported once (``lockLost``), its :class:`CancelSignal` is set so its
+  handler can stop, and its outcome will not be written.
 * Stall recovery: every ``stalled_interval`` (and once at start, as Node does)
   ``moveStalledJobsToWait`` returns jobs whose worker died to wait - or fails
   them after ``max_stalled_count`` stalls. The script itself ensures only one
@@ -54,9 +55,11 @@ class RateLimitedLog:
 
 class MaintainedWorker(WorkerHost, Protocol):
     """A worker whose locks and stalled jobs are looked after: it logs recurring
-    errors through a :class:`RateLimitedLog`."""
+    errors through a :class:`RateLimitedLog` and reports a lost lock once."""
 
     errors: RateLimitedLog
+
+    def lock_lost(self, job: ActiveJob, why: str) -> None: ...
 
 
 class LockRenewer:
@@ -85,9 +88,9 @@ class LockRenewer:
             await self.renew()
 
     async def renew(self) -> None:
-        if not self.active:
+        jobs = [j for j in self.active.values() if not j.lock_lost]
+        if not jobs:
             return
-        jobs = list(self.active.values())
         w = self.worker
         keys, args = w.qs.extend_locks([j.id for j in jobs], [j.token for j in jobs], w.settings.lock_duration_ms)
         try:
@@ -99,13 +102,7 @@ class LockRenewer:
             job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
             job = self.active.get(job_id)
             if job is not None:
-                log.warning(
-                    "lost the lock of job %s on %s (another worker took it); its result will be dropped",
-                    job_id,
-                    w.queue,
-                )
-                job.signal.cancel("lock lost")
-                w.emit("lockLost", job)
+                w.lock_lost(job, "its lock could not be renewed")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
@@ -151,16 +148,25 @@ class StalledChecker:
 
 
 class LoopWatch:
-    """Warn when the event loop was blocked (a sync call inside an async handler)."""
+    """Warn when the event loop was blocked (a sync call inside an async handler),
+    naming the jobs active during that tick: those active when the warning is
+    written, and those started since the tick before (the culprit may have
+    finished by the time the loop runs the watch again)."""
 
     def __init__(self, threshold: float, active: Callable[[], list[str]]) -> None:
         self.threshold = threshold
         self._active = active
+        self._recent: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None and self.threshold > 0:
             self._task = asyncio.ensure_future(self._loop())
+
+    def note(self, job_id: str) -> None:
+        """A job started (recorded only while the watch runs)."""
+        if self._task is not None:
+            self._recent.add(job_id)
 
     async def _loop(self) -> None:
         tick = min(0.25, self.threshold / 2)
@@ -170,12 +176,14 @@ class LoopWatch:
             await asyncio.sleep(tick)
             lag = loop.time() - before - tick
             if lag >= self.threshold:
+                jobs = sorted({*self._active(), *self._recent}, key=lambda j: (len(j), j))
                 log.warning(
                     "the event loop was blocked for %.1f s while jobs %s were active: a handler makes a "
                     "blocking call; declare it run_in='thread' (or 'process') so locks keep renewing",
                     lag,
-                    ", ".join(self._active()) or "(none)",
+                    ", ".join(jobs) or "(none)",
                 )
+            self._recent.clear()
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)

@@ -38,29 +38,72 @@ _Item = tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...
 
 
 class DaemonThreadPool(concurrent.futures.Executor):
-    """A fixed pool of daemon threads."""
+    """A fixed pool of daemon threads.
+
+    A thread cannot be killed: when a call runs too long (a handler's timeout),
+    :meth:`abandon` retires the thread running it - it ends once that call
+    returns, if it ever does - and starts a fresh one, so the pool keeps its size.
+    """
 
     def __init__(self, size: int, name: str = "bullbridge-handler") -> None:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(size)]
+        self._name = name
+        self._started = 0
+        self._lock = threading.Lock()
+        self._busy: dict[concurrent.futures.Future[Any], threading.Thread] = {}
+        self._retired: set[threading.Thread] = set()
+        self._threads = [self._new_thread() for _ in range(size)]
         for t in self._threads:
             t.start()
         self._shutdown = False
 
+    def _new_thread(self) -> threading.Thread:
+        self._started += 1
+        return threading.Thread(target=self._run, name=f"{self._name}-{self._started - 1}", daemon=True)
+
     def _run(self) -> None:
-        while True:
+        me = threading.current_thread()
+        while me not in self._retired:
             item = self._queue.get()
             if item is None:
                 return
             fut, fn, args = item
             if not fut.set_running_or_notify_cancel():
                 continue
+            self._busy[fut] = me
             try:
                 result = fn(*args)
             except BaseException as exc:  # handlers may raise SystemExit/KeyboardInterrupt
                 fut.set_exception(exc)
             else:
                 fut.set_result(result)
+            finally:
+                self._busy.pop(fut, None)
+        with self._lock:
+            self._retired.discard(me)
+
+    def abandon(self, fut: concurrent.futures.Future[Any]) -> bool:
+        """Stop counting on the thread that runs ``fut`` (it ends when the call
+        returns) and start a replacement. False when ``fut`` is not running: a
+        queued call is cancelled instead, a finished one needs nothing."""
+        if fut.cancel() or fut.done():
+            return False
+        with self._lock:
+            thread = self._busy.get(fut)
+            if thread is None or thread in self._retired or self._shutdown:
+                return False
+            self._retired.add(thread)
+            self._threads.remove(thread)
+            fresh = self._new_thread()
+            self._threads.append(fresh)
+        fresh.start()
+        return True
+
+    @property
+    def abandoned(self) -> int:
+        """Retired threads still running the call they were abandoned in."""
+        with self._lock:
+            return sum(1 for t in self._retired if t.is_alive())
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
         if self._shutdown:
@@ -70,11 +113,13 @@ class DaemonThreadPool(concurrent.futures.Executor):
         return fut
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._shutdown = True
-        for _ in self._threads:
+        with self._lock:
+            self._shutdown = True
+            threads = list(self._threads)
+        for _ in threads:
             self._queue.put(None)
         if wait:
-            for t in self._threads:
+            for t in threads:
                 t.join()
 
 

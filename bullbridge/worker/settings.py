@@ -13,6 +13,7 @@ from bullbridge import codec
 from bullbridge.errors import ConfigurationError, InvalidJobOptions
 from bullbridge.keys import PY_MARKER
 from bullbridge.options import Keep, KeepJobs, RateLimit, int_at_least, to_ms
+from bullbridge.worker.handlers import handler_timeout
 
 #: ``(attempts_made, type, error, job) -> delay ms`` (``-1`` fails the job), as in Node.
 BackoffStrategy = Callable[[int, str, BaseException, Any], int]
@@ -54,6 +55,9 @@ class WorkerSettings:
     codec: codec.JsonCodec = codec.DEFAULT
     #: Warn when a handler blocks the event loop longer than this (seconds).
     loop_block_warning: float = 1.0
+    #: Seconds (or a ``timedelta``) any handler may run before its attempt fails with
+    #: ``TimeoutError``; a handler's own ``timeout=`` wins. None: no limit (Node's way).
+    handler_timeout: float | timedelta | None = None
     _wire_name: str = field(default="", init=False, repr=False, compare=False)
     _limiter_opts: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -88,6 +92,7 @@ class WorkerSettings:
             raise ConfigurationError("max_stalled_count must be an int >= 0")
         if not isinstance(self.drain_delay, (int, float)) or self.drain_delay <= 0:
             raise ConfigurationError("drain_delay must be > 0 seconds")
+        set_(self, "handler_timeout", handler_timeout(self.handler_timeout, "handler_timeout"))
         if self.name is not None and (not self.name or any(c.isspace() for c in self.name)):
             raise ConfigurationError(f"worker name {self.name!r} must be non-empty without spaces (CLIENT SETNAME)")
         for name in ("remove_on_complete", "remove_on_fail"):

@@ -64,6 +64,25 @@ def test_not_json_safe_is_refused_with_its_path(value: Any, path: str, message: 
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("big_ints", ["reject", "string"])
+@pytest.mark.timeout(10)
+def test_a_circular_value_is_refused_not_walked_forever(big_ints: Any) -> None:
+    """A dict inside itself: Node's JSON.stringify throws "Converting circular
+    structure to JSON"; the codec's walk used to follow it forever (a handler
+    returning one hung its worker's event loop). The same object twice is fine."""
+    looped: dict[str, Any] = {"ok": 1}
+    looped["self"] = looped
+    ring: list[Any] = [1]
+    ring.append({"back": ring})
+    as_policy = JsonCodec(big_ints=big_ints)
+    for value, path in ((looped, "$.self"), (ring, "$[1].back")):
+        with pytest.raises(NotJsonSafe, match="circular reference") as info:
+            as_policy.encode(value)
+        assert info.value.path == path
+    shared = [1, 2]
+    assert as_policy.encode({"a": shared, "b": [shared, shared]}) == b'{"a":[1,2],"b":[[1,2],[1,2]]}'
+
+
 def test_safe_integer_bounds() -> None:
     assert codec.encode([2**53 - 1, -(2**53 - 1)]) == b"[9007199254740991,-9007199254740991]"
     assert codec.encode(1e300) == b"1e+300"  # as JSON.stringify(1e300) writes it

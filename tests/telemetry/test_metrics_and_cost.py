@@ -8,9 +8,11 @@ import textwrap
 from datetime import timedelta
 from typing import Any
 
+import redis.asyncio as redis
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
 
 from bullbridge import Queue, Worker
+from bullbridge.keys import QueueKeys
 from tests.telemetry.conftest import Harness, PyOtel, until
 
 
@@ -200,3 +202,46 @@ async def test_moves_a_handler_makes_are_counted_as_node_counts_them(
     view = for_queue(py_metrics(py_otel), queue_name)
     assert view["bullmq.jobs.delayed"][2] == {(("bullmq.job.name", "later"), ("bullmq.job.state", "delayed")): 1}
     assert view["bullmq.jobs.completed"][2] == {(("bullmq.job.name", "later"), ("bullmq.job.state", "completed")): 1}
+
+
+async def test_an_outcome_redis_did_not_record_counts_no_metric_and_marks_the_span(
+    py_otel: PyOtel, redis_url: str, queue_name: str
+) -> None:
+    """A lost lock and a finish Redis refused: no bullmq.jobs.* metric, no "job
+    completed" event; the consumer span records the error (Node records the
+    exception its finishing call threw). A job that did complete is counted once."""
+    from tests.worker.faults import Held, Outcomes
+
+    held = {name: Held() for name in ("lost", "refused", "ok")}
+    held["ok"].release.set()
+    worker = Worker(queue_name, held, connection=redis_url, telemetry=py_otel.telemetry)
+    seen = Outcomes(worker)
+    await worker.start()
+    keys = QueueKeys(queue_name)
+    admin = redis.from_url(redis_url)
+    try:
+        async with Queue(queue_name, connection=redis_url) as producer:
+            lost = await producer.add("lost")
+            await held["lost"].wait_started()
+            await admin.delete(keys.lock(lost.id))
+            held["lost"].release.set()
+            refused = await producer.add("refused")
+            await held["refused"].wait_started()
+            await admin.set(keys.job(refused.id) + ":dependencies", "not a set")  # the finish: WRONGTYPE
+            held["refused"].release.set()
+            ok = await producer.add("ok")
+            assert await producer.result(ok.id, timeout=10) == "done"
+        await seen.wait(3)
+    finally:
+        await admin.aclose()
+        await worker.close()
+    assert sorted(seen.seen) == sorted([("lockLost", lost.id), ("finishFailed", refused.id), ("completed", ok.id)])
+    spans = {s["attributes"]["bullmq.job.id"]: s for s in py_otel.spans() if s["name"] == f"process {queue_name}"}
+    assert [e["name"] for e in spans[ok.id]["events"]] == ["job completed"]
+    for job_id, error in ((lost.id, "LockLost"), (refused.id, "FinishNotRecorded")):
+        events = spans[job_id]["events"]
+        assert [e["name"] for e in events] == ["exception"], events
+        assert events[0]["attributes"]["exception.type"].endswith(f".{error}")
+    view = for_queue(py_metrics(py_otel), queue_name)
+    assert set(view) == {"bullmq.jobs.completed", "bullmq.job.duration"}
+    assert view["bullmq.jobs.completed"][2] == {(("bullmq.job.name", "ok"), ("bullmq.job.state", "completed")): 1}
