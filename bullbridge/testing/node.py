@@ -15,6 +15,7 @@ folder holding one: the user's own install), else each folder of ``node_path``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -122,6 +123,11 @@ class NodeDriver:
         except TimeoutError:
             await self.kill()
             raise NodeTimeout(f"node driver did not start in {timeout} s: {self.stderr_tail()}") from None
+        except BaseException:
+            # A driver that could not start (no bullmq, a crash): reap the process and close its
+            # pipes here, on this loop, or asyncio warns about them from a closed loop at exit.
+            await self.kill()
+            raise
         return self
 
     async def __aenter__(self) -> NodeDriver:
@@ -346,14 +352,18 @@ class NodeDriver:
             try:
                 await asyncio.wait_for(self.process.wait(), 5)
             except TimeoutError:
-                self.process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.process.pid, signal.SIGKILL)
                 await self.process.wait()
         await self._stop_readers()
 
     async def kill(self, sig: int = signal.SIGKILL) -> None:
         """Kill the Node process (SIGKILL by default: a crash)."""
         if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(sig)
+            # os.kill, not Process.send_signal: the latter polls (reaps) a child that has just exited
+            # under asyncio's child watcher, which then logs "Unknown child process pid".
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, sig)
             await self.process.wait()
         await self._stop_readers()
 
