@@ -57,9 +57,7 @@ def test_enqueue_writes_a_job_in_the_documented_shape(tasks: Any, backend: Any, 
     assert again.enqueued_at == result.enqueued_at
 
 
-def test_django_priorities_are_bullmq_priorities_in_the_same_order(
-    tasks: Any, backend: Any, rconn: redis.Redis
-) -> None:
+def test_django_priorities_become_bullmq_priorities_in_order(tasks: Any, backend: Any, rconn: redis.Redis) -> None:
     low = tasks.add.using(backend="now", priority=-100).enqueue(1, 1)
     mid = tasks.add.using(backend="now").enqueue(1, 1)
     high = tasks.add.using(backend="now", priority=100).enqueue(1, 1)

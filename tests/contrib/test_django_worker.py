@@ -50,7 +50,7 @@ def test_a_failing_task_is_failed_with_its_python_exception(tasks: Any) -> None:
     assert [e.exception_class for e in result.errors] == [ValueError, ValueError]
     assert "bad input" in result.errors[-1].traceback and "tasks.py" in result.errors[-1].traceback
     with pytest.raises(ValueError, match="Task failed"):
-        result.return_value
+        _ = result.return_value
 
 
 def test_context_has_the_attempt(tasks: Any) -> None:
