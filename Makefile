@@ -83,7 +83,7 @@ format-check: bootstrap
 	$(PY) -m ruff format --check $(STYLED)
 
 typecheck: bootstrap
-	$(PY) -m mypy bullbridge examples/layer15
+	$(PY) -m mypy bullbridge examples/layer15 examples/flask_app examples/fastapi_app
 
 check: lint format-check typecheck
 
