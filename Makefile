@@ -74,7 +74,7 @@ chaos: $(STAMP) $(NODE_STAMP)
 	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
 
 ## Style, as CI checks it (part of `make test`): ruff's lint with complexity <= 15,
-## ruff's formatter, and mypy --strict (unused ignores reported) on the package and the reference app.
+## ruff's formatter, and mypy --strict (unused ignores reported) on the package and the reference apps.
 STYLED := bullbridge tests bench examples compat
 lint: bootstrap
 	$(PY) -m ruff check $(STYLED)
