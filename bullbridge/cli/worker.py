@@ -100,9 +100,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 def _target(args: argparse.Namespace) -> str:
     if not args.target:
-        raise ConfigurationError(
-            "bullbridge worker needs MODULE:ATTR (e.g. myapp.workers:manager), or --django SETTINGS"
-        )
+        raise ConfigurationError("MODULE:ATTR is missing (e.g. myapp.workers:manager), or give --django SETTINGS")
     return str(args.target)
 
 

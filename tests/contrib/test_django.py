@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -122,6 +123,11 @@ def test_a_job_of_no_task_has_no_result(tasks: Any, backend: Any) -> None:
     job = backend.queue("default").add("send", {"to": "ada"})  # a plain BullMQ job, e.g. from Node
     with pytest.raises(TaskNotFound, match="is not the dotted path of a Django task"):
         tasks.add.get_result(job.id)
+    # A job's name comes from Redis: nothing outside the installed apps is imported for it.
+    odd = backend.queue("default").add("antigravity.fly", {"args": [], "kwargs": {}})
+    with pytest.raises(TaskNotFound, match="not in an installed app or the settings' package"):
+        tasks.add.get_result(odd.id)
+    assert "antigravity" not in sys.modules
 
 
 def test_options_are_checked(django_env: dict[str, str]) -> None:

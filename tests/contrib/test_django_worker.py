@@ -4,13 +4,16 @@ back, the database connections closed around each job, and a clean exit on SIGTE
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from bullbridge.contrib.django.compat import TaskResultStatus
-from tests.contrib.conftest import DjangoWorker, finished, poll
+from tests.contrib.conftest import ROOT, DjangoWorker, finished, poll
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +88,21 @@ def test_the_worker_can_be_narrowed_to_some_queues(django_env: dict[str, str]) -
 
     assert [w.queue for w in worker_manager(queues=["node"]).workers] == ["node"]
     assert [w.queue for w in worker_manager(aliases=["now"]).workers] == ["default"]
+
+
+def test_a_settings_module_that_does_not_exist_is_one_line(django_env: dict[str, str]) -> None:
+    env = {**os.environ, **django_env}
+    # A failure detector (kind 4): the command fails on startup, in about a second.
+    done = subprocess.run(
+        [sys.executable, "-m", "bullbridge", "worker", "--django", "nope.settings"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"bullbridge worker: no Django settings module 'nope.settings' (looked in {ROOT} and the Python path): "
+        "check --django, or run from your project's folder"
+    ]

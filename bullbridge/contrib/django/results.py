@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import builtins
 import re
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -47,16 +49,31 @@ _EXCEPTION_LINE = re.compile(r"([A-Za-z_][\w.]*)(?:: |$)")
 
 
 def find_task(name: str) -> Task[Any, Any]:
-    """The ``@task`` a job's name (its dotted path) points at; :class:`~.backend.NotATask` otherwise."""
-    if "." not in name:
+    """The ``@task`` a job's name (its dotted path) points at; :class:`~.errors.NotATask` otherwise.
+
+    A job's name comes from Redis, so it is imported only from where tasks live: a
+    module already imported, or one inside an installed app or the settings' package."""
+    module = name.rpartition(".")[0]
+    if not module:
         raise NotATask(f"job name {name!r} is not the dotted path of a Django task (e.g. 'myapp.tasks.send_welcome')")
+    if module not in sys.modules and not any(module == r or module.startswith(r + ".") for r in _task_roots()):
+        raise NotATask(
+            f"job name {name!r} is not in an installed app or the settings' package, where bullbridge imports "
+            "Django tasks from"
+        )
     try:
         found = import_string(name)
     except ImportError as exc:
-        raise NotATask(f"job name {name!r} is not the dotted path of a Django task: {exc}") from None
+        raise NotATask(f"job name {name!r} is not the dotted path of a Django task ({exc})") from None
     if not isinstance(found, Task):
         raise NotATask(f"job name {name!r} is a {type(found).__name__}, not a Django task (decorate it with @task)")
     return found
+
+
+def _task_roots() -> list[str]:
+    roots = [config.name for config in apps.get_app_configs()]
+    settings_module = getattr(settings, "SETTINGS_MODULE", None) or ""
+    return [*roots, settings_module.rpartition(".")[0] or settings_module]
 
 
 def bullmq_priority(priority: int) -> int:
