@@ -29,7 +29,8 @@ async def test_a_node_worker_serves_a_django_task(node: NodeDriver, backend: Any
     handle = await node.start_worker("node", PROCESSOR, prefix=prefix)
     try:
         done = await asyncio.to_thread(finished, tasks.node_sum, ok.id)
-        failed = await asyncio.to_thread(finished, tasks.node_sum, bad.id, 15)  # 2 attempts
+        # A failure detector (kind 4): two attempts of one job, each run at once by Node.
+        failed = await asyncio.to_thread(finished, tasks.node_sum, bad.id, 15)
     finally:
         await node.close_worker(handle, force=True)
     assert done.status == TaskResultStatus.SUCCESSFUL

@@ -87,5 +87,5 @@ class Server:
             self.proc.send_signal(signal.SIGTERM)
         # A failure detector (kind 4): both servers stop in well under a second when idle.
         code = self.proc.wait(timeout=30)
-        self._reader.join(timeout=5)
+        self._reader.join(timeout=5)  # a failure detector (kind 4): the pipe closes with the process
         return code
