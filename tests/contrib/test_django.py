@@ -15,7 +15,7 @@ import redis
 from django.db import transaction
 from django.utils import timezone
 
-from bullbridge.contrib.django import BullMQBackend, TaskNotFound
+from bullbridge.contrib.django import BullMQBackend, NotJsonArguments, TaskNotFound
 from bullbridge.contrib.django.compat import TaskResultDoesNotExist, TaskResultStatus
 from bullbridge.errors import BullbridgeError, ConfigurationError, EventLoopConflict
 
@@ -128,6 +128,12 @@ def test_a_job_of_no_task_has_no_result(tasks: Any, backend: Any) -> None:
     with pytest.raises(TaskNotFound, match="not in an installed app or the settings' package"):
         tasks.add.get_result(odd.id)
     assert "antigravity" not in sys.modules
+
+
+def test_arguments_that_are_not_json(tasks: Any, backend: Any) -> None:
+    with pytest.raises(NotJsonArguments, match=r"the arguments of task '.*\.add' cannot be sent as JSON \(Unsupported"):
+        tasks.add.using(backend="now").enqueue({1, 2}, 3)
+    assert issubclass(NotJsonArguments, TypeError) and issubclass(NotJsonArguments, BullbridgeError)
 
 
 def test_options_are_checked(django_env: dict[str, str]) -> None:

@@ -17,6 +17,6 @@ Uses ``django.tasks`` on Django 6, the ``django-tasks`` backport on Django 5.2.
 """
 
 from bullbridge.contrib.django.backend import JOB_SHAPE, BullMQBackend
-from bullbridge.contrib.django.errors import NotATask, TaskNotFound
+from bullbridge.contrib.django.errors import NotATask, NotJsonArguments, TaskNotFound
 
-__all__ = ["JOB_SHAPE", "BullMQBackend", "NotATask", "TaskNotFound"]
+__all__ = ["JOB_SHAPE", "BullMQBackend", "NotATask", "NotJsonArguments", "TaskNotFound"]

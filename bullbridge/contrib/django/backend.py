@@ -23,7 +23,6 @@ back (:mod:`.results`); the worker that runs the tasks is :mod:`.worker`.
 
 from __future__ import annotations
 
-import logging
 import threading
 import uuid
 from collections.abc import Mapping
@@ -37,10 +36,8 @@ from django.utils import timezone
 from bullbridge import sync
 from bullbridge.contrib.django import results
 from bullbridge.contrib.django.compat import BaseTaskBackend, Task, TaskResult, TaskResultStatus, task_enqueued
-from bullbridge.contrib.django.errors import TaskNotFound
+from bullbridge.contrib.django.errors import NotJsonArguments, TaskNotFound
 from bullbridge.errors import ConfigurationError
-
-log = logging.getLogger("bullbridge.contrib.django")
 
 #: The status of a task not run yet (Django's TextChoices are untyped: hence Any).
 READY: Any = TaskResultStatus.READY
@@ -99,20 +96,26 @@ class BullMQBackend(BaseTaskBackend):
         """Add the task's job now, or when the current transaction commits (``ENQUEUE_ON_COMMIT``);
         the result has its id either way (a rolled-back transaction drops the job)."""
         self.validate_task(task)
-        result: TaskResult[T] = TaskResult(
-            task=task,
-            id=str(uuid.uuid4()),
-            status=READY,
-            enqueued_at=None,
-            started_at=None,
-            last_attempted_at=None,
-            finished_at=None,
-            args=list(args),
-            kwargs=dict(kwargs),
-            backend=self.alias,
-            errors=[],
-            worker_ids=[],
-        )
+        try:
+            result: TaskResult[T] = TaskResult(
+                task=task,
+                id=str(uuid.uuid4()),
+                status=READY,
+                enqueued_at=None,
+                started_at=None,
+                last_attempted_at=None,
+                finished_at=None,
+                args=list(args),
+                kwargs=dict(kwargs),
+                backend=self.alias,
+                errors=[],
+                worker_ids=[],
+            )
+        except (TypeError, ValueError) as exc:  # Django normalises the arguments to JSON
+            raise NotJsonArguments(
+                f"the arguments of task {task.module_path!r} cannot be sent as JSON ({exc}): "
+                "pass ids, strings, numbers, lists and dicts"
+            ) from None
         if self.on_commit is None:
             self._send(result)
         else:

@@ -14,3 +14,7 @@ class TaskNotFound(BullbridgeError, TaskResultDoesNotExist):
 
 class NotATask(BullbridgeError, InvalidTask):
     """A job's name is not the dotted path of a Django ``@task``."""
+
+
+class NotJsonArguments(BullbridgeError, TypeError, ValueError):
+    """A task's arguments cannot be sent as JSON (Django's own check, as one sentence)."""
