@@ -24,8 +24,9 @@ T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
-def django_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Set Django up in this process (once) and return the variables its settings read."""
+def django_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Set Django up in this process (once) and return the variables its settings read;
+    the task backends' connections are closed at the end of the session."""
     env = {
         "DJANGO_SETTINGS_MODULE": SETTINGS,
         "BULLBRIDGE_TEST_DJANGO_DB": str(tmp_path_factory.mktemp("django") / "db.sqlite3"),
@@ -46,7 +47,11 @@ def django_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return env
+    yield env
+    from bullbridge.contrib.django.compat import task_backends
+
+    for alias in ("default", "now"):
+        task_backends[alias].close()
 
 
 @pytest.fixture
