@@ -113,6 +113,20 @@ def test_a_rolled_back_transaction_drops_the_job(tasks: Any, backend: Any) -> No
     assert queue.get_job_counts()["prioritized"] == 1  # sent_anyway, alone
 
 
+def test_a_view_in_a_request_transaction(tasks: Any, backend: Any) -> None:
+    from django.test import Client
+
+    queue = backend.queue("default")
+    client = Client()
+    answer = client.post("/notes", {"text": "kept"}).json()
+    assert tasks.Note.objects.filter(pk=answer["note"]).exists()
+    assert queue.get_job(answer["task"]) is not None  # sent when the request committed
+    before = (tasks.Note.objects.count(), queue.count())
+    with pytest.raises(RuntimeError, match="the view fails after enqueueing"):
+        client.post("/notes", {"text": "rolled back", "fail": "1"})
+    assert (tasks.Note.objects.count(), queue.count()) == before  # neither the row nor the job
+
+
 def test_get_result_of_an_unknown_id(tasks: Any, backend: Any) -> None:
     with pytest.raises(TaskNotFound, match=r"no job 'nope' in the queues of task backend 'default' \(default, node\)"):
         tasks.add.get_result("nope")

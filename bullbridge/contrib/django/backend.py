@@ -141,9 +141,12 @@ class BullMQBackend(BaseTaskBackend):
         SUCCESSFUL, failed -> FAILED), times, errors and return value from its hash."""
         for name in self.queue_names():
             queue = self.queue(name)
-            job = queue.get_job(result_id)
+            # The state first, then the hash: a hash read first could be a moment older than the
+            # state (read before the job completed, so without its return value).
+            state = queue.get_job_state(result_id)
+            job = queue.get_job(result_id) if state != "unknown" else None
             if job is not None:
-                return results.task_result(self.alias, job, queue.get_job_state(result_id))
+                return results.task_result(self.alias, job, state)
         raise TaskNotFound(f"no job {result_id!r} in the queues of task backend {self.alias!r} ({self._searched()})")
 
     def queue_names(self) -> list[str]:

@@ -9,6 +9,8 @@ SECRET_KEY = "tests-only"
 USE_TZ = True
 TIME_ZONE = "UTC"
 INSTALLED_APPS = ["tests.contrib.djangoapp"]
+ROOT_URLCONF = "tests.contrib.djangoapp.urls"
+ALLOWED_HOSTS = ["testserver"]
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 DATABASES = {
     "default": {
@@ -16,6 +18,7 @@ DATABASES = {
         "NAME": os.environ.get("BULLBRIDGE_TEST_DJANGO_DB", ":memory:"),
         # Django's default: a connection lives for one request (here: one job) unless told otherwise.
         "CONN_MAX_AGE": 0,
+        "ATOMIC_REQUESTS": True,  # each request one transaction: its enqueues are sent at its commit
     }
 }
 
