@@ -155,6 +155,12 @@ def test_options_are_checked(django_env: dict[str, str]) -> None:
         BullMQBackend("x", {"OPTIONS": {"CONECTION": "redis://localhost"}})
     with pytest.raises(ConfigurationError, match="must be True, False or a database alias \\(default\\)"):
         BullMQBackend("x", {"OPTIONS": {"ENQUEUE_ON_COMMIT": "replica"}})
+    from django.test import override_settings
+
+    # Django warns that overriding DATABASES is unusual: the backend only reads its names here.
+    with pytest.warns(UserWarning, match="DATABASES"), override_settings(DATABASES={}):
+        with pytest.raises(ConfigurationError, match="needs a database to commit"):
+            BullMQBackend("x", {"OPTIONS": {"ENQUEUE_ON_COMMIT": True}})
 
 
 def test_backends_of_different_threads_share_one_connection_per_queue(tasks: Any, backend: Any) -> None:

@@ -198,9 +198,14 @@ _LOCK = threading.Lock()
 def _on_commit_alias(alias: str, value: Any) -> str | None:
     if value is False or value is None:
         return None
-    if value is True:
-        return str(DEFAULT_DB_ALIAS)
     aliases: list[str] = list(settings.DATABASES)
+    if value is True and DEFAULT_DB_ALIAS in aliases:
+        return str(DEFAULT_DB_ALIAS)
+    if value is True:
+        raise ConfigurationError(
+            f"TASKS[{alias!r}]['OPTIONS']['ENQUEUE_ON_COMMIT'] needs a database to commit: "
+            "configure DATABASES, or set it to False"
+        )
     if isinstance(value, str) and value in aliases:
         return value
     raise ConfigurationError(
