@@ -78,13 +78,15 @@ def run_worker(args: argparse.Namespace) -> int:
 
         ConnectionSettings.from_url(args.redis)  # a malformed URL fails here, in one line
         os.environ["BULLBRIDGE_REDIS_URL"] = args.redis
+    if not args.target and not args.django:
+        raise ConfigurationError("MODULE:ATTR is missing (e.g. myapp.workers:manager), or give --django SETTINGS")
     if args.processes < 1:
         raise ConfigurationError(f"--processes must be >= 1, got {args.processes}")
     if args.processes > 1:
         from bullbridge.supervisor import supervise
 
         return supervise(args.argv, args.processes, args.name, args.health_port)
-    target = runner.load_target(_django_target(args) if args.django else _target(args))
+    target = runner.load_target(_django_target(args) if args.django else str(args.target))
     code = runner.run_worker(
         target,
         concurrency=args.concurrency,
@@ -96,12 +98,6 @@ def run_worker(args: argparse.Namespace) -> int:
         name=args.name,
     )
     return runner.watch_exit(code)  # threads a handler left running cannot hold the process
-
-
-def _target(args: argparse.Namespace) -> str:
-    if not args.target:
-        raise ConfigurationError("MODULE:ATTR is missing (e.g. myapp.workers:manager), or give --django SETTINGS")
-    return str(args.target)
 
 
 def _django_target(args: argparse.Namespace) -> str:
