@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap browser test flakes demo bench compat chaos lint format-check format typecheck check lock clean
+.PHONY: bootstrap browser test flakes demo bench compat chaos django6 lint format-check format typecheck check lock clean
 
 $(STAMP): pyproject.toml requirements/dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,8 +73,19 @@ CHAOS_ARGS ?=
 chaos: $(STAMP) $(NODE_STAMP)
 	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
 
+## The Django integration's tests (tests/contrib) on Django 6's own django.tasks, which needs Python 3.12+
+## (the suite runs on 3.11 with the django-tasks backport): a venv of its own, .venv-django6.
+PYTHON312 ?= python3.12
+DJANGO6 := .venv-django6
+django6: $(NODE_STAMP)
+	@test -x $(DJANGO6)/bin/python || $(PYTHON312) -m venv $(DJANGO6)
+	grep -v -i -E '^(django|django-tasks|django-stubs-ext)==' requirements/dev.lock | \
+	  $(DJANGO6)/bin/pip install -q --disable-pip-version-check -r /dev/stdin 'Django>=6.0,<6.1'
+	$(DJANGO6)/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(DJANGO6)/bin/python -m pytest -p no:cacheprovider tests/contrib
+
 ## Style, as CI checks it (part of `make test`): ruff's lint with complexity <= 15,
-## ruff's formatter, and mypy --strict (unused ignores reported) on the package and the reference app.
+## ruff's formatter, and mypy --strict (unused ignores reported) on the package and the reference apps.
 STYLED := bullbridge tests bench examples compat
 lint: bootstrap
 	$(PY) -m ruff check $(STYLED)
@@ -83,7 +94,7 @@ format-check: bootstrap
 	$(PY) -m ruff format --check $(STYLED)
 
 typecheck: bootstrap
-	$(PY) -m mypy bullbridge examples/layer15
+	$(PY) -m mypy bullbridge examples/layer15 examples/flask_app examples/fastapi_app
 
 check: lint format-check typecheck
 
@@ -98,4 +109,4 @@ lock:
 	mv requirements/dev.lock.new requirements/dev.lock
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DJANGO6) node_modules .pytest_cache .mypy_cache .ruff_cache

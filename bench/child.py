@@ -6,7 +6,8 @@
 ``bullbridge worker`` command runs), ``port`` (the official Python port's
 ``bullmq.Worker``/``Queue``, on the default asyncio loop as its users run it;
 ``"loop": "uvloop"`` to change that) or ``sync`` (``bullbridge.sync.Queue``
-called from plain threads, no event loop of the caller's: producers only). The protocol is the Node side's
+called from plain threads, no event loop of the caller's: producers only) or ``django``
+(Django's ``@task`` ``enqueue()`` on ``bullbridge.contrib.django``: a producer). The protocol is the Node side's
 (``node_bench.js``): JSON lines on stdout (``ready``, ``done``), ``go`` and
 ``quit`` on stdin. Figures are the process's own: CPU from ``getrusage`` (every
 thread), peak RSS from ``VmHWM``, times on CLOCK_MONOTONIC in microseconds.
@@ -264,6 +265,56 @@ def produce_sync(spec: dict[str, Any], ch: Channel) -> None:
     queue.close()
 
 
+def django_noop(i: int) -> None:
+    """The Django task of the ``django`` producer (wrapped with ``@task`` once Django is set up)."""
+
+
+def produce_django(spec: dict[str, Any], ch: Channel) -> None:
+    """Django's ``@task`` ``enqueue()`` (bullbridge.contrib.django), one after another from a
+    view-like function, with no event loop of ours; ``ENQUEUE_ON_COMMIT`` off (no database)."""
+    from django.conf import settings
+
+    backend = {"BACKEND": "bullbridge.contrib.django.BullMQBackend", "OPTIONS": {"CONNECTION": spec["url"]}}
+    queues = [spec["queue"], f"{spec['queue']}-warm"]
+    settings.configure(USE_TZ=True, INSTALLED_APPS=[], TASKS={"default": {**backend, "QUEUES": queues}})
+    import django
+
+    django.setup()
+    try:
+        from django.tasks import task
+    except ImportError:
+        from django_tasks import task
+
+    def view(enqueue: Any, i: int) -> dict[str, Any]:  # what a view does: enqueue, answer with the id
+        return {"task": enqueue(i).id}
+
+    warm = task(django_noop, queue_name=queues[1])
+    for i in range(spec["warm"]):
+        view(warm.enqueue, i)
+    noop = task(django_noop, queue_name=queues[0])
+    noop.get_backend().queue(queues[0]).get_job("0")  # this queue's connection up
+    ch.send(event="ready", pid=os.getpid())
+    ch.expect("go")
+    latencies: list[int] = []
+    t0, c0 = mono_us(), cpu_times()
+    for i in range(spec["jobs"]):
+        started = time.perf_counter_ns()
+        view(noop.enqueue, i)
+        latencies.append((time.perf_counter_ns() - started) // 1000)
+    t1, c1 = mono_us(), cpu_times()
+    ch.send(
+        event="done",
+        first_us=t0,
+        end_us=t1,
+        added=spec["jobs"],
+        latencies_us=latencies,
+        job_name=noop.module_path,
+        **cpu_report(c0, c1),
+        **memory_kb(),
+    )
+    ch.expect("quit")
+
+
 def _sync_add_jobs(queue: Any, spec: dict[str, Any], count: int, latencies: list[int]) -> None:
     if spec["pattern"] == "sequential":
         for i in range(count):
@@ -350,6 +401,11 @@ def main() -> int:
         import bullbridge.sync
 
         produce_sync(spec, ch)
+        return 0
+    if spec["impl"] == "django":  # Django's task framework on bullbridge.sync: blocking too
+        import bullbridge.contrib.django
+
+        produce_django(spec, ch)
         return 0
     mode = MODES[spec["mode"]]
     # Load the library first, as a running service has it loaded.

@@ -43,6 +43,8 @@ from bullbridge.testing.redis_server import PrivateRedis
 IMPLS = ("node", "bullbridge", "port")
 #: bullbridge.sync.Queue, called from plain threads: a producer only (the ``sync`` suite).
 SYNC_IMPL = "sync"
+#: Django's ``@task`` ``enqueue()`` on bullbridge.contrib.django: a producer only (the ``sync`` suite).
+DJANGO_IMPL = "django"
 #: Commands the harness itself sends while a run is measured (left out of commands/job).
 HARNESS_COMMANDS = frozenset({"info"})
 
@@ -335,7 +337,11 @@ class Bench:
             self._redis_figures(result, before, after)
             _add_latencies(result, done.get("latencies_us") or [])
             await self._end(child, result)
-            await self._verify(result, queue=queue, kind="waiting", expect=jobs)
+            if impl == DJANGO_IMPL:  # every Django task is prioritized; name and data are Django's
+                shape = {"state": "prioritized", "name": done.get("job_name"), "shape": "django"}
+                await self._verify(result, queue=queue, kind="waiting", expect=jobs, **shape)
+            else:
+                await self._verify(result, queue=queue, kind="waiting", expect=jobs)
         except ChildError as exc:
             result.problems.append(str(exc))
         finally:

@@ -246,12 +246,15 @@ function checkFinished(job, problems) {
   }
 }
 
-// m: {queue, kind: completed|waiting|latency, expect, first_id, last_id, sample}
+// m: {queue, kind: completed|waiting|latency, expect, first_id, last_id, sample}; for waiting jobs
+// added another way, state ('prioritized'), name and shape ('django': data {args: [i], kwargs: {}}).
 async function verify(client, m) {
   const queue = new Queue(m.queue, { connection: client });
   const problems = [];
   const counts = await queue.getJobCounts(...COUNT_TYPES);
-  const want = m.kind === 'waiting' ? 'waiting' : 'completed';
+  const want = m.kind === 'waiting' ? (m.state || 'waiting') : 'completed';
+  const name = m.name || 'noop';
+  const indexOf = data => (m.shape === 'django' ? data && data.args && data.args[0] : data && data.i);
   for (const type of COUNT_TYPES) {
     const expected = type === want ? m.expect : 0;
     if (counts[type] !== expected) problems.push(`${counts[type]} ${type}, expected ${expected}`);
@@ -279,7 +282,9 @@ async function verify(client, m) {
   } else if (m.kind === 'waiting') {
     // Every job reads back with its data, each index exactly once.
     const keyBase = `${queue.opts.prefix || 'bull'}:${m.queue}:`;
-    const ids = await client.lrange(`${keyBase}wait`, 0, -1);
+    const ids = m.state === 'prioritized'
+      ? await client.zrange(`${keyBase}prioritized`, 0, -1)
+      : await client.lrange(`${keyBase}wait`, 0, -1);
     const seen = new Set();
     let bad = 0;
     for (let start = 0; start < ids.length; start += 2000) {
@@ -288,7 +293,7 @@ async function verify(client, m) {
       for (const [err, reply] of await pipe.exec()) {
         let i = null;
         try {
-          if (!err && reply[0] === 'noop') i = JSON.parse(reply[1]).i;
+          if (!err && reply[0] === name) i = indexOf(JSON.parse(reply[1]));
         } catch (e) {
           i = null;
         }
@@ -298,9 +303,9 @@ async function verify(client, m) {
     }
     if (bad || seen.size !== m.expect) problems.push(`${bad} waiting jobs unreadable or duplicated; ` +
       `${seen.size} of ${m.expect} distinct indices`);
-    sampled.push(...await queue.getJobs(['wait'], 0, m.sample - 1));
+    sampled.push(...await queue.getJobs([m.state === 'prioritized' ? 'prioritized' : 'wait'], 0, m.sample - 1));
     for (const job of sampled) {
-      if (job.name !== 'noop' || typeof (job.data && job.data.i) !== 'number' || !job.timestamp) {
+      if (job.name !== name || typeof indexOf(job.data) !== 'number' || !job.timestamp) {
         problems.push(`job ${job.id}: not as added (${job.name}, ${JSON.stringify(job.data)})`);
       }
     }

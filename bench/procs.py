@@ -245,10 +245,18 @@ class NodeHelper:
         return await self.call("fill", queue=queue, jobs=jobs, batch=batch)
 
     async def verify(
-        self, queue: str, kind: str, expect: int, first_id: int = 0, last_id: int = -1, sample: int = 200
+        self,
+        queue: str,
+        kind: str,
+        expect: int,
+        first_id: int = 0,
+        last_id: int = -1,
+        sample: int = 200,
+        **shape: Any,
     ) -> dict[str, Any]:
+        """``shape``: for waiting jobs not added as ``noop`` {i}: ``state``, ``name``, ``shape`` (node_bench.js)."""
         return await self.call(
-            "verify", queue=queue, kind=kind, expect=expect, first_id=first_id, last_id=last_id, sample=sample
+            "verify", queue=queue, kind=kind, expect=expect, first_id=first_id, last_id=last_id, sample=sample, **shape
         )
 
     async def close(self) -> None:

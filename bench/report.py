@@ -20,7 +20,12 @@ CASE_LABELS = {
     "sequential": "one at a time",
     "threads": "threads",
 }
-SYNC_PRODUCERS = {"node": "Node await queue.add", "bullbridge": "bullbridge await add", "sync": "bullbridge.sync add"}
+SYNC_PRODUCERS = {
+    "node": "Node await queue.add",
+    "bullbridge": "bullbridge await add",
+    "sync": "bullbridge.sync add",
+    "django": "Django @task.enqueue()",
+}
 
 
 def _num(value: float | None, digits: int = 0, suffix: str = "") -> str:

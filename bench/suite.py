@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import IMPLS, SYNC_IMPL, Bench, RunResult, percentile
+from bench.harness import DJANGO_IMPL, IMPLS, SYNC_IMPL, Bench, RunResult, percentile
 from bench.procs import Pinning
 
 Progress = Callable[[str], None]
@@ -30,6 +30,7 @@ SYNC_CASES = (
     ("sequential", "node"),
     ("sequential", "bullbridge"),
     ("sequential", SYNC_IMPL),
+    ("sequential", DJANGO_IMPL),
     ("inflight", "bullbridge"),
     ("inflight-threads", "bullbridge"),
     ("threads", SYNC_IMPL),
@@ -38,6 +39,7 @@ SYNC_CASES = (
 SYNC_REFERENCE = {
     ("sequential", "bullbridge"): ("sequential", "node"),
     ("sequential", SYNC_IMPL): ("sequential", "node"),
+    ("sequential", DJANGO_IMPL): ("sequential", "node"),
     ("threads", SYNC_IMPL): ("inflight", "bullbridge"),
 }
 
@@ -187,7 +189,7 @@ async def _run_sync(bench: Bench, config: Config, record: Callable[[RunResult], 
     rows only when selected with --only)."""
     for run in range(config.runs):
         for case, impl in SYNC_CASES:
-            if impl != SYNC_IMPL and impl not in config.impls:
+            if impl not in (SYNC_IMPL, DJANGO_IMPL) and impl not in config.impls:
                 continue
             record(
                 await bench.produce(

@@ -65,3 +65,17 @@ def test_sync_producer_measurements_are_verified() -> None:
     assert len(sequential.latencies_us) == 400 and all(v > 0 for v in sequential.latencies_us)
     assert sequential.latency_ms["p50"] <= sequential.latency_ms["p99"]
     assert threads.latencies_us == []
+
+
+def test_django_producer_measurement_is_verified() -> None:
+    """The ``sync`` suite's Django row: ``@task.enqueue()`` one at a time, read back by Node
+    as Django's jobs (prioritized, named by the task's path, data ``{args, kwargs}``)."""
+
+    async def measure() -> RunResult:
+        async with Bench() as bench:
+            return await bench.produce("django", mode="sequential", jobs=300, warm=30, suite="sync", timeout=30)
+
+    result = asyncio.run(measure())
+    assert result.ok, result.problems
+    assert result.verification["counts"]["prioritized"] == 300 and result.verification["sampled"] > 0
+    assert len(result.latencies_us) == 300 and result.jobs_per_s is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from bullbridge import runner
@@ -26,7 +27,18 @@ def register(sub: Any) -> None:
         "failed for good at WARNING, and a summary on exit. Exit status: 0 clean; 1 jobs had to be "
         "handed back, or (--burst) jobs failed for good; 2-8 see bullbridge --help.",
     )
-    worker.add_argument("target", metavar="MODULE:ATTR", help="a WorkerManager, Worker(s), or a factory of them")
+    worker.add_argument(
+        "target",
+        metavar="MODULE:ATTR",
+        nargs="?",
+        help="a WorkerManager, Worker(s), or a factory of them (with --django: default, the Django task worker)",
+    )
+    worker.add_argument(
+        "--django",
+        metavar="SETTINGS_MODULE",
+        help="run Django tasks from BullMQ queues: django.setup() with these settings, then serve the queues "
+        "of every bullbridge.contrib.django.BullMQBackend in TASKS (docs/django.md)",
+    )
     worker.add_argument("--redis", help="Redis URL (sets BULLBRIDGE_REDIS_URL for the module)")
     worker.add_argument("--concurrency", type=int, help="override every worker's concurrency")
     worker.add_argument("--burst", action="store_true", help="process what is queued, then exit")
@@ -66,13 +78,15 @@ def run_worker(args: argparse.Namespace) -> int:
 
         ConnectionSettings.from_url(args.redis)  # a malformed URL fails here, in one line
         os.environ["BULLBRIDGE_REDIS_URL"] = args.redis
+    if not args.target and not args.django:
+        raise ConfigurationError("MODULE:ATTR is missing (e.g. myapp.workers:manager), or give --django SETTINGS")
     if args.processes < 1:
         raise ConfigurationError(f"--processes must be >= 1, got {args.processes}")
     if args.processes > 1:
         from bullbridge.supervisor import supervise
 
         return supervise(args.argv, args.processes, args.name, args.health_port)
-    target = runner.load_target(args.target)
+    target = runner.load_target(_django_target(args) if args.django else str(args.target))
     code = runner.run_worker(
         target,
         concurrency=args.concurrency,
@@ -84,6 +98,16 @@ def run_worker(args: argparse.Namespace) -> int:
         name=args.name,
     )
     return runner.watch_exit(code)  # threads a handler left running cannot hold the process
+
+
+def _django_target(args: argparse.Namespace) -> str:
+    """Set Django up (before the target is imported: it may import models), then the target."""
+    from bullbridge.contrib.django.worker import setup
+
+    if os.getcwd() not in sys.path:  # the settings module is the project's, as for manage.py
+        sys.path.insert(0, os.getcwd())
+    setup(args.django)
+    return str(args.target or "bullbridge.contrib.django.worker:worker_manager")
 
 
 def run_check(args: argparse.Namespace) -> int:
