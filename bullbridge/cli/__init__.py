@@ -68,9 +68,27 @@ def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser
     return found
 
 
+def version_line() -> str:
+    """``bullbridge 0.2.0 (Python 3.11.2, port bullmq 3.4.4)``: what ``--version`` prints. The
+    version's one source is ``bullbridge.__version__`` (pyproject reads it); the port's comes from
+    its installed metadata, so nothing heavy is imported."""
+    import platform
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    from bullbridge import __version__
+
+    try:
+        port = installed("bullmq")
+    except PackageNotFoundError:  # pragma: no cover - a broken install
+        port = "not installed"
+    return f"bullbridge {__version__} (Python {platform.python_version()}, port bullmq {port})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="bullbridge", description="Python on BullMQ queues shared with Node.js", epilog=EXIT_HELP)
     _add_process_options(parser, top=True)
+    parser.add_argument("--version", action="version", version=version_line(), help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"bullbridge.cli.{name}").register(sub)

@@ -25,6 +25,7 @@ from bullbridge.clock import datetime_ms, now_ms
 from bullbridge.codec import js_date
 from bullbridge.jsonapi import to_json
 from bullbridge.monitor.discovery import discover_queues, require_queue
+from bullbridge.monitor.format import schedule_rule
 from bullbridge.redact import printable
 
 
@@ -142,7 +143,7 @@ def run_list(args: argparse.Namespace) -> int:
         if row["legacy"]:
             when = "legacy repeatable"
         else:
-            when = row["pattern"] or f"every {row['every']} ms"
+            when = schedule_rule(row["pattern"], row["every"])
         runs = f"{row['iterationCount'] or 0}" + (f"/{row['limit']}" if row["limit"] else "")
         table.append(
             (
