@@ -3,10 +3,23 @@ line at every level, process options anywhere (the failure matrix is tests/test_
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
 
 import bullbridge
 from bullbridge.cli import build_cli, main
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """main() configures the root logger as the command would; give the rest of the session its own back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_version_and_help_list_every_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,5 +57,5 @@ def test_process_options_at_any_level(capsys: pytest.CaptureFixture[str]) -> Non
         == 0
     )
     assert capsys.readouterr().out.strip() == "2026-01-01T03:00:00.000Z"
-    assert main(["--log-format", "json", "schedule", "preview", "@daily", "-n", "1", "--from", "2026-01-01"]) == 0
+    assert main(["--log-level", "WARNING", "schedule", "preview", "@daily", "-n", "1", "--from", "2026-01-01"]) == 0
     assert capsys.readouterr().out.strip() == "2026-01-02T00:00:00.000Z"
