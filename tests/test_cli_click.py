@@ -3,7 +3,9 @@ line at every level, process options anywhere (the failure matrix is tests/test_
 
 from __future__ import annotations
 
+import io
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -59,3 +61,30 @@ def test_process_options_at_any_level(capsys: pytest.CaptureFixture[str]) -> Non
     assert capsys.readouterr().out.strip() == "2026-01-01T03:00:00.000Z"
     assert main(["--log-level", "WARNING", "schedule", "preview", "@daily", "-n", "1", "--from", "2026-01-01"]) == 0
     assert capsys.readouterr().out.strip() == "2026-01-02T00:00:00.000Z"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_tables_on_a_terminal_are_rich_and_never_markup(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bullbridge.cli.output import emit_table
+
+    rows = [["[red]evil\x1b]0;owned\x07", "1204"], ["email", "3"]]
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setenv("COLUMNS", "100")
+    emit_table(["QUEUE", "DONE"], rows, [False, True])
+    shown = terminal.getvalue()
+    assert "\x1b[1m" in shown  # a bold header: rich drew it
+    assert "[red]evil\\x1b]0;owned\\x07" in shown and "\x07" not in shown  # as text, escaped
+    narrow = _Terminal()
+    monkeypatch.setattr(sys, "stdout", narrow)
+    monkeypatch.setenv("COLUMNS", "20")  # too narrow: the plain aligned lines, whole
+    emit_table(["QUEUE", "DONE"], rows, [False, True])
+    assert narrow.getvalue().splitlines()[1].startswith("-----") and "\x1b[1m" not in narrow.getvalue()
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", piped)
+    emit_table(["QUEUE", "DONE"], rows, [False, True])
+    assert piped.getvalue().splitlines()[2] == "[red]evil\\x1b]0;owned\\x07  1204"

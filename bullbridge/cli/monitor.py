@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from bullbridge.cli.build import Checked, argument, command, connection_options, group, option
-from bullbridge.cli.output import emit, emit_json, json_text
+from bullbridge.cli.output import emit, emit_json, emit_table, json_text
 from bullbridge.clock import datetime_ms, now_ms
 from bullbridge.jsonapi import to_json
 from bullbridge.redact import printable
@@ -259,13 +259,16 @@ def stats_rows(stats: Sequence[QueueStats]) -> list[list[str]]:
     return rows
 
 
+#: Which columns of the stats table are numbers (right-aligned): all but the queue and the workers.
+STAT_RIGHT = [False] + [True] * 13 + [False]
+
+
 def render_stats(stats: Sequence[QueueStats], prefix: str = "bull") -> str:
     from bullbridge.monitor import format as fmt
 
     if not stats:
         return f"no queues under prefix {prefix!r} (--prefix names another)"
-    right = [False] + [True] * 13 + [False]
-    return fmt.table(STAT_HEADERS, stats_rows(stats), right)
+    return fmt.table(STAT_HEADERS, stats_rows(stats), STAT_RIGHT)
 
 
 def run_stats(args: argparse.Namespace) -> int:
@@ -298,7 +301,10 @@ def run_stats(args: argparse.Namespace) -> int:
                     sys.stdout.write("\x1b[H\x1b[2J")
                 if args.watch:
                     emit(f"{time.strftime('%H:%M:%S')} - every {args.interval:g}s, Ctrl-C to stop")
-                emit(render_stats(stats, monitor.prefix), flush=True)
+                if stats:
+                    emit_table(STAT_HEADERS, stats_rows(stats), STAT_RIGHT, flush=True)
+                else:
+                    emit(render_stats(stats, monitor.prefix), flush=True)
             if not args.watch:
                 return 0
             refresh += 1

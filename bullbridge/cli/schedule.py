@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from bullbridge.cli.build import argument, command, group, option
-from bullbridge.cli.output import emit, emit_json
+from bullbridge.cli.output import emit, emit_json, emit_table
 from bullbridge.clock import datetime_ms, now_ms
 from bullbridge.codec import js_date
 from bullbridge.jsonapi import to_json
@@ -159,7 +159,7 @@ def run_list(args: argparse.Namespace) -> int:
         emit_json(rows)
         return 0
     header = ("QUEUE", "ID", "NAME", "SCHEDULE", "TZ", "NEXT (UTC)", "RUNS", "OWNER")
-    table = [header]
+    table: list[tuple[str, ...]] = []
     for row in rows:
         if row["legacy"]:
             when = "legacy repeatable"
@@ -178,12 +178,10 @@ def run_list(args: argparse.Namespace) -> int:
                 row["owner"] or "-",
             )
         )
-    if len(table) == 1:
+    if not table:
         emit("no job schedulers")
         return 0
-    widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
-    for line in table:
-        emit("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+    emit_table(header, table)
     return 0
 
 
