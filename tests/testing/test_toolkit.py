@@ -24,6 +24,11 @@ RECORDING = """
 """
 
 
+INI_STRICT = (
+    "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\nbullbridge_strict_contracts = true\n"
+)
+
+
 # --- a missing contract under CI --------------------------------------------------------------
 
 
@@ -46,6 +51,9 @@ def test_under_ci_a_missing_contract_fails_with_the_command_that_records_it(
     monkeypatch.delenv("CI")
     contract.unlink()
     inner("-q", "--bullbridge-strict-contracts").assert_outcomes(failed=1)
+    pytester.makefile(".ini", pytest=INI_STRICT)  # or the ini option
+    inner("-q").assert_outcomes(failed=1)
+    pytester.makefile(".ini", pytest=INI_STRICT.replace("true", "false"))
     inner("-q").assert_outcomes(passed=1)
     assert contract.exists()
 
