@@ -27,6 +27,7 @@ import sys
 import sysconfig
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,20 @@ def test_version_and_the_installed_package(installed: Installed) -> None:
         assert (package / data).exists(), f"the wheel lacks bullbridge/{data}"
     # the same through `python -m bullbridge`
     assert installed.run("python", "-m", "bullbridge", "--version").stdout == done.stdout
+
+
+def test_the_wheel_declares_the_extras_the_readme_lists(installed: Installed) -> None:
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        [name] = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = wheel.read(name).decode()
+    extras = set(re.findall(r"^Provides-Extra: (\S+)$", metadata, re.M))
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Use it in your project", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `(\w+)` \| `", section, re.M))  # its extras table
+    assert {"monitor", "otel", "fast", "testing", "embedded"} <= listed <= extras, (listed, extras)
+    for extra, requirement in (("monitor", "aiohttp"), ("monitor", "prometheus-client"), ("otel", "opentelemetry-api")):
+        assert re.search(rf"^Requires-Dist: {requirement}\b.*extra == \"{extra}\"", metadata, re.M), requirement
+    assert re.search(r"^Requires-Dist: click", metadata, re.M) and re.search(r"^Requires-Dist: rich", metadata, re.M)
 
 
 ROUND_TRIP = """
