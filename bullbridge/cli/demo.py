@@ -12,9 +12,13 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+import click
+
+from bullbridge.cli.build import command, option
 from bullbridge.connection import redis_url_from_env
 from bullbridge.errors import MissingDependency
 from bullbridge.queue import Queue
@@ -24,17 +28,20 @@ from bullbridge.testing.redis_server import PrivateRedis
 from bullbridge.worker import Worker
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
+def register(root: click.Group) -> None:
+    command(
+        root,
         "demo",
+        run,
+        [
+            option("--jobs", type=int, default=200, help="jobs in each direction (default 200)"),
+            option("--quick", is_flag=True, hidden=True),  # the old name of this demo
+        ],
         help="exchange jobs with Node BullMQ both ways (Node->Python, Python->Node) on a private Redis",
         description="Node enqueues jobs for a Python worker and Python for a Node worker, with a live bar and "
         "a summary. Uses BULLBRIDGE_REDIS_URL when set. The full reference app runs with "
         "`make demo` in a checkout.",
     )
-    parser.add_argument("--jobs", type=int, default=200, help="jobs in each direction (default 200)")
-    parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # the old name of this demo
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +74,62 @@ def _bar(dirs: list[Direction], width: int = 24) -> str:
         filled = int(width * d.done / d.total) if d.total else width
         parts.append(f"{d.label} [{'#' * filled}{'.' * (width - filled)}] {d.done}/{d.total}")
     return "  ".join(parts)
+
+
+class _Live:
+    """The live view: rich's progress bars on a terminal; a plain line a second otherwise (a log, CI)."""
+
+    def __init__(self, out: TextIO, dirs: list[Direction]) -> None:
+        self.out, self.dirs = out, dirs
+        self.progress: Any = None
+        self.tasks: list[Any] = []
+        if out.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(file=out),
+            )
+            self.tasks = [self.progress.add_task(d.label, total=d.total) for d in dirs]
+            self.progress.start()
+
+    @property
+    def interval(self) -> float:
+        return 0.1 if self.progress is not None else 1.0
+
+    def update(self) -> None:
+        if self.progress is None:
+            print(_bar(self.dirs), file=self.out, flush=True)
+            return
+        for task, d in zip(self.tasks, self.dirs):
+            self.progress.update(task, completed=d.done + d.failed)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _summary(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    """The result table: rich's on a terminal, aligned plain text otherwise."""
+    print(file=out)
+    if out.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*rows[0])
+        for row in rows[1:]:
+            table.add_row(*row)
+        Console(file=out).print(table)
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)), file=out)
+        if i == 0:
+            print("  ".join("-" * w for w in widths), file=out)
 
 
 async def run_demo(jobs: int = 200, out: TextIO = sys.stdout) -> int:
@@ -125,19 +188,20 @@ async def _demo(url: str, jobs: int, out: TextIO) -> int:
                 [("email", {"to": f"user{i}@example.com", "body": "hello from python"}) for i in range(jobs)]
             )
             results = asyncio.ensure_future(asyncio.gather(*(producer.wait_for(e.id, timeout=60) for e in enqueued)))
-            tty = out.isatty()
+            live = _Live(out, [n2p, p2n])
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                p2n.done = sum(1 for e in node.events[handle] if e.event == "completed")
-                p2n.failed = sum(1 for e in node.events[handle] if e.event == "failed")
-                if p2n.done + p2n.failed >= jobs and p2n.finished is None:
-                    p2n.finished = time.perf_counter()
-                print(("\r" if tty else "") + _bar([n2p, p2n]), end="" if tty else "\n", file=out, flush=True)
-                if n2p.finished and p2n.finished:
-                    break
-                await asyncio.sleep(0.1 if tty else 1.0)
-            if tty:
-                print(file=out)
+            try:
+                while time.monotonic() < deadline:
+                    p2n.done = sum(1 for e in node.events[handle] if e.event == "completed")
+                    p2n.failed = sum(1 for e in node.events[handle] if e.event == "failed")
+                    if p2n.done + p2n.failed >= jobs and p2n.finished is None:
+                        p2n.finished = time.perf_counter()
+                    live.update()
+                    if n2p.finished and p2n.finished:
+                        break
+                    await asyncio.sleep(live.interval)
+            finally:
+                live.stop()
             outcomes = await results
         finally:
             await node.close_worker(handle)
@@ -155,12 +219,7 @@ async def _demo(url: str, jobs: int, out: TextIO) -> int:
             for d in (n2p, p2n)
         ],
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    print(file=out)
-    for i, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)), file=out)
-        if i == 0:
-            print("  ".join("-" * w for w in widths), file=out)
+    _summary(rows, out)
     ok = n2p.done == jobs and p2n.done == jobs and p2n_failed == 0
     print(f"\n{'all jobs completed' if ok else 'SOME JOBS DID NOT COMPLETE'}", file=out)
     return 0 if ok else 1

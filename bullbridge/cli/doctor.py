@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from typing import Any
 
+import click
+
+from bullbridge.cli.build import command, connection_options, option
 from bullbridge.cli.output import emit, emit_json
 from bullbridge.doctor import ERROR, INFO, OK, WARNING, DoctorReport, DoctorSettings, Finding, diagnose
 from bullbridge.jsonapi import to_json
@@ -18,9 +20,33 @@ from bullbridge.jsonapi import to_json
 _MARK = {OK: "ok", INFO: "info", WARNING: "WARNING", ERROR: "ERROR"}
 
 
-def register(sub: Any) -> None:
-    doctor = sub.add_parser(
+def register(root: click.Group) -> None:
+    command(
+        root,
         "doctor",
+        run_doctor,
+        [
+            *connection_options(
+                "Redis URL (default: BULLBRIDGE_REDIS_URL / REDIS_URL, else redis://127.0.0.1:6379); "
+                "redis+cluster://h:p,h:p and redis+sentinel:// work too"
+            ),
+            option("--json", is_flag=True, help="print the report as JSON"),
+            option(
+                "--failed-threshold",
+                type=int,
+                default=1000,
+                metavar="N",
+                help="failed jobs per queue above which they count as piling up (default 1000)",
+            ),
+            option(
+                "--skew-threshold",
+                type=int,
+                default=1000,
+                metavar="MS",
+                help="clock difference with Redis worth a warning, in ms (default 1000)",
+            ),
+            option("--verbose", "-v", is_flag=True, help="show ok findings too"),
+        ],
         help="check Redis and the queues of a deployment; print what to fix",
         description="Checks Redis (version, maxmemory-policy, persistence, clock skew, cluster hash tags) and "
         "every queue under the prefix (Node version against the compatibility matrix, workers per "
@@ -28,31 +54,6 @@ def register(sub: Any) -> None:
         "2 errors; when Redis cannot be used at all, one line and 3 (unreachable), 4 (credentials) "
         "or 5 (an error reply); --json still prints the report.",
     )
-    doctor.add_argument(
-        "--redis",
-        metavar="URL",
-        default=None,
-        help="Redis URL (default: BULLBRIDGE_REDIS_URL / REDIS_URL, else redis://127.0.0.1:6379); "
-        "redis+cluster://h:p,h:p and redis+sentinel:// work too",
-    )
-    doctor.add_argument("--prefix", default="bull", help="BullMQ key prefix (default: bull)")
-    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
-    doctor.add_argument(
-        "--failed-threshold",
-        type=int,
-        default=1000,
-        metavar="N",
-        help="failed jobs per queue above which they count as piling up (default 1000)",
-    )
-    doctor.add_argument(
-        "--skew-threshold",
-        type=int,
-        default=1000,
-        metavar="MS",
-        help="clock difference with Redis worth a warning, in ms (default 1000)",
-    )
-    doctor.add_argument("--verbose", "-v", action="store_true", help="show ok findings too")
-    doctor.set_defaults(func=run_doctor)
 
 
 def run_doctor(args: argparse.Namespace) -> int:

@@ -8,69 +8,69 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
+import click
+
+from bullbridge.cli.build import command, group, option
 from bullbridge.cli.output import emit, emit_json
+from bullbridge.errors import ConfigurationError
 from bullbridge.redact import printable
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "interop", help="check that your Node BullMQ and bullbridge agree (conformance scenarios)"
-    )
-    commands = parser.add_subparsers(dest="interop_command", required=True, metavar="COMMAND")
-    check = commands.add_parser(
+def register(root: click.Group) -> None:
+    interop = group(root, "interop", help="check that your Node BullMQ and bullbridge agree (conformance scenarios)")
+    command(
+        interop,
         "check",
+        run_check,
+        [
+            option(
+                "--redis",
+                metavar="URL",
+                help="the Redis to use (default: $BULLBRIDGE_REDIS_URL / $REDIS_URL, else a private "
+                "redis-server started for the run)",
+            ),
+            option(
+                "--node-modules",
+                metavar="DIR",
+                help="your Node project (or its node_modules) whose bullmq to check (default: "
+                "$BULLBRIDGE_NODE_MODULES, $NODE_PATH, else the nearest node_modules above the "
+                "current folder)",
+            ),
+            option(
+                "--bullmq",
+                metavar="VERSION",
+                help="check this npm bullmq version instead (installed once with npm into ~/.cache/bullbridge/node)",
+            ),
+            option(
+                "--only",
+                multiple=True,
+                metavar="NAME",
+                help="run only this scenario (a name like 'flow', an id like 'flow[N->P]', or a group "
+                "like 'options'); repeatable",
+            ),
+            option(
+                "--concurrency",
+                type=int,
+                default=1,
+                metavar="N",
+                help="scenarios run at once (default 1; more is faster, timing checks get noisier)",
+            ),
+            option(
+                "--timeout", type=float, default=30.0, metavar="SECONDS", help="limit of each scenario (default 30)"
+            ),
+            option("--slow", is_flag=True, help="also run the slow scenarios (10,000 jobs each way: ~10 s more)"),
+            option("--json", is_flag=True, help="print the report as JSON instead of a table"),
+            option("--list", is_flag=True, help="list the scenarios and exit"),
+        ],
         help="run the conformance scenarios both ways and print a pass/fail table",
         description="Run bullbridge's interop scenarios (every job option both ways, events, flows, schedulers, "
         "limits, stalled recovery) against a Redis and the Node bullmq your project installs. "
         "Everything is written under a key prefix of its own (bbcheck-...) and deleted afterwards, "
         "so a shared Redis is safe. Exit status: 0 all passed, 1 a scenario failed, 2 bad arguments "
-        "(an unknown scenario, a --node-modules without bullmq), 3/4 Redis unreachable or refusing the "
-        "credentials, 8 Node.js or npm bullmq missing.",
+        "(an unknown scenario, a --node-modules without bullmq, --node-modules with --bullmq), 3/4 Redis "
+        "unreachable or refusing the credentials, 8 Node.js or npm bullmq missing.",
     )
-    check.add_argument(
-        "--redis",
-        metavar="URL",
-        help="the Redis to use (default: $BULLBRIDGE_REDIS_URL / $REDIS_URL, else a private "
-        "redis-server started for the run)",
-    )
-    where = check.add_mutually_exclusive_group()
-    where.add_argument(
-        "--node-modules",
-        metavar="DIR",
-        help="your Node project (or its node_modules) whose bullmq to check (default: "
-        "$BULLBRIDGE_NODE_MODULES, $NODE_PATH, else the nearest node_modules above the "
-        "current folder)",
-    )
-    where.add_argument(
-        "--bullmq",
-        metavar="VERSION",
-        help="check this npm bullmq version instead (installed once with npm into ~/.cache/bullbridge/node)",
-    )
-    check.add_argument(
-        "--only",
-        action="append",
-        metavar="NAME",
-        help="run only this scenario (a name like 'flow', an id like 'flow[N->P]', or a group "
-        "like 'options'); repeatable",
-    )
-    check.add_argument(
-        "--concurrency",
-        type=int,
-        default=1,
-        metavar="N",
-        help="scenarios run at once (default 1; more is faster, timing checks get noisier)",
-    )
-    check.add_argument(
-        "--timeout", type=float, default=30.0, metavar="SECONDS", help="limit of each scenario (default 30)"
-    )
-    check.add_argument(
-        "--slow", action="store_true", help="also run the slow scenarios (10,000 jobs each way: ~10 s more)"
-    )
-    check.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
-    check.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    check.set_defaults(func=run_check)
 
 
 def _fail(message: str) -> int:
@@ -81,6 +81,8 @@ def _fail(message: str) -> int:
 def _node_modules(args: argparse.Namespace) -> Path | None:
     from bullbridge.testing.npm import ENV_NODE_MODULES, find_node_modules, install_bullmq, resolve_node_modules
 
+    if args.bullmq and args.node_modules:
+        raise ConfigurationError("--node-modules and --bullmq name two Node bullmq: give one")
     if args.bullmq:
         major = args.bullmq.split(".")[0]
         # BullMQ 6 expects ioredis installed beside it (`new Queue()` throws otherwise).
@@ -128,7 +130,7 @@ def run_check(args: argparse.Namespace) -> int:
             check(
                 url,
                 node_modules=node_modules,
-                only=args.only,
+                only=args.only or None,
                 slow=args.slow,
                 concurrency=args.concurrency,
                 timeout=args.timeout,

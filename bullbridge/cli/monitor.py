@@ -16,7 +16,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bullbridge.cli.output import emit, emit_json, json_text
+import click
+
+from bullbridge.cli.build import Checked, argument, command, connection_options, group, option
+from bullbridge.cli.output import emit, emit_json, emit_table, json_text
 from bullbridge.clock import datetime_ms, now_ms
 from bullbridge.jsonapi import to_json
 from bullbridge.redact import printable
@@ -54,117 +57,133 @@ def parse_since(value: str) -> int:
     return datetime_ms(moment)
 
 
-def connection_options() -> argparse.ArgumentParser:
-    """``--redis`` and ``--prefix``, shared by every monitor command."""
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
-        "--redis",
-        metavar="URL",
-        default=None,
-        help="Redis URL (default: BULLBRIDGE_REDIS_URL / REDIS_URL, else redis://127.0.0.1:6379)",
-    )
-    parent.add_argument("--prefix", default="bull", help="BullMQ key prefix (default: bull)")
-    return parent
-
-
-def register(sub: Any) -> None:
-    common = connection_options()
-
-    stats = sub.add_parser(
+def register(root: click.Group) -> None:
+    command(
+        root,
         "stats",
-        parents=[common],
+        run_stats,
+        [
+            argument("queues", nargs=-1, metavar="[QUEUE]..."),
+            *connection_options(),
+            option("--watch", is_flag=True, help="refresh until Ctrl-C"),
+            option("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)"),
+            option("--json", is_flag=True, help="JSON (one document per refresh with --watch)"),
+            option(
+                "--sample",
+                type=int,
+                default=1000,
+                metavar="N",
+                help="newest finished jobs the percentiles come from (default 1000)",
+            ),
+            option("--window", type=int, default=5, metavar="MIN", help="throughput window in minutes (default 5)"),
+        ],
         help="queue counts, throughput, latency, workers by language",
         description="Per-queue statistics. Without QUEUE, every queue under the prefix (SCAN).",
     )
-    stats.add_argument("queues", nargs="*", metavar="QUEUE")
-    stats.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
-    stats.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
-    stats.add_argument("--json", action="store_true", help="JSON (one document per refresh with --watch)")
-    stats.add_argument(
-        "--sample",
-        type=int,
-        default=1000,
-        metavar="N",
-        help="newest finished jobs the percentiles come from (default 1000)",
+    command(
+        root,
+        "job",
+        run_job,
+        [
+            argument("queue", metavar="QUEUE"),
+            argument("job_id", metavar="ID"),
+            *connection_options(),
+            option("--json", is_flag=True, help="print JSON"),
+            option("--logs", type=int, default=100, metavar="N", help="newest log lines to show (default 100)"),
+        ],
+        help="one job in full: data, options, state, logs, children",
     )
-    stats.add_argument("--window", type=int, default=5, metavar="MIN", help="throughput window in minutes (default 5)")
-    stats.set_defaults(func=run_stats)
-
-    job = sub.add_parser("job", parents=[common], help="one job in full: data, options, state, logs, children")
-    job.add_argument("queue", metavar="QUEUE")
-    job.add_argument("job_id", metavar="ID")
-    job.add_argument("--json", action="store_true")
-    job.add_argument("--logs", type=int, default=100, metavar="N", help="newest log lines to show (default 100)")
-    job.set_defaults(func=run_job)
-
-    queue = sub.add_parser(
-        "queue",
-        help="operator actions: retry, promote, clean, pause, resume, drain",
-        description="Each action runs BullMQ's own script and asks first (--yes to skip).",
-    )
-    actions = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
-    confirm = argparse.ArgumentParser(add_help=False)
-    confirm.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    confirm.add_argument("--json", action="store_true", help="print the result as JSON")
-
-    def action(name: str, help_text: str) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = actions.add_parser(name, parents=[common, confirm], help=help_text)
-        parser.add_argument("queue", metavar="QUEUE")
-        parser.set_defaults(func=run_action)
-        return parser
-
-    retry = action("retry", "move failed (or completed) jobs back to wait")
-    retry.add_argument("--state", choices=("failed", "completed"), default="failed")
-    action("promote", "run every delayed job now")
-    clean = action("clean", "delete jobs of a state older than an age")
-    clean.add_argument(
-        "--state", required=True, choices=("completed", "failed", "delayed", "waiting", "paused", "prioritized")
-    )
-    clean.add_argument(
-        "--age",
-        type=parse_duration_ms,
-        required=True,
-        metavar="AGE",
-        help="only jobs older than this (30s, 15m, 2h, 7d)",
-    )
-    clean.add_argument("--limit", type=int, default=0, help="delete at most this many (default: all)")
-    action("pause", "pause the queue for every worker (Node and Python)")
-    action("resume", "resume a paused queue")
-    drain = action("drain", "delete waiting jobs (active and finished stay)")
-    drain.add_argument("--delayed", action="store_true", help="delete delayed jobs too")
-    for name, text in (
-        ("retry-job", "retry one failed job"),
-        ("promote-job", "run one delayed job now"),
-        ("remove-job", "delete one job (not active)"),
-    ):
-        one = action(name, text)
-        one.add_argument("job_id", metavar="ID")
-
-    migrate = sub.add_parser("migrate", help="evidence for moving a queue between Node and Python")
-    migrate_sub = migrate.add_subparsers(dest="migrate_command", required=True, metavar="COMMAND")
-    report = migrate_sub.add_parser(
+    _register_queue_actions(root)
+    migrate = group(root, "migrate", help="evidence for moving a queue between Node and Python")
+    command(
+        migrate,
         "report",
-        parents=[common],
+        run_migrate_report,
+        [
+            argument("queue", metavar="QUEUE"),
+            *connection_options(),
+            option(
+                "--since",
+                type=Checked(parse_since, "WHEN"),
+                default=None,
+                metavar="WHEN",
+                help="only jobs finished since (1h, 7d, epoch ms, ISO-8601)",
+            ),
+            option(
+                "--sample",
+                type=int,
+                default=10_000,
+                metavar="N",
+                help="at most this many of the newest jobs (default 10000)",
+            ),
+            option("--json", is_flag=True, help="print JSON"),
+        ],
         help="Python next to Node on one queue",
         description="Per language: share of jobs, failure rate, processing p50/p95, "
         "retries, over the newest finished jobs.",
     )
-    report.add_argument("queue", metavar="QUEUE")
-    report.add_argument(
-        "--since",
-        type=parse_since,
-        default=None,
-        metavar="WHEN",
-        help="only jobs finished since (1h, 7d, epoch ms, ISO-8601)",
-    )
-    report.add_argument(
-        "--sample", type=int, default=10_000, metavar="N", help="at most this many of the newest jobs (default 10000)"
-    )
-    report.add_argument("--json", action="store_true")
-    report.set_defaults(func=run_migrate_report)
 
 
-# --- plumbing ----------------------------------------------------------------------------
+_STATES = ("completed", "failed", "delayed", "waiting", "paused", "prioritized")
+
+
+def _actions() -> dict[str, tuple[str, list[click.Parameter]]]:
+    """Each action of ``bullbridge queue``: its help and the parameters beyond QUEUE."""
+    return {
+        "retry": (
+            "move failed (or completed) jobs back to wait",
+            [option("--state", type=click.Choice(("failed", "completed")), default="failed")],
+        ),
+        "promote": ("run every delayed job now", []),
+        "clean": (
+            "delete jobs of a state older than an age",
+            [
+                option("--state", type=click.Choice(_STATES), required=True),
+                option(
+                    "--age",
+                    type=Checked(parse_duration_ms, "AGE"),
+                    required=True,
+                    metavar="AGE",
+                    help="only jobs older than this (30s, 15m, 2h, 7d)",
+                ),
+                option("--limit", type=int, default=0, help="delete at most this many (default: all)"),
+            ],
+        ),
+        "pause": ("pause the queue for every worker (Node and Python)", []),
+        "resume": ("resume a paused queue", []),
+        "drain": (
+            "delete waiting jobs (active and finished stay)",
+            [option("--delayed", is_flag=True, help="delete delayed jobs too")],
+        ),
+        "retry-job": ("retry one failed job", [argument("job_id", metavar="ID")]),
+        "promote-job": ("run one delayed job now", [argument("job_id", metavar="ID")]),
+        "remove-job": ("delete one job (not active)", [argument("job_id", metavar="ID")]),
+    }
+
+
+def _register_queue_actions(root: click.Group) -> None:
+    queue = group(
+        root,
+        "queue",
+        help="operator actions: retry, promote, clean, pause, resume, drain",
+        description="Each action runs BullMQ's own script and asks first (--yes to skip).",
+    )
+    for name, (text, extra) in _actions().items():
+        command(
+            queue,
+            name,
+            run_action,
+            [
+                argument("queue", metavar="QUEUE"),
+                *[p for p in extra if isinstance(p, click.Argument)],
+                *connection_options(),
+                option("--yes", "-y", is_flag=True, help="do not ask for confirmation"),
+                option("--json", is_flag=True, help="print the result as JSON"),
+                *[p for p in extra if not isinstance(p, click.Argument)],
+            ],
+            help=text,
+            fixed={"action": name},
+        )
 
 
 def _monitor(args: argparse.Namespace, **kwargs: Any) -> Monitor:
@@ -240,13 +259,16 @@ def stats_rows(stats: Sequence[QueueStats]) -> list[list[str]]:
     return rows
 
 
+#: Which columns of the stats table are numbers (right-aligned): all but the queue and the workers.
+STAT_RIGHT = [False] + [True] * 13 + [False]
+
+
 def render_stats(stats: Sequence[QueueStats], prefix: str = "bull") -> str:
     from bullbridge.monitor import format as fmt
 
     if not stats:
         return f"no queues under prefix {prefix!r} (--prefix names another)"
-    right = [False] + [True] * 13 + [False]
-    return fmt.table(STAT_HEADERS, stats_rows(stats), right)
+    return fmt.table(STAT_HEADERS, stats_rows(stats), STAT_RIGHT)
 
 
 def run_stats(args: argparse.Namespace) -> int:
@@ -279,7 +301,10 @@ def run_stats(args: argparse.Namespace) -> int:
                     sys.stdout.write("\x1b[H\x1b[2J")
                 if args.watch:
                     emit(f"{time.strftime('%H:%M:%S')} - every {args.interval:g}s, Ctrl-C to stop")
-                emit(render_stats(stats, monitor.prefix), flush=True)
+                if stats:
+                    emit_table(STAT_HEADERS, stats_rows(stats), STAT_RIGHT, flush=True)
+                else:
+                    emit(render_stats(stats, monitor.prefix), flush=True)
             if not args.watch:
                 return 0
             refresh += 1

@@ -17,9 +17,11 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bullbridge.cli.monitor import connection_options
+import click
+
+from bullbridge.cli.build import argument, command, connection_options, option
 from bullbridge.errors import BullbridgeError, CannotListen, ConfigurationError, MissingDependency
 
 if TYPE_CHECKING:
@@ -33,70 +35,76 @@ TOKEN_ENV = "BULLBRIDGE_DASHBOARD_TOKEN"
 _LISTEN_ERRNOS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
 
 
-def register(sub: Any) -> None:
-    common = connection_options()
-
-    metrics = sub.add_parser(
+def register(root: click.Group) -> None:
+    command(
+        root,
         "metrics",
-        parents=[common],
+        run_metrics,
+        [
+            argument("queues", nargs=-1, metavar="[QUEUE]..."),
+            *connection_options(),
+            option("--port", type=int, default=9464, help="port (default 9464)"),
+            option("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)"),
+            option("--path", default="/metrics", help="URL path (default /metrics)"),
+            option(
+                "--lookback",
+                type=int,
+                default=300,
+                metavar="SECONDS",
+                help="histograms start with the jobs finished this long before startup (default 300)",
+            ),
+            option(
+                "--max-queues",
+                type=int,
+                default=100,
+                metavar="N",
+                help="export at most N discovered queues, the first by name (default 100)",
+            ),
+        ],
         help="serve Prometheus metrics of the queues",
         description="bullmq_job_count / _completed_total / _failed_total as Node exports them, "
-        "plus wait and processing histograms and workers per language.",
+        "plus wait and processing histograms and workers per language. Without QUEUE: all, by SCAN.",
     )
-    metrics.add_argument("queues", nargs="*", metavar="QUEUE", help="queues to export (default: all, by SCAN)")
-    metrics.add_argument("--port", type=int, default=9464, help="port (default 9464)")
-    metrics.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    metrics.add_argument("--path", default="/metrics", help="URL path (default /metrics)")
-    metrics.add_argument(
-        "--lookback",
-        type=int,
-        default=300,
-        metavar="SECONDS",
-        help="histograms start with the jobs finished this long before startup (default 300)",
-    )
-    metrics.add_argument(
-        "--max-queues",
-        type=int,
-        default=100,
-        metavar="N",
-        help="export at most N discovered queues, the first by name (default 100)",
-    )
-    metrics.set_defaults(func=run_metrics)
-
-    dashboard = sub.add_parser(
+    command(
+        root,
         "dashboard",
-        parents=[common],
+        run_dashboard,
+        [
+            argument("queues", nargs=-1, metavar="[QUEUE]..."),
+            *connection_options(),
+            option("--port", type=int, default=8080, help="port (default 8080)"),
+            option("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)"),
+            option(
+                "--allow-actions", is_flag=True, help="enable retry/promote/clean/pause/resume/drain (needs a token)"
+            ),
+            option("--token", default=None, help=f"the token actions require (visible in `ps`: prefer ${TOKEN_ENV})"),
+            option(
+                "--token-file",
+                type=click.Path(path_type=Path),
+                default=None,
+                metavar="PATH",
+                help="read the token from PATH",
+            ),
+            option(
+                "--allowed-host",
+                multiple=True,
+                metavar="NAME",
+                help="a Host name the dashboard answers for besides loopback (repeatable; '*' for any)",
+            ),
+            option("--base-path", default="", help="URL prefix when behind a proxy (e.g. /bull)"),
+            option("--metrics", is_flag=True, help="also serve Prometheus metrics at /metrics"),
+            option(
+                "--sample",
+                type=int,
+                default=1000,
+                metavar="N",
+                help="newest finished jobs the percentiles come from (default 1000)",
+            ),
+        ],
         help="serve the web dashboard",
-        description="Queues, jobs, schedulers and workers by language. Read-only unless "
-        f"--allow-actions is given with a token of 16+ characters (${TOKEN_ENV} or --token-file).",
+        description="Queues, jobs, schedulers and workers by language (without QUEUE: all, by SCAN). Read-only "
+        f"unless --allow-actions is given with a token of 16+ characters (${TOKEN_ENV} or --token-file).",
     )
-    dashboard.add_argument("queues", nargs="*", metavar="QUEUE", help="queues to show (default: all, by SCAN)")
-    dashboard.add_argument("--port", type=int, default=8080, help="port (default 8080)")
-    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    dashboard.add_argument(
-        "--allow-actions", action="store_true", help="enable retry/promote/clean/pause/resume/drain (needs a token)"
-    )
-    dashboard.add_argument(
-        "--token", default=None, help=f"the token actions require (visible in `ps`: prefer ${TOKEN_ENV})"
-    )
-    dashboard.add_argument("--token-file", type=Path, default=None, metavar="PATH", help="read the token from PATH")
-    dashboard.add_argument(
-        "--allowed-host",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="a Host name the dashboard answers for besides loopback (repeatable; '*' for any)",
-    )
-    dashboard.add_argument("--base-path", default="", help="URL prefix when behind a proxy (e.g. /bull)")
-    dashboard.add_argument("--metrics", action="store_true", help="also serve Prometheus metrics at /metrics")
-    dashboard.add_argument(
-        "--sample",
-        type=int,
-        default=1000,
-        metavar="N",
-        help="newest finished jobs the percentiles come from (default 1000)",
-    )
-    dashboard.set_defaults(func=run_dashboard)
 
 
 def _need_aiohttp() -> None:

@@ -20,48 +20,70 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from bullbridge.cli.output import emit, emit_json
+import click
+
+from bullbridge.cli.build import argument, command, group, option
+from bullbridge.cli.output import emit, emit_json, emit_table
 from bullbridge.clock import datetime_ms, now_ms
 from bullbridge.codec import js_date
 from bullbridge.jsonapi import to_json
 from bullbridge.monitor.discovery import discover_queues, require_queue
+from bullbridge.monitor.format import schedule_rule
 from bullbridge.redact import printable
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "schedule", help="preview cron patterns; list and sync BullMQ job schedulers"
+def register(root: click.Group) -> None:
+    schedule = group(root, "schedule", help="preview cron patterns; list and sync BullMQ job schedulers")
+    command(
+        schedule,
+        "preview",
+        run_preview,
+        [
+            argument("pattern"),
+            option("--tz", default=None, help="IANA time zone (default UTC)"),
+            option("-n", "n", type=int, default=10, help="how many fire times (default 10)"),
+            option(
+                "--from",
+                "start",
+                default=None,
+                help="ISO-8601 instant to start after (default now; without an offset it is UTC)",
+            ),
+            option("--json", is_flag=True, help="print a JSON list"),
+        ],
+        help="next fire times of a cron pattern, as Node BullMQ computes them",
+        description="The next fire times of PATTERN (5 fields, or 6 with seconds first; @daily-style "
+        "macros) as Node BullMQ computes them, ISO-8601 UTC.",
     )
-    commands = parser.add_subparsers(dest="schedule_command", required=True, metavar="SUBCOMMAND")
-
-    preview = commands.add_parser("preview", help="next fire times of a cron pattern, as Node BullMQ computes them")
-    preview.add_argument("pattern", help="cron pattern: 5 fields, or 6 with seconds first; @daily-style macros")
-    preview.add_argument("--tz", default=None, help="IANA time zone (default UTC)")
-    preview.add_argument("-n", type=int, default=10, help="how many fire times (default 10)")
-    preview.add_argument(
-        "--from",
-        dest="start",
-        default=None,
-        help="ISO-8601 instant to start after (default now; without an offset it is UTC)",
+    command(
+        schedule,
+        "list",
+        run_list,
+        [
+            argument("queues", nargs=-1, metavar="[QUEUE]..."),
+            option("--redis", metavar="URL", help="Redis URL (default: BULLBRIDGE_REDIS_URL)"),
+            option("--prefix", default="bull", help="BullMQ key prefix (default bull)"),
+            option("--json", is_flag=True, help="print JSON"),
+        ],
+        help="job schedulers in Redis, from either language",
     )
-    preview.add_argument("--json", action="store_true", help="print a JSON list")
-    preview.set_defaults(func=run_preview)
-
-    listing = commands.add_parser("list", help="job schedulers in Redis, from either language")
-    listing.add_argument("queues", nargs="*", metavar="QUEUE", help="queues to show (default: all with schedulers)")
-    listing.add_argument("--redis", help="Redis URL (default: BULLBRIDGE_REDIS_URL)")
-    listing.add_argument("--prefix", default="bull", help="BullMQ key prefix (default bull)")
-    listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(func=run_list)
-
-    syncing = commands.add_parser("sync", help="upsert declared schedules; remove the ones no longer declared")
-    syncing.add_argument("spec", metavar="MODULE:ATTR", help="a Declaration (or list of Schedule), or a .toml file")
-    syncing.add_argument("--redis", help="Redis URL (default: BULLBRIDGE_REDIS_URL)")
-    syncing.add_argument(
-        "--adopt", action="store_true", help="take over declared ids that exist but are not owned by this declaration"
+    command(
+        schedule,
+        "sync",
+        run_sync,
+        [
+            argument("spec", metavar="MODULE:ATTR"),
+            option("--redis", metavar="URL", help="Redis URL (default: BULLBRIDGE_REDIS_URL)"),
+            option(
+                "--adopt",
+                is_flag=True,
+                help="take over declared ids that exist but are not owned by this declaration",
+            ),
+            option("--json", is_flag=True, help="print the report as JSON"),
+        ],
+        help="upsert declared schedules; remove the ones no longer declared",
+        description="Make Redis hold the schedules of MODULE:ATTR (a Declaration, or a list of Schedule) "
+        "or of a .toml file; exit status 1 when some id is taken by a scheduler the declaration does not own.",
     )
-    syncing.add_argument("--json", action="store_true", help="print the report as JSON")
-    syncing.set_defaults(func=run_sync)
 
 
 def _fail(message: str) -> int:
@@ -137,12 +159,12 @@ def run_list(args: argparse.Namespace) -> int:
         emit_json(rows)
         return 0
     header = ("QUEUE", "ID", "NAME", "SCHEDULE", "TZ", "NEXT (UTC)", "RUNS", "OWNER")
-    table = [header]
+    table: list[tuple[str, ...]] = []
     for row in rows:
         if row["legacy"]:
             when = "legacy repeatable"
         else:
-            when = row["pattern"] or f"every {row['every']} ms"
+            when = schedule_rule(row["pattern"], row["every"])
         runs = f"{row['iterationCount'] or 0}" + (f"/{row['limit']}" if row["limit"] else "")
         table.append(
             (
@@ -156,12 +178,10 @@ def run_list(args: argparse.Namespace) -> int:
                 row["owner"] or "-",
             )
         )
-    if len(table) == 1:
+    if not table:
         emit("no job schedulers")
         return 0
-    widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
-    for line in table:
-        emit("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+    emit_table(header, table)
     return 0
 
 

@@ -11,65 +11,72 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+
+import click
 
 from bullbridge import runner
+from bullbridge.cli.build import argument, command, option
 from bullbridge.cli.output import emit
 from bullbridge.errors import ConfigurationError
 
 
-def register(sub: Any) -> None:
-    worker = sub.add_parser(
+def register(root: click.Group) -> None:
+    command(
+        root,
         "worker",
+        run_worker,
+        [
+            argument("target", metavar="[MODULE:ATTR]", required=False),
+            option(
+                "--django",
+                metavar="SETTINGS_MODULE",
+                help="run Django tasks from BullMQ queues: django.setup() with these settings, then serve the "
+                "queues of every bullbridge.contrib.django.BullMQBackend in TASKS (docs/django.md)",
+            ),
+            option("--redis", metavar="URL", help="Redis URL (sets BULLBRIDGE_REDIS_URL for the module)"),
+            option("--concurrency", type=int, help="override every worker's concurrency"),
+            option("--burst", is_flag=True, help="process what is queued, then exit"),
+            option(
+                "--allow-failures",
+                is_flag=True,
+                help="with --burst: exit 0 even when jobs failed for good (default: exit 1 then)",
+            ),
+            option("--health-port", type=int, help="serve /livez, /readyz, /health on this port"),
+            option(
+                "--health-host",
+                help="address the health endpoint binds (default 127.0.0.1; 0.0.0.0 for Kubernetes probes)",
+            ),
+            option("--drain-timeout", type=float, help="seconds active jobs get after a signal (default 25)"),
+            option("--name", help="this process's name in health reports"),
+            option(
+                "--processes",
+                type=int,
+                default=1,
+                help="run N worker processes under a supervisor (CPU-bound handlers)",
+            ),
+        ],
         help="run the workers defined at MODULE:ATTR until SIGTERM/SIGINT",
-        description="Runs the workers of MODULE:ATTR and logs at INFO: a start line (queues, concurrency, "
-        "handlers, Redis URL with the password masked, versions), every retry at INFO, every job that "
-        "failed for good at WARNING, and a summary on exit. Exit status: 0 clean; 1 jobs had to be "
-        "handed back, or (--burst) jobs failed for good; 2-8 see bullbridge --help.",
+        description="Runs the workers of MODULE:ATTR (a WorkerManager, Worker(s), or a factory of them) and "
+        "logs at INFO (with --django and no MODULE:ATTR: the Django task worker): a start line (queues, "
+        "concurrency, handlers, Redis URL with the password masked, versions), every retry at INFO, "
+        "every job that failed for good at WARNING, and a summary on exit. "
+        "Exit status: 0 clean; 1 jobs had to be handed back, or (--burst) jobs failed for good; 2-8 see "
+        "bullbridge --help.",
     )
-    worker.add_argument(
-        "target",
-        metavar="MODULE:ATTR",
-        nargs="?",
-        help="a WorkerManager, Worker(s), or a factory of them (with --django: default, the Django task worker)",
-    )
-    worker.add_argument(
-        "--django",
-        metavar="SETTINGS_MODULE",
-        help="run Django tasks from BullMQ queues: django.setup() with these settings, then serve the queues "
-        "of every bullbridge.contrib.django.BullMQBackend in TASKS (docs/django.md)",
-    )
-    worker.add_argument("--redis", help="Redis URL (sets BULLBRIDGE_REDIS_URL for the module)")
-    worker.add_argument("--concurrency", type=int, help="override every worker's concurrency")
-    worker.add_argument("--burst", action="store_true", help="process what is queued, then exit")
-    worker.add_argument(
-        "--allow-failures",
-        action="store_true",
-        help="with --burst: exit 0 even when jobs failed for good (default: exit 1 then)",
-    )
-    worker.add_argument("--health-port", type=int, help="serve /livez, /readyz, /health on this port")
-    worker.add_argument(
-        "--health-host",
-        help="address the health endpoint binds (default 127.0.0.1; 0.0.0.0 for Kubernetes probes)",
-    )
-    worker.add_argument("--drain-timeout", type=float, help="seconds active jobs get after a signal (default 25)")
-    worker.add_argument("--name", help="this process's name in health reports")
-    worker.add_argument(
-        "--processes", type=int, default=1, help="run N worker processes under a supervisor (CPU-bound handlers)"
-    )
-    worker.set_defaults(func=run_worker)
-
-    chk = sub.add_parser(
+    command(
+        root,
         "check",
+        run_check,
+        [
+            option("--redis", metavar="URL", help="Redis URL (default BULLBRIDGE_REDIS_URL)"),
+            option("--name", help="check this process only (its --name)"),
+            option("--prefix", default="bull", help="BullMQ key prefix (default: bull)"),
+            option("--max-age", type=float, default=30.0, help="seconds after which a heartbeat is stale"),
+        ],
         help="exit non-zero unless the worker process(es) report healthy",
         description="Reads the workers' heartbeats in Redis. Exit status: 0 healthy, 1 missing or stale, "
         "3 Redis unreachable, 4 Redis refused the credentials.",
     )
-    chk.add_argument("--redis", help="Redis URL (default BULLBRIDGE_REDIS_URL)")
-    chk.add_argument("--name", help="check this process only (its --name)")
-    chk.add_argument("--prefix", default="bull")
-    chk.add_argument("--max-age", type=float, default=30.0, help="seconds after which a heartbeat is stale")
-    chk.set_defaults(func=run_check)
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -210,7 +210,7 @@ def schedulers_table(page: Page, sched: SchedulerPage) -> str:
         return '<p class="empty">No job schedulers.</p>'
     rows = []
     for s in sched.schedulers:
-        rule = s.pattern or (f"every {fmt.duration(s.every)}" if s.every else "-")
+        rule = fmt.schedule_rule(s.pattern, s.every)
         rows.append(
             f'<tr data-scheduler="{e(s.id)}"><td>{e(s.id)}</td><td>{e(s.name or "-")}</td><td><code>{e(rule)}</code>'
             f"{' ' + e(s.tz) if s.tz else ''}</td>"

@@ -33,6 +33,14 @@ def duration(ms: int | float | None) -> str:
     return f"{days}d{hours:02d}h"
 
 
+def schedule_rule(pattern: str | None, every: int | float | None) -> str:
+    """A job scheduler's rule as people read it: its cron pattern, or ``every 6h00m``
+    (``-`` for neither). The CLI's ``schedule list`` and the dashboard both print this."""
+    if pattern:
+        return pattern
+    return f"every {duration(every)}" if every else "-"
+
+
 def rate(per_minute: float | None) -> str:
     if per_minute is None:
         return "-"

@@ -20,6 +20,17 @@ So a producer change fails the producer's recording test, and once the new
 contract is committed, a consumer that cannot handle it fails its replay test:
 each break shows up on the side that changed.
 
+3. **Pin what consumers return** (optional): :meth:`Replay.results` (the
+   replay's outcome per job: state and return value, or failure reason - or
+   just their *shape*, keys and JSON types) checked with the same
+   :meth:`ContractStore.check` against a ``.results`` file of the consumer's
+   side, so a handler that changes what it returns fails its replay test too.
+
+A missing contract file is written and the test passes - except under ``CI``
+(``CI=true`` in the environment, ``--bullbridge-strict-contracts``, or the ini
+option ``bullbridge_strict_contracts = true``), where it fails with the command
+that records it.
+
 What a recording holds: every job hash in the queues, scheduler iterations
 aside (their ids and options carry the time they ran). Flow relations are not
 kept: each job of a flow is recorded, and replayed, as a job of its own.
@@ -33,7 +44,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bullbridge import codec as codec_module
 from bullbridge import scripts
@@ -218,6 +229,138 @@ def _same_number(a: Any, b: Any) -> bool:
     )
 
 
+# --- what consumers return ---------------------------------------------------------------
+
+RESULTS_FORMAT = 1
+
+
+def shape_of(value: Any) -> Any:
+    """A JSON value's shape: objects keep their keys (sorted), arrays the shape of their first
+    item, scalars become their JSON type - ``"string"``, ``"number"``, ``"boolean"``, ``"null"``.
+    ``{"sent_to": "ada@example.com", "ids": [3, 4]}`` -> ``{"ids": ["number"], "sent_to": "string"}``."""
+    if isinstance(value, dict):
+        return {str(k): shape_of(value[k]) for k in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [shape_of(value[0])] if value else []
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string" if isinstance(value, str) else type(value).__name__
+
+
+@dataclass(frozen=True)
+class ConsumedJob:
+    """What a consumer did with one replayed job: its final state, and the return value
+    (completed) or the failure reason (failed)."""
+
+    queue: str
+    name: str
+    state: str
+    returnvalue: Any = None
+    failed_reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"queue": self.queue, "name": self.name, "state": self.state}
+        if self.state == "failed":
+            out["failedReason"] = self.failed_reason
+        else:
+            out["returnvalue"] = _sorted(self.returnvalue)
+        return out
+
+    @classmethod
+    def from_json(cls, value: Any) -> ConsumedJob:
+        if not isinstance(value, dict) or not {"queue", "name", "state"} <= set(value):
+            raise ValueError(f"a consumed job is an object with queue, name, state and returnvalue, got {value!r}")
+        return cls(
+            str(value["queue"]),
+            str(value["name"]),
+            str(value["state"]),
+            value.get("returnvalue"),
+            value.get("failedReason"),
+        )
+
+
+@dataclass(frozen=True)
+class Results:
+    """What a consumer returned for each job of a replayed contract, in the contract's order
+    (:meth:`bullbridge.testing.Replay.results`). With ``shape``, each return value is kept as
+    its :func:`shape_of`: a different value of the same shape still matches."""
+
+    jobs: tuple[ConsumedJob, ...]
+    consumer: str = ""
+    shape: bool = False
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bullbridge_results": RESULTS_FORMAT,
+            "consumer": self.consumer,
+            "shape": self.shape,
+            "jobs": [job.to_json() for job in self.jobs],
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> Results:
+        if not isinstance(value, dict) or value.get("bullbridge_results") != RESULTS_FORMAT:
+            raise ValueError('not a bullbridge results file (no "bullbridge_results": 1)')
+        return cls(
+            tuple(ConsumedJob.from_json(j) for j in value.get("jobs") or ()),
+            str(value.get("consumer") or ""),
+            bool(value.get("shape")),
+        )
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(self.dumps(), encoding="utf-8")
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> Results:
+        source = Path(path)
+        try:
+            text = source.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"no results file at {source}: the consumer side's replay test writes it "
+                "(run it once, or with --bullbridge-update-contracts)"
+            ) from None
+        try:
+            return cls.from_json(json.loads(text))
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+
+    def diff(self, other: Results, ignore: Sequence[str] = ()) -> list[str]:
+        """How ``other`` (the results now) differs from these, one line per difference;
+        ``ignore`` holds glob paths inside a job (``returnvalue.message_id``)."""
+        lines: list[str] = []
+        if self.shape != other.shape:
+            lines.append(
+                f"the results file holds {'shapes' if self.shape else 'values'}: check with shape={self.shape}"
+            )
+            return lines
+        for index in range(max(len(self.jobs), len(other.jobs))):
+            if index >= len(other.jobs):
+                job = self.jobs[index]
+                lines.append(f"job {index} ({job.queue}/{job.name}) is no longer replayed")
+            elif index >= len(self.jobs):
+                job = other.jobs[index]
+                lines.append(f"job {index} ({job.queue}/{job.name}) is new: {_short(job.to_json())}")
+            else:
+                mine, theirs = self.jobs[index], other.jobs[index]
+                label = f"job {index} ({mine.queue}/{mine.name})"
+                _diff_value(mine.to_json(), theirs.to_json(), "", ignore, label, lines)
+        return lines
+
+
 # --- recording ------------------------------------------------------------------------
 
 
@@ -318,38 +461,51 @@ async def write_jobs(
     return added
 
 
+_Checked = TypeVar("_Checked", Contract, Results)
+
+
+def _save_versions(committed: Contract, recorded: Contract, path: Path) -> None:
+    """The same jobs, recorded with other versions: keep the file's jobs, note the versions."""
+    if committed.recorded_with != recorded.recorded_with:
+        replace(committed, recorded_with=recorded.recorded_with).save(path)
+
+
 @dataclass
 class ContractStore:
-    """Contract files under ``base``: :meth:`check` one recorded now against the
-    committed one, :meth:`load` one to replay. With ``update``, :meth:`check`
-    (re)writes the file instead of comparing; a missing file is always written."""
+    """Contract files under ``base``: :meth:`check` one recorded now (a :class:`Contract`, or the
+    :class:`Results` of a replay) against the committed one, :meth:`load` one to replay. With
+    ``update``, :meth:`check` (re)writes the file instead of comparing. A missing file is written -
+    unless ``strict`` (CI), where it fails saying ``record_command``, the command that records it."""
 
     base: Path
     update: bool = False
+    strict: bool = False
+    #: How to record a missing contract (``pytest <test id> --bullbridge-update-contracts``).
+    record_command: str = ""
 
     def path(self, name: str | Path) -> Path:
         path = Path(name)
-        if not path.suffix:
-            path = path.with_suffix(".json")
+        if not path.suffix or path.suffix == ".results":
+            path = path.with_name(path.name + ".json")
         return path if path.is_absolute() else self.base / path
 
     def load(self, name: str | Path) -> Contract:
         return Contract.load(self.path(name))
 
-    def check(self, recorded: Contract, name: str | Path, *, ignore: Sequence[str] = ()) -> Contract:
-        """Compare ``recorded`` with the contract file ``name``; raise
-        :class:`ContractMismatch` listing the differences. Returns the contract
-        as committed (or as just written)."""
+    def load_results(self, name: str | Path) -> Results:
+        return Results.load(self.path(name))
+
+    def check(self, recorded: _Checked, name: str | Path, *, ignore: Sequence[str] = ()) -> _Checked:
+        """Compare ``recorded`` with the file ``name``; raise :class:`ContractMismatch` listing
+        the differences. Returns what the file holds (or what was just written)."""
         path = self.path(name)
         if not path.exists():
-            recorded.save(path)
-            log.warning("wrote new contract %s (%d jobs)", path, len(recorded))
-            return recorded
-        committed = Contract.load(path)
+            return self._missing(recorded, path)
+        committed: _Checked = type(recorded).load(path)
         differences = committed.diff(recorded, ignore)
         if not differences:
-            if committed.recorded_with != recorded.recorded_with and self.update:
-                replace(committed, recorded_with=recorded.recorded_with).save(path)
+            if self.update and isinstance(committed, Contract) and isinstance(recorded, Contract):
+                _save_versions(committed, recorded, path)
             return committed
         if self.update:
             recorded.save(path)
@@ -357,8 +513,26 @@ class ContractStore:
             return recorded
         shown = "\n  ".join(differences[:30])
         more = f"\n  ... and {len(differences) - 30} more" if len(differences) > 30 else ""
+        if isinstance(recorded, Results):
+            raise ContractMismatch(
+                f"what the consumer returns no longer matches {path}:\n  {shown}{more}\n"
+                "If this change is intended, rerun with --bullbridge-update-contracts and commit the file "
+                "(and tell the producers' side: they read these results)."
+            )
         raise ContractMismatch(
             f"the jobs written no longer match the contract {path}:\n  {shown}{more}\n"
             "If this change is intended, rerun with --bullbridge-update-contracts and commit the file; "
             "the consumer side's replay test then checks that it still accepts these jobs."
         )
+
+    def _missing(self, recorded: _Checked, path: Path) -> _Checked:
+        if self.strict and not self.update:
+            how = (
+                f": record it with `{self.record_command}`"
+                if self.record_command
+                else (": record it by running this test with --bullbridge-update-contracts")
+            )
+            raise ContractMismatch(f"no contract at {path}, and CI does not write one{how}, then commit the file")
+        recorded.save(path)
+        log.warning("wrote new contract %s (%d jobs)", path, len(recorded))
+        return recorded

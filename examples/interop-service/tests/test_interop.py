@@ -84,10 +84,12 @@ async def test_node_billing_producer_contract(
 
 
 async def test_python_billing_worker_accepts_the_node_contract(bullbridge_interop, bullbridge_contracts) -> None:
-    """Fails when the Python handler stops accepting what the Node API sends."""
+    """Fails when the Python handler stops accepting what the Node API sends - or changes the shape
+    of what it returns, which the Node API reads back (keys and JSON types, pinned in a .results file)."""
     contract = bullbridge_contracts.load("invoice-from-node")
     replay = await bullbridge_interop.replay(contract, HANDLERS)
     replay.assert_all_completed()
+    bullbridge_contracts.check(replay.results(shape=True), "invoice-from-node.results")
 
 
 async def test_python_welcome_producer_contract(bullbridge_interop, bullbridge_contracts) -> None:
