@@ -68,10 +68,13 @@ COMPAT_ARGS ?=
 compat: $(STAMP) $(NODE_STAMP)
 	$(PY) compat/run.py $(COMPAT_ARGS)
 
-## The full chaos run: 10,000 jobs, Python and Node workers killed at random, one Redis crash.
+## The full chaos run: 10,000 jobs, Python and Node workers killed at random, one Redis crash;
+## then the network table: black-holed, reset, cut, slow connections, bullbridge beside Node (docs/faults.md).
 CHAOS_ARGS ?=
+NETWORK_ARGS ?=
 chaos: $(STAMP) $(NODE_STAMP)
 	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
+	$(PY) -m tests.faults.network $(NETWORK_ARGS)
 
 ## Style, as CI checks it (part of `make test`): ruff's lint with complexity <= 15,
 ## ruff's formatter, and mypy --strict (unused ignores reported) on the package and the reference app.

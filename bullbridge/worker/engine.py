@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bullbridge import scripts
 from bullbridge.compat import check_queue_versions
 from bullbridge.connection import MAX_BLOCK_SECONDS, ConnectionSource, RedisConnector, connect
-from bullbridge.connection.resp import RespClient, RespConnection, RespConnectionError, RespError
+from bullbridge.connection.resp import BLOCK_MARGIN, RespClient, RespConnection, RespConnectionError, RespError
 from bullbridge.emitter import Emitter
 from bullbridge.errors import (
     CorruptJob,
@@ -495,7 +495,7 @@ class Worker(Emitter[WorkerEvent]):
             self.gate.connection_restored()
 
     async def _wait_marker(self, timeout: float) -> Any:
-        return await self.bclient.execute("BZPOPMIN", self.keys["marker"], timeout, timeout=timeout + 10.0)
+        return await self.bclient.execute("BZPOPMIN", self.keys["marker"], timeout, timeout=timeout + BLOCK_MARGIN)
 
     async def _unblock(self) -> None:
         if self._blocking_id is not None and self.client.connected:
