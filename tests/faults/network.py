@@ -30,7 +30,7 @@ from bullbridge.testing.redis_server import PrivateRedis, uuid_hex
 
 #: Faults x connections of the table, in order.
 FAULTS = ("blackhole", "reset", "cut 2 s", "latency 50 ms", "latency 200 ms")
-CONNECTIONS = ("worker blocking", "worker command", "producer")
+CONNECTIONS = ("worker blocking", "worker command", "worker command, idle", "producer")
 
 
 @dataclass
@@ -38,8 +38,8 @@ class Measure:
     fault: str
     connection: str
     language: str
-    seconds: float | None  # None: not working again within the cap
-    note: str = ""
+    seconds: float | None  # working again: None when not within the cap
+    noticed: float | None = None  # the client's first new connection after the fault
 
 
 async def client_links(admin: redis.Redis, proxy: FaultProxy) -> list[tuple[Link, dict[str, Any]]]:
@@ -99,8 +99,9 @@ class Scenario:
         await node.start_worker(self.queue, "async job => job.data", concurrency=2)
         return node.close
 
-    async def worker_fault(self, fault: str, which: str) -> Measure:
-        connection = f"worker {which}"
+    async def worker_fault(self, fault: str, connection: str) -> Measure:
+        which = connection.split()[1].rstrip(",")
+        idle = connection.endswith("idle")
         with FaultProxy(self.server.port) as proxy:
             stop = await self._worker(proxy.url)
             async with Queue(self.queue, connection=self.server.url) as direct:
@@ -108,12 +109,15 @@ class Scenario:
                     warm = await direct.add("x", {})  # the worker runs, both links up
                     assert await wait_completed(self.admin, f"bull:{self.queue}:{warm.id}", 20)
                     link = await find_link(self.admin, proxy, "blocking" if which == "blocking" else "command")
+                    before = len(proxy.links)
                     started = time.monotonic()
                     await _inject(proxy, link, fault)
+                    if idle:  # nothing to do: only the client's own liveness can notice
+                        await wait_new_link(proxy, before, self.cap)
                     job = await direct.add("x", {})
                     took = await wait_completed(self.admin, f"bull:{self.queue}:{job.id}", self.cap)
                     waited = None if took is None else time.monotonic() - started
-                    return Measure(fault, connection, self.language, waited)
+                    return Measure(fault, connection, self.language, waited, noticed(proxy, before, started))
                 finally:
                     proxy.latency(0)
                     proxy.restore()
@@ -133,15 +137,17 @@ class Scenario:
             try:
                 await add()
                 link = await find_link(self.admin, proxy, "any")
+                before = len(proxy.links)
                 started = time.monotonic()
                 await _inject(proxy, link, fault)
                 while time.monotonic() - started < self.cap:
                     with contextlib.suppress(BullbridgeError, TimeoutError, OSError):
                         left = self.cap - (time.monotonic() - started)
                         await asyncio.wait_for(add(), max(0.1, left))
-                        return Measure(fault, "producer", self.language, time.monotonic() - started)
+                        took = time.monotonic() - started
+                        return Measure(fault, "producer", self.language, took, noticed(proxy, before, started))
                     await asyncio.sleep(0.05)  # between a failed add and the next try
-                return Measure(fault, "producer", self.language, None)
+                return Measure(fault, "producer", self.language, None, noticed(proxy, before, started))
             finally:
                 proxy.latency(0)
                 proxy.restore()
@@ -183,7 +189,7 @@ async def run(
                         if connection == "producer":
                             measure = await scenario.producer_fault(fault)
                         else:
-                            measure = await scenario.worker_fault(fault, connection.split()[1])
+                            measure = await scenario.worker_fault(fault, connection)
                     finally:
                         await scenario.close()
                     results.append(measure)
@@ -192,24 +198,37 @@ async def run(
     return results
 
 
+def noticed(proxy: FaultProxy, before: int, started: float) -> float | None:
+    """Seconds from the fault to the first connection opened after it (the client reconnecting)."""
+    fresh = proxy.links[before:]
+    return fresh[0].opened_at - started if fresh else None
+
+
+async def wait_new_link(proxy: FaultProxy, before: int, cap: float) -> None:
+    deadline = time.monotonic() + cap
+    while len(proxy.links) <= before and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)  # polling the proxy for a reconnect
+
+
 def table(results: list[Measure], cap: float) -> str:
-    cell: dict[tuple[str, str, str], float | None] = {(m.fault, m.connection, m.language): m.seconds for m in results}
+    cell = {(m.fault, m.connection, m.language): m for m in results}
     lines = [
-        "| fault | connection | bullbridge (s) | Node (s) |",
-        "|---|---|---:|---:|",
+        "| fault | connection | bullbridge noticed | bullbridge working | Node noticed | Node working |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    seen = list(dict.fromkeys((m.fault, m.connection) for m in results))
 
-    def show(key: tuple[str, str, str]) -> str:
-        if key not in cell:
+    def show(value: float | None, measured: bool) -> str:
+        if not measured:
             return "-"
-        value = cell[key]
-        return f"> {cap:g} (never)" if value is None else f"{value:.2f}"
+        return f"> {cap:g}" if value is None else f"{value:.2f}"
 
-    for fault, connection in seen:
-        lines.append(
-            f"| {fault} | {connection} | {show((fault, connection, 'python'))} | {show((fault, connection, 'node'))} |"
-        )
+    for fault, connection in dict.fromkeys((m.fault, m.connection) for m in results):
+        row = [fault, connection]
+        for language in ("python", "node"):
+            m = cell.get((fault, connection, language))
+            row.append(show(m.noticed if m else None, m is not None and fault in ("blackhole", "reset")))
+            row.append(show(m.seconds if m else None, m is not None))
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -223,8 +242,9 @@ def main() -> int:
     faults = tuple(args.only) if args.only else FAULTS
     languages = tuple(args.language) if args.language else ("python", "node")
     results = asyncio.run(run(faults, tuple(args.connection or CONNECTIONS), languages, args.cap, verbose=True))
-    print("network faults: seconds from the fault until a job added at that moment is recorded completed")
-    print("(workers) or an add is recorded (producers); bullbridge beside Node BullMQ")
+    print("network faults (seconds), bullbridge beside Node BullMQ. noticed: from the fault to the client's first")
+    print("new connection; working: to a job added at that moment recorded completed (workers; 'idle': added")
+    print("only once the client reconnected, or at the cap) or an add recorded (producers)")
     print(table(results, args.cap))
     return 0
 

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as redis
 
 from bullbridge import Queue, Worker
+from bullbridge.connection import ConnectionSettings
 from bullbridge.connection.resp import BLOCK_MARGIN, WATCHDOG_TICK, Endpoint
 from bullbridge.errors import RedisUnavailable
 from bullbridge.testing.faultproxy import FaultProxy
@@ -125,3 +126,10 @@ async def test_a_producer_on_a_black_holed_connection_raises_then_adds_again(ser
 
 async def _echo(job: Any) -> Any:
     return job.data
+
+
+def test_liveness_settings_come_from_the_url() -> None:
+    endpoint = ConnectionSettings.from_url("redis://cache:6379/0?idle_ping=1&stall_timeout=0").endpoint()
+    assert (endpoint.idle_ping, endpoint.stall_timeout) == (1.0, None)
+    default = ConnectionSettings.from_url("redis://cache:6379/0").endpoint()
+    assert (default.idle_ping, default.stall_timeout) == (2.0, 5.0)
