@@ -142,6 +142,7 @@ class FaultProxy:
 
     def _run(self, ready: Future[None]) -> None:
         loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         self._loop = loop
         try:
             self._server = loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", 0))

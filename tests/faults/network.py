@@ -112,7 +112,7 @@ class Scenario:
                     before = len(proxy.links)
                     started = time.monotonic()
                     await _inject(proxy, link, fault)
-                    if idle:  # nothing to do: only the client's own liveness can notice
+                    if idle and not fault.startswith("latency"):  # only the client's liveness can notice
                         await wait_new_link(proxy, before, self.cap)
                     job = await direct.add("x", {})
                     took = await wait_completed(self.admin, f"bull:{self.queue}:{job.id}", self.cap)
@@ -217,17 +217,17 @@ def table(results: list[Measure], cap: float) -> str:
         "|---|---|---:|---:|---:|---:|",
     ]
 
-    def show(value: float | None, measured: bool) -> str:
-        if not measured:
-            return "-"
-        return f"> {cap:g}" if value is None else f"{value:.2f}"
+    def show(value: float | None, never: str) -> str:
+        return never if value is None else f"{value:.2f}"
 
     for fault, connection in dict.fromkeys((m.fault, m.connection) for m in results):
         row = [fault, connection]
+        # No new connection: under latency, none was needed; after a black hole or a reset, never noticed.
+        unnoticed = "no reconnect" if fault.startswith("latency") else f"> {cap:g}"
         for language in ("python", "node"):
             m = cell.get((fault, connection, language))
-            row.append(show(m.noticed if m else None, m is not None and fault in ("blackhole", "reset")))
-            row.append(show(m.seconds if m else None, m is not None))
+            row.append("-" if m is None else show(m.noticed, unnoticed))
+            row.append("-" if m is None else show(m.seconds, f"> {cap:g}"))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
