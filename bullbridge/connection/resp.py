@@ -259,7 +259,8 @@ class RespConnection:
             return
         now = self._loop.time()
         if pending and pending[0][1] < now:
-            self._give_up(RespTimeoutError(f"Redis at {self.endpoint.describe()} did not answer in time"))
+            where = self.endpoint.describe()
+            self._give_up(RespTimeoutError(f"Redis at {where} did not answer in time; the connection was dropped"))
             return
         stalled = self._check_liveness(now)
         if stalled is not None:
@@ -291,11 +292,7 @@ class RespConnection:
         )
 
     def _give_up(self, error: RespTimeoutError) -> None:
-        log.log(
-            logging.WARNING if self.established else logging.DEBUG,
-            "%s; dropping the connection",
-            error,
-        )
+        log.log(logging.WARNING if self.established else logging.DEBUG, "%s", error)
         pending = self._protocol.pending
         while pending:
             fut = pending.popleft()[0]
