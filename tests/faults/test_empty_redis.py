@@ -1,7 +1,8 @@
 """An empty Redis (docs/faults.md#an-empty-redis): Redis restarted without persistence
 while a worker, a producer, a declared scheduler, the monitor and the dashboard run.
 Nothing crashes, scripts are loaded again (NOSCRIPT), the schedulers declared in
-Python come back by themselves, and the monitor and the dashboard keep answering."""
+Python come back by themselves, a Node worker beside them carries on, and the
+monitor and the dashboard keep answering."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from bullbridge.errors import RedisUnavailable
 from bullbridge.manager import ManagerSettings
 from bullbridge.monitor import Monitor
 from bullbridge.scheduler import Declaration, Schedule
+from bullbridge.testing.node import NodeDriver
 from bullbridge.testing.redis_server import PrivateRedis
+from tests.faults.network import wait_completed
 from tests.timing import record
 from tests.worker.impls import wait_until
 
@@ -53,9 +56,12 @@ async def test_redis_restarted_empty_under_load(private_redis: PrivateRedis, cap
             await asyncio.sleep(0.05)  # the producer's pace
 
     await manager.start()
+    node = await NodeDriver(url).start()  # a Node worker beside it, on a queue of its own
+    await node.start_worker("empty-node", "async job => 'node'")
     try:
         async with (
             Queue("empty", connection=url, timeout=2) as queue,
+            Queue("empty-node", connection=url, timeout=2) as node_queue,
             monitor,
             TestClient(TestServer(create_app(monitor, queues=["empty"], close_monitor=False))) as dashboard,
         ):
@@ -80,6 +86,8 @@ async def test_redis_restarted_empty_under_load(private_redis: PrivateRedis, cap
                 # Failure detectors: jobs added after the restart, and a tick of the re-synced scheduler.
                 assert await wait_until(lambda: any(n == "x" and t > restarted for n, t in done), timeout=10)
                 assert await wait_until(lambda: any(n == "tick" and t > restarted for n, t in done), timeout=10)
+                by_node = await node_queue.add("n", {})
+                assert await wait_completed(admin, f"bull:empty-node:{by_node.id}", 10)  # failure detector
                 stats = await monitor.queue_stats("empty")
                 assert stats.counts["completed"] >= 1, stats.counts
                 response = await dashboard.get("/api/queues/empty")
@@ -97,4 +105,5 @@ async def test_redis_restarted_empty_under_load(private_redis: PrivateRedis, cap
         stop.set()
         with contextlib.suppress(Exception):
             await manager.close(timeout=3)
+        await node.close()
         await admin.aclose()
