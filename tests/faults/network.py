@@ -232,16 +232,110 @@ def table(results: list[Measure], cap: float) -> str:
     return "\n".join(lines)
 
 
+#: How long the held job's handler works: past the 30 s lock, so a lock not renewed expires first.
+HOLD_S = 35.0
+
+
+@dataclass
+class Held:
+    language: str
+    noticed: float | None  # the worker's first new connection after the black hole
+    runs_by_others: int  # runs of the held job by the rescuer (a stall recovery)
+    rerun_after: float | None  # seconds from the black hole to the rescuer's run
+    finished_by: str  # the returnvalue Redis recorded ("held" or "rescuer"), "" if none
+
+
+async def held_job(server: PrivateRedis, language: str) -> Held:
+    """A job held (HOLD_S) by a worker whose command connection is black-holed
+    right after the job starts; a Python rescuer on a direct connection checks
+    for stalled jobs every 2 s. Kept lock: the rescuer never runs it."""
+    queue = f"held-{uuid_hex()[:8]}"
+    admin = redis.from_url(server.url, decode_responses=True)
+    rescued: list[float] = []
+
+    async def rescue(job: Any) -> str:
+        rescued.append(time.monotonic())
+        return "rescuer"
+
+    with FaultProxy(server.port) as proxy:
+        if language == "python":
+
+            async def hold(job: Any) -> str:
+                await asyncio.sleep(HOLD_S)  # the scenario: a long job
+                return "held"
+
+            subject = Worker(queue, {"x": hold}, connection=proxy.url)
+            await subject.start()
+            stop: Callable[[], Awaitable[Any]] = lambda: subject.close(timeout=1)  # noqa: E731
+        else:
+            node = await NodeDriver(proxy.url).start()
+            processor = f"async job => {{ await new Promise(r => setTimeout(r, {HOLD_S * 1000:.0f})); return 'held'; }}"
+            await node.start_worker(queue, processor)
+            stop = node.close
+        rescuer = Worker(queue, {"x": rescue}, connection=server.url, stalled_interval=2000)
+        try:
+            async with Queue(queue, connection=server.url) as direct:
+                job = await direct.add("x", {})
+                key = f"bull:{queue}:{job.id}"
+                while not await admin.hget(key, "processedOn"):
+                    await asyncio.sleep(0.05)  # polling Redis until the subject holds the job
+                link = await find_link(admin, proxy, "command")
+                before = len(proxy.links)
+                started = time.monotonic()
+                link.blackhole()
+                await rescuer.start()  # only now, so the subject is the one that fetched the job
+                await wait_completed(admin, key, HOLD_S + 10)
+                finished_by = str(await admin.hget(key, "returnvalue") or "").strip('"')
+                return Held(
+                    language,
+                    noticed(proxy, before, started),
+                    len(rescued),
+                    rescued[0] - started if rescued else None,
+                    finished_by,
+                )
+        finally:
+            await rescuer.close(timeout=1)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(stop(), 10)
+            await admin.aclose()
+
+
+def held_table(results: list[Held]) -> str:
+    lines = [
+        "| worker | noticed (s) | run again by another worker | recorded outcome |",
+        "|---|---:|---|---|",
+    ]
+    for h in results:
+        again = "no" if not h.runs_by_others else f"yes, {h.rerun_after:.1f} s after the black hole"
+        lines.append(
+            f"| {'bullbridge' if h.language == 'python' else 'Node'} | "
+            f"{'never' if h.noticed is None else f'{h.noticed:.2f}'} | {again} | {h.finished_by or 'none'} |"
+        )
+    return "\n".join(lines)
+
+
+async def run_held(languages: tuple[str, ...]) -> list[Held]:
+    with PrivateRedis() as server:
+        return [await held_job(server, language) for language in languages]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cap", type=float, default=40.0, help="seconds after which a client 'never' recovers")
     parser.add_argument("--only", action="append", help="a fault (repeatable)")
     parser.add_argument("--language", action="append", choices=("python", "node"))
     parser.add_argument("--connection", action="append", choices=CONNECTIONS)
+    parser.add_argument("--held", action="store_true", help="only the job held across a black hole")
     args = parser.parse_args()
     faults = tuple(args.only) if args.only else FAULTS
     languages = tuple(args.language) if args.language else ("python", "node")
-    results = asyncio.run(run(faults, tuple(args.connection or CONNECTIONS), languages, args.cap, verbose=True))
+    if not args.held:
+        results = asyncio.run(run(faults, tuple(args.connection or CONNECTIONS), languages, args.cap, verbose=True))
+    print(f"a job held {HOLD_S:g} s (lock 30 s) while its worker's command connection is black-holed; a Python")
+    print("worker on a direct connection checks for stalled jobs every 2 s")
+    print(held_table(asyncio.run(run_held(languages))))
+    if args.held:
+        return 0
     print("network faults (seconds), bullbridge beside Node BullMQ. noticed: from the fault to the client's first")
     print("new connection; working: to a job added at that moment recorded completed (workers; 'idle': added")
     print("only once the client reconnected, or at the cap) or an add recorded (producers)")
