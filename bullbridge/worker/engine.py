@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bullbridge import scripts
 from bullbridge.compat import check_queue_versions
-from bullbridge.connection import MAX_BLOCK_SECONDS, ConnectionSource, RedisConnector, connect
-from bullbridge.connection.resp import BLOCK_MARGIN, RespClient, RespConnection, RespConnectionError, RespError
+from bullbridge.connection import BLOCK_MARGIN, MAX_BLOCK_SECONDS, ConnectionSource, RedisConnector, connect
+from bullbridge.connection.resp import RespClient, RespConnection, RespConnectionError, RespError
 from bullbridge.emitter import Emitter
 from bullbridge.errors import (
     CorruptJob,
