@@ -29,7 +29,7 @@ from typing import Any, Literal, get_args
 from bullbridge import codec
 from bullbridge.aio import LoopAffinity
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
-from bullbridge.connection.resp import BLOCK_MARGIN, RespClient, RespConnectionError
+from bullbridge.connection.resp import RespClient, RespConnectionError
 from bullbridge.errors import JobFailed, JobTimeout
 from bullbridge.keys import QueueKeys
 
@@ -164,7 +164,7 @@ class QueueEvents:
 
     async def _read_loop(self, client: RespClient) -> None:
         key = self.keys["events"]
-        timeout = self._block_ms / 1000 + BLOCK_MARGIN  # a black-holed link: noticed within 7.25 s
+        timeout = self._block_ms / 1000 + client.block_margin  # a black-holed link: noticed within 7.25 s
         delay = 0.05
         while not self._closed and self._client is client:
             try:

@@ -10,12 +10,10 @@
 """
 
 from bullbridge.connection.connector import MAX_BLOCK_SECONDS, ConnectionSource, RedisConnector, connect
-from bullbridge.connection.resp import BLOCK_MARGIN
 from bullbridge.connection.server import ServerInfo, check_server_info, parse_info, parse_version
 from bullbridge.connection.settings import ConnectionSettings, redis_url_from_env
 
 __all__ = [
-    "BLOCK_MARGIN",
     "MAX_BLOCK_SECONDS",
     "ConnectionSettings",
     "ConnectionSource",

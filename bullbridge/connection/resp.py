@@ -476,6 +476,9 @@ class RespClient:
     * ``events`` report losses and reconnections (the worker logs them).
     """
 
+    #: What a blocking command's deadline adds to its block time (docs/faults.md).
+    block_margin = BLOCK_MARGIN
+
     def __init__(
         self,
         endpoint: Endpoint,

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bullbridge import scripts
 from bullbridge.compat import check_queue_versions
-from bullbridge.connection import BLOCK_MARGIN, MAX_BLOCK_SECONDS, ConnectionSource, RedisConnector, connect
+from bullbridge.connection import MAX_BLOCK_SECONDS, ConnectionSource, RedisConnector, connect
 from bullbridge.connection.resp import RespClient, RespConnection, RespConnectionError, RespError
 from bullbridge.emitter import Emitter
 from bullbridge.errors import (
@@ -495,7 +495,9 @@ class Worker(Emitter[WorkerEvent]):
             self.gate.connection_restored()
 
     async def _wait_marker(self, timeout: float) -> Any:
-        return await self.bclient.execute("BZPOPMIN", self.keys["marker"], timeout, timeout=timeout + BLOCK_MARGIN)
+        return await self.bclient.execute(
+            "BZPOPMIN", self.keys["marker"], timeout, timeout=timeout + self.bclient.block_margin
+        )
 
     async def _unblock(self) -> None:
         if self._blocking_id is not None and self.client.connected:
