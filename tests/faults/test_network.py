@@ -135,3 +135,24 @@ def test_liveness_settings_come_from_the_url() -> None:
     assert (endpoint.idle_ping, endpoint.stall_timeout) == (1.0, None)
     default = ConnectionSettings.from_url("redis://cache:6379/0").endpoint()
     assert (default.idle_ping, default.stall_timeout) == (2.0, 5.0)
+
+
+async def test_a_slow_link_is_not_mistaken_for_a_dead_one(server_proxy: Any) -> None:
+    """200 ms each way: jobs still run, idle PINGs still come back, nothing reconnects."""
+    _, proxy, admin = server_proxy
+    lost: list[str] = []
+    proxy.latency(0.2)
+    worker = Worker("netslow", {"x": _echo}, connection=proxy.url)
+    worker.on("connectionLost", lambda name, exc: lost.append(name))
+    await worker.start()
+    try:
+        async with Queue("netslow", connection=proxy.url) as queue:
+            job = await queue.add("x", {})
+            assert await wait_completed(admin, f"bull:netslow:{job.id}", 10)  # failure detector
+            await asyncio.sleep(2.5)  # the scenario: idle past the 2 s PING interval on the slow link
+            late = await queue.add("x", {})
+            assert await wait_completed(admin, f"bull:netslow:{late.id}", 10)  # failure detector
+        reconnects = worker.client.reconnects + worker.bclient.reconnects
+        assert not lost and reconnects == 0, (lost, reconnects)
+    finally:
+        await worker.close(timeout=3)
