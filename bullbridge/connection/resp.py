@@ -15,8 +15,9 @@ Replies are raw: bulk strings are ``bytes``, integers ``int``, arrays ``list``,
 nil ``None``; an error reply is raised as :class:`RespError`. Decoding is the
 caller's business (job hashes are decoded lazily, field by field).
 
-:class:`RespClient` adds reconnection with backoff, a per-command deadline
-watchdog (a hung server fails commands instead of hanging them), and hooks that
+:class:`RespClient` adds reconnection with backoff, one watchdog per connection
+(a hung server fails commands instead of hanging them; an idle connection is
+PINGed and a silent one dropped, so a black-holed link is noticed: docs/faults.md), and hooks that
 run on every (re)connect (AUTH, SELECT, CLIENT SETNAME, SCRIPT LOAD).
 Commands in flight when a connection drops fail with
 :class:`RespConnectionError`; they are not re-sent blindly, since a BullMQ

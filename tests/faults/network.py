@@ -7,7 +7,9 @@ moment straight to Redis - recorded completed in Redis (a worker), or to an add 
 Redis recorded (a producer). That figure includes noticing the dead link,
 reconnecting and the job itself; a client that never notices hits ``cap``.
 
-    python -m tests.faults.network [--cap 40] [--only blackhole]   (part of ``make chaos``)
+    python -m tests.faults.network [--cap 40] [--only blackhole] [--language node] [--held]
+
+(part of ``make chaos``; ``--held``: only a job held past its lock across a black hole).
 """
 
 from __future__ import annotations
