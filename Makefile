@@ -68,10 +68,13 @@ COMPAT_ARGS ?=
 compat: $(STAMP) $(NODE_STAMP)
 	$(PY) compat/run.py $(COMPAT_ARGS)
 
-## The full chaos run: 10,000 jobs, Python and Node workers killed at random, one Redis crash.
+## The full chaos run: 10,000 jobs, Python and Node workers killed at random, one Redis crash;
+## then the network table: black-holed, reset, cut, slow connections, bullbridge beside Node (docs/faults.md).
 CHAOS_ARGS ?=
+NETWORK_ARGS ?=
 chaos: $(STAMP) $(NODE_STAMP)
 	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
+	$(PY) -m tests.faults.network $(NETWORK_ARGS)
 
 ## The Django integration's tests (tests/contrib) on Django 6's own django.tasks, which needs Python 3.12+
 ## (the suite runs on 3.11 with the django-tasks backport): a venv of its own, .venv-django6.

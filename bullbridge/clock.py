@@ -15,11 +15,30 @@ from bullbridge.errors import ConfigurationError
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+#: What :func:`set_offset` added to this process's clock, in nanoseconds.
+_offset_ns = 0
 
 
 def now_ms() -> int:
     """Milliseconds since the epoch (``Date.now()``)."""
-    return time.time_ns() // 1_000_000
+    return (time.time_ns() + _offset_ns) // 1_000_000
+
+
+def now() -> float:
+    """Seconds since the epoch (``time.time()``), on the same clock as :func:`now_ms`."""
+    return (time.time_ns() + _offset_ns) / 1e9
+
+
+def set_offset(ms: int) -> None:
+    """Run this process's clock ``ms`` milliseconds ahead (negative: behind) of the host's:
+    for tests of a host whose clock is off (docs/faults.md#time). 0 puts it back."""
+    global _offset_ns
+    _offset_ns = int(ms) * 1_000_000
+
+
+def offset_ms() -> int:
+    """The offset :func:`set_offset` set (0 normally)."""
+    return _offset_ns // 1_000_000
 
 
 def datetime_ms(moment: datetime) -> int:

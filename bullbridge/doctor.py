@@ -41,12 +41,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from bullbridge import compat
+from bullbridge.clock import now as clock_now
 from bullbridge.connection import (
     ConnectionSettings,
     ConnectionSource,
@@ -142,7 +142,7 @@ class DoctorSettings:
     #: Active jobs whose locks are checked per queue (the newest ones).
     max_active_checked: int = 10_000
     #: This host's clock in epoch seconds (tests give one that is off).
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = clock_now
     command_timeout: float = 10.0
     #: How long to keep trying to reach Redis before reporting it unreachable.
     connect_retry: float = 3.0

@@ -164,7 +164,7 @@ class QueueEvents:
 
     async def _read_loop(self, client: RespClient) -> None:
         key = self.keys["events"]
-        timeout = self._block_ms / 1000 + 5.0
+        timeout = self._block_ms / 1000 + client.block_margin  # a black-holed link: noticed within 7.25 s
         delay = 0.05
         while not self._closed and self._client is client:
             try:

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from bullbridge.aio import cancel_and_wait
 from bullbridge.connection import ConnectionSource, RedisConnector, connect
 from bullbridge.errors import ConfigurationError
 from bullbridge.health import HealthReport, HealthServer, Heartbeat
@@ -89,19 +90,65 @@ class ManagerSettings:
         return cls(**values)
 
 
-def _schedule_sync(declaration: Any) -> StartupHook:
-    from bullbridge.scheduler import Declaration, sync
+class _ScheduleKeeper:
+    """Syncs a declaration at start, and again after any of the manager's connections
+    reconnects: a Redis that came back empty (restarted without persistence) gets its
+    schedulers back within a second of the reconnect (docs/faults.md#an-empty-redis).
+    The sync is idempotent, so a reconnect to a Redis that kept its data changes nothing."""
 
-    if not isinstance(declaration, Declaration):
-        raise ConfigurationError(
-            f"schedules must be a bullbridge.scheduler.Declaration, got {type(declaration).__name__}"
-        )
+    def __init__(self, declaration: Any) -> None:
+        from bullbridge.scheduler import Declaration
 
-    async def hook(connector: RedisConnector) -> None:
-        report = await sync(declaration, connector)
-        log.info("schedules %r synced: %s", declaration.name, report)
+        if not isinstance(declaration, Declaration):
+            raise ConfigurationError(
+                f"schedules must be a bullbridge.scheduler.Declaration, got {type(declaration).__name__}"
+            )
+        self.declaration = declaration
+        self._connector: RedisConnector | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+        self.resyncs = 0
 
-    return hook
+    async def __call__(self, connector: RedisConnector) -> None:
+        from bullbridge.scheduler import sync
+
+        report = await sync(self.declaration, connector)
+        log.info("schedules %r synced: %s", self.declaration.name, report)
+        if self._connector is None:
+            self._connector = connector
+            connector.events.on_connected.append(self._reconnected)
+
+    def _reconnected(self, name: str, reconnect: bool) -> None:
+        if not reconnect or self._connector is None:
+            return
+        if self._task is not None and not self._task.done():
+            self._again = True  # several clients reconnect together: one more pass at most
+            return
+        self._task = asyncio.ensure_future(self._resync(self._connector))
+
+    async def _resync(self, connector: RedisConnector) -> None:
+        from bullbridge.scheduler import sync
+
+        while True:
+            self._again = False
+            try:
+                report = await sync(self.declaration, connector)
+                self.resyncs += 1
+                if report.changed:
+                    log.warning(
+                        "schedules %r re-synced after a reconnect (Redis lost them: restarted empty?): %s",
+                        self.declaration.name,
+                        report,
+                    )
+            except Exception as exc:  # the next reconnect tries again
+                log.warning("schedules %r could not be re-synced after a reconnect: %s", self.declaration.name, exc)
+            if not self._again:
+                return
+
+    async def stop(self) -> None:
+        if self._connector is not None and self._reconnected in self._connector.events.on_connected:
+            self._connector.events.on_connected.remove(self._reconnected)
+        await cancel_and_wait(self._task)
 
 
 class WorkerManager:
@@ -122,8 +169,9 @@ class WorkerManager:
         self.connector = connect(connection)
         self.workers: list[Worker] = list(workers)
         self.on_startup: list[StartupHook] = list(on_startup)
-        if schedules is not None:
-            self.on_startup.insert(0, _schedule_sync(schedules))
+        self._schedules = _ScheduleKeeper(schedules) if schedules is not None else None
+        if self._schedules is not None:
+            self.on_startup.insert(0, self._schedules)
         self.state = "created"
         self.exit_code: int | None = None
         self._shutdown: GracefulShutdown | None = None
@@ -308,6 +356,8 @@ class WorkerManager:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._schedules is not None:
+            await self._schedules.stop()
         if self._health is not None:
             await self._health.stop()
         if self._heartbeat is not None:

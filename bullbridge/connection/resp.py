@@ -15,8 +15,9 @@ Replies are raw: bulk strings are ``bytes``, integers ``int``, arrays ``list``,
 nil ``None``; an error reply is raised as :class:`RespError`. Decoding is the
 caller's business (job hashes are decoded lazily, field by field).
 
-:class:`RespClient` adds reconnection with backoff, a per-command deadline
-watchdog (a hung server fails commands instead of hanging them), and hooks that
+:class:`RespClient` adds reconnection with backoff, one watchdog per connection
+(a hung server fails commands instead of hanging them; an idle connection is
+PINGed and a silent one dropped, so a black-holed link is noticed: docs/faults.md), and hooks that
 run on every (re)connect (AUTH, SELECT, CLIENT SETNAME, SCRIPT LOAD).
 Commands in flight when a connection drops fail with
 :class:`RespConnectionError`; they are not re-sent blindly, since a BullMQ
@@ -54,6 +55,7 @@ from bullbridge.errors import (
 from bullbridge.redact import redact
 
 __all__ = [
+    "BLOCK_MARGIN",
     "Arg",
     "ConnectionEvents",
     "Endpoint",
@@ -73,6 +75,10 @@ log = logging.getLogger("bullbridge.connection.resp")
 
 Arg = bytes | str | int | float
 _pack = hiredis.pack_command
+#: How often each connection's one watchdog looks at its deadlines and liveness (seconds).
+WATCHDOG_TICK = 0.25
+#: What a blocking command's deadline adds to its block time (reply latency, a loaded host).
+BLOCK_MARGIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,11 @@ class Endpoint:
     ssl: ssl_module.SSLContext | None = None
     connect_timeout: float = 5.0
     command_timeout: float | None = 10.0
+    #: Liveness (docs/faults.md): a connection with nothing in flight for ``idle_ping`` s sends a
+    #: PING; one whose oldest command got no reply for ``stall_timeout`` s is dropped (on a
+    #: client without a ``command_timeout``, a blocking one, only each command's own deadline counts).
+    idle_ping: float | None = 2.0
+    stall_timeout: float | None = 5.0
     #: Refuse the connection unless ``ROLE`` says master (Sentinel: a node that was
     #: just demoted still answers, but markers and writes now land elsewhere).
     require_master: bool = False
@@ -158,6 +169,8 @@ class RespConnection:
         self._loop = asyncio.get_running_loop()
         self._protocol = _Protocol(self._loop, on_lost or (lambda exc: None))
         self._watchdog: asyncio.TimerHandle | None = None
+        self._head: asyncio.Future[Any] | None = None
+        self._head_since = self._loop.time()
         #: Set once the client's setup (AUTH, SELECT, hooks) ran: a timeout before that is a failed
         #: connection attempt, which the reconnect loop reports once, not a dropped connection.
         self.established = False
@@ -239,27 +252,55 @@ class RespConnection:
         return futures
 
     def _arm_watchdog(self) -> None:
-        self._watchdog = self._loop.call_later(0.25, self._check_deadlines)
+        self._watchdog = self._loop.call_later(WATCHDOG_TICK, self._check_deadlines)
 
     def _check_deadlines(self) -> None:
         pending = self._protocol.pending
-        transport = self._protocol.transport
-        if transport is None:
+        if self._protocol.transport is None:
             return
-        if pending and pending[0][1] < self._loop.time():
-            log.log(
-                logging.WARNING if self.established else logging.DEBUG,
-                "Redis at %s did not answer in time; dropping the connection",
-                self.endpoint.describe(),
-            )
-            error = RespTimeoutError(f"Redis at {self.endpoint.describe()} did not answer in time")
-            while pending:
-                fut = pending.popleft()[0]
-                if not fut.done():
-                    fut.set_exception(error)
-            transport.abort()
+        now = self._loop.time()
+        if pending and pending[0][1] < now:
+            where = self.endpoint.describe()
+            self._give_up(RespTimeoutError(f"Redis at {where} did not answer in time; the connection was dropped"))
+            return
+        stalled = self._check_liveness(now)
+        if stalled is not None:
+            self._give_up(stalled)
             return
         self._arm_watchdog()
+
+    def _check_liveness(self, now: float) -> RespTimeoutError | None:
+        """Notice a dead link (a black-holed connection sends no RST, no FIN) from the
+        watchdog alone, nothing on the hot path: progress is the oldest command in
+        flight changing. Idle for ``idle_ping`` s: send a PING, so a dead link shows
+        as a stall; a command waiting ``stall_timeout`` s with no reply: the error."""
+        pending = self._protocol.pending
+        head = pending[0][0] if pending else None
+        if head is not self._head:
+            self._head, self._head_since = head, now
+            return None
+        ep = self.endpoint
+        quiet = now - self._head_since
+        if head is None:
+            if ep.idle_ping is not None and quiet >= ep.idle_ping:
+                self.execute("PING", timeout=ep.stall_timeout or 2 * ep.idle_ping).add_done_callback(_consume_outcome)
+            return None
+        if ep.stall_timeout is None or ep.command_timeout is None or quiet < ep.stall_timeout:
+            return None
+        return RespTimeoutError(
+            f"Redis at {ep.describe()} sent no reply for {quiet:.1f} s while a command waited "
+            "(a dead or black-holed link); the connection was dropped"
+        )
+
+    def _give_up(self, error: RespTimeoutError) -> None:
+        log.log(logging.WARNING if self.established else logging.DEBUG, "%s", error)
+        pending = self._protocol.pending
+        while pending:
+            fut = pending.popleft()[0]
+            if not fut.done():
+                fut.set_exception(error)
+        if self._protocol.transport is not None:
+            self._protocol.transport.abort()
 
     def close(self) -> None:
         if self._watchdog is not None:
@@ -435,6 +476,9 @@ class RespClient:
     * ``on_connect`` hooks run on every new connection before any command.
     * ``events`` report losses and reconnections (the worker logs them).
     """
+
+    #: What a blocking command's deadline adds to its block time (docs/faults.md).
+    block_margin = BLOCK_MARGIN
 
     def __init__(
         self,

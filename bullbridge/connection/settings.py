@@ -58,6 +58,10 @@ class ConnectionSettings:
     command_timeout: float = 10.0
     #: How long a caller keeps retrying to (re)connect before giving up.
     retry_for: float = 10.0
+    #: Liveness (docs/faults.md): PING a connection idle this long; drop one whose oldest
+    #: command got no reply for ``stall_timeout`` (a black-holed link). 0 turns either off.
+    idle_ping: float = 2.0
+    stall_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         remember(self.password)
@@ -123,7 +127,7 @@ class ConnectionSettings:
                 f"unsupported Redis URL scheme {scheme!r} in {redact(url)!r} "
                 "(redis, rediss, unix, redis+cluster, redis+sentinel)"
             )
-        for name in ("connect_timeout", "command_timeout", "retry_for"):
+        for name in ("connect_timeout", "command_timeout", "retry_for", "idle_ping", "stall_timeout"):
             if name in query:
                 values[name] = float(query[name])
         values.update(overrides)
@@ -155,6 +159,8 @@ class ConnectionSettings:
             ssl=_ssl_context(self.ssl_cert_reqs) if self.ssl else None,
             connect_timeout=self.connect_timeout,
             command_timeout=self.command_timeout,
+            idle_ping=self.idle_ping or None,
+            stall_timeout=self.stall_timeout or None,
         )
 
     def masked_url(self) -> str:

@@ -495,7 +495,9 @@ class Worker(Emitter[WorkerEvent]):
             self.gate.connection_restored()
 
     async def _wait_marker(self, timeout: float) -> Any:
-        return await self.bclient.execute("BZPOPMIN", self.keys["marker"], timeout, timeout=timeout + 10.0)
+        return await self.bclient.execute(
+            "BZPOPMIN", self.keys["marker"], timeout, timeout=timeout + self.bclient.block_margin
+        )
 
     async def _unblock(self) -> None:
         if self._blocking_id is not None and self.client.connected:

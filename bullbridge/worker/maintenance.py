@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from bullbridge.worker.context import ActiveJob
 
 log = logging.getLogger("bullbridge.worker")
+#: Seconds before a lock renewal that could not be made is tried again.
+RENEW_RETRY = 1.0
 
 
 class RateLimitedLog:
@@ -83,26 +85,31 @@ class LockRenewer:
 
     async def _loop(self) -> None:
         interval = self.worker.settings.lock_renew_ms / 1000
+        wait = interval
         while True:
-            await asyncio.sleep(interval)
-            await self.renew()
+            await asyncio.sleep(wait)
+            # A renewal that could not be written (a dropped or black-holed connection, now
+            # reconnecting) is tried again soon, while the locks still hold (docs/faults.md).
+            wait = interval if await self.renew() else min(interval, RENEW_RETRY)
 
-    async def renew(self) -> None:
+    async def renew(self) -> bool:
+        """Extend the active jobs' locks; False when the call could not be made."""
         jobs = [j for j in self.active.values() if not j.lock_lost]
         if not jobs:
-            return
+            return True
         w = self.worker
         keys, args = w.qs.extend_locks([j.id for j in jobs], [j.token for j in jobs], w.settings.lock_duration_ms)
         try:
             failed = await scripts.run(w.client, "extendLocks", keys, args)
         except (RespConnectionError, RespError) as exc:
             w.errors.error("renew", "could not renew job locks on %s: %s", w.queue, exc)
-            return
+            return False
         for raw in failed or []:
             job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
             job = self.active.get(job_id)
             if job is not None:
                 w.lock_lost(job, "its lock could not be renewed")
+        return True
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
