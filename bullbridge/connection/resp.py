@@ -45,8 +45,10 @@ from bullbridge.errors import (
     RedisAuthError,
     RedisCommandError,
     RedisRefused,
+    RedisRefusing,
     RedisTlsError,
     RedisUnknownHost,
+    RedisWriteUncertain,
     RespConnectionError,
     RespError,
     RespTimeoutError,
@@ -99,7 +101,7 @@ class Endpoint:
 class _Protocol(asyncio.Protocol):
     """Parses replies and resolves the futures of the commands, in order."""
 
-    __slots__ = ("_loop", "_on_lost", "_reader", "closed", "pending", "transport")
+    __slots__ = ("_loop", "_on_lost", "_reader", "closed", "pending", "transport", "where")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[Exception | None], None]) -> None:
         self._loop = loop
@@ -108,6 +110,7 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = loop.create_future()
         self._on_lost = on_lost
+        self.where = "?"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; same interface.
@@ -140,7 +143,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        error = RespConnectionError(f"connection to Redis lost: {exc or 'closed'}")
+        error = lost_error(exc, self.where)
         while self.pending:
             fut = self.pending.popleft()[0]
             if not fut.done():
@@ -157,6 +160,7 @@ class RespConnection:
         self.endpoint = endpoint
         self._loop = asyncio.get_running_loop()
         self._protocol = _Protocol(self._loop, on_lost or (lambda exc: None))
+        self._protocol.where = endpoint.describe()
         self._watchdog: asyncio.TimerHandle | None = None
         #: Set once the client's setup (AUTH, SELECT, hooks) ran: a timeout before that is a failed
         #: connection attempt, which the reconnect loop reports once, not a dropped connection.
@@ -400,19 +404,92 @@ def auth_error(exc: RespError, ep: Endpoint) -> RedisAuthError:
 
 #: Longest pause between reconnection attempts while Redis is away.
 MAX_RECONNECT_DELAY = 0.25
-#: Error replies meaning "not here": retried on the node the resolver names.
-REDIRECTS = frozenset({"MOVED", "ASK", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"})
+#: Error replies meaning "not here, or not now": the command did not run. With a resolver
+#: (Sentinel, Cluster) they are retried with backoff, on the node it names, for ``refusal_retry_for``.
+REDIRECTS = frozenset({"MOVED", "ASK", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "LOADING", "MASTERDOWN"})
+#: A retried refusal is logged once per cause per this many seconds, for all clients together.
+SAY_EVERY = 5.0
+_said: dict[str, float] = {}
+
+
+def refusal_code(exc: BaseException) -> str | None:
+    """Redis's word when ``exc`` is an error reply meaning "not here, or not now" (see
+    :data:`REDIRECTS`), else None. Inside a Lua script Redis < 7 wraps it:
+    ``ERR Error running script ...: -NOREPLICAS Not enough good replicas``."""
+    if not isinstance(exc, RespError):
+        return None
+    if exc.prefix in REDIRECTS:
+        return exc.prefix
+    text = str(exc)
+    if text.startswith("ERR"):
+        return next((code for code in REDIRECTS if f"-{code} " in text), None)
+    return None
 
 
 def is_redirect(exc: BaseException) -> bool:
-    """An error reply meaning "ask another node". Inside a Lua script Redis < 7
-    wraps it: ``ERR Error running script ...: -NOREPLICAS Not enough good replicas``."""
-    if not isinstance(exc, RespError):
-        return False
-    if exc.prefix in REDIRECTS:
-        return True
-    text = str(exc)
-    return text.startswith("ERR Error running script") and any(f"-{code} " in text for code in REDIRECTS)
+    """An error reply meaning "ask another node, or again later": the command did not run."""
+    return refusal_code(exc) is not None
+
+
+def say_once(key: str, message: str, *args: Any, level: int = logging.WARNING) -> None:
+    """Log ``message`` unless the same ``key`` was logged in the last :data:`SAY_EVERY` seconds."""
+    now = time.monotonic()
+    if now - _said.get(key, -SAY_EVERY) >= SAY_EVERY:
+        _said[key] = now
+        log.log(level, message, *args)
+
+
+def lost_error(exc: Exception | None, where: str) -> RespConnectionError:
+    """What a dropped connection means, in words: reset, closed by the server, or another cause."""
+    if exc is None:
+        return RespConnectionError(f"the connection to Redis at {where} was closed by the server")
+    if isinstance(exc, ConnectionResetError):
+        return RespConnectionError(f"the connection to Redis at {where} was reset (the server went away)")
+    return RespConnectionError(f"the connection to Redis at {where} broke: {exc}")
+
+
+async def confirm_in_flight(conn: RespConnection, wait_ms: int, name: str) -> None:
+    """Fence a connection to a master that is being demoted: hold the replies of the commands
+    still in flight on it until ``WAIT 1 wait_ms`` says whether a replica has their writes.
+    Confirmed, they are delivered; otherwise each fails with :class:`RedisWriteUncertain` (it
+    may or may not have been applied), never an acknowledgement the new master may not have."""
+    pending = conn._protocol.pending
+    held: list[tuple[asyncio.Future[Any], asyncio.Future[Any]]] = []
+    for i, (fut, deadline) in enumerate(pending):
+        inner: asyncio.Future[Any] = conn._loop.create_future()
+        pending[i] = (inner, deadline)
+        held.append((fut, inner))
+    acked = 0
+    if held:
+        try:
+            acked = int(await conn.execute("WAIT", 1, wait_ms, timeout=wait_ms / 1000 + 1.0))
+        except (RespError, RespConnectionError):
+            acked = 0
+    where = conn.endpoint.describe()
+    for fut, inner in held:
+        error = inner.exception() if inner.done() else lost_error(None, where)
+        if fut.done():
+            continue
+        if error is not None:
+            fut.set_exception(error)
+        elif acked >= 1:
+            fut.set_result(inner.result())
+        else:
+            fut.set_exception(
+                RedisWriteUncertain(
+                    f"Redis at {where} was handing over to a new master when this command ran and no replica "
+                    f"confirmed it within {wait_ms} ms: it may or may not have been applied ({name or 'unnamed'})"
+                )
+            )
+    if held:
+        log.info(
+            "fenced %s at %s: %d command(s) in flight, %s",
+            name,
+            where,
+            len(held),
+            "confirmed" if acked else "uncertain",
+        )
+    conn.close()
 
 
 AddressResolver = Callable[[], Awaitable[Endpoint]]
@@ -459,6 +536,10 @@ class RespClient:
         self.current: Endpoint = endpoint
         self._attempted: Endpoint = endpoint
         self.reconnects = 0
+        #: How long a command refused with a passing reason (:data:`REDIRECTS`) is retried.
+        self.refusal_retry_for = connect_retry_for
+        #: How many times a failover fenced this client's connection.
+        self.fenced = 0
 
     def add_on_connect(self, hook: OnConnect) -> None:
         self._hooks.append(hook)
@@ -624,20 +705,69 @@ class RespClient:
             return await self._redirected(exc, lambda c: c.execute(*args, timeout=timeout))
 
     async def _redirected(self, exc: RespError, again: Callable[[RespConnection], Awaitable[Any]]) -> Any:
-        """A cluster slot moved, or a failed-over master became a replica: the
-        command did not run. Resolve the right node again and retry (3 times)."""
-        for attempt in range(3):
-            log.info("Redis answered %s; reconnecting to the right node (%s)", exc.prefix, self.name or "unnamed")
-            self.drop()
-            await asyncio.sleep(0.05 * (attempt + 1))
-            conn = await self.connection()
+        """A refusal that passes (:data:`REDIRECTS`: a slot moving, a master failing over or
+        loading): the command did not run. Retry it with backoff for ``refusal_retry_for`` seconds,
+        on the node the resolver names - reconnecting only when that is another node, so a
+        refusing master is not hammered with reconnects - then raise :class:`RedisRefusing`."""
+        started = time.monotonic()
+        delay = 0.02
+        while True:
+            code = refusal_code(exc) or exc.prefix
+            waited = time.monotonic() - started
+            if waited >= self.refusal_retry_for:
+                raise RedisRefusing(
+                    f"Redis at {self.current.describe()} refused the command with {code} for {waited:.1f} s "
+                    f"(it did not run): {redact(exc)}",
+                    code,
+                ) from None
+            say_once(
+                f"refusal:{code}",
+                "Redis answered %s (%s); retrying on the node %s names for up to %g s",
+                code,
+                redact(exc),
+                "the cluster" if code in ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN") else "the sentinels",
+                self.refusal_retry_for,
+                level=logging.INFO,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            conn = await self._conn_for_retry()
             try:
                 return await again(conn)
             except RespError as err:
                 if not is_redirect(err):
                     raise
                 exc = err
-        raise exc
+
+    async def _conn_for_retry(self) -> RespConnection:
+        """The connection to retry a refused command on: the current one while the resolver
+        still names its node, else a new one to the node it names now."""
+        conn = self._conn
+        if conn is not None and conn.connected and self._resolver is not None:
+            try:
+                there = await self._resolver()
+            except (RespConnectionError, OSError):
+                there = None
+            if there is not None and (there.host, there.port) == (self.current.host, self.current.port):
+                return conn
+        if conn is not None:  # moved on purpose: not a lost connection to report
+            self._conn = None
+            conn.abort()
+        return await self.connection()
+
+    def fence(self, confirm_ms: int | None) -> asyncio.Task[None] | None:
+        """Stop using the current connection at once (its master is being demoted): new
+        commands wait for a connection to wherever the resolver names next. With
+        ``confirm_ms``, replies still in flight are held until a replica confirms them
+        (:func:`confirm_in_flight`); without, the connection is dropped (a blocking one)."""
+        conn, self._conn = self._conn, None
+        if conn is None or not conn.connected:
+            return None
+        self.fenced += 1
+        if confirm_ms is None:
+            conn.abort()
+            return None
+        return asyncio.ensure_future(confirm_in_flight(conn, confirm_ms, self.name or "unnamed"))
 
     def execute_nowait(self, *args: Arg) -> asyncio.Future[Any] | None:
         """Send on the live connection without a coroutine; None when disconnected."""
