@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap browser test flakes demo bench compat chaos lint format-check format typecheck check lock clean
+.PHONY: bootstrap browser test flakes demo bench compat chaos ha lint format-check format typecheck check lock clean
 
 $(STAMP): pyproject.toml requirements/dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,13 @@ compat: $(STAMP) $(NODE_STAMP)
 CHAOS_ARGS ?=
 chaos: $(STAMP) $(NODE_STAMP)
 	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
+
+## The HA run: Sentinel kill -9 / forced failover (default config and min-replicas-to-write 1)
+## and Cluster resharding under load, bullbridge beside Node; prints the table (tests/ha/run.py).
+## HA_ARGS="--jobs 600 --only failover" narrows it.
+HA_ARGS ?=
+ha: $(STAMP) $(NODE_STAMP)
+	$(PY) -m tests.ha.run $(HA_ARGS)
 
 ## Style, as CI checks it (part of `make test`): ruff's lint with complexity <= 15,
 ## ruff's formatter, and mypy --strict (unused ignores reported) on the package and the reference app.

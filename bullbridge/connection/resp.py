@@ -683,11 +683,10 @@ class RespClient:
     def _lost(self, exc: Exception | None) -> None:
         if self._closed:
             return
-        log.warning(
-            "lost connection to Redis at %s (%s): %s",
-            self.current.describe(),
-            self.name or "unnamed",
-            exc or "closed by server",
+        where = self.current.describe()
+        cause = lost_error(exc, where)
+        say_once(
+            f"lost:{cause}", "%s (%s; said once per %g s for every client)", cause, self.name or "unnamed", SAY_EVERY
         )
         for listener in self.events.on_lost:
             listener(self.name or "", exc)

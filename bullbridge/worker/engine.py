@@ -487,7 +487,9 @@ class Worker(Emitter[WorkerEvent]):
     def _on_connected(self, name: str, reconnect: bool) -> None:
         if reconnect and self._started and not self.closing:
             self.emit("reconnected", name)
-            if name == (self.client.name or "") and self.bclient.connected:
+            here, there = self.client.current, self.bclient.current
+            elsewhere = (here.host, here.port) != (there.host, there.port)
+            if name == (self.client.name or "") and self.bclient.connected and elsewhere:
                 # The command connection moved (failover, resharding): the blocking
                 # one may still sit on the old node, waiting for markers that now
                 # land elsewhere. Make it resolve again too.
