@@ -407,6 +407,9 @@ MAX_RECONNECT_DELAY = 0.25
 #: Error replies meaning "not here, or not now": the command did not run. With a resolver
 #: (Sentinel, Cluster) they are retried with backoff, on the node it names, for ``refusal_retry_for``.
 REDIRECTS = frozenset({"MOVED", "ASK", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "LOADING", "MASTERDOWN"})
+#: Refusals that pass on the same node (a master loading, without enough replicas, failing
+#: over): retried even without a resolver.
+PASSING_HERE = frozenset({"LOADING", "NOREPLICAS", "MASTERDOWN", "TRYAGAIN"})
 #: A retried refusal is logged once per cause per this many seconds, for all clients together.
 SAY_EVERY = 5.0
 _said: dict[str, float] = {}
@@ -540,6 +543,9 @@ class RespClient:
         self.refusal_retry_for = connect_retry_for
         #: How many times a failover fenced this client's connection.
         self.fenced = 0
+        #: While a refused command is being retried: Redis's word and for how long ("NOREPLICAS for 2.1 s").
+        self.refusing: str | None = None
+        self.refused_at = 0.0
 
     def add_on_connect(self, hook: OnConnect) -> None:
         self._hooks.append(hook)
@@ -699,9 +705,16 @@ class RespClient:
         try:
             return await conn.execute(*args, timeout=timeout)
         except RespError as exc:
-            if self._resolver is None or not is_redirect(exc):
+            if not self._retries(exc):
                 raise
             return await self._redirected(exc, lambda c: c.execute(*args, timeout=timeout))
+
+    def _retries(self, exc: BaseException) -> bool:
+        """Whether a refusal is retried here: any of :data:`REDIRECTS` with a resolver (it
+        names the right node), only those that pass on the same node without one (a plain
+        URL at a cluster node or a replica is a configuration error, said at once)."""
+        code = refusal_code(exc)
+        return code is not None and (self._resolver is not None or code in PASSING_HERE)
 
     async def _redirected(self, exc: RespError, again: Callable[[RespConnection], Awaitable[Any]]) -> Any:
         """A refusal that passes (:data:`REDIRECTS`: a slot moving, a master failing over or
@@ -713,7 +726,9 @@ class RespClient:
         while True:
             code = refusal_code(exc) or exc.prefix
             waited = time.monotonic() - started
+            self.refusing, self.refused_at = f"{code} for {waited:.1f} s", time.monotonic()
             if waited >= self.refusal_retry_for:
+                self.refusing = None
                 raise RedisRefusing(
                     f"Redis at {self.current.describe()} refused the command with {code} for {waited:.1f} s "
                     f"(it did not run): {redact(exc)}",
@@ -721,27 +736,35 @@ class RespClient:
                 ) from None
             say_once(
                 f"refusal:{code}",
-                "Redis answered %s (%s); retrying on the node %s names for up to %g s",
+                "Redis answered %s (%s); retrying on %s for up to %g s (said once per %g s)",
                 code,
                 redact(exc),
-                "the cluster" if code in ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN") else "the sentinels",
+                "the node it names" if self._resolver is not None else "the same node",
                 self.refusal_retry_for,
+                SAY_EVERY,
                 level=logging.INFO,
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
             conn = await self._conn_for_retry()
             try:
-                return await again(conn)
+                result = await again(conn)
             except RespError as err:
-                if not is_redirect(err):
+                if not self._retries(err):
                     raise
                 exc = err
+                self.refusing = f"{refusal_code(err)} for {time.monotonic() - started:.1f} s"
+                self.refused_at = time.monotonic()
+            else:
+                self.refusing = None
+                return result
 
     async def _conn_for_retry(self) -> RespConnection:
         """The connection to retry a refused command on: the current one while the resolver
         still names its node, else a new one to the node it names now."""
         conn = self._conn
+        if conn is not None and conn.connected and self._resolver is None:
+            return conn
         if conn is not None and conn.connected and self._resolver is not None:
             try:
                 there = await self._resolver()
@@ -796,7 +819,7 @@ class RespClient:
             for r in results[:-1]:
                 if isinstance(r, RespConnectionError):
                     raise r
-                if isinstance(r, RespError) and is_redirect(r) and self._resolver is not None:
+                if isinstance(r, RespError) and self._retries(r):
                     # Nothing ran (EXEC aborts): retry the whole transaction on the right node.
                     retried: list[Any] = await self._redirected(r, lambda c: self._transaction_on(c, commands, timeout))
                     return retried

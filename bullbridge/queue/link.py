@@ -109,6 +109,16 @@ class RedisLink:
         except (RedisRefusing, RedisWriteUncertain) as exc:
             raise type(exc)(f"{what}: {exc}") from exc
         except TimeoutError as exc:
+            now = time.monotonic()
+            refusing = next(
+                (c.refusing for c in self._clients.values() if c.refusing and now - c.refused_at < 1.0), None
+            )
+            if refusing:
+                raise RedisRefusing(
+                    f"{what}: Redis at {where} refused the command with {refusing}, until the call's "
+                    f"{self.timeout:g} s timeout (it did not run)",
+                    refusing.split()[0],
+                ) from exc
             cause = str(exc) or next((c.last_error for c in self._clients.values() if c.last_error), None)
             raise RedisUnavailable(
                 f"{what}: Redis at {where} did not answer within {self.timeout:g} s ({redact(cause or 'no reply')})"
