@@ -546,6 +546,7 @@ class RespClient:
         #: While a refused command is being retried: Redis's word and for how long ("NOREPLICAS for 2.1 s").
         self.refusing: str | None = None
         self.refused_at = 0.0
+        self._fencing: asyncio.Task[None] | None = None
 
     def add_on_connect(self, hook: OnConnect) -> None:
         self._hooks.append(hook)
@@ -789,7 +790,9 @@ class RespClient:
         if confirm_ms is None:
             conn.abort()
             return None
-        return asyncio.ensure_future(confirm_in_flight(conn, confirm_ms, self.name or "unnamed"))
+        task = asyncio.ensure_future(confirm_in_flight(conn, confirm_ms, self.name or "unnamed"))
+        self._fencing = task  # a task nobody references may be collected before it ends
+        return task
 
     def execute_nowait(self, *args: Arg) -> asyncio.Future[Any] | None:
         """Send on the live connection without a coroutine; None when disconnected."""

@@ -78,7 +78,7 @@ FENCE_MAX = 10.0
 #: How long a replica has to confirm the writes in flight on a master being demoted.
 CONFIRM_MS = 200
 #: After a sentinel announced a master, a poll that still names the old one is not believed for this long.
-ANNOUNCED_WINS_FOR = 3.0
+ANNOUNCED_WINS_FOR = 10.0
 
 
 def parse_event(channel: str, payload: str, master: str) -> tuple[str, tuple[str, int] | None] | None:

@@ -304,13 +304,14 @@ async def run_node(
             "return {runs: shared.runs, acked: shared.acked, errors: shared.errors, first: shared.first}"
         )
         acked = {int(k): str(v) for k, v in state["acked"].items()}
+        outcome.errors = dict(state.get("errors") or {})
+        outcome.first_errors = list(state.get("first") or [])
         runs = {int(k): int(v) for k, v in state["runs"].items()}
         await read_back(url, queue, outcome, acked, runs)
         state = await node.eval(
             "const s = shared.starts; await shared.worker.close(); return {runs: shared.runs, starts: s}", timeout=30
         )
         outcome.twice = sum(1 for n in state["runs"].values() if n > 1)
-        outcome.errors = dict(state.get("errors") or {})
         outcome.gap_s = round(longest_gap([t / 1000 for t in state["starts"]], fault_at), 2)
         outcome.seconds = round(time.monotonic() - began, 1)
     return outcome
