@@ -179,7 +179,10 @@ class SentinelWatcher:
             await asyncio.sleep(0.01)
         if self.master is not None and time.monotonic() - self._announced_at < ANNOUNCED_WINS_FOR:
             return replace(self.settings.endpoint(host=self.master[0], port=self.master[1]), require_master=True)
+        asked_at = self._announced_at
         endpoint = await self._ask()
+        if self._announced_at != asked_at and self.master is not None:  # an announcement came meanwhile: newer
+            return replace(self.settings.endpoint(host=self.master[0], port=self.master[1]), require_master=True)
         self.master = (endpoint.host, endpoint.port)
         return endpoint
 
@@ -221,6 +224,7 @@ class SentinelWatcher:
         if parsed is None:
             return
         kind, address = parsed
+        log.debug("sentinel event %s %s (master was %s)", channel, payload, self.master)
         now = time.monotonic()
         self.events.append((now, kind, address))
         if kind == "begin" and self.fenced_since is None and self.master is not None:
@@ -254,11 +258,14 @@ class SentinelWatcher:
             await asyncio.sleep(self.interval)
             if self.fenced_since is not None:
                 continue
+            asked_at = self._announced_at
             try:
                 asked = await self._ask()
             except (RespConnectionError, RespError, OSError) as exc:
                 log.debug("sentinel watch: %s", exc)
                 continue
+            if self.fenced_since is not None or self._announced_at != asked_at:
+                continue  # a failover began or ended while the sentinels were asked: their answer is stale
             if time.monotonic() - self._announced_at >= ANNOUNCED_WINS_FOR:
                 self.master = (asked.host, asked.port)
             if self.master is None:
