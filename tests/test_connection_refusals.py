@@ -2,7 +2,8 @@
 they happen, on the same connection, for a bounded time - never a reconnect storm, never
 a raw RESP error, and a message that says what Redis said and for how long (issue 24).
 
-A real redis-server made to refuse writes with ``min-replicas-to-write 1`` and no replica.
+A real redis-server made to refuse writes with ``min-replicas-to-write 1`` and no replica;
+for the failover fence, a master with and without a replica to confirm writes in flight.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import pytest
 import redis.asyncio as redis
 
 from bullbridge import Queue, Worker
-from bullbridge.errors import BullbridgeError, RedisRefusing, RespError
-from bullbridge.testing.redis_server import PrivateRedis
+from bullbridge.connection.resp import Endpoint, RespClient
+from bullbridge.errors import BullbridgeError, RedisRefusing, RedisWriteUncertain, RespError
+from bullbridge.testing.redis_server import PrivateRedis, PrivateSentinel
 from tests.worker.impls import wait_until
 
 
@@ -105,3 +107,35 @@ async def test_a_finish_refused_with_noreplicas_is_retried_not_abandoned(
         await admin.config_set("min-replicas-to-write", 0)
         await admin.aclose()
         await worker.close(timeout=5)
+
+
+async def _in_flight_then_fence(port: int) -> tuple[Any, Any]:
+    """A BLPOP that blocks 0.3 s and a SET behind it on one connection, fenced while both
+    wait for their replies: what each caller gets."""
+    client = RespClient(Endpoint(port=port))
+    try:
+        await client.execute("PING")
+        conn = client._conn
+        assert conn is not None
+        blocked = asyncio.ensure_future(client.execute("BLPOP", "bullbridge:nothing", 0.3))
+        write = asyncio.ensure_future(client.execute("SET", "bullbridge:fenced", "v"))
+        assert await wait_until(lambda: len(conn._protocol.pending) == 2, timeout=5)  # failure detector
+        fencing = client.fence(100)
+        assert fencing is not None and not client.connected
+        await fencing
+        return tuple(await asyncio.gather(blocked, write, return_exceptions=True))  # type: ignore[return-value]
+    finally:
+        await client.close()
+
+
+async def test_a_fenced_write_no_replica_confirms_is_uncertain(private_redis: PrivateRedis) -> None:
+    blocked, write = await _in_flight_then_fence(private_redis.port)
+    assert isinstance(write, RedisWriteUncertain) and "may or may not have been applied" in str(write), write
+    assert isinstance(blocked, RedisWriteUncertain), blocked
+
+
+async def test_a_fenced_write_a_replica_confirms_is_acknowledged() -> None:
+    with PrivateSentinel(min_replicas=0) as group:
+        assert group.master is not None
+        blocked, write = await _in_flight_then_fence(group.master.port)
+    assert write == b"OK" and blocked is None, (blocked, write)
