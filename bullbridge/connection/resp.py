@@ -40,6 +40,15 @@ from typing import Any
 
 import hiredis
 
+from bullbridge.connection.refusals import (
+    PASSING_HERE,
+    SAY_EVERY,
+    confirm_in_flight,
+    is_redirect,
+    lost_error,
+    refusal_code,
+    say_once,
+)
 from bullbridge.connection.replies import explain
 from bullbridge.errors import (
     RedisAuthError,
@@ -48,7 +57,6 @@ from bullbridge.errors import (
     RedisRefusing,
     RedisTlsError,
     RedisUnknownHost,
-    RedisWriteUncertain,
     RespConnectionError,
     RespError,
     RespTimeoutError,
@@ -101,7 +109,7 @@ class Endpoint:
 class _Protocol(asyncio.Protocol):
     """Parses replies and resolves the futures of the commands, in order."""
 
-    __slots__ = ("_loop", "_on_lost", "_reader", "closed", "pending", "transport", "where")
+    __slots__ = ("_loop", "_on_lost", "_reader", "closed", "dropped", "pending", "transport", "where")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[Exception | None], None]) -> None:
         self._loop = loop
@@ -111,6 +119,8 @@ class _Protocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = loop.create_future()
         self._on_lost = on_lost
         self.where = "?"
+        #: Set when this side closes the connection (a move, a close): not the server's doing.
+        self.dropped = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; same interface.
@@ -143,7 +153,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        error = lost_error(exc, self.where)
+        error = lost_error(exc, self.where, dropped=self.dropped)
         while self.pending:
             fut = self.pending.popleft()[0]
             if not fut.done():
@@ -270,11 +280,13 @@ class RespConnection:
             self._watchdog.cancel()
         transport = self._protocol.transport
         if transport is not None:
+            self._protocol.dropped = True
             transport.close()
 
     def abort(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
+        self._protocol.dropped = True
         transport = self._protocol.transport
         if transport is not None:
             transport.abort()
@@ -404,97 +416,6 @@ def auth_error(exc: RespError, ep: Endpoint) -> RedisAuthError:
 
 #: Longest pause between reconnection attempts while Redis is away.
 MAX_RECONNECT_DELAY = 0.25
-#: Error replies meaning "not here, or not now": the command did not run. With a resolver
-#: (Sentinel, Cluster) they are retried with backoff, on the node it names, for ``refusal_retry_for``.
-REDIRECTS = frozenset({"MOVED", "ASK", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "LOADING", "MASTERDOWN"})
-#: Refusals that pass on the same node (a master loading, without enough replicas, failing
-#: over): retried even without a resolver.
-PASSING_HERE = frozenset({"LOADING", "NOREPLICAS", "MASTERDOWN", "TRYAGAIN"})
-#: A retried refusal is logged once per cause per this many seconds, for all clients together.
-SAY_EVERY = 5.0
-_said: dict[str, float] = {}
-
-
-def refusal_code(exc: BaseException) -> str | None:
-    """Redis's word when ``exc`` is an error reply meaning "not here, or not now" (see
-    :data:`REDIRECTS`), else None. Inside a Lua script Redis < 7 wraps it:
-    ``ERR Error running script ...: -NOREPLICAS Not enough good replicas``."""
-    if not isinstance(exc, RespError):
-        return None
-    if exc.prefix in REDIRECTS:
-        return exc.prefix
-    text = str(exc)
-    if text.startswith("ERR"):
-        return next((code for code in REDIRECTS if f"-{code} " in text), None)
-    return None
-
-
-def is_redirect(exc: BaseException) -> bool:
-    """An error reply meaning "ask another node, or again later": the command did not run."""
-    return refusal_code(exc) is not None
-
-
-def say_once(key: str, message: str, *args: Any, level: int = logging.WARNING) -> None:
-    """Log ``message`` unless the same ``key`` was logged in the last :data:`SAY_EVERY` seconds."""
-    now = time.monotonic()
-    if now - _said.get(key, -SAY_EVERY) >= SAY_EVERY:
-        _said[key] = now
-        log.log(level, message, *args)
-
-
-def lost_error(exc: Exception | None, where: str) -> RespConnectionError:
-    """What a dropped connection means, in words: reset, closed by the server, or another cause."""
-    if exc is None:
-        return RespConnectionError(f"the connection to Redis at {where} was closed by the server")
-    if isinstance(exc, ConnectionResetError):
-        return RespConnectionError(f"the connection to Redis at {where} was reset (the server went away)")
-    return RespConnectionError(f"the connection to Redis at {where} broke: {exc}")
-
-
-async def confirm_in_flight(conn: RespConnection, wait_ms: int, name: str) -> None:
-    """Fence a connection to a master that is being demoted: hold the replies of the commands
-    still in flight on it until ``WAIT 1 wait_ms`` says whether a replica has their writes.
-    Confirmed, they are delivered; otherwise each fails with :class:`RedisWriteUncertain` (it
-    may or may not have been applied), never an acknowledgement the new master may not have."""
-    pending = conn._protocol.pending
-    held: list[tuple[asyncio.Future[Any], asyncio.Future[Any]]] = []
-    for i, (fut, deadline) in enumerate(pending):
-        inner: asyncio.Future[Any] = conn._loop.create_future()
-        pending[i] = (inner, deadline)
-        held.append((fut, inner))
-    acked = 0
-    if held:
-        try:
-            acked = int(await conn.execute("WAIT", 1, wait_ms, timeout=wait_ms / 1000 + 1.0))
-        except (RespError, RespConnectionError):
-            acked = 0
-    where = conn.endpoint.describe()
-    for fut, inner in held:
-        error = inner.exception() if inner.done() else lost_error(None, where)
-        if fut.done():
-            continue
-        if error is not None:
-            fut.set_exception(error)
-        elif acked >= 1:
-            fut.set_result(inner.result())
-        else:
-            fut.set_exception(
-                RedisWriteUncertain(
-                    f"Redis at {where} was handing over to a new master when this command ran and no replica "
-                    f"confirmed it within {wait_ms} ms: it may or may not have been applied ({name or 'unnamed'})"
-                )
-            )
-    if held:
-        log.info(
-            "fenced %s at %s: %d command(s) in flight, %s",
-            name,
-            where,
-            len(held),
-            "confirmed" if acked else "uncertain",
-        )
-    conn.close()
-
-
 AddressResolver = Callable[[], Awaitable[Endpoint]]
 
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import hiredis
 
 from bullbridge.aio import cancel_and_wait
-from bullbridge.connection.resp import Endpoint, RespConnection, RespConnectionError, RespError, say_once
+from bullbridge.connection.refusals import say_once
+from bullbridge.connection.resp import Endpoint, RespConnection, RespConnectionError, RespError
 from bullbridge.errors import ConfigurationError
 
 if TYPE_CHECKING:
