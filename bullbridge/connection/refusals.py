@@ -109,3 +109,13 @@ async def confirm_in_flight(conn: Any, wait_ms: int, name: str) -> None:
             "confirmed" if acked else "uncertain",
         )
     conn.close()
+
+
+async def close_when_idle(conn: Any, limit: float = 10.0) -> None:
+    """Close a connection this client moved away from once the replies still due on it have
+    arrived (other callers' commands, which a redirect answers one by one), or after ``limit``
+    seconds: aborting it would fail them as if the connection had broken."""
+    deadline = time.monotonic() + limit
+    while conn.connected and conn._protocol.pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    conn.close()

@@ -43,6 +43,7 @@ import hiredis
 from bullbridge.connection.refusals import (
     PASSING_HERE,
     SAY_EVERY,
+    close_when_idle,
     confirm_in_flight,
     is_redirect,
     lost_error,
@@ -468,6 +469,7 @@ class RespClient:
         self.refusing: str | None = None
         self.refused_at = 0.0
         self._fencing: asyncio.Task[None] | None = None
+        self._retiring: asyncio.Task[None] | None = None
 
     def add_on_connect(self, hook: OnConnect) -> None:
         self._hooks.append(hook)
@@ -563,7 +565,7 @@ class RespClient:
     async def _connect_once(self) -> RespConnection:
         endpoint = await self._resolver() if self._resolver else self.endpoint
         self._attempted = endpoint
-        conn = RespConnection(endpoint, on_lost=lambda exc: self._lost(exc) if self._conn is conn else None)
+        conn = RespConnection(endpoint, on_lost=lambda exc: self._lost(exc, conn) if self._conn is conn else None)
         await conn.open()
         try:
             setup: list[tuple[Arg, ...]] = []
@@ -608,13 +610,19 @@ class RespClient:
             listener(self.name or "", reconnect)
         return conn
 
-    def _lost(self, exc: Exception | None) -> None:
+    def _lost(self, exc: Exception | None, conn: RespConnection | None = None) -> None:
         if self._closed:
             return
         where = self.current.describe()
-        cause = lost_error(exc, where)
+        dropped = conn is not None and conn._protocol.dropped
+        cause = lost_error(exc, where, dropped=dropped)
         say_once(
-            f"lost:{cause}", "%s (%s; said once per %g s for every client)", cause, self.name or "unnamed", SAY_EVERY
+            f"lost:{cause}",
+            "%s (%s; said once per %g s for every client)",
+            cause,
+            self.name or "unnamed",
+            SAY_EVERY,
+            level=logging.INFO if dropped else logging.WARNING,
         )
         for listener in self.events.on_lost:
             listener(self.name or "", exc)
@@ -694,9 +702,9 @@ class RespClient:
                 there = None
             if there is not None and (there.host, there.port) == (self.current.host, self.current.port):
                 return conn
-        if conn is not None:  # moved on purpose: not a lost connection to report
+        if conn is not None:  # moved on purpose: the replies still due on it are delivered first
             self._conn = None
-            conn.abort()
+            self._retiring = asyncio.ensure_future(close_when_idle(conn))
         return await self.connection()
 
     def fence(self, confirm_ms: int | None) -> asyncio.Task[None] | None:
