@@ -122,9 +122,11 @@ async def move_slot(cluster: PrivateCluster, slot: int) -> None:
 # --- what happened ---------------------------------------------------------------------
 
 
-async def read_back(url: str, queue: str, outcome: Outcome, acked: dict[int, str], runs: dict[int, int]) -> None:
-    """Wait until every acknowledged job ended completed (or :data:`SETTLE_S`), then count."""
-    deadline = time.monotonic() + SETTLE_S
+async def read_back(
+    url: str, queue: str, outcome: Outcome, acked: dict[int, str], runs: dict[int, int], settle: float = SETTLE_S
+) -> None:
+    """Wait until every acknowledged job ended completed (or ``settle`` seconds), then count."""
+    deadline = time.monotonic() + settle
     done: set[int] = set()
     async with Queue(queue, connection=url, timeout=15) as reader:
         while time.monotonic() < deadline:
@@ -289,8 +291,16 @@ return true;
 
 
 async def run_node(
-    url: str, queue: str, fault: str, jobs: int, rate: float, inject: Callable[[], Awaitable[None]]
+    url: str,
+    queue: str,
+    fault: str,
+    jobs: int,
+    rate: float,
+    inject: Callable[[], Awaitable[None]],
+    settle: float = SETTLE_S,
 ) -> Outcome:
+    """``settle``: how long to wait for Node's acknowledged jobs to end completed (the jobs
+    a failover lost never do: a short CI run waits less and still counts them lost)."""
     outcome = Outcome("node", fault, jobs)
     async with NodeDriver(url, call_timeout=120) as node:
         began = time.monotonic()
@@ -307,7 +317,7 @@ async def run_node(
         outcome.errors = dict(state.get("errors") or {})
         outcome.first_errors = list(state.get("first") or [])
         runs = {int(k): int(v) for k, v in state["runs"].items()}
-        await read_back(url, queue, outcome, acked, runs)
+        await read_back(url, queue, outcome, acked, runs, settle)
         state = await node.eval(
             "const s = shared.starts; await shared.worker.close(); return {runs: shared.runs, starts: s}", timeout=30
         )
@@ -320,7 +330,11 @@ async def run_node(
 # --- the scenarios ---------------------------------------------------------------------
 
 
-async def sentinel_scenario(client: str, fault: str, jobs: int, rate: float) -> Outcome:
+async def sentinel_scenario(
+    client: str, fault: str, jobs: int, rate: float, *, flows: int = 0, settle: float = SETTLE_S
+) -> Outcome:
+    """One run of ``fault`` on a fresh Sentinel group; ``flows`` (bullbridge only) are in
+    flight when it lands; ``settle`` bounds Node's wait for its jobs."""
     group = PrivateSentinel(min_replicas=1 if fault == "failover-minrep" else 0)
     await asyncio.to_thread(group.start)
     try:
@@ -329,8 +343,9 @@ async def sentinel_scenario(client: str, fault: str, jobs: int, rate: float) -> 
         async def inject() -> None:
             await asyncio.to_thread(act)
 
-        run = run_bullbridge if client == "bullbridge" else run_node
-        return await run(group.url, QUEUE, fault, jobs, rate, inject)
+        if client == "bullbridge":
+            return await run_bullbridge(group.url, QUEUE, fault, jobs, rate, inject, flows=flows)
+        return await run_node(group.url, QUEUE, fault, jobs, rate, inject, settle=settle)
     finally:
         await asyncio.to_thread(group.stop)
 

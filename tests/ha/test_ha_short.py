@@ -11,61 +11,39 @@ RESP error and no error a retry would have avoided, at most one reconnect per cl
 
 from __future__ import annotations
 
-import asyncio
-
-from bullbridge.testing.redis_server import PrivateCluster, PrivateSentinel
-from tests.ha.run import QUEUE, Outcome, move_slot, reshard_scenario, run_bullbridge, sentinel_fault
+from tests.ha.run import reshard_scenario, sentinel_scenario, table
 
 #: The rate and length of each run: 2 s of adds before and after the fault.
 JOBS, RATE = 600, 200.0
 
 
-async def _failover(min_replicas: int, flows: int = 0) -> tuple[Outcome, int]:
-    group = PrivateSentinel(min_replicas=min_replicas)
-    await asyncio.to_thread(group.start)
-    try:
-        act = sentinel_fault(group, "failover")
-
-        async def inject() -> None:
-            await asyncio.to_thread(act)
-
-        outcome = await run_bullbridge(group.url, QUEUE, "failover", JOBS, RATE, inject, flows=flows)
-        return outcome, 3  # the worker's command and blocking clients, the producer's
-    finally:
-        await asyncio.to_thread(group.stop)
-
-
-async def test_forced_failover_default_config_with_jobs_and_flows_in_flight() -> None:
-    outcome, clients = await _failover(min_replicas=0, flows=5)
-    print(outcome)
+async def test_forced_failover_with_jobs_and_flows_in_flight_beside_node() -> None:
+    """Redis's default config (no min-replicas-to-write): bullbridge loses nothing; Node's
+    figures for the same fault are printed beside (its lost jobs never complete, so its
+    read-back waits 5 s only, a failure detector for a drain that takes ms)."""
+    ours = await sentinel_scenario("bullbridge", "failover", JOBS, RATE, flows=5)
+    node = await sentinel_scenario("node", "failover", JOBS, RATE, settle=5.0)
+    print("\n" + table([ours, node]))
     # <= 10 is the documented bound for Redis's default config (docs/scale.md); every run measured 0.
-    assert outcome.lost <= 10, outcome
-    assert outcome.ids_reused == 0 and outcome.twice == 0, outcome
-    assert not outcome.errors or set(outcome.errors) <= {"RedisWriteUncertain"}, outcome
-    assert outcome.flows_completed == outcome.flows and outcome.kids_twice == 0, outcome
-    assert outcome.reconnects is not None and outcome.reconnects <= clients + 1, outcome  # + the flow producer
+    assert ours.lost <= 10, ours
+    assert ours.ids_reused == 0 and ours.twice == 0, ours
+    assert not ours.errors or set(ours.errors) <= {"RedisWriteUncertain"}, ours
+    assert ours.flows_completed == ours.flows and ours.kids_twice == 0, ours
+    # One reconnect per client: the worker's two and the producer's (the flow producer closed before).
+    assert ours.reconnects is not None and ours.reconnects <= 3 + 1, ours
+    assert node.acked > 0, node  # Node's side ran (its losses are Node's: docs/scale.md)
 
 
 async def test_forced_failover_with_min_replicas_loses_nothing_and_raises_nothing() -> None:
-    outcome, clients = await _failover(min_replicas=1)
+    outcome = await sentinel_scenario("bullbridge", "failover-minrep", JOBS, RATE)
     print(outcome)
     assert outcome.lost == 0 and outcome.twice == 0 and outcome.ids_reused == 0, outcome
     assert outcome.errors == {}, outcome
-    assert outcome.reconnects is not None and outcome.reconnects <= clients, outcome
+    assert outcome.reconnects is not None and outcome.reconnects <= 3, outcome  # one per client
 
 
 async def test_kill_9_of_the_master_says_what_happened() -> None:
-    group = PrivateSentinel(min_replicas=0)
-    await asyncio.to_thread(group.start)
-    try:
-        act = sentinel_fault(group, "kill")
-
-        async def inject() -> None:
-            await asyncio.to_thread(act)
-
-        outcome = await run_bullbridge(group.url, QUEUE, "kill", JOBS, RATE, inject)
-    finally:
-        await asyncio.to_thread(group.stop)
+    outcome = await sentinel_scenario("bullbridge", "kill", JOBS, RATE)
     print(outcome)
     assert outcome.lost == 0 and outcome.twice == 0 and outcome.ids_reused == 0, outcome
     # An add in flight at the kill is uncertain, and says so - never a timeout that did not happen.
@@ -78,6 +56,3 @@ async def test_slot_moved_while_the_queue_drains() -> None:
     outcome = await reshard_scenario("bullbridge", JOBS, RATE)
     print(outcome)
     assert outcome.lost == 0 and outcome.twice == 0 and outcome.errors == {}, outcome
-
-
-_ = (PrivateCluster, move_slot)
