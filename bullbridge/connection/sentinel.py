@@ -258,7 +258,10 @@ class SentinelWatcher:
         while True:
             await asyncio.sleep(self.interval)
             if self.fenced_since is not None:
-                continue
+                if time.monotonic() - self.fenced_since <= FENCE_MAX:
+                    continue
+                log.warning("no sentinel announced a new master within %g s; asking them again", FENCE_MAX)
+                self.fenced_since = None
             asked_at = self._announced_at
             try:
                 asked = await self._ask()
@@ -274,11 +277,11 @@ class SentinelWatcher:
             for client in self._clients():
                 current = client.current
                 if client.connected and (current.host, current.port) != self.master:
-                    log.warning(
-                        "%s is no longer the master (sentinels say %s:%d); moving %s",
+                    say_once(
+                        f"moved-off:{current.describe()}",
+                        "%s is no longer the master (sentinels say %s:%d); moving its clients (said once per 5 s)",
                         current.describe(),
                         *self.master,
-                        client.name or "a client",
                     )
                     client.fence(None)
 
