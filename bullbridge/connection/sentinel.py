@@ -137,6 +137,9 @@ class SentinelWatcher:
     event arrives) and drops clients that sit anywhere else. Its :meth:`resolve` is every
     sentinel client's resolver."""
 
+    #: Subscribe to the sentinels' events (False: polling only - the fallback, as a test runs it).
+    listen = True
+
     def __init__(self, settings: ConnectionSettings, clients: Callable[[], list[Any]], interval: float = 1.0) -> None:
         self.settings = settings
         self._ask = master_resolver(settings)
@@ -159,7 +162,8 @@ class SentinelWatcher:
             self._task = loop.create_task(self._run())
 
     async def _run(self) -> None:
-        subscribers = [asyncio.ensure_future(self._subscribe(host, port)) for host, port in self.settings.sentinels]
+        sentinels = self.settings.sentinels if self.listen else ()
+        subscribers = [asyncio.ensure_future(self._subscribe(host, port)) for host, port in sentinels]
         try:
             await self._poll()
         finally:
