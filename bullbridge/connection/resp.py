@@ -700,8 +700,8 @@ class RespClient:
                 there = await self._resolver()
             except (RespConnectionError, OSError):
                 there = None
-            if there is not None and (there.host, there.port) == (self.current.host, self.current.port):
-                return conn
+            if there is None or (there.host, there.port) == (self.current.host, self.current.port):
+                return conn  # still the right node (or nobody can say otherwise now)
         if conn is not None:  # moved on purpose: the replies still due on it are delivered first
             self._conn = None
             self._retiring = asyncio.ensure_future(close_when_idle(conn))
