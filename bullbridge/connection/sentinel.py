@@ -97,8 +97,8 @@ def parse_event(channel: str, payload: str, master: str) -> tuple[str, tuple[str
         about, own = parts[1:2], parts[2:4]
     if about != [master] or len(own) != 2:
         return None
-    if channel in FAILOVER_BEGINS:
-        return "begin", None
+    if channel in FAILOVER_BEGINS:  # the replica chosen, once the leader has chosen it
+        return "begin", ((own[0], int(own[1])) if "@" in parts else None)
     if channel == "+promoted-slave":
         return "end", (own[0], int(own[1]))
     if channel in FAILOVER_GIVEN_UP:
@@ -149,6 +149,9 @@ class SentinelWatcher:
         self.master: tuple[str, int] | None = None
         self._announced_at = 0.0
         self.fenced_since: float | None = None
+        #: The replica the leading sentinel chose to promote (``+selected-slave``), while fenced.
+        self.candidate: tuple[str, int] | None = None
+        self._probed_at = 0.0
         #: Failover events seen (``begin``/``end``/``abort``), for tests and the HA report.
         self.events: list[tuple[float, str, tuple[str, int] | None]] = []
 
@@ -181,7 +184,9 @@ class SentinelWatcher:
                 log.warning("no sentinel announced a new master within %g s; asking them again", FENCE_MAX)
                 self.fenced_since = None
                 break
-            await asyncio.sleep(0.01)
+            await self._probe_candidate()
+            if self.fenced_since is not None:
+                await asyncio.sleep(0.01)
         if self.master is not None and time.monotonic() - self._announced_at < ANNOUNCED_WINS_FOR:
             return replace(self.settings.endpoint(host=self.master[0], port=self.master[1]), require_master=True)
         asked_at = self._announced_at
@@ -190,6 +195,38 @@ class SentinelWatcher:
             return replace(self.settings.endpoint(host=self.master[0], port=self.master[1]), require_master=True)
         self.master = (endpoint.host, endpoint.port)
         return endpoint
+
+    async def _probe_candidate(self) -> None:
+        """Announce the chosen replica ourselves the moment its ``ROLE`` says master: the
+        sentinels say so only once their next ``INFO`` of it arrives, up to a second later.
+        (Sentinel promotes it with ``REPLICAOF NO ONE`` and ``CLIENT KILL`` in one ``MULTI``,
+        so a connection made once it is master is not cut.) One probe per 20 ms for all."""
+        candidate, now = self.candidate, time.monotonic()
+        if candidate is None or now - self._probed_at < 0.02:
+            return
+        self._probed_at = now
+        where = self.settings.endpoint(host=candidate[0], port=candidate[1])
+        probe = RespConnection(replace(where, command_timeout=1.0))
+        try:
+            await probe.open()
+            endpoint = probe.endpoint
+            if endpoint.password is not None:
+                auth = (endpoint.username, endpoint.password) if endpoint.username else (endpoint.password,)
+                await probe.execute("AUTH", *auth)
+            role = await probe.execute("ROLE")
+        except (RespConnectionError, RespError, OSError):
+            return
+        finally:
+            probe.close()
+        if role and role[0] == b"master" and self.candidate == candidate and self.fenced_since is not None:
+            self._announce(candidate, "its ROLE says master")
+
+    def _announce(self, address: tuple[str, int], source: str) -> None:
+        old, self.master, self._announced_at = self.master, address, time.monotonic()
+        self.fenced_since, self.candidate = None, None
+        log.warning("%s is at %s:%d now (%s); moving clients there", self.settings.sentinel_master, *address, source)
+        if old is not None and old != address:
+            self._fence(old)
 
     # -- events -----------------------------------------------------------------------
 
@@ -232,6 +269,8 @@ class SentinelWatcher:
         log.debug("sentinel event %s %s (master was %s)", channel, payload, self.master)
         now = time.monotonic()
         self.events.append((now, kind, address))
+        if kind == "begin" and address is not None and address != self.master:
+            self.candidate = address
         if kind == "begin" and self.fenced_since is None and self.master is not None:
             self.fenced_since = now
             log.warning(
@@ -239,15 +278,11 @@ class SentinelWatcher:
             )
             self._fence(self.master)
         elif kind == "end" and address is not None and address != self.master:
-            old, self.master, self._announced_at = self.master, address, now
-            self.fenced_since = None
-            log.warning("sentinels announce %s at %s:%d; moving clients there", self.settings.sentinel_master, *address)
-            if old is not None:
-                self._fence(old)
+            self._announce(address, f"announced by the sentinels: {channel}")
         elif kind == "end" and address is not None:
-            self._announced_at, self.fenced_since = now, None
+            self._announced_at, self.fenced_since, self.candidate = now, None, None
         elif kind == "abort":
-            self.fenced_since = None
+            self.fenced_since, self.candidate = None, None
 
     def _fence(self, old: tuple[str, int]) -> None:
         for client in self._clients():
