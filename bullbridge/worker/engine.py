@@ -860,7 +860,7 @@ class Worker(Emitter[WorkerEvent]):
                     raise  # refused for good, or failed part way: the caller finds out what was written
                 if self.closing and retried:
                     raise RespConnectionError(
-                        f"Redis did not answer before the worker closed ({exc or 'no reply'})"
+                        f"Redis did not take the write before the worker closed ({exc or 'no reply'})"
                     ) from exc
                 self.errors.error("finish", "finishing job %s of %s: %s; retrying", job.id, self.queue, exc)
                 retried = True
