@@ -83,8 +83,9 @@ ANNOUNCED_WINS_FOR = 10.0
 
 
 def parse_event(channel: str, payload: str, master: str) -> tuple[str, tuple[str, int] | None] | None:
-    """``("begin" | "end" | "abort", new master address or None)`` for a failover event about
-    ``master``; None for anything else."""
+    """``("begin" | "end" | "abort", address or None)`` for a failover event about ``master``
+    (the address: the replica chosen, for a "begin" that names it; the new master, for an
+    "end"); None for anything else."""
     parts = payload.split()
     if channel == "+switch-master":
         if len(parts) == 5 and parts[0] == master:
@@ -131,8 +132,9 @@ class SentinelWatcher:
     It subscribes to every sentinel's failover events: the moment the leading sentinel
     picks a replica to promote, clients on the old master are *fenced* - nothing new is
     sent there, commands in flight are delivered only once a replica confirms them
-    (``WAIT``), else reported uncertain - and new commands wait until a sentinel announces
-    the promoted replica (``+promoted-slave``, ``+switch-master``), where they go at once.
+    (``WAIT``), else reported uncertain - and new commands wait for the promoted replica:
+    its ``ROLE`` saying master (probed every 20 ms) or a sentinel announcing it
+    (``+promoted-slave``, ``+switch-master``), whichever comes first; they go there at once.
     Once a second it also asks the sentinels who the master is (the fallback when no
     event arrives) and drops clients that sit anywhere else. Its :meth:`resolve` is every
     sentinel client's resolver."""

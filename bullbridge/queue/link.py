@@ -106,8 +106,10 @@ class RedisLink:
             return await asyncio.wait_for(awaitable, self.timeout)
         except (RedisAuthError, RedisTlsError, RedisRefused, RedisUnknownHost) as exc:
             raise type(exc)(f"{what}: {exc}") from exc
-        except (RedisRefusing, RedisWriteUncertain) as exc:
-            raise type(exc)(f"{what}: {exc}") from exc
+        except RedisRefusing as exc:
+            raise RedisRefusing(f"{what}: {exc}", exc.code) from exc
+        except RedisWriteUncertain as exc:
+            raise RedisWriteUncertain(f"{what}: {exc}") from exc
         except TimeoutError as exc:
             now = time.monotonic()
             refusing = next(
