@@ -45,7 +45,10 @@ async def test_forced_failover_with_min_replicas_loses_nothing_and_raises_nothin
 async def test_kill_9_of_the_master_says_what_happened() -> None:
     outcome = await sentinel_scenario("bullbridge", "kill", JOBS, RATE)
     print(outcome)
-    assert outcome.lost == 0 and outcome.twice == 0 and outcome.ids_reused == 0, outcome
+    assert outcome.lost == 0 and outcome.ids_reused == 0, outcome
+    # A crash may lose the last instant of replication: a job started or finished then runs
+    # again (BullMQ's at-least-once). Every run measured 0; more than a handful is a bug.
+    assert outcome.twice <= 10, outcome
     # An add in flight at the kill is uncertain, and says so - never a timeout that did not happen.
     assert sum(outcome.errors.values()) <= 10, outcome
     for message in outcome.first_errors:
