@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap browser test flakes demo bench compat chaos django6 lint format-check format typecheck check lock clean
+.PHONY: bootstrap browser test flakes demo bench compat chaos ha django6 lint format-check format typecheck check lock clean
 
 $(STAMP): pyproject.toml requirements/dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -86,6 +86,13 @@ django6: $(NODE_STAMP)
 	  $(DJANGO6)/bin/pip install -q --disable-pip-version-check -r /dev/stdin 'Django>=6.0,<6.1'
 	$(DJANGO6)/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(DJANGO6)/bin/python -m pytest -p no:cacheprovider tests/contrib
+
+## The HA run: Sentinel kill -9 / forced failover (default config and min-replicas-to-write 1)
+## and Cluster resharding under load, bullbridge beside Node; prints the table (tests/ha/run.py).
+## HA_ARGS="--jobs 600 --only failover" narrows it.
+HA_ARGS ?=
+ha: $(STAMP) $(NODE_STAMP)
+	$(PY) -m tests.ha.run $(HA_ARGS)
 
 ## Style, as CI checks it (part of `make test`): ruff's lint with complexity <= 15,
 ## ruff's formatter, and mypy --strict (unused ignores reported) on the package and the reference apps.

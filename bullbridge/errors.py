@@ -55,6 +55,21 @@ class RespTimeoutError(RespConnectionError, TimeoutError):
     """A command got no reply within its deadline; the connection was dropped."""
 
 
+class RedisWriteUncertain(RespConnectionError):
+    """The master failed over while a command was in flight and no replica confirmed it:
+    it may or may not have been applied (an added job may or may not exist)."""
+
+
+class RedisRefusing(RespConnectionError):
+    """Redis kept refusing a command for a reason that passes (``NOREPLICAS``, ``READONLY``,
+    ``TRYAGAIN``, ``MOVED``, ``ASK``, ``LOADING``, ``MASTERDOWN``, ``CLUSTERDOWN``) for longer
+    than the client retries it; the command did not run. ``code`` is Redis's word."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class RedisRefused(RespConnectionError):
     """Nothing accepts connections at the address (``ECONNREFUSED``)."""
 

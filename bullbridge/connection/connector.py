@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from bullbridge.connection.cluster import SlotRouter, queue_keys_share_slot, slot_of, slot_resolver
 from bullbridge.connection.resp import ConnectionEvents, RespClient, RespError
-from bullbridge.connection.sentinel import SentinelWatcher, master_resolver
+from bullbridge.connection.sentinel import SentinelWatcher
 from bullbridge.connection.server import ServerInfo, check_server_info, parse_info
 from bullbridge.connection.settings import DEFAULT_URL, ConnectionSettings, redis_url_from_env
 from bullbridge.errors import ConfigurationError, ConnectionSetupError, CrossSlotError
@@ -88,8 +88,7 @@ class RedisConnector:
                 )
             resolver = slot_resolver(self.settings, slot_of(route_key))
         elif self.settings.is_sentinel:
-            resolver = master_resolver(self.settings)
-            self._watch_sentinels()
+            resolver = self._watch_sentinels().resolve
         client = RespClient(
             self.settings.endpoint(),
             name=name,
@@ -115,10 +114,11 @@ class RedisConnector:
         if client in self._clients:
             self._clients.remove(client)
 
-    def _watch_sentinels(self) -> None:
+    def _watch_sentinels(self) -> SentinelWatcher:
         if self._sentinel_watch is None:
             self._sentinel_watch = SentinelWatcher(self.settings, lambda: list(self._clients))
         self._sentinel_watch.start()
+        return self._sentinel_watch
 
     # -- checks -------------------------------------------------------------------
 

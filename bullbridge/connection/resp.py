@@ -41,11 +41,22 @@ from typing import Any
 
 import hiredis
 
+from bullbridge.connection.refusals import (
+    PASSING_HERE,
+    SAY_EVERY,
+    close_when_idle,
+    confirm_in_flight,
+    is_redirect,
+    lost_error,
+    refusal_code,
+    say_once,
+)
 from bullbridge.connection.replies import explain
 from bullbridge.errors import (
     RedisAuthError,
     RedisCommandError,
     RedisRefused,
+    RedisRefusing,
     RedisTlsError,
     RedisUnknownHost,
     RespConnectionError,
@@ -110,7 +121,7 @@ class Endpoint:
 class _Protocol(asyncio.Protocol):
     """Parses replies and resolves the futures of the commands, in order."""
 
-    __slots__ = ("_loop", "_on_lost", "_reader", "closed", "pending", "transport")
+    __slots__ = ("_loop", "_on_lost", "_reader", "closed", "dropped", "pending", "transport", "where")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[Exception | None], None]) -> None:
         self._loop = loop
@@ -119,6 +130,9 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = loop.create_future()
         self._on_lost = on_lost
+        self.where = "?"
+        #: Set when this side closes the connection (a move, a close): not the server's doing.
+        self.dropped = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; same interface.
@@ -151,7 +165,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        error = RespConnectionError(f"connection to Redis lost: {exc or 'closed'}")
+        error = lost_error(exc, self.where, dropped=self.dropped)
         while self.pending:
             fut = self.pending.popleft()[0]
             if not fut.done():
@@ -168,6 +182,7 @@ class RespConnection:
         self.endpoint = endpoint
         self._loop = asyncio.get_running_loop()
         self._protocol = _Protocol(self._loop, on_lost or (lambda exc: None))
+        self._protocol.where = endpoint.describe()
         self._watchdog: asyncio.TimerHandle | None = None
         self._head: asyncio.Future[Any] | None = None
         self._head_since = self._loop.time()
@@ -307,11 +322,13 @@ class RespConnection:
             self._watchdog.cancel()
         transport = self._protocol.transport
         if transport is not None:
+            self._protocol.dropped = True
             transport.close()
 
     def abort(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
+        self._protocol.dropped = True
         transport = self._protocol.transport
         if transport is not None:
             transport.abort()
@@ -441,21 +458,6 @@ def auth_error(exc: RespError, ep: Endpoint) -> RedisAuthError:
 
 #: Longest pause between reconnection attempts while Redis is away.
 MAX_RECONNECT_DELAY = 0.25
-#: Error replies meaning "not here": retried on the node the resolver names.
-REDIRECTS = frozenset({"MOVED", "ASK", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"})
-
-
-def is_redirect(exc: BaseException) -> bool:
-    """An error reply meaning "ask another node". Inside a Lua script Redis < 7
-    wraps it: ``ERR Error running script ...: -NOREPLICAS Not enough good replicas``."""
-    if not isinstance(exc, RespError):
-        return False
-    if exc.prefix in REDIRECTS:
-        return True
-    text = str(exc)
-    return text.startswith("ERR Error running script") and any(f"-{code} " in text for code in REDIRECTS)
-
-
 AddressResolver = Callable[[], Awaitable[Endpoint]]
 
 
@@ -503,6 +505,15 @@ class RespClient:
         self.current: Endpoint = endpoint
         self._attempted: Endpoint = endpoint
         self.reconnects = 0
+        #: How long a command refused with a passing reason (:data:`REDIRECTS`) is retried.
+        self.refusal_retry_for = connect_retry_for
+        #: How many times a failover fenced this client's connection.
+        self.fenced = 0
+        #: While a refused command is being retried: Redis's word and for how long ("NOREPLICAS for 2.1 s").
+        self.refusing: str | None = None
+        self.refused_at = 0.0
+        self._fencing: asyncio.Task[None] | None = None
+        self._retiring: asyncio.Task[None] | None = None
 
     def add_on_connect(self, hook: OnConnect) -> None:
         self._hooks.append(hook)
@@ -598,7 +609,7 @@ class RespClient:
     async def _connect_once(self) -> RespConnection:
         endpoint = await self._resolver() if self._resolver else self.endpoint
         self._attempted = endpoint
-        conn = RespConnection(endpoint, on_lost=lambda exc: self._lost(exc) if self._conn is conn else None)
+        conn = RespConnection(endpoint, on_lost=lambda exc: self._lost(exc, conn) if self._conn is conn else None)
         await conn.open()
         try:
             setup: list[tuple[Arg, ...]] = []
@@ -643,14 +654,19 @@ class RespClient:
             listener(self.name or "", reconnect)
         return conn
 
-    def _lost(self, exc: Exception | None) -> None:
+    def _lost(self, exc: Exception | None, conn: RespConnection | None = None) -> None:
         if self._closed:
             return
-        log.warning(
-            "lost connection to Redis at %s (%s): %s",
-            self.current.describe(),
+        where = self.current.describe()
+        dropped = conn is not None and conn._protocol.dropped
+        cause = lost_error(exc, where, dropped=dropped)
+        say_once(
+            f"lost:{cause}",
+            "%s (%s; said once per %g s for every client)",
+            cause,
             self.name or "unnamed",
-            exc or "closed by server",
+            SAY_EVERY,
+            level=logging.INFO if dropped else logging.WARNING,
         )
         for listener in self.events.on_lost:
             listener(self.name or "", exc)
@@ -663,25 +679,93 @@ class RespClient:
         try:
             return await conn.execute(*args, timeout=timeout)
         except RespError as exc:
-            if self._resolver is None or not is_redirect(exc):
+            if not self._retries(exc):
                 raise
             return await self._redirected(exc, lambda c: c.execute(*args, timeout=timeout))
 
+    def _retries(self, exc: BaseException) -> bool:
+        """Whether a refusal is retried here: any of :data:`REDIRECTS` with a resolver (it
+        names the right node), only those that pass on the same node without one (a plain
+        URL at a cluster node or a replica is a configuration error, said at once)."""
+        code = refusal_code(exc)
+        return code is not None and (self._resolver is not None or code in PASSING_HERE)
+
     async def _redirected(self, exc: RespError, again: Callable[[RespConnection], Awaitable[Any]]) -> Any:
-        """A cluster slot moved, or a failed-over master became a replica: the
-        command did not run. Resolve the right node again and retry (3 times)."""
-        for attempt in range(3):
-            log.info("Redis answered %s; reconnecting to the right node (%s)", exc.prefix, self.name or "unnamed")
-            self.drop()
-            await asyncio.sleep(0.05 * (attempt + 1))
-            conn = await self.connection()
+        """A refusal that passes (:data:`REDIRECTS`: a slot moving, a master failing over or
+        loading): the command did not run. Retry it with backoff for ``refusal_retry_for`` seconds,
+        on the node the resolver names - reconnecting only when that is another node, so a
+        refusing master is not hammered with reconnects - then raise :class:`RedisRefusing`."""
+        started = time.monotonic()
+        delay = 0.02
+        while True:
+            code = refusal_code(exc) or exc.prefix
+            waited = time.monotonic() - started
+            self.refusing, self.refused_at = f"{code} for {waited:.1f} s", time.monotonic()
+            if waited >= self.refusal_retry_for:
+                self.refusing = None
+                raise RedisRefusing(
+                    f"Redis at {self.current.describe()} refused the command with {code} for {waited:.1f} s "
+                    f"(it did not run): {redact(exc)}",
+                    code,
+                ) from None
+            say_once(
+                f"refusal:{code}",
+                "Redis answered %s (%s); retrying on %s for up to %g s (said once per %g s)",
+                code,
+                redact(exc),
+                "the node it names" if self._resolver is not None else "the same node",
+                self.refusal_retry_for,
+                SAY_EVERY,
+                level=logging.INFO,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            conn = await self._conn_for_retry()
             try:
-                return await again(conn)
+                result = await again(conn)
             except RespError as err:
-                if not is_redirect(err):
+                if not self._retries(err):
                     raise
                 exc = err
-        raise exc
+                self.refusing = f"{refusal_code(err)} for {time.monotonic() - started:.1f} s"
+                self.refused_at = time.monotonic()
+            else:
+                self.refusing = None
+                return result
+
+    async def _conn_for_retry(self) -> RespConnection:
+        """The connection to retry a refused command on: the current one while the resolver
+        still names its node, else a new one to the node it names now."""
+        conn = self._conn
+        if conn is not None and conn.connected and self._resolver is None:
+            return conn
+        if conn is not None and conn.connected and self._resolver is not None:
+            try:
+                there = await self._resolver()
+            except (RespConnectionError, OSError):
+                there = None
+            if there is None or (there.host, there.port) == (self.current.host, self.current.port):
+                return conn  # still the right node (or nobody can say otherwise now)
+        if conn is not None:  # moved on purpose: the replies still due on it are delivered first
+            self._conn = None
+            self._retiring = asyncio.ensure_future(close_when_idle(conn))
+        return await self.connection()
+
+    def fence(self, confirm_ms: int | None) -> asyncio.Task[None] | None:
+        """Stop using the current connection at once (its master is being demoted): new
+        commands wait for a connection to wherever the resolver names next. With
+        ``confirm_ms``, replies still in flight are held until a replica confirms them
+        (:func:`confirm_in_flight`); without, the connection is dropped (a blocking one)."""
+        conn, self._conn = self._conn, None
+        if conn is None or not conn.connected:
+            return None
+        self.fenced += 1
+        if confirm_ms is None:
+            conn.abort()
+            return None
+        task = asyncio.ensure_future(confirm_in_flight(conn, confirm_ms, self.name or "unnamed"))
+        self._fencing = task  # a task nobody references may be collected before it ends
+        return task
 
     def execute_nowait(self, *args: Arg) -> asyncio.Future[Any] | None:
         """Send on the live connection without a coroutine; None when disconnected."""
@@ -711,7 +795,7 @@ class RespClient:
             for r in results[:-1]:
                 if isinstance(r, RespConnectionError):
                     raise r
-                if isinstance(r, RespError) and is_redirect(r) and self._resolver is not None:
+                if isinstance(r, RespError) and self._retries(r):
                     # Nothing ran (EXEC aborts): retry the whole transaction on the right node.
                     retried: list[Any] = await self._redirected(r, lambda c: self._transaction_on(c, commands, timeout))
                     return retried

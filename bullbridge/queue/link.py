@@ -15,6 +15,7 @@ loop (:meth:`RespClient.abandon`) and connects again on the current one.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TypeVar
@@ -28,9 +29,11 @@ from bullbridge.errors import (
     ConfigurationError,
     RedisAuthError,
     RedisRefused,
+    RedisRefusing,
     RedisTlsError,
     RedisUnavailable,
     RedisUnknownHost,
+    RedisWriteUncertain,
 )
 from bullbridge.redact import redact
 
@@ -93,17 +96,39 @@ class RedisLink:
 
     async def call(self, awaitable: Awaitable[T], what: str) -> T:
         """Await with the deadline. Connection trouble becomes :class:`RedisUnavailable`
-        (the precise subclass when the cause is known: refused, authentication, TLS);
-        an error reply becomes the :func:`~bullbridge.connection.replies.explain`-ed error."""
+        (the precise subclass when the cause is known: refused, authentication, TLS, a
+        refusal that outlasted its retries, a write a failover left uncertain) saying what
+        happened and after how long; an error reply becomes the
+        :func:`~bullbridge.connection.replies.explain`-ed error."""
         where = self.connector.settings.describe()
+        started = time.monotonic()
         try:
             return await asyncio.wait_for(awaitable, self.timeout)
         except (RedisAuthError, RedisTlsError, RedisRefused, RedisUnknownHost) as exc:
             raise type(exc)(f"{what}: {exc}") from exc
-        except (TimeoutError, RespConnectionError) as exc:
+        except RedisRefusing as exc:
+            raise RedisRefusing(f"{what}: {exc}", exc.code) from exc
+        except RedisWriteUncertain as exc:
+            raise RedisWriteUncertain(f"{what}: {exc}") from exc
+        except TimeoutError as exc:
+            now = time.monotonic()
+            refusing = next(
+                (c.refusing for c in self._clients.values() if c.refusing and now - c.refused_at < 1.0), None
+            )
+            if refusing:
+                raise RedisRefusing(
+                    f"{what}: Redis at {where} refused the command with {refusing}, until the call's "
+                    f"{self.timeout:g} s timeout (it did not run)",
+                    refusing.split()[0],
+                ) from exc
             cause = str(exc) or next((c.last_error for c in self._clients.values() if c.last_error), None)
             raise RedisUnavailable(
-                f"{what}: Redis at {where} did not answer within {self.timeout:g} s ({redact(cause or 'timed out')})"
+                f"{what}: Redis at {where} did not answer within {self.timeout:g} s ({redact(cause or 'no reply')})"
+            ) from exc
+        except RespConnectionError as exc:
+            raise RedisUnavailable(
+                f"{what}: {redact(exc)}, after {time.monotonic() - started:.3g} s"
+                f"{'; it may or may not have been done' if _was_sent(exc) else ''}"
             ) from exc
         except RespError as exc:
             raise explain(exc, where, what) from exc
@@ -115,3 +140,9 @@ class RedisLink:
             await client.close()
         if self._owns_connector:
             await self.connector.close()
+
+
+def _was_sent(exc: RespConnectionError) -> bool:
+    """Whether the command may have reached Redis before the connection broke (a lost
+    connection, a missed deadline), as opposed to never leaving (no connection at all)."""
+    return "not connected" not in str(exc) and "no connection to Redis" not in str(exc)

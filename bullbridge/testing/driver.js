@@ -120,6 +120,15 @@ function connectionFromUrl(url) {
     });
     return new IORedis.Cluster(nodes, { redisOptions: { maxRetriesPerRequest: null } });
   }
+  // redis+sentinel://s1:p1,s2:p2/<master>: ioredis's own Sentinel support.
+  if (url && url.startsWith('redis+sentinel://')) {
+    const [hosts, name] = url.slice('redis+sentinel://'.length).split('/');
+    const sentinels = hosts.split(',').map(hostPort => {
+      const [host, port] = hostPort.split(':');
+      return { host, port: Number(port) };
+    });
+    return { sentinels, name, maxRetriesPerRequest: null };
+  }
   const u = new URL(url || 'redis://127.0.0.1:6379/0');
   const opts = {
     host: u.hostname || '127.0.0.1',

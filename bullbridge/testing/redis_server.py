@@ -361,6 +361,8 @@ class PrivateSentinel:
 
     master_name: str = "bbmaster"
     sentinels: int = 3
+    #: The master's ``min-replicas-to-write`` (0: Redis's default, writes accepted with no replica).
+    min_replicas: int = 1
     master: PrivateRedis | None = None
     replica: PrivateRedis | None = None
     sentinel_nodes: list[PrivateRedis] = field(default_factory=list)
@@ -375,7 +377,7 @@ class PrivateSentinel:
             fast_sync = ("--repl-diskless-sync-delay", "0")
             # A master that loses its replica refuses writes (NOREPLICAS): after a failover
             # the old master, still alive, cannot accept writes that the new one never sees.
-            guard = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "10")
+            guard = ("--min-replicas-to-write", str(self.min_replicas), "--min-replicas-max-lag", "10")
             self.master = PrivateRedis(persist=True, extra_args=(*fast_sync, *guard)).start()
             self.replica = PrivateRedis(
                 persist=True, extra_args=("--replicaof", "127.0.0.1", str(self.master.port), *fast_sync)
@@ -477,11 +479,13 @@ class PrivateSentinel:
             time.sleep(0.1)
         raise PrivateRedisError(f"sentinels did not agree on master port {port}")
 
-    def failover(self, timeout: float = 20.0) -> int:
-        """A planned failover: wait until the replica has every write, then promote
-        it; returns the new master's port."""
+    def failover(self, timeout: float = 20.0, *, wait_sync: bool = True) -> int:
+        """A planned failover: wait until the replica has every write (unless not
+        ``wait_sync``: a forced failover under load), then promote it; returns the
+        new master's port."""
         assert self.replica is not None and self.master is not None
-        self._wait_replica_link(timeout)
+        if wait_sync:
+            self._wait_replica_link(timeout)
         cli = find_redis_binary("redis-cli")
         subprocess.run(
             [cli, "-p", str(self.sentinel_nodes[0].port), "sentinel", "failover", self.master_name],

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bullbridge import scripts
 from bullbridge.compat import check_queue_versions
 from bullbridge.connection import MAX_BLOCK_SECONDS, ConnectionSource, RedisConnector, connect
-from bullbridge.connection.resp import RespClient, RespConnection, RespConnectionError, RespError
+from bullbridge.connection.resp import RespClient, RespConnection, RespConnectionError, RespError, is_redirect
 from bullbridge.emitter import Emitter
 from bullbridge.errors import (
     CorruptJob,
@@ -487,7 +487,9 @@ class Worker(Emitter[WorkerEvent]):
     def _on_connected(self, name: str, reconnect: bool) -> None:
         if reconnect and self._started and not self.closing:
             self.emit("reconnected", name)
-            if name == (self.client.name or "") and self.bclient.connected:
+            here, there = self.client.current, self.bclient.current
+            elsewhere = (here.host, here.port) != (there.host, there.port)
+            if name == (self.client.name or "") and self.bclient.connected and elsewhere:
                 # The command connection moved (failover, resharding): the blocking
                 # one may still sit on the old node, waiting for markers that now
                 # land elsewhere. Make it resolve again too.
@@ -528,8 +530,8 @@ class Worker(Emitter[WorkerEvent]):
                     if self.closing:
                         return
                     self.errors.error("fetch", "fetching from %s failed: %s", self.queue, exc)
-                    if isinstance(exc, RespError):
-                        next_job = await self._find_ours(token, f"broke BullMQ's fetch script ({exc}); failing it")
+                    if isinstance(exc, RespError) and not is_redirect(exc):  # a refused script did not run
+                        next_job = await self._find_ours(token, f"was left active for us by a fetch that broke ({exc})")
                         if next_job is not None:
                             continue
                     gate.on_error()
@@ -575,7 +577,7 @@ class Worker(Emitter[WorkerEvent]):
                     continue
                 if await self.client.execute("GET", self.keys.lock(job_id)) == token.encode():
                     flat = await self.client.execute("HGETALL", self.keys.job(job_id))
-                    log.warning("job %s of %s %s", job_id, self.queue, found)
+                    log.warning("job %s of %s %s; taking it over", job_id, self.queue, found)
                     return fields_to_dict(flat or []), job_id, token
         except (RespConnectionError, RespError) as err:
             log.debug("could not look for a half-fetched job: %s", err)
@@ -855,10 +857,12 @@ class Worker(Emitter[WorkerEvent]):
                     call = scripts.run(self.client, script, keys, args)
                     return await asyncio.wait_for(call, CLOSING_WRITE_TIMEOUT), retried
                 return await scripts.run(self.client, script, keys, args), retried
-            except (RespConnectionError, TimeoutError) as exc:
+            except (RespConnectionError, TimeoutError, RespError) as exc:
+                if isinstance(exc, RespError) and not is_redirect(exc):
+                    raise  # refused for good, or failed part way: the caller finds out what was written
                 if self.closing and retried:
                     raise RespConnectionError(
-                        f"Redis did not answer before the worker closed ({exc or 'no reply'})"
+                        f"Redis did not take the write before the worker closed ({exc or 'no reply'})"
                     ) from exc
                 self.errors.error("finish", "finishing job %s of %s: %s; retrying", job.id, self.queue, exc)
                 retried = True
@@ -870,7 +874,9 @@ class Worker(Emitter[WorkerEvent]):
         fetching the next job (a corrupt hash), the finish itself was recorded
         and that job is ours to fail; when it was refused (OOM), nothing was."""
         self.errors.error("finish-script", "finishing job %s of %s failed: %s", job.id, self.queue, exc)
-        next_job = await self._find_ours(job.token, f"broke BullMQ's fetch script ({exc}); failing it", exclude=job.id)
+        next_job = await self._find_ours(
+            job.token, f"was left active for us by a finish whose fetch broke ({exc})", exclude=job.id
+        )
         where = _RECORDED if next_job is not None else await self._where(job, target)
         if where == _RECORDED:
             return True, next_job

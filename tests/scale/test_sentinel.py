@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from bullbridge import Queue, Worker
+from bullbridge.connection.sentinel import SentinelWatcher
 from bullbridge.testing.redis_server import PrivateSentinel
 from tests.worker.impls import wait_until
 
@@ -26,6 +27,17 @@ def sentinel() -> Iterator[PrivateSentinel]:
 
 
 async def test_failover_during_a_run_loses_no_job(sentinel: PrivateSentinel) -> None:
+    await _failover_during_a_run(sentinel)
+
+
+async def test_polling_alone_follows_a_failover(sentinel: PrivateSentinel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback: with no failover event heard, the 1 s poll moves every client, and
+    min-replicas-to-write (NOREPLICAS, retried) keeps the old master from taking writes."""
+    monkeypatch.setattr(SentinelWatcher, "listen", False)
+    await _failover_during_a_run(sentinel)
+
+
+async def _failover_during_a_run(sentinel: PrivateSentinel) -> None:
     runs: collections.Counter[str] = collections.Counter()
 
     async def handle(job):
