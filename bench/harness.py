@@ -248,28 +248,42 @@ class Bench:
     # -- drain -----------------------------------------------------------------------------
 
     async def drain(
-        self, impl: str, *, concurrency: int, jobs: int, run: int = 0, timeout: float | None = None
+        self,
+        impl: str,
+        *,
+        concurrency: int,
+        jobs: int,
+        run: int = 0,
+        timeout: float | None = None,
+        work: str = "noop",
+        warm: int | None = None,
     ) -> RunResult:
-        """Pre-fill ``jobs`` no-op jobs (not timed), then time a fresh worker process
-        draining them: first handler call to last 'completed' event."""
+        """Pre-fill ``jobs`` jobs (not timed), then time a fresh worker process
+        draining them: first handler call to last 'completed' event. ``work``:
+        ``noop``, ``payload`` (~2 KB of JSON in, ~1 KB out) or ``io`` (a 5 ms
+        timer); the suite is ``drain`` for noop, else ``work``. ``warm``: the
+        process first drains that many jobs of the same kind from another queue
+        (not timed; Node and bullbridge - the port is not warmed)."""
         assert self.helper is not None
-        result = RunResult("drain", impl, f"c={concurrency}", jobs, run, concurrency=concurrency)
-        queue = self._queue("drain", impl, f"c{concurrency}")
+        suite = "drain" if work == "noop" else work
+        result = RunResult(suite, impl, f"c={concurrency}", jobs, run, concurrency=concurrency)
+        queue = self._queue(suite, impl, f"c{concurrency}")
         self._flush()
         child: Child | None = None
         try:
-            filled = await self.helper.fill(queue, jobs, self.fill_batch)
+            spec: dict[str, Any] = {"queue": queue, "jobs": jobs, "concurrency": concurrency, "work": work}
+            if warm is not None:
+                spec["warm"] = warm if impl != "port" else 0
+                spec["warm_queue"] = f"{queue}-warm"
+                if spec["warm"]:
+                    await self.helper.fill(spec["warm_queue"], warm, self.fill_batch, work=work)
+            filled = await self.helper.fill(queue, jobs, self.fill_batch, work=work)
             result.fill_seconds = filled["seconds"]
             if not filled.get("contiguous"):
                 result.problems.append("fill: job ids are not contiguous")
-            child = self._child(
-                impl,
-                "drain",
-                {"queue": queue, "jobs": jobs, "concurrency": concurrency},
-                f"{impl} drain c={concurrency}",
-            )
+            child = self._child(impl, "drain", spec, f"{impl} {suite} c={concurrency}")
             await child.start()
-            await child.expect("ready", 60.0)
+            await child.expect("ready", 60.0 + (warm or 0) / 100)
             before = self._snapshot()
             await child.send("go")
             done = await child.expect("done", timeout or _timeout_for(jobs, 100.0))
@@ -286,6 +300,7 @@ class Bench:
                 expect=jobs,
                 first_id=filled["first_id"],
                 last_id=filled["last_id"],
+                work=work,
             )
         except ChildError as exc:
             result.problems.append(str(exc))

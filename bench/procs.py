@@ -241,14 +241,28 @@ class NodeHelper:
         assert isinstance(result, dict)
         return result
 
-    async def fill(self, queue: str, jobs: int, batch: int) -> dict[str, Any]:
-        return await self.call("fill", queue=queue, jobs=jobs, batch=batch)
+    async def fill(self, queue: str, jobs: int, batch: int, work: str = "noop") -> dict[str, Any]:
+        return await self.call("fill", queue=queue, jobs=jobs, batch=batch, work=work)
 
     async def verify(
-        self, queue: str, kind: str, expect: int, first_id: int = 0, last_id: int = -1, sample: int = 200
+        self,
+        queue: str,
+        kind: str,
+        expect: int,
+        first_id: int = 0,
+        last_id: int = -1,
+        sample: int = 200,
+        work: str = "noop",
     ) -> dict[str, Any]:
         return await self.call(
-            "verify", queue=queue, kind=kind, expect=expect, first_id=first_id, last_id=last_id, sample=sample
+            "verify",
+            queue=queue,
+            kind=kind,
+            expect=expect,
+            first_id=first_id,
+            last_id=last_id,
+            sample=sample,
+            work=work,
         )
 
     async def close(self) -> None:
