@@ -396,7 +396,22 @@ async def _add_jobs(
             await add_many(range(start, min(count, start + batch)))
 
 
-MODES = {"drain": drain, "latency": latency, "produce": produce}
+async def idle(spec: dict[str, Any], ch: Channel) -> None:
+    """One process serving ``queues`` empty queues (a worker each, concurrency 1, one
+    WorkerManager and its shared connector, as ``bullbridge worker`` runs them); the
+    harness measures it while it waits. stdin is read in a thread: the loop keeps running."""
+    from bullbridge import ManagerSettings, WorkerManager
+
+    manager = WorkerManager(connection=spec["url"], settings=ManagerSettings(handle_signals=False))
+    for k in range(spec["queues"]):
+        manager.worker(f"{spec['queue']}-{k}", handler_for("noop", _noop), concurrency=1)
+    await manager.start()
+    ch.send(event="ready", pid=os.getpid(), **memory_kb())
+    await asyncio.to_thread(ch.expect, "quit")
+    await manager.close()
+
+
+MODES = {"drain": drain, "latency": latency, "produce": produce, "idle": idle}
 
 
 def main() -> int:

@@ -233,6 +233,34 @@ async function latency(a) {
   await worker.close();
 }
 
+// One process serving `queues` empty queues, a Worker each (concurrency 1); the harness
+// measures it while it waits.
+async function idle(a) {
+  const connection = connectionFromUrl(a.url);
+  const workers = [];
+  for (let k = 0; k < a.queues; k++) {
+    const worker = new Worker(`${a.queue}-${k}`, async () => {}, { connection, concurrency: 1 });
+    worker.on('error', err => console.warn(`worker error: ${err && err.message}`));
+    workers.push(worker);
+  }
+  await Promise.all(workers.map(w => w.waitUntilReady()));
+  send({ event: 'ready', pid: process.pid, ...memoryKb() });
+  await expectLine('quit');
+  await Promise.all(workers.map(w => w.close()));
+}
+
+// Time to first job: started cold by the harness, one job waiting; the handler
+// returns the CLOCK_MONOTONIC time (us) it first ran, then the process exits.
+async function startup(a) {
+  const connection = connectionFromUrl(a.url);
+  let finish;
+  const finished = new Promise(resolve => { finish = resolve; });
+  const worker = new Worker(a.queue, async () => monoUs(), { connection, concurrency: 1 });
+  worker.on('completed', () => finish());
+  await finished;
+  await worker.close();
+}
+
 // -- the helper: fill and verify, on one shared connection --------------------------
 
 const COUNT_TYPES = ['active', 'completed', 'delayed', 'failed', 'paused', 'prioritized', 'waiting',
@@ -381,7 +409,7 @@ async function helper(a) {
   await client.quit();
 }
 
-const MODES = { helper, drain, produce, latency };
+const MODES = { helper, drain, produce, latency, idle, startup };
 
 async function main() {
   const [mode, json] = process.argv.slice(2);

@@ -100,10 +100,19 @@ def proc_cpu_seconds(pid: int) -> float | None:
 
 def proc_peak_rss_kb(pid: int) -> int | None:
     """VmHWM of a live process, from ``/proc/<pid>/status``."""
+    return _proc_status_kb(pid, "VmHWM:")
+
+
+def proc_rss_kb(pid: int) -> int | None:
+    """VmRSS of a live process, from ``/proc/<pid>/status``."""
+    return _proc_status_kb(pid, "VmRSS:")
+
+
+def _proc_status_kb(pid: int, name: str) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(name):
                     return int(line.split()[1])
     except OSError:
         return None

@@ -128,6 +128,7 @@ def render(results: Results) -> str:
                 for r in latency
             ],
         )
+    out += _process_section(results, rows)
     goal_rows = goals(results)
     if goal_rows:
         out += ["", "GOALS, bullbridge"]
@@ -223,6 +224,51 @@ def _drain_section(results: Results, rows: list[dict[str, Any]], suite: str, tit
         f"  spread = (max - min) / median of a cell's runs; '?' = a side spread by > {cfg.spread_limit * 100:.0f} %"
         f" even after up to {cfg.extra_runs} extra runs, or has < {MIN_RUNS} verified runs: not a result"
     )
+    return out
+
+
+def _process_section(results: Results, rows: list[dict[str, Any]]) -> list[str]:
+    """The idle cost of one process serving many queues, and the time to first job."""
+    cfg = results.config
+    out: list[str] = []
+
+    def span(r: dict[str, Any], name: str, digits: int) -> str:
+        rng = r.get(f"{name}_range")
+        return f"{_num(r.get(name), digits)} ({_num(rng[0], digits)}-{_num(rng[1], digits)})" if rng else "-"
+
+    idle = [r for r in rows if r["suite"] == "idle"]
+    if idle:
+        out += [
+            "",
+            f"IDLE: one process serving {cfg.idle_queues} empty queues (a worker each, concurrency 1), measured "
+            f"{cfg.idle_seconds:g} s after it is ready; medians (min-max) of {cfg.runs} run(s)",
+        ]
+        out += _table(
+            ["case", "worker", "ok", "CPU % of a core", "Redis cmds/s", "connections", "RSS MB"],
+            [
+                [
+                    r["case"],
+                    r["impl"],
+                    f"{r['ok']}/{r['runs']}",
+                    span(r, "cpu_pct", 2),
+                    span(r, "redis_cmds_per_s", 0),
+                    _num(r.get("connections")),
+                    span(r, "rss_mb", 1),
+                ]
+                for r in idle
+            ],
+        )
+    startup = [r for r in rows if r["suite"] == "startup"]
+    if startup:
+        out += [
+            "",
+            "TIME TO FIRST JOB: process started cold (bullbridge: `bullbridge worker MODULE:ATTR --burst`; "
+            f"Node: node + require('bullmq') + new Worker) -> first handler call, one job waiting; {cfg.runs} run(s)",
+        ]
+        out += _table(
+            ["case", "worker", "ok", "ms"],
+            [[r["case"], r["impl"], f"{r['ok']}/{r['runs']}", span(r, "first_job_ms", 0)] for r in startup],
+        )
     return out
 
 

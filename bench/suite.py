@@ -49,7 +49,7 @@ class Config:
     runs: int = 3
     concurrency: tuple[int, ...] = (1, 10, 100)
     impls: tuple[str, ...] = IMPLS
-    suites: tuple[str, ...] = ("drain", "payload", "io", "produce", "latency", "sync")
+    suites: tuple[str, ...] = ("drain", "payload", "io", "produce", "latency", "sync", "idle", "startup")
     producer_jobs: int = 10_000
     sync_jobs: int = 8_000
     sync_threads: int = 8
@@ -67,6 +67,9 @@ class Config:
     #: The workload rows (bench/README.md): ~2 KB of JSON in / ~1 KB out, and 5 ms I/O-bound handlers.
     payload_concurrency: tuple[int, ...] = (1, 10, 100)
     io_concurrency: tuple[int, ...] = (100, 1000)
+    #: The idle cost: one process serving this many empty queues, measured for ``idle_seconds``.
+    idle_queues: int = 200
+    idle_seconds: float = 10.0
     #: Jobs each drain process drains from another queue before it is timed (Node and bullbridge).
     drain_warm: int = 1000
     #: A cell whose Node runs spread by more than ``spread_limit`` (max-min over the median)
@@ -94,6 +97,8 @@ class Config:
             io_concurrency=(100,),
             drain_warm=200,
             extra_runs=0,
+            idle_queues=20,
+            idle_seconds=2.0,
             idle_samples=20,
             steady_seconds=1.0,
             warmup=3,
@@ -174,6 +179,7 @@ async def run_suite(config: Config, progress: Progress | None = None, pinning: P
                                 run=run,
                             )
                         )
+        await _run_process_costs(bench, config, record)
         results.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     return results
 
@@ -238,6 +244,17 @@ async def _run_cells(config: Config, cells: list[Cell], results: Results, record
                 record(await measure(impl, config.runs + extra))
 
 
+async def _run_process_costs(bench: Bench, config: Config, record: Callable[[RunResult], None]) -> None:
+    """The idle cost and the time to first job, Node and bullbridge interleaved."""
+    impls = tuple(i for i in config.impls if i in ("node", "bullbridge"))
+    for run in range(config.runs):
+        for impl in impls:
+            if "startup" in config.suites:
+                record(await bench.startup(impl, run=run))
+            if "idle" in config.suites:
+                record(await bench.idle(impl, queues=config.idle_queues, seconds=config.idle_seconds, run=run))
+
+
 def spread(rates: Sequence[float | None]) -> float:
     """(max - min) / median of the rates present (0 for fewer than two)."""
     present = [r for r in rates if r]
@@ -279,6 +296,11 @@ THROUGHPUT_FIELDS = (
 )
 
 
+def _range(values: Sequence[float | None]) -> tuple[float, float] | None:
+    present = [v for v in values if v is not None]
+    return (min(present), max(present)) if present else None
+
+
 def _median(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
@@ -296,7 +318,11 @@ def summarize(results: Results) -> list[dict[str, Any]]:
         runs = [r for r in results.runs if (r.suite, r.case, r.impl) == (suite, case, impl)]
         good = [r for r in runs if r.ok]
         row: dict[str, Any] = {"suite": suite, "case": case, "impl": impl, "runs": len(runs), "ok": len(good)}
-        if suite != "latency":
+        if suite in ("idle", "startup"):
+            names = sorted({name for r in good for name in r.figures})
+            row.update({name: _median([r.figures.get(name) for r in good]) for name in names})
+            row.update({f"{name}_range": _range([r.figures.get(name) for r in good]) for name in names})
+        elif suite != "latency":
             row.update(_throughput(good))
         if suite in ("latency", "sync"):
             row.update(_latencies(good))
@@ -308,7 +334,7 @@ def summarize(results: Results) -> list[dict[str, Any]]:
     limit = results.config.spread_limit
     for row in rows:
         node = by_key.get((row["suite"], row["case"], "node"))
-        row["vs_node"] = _ratio(row, node) if row["suite"] != "latency" else None
+        row["vs_node"] = _ratio(row, node) if row["suite"] not in ("latency", "idle", "startup") else None
         # A ratio is only as good as the noisier of its two sides.
         noisy = row.get("spread", 0) > limit or (node is not None and node.get("spread", 0) > limit)
         few = row["ok"] < MIN_RUNS or (node is not None and node["ok"] < MIN_RUNS)
