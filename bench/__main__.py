@@ -16,7 +16,7 @@ from bench.procs import Pinning
 from bench.report import render, write_json
 from bench.suite import Config, run_suite
 
-SUITES = ("drain", "payload", "io", "produce", "latency", "sync", "idle", "startup")
+SUITES = ("drain", "payload", "io", "cpu", "produce", "latency", "sync", "idle", "startup")
 
 
 def _ints(text: str) -> tuple[int, ...]:

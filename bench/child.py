@@ -170,15 +170,25 @@ def _noop() -> None:
 async def _bullbridge_worker(spec: dict[str, Any], tally: Tally, latency: bool, queue: str | None = None) -> Any:
     from bullbridge import ActiveJob, Worker
 
-    worker = Worker(queue or spec["queue"], connection=spec["url"], concurrency=spec["concurrency"])
+    name = queue or spec["queue"]
+    if spec.get("work") == "cpu":  # in a process pool of one process per core: 10 ms of pure Python a job
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from bench.cpu_app import burn_job
 
-    if latency:
+        cores = len(os.sched_getaffinity(0))
+        worker = Worker(name, connection=spec["url"], concurrency=cores, process_pool_size=cores)
+        worker.handler("noop", run_in="process")(burn_job)
+        if queue is None:
+            worker.on("active", lambda job: tally.started())
+    elif latency:
+        worker = Worker(name, connection=spec["url"], concurrency=spec["concurrency"])
 
         @worker.handler("lat")
         async def lat(job: ActiveJob) -> None:
             now = mono_us()
             tally.latencies.append(now - job.data["t"])
     else:
+        worker = Worker(name, connection=spec["url"], concurrency=spec["concurrency"])
         worker.handler("noop")(handler_for(spec.get("work", "noop"), tally.started if queue is None else _noop))
 
     worker.on("completed", tally.on_completed)

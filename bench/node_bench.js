@@ -106,6 +106,21 @@ function handlerFor(work, onStart) {
   return async () => { onStart(); };
 }
 
+// The CPUs this process may run on (its affinity, as the harness pinned it).
+function cpuCount() {
+  try {
+    const text = fs.readFileSync('/proc/self/status', 'utf8');
+    const m = text.match(/^Cpus_allowed_list:\s*(\S+)/m);
+    if (m) {
+      return m[1].split(',').reduce((n, part) => {
+        const [lo, hi] = part.split('-').map(Number);
+        return n + (hi === undefined ? 1 : hi - lo + 1);
+      }, 0);
+    }
+  } catch (e) { /* not Linux */ }
+  return require('node:os').cpus().length;
+}
+
 // Warm-up, as a long-lived service is warm: drain `warm` jobs of the same kind from
 // another queue (filled by the helper) with a worker of the same settings, then close it.
 async function warmUp(a, connection) {
@@ -142,12 +157,21 @@ async function drain(a) {
       finish();
     }
   };
-  const worker = new Worker(a.queue, handlerFor(a.work, () => {
+  const onStart = () => {
     if (first === null) {
       first = monoUs();
       firstCpu = cpuTimes();
     }
-  }), { connection, concurrency: a.concurrency });
+  };
+  let worker;
+  if (a.work === 'cpu') {
+    // Sandboxed processors, one child process per core (the client's CPUs), as BullMQ runs CPU-bound work.
+    const cores = cpuCount();
+    worker = new Worker(a.queue, path.join(__dirname, 'node_cpu_processor.js'), { connection, concurrency: cores });
+    worker.on('active', onStart);
+  } else {
+    worker = new Worker(a.queue, handlerFor(a.work, onStart), { connection, concurrency: a.concurrency });
+  }
   worker.on('completed', () => { completed += 1; settle(); });
   worker.on('failed', () => { failed += 1; settle(); });
   worker.on('error', err => console.warn(`worker error: ${err && err.message}`));

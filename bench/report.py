@@ -60,6 +60,13 @@ def render(results: Results) -> str:
         results, rows, "payload", f"PAYLOAD: {cfg.jobs:,} jobs of ~2 KB JSON each, the handler returns ~1 KB"
     )
     out += _drain_section(
+        results,
+        rows,
+        "cpu",
+        f"CPU-BOUND: {cfg.cpu_jobs:,} jobs of 10 ms pure Python/JavaScript, one pool process (Node: sandboxed "
+        "child) per core of the client's (c = cores, so jobs/s here is per core x c); pool start-up included",
+    )
+    out += _drain_section(
         results, rows, "io", f"I/O-BOUND: {cfg.jobs:,} jobs, the handler awaits 5 ms; ideal = concurrency / 5 ms"
     )
     produce = [r for r in rows if r["suite"] == "produce"]
@@ -186,8 +193,9 @@ def _drain_section(results: Results, rows: list[dict[str, Any]], suite: str, tit
     ceiling = next((r["redis_ceiling_jobs_per_s"] for r in mine if r.get("redis_ceiling_jobs_per_s")), None)
     out = [
         "",
-        f"{title}; first job active -> last completed; {cfg.runs}+ run(s) per cell, interleaved, the process "
-        f"warmed up on {cfg.drain_warm:,} jobs first (not the port); medians of verified runs. "
+        f"{title}; first job active -> last completed; {cfg.runs}+ run(s) per cell, interleaved"
+        + ("" if suite == "cpu" else f", the process warmed up on {cfg.drain_warm:,} jobs first (not the port)")
+        + "; medians of verified runs. "
         f"Redis ceiling here: {_num(ceiling)} jobs/s (one core at the lowest Redis us/job measured)",
     ]
     header = ["case", "worker", "ok", "jobs/s", "min-max", "spread", "x Node"]

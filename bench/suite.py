@@ -49,7 +49,7 @@ class Config:
     runs: int = 3
     concurrency: tuple[int, ...] = (1, 10, 100)
     impls: tuple[str, ...] = IMPLS
-    suites: tuple[str, ...] = ("drain", "payload", "io", "produce", "latency", "sync", "idle", "startup")
+    suites: tuple[str, ...] = ("drain", "payload", "io", "cpu", "produce", "latency", "sync", "idle", "startup")
     producer_jobs: int = 10_000
     sync_jobs: int = 8_000
     sync_threads: int = 8
@@ -67,6 +67,8 @@ class Config:
     #: The workload rows (bench/README.md): ~2 KB of JSON in / ~1 KB out, and 5 ms I/O-bound handlers.
     payload_concurrency: tuple[int, ...] = (1, 10, 100)
     io_concurrency: tuple[int, ...] = (100, 1000)
+    #: Jobs per run of the CPU-bound rows (10 ms of pure Python/JavaScript each).
+    cpu_jobs: int = 500
     #: The idle cost: one process serving this many empty queues, measured for ``idle_seconds``.
     idle_queues: int = 200
     idle_seconds: float = 10.0
@@ -97,6 +99,7 @@ class Config:
             io_concurrency=(100,),
             drain_warm=200,
             extra_runs=0,
+            cpu_jobs=100,
             idle_queues=20,
             idle_seconds=2.0,
             idle_samples=20,
@@ -207,6 +210,13 @@ def _cells(bench: Bench, config: Config) -> list[Cell]:
         cells += [("payload", f"c={c}", python_node, drain(c, "payload")) for c in config.payload_concurrency]
     if "io" in config.suites:
         cells += [("io", f"c={c}", python_node, drain(c, "io")) for c in config.io_concurrency]
+    if "cpu" in config.suites:  # one pool process (Node: one sandboxed child) per core of the client's
+        cores = len(bench.pinning.client) if bench.pinning.client else (os.cpu_count() or 1)
+
+        def cpu(impl: str, run: int) -> Awaitable[RunResult]:
+            return bench.drain(impl, concurrency=cores, jobs=config.cpu_jobs, run=run, work="cpu")
+
+        cells.append(("cpu", f"c={cores}", python_node, cpu))
     if "produce" in config.suites:
         for mode in ("inflight", "bulk"):
 
