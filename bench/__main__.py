@@ -16,7 +16,7 @@ from bench.procs import Pinning
 from bench.report import render, write_json
 from bench.suite import Config, run_suite
 
-SUITES = ("drain", "produce", "latency", "sync")
+SUITES = ("drain", "payload", "io", "cpu", "produce", "latency", "sync", "idle", "startup")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -55,6 +55,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--suites", type=_choices(SUITES), help=f"what to measure (default {','.join(SUITES)})")
     p.add_argument("--jobs", type=int, help="jobs pre-filled per drain run (default 20,000)")
     p.add_argument("--runs", type=int, help="runs per drain/producer cell (default 3)")
+    p.add_argument(
+        "--extra-runs",
+        type=int,
+        help="more runs for a cell whose Node runs spread by > 10%% (default 2; 0 to never repeat)",
+    )
+    p.add_argument("--warm", type=int, help="jobs each drain process drains before it is timed (default 1,000)")
+    p.add_argument("--payload-concurrency", type=_ints, help="concurrencies of the payload rows (default 1,10,100)")
+    p.add_argument("--io-concurrency", type=_ints, help="concurrencies of the I/O-bound rows (default 100,1000)")
     p.add_argument("--producer-jobs", type=int, help="jobs added per producer run (default 10,000)")
     p.add_argument("--inflight", type=int, help="concurrent adds in the in-flight producer case (default 100)")
     p.add_argument("--bulk", type=int, help="jobs per addBulk in the bulk producer case (default 1000)")
@@ -87,6 +95,8 @@ def config_from(args: argparse.Namespace) -> Config:
     simple = {
         "jobs": args.jobs,
         "runs": args.runs,
+        "extra_runs": args.extra_runs,
+        "drain_warm": args.warm,
         "producer_jobs": args.producer_jobs,
         "inflight": args.inflight,
         "bulk": args.bulk,
@@ -107,6 +117,10 @@ def config_from(args: argparse.Namespace) -> Config:
         config.impls = tuple(args.only)
     if args.concurrency:
         config.concurrency = args.concurrency
+    if args.payload_concurrency:
+        config.payload_concurrency = args.payload_concurrency
+    if args.io_concurrency:
+        config.io_concurrency = args.io_concurrency
     if args.suites:
         config.suites = tuple(args.suites)
     if args.latency_port:

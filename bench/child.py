@@ -92,7 +92,7 @@ class Tally:
         self.done = asyncio.Event()
 
     def started(self) -> None:
-        if self.first_us is None:
+        if self.first_us is None:  # the first handler call of the run
             self.first_us = mono_us()
             self.first_cpu = cpu_times()
 
@@ -121,26 +121,76 @@ class Tally:
         }
 
 
+# -- workloads (the same in node_bench.js) -----------------------------------------------------
+
+
+def payload_result(data: dict[str, Any]) -> dict[str, Any]:
+    """``payload``: ~1 KB out of the ~2 KB order the job carries (Node's ``payloadResult``)."""
+    lines = [
+        {"sku": it["sku"], "total": it["qty"] * it["price"], "status": "reserved", "eta": "2026-12-05"}
+        for it in data["items"]
+    ]
+    return {
+        "i": data["i"],
+        "order": f"O-{data['i']}",
+        "lines": lines,
+        "note": "reserved in the primary warehouse; ships within 24 h",
+    }
+
+
+def handler_for(work: str, on_start: Callable[[], None]) -> Callable[[Any], Coroutine[Any, Any, Any]]:
+    """noop: returns nothing; payload: returns :func:`payload_result`; io: awaits a 5 ms timer."""
+    if work == "payload":
+
+        async def payload(job: Any) -> Any:
+            on_start()
+            return payload_result(job.data)
+
+        return payload
+    if work == "io":
+
+        async def io(job: Any) -> None:
+            on_start()
+            await asyncio.sleep(0.005)
+
+        return io
+
+    async def noop(job: Any) -> None:
+        on_start()
+
+    return noop
+
+
+def _noop() -> None:
+    pass
+
+
 # -- workers ---------------------------------------------------------------------------
 
 
-async def _bullbridge_worker(spec: dict[str, Any], tally: Tally, latency: bool) -> Any:
+async def _bullbridge_worker(spec: dict[str, Any], tally: Tally, latency: bool, queue: str | None = None) -> Any:
     from bullbridge import ActiveJob, Worker
 
-    worker = Worker(spec["queue"], connection=spec["url"], concurrency=spec["concurrency"])
+    name = queue or spec["queue"]
+    if spec.get("work") == "cpu":  # in a process pool of one process per core: 10 ms of pure Python a job
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from bench.cpu_app import burn_job
 
-    if latency:
+        cores = len(os.sched_getaffinity(0))
+        worker = Worker(name, connection=spec["url"], concurrency=cores, process_pool_size=cores)
+        worker.handler("noop", run_in="process")(burn_job)
+        if queue is None:
+            worker.on("active", lambda job: tally.started())
+    elif latency:
+        worker = Worker(name, connection=spec["url"], concurrency=spec["concurrency"])
 
         @worker.handler("lat")
         async def lat(job: ActiveJob) -> None:
             now = mono_us()
             tally.latencies.append(now - job.data["t"])
     else:
-
-        @worker.handler("noop")
-        async def noop(job: ActiveJob) -> None:
-            if tally.first_us is None:
-                tally.started()
+        worker = Worker(name, connection=spec["url"], concurrency=spec["concurrency"])
+        worker.handler("noop")(handler_for(spec.get("work", "noop"), tally.started if queue is None else _noop))
 
     worker.on("completed", tally.on_completed)
     worker.on("failed", tally.on_failed)
@@ -168,7 +218,23 @@ async def _port_worker(spec: dict[str, Any], tally: Tally, latency: bool) -> Any
     return worker
 
 
+async def warm_up(spec: dict[str, Any]) -> None:
+    """As a long-lived service is warm: drain ``warm`` jobs of the same kind from
+    another queue (filled by the harness) with a worker of the same settings."""
+    if not spec.get("warm"):
+        return
+    tally = Tally(spec["warm"])
+    worker = await _bullbridge_worker(spec, tally, False, queue=spec["warm_queue"])
+    await tally.done.wait()
+    await worker.close()
+
+
 async def drain(spec: dict[str, Any], ch: Channel) -> None:
+    if spec["impl"] == "bullbridge":
+        await warm_up(spec)
+    if spec.get("warm") is not None:  # warmed up (when there was a warm queue): the harness sends go now
+        ch.send(event="ready", pid=os.getpid())
+        ch.expect("go")
     tally = Tally(spec["jobs"])
     make = _bullbridge_worker if spec["impl"] == "bullbridge" else _port_worker
     worker = await make(spec, tally, False)
@@ -391,7 +457,22 @@ async def _add_jobs(
             await add_many(range(start, min(count, start + batch)))
 
 
-MODES = {"drain": drain, "latency": latency, "produce": produce}
+async def idle(spec: dict[str, Any], ch: Channel) -> None:
+    """One process serving ``queues`` empty queues (a worker each, concurrency 1, one
+    WorkerManager and its shared connector, as ``bullbridge worker`` runs them); the
+    harness measures it while it waits. stdin is read in a thread: the loop keeps running."""
+    from bullbridge import ManagerSettings, WorkerManager
+
+    manager = WorkerManager(connection=spec["url"], settings=ManagerSettings(handle_signals=False))
+    for k in range(spec["queues"]):
+        manager.worker(f"{spec['queue']}-{k}", handler_for("noop", _noop), concurrency=1)
+    await manager.start()
+    ch.send(event="ready", pid=os.getpid(), **memory_kb())
+    await asyncio.to_thread(ch.expect, "quit")
+    await manager.close()
+
+
+MODES = {"drain": drain, "latency": latency, "produce": produce, "idle": idle}
 
 
 def main() -> int:
@@ -413,7 +494,7 @@ def main() -> int:
         import bullbridge  # noqa: F401
     else:
         import bullmq  # noqa: F401
-    if spec["mode"] == "drain":
+    if spec["mode"] == "drain" and spec.get("warm") is None:  # no warm-up: ready once the library is loaded
         ch.send(event="ready", pid=os.getpid())
         ch.expect("go")
     use_uvloop = spec.get("loop", "uvloop" if spec["impl"] == "bullbridge" else "asyncio") == "uvloop"

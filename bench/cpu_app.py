@@ -24,3 +24,12 @@ def make() -> Worker:
         return burn(ms)  # on purpose on the loop: one process = one core
 
     return Worker(os.environ["BENCH_QUEUE"], {"work": work}, concurrency=4, loop_block_warning=0)
+
+
+#: The CPU-bound workload of ``python -m bench --suites cpu``: 10 ms of pure Python a job.
+CPU_JOB_MS = 10.0
+
+
+def burn_job(job: Any) -> None:
+    """A ``run_in="process"`` handler: 10 ms of pure-Python work in the worker's process pool."""
+    burn(CPU_JOB_MS)

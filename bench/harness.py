@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from bench.procs import (
     pin_process,
     proc_cpu_seconds,
     proc_peak_rss_kb,
+    proc_rss_kb,
     python_child,
 )
 from bullbridge.testing.redis_server import PrivateRedis
@@ -101,6 +103,8 @@ class RunResult:
     latency_ms: dict[str, float] = field(default_factory=dict)
     latencies_us: list[int] = field(default_factory=list)
     fill_seconds: float | None = None
+    #: The idle and startup suites' figures (cpu_pct, redis_cmds_per_s, connections, rss_mb; first_job_ms).
+    figures: dict[str, float] = field(default_factory=dict)
     #: What Node read back: {"ok", "counts", "sampled", "problems"} (empty when it never got there).
     verification: dict[str, Any] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
@@ -250,28 +254,42 @@ class Bench:
     # -- drain -----------------------------------------------------------------------------
 
     async def drain(
-        self, impl: str, *, concurrency: int, jobs: int, run: int = 0, timeout: float | None = None
+        self,
+        impl: str,
+        *,
+        concurrency: int,
+        jobs: int,
+        run: int = 0,
+        timeout: float | None = None,
+        work: str = "noop",
+        warm: int | None = None,
     ) -> RunResult:
-        """Pre-fill ``jobs`` no-op jobs (not timed), then time a fresh worker process
-        draining them: first handler call to last 'completed' event."""
+        """Pre-fill ``jobs`` jobs (not timed), then time a fresh worker process
+        draining them: first handler call to last 'completed' event. ``work``:
+        ``noop``, ``payload`` (~2 KB of JSON in, ~1 KB out) or ``io`` (a 5 ms
+        timer); the suite is ``drain`` for noop, else ``work``. ``warm``: the
+        process first drains that many jobs of the same kind from another queue
+        (not timed; Node and bullbridge - the port is not warmed)."""
         assert self.helper is not None
-        result = RunResult("drain", impl, f"c={concurrency}", jobs, run, concurrency=concurrency)
-        queue = self._queue("drain", impl, f"c{concurrency}")
+        suite = "drain" if work == "noop" else work
+        result = RunResult(suite, impl, f"c={concurrency}", jobs, run, concurrency=concurrency)
+        queue = self._queue(suite, impl, f"c{concurrency}")
         self._flush()
         child: Child | None = None
         try:
-            filled = await self.helper.fill(queue, jobs, self.fill_batch)
+            spec: dict[str, Any] = {"queue": queue, "jobs": jobs, "concurrency": concurrency, "work": work}
+            if warm is not None:
+                spec["warm"] = warm if impl != "port" else 0
+                spec["warm_queue"] = f"{queue}-warm"
+                if spec["warm"]:
+                    await self.helper.fill(spec["warm_queue"], warm, self.fill_batch, work=work)
+            filled = await self.helper.fill(queue, jobs, self.fill_batch, work=work)
             result.fill_seconds = filled["seconds"]
             if not filled.get("contiguous"):
                 result.problems.append("fill: job ids are not contiguous")
-            child = self._child(
-                impl,
-                "drain",
-                {"queue": queue, "jobs": jobs, "concurrency": concurrency},
-                f"{impl} drain c={concurrency}",
-            )
+            child = self._child(impl, "drain", spec, f"{impl} {suite} c={concurrency}")
             await child.start()
-            await child.expect("ready", 60.0)
+            await child.expect("ready", 60.0 + (warm or 0) / 100)
             before = self._snapshot()
             await child.send("go")
             done = await child.expect("done", timeout or _timeout_for(jobs, 100.0))
@@ -288,6 +306,7 @@ class Bench:
                 expect=jobs,
                 first_id=filled["first_id"],
                 last_id=filled["last_id"],
+                work=work,
             )
         except ChildError as exc:
             result.problems.append(str(exc))
@@ -405,6 +424,82 @@ class Bench:
             child.kill()
             await child.finish(5.0)
             await producer.close()
+        result.ok = not result.problems
+        return result
+
+    # -- idle cost and time to first job ---------------------------------------------------
+
+    async def idle(self, impl: str, *, queues: int, seconds: float, run: int = 0, settle_s: float = 2.0) -> RunResult:
+        """One process serving ``queues`` empty queues: once it is ready and has settled,
+        its CPU (% of one core), Redis's commands/s (the harness's own INFO left out),
+        the connections it holds, and its RSS, over ``seconds``."""
+        assert self.client is not None
+        result = RunResult("idle", impl, f"{queues} queues", queues, run)
+        queue = self._queue("idle", impl, "q")
+        self._flush()
+        baseline = int(self.client.info("clients")["connected_clients"])
+        child = self._child(impl, "idle", {"queue": queue, "queues": queues}, f"{impl} idle")
+        try:
+            await child.start()
+            await child.expect("ready", 120.0)
+            await asyncio.sleep(settle_s)
+            cpu0, stats0, t0 = proc_cpu_seconds(child.pid), self.client.info("stats"), time.monotonic()
+            await asyncio.sleep(seconds)
+            cpu1, stats1, t1 = proc_cpu_seconds(child.pid), self.client.info("stats"), time.monotonic()
+            clients = int(self.client.info("clients")["connected_clients"])
+            rss_kb = proc_rss_kb(child.pid)
+            elapsed = t1 - t0
+            commands = int(stats1["total_commands_processed"]) - int(stats0["total_commands_processed"]) - 1
+            result.seconds = elapsed
+            result.figures = {
+                "cpu_pct": ((cpu1 or 0.0) - (cpu0 or 0.0)) / elapsed * 100,
+                "redis_cmds_per_s": commands / elapsed,
+                "connections": float(clients - baseline),
+                "rss_mb": (rss_kb or 0) / 1024,
+            }
+            result.peak_rss_mb = (proc_peak_rss_kb(child.pid) or 0) / 1024
+            await self._end(child, result)
+        except ChildError as exc:
+            result.problems.append(str(exc))
+        finally:
+            child.kill()
+            await child.finish(5.0)
+        result.ok = not result.problems
+        return result
+
+    async def startup(self, impl: str, *, run: int = 0, timeout: float = 60.0) -> RunResult:
+        """Time to first job: one job waiting, the worker process started cold (Node:
+        ``node_bench.js startup``; bullbridge: ``bullbridge worker
+        bench.startup_app:make --burst``); its handler returns the monotonic time it
+        first ran. Process spawn -> that time."""
+        assert self.helper is not None and self.client is not None
+        result = RunResult("startup", impl, "first job", 1, run)
+        queue = self._queue("startup", impl, "q")
+        self._flush()
+        filled = await self.helper.fill(queue, 1, 1)
+        if impl == "node":
+            child = node_child("startup", {"url": self.url, "queue": queue}, self.pinning.client, "node startup")
+        else:
+            argv = ["env", f"BENCH_QUEUE={queue}", sys.executable, "-m", "bullbridge", "worker"]
+            argv += ["bench.startup_app:make", "--burst", "--redis", self.url, "--log-level", "WARNING"]
+            child = Child(argv, self.pinning.client, "bullbridge startup")
+        try:
+            started = time.monotonic_ns() // 1000
+            await child.start()
+            code = await child.finish(timeout)
+            if code not in (0, None):
+                result.problems.append(f"exited with {code}: {child.tail()[-600:]}")
+            raw = self.client.hget(f"bull:{queue}:{filled['first_id']}", "returnvalue")
+            if raw is None:
+                result.problems.append("the job has no return value: the handler never ran")
+            else:
+                result.figures = {"first_job_ms": (int(raw) - started) / 1000}
+                result.seconds = result.figures["first_job_ms"] / 1000
+        except ChildError as exc:
+            result.problems.append(str(exc))
+        finally:
+            child.kill()
+            await child.finish(5.0)
         result.ok = not result.problems
         return result
 

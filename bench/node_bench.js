@@ -78,10 +78,68 @@ async function expectLine(word) {
   if (line !== word) throw new Error(`expected ${JSON.stringify(word)} on stdin, got ${JSON.stringify(line)}`);
 }
 
+// -- workloads: what a drained job carries and what its handler does (the same in child.py) --
+//   noop:    data {i}; the handler returns nothing
+//   payload: data {i, items: 12 order lines} (~2 KB of JSON); the handler returns ~1 KB
+//   io:      data {i}; the handler awaits a 5 ms timer (an I/O-bound handler)
+
+function payloadData(i) {
+  const items = [];
+  for (let k = 0; k < 12; k++) {
+    items.push({
+      sku: `SKU-${String(i * 12 + k).padStart(8, '0')}`, name: `Item number ${k} of order ${i}`,
+      qty: (k % 4) + 1, price: 1.25 * (k + 1), tags: ['retail', 'eu-west', k % 2 ? 'gift' : 'standard'],
+      warehouse: { id: `W${k % 5}`, zone: 'north' },
+    });
+  }
+  return { i, customer: { id: `C${i}`, email: `user${i}@example.com`, tier: 'gold' }, currency: 'EUR', items };
+}
+
+function payloadResult(data) {
+  const lines = data.items.map(it => ({ sku: it.sku, total: it.qty * it.price, status: 'reserved', eta: '2026-12-05' }));
+  return { i: data.i, order: `O-${data.i}`, lines, note: 'reserved in the primary warehouse; ships within 24 h' };
+}
+
+function handlerFor(work, onStart) {
+  if (work === 'payload') return async job => { onStart(); return payloadResult(job.data); };
+  if (work === 'io') return async () => { onStart(); await new Promise(resolve => setTimeout(resolve, 5)); };
+  return async () => { onStart(); };
+}
+
+// The CPUs this process may run on (its affinity, as the harness pinned it).
+function cpuCount() {
+  try {
+    const text = fs.readFileSync('/proc/self/status', 'utf8');
+    const m = text.match(/^Cpus_allowed_list:\s*(\S+)/m);
+    if (m) {
+      return m[1].split(',').reduce((n, part) => {
+        const [lo, hi] = part.split('-').map(Number);
+        return n + (hi === undefined ? 1 : hi - lo + 1);
+      }, 0);
+    }
+  } catch (e) { /* not Linux */ }
+  return require('node:os').cpus().length;
+}
+
+// Warm-up, as a long-lived service is warm: drain `warm` jobs of the same kind from
+// another queue (filled by the helper) with a worker of the same settings, then close it.
+async function warmUp(a, connection) {
+  if (!a.warm) return;
+  let done = 0;
+  let finish;
+  const finished = new Promise(resolve => { finish = resolve; });
+  const worker = new Worker(a.warm_queue, handlerFor(a.work, () => {}), { connection, concurrency: a.concurrency });
+  worker.on('completed', () => { done += 1; if (done === a.warm) finish(); });
+  worker.on('failed', () => { done += 1; if (done === a.warm) finish(); });
+  await finished;
+  await worker.close();
+}
+
 // -- measured modes ---------------------------------------------------------------
 
 async function drain(a) {
   const connection = connectionFromUrl(a.url);
+  await warmUp(a, connection);
   send({ event: 'ready', pid: process.pid });
   await expectLine('go');
   let first = null;
@@ -99,12 +157,21 @@ async function drain(a) {
       finish();
     }
   };
-  const worker = new Worker(a.queue, async () => {
+  const onStart = () => {
     if (first === null) {
       first = monoUs();
       firstCpu = cpuTimes();
     }
-  }, { connection, concurrency: a.concurrency });
+  };
+  let worker;
+  if (a.work === 'cpu') {
+    // Sandboxed processors, one child process per core (the client's CPUs), as BullMQ runs CPU-bound work.
+    const cores = cpuCount();
+    worker = new Worker(a.queue, path.join(__dirname, 'node_cpu_processor.js'), { connection, concurrency: cores });
+    worker.on('active', onStart);
+  } else {
+    worker = new Worker(a.queue, handlerFor(a.work, onStart), { connection, concurrency: a.concurrency });
+  }
   worker.on('completed', () => { completed += 1; settle(); });
   worker.on('failed', () => { failed += 1; settle(); });
   worker.on('error', err => console.warn(`worker error: ${err && err.message}`));
@@ -190,6 +257,34 @@ async function latency(a) {
   await worker.close();
 }
 
+// One process serving `queues` empty queues, a Worker each (concurrency 1); the harness
+// measures it while it waits.
+async function idle(a) {
+  const connection = connectionFromUrl(a.url);
+  const workers = [];
+  for (let k = 0; k < a.queues; k++) {
+    const worker = new Worker(`${a.queue}-${k}`, async () => {}, { connection, concurrency: 1 });
+    worker.on('error', err => console.warn(`worker error: ${err && err.message}`));
+    workers.push(worker);
+  }
+  await Promise.all(workers.map(w => w.waitUntilReady()));
+  send({ event: 'ready', pid: process.pid, ...memoryKb() });
+  await expectLine('quit');
+  await Promise.all(workers.map(w => w.close()));
+}
+
+// Time to first job: started cold by the harness, one job waiting; the handler
+// returns the CLOCK_MONOTONIC time (us) it first ran, then the process exits.
+async function startup(a) {
+  const connection = connectionFromUrl(a.url);
+  let finish;
+  const finished = new Promise(resolve => { finish = resolve; });
+  const worker = new Worker(a.queue, async () => monoUs(), { connection, concurrency: 1 });
+  worker.on('completed', () => finish());
+  await finished;
+  await worker.close();
+}
+
 // -- the helper: fill and verify, on one shared connection --------------------------
 
 const COUNT_TYPES = ['active', 'completed', 'delayed', 'failed', 'paused', 'prioritized', 'waiting',
@@ -214,7 +309,9 @@ async function fill(client, m) {
   const ids = [];
   for (let start = 0; start < m.jobs; start += m.batch) {
     const batch = [];
-    for (let i = start; i < Math.min(m.jobs, start + m.batch); i++) batch.push({ name: 'noop', data: { i } });
+    for (let i = start; i < Math.min(m.jobs, start + m.batch); i++) {
+      batch.push({ name: 'noop', data: m.work === 'payload' ? payloadData(i) : { i } });
+    }
     for (const job of await queue.addBulk(batch)) ids.push(Number(job.id));
   }
   await queue.close();
@@ -229,7 +326,7 @@ function pick(n, count) {
   return [...out];
 }
 
-function checkFinished(job, problems) {
+function checkFinished(job, problems, work) {
   const id = job.id;
   if (!job.finishedOn || !job.processedOn) {
     problems.push(`job ${id}: finishedOn/processedOn missing (${job.finishedOn}/${job.processedOn})`);
@@ -237,7 +334,12 @@ function checkFinished(job, problems) {
     problems.push(`job ${id}: times out of order (timestamp ${job.timestamp}, processedOn ${job.processedOn}, ` +
       `finishedOn ${job.finishedOn})`);
   }
-  if (job.returnvalue !== null && job.returnvalue !== undefined) {
+  if (work === 'payload') {
+    const want = job.data && job.data.items ? JSON.stringify(payloadResult(job.data)) : null;
+    if (want === null || JSON.stringify(job.returnvalue) !== want) {
+      problems.push(`job ${id}: returnvalue ${JSON.stringify(job.returnvalue).slice(0, 200)} is not the handler's`);
+    }
+  } else if (job.returnvalue !== null && job.returnvalue !== undefined) {
     problems.push(`job ${id}: returnvalue ${JSON.stringify(job.returnvalue)}, expected null (a no-op handler)`);
   }
   if (job.failedReason) problems.push(`job ${id}: failedReason ${JSON.stringify(job.failedReason)}`);
@@ -278,7 +380,7 @@ async function verify(client, m) {
       if (!job) problems.push(`job ${m.first_id + k} is gone`);
       else sampled.push(job);
     }
-    for (const job of sampled) checkFinished(job, problems);
+    for (const job of sampled) checkFinished(job, problems, m.work);
   } else if (m.kind === 'waiting') {
     // Every job reads back with its data, each index exactly once.
     const keyBase = `${queue.opts.prefix || 'bull'}:${m.queue}:`;
@@ -336,7 +438,7 @@ async function helper(a) {
   await client.quit();
 }
 
-const MODES = { helper, drain, produce, latency };
+const MODES = { helper, drain, produce, latency, idle, startup };
 
 async function main() {
   const [mode, json] = process.argv.slice(2);

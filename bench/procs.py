@@ -100,10 +100,19 @@ def proc_cpu_seconds(pid: int) -> float | None:
 
 def proc_peak_rss_kb(pid: int) -> int | None:
     """VmHWM of a live process, from ``/proc/<pid>/status``."""
+    return _proc_status_kb(pid, "VmHWM:")
+
+
+def proc_rss_kb(pid: int) -> int | None:
+    """VmRSS of a live process, from ``/proc/<pid>/status``."""
+    return _proc_status_kb(pid, "VmRSS:")
+
+
+def _proc_status_kb(pid: int, name: str) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(name):
                     return int(line.split()[1])
     except OSError:
         return None
@@ -241,8 +250,8 @@ class NodeHelper:
         assert isinstance(result, dict)
         return result
 
-    async def fill(self, queue: str, jobs: int, batch: int) -> dict[str, Any]:
-        return await self.call("fill", queue=queue, jobs=jobs, batch=batch)
+    async def fill(self, queue: str, jobs: int, batch: int, work: str = "noop") -> dict[str, Any]:
+        return await self.call("fill", queue=queue, jobs=jobs, batch=batch, work=work)
 
     async def verify(
         self,
@@ -252,11 +261,20 @@ class NodeHelper:
         first_id: int = 0,
         last_id: int = -1,
         sample: int = 200,
+        work: str = "noop",
         **shape: Any,
     ) -> dict[str, Any]:
         """``shape``: for waiting jobs not added as ``noop`` {i}: ``state``, ``name``, ``shape`` (node_bench.js)."""
         return await self.call(
-            "verify", queue=queue, kind=kind, expect=expect, first_id=first_id, last_id=last_id, sample=sample, **shape
+            "verify",
+            queue=queue,
+            kind=kind,
+            expect=expect,
+            first_id=first_id,
+            last_id=last_id,
+            sample=sample,
+            work=work,
+            **shape,
         )
 
     async def close(self) -> None:

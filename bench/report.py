@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import BENCH_DIR
-from bench.suite import Results, goals, summarize
+from bench.suite import MIN_RUNS, Results, goals, summarize
 
 RESULTS_DIR = BENCH_DIR / "results"
 CASE_LABELS = {
@@ -60,46 +60,20 @@ def render(results: Results) -> str:
     ]
     if cfg.profile_dir is not None:
         out.append(f"PROFILED into {cfg.profile_dir}: Python CPU and throughput figures are inflated")
-    drain = [r for r in rows if r["suite"] == "drain"]
-    if drain:
-        out += [
-            "",
-            f"DRAIN: {cfg.jobs:,} pre-filled no-op jobs per run, first job active -> last completed; "
-            f"{cfg.runs} run(s) per cell, interleaved; medians of verified runs",
-        ]
-        out += _table(
-            [
-                "case",
-                "worker",
-                "ok",
-                "jobs/s",
-                "min-max",
-                "x Node",
-                "client us/job",
-                "(sys)",
-                "Redis us/job",
-                "cmds/job",
-                "scripts/job",
-                "peak RSS MB",
-            ],
-            [
-                [
-                    r["case"],
-                    r["impl"],
-                    f"{r['ok']}/{r['runs']}",
-                    _num(r["jobs_per_s"]),
-                    f"{_num(r['jobs_per_s_min'])}-{_num(r['jobs_per_s_max'])}",
-                    _num(r["vs_node"], 2),
-                    _num(r["client_cpu_us_per_job"], 1),
-                    _num(r["client_cpu_sys_us_per_job"], 1),
-                    _num(r["redis_cpu_us_per_job"], 1),
-                    _num(r["commands_per_job"], 1),
-                    _num(r["scripts_per_job"], 2),
-                    _num(r["peak_rss_mb"], 1),
-                ]
-                for r in sorted(drain, key=lambda r: (int(r["case"][2:]), r["impl"] != "node"))
-            ],
-        )
+    out += _drain_section(results, rows, "drain", f"DRAIN: {cfg.jobs:,} pre-filled no-op jobs per run")
+    out += _drain_section(
+        results, rows, "payload", f"PAYLOAD: {cfg.jobs:,} jobs of ~2 KB JSON each, the handler returns ~1 KB"
+    )
+    out += _drain_section(
+        results,
+        rows,
+        "cpu",
+        f"CPU-BOUND: {cfg.cpu_jobs:,} jobs of 10 ms pure Python/JavaScript, one pool process (Node: sandboxed "
+        "child) per core of the client's (c = cores, so jobs/s here is per core x c); pool start-up included",
+    )
+    out += _drain_section(
+        results, rows, "io", f"I/O-BOUND: {cfg.jobs:,} jobs, the handler awaits 5 ms; ideal = concurrency / 5 ms"
+    )
     produce = [r for r in rows if r["suite"] == "produce"]
     if produce:
         out += [
@@ -114,9 +88,11 @@ def render(results: Results) -> str:
                 "ok",
                 "jobs/s",
                 "min-max",
+                "spread",
                 "x Node",
                 "client us/job",
                 "Redis us/job",
+                "of Redis ceiling",
                 "cmds/job",
                 "peak RSS MB",
             ],
@@ -127,9 +103,11 @@ def render(results: Results) -> str:
                     f"{r['ok']}/{r['runs']}",
                     _num(r["jobs_per_s"]),
                     f"{_num(r['jobs_per_s_min'])}-{_num(r['jobs_per_s_max'])}",
-                    _num(r["vs_node"], 2),
+                    _spread(r),
+                    _vs_node(r),
                     _num(r["client_cpu_us_per_job"], 1),
                     _num(r["redis_cpu_us_per_job"], 1),
+                    _pct(r.get("of_redis_ceiling")),
                     _num(r["commands_per_job"], 1),
                     _num(r["peak_rss_mb"], 1),
                 ]
@@ -162,6 +140,7 @@ def render(results: Results) -> str:
                 for r in latency
             ],
         )
+    out += _process_section(results, rows)
     goal_rows = goals(results)
     if goal_rows:
         out += ["", "GOALS, bullbridge"]
@@ -172,7 +151,7 @@ def render(results: Results) -> str:
                     g["goal"],
                     g["target"],
                     _num(g["measured"], 2, " " + g["unit"]),
-                    "-" if g["pass"] is None else ("pass" if g["pass"] else "FAIL"),
+                    _verdict(g["pass"]),
                 ]
                 for g in goal_rows
             ],
@@ -184,6 +163,126 @@ def render(results: Results) -> str:
         for r in failed:
             out.append(f"  {r.suite} {r.case} {r.impl} run {r.run + 1}: " + " | ".join(r.problems)[:600])
     return "\n".join(out)
+
+
+def _verdict(passed: bool | str | None) -> str:
+    if passed is None:
+        return "-"
+    if isinstance(passed, str):
+        return passed
+    return "pass" if passed else "FAIL"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f} %"
+
+
+def _spread(r: dict[str, Any]) -> str:
+    """(max - min) / median of the runs' jobs/s."""
+    return "-" if not r.get("jobs_per_s") else f"{r.get('spread', 0) * 100:.0f} %"
+
+
+def _vs_node(r: dict[str, Any]) -> str:
+    """The ratio, with '?' when either side's runs spread too much to trust it."""
+    if r.get("vs_node") is None:
+        return "-"
+    return _num(r["vs_node"], 2) + ("" if r.get("vs_node_reliable") or r["impl"] == "node" else "?")
+
+
+def _drain_section(results: Results, rows: list[dict[str, Any]], suite: str, title: str) -> list[str]:
+    """A worker table: the no-op drain, the payload and the I/O-bound rows."""
+    cfg = results.config
+    mine = [r for r in rows if r["suite"] == suite]
+    if not mine:
+        return []
+    ceiling = next((r["redis_ceiling_jobs_per_s"] for r in mine if r.get("redis_ceiling_jobs_per_s")), None)
+    out = [
+        "",
+        f"{title}; first job active -> last completed; {cfg.runs}+ run(s) per cell, interleaved"
+        + ("" if suite == "cpu" else f", the process warmed up on {cfg.drain_warm:,} jobs first (not the port)")
+        + "; medians of verified runs. "
+        f"Redis ceiling here: {_num(ceiling)} jobs/s (one core at the lowest Redis us/job measured)",
+    ]
+    header = ["case", "worker", "ok", "jobs/s", "min-max", "spread", "x Node"]
+    if suite == "io":
+        header.append("of ideal")
+    header += ["client us/job", "(sys)", "Redis us/job", "of Redis ceiling", "cmds/job", "scripts/job", "peak RSS MB"]
+
+    def cells(r: dict[str, Any]) -> list[str]:
+        row = [
+            r["case"],
+            r["impl"],
+            f"{r['ok']}/{r['runs']}",
+            _num(r["jobs_per_s"]),
+            f"{_num(r['jobs_per_s_min'])}-{_num(r['jobs_per_s_max'])}",
+            _spread(r),
+            _vs_node(r),
+        ]
+        if suite == "io":
+            ideal = int(r["case"][2:]) / 0.005
+            row.append(_pct(r["jobs_per_s"] / ideal if r.get("jobs_per_s") else None))
+        return [
+            *row,
+            _num(r["client_cpu_us_per_job"], 1),
+            _num(r["client_cpu_sys_us_per_job"], 1),
+            _num(r["redis_cpu_us_per_job"], 1),
+            _pct(r.get("of_redis_ceiling")),
+            _num(r["commands_per_job"], 1),
+            _num(r["scripts_per_job"], 2),
+            _num(r["peak_rss_mb"], 1),
+        ]
+
+    out += _table(header, [cells(r) for r in sorted(mine, key=lambda r: (int(r["case"][2:]), r["impl"] != "node"))])
+    out.append(
+        f"  spread = (max - min) / median of a cell's runs; '?' = a side spread by > {cfg.spread_limit * 100:.0f} %"
+        f" even after up to {cfg.extra_runs} extra runs, or has < {MIN_RUNS} verified runs: not a result"
+    )
+    return out
+
+
+def _process_section(results: Results, rows: list[dict[str, Any]]) -> list[str]:
+    """The idle cost of one process serving many queues, and the time to first job."""
+    cfg = results.config
+    out: list[str] = []
+
+    def span(r: dict[str, Any], name: str, digits: int) -> str:
+        rng = r.get(f"{name}_range")
+        return f"{_num(r.get(name), digits)} ({_num(rng[0], digits)}-{_num(rng[1], digits)})" if rng else "-"
+
+    idle = [r for r in rows if r["suite"] == "idle"]
+    if idle:
+        out += [
+            "",
+            f"IDLE: one process serving {cfg.idle_queues} empty queues (a worker each, concurrency 1), measured "
+            f"{cfg.idle_seconds:g} s after it is ready; medians (min-max) of {cfg.runs} run(s)",
+        ]
+        out += _table(
+            ["case", "worker", "ok", "CPU % of a core", "Redis cmds/s", "connections", "RSS MB"],
+            [
+                [
+                    r["case"],
+                    r["impl"],
+                    f"{r['ok']}/{r['runs']}",
+                    span(r, "cpu_pct", 2),
+                    span(r, "redis_cmds_per_s", 0),
+                    _num(r.get("connections")),
+                    span(r, "rss_mb", 1),
+                ]
+                for r in idle
+            ],
+        )
+    startup = [r for r in rows if r["suite"] == "startup"]
+    if startup:
+        out += [
+            "",
+            "TIME TO FIRST JOB: process started cold (bullbridge: `bullbridge worker MODULE:ATTR --burst`; "
+            f"Node: node + require('bullmq') + new Worker) -> first handler call, one job waiting; {cfg.runs} run(s)",
+        ]
+        out += _table(
+            ["case", "worker", "ok", "ms"],
+            [[r["case"], r["impl"], f"{r['ok']}/{r['runs']}", span(r, "first_job_ms", 0)] for r in startup],
+        )
+    return out
 
 
 def _sync_section(results: Results, rows: list[dict[str, Any]]) -> list[str]:

@@ -25,7 +25,7 @@ from bullbridge.job import Job
 from bullbridge.manager import ManagerSettings, WorkerManager
 from bullbridge.options import Backoff, Deduplication, JobOptions, KeepJobs, Parent, RateLimit
 from bullbridge.queue import Queue
-from bullbridge.runner import run_worker
+from bullbridge.runner import run, run_worker
 from bullbridge.worker import ActiveJob, Worker
 
 #: The one place the version is written (pyproject.toml reads it from here).
@@ -42,6 +42,7 @@ __all__ = [  # noqa: RUF022 - grouped by what a caller is doing, not sorted
     "ManagerSettings",
     "Worker",
     "WorkerManager",
+    "run",
     "run_worker",
     # a job and its options
     "Backoff",

@@ -96,6 +96,8 @@ class JsonCodec:
 
     def encode(self, value: Any) -> bytes:
         """JSON bytes that Node reads back as written, or :class:`NotJsonSafe`."""
+        if value is None:  # a handler that returns nothing: no walk for the "null" below
+            return b"null"
         try:
             out = orjson.dumps(value, default=_default, option=_OPTS)
         except orjson.JSONEncodeError:

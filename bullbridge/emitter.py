@@ -69,7 +69,7 @@ class Emitter(Generic[E]):
             except Exception as exc:
                 self._log_failure(event, listener, exc)
                 continue
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 task = asyncio.ensure_future(result)
                 self._tasks.add(task)
                 task.add_done_callback(functools.partial(self._task_done, event=event, listener=listener))

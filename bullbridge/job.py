@@ -35,6 +35,12 @@ COUNTERS = (b"atm", b"ats", b"stc", b"attemptsMade")
 MAX_COUNTER = 2**53 - 1
 
 
+#: The numeric fields a worker checks before it runs a job, and whether each is a counter.
+_NUMERIC_FIELDS = tuple(
+    (key, key in COUNTERS) for key in (b"timestamp", b"atm", b"ats", b"stc", b"delay", b"priority", b"attemptsMade")
+)
+
+
 def _is_int(raw: bytes) -> bool:
     text = raw[1:] if raw[:1] == b"-" else raw
     return text.isdigit()
@@ -286,18 +292,22 @@ class Job:
             f[b"name"].decode("utf-8")
         except UnicodeDecodeError:
             raise CorruptJob("field 'name' is not UTF-8") from None
-        for key in (b"timestamp", b"atm", b"ats", b"stc", b"delay", b"priority", b"attemptsMade"):
+        for key, counter in _NUMERIC_FIELDS:
             raw = f.get(key)
-            if raw is not None and raw != b"":
-                try:
-                    ok = _is_int(raw) if key in COUNTERS else math.isfinite(float(raw))
-                except ValueError:
-                    ok = False
-                shown = raw[:40].decode("utf-8", "replace")
+            if raw:
+                if counter:  # the common case, a short run of digits, is a counter: no int() needed
+                    ok = _is_int(raw)
+                    if ok and len(raw) > 15 and not _is_counter(raw):
+                        shown = raw[:40].decode("utf-8", "replace")
+                        raise CorruptJob(f"field '{key.decode()}' is not a counter BullMQ can increment: {shown!r}")
+                else:
+                    try:
+                        ok = math.isfinite(float(raw))
+                    except ValueError:
+                        ok = False
                 if not ok:
+                    shown = raw[:40].decode("utf-8", "replace")
                     raise CorruptJob(f"field '{key.decode()}' is not a number: {shown!r}")
-                if key in COUNTERS and not _is_counter(raw):
-                    raise CorruptJob(f"field '{key.decode()}' is not a counter BullMQ can increment: {shown!r}")
         for key, attr in ((b"data", "data"), (b"opts", "opts")):
             if key in f:
                 try:

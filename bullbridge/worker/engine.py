@@ -99,6 +99,7 @@ FORCE_GRACE = 2.0
 _HANDED_BACK = "handed back"
 _LEFT_BEHIND = "the worker closed without it"
 _GIVEN_UP = (_HANDED_BACK, _LEFT_BEHIND)
+_NO_PARENT_FLAGS = (False, False, False, False)
 #: Where a job is when its outcome was not recorded (_where), and what that means.
 _RECORDED, _OURS, _ASTRAY, _UNKNOWN = "recorded", "ours", "astray", "unknown"
 _AFTERMATH = {
@@ -771,9 +772,10 @@ class Worker(Emitter[WorkerEvent]):
 
     # -- finishing ---------------------------------------------------------------------
 
-    def _keep(self, job: ActiveJob, target: str) -> dict[str, Any]:
+    def _keep(self, job: ActiveJob, target: str, opts: dict[str, Any] | None = None) -> dict[str, Any]:
         option = "removeOnComplete" if target == "completed" else "removeOnFail"
-        opts = job.safe_opts()
+        if opts is None:
+            opts = job.safe_opts()
         if option in opts:
             return scripts.keep_jobs(opts[option])
         worker_default = self.settings.remove_on_complete if target == "completed" else self.settings.remove_on_fail
@@ -783,8 +785,10 @@ class Worker(Emitter[WorkerEvent]):
             return worker_default.to_bullmq()
         return scripts.keep_jobs(worker_default)
 
-    def _parent_flags(self, job: ActiveJob) -> tuple[bool, bool, bool, bool]:
-        o = job.safe_opts()
+    def _parent_flags(self, job: ActiveJob, opts: dict[str, Any] | None = None) -> tuple[bool, bool, bool, bool]:
+        o = job.safe_opts() if opts is None else opts
+        if not o:
+            return _NO_PARENT_FLAGS
         return (bool(o.get("fpof")), bool(o.get("cpof")), bool(o.get("idof")), bool(o.get("rdof")))
 
     async def _finish(
@@ -792,19 +796,20 @@ class Worker(Emitter[WorkerEvent]):
     ) -> tuple[bool, Next | None]:
         s = self.settings
         attempts_made, attempts = job.safe_attempts()
+        opts = job.safe_opts()
         keys, args = self.qs.move_to_finished(
             job_id=job.id,
             token=job.token,
             target=target,
             value=value,
-            keep=self._keep(job, target),
+            keep=self._keep(job, target, opts),
             attempts=attempts,
             attempts_made=attempts_made,
             lock_duration=s.lock_duration_ms,
             limiter=s.limiter_opts,
             fetch_next=self.gate.can_fetch_next(),
             max_metrics_size=s.metrics_max_data_points or "",
-            parent_flags=self._parent_flags(job),
+            parent_flags=self._parent_flags(job, opts),
             worker_name=s.wire_name,
             fields_to_update=fields_to_update,
         )
