@@ -564,7 +564,9 @@ class RespClient:
 
     def _ensure_reconnecting(self) -> asyncio.Task[RespConnection]:
         if self._connecting is None or self._connecting.done():
+            # Named for the client and its server, so a task left behind says whose it is.
             self._connecting = asyncio.ensure_future(self._reconnect_loop())
+            self._connecting.set_name(f"bullbridge reconnect {self.name or '-'} to {self.endpoint.describe()}")
             self._connecting.add_done_callback(_retrieve)
         return self._connecting
 
