@@ -41,7 +41,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -95,6 +95,37 @@ def _sorted(value: Any) -> Any:
     return value
 
 
+class ContractFileMissing(BullbridgeError, FileNotFoundError):
+    """A contract or results file that was never recorded."""
+
+
+class ContractFileInvalid(BullbridgeError, ValueError):
+    """A contract or results file that is not what it should be (not JSON, wrong shape)."""
+
+
+_Loaded = TypeVar("_Loaded")
+
+
+def _write(path: str | Path, text: str) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
+def _read(path: str | Path, parse: Callable[[Any], _Loaded], missing: str) -> _Loaded:
+    """One recorded file, parsed; ``missing`` (with ``{source}``) says how to record it."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ContractFileMissing(missing.format(source=source)) from None
+    try:
+        return parse(json.loads(text))
+    except ValueError as exc:
+        raise ContractFileInvalid(f"{source}: {exc}") from None
+
+
 class ContractMismatch(BullbridgeError, AssertionError):
     """The jobs a producer writes are not the ones its contract file holds."""
 
@@ -141,25 +172,16 @@ class Contract:
         return json.dumps(self.to_json(), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
 
     def save(self, path: str | Path) -> Path:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(self.dumps(), encoding="utf-8")
-        return target
+        return _write(path, self.dumps())
 
     @classmethod
     def load(cls, path: str | Path) -> Contract:
-        source = Path(path)
-        try:
-            text = source.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"no contract at {source}: record it first (the producer side's test writes it; "
-                "run that test once, or with --bullbridge-update-contracts)"
-            ) from None
-        try:
-            return cls.from_json(json.loads(text))
-        except ValueError as exc:
-            raise ValueError(f"{source}: {exc}") from None
+        return _read(
+            path,
+            cls.from_json,
+            "no contract at {source}: record it first (the producer side's test writes it; "
+            "run that test once, or with --bullbridge-update-contracts)",
+        )
 
     def diff(self, other: Contract, ignore: Sequence[str] = ()) -> list[str]:
         """How ``other`` (what was recorded now) differs from this contract, one
@@ -318,25 +340,16 @@ class Results:
         return json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
 
     def save(self, path: str | Path) -> Path:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(self.dumps(), encoding="utf-8")
-        return target
+        return _write(path, self.dumps())
 
     @classmethod
     def load(cls, path: str | Path) -> Results:
-        source = Path(path)
-        try:
-            text = source.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"no results file at {source}: the consumer side's replay test writes it "
-                "(run it once, or with --bullbridge-update-contracts)"
-            ) from None
-        try:
-            return cls.from_json(json.loads(text))
-        except ValueError as exc:
-            raise ValueError(f"{source}: {exc}") from None
+        return _read(
+            path,
+            cls.from_json,
+            "no results file at {source}: the consumer side's replay test writes it "
+            "(run it once, or with --bullbridge-update-contracts)",
+        )
 
     def diff(self, other: Results, ignore: Sequence[str] = ()) -> list[str]:
         """How ``other`` (the results now) differs from these, one line per difference;
