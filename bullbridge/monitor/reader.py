@@ -130,5 +130,5 @@ def integer(raw: Any) -> int | None:
     except (TypeError, ValueError):
         try:
             return int(float(raw))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # not a number, NaN, or 1e400 (Infinity)
             return None

@@ -107,6 +107,34 @@ async def test_corrupt_hash_is_shown_not_refused(r: Redis, monitor: Monitor, que
     assert any(p.startswith("timestamp:") for p in job.problems)
 
 
+async def test_stats_read_past_finished_jobs_with_infinite_or_nan_numbers(
+    r: Redis, monitor: Monitor, queue_name: str
+) -> None:
+    """A foreign writer's finished job with ``1e400`` (Infinity) or ``NaN`` in its numbers: the
+    queue's stats still answer (the dashboard's /api/queues was a 500 on ``int(inf)``)."""
+    now = now_ms()
+    for job_id, bad in (("inf", "1e400"), ("nan", "NaN")):
+        await r.hset(
+            f"bull:{queue_name}:{job_id}",
+            mapping={
+                "name": "x",
+                "data": "{}",
+                "opts": "{}",
+                "timestamp": bad,
+                "delay": bad,
+                "processedOn": bad,
+                "finishedOn": bad,
+                "attemptsMade": bad,
+            },
+        )
+        await r.zadd(f"bull:{queue_name}:completed", {job_id: now})
+    await r.hset(f"bull:{queue_name}:meta", mapping={"opts.maxLenEvents": "10000"})
+    stats = await monitor.queue_stats(queue_name)
+    assert stats.counts["completed"] == 2
+    job = await monitor.job(queue_name, "inf")
+    assert job is not None and job.state == "completed"
+
+
 def test_one_decoder_strict_for_workers_tolerant_for_showing() -> None:
     """``Job`` decodes a hash once: its properties raise on what a worker cannot use,
     ``values()`` (the monitor's) keeps the raw text with the reason beside it."""
