@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -233,7 +234,8 @@ class PrometheusExporter:
             ]
         )
         it = iter(reply)
-        entries = [(text(member) or "", int(float(score))) for member, score in zip(it, it)]
+        scored = [(text(member) or "", float(score)) for member, score in zip(it, it)]
+        entries = [(i, int(s)) for i, s in scored if math.isfinite(s)]  # an inf score is a foreign writer's
         entries = [(i, s) for i, s in entries if not (s == mark.score and i in mark.seen)]
         entries = entries[: self.max_jobs_per_scrape]
         if not entries:

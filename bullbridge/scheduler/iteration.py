@@ -66,7 +66,7 @@ def _number(value: Any, what: str) -> int | None:
         raise SchedulerError(f"repeat option {what} is not a number: {value!r}")
     try:
         return int(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # "x", or Infinity (1e400) from a foreign writer
         raise SchedulerError(f"repeat option {what} is not a number: {value!r}") from None
 
 

@@ -57,7 +57,7 @@ def _truthy(value: Any) -> bool:
 def _int(value: Any, what: str) -> int:
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # "x", or Infinity (1e400) from a foreign writer
         raise SchedulerError(f"repeat option {what} is not a number: {value!r}") from None
 
 

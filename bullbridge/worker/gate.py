@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -257,7 +258,9 @@ class FetchGate:
                 if self.closing or self.paused or result is _WOKEN:
                     continue
                 if result:
-                    score = int(float(result[2]))
+                    marked = float(result[2])
+                    # A marker scored inf/nan by a foreign writer reads as "due now", never as a crash.
+                    score = int(marked) if math.isfinite(marked) else 0
                     if score > now_ms():
                         # A delayed job's marker: sleep until it is due (keep the earlier one).
                         if not self.block_until or score < self.block_until:

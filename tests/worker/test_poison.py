@@ -303,3 +303,28 @@ async def test_an_error_inside_the_failure_path_still_fails_the_job_once(
     assert await producer.result(good.id, timeout=10) == "ok"
     assert runs == [bad.id, good.id], "the bad job ran once, and the worker goes on"
     assert await worker.client.execute("LLEN", producer.keys["active"]) == 0
+
+
+async def test_a_marker_scored_infinity_does_not_stop_the_worker(redis_url: str, make_worker, producer: Queue) -> None:
+    """A foreign writer's marker with an ``inf`` score (Redis replies "inf"): the worker's fetch
+    loop takes it as "due now" and serves the queue (it raised OverflowError converting it)."""
+    done: list[str] = []
+
+    async def handle(job):
+        done.append(job.id)
+        return "ok"
+
+    await _zadd(redis_url, producer.keys["marker"], {"0": float("inf")})
+    worker = make_worker({"job": handle})
+    await worker.start()
+    job = await producer.add("job", {})
+    outcome = await producer.wait_for(job.id, timeout=10)  # a failure detector
+    assert outcome.state == "completed" and done == [job.id]
+
+
+async def _zadd(redis_url: str, key: str, members: dict[str, float]) -> None:
+    client = redis.from_url(redis_url)
+    try:
+        await client.zadd(key, members)
+    finally:
+        await client.aclose()
