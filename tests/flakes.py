@@ -103,8 +103,26 @@ def one_run(number: int, work: Path, venv: Path | None, pytest_args: list[str]) 
     make = ["make", "-C", str(clone), "test"]
     if venv is not None:
         make.append(f"VENV={venv}")
-        # The clone's files are newer than the venv's install stamp: touch it, or make would
-        # reinstall the venv (and re-point its editable install) on every run.
+        # Point the shared venv's editable install at this clone (else the run imports run 1's
+        # bullbridge and finds run 1's node_modules), then touch the install stamp, which the
+        # clone's newer files would otherwise make `make` redo in full.
+        subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--no-build-isolation",
+                "-e",
+                str(clone),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         (venv / ".installed").touch()
     if pytest_args:
         make.append(f"PYTEST_ARGS={shlex.join(pytest_args)}")
