@@ -100,7 +100,10 @@ async def _policy_n2p(ctx: Ctx, policy: str) -> None:
         {"name": "good", "queueName": child_q, "data": {}},
     ]
     if policy == "continue":
-        children.append({"name": "never", "queueName": idle_q, "data": {}})
+        # "good" first: the parent runs the moment "bad" fails, and a "good" still active then
+        # would be a dependency it cannot let go of (its finish refused: pending dependencies).
+        children = [children[1], children[0], {"name": "never", "queueName": idle_q, "data": {}}]
+    bad_at = 1 if policy == "continue" else 0
     tree = await ctx.node.call(
         "flow.add", flow={"name": "parent", "queueName": parent_q, "data": {}, "children": children}
     )
@@ -115,12 +118,12 @@ async def _policy_n2p(ctx: Ctx, policy: str) -> None:
     handle = await ctx.node_worker(NODE_PARENT, queue=parent_q)
     if policy == "fail":
         parent = await ctx.node_wait_state(tree["id"], "failed", parent_q)
-        assert tree["children"][0]["id"] in str(parent["failedReason"]), parent["failedReason"]
+        assert tree["children"][bad_at]["id"] in str(parent["failedReason"]), parent["failedReason"]
         assert not await ctx.node.eval("return (shared.parentRan || {})[args.q] || 0;", q=parent_q)
         return
     await ctx.node.wait_event(handle, "completed", timeout=10)
     deps = await ctx.python_queue(parent_q).get_dependencies(tree["id"])
-    bad_key = ctx.key(child_q, tree["children"][0]["id"])
+    bad_key = ctx.key(child_q, tree["children"][bad_at]["id"])
     if policy == "ignore":
         assert bad_key in deps.ignored, f"the ignored failure is not recorded: {deps}"
     if policy == "remove":
@@ -134,8 +137,9 @@ async def _policy_p2n(ctx: Ctx, policy: str) -> None:
     parent_q, child_q, idle_q = ctx.queue_name("parent"), ctx.queue_name("child"), ctx.queue_name("idle")
     _, py_opt = POLICIES[policy]
     children = [FlowJob("bad", child_q, {}, opts={py_opt: True}), FlowJob("good", child_q, {})]
-    if policy == "continue":
-        children.append(FlowJob("never", idle_q, {}))
+    if policy == "continue":  # "good" first, as in the N2P direction
+        children = [children[1], children[0], FlowJob("never", idle_q, {})]
+    bad_at = 1 if policy == "continue" else 0
     async with FlowProducer(ctx.redis_url, prefix=ctx.prefix) as flows:
         tree = await flows.add(FlowJob("parent", parent_q, {}, children=children))
     await ctx.node_worker(
@@ -153,12 +157,12 @@ async def _policy_p2n(ctx: Ctx, policy: str) -> None:
     await ctx.worker({"parent": parent}, queue=parent_q)
     if policy == "fail":
         outcome = await parents.wait_for(tree.id, timeout=10)
-        assert outcome.state == "failed" and tree.children[0].id in str(outcome.failed_reason), outcome
+        assert outcome.state == "failed" and tree.children[bad_at].id in str(outcome.failed_reason), outcome
         assert not ran, "the parent's handler ran although a child failed it"
         return
     await parents.result(tree.id, timeout=10)
     deps = await parents.get_dependencies(tree.id)
-    bad_key = tree.children[0].key
+    bad_key = tree.children[bad_at].key
     if policy == "ignore":
         assert bad_key in deps.ignored, f"the ignored failure is not recorded: {deps}"
         node_view = await ctx.node.call("job.call", queue=parent_q, jobId=tree.id, method="getDependencies")
