@@ -52,4 +52,5 @@ async def double(n: int) -> int:
 
 @task(queue_name="node")
 def node_sum(*numbers: int) -> dict[str, Any]:
-    raise NotImplementedError("the tests' Node worker serves queue 'node'")
+    # Only enqueued: a Node worker serves queue 'node'; a Python worker never runs this body.
+    raise RuntimeError("the tests' Node worker serves queue 'node'")
