@@ -132,6 +132,18 @@ def argument(name: str, **attrs: Any) -> click.Argument:
     return click.Argument([name], **attrs)
 
 
+def percentile_sample_option() -> click.Option:
+    """``--sample N``: how many of the newest finished jobs the stats' percentiles come from
+    (``stats`` and ``dashboard`` share it, so both default to the same sample)."""
+    return option(
+        "--sample",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="newest finished jobs the percentiles come from (default 1000)",
+    )
+
+
 def connection_options(url_help: str | None = None) -> list[click.Parameter]:
     """``--redis`` and ``--prefix``, shared by the commands that read a deployment."""
     return [

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bullbridge.cli.build import Checked, argument, command, connection_options, group, option
+from bullbridge.cli.build import Checked, argument, command, connection_options, group, option, percentile_sample_option
 from bullbridge.cli.output import emit, emit_json, emit_table, json_text
 from bullbridge.clock import datetime_ms, now_ms
 from bullbridge.jsonapi import to_json
@@ -68,13 +68,7 @@ def register(root: click.Group) -> None:
             option("--watch", is_flag=True, help="refresh until Ctrl-C"),
             option("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)"),
             option("--json", is_flag=True, help="JSON (one document per refresh with --watch)"),
-            option(
-                "--sample",
-                type=int,
-                default=1000,
-                metavar="N",
-                help="newest finished jobs the percentiles come from (default 1000)",
-            ),
+            percentile_sample_option(),
             option("--window", type=int, default=5, metavar="MIN", help="throughput window in minutes (default 5)"),
         ],
         help="queue counts, throughput, latency, workers by language",

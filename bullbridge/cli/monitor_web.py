@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bullbridge.cli.build import argument, command, connection_options, option
+from bullbridge.cli.build import argument, command, connection_options, option, percentile_sample_option
 from bullbridge.errors import BullbridgeError, CannotListen, ConfigurationError, MissingDependency
 
 if TYPE_CHECKING:
@@ -93,13 +93,7 @@ def register(root: click.Group) -> None:
             ),
             option("--base-path", default="", help="URL prefix when behind a proxy (e.g. /bull)"),
             option("--metrics", is_flag=True, help="also serve Prometheus metrics at /metrics"),
-            option(
-                "--sample",
-                type=int,
-                default=1000,
-                metavar="N",
-                help="newest finished jobs the percentiles come from (default 1000)",
-            ),
+            percentile_sample_option(),
         ],
         help="serve the web dashboard",
         description="Queues, jobs, schedulers and workers by language (without QUEUE: all, by SCAN). Read-only "
