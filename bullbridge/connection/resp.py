@@ -186,6 +186,9 @@ class RespConnection:
         self._watchdog: asyncio.TimerHandle | None = None
         self._head: asyncio.Future[Any] | None = None
         self._head_since = self._loop.time()
+        #: The watchdog sleeps until its next event is due instead of ticking when nothing it
+        #: watches can change on its own (see _doze); the next command sent wakes it.
+        self._dozing = False
         #: Set once the client's setup (AUTH, SELECT, hooks) ran: a timeout before that is a failed
         #: connection attempt, which the reconnect loop reports once, not a dropped connection.
         self.established = False
@@ -240,6 +243,8 @@ class RespConnection:
         deadline = self._loop.time() + deadline_in if deadline_in else float("inf")
         protocol.pending.append((fut, deadline))
         transport.write(_pack(args))  # type: ignore[arg-type]
+        if self._dozing:
+            self._wake()
         return fut
 
     def execute_many(
@@ -264,12 +269,47 @@ class RespConnection:
             protocol.pending.append((fut, deadline))
             futures.append(fut)
         transport.write(b"".join(_pack(tuple(cmd)) for cmd in commands))  # type: ignore[arg-type]
+        if self._dozing:
+            self._wake()
         return futures
 
     def _arm_watchdog(self) -> None:
         self._watchdog = self._loop.call_later(WATCHDOG_TICK, self._check_deadlines)
 
+    def _wake(self) -> None:
+        """A command was sent while the watchdog dozed: tick again (at most once per doze,
+        never per command: a busy connection's watchdog does not doze)."""
+        self._dozing = False
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._arm_watchdog()
+
+    def _doze(self, now: float) -> bool:
+        """Sleep until the next thing the watchdog could act on, when nothing can change
+        before it but a command being sent (which wakes it, see _wake): with nothing in
+        flight, the idle PING; with only commands the stall rule does not cover (a blocking
+        connection's ``BZPOPMIN``), their earliest deadline. 200 idle queues' 400
+        connections otherwise wake the loop 1,600 times a second to find nothing to do."""
+        pending = self._protocol.pending
+        ep = self.endpoint
+        if pending:
+            if ep.stall_timeout is not None and ep.command_timeout is not None:
+                return False  # the stall rule needs to see progress tick by tick
+            wake_at = min(deadline for _, deadline in pending)
+            if ep.idle_ping is not None:  # a reply may come meanwhile: the idle PING is late by < idle_ping
+                wake_at = min(wake_at, now + ep.idle_ping)
+        elif ep.idle_ping is not None:
+            wake_at = self._head_since + ep.idle_ping
+        else:
+            wake_at = float("inf")
+        if wake_at - now <= WATCHDOG_TICK:
+            return False
+        self._dozing = True
+        self._watchdog = self._loop.call_at(wake_at, self._check_deadlines) if wake_at < float("inf") else None
+        return True
+
     def _check_deadlines(self) -> None:
+        self._dozing = False  # awake: a PING sent below must not arm a second timer (see _wake)
         pending = self._protocol.pending
         if self._protocol.transport is None:
             return
@@ -282,7 +322,8 @@ class RespConnection:
         if stalled is not None:
             self._give_up(stalled)
             return
-        self._arm_watchdog()
+        if not self._doze(now):
+            self._arm_watchdog()
 
     def _check_liveness(self, now: float) -> RespTimeoutError | None:
         """Notice a dead link (a black-holed connection sends no RST, no FIN) from the
@@ -299,6 +340,9 @@ class RespConnection:
         if head is None:
             if ep.idle_ping is not None and quiet >= ep.idle_ping:
                 self.execute("PING", timeout=ep.stall_timeout or 2 * ep.idle_ping).add_done_callback(_consume_outcome)
+                # The quiet spell starts again: a PING answered before the next tick leaves
+                # the head as it was (nothing), and must not make every tick send another.
+                self._head_since = now
             return None
         if ep.stall_timeout is None or ep.command_timeout is None or quiet < ep.stall_timeout:
             return None
