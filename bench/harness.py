@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import sys
 import time
 import uuid
@@ -108,9 +109,46 @@ class RunResult:
     #: What Node read back: {"ok", "counts", "sampled", "problems"} (empty when it never got there).
     verification: dict[str, Any] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
+    #: The machine while the run ran (see machine_during): the hypervisor's steal and the
+    #: busy share of all CPUs, in % of CPU time, and the 1-minute load average at its start.
+    steal_pct: float | None = None
+    busy_pct: float | None = None
+    load1: float | None = field(default_factory=lambda: load_average())
+    cpu_at_start: list[int] = field(default_factory=lambda: cpu_times(), repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("cpu_at_start")
+        return out
+
+    def machine_during(self) -> None:
+        """Fill steal_pct and busy_pct from /proc/stat since the run started: a run the
+        hypervisor took CPU from, or that shared the machine, is told apart from a slow one."""
+        now = cpu_times()
+        if not now or not self.cpu_at_start:
+            return
+        delta = [b - a for a, b in zip(self.cpu_at_start, now, strict=False)]
+        total = sum(delta[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+        if total > 0:
+            self.steal_pct = 100.0 * delta[7] / total
+            self.busy_pct = 100.0 * (total - delta[3] - delta[4]) / total
+
+
+def cpu_times() -> list[int]:
+    """The machine's CPU time counters (/proc/stat's first line, in ticks); [] where absent."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return []
+    return [int(v) for v in fields[1:]] if fields and fields[0] == "cpu" else []
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
 
 
 def _timeout_for(jobs: int, per_second_floor: float) -> float:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.report import machine_lines
+
 Row = dict[str, Any]
 
 
@@ -129,6 +131,9 @@ def render(data: dict[str, Any]) -> str:
             return f"{_num(r.get(name), digits)} ({_num(rng[0], digits)}-{_num(rng[1], digits)})" if rng else "-"
 
         out += _table(["case", "impl", *names], [[r["case"], r["impl"], *(cell(r, n) for n in names)] for r in mine])
+    machine = machine_lines(data.get("runs") or [])
+    if machine:
+        out += ["", "### machine", "", "```", *machine, "```"]
     goals = data.get("goals") or []
     if goals:
         out += ["", "### goals", ""]

@@ -157,12 +157,45 @@ def render(results: Results) -> str:
             ],
             left=2,
         )
+    out += ["", *machine_lines([r.as_dict() for r in results.runs])]
     failed = [r for r in results.runs if not r.ok]
     if failed:
         out += ["", f"FAILED RUNS ({len(failed)}, left out of the figures above)"]
         for r in failed:
             out.append(f"  {r.suite} {r.case} {r.impl} run {r.run + 1}: " + " | ".join(r.problems)[:600])
     return "\n".join(out)
+
+
+def machine_lines(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """What the machine did while each suite ran: the hypervisor's steal (CPU time taken by
+    other guests), how busy all CPUs were, and the 1-minute load - so a spread is explained
+    by the machine, or not. Runs measured before these were recorded have none of them."""
+    out = ["MACHINE during the runs, per suite: median (max) of the runs"]
+    rows = []
+    for suite in dict.fromkeys(r["suite"] for r in runs):
+        mine = [r for r in runs if r["suite"] == suite and r.get("steal_pct") is not None]
+        if not mine:
+            continue
+        steal = sorted(r["steal_pct"] for r in mine)
+        busy = sorted(r["busy_pct"] for r in mine)
+        loads = [r["load1"] for r in mine if r.get("load1") is not None]
+        rows.append(
+            [
+                suite,
+                str(len(mine)),
+                f"{_median(steal):.1f} % ({steal[-1]:.1f} %)",
+                f"{_median(busy):.0f} % ({busy[-1]:.0f} %)",
+                f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-",
+            ]
+        )
+    if not rows:
+        return []
+    return out + _table(["suite", "runs", "hypervisor steal", "all CPUs busy", "1-min load"], rows, left=2)
+
+
+def _median(values: Sequence[float]) -> float:
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 def _verdict(passed: bool | str | None) -> str:

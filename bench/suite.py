@@ -155,6 +155,7 @@ async def run_suite(config: Config, progress: Progress | None = None, pinning: P
         }
 
         def record(result: RunResult) -> None:
+            result.machine_during()
             results.runs.append(result)
             status = "ok" if result.ok else "FAILED: " + "; ".join(result.problems)[:200]
             rate = f"{result.jobs_per_s:,.0f} jobs/s" if result.jobs_per_s else ""
