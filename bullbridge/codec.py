@@ -65,7 +65,7 @@ MAX_SAFE_INT = 2**53 - 1
 _OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_STRICT_INTEGER
 _LONG_DIGITS_B = re.compile(rb"\d{16}")
 _LONG_DIGITS_S = re.compile(r"\d{16}")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = re.compile("[" + chr(0xD800) + "-" + chr(0xDFFF) + "]")  # chr(): mypyc takes no surrogate literal
 
 BigInts = Literal["reject", "string"]
 
