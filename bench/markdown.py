@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import machine_lines
+from bench.suite import Results, goals, summarize
 
 Row = dict[str, Any]
 
@@ -38,7 +39,11 @@ def _rate(row: Row | None, bold: bool = False) -> str:
     ratio = ""
     if row["impl"] != "node" and row.get("vs_node") is not None:
         ratio = f" {row['vs_node']:.2f}x{'' if row.get('vs_node_reliable') else '?'}"
-    return f"{text}{ratio} <sub>({spread}; {row['ok']} runs)</sub>"
+    paired = ""
+    if row.get("vs_node_paired") is not None:
+        lo, hi = row["vs_node_paired_range"]
+        paired = f"; paired {lo:.2f}-{hi:.2f}x"
+    return f"{text}{ratio} <sub>({spread}; {row['ok']} runs{paired})</sub>"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -157,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         sys.stderr.write("usage: python -m bench.markdown bench/results/<timestamp>.json\n")
         return 2
-    print(render(json.loads(Path(args[0]).read_text())))
+    data = json.loads(Path(args[0]).read_text())
+    # Summaries are computed again by this version of the code (a newer column, an older run).
+    results = Results.from_dict(data)
+    data["summary"], data["goals"] = summarize(results), goals(results)
+    print(render(data))
     return 0
 
 

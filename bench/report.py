@@ -90,6 +90,7 @@ def render(results: Results) -> str:
                 "min-max",
                 "spread",
                 "x Node",
+                "paired",
                 "client us/job",
                 "Redis us/job",
                 "of Redis ceiling",
@@ -105,6 +106,7 @@ def render(results: Results) -> str:
                     f"{_num(r['jobs_per_s_min'])}-{_num(r['jobs_per_s_max'])}",
                     _spread(r),
                     _vs_node(r),
+                    _paired(r),
                     _num(r["client_cpu_us_per_job"], 1),
                     _num(r["redis_cpu_us_per_job"], 1),
                     _pct(r.get("of_redis_ceiling")),
@@ -222,6 +224,14 @@ def _vs_node(r: dict[str, Any]) -> str:
     return _num(r["vs_node"], 2) + ("" if r.get("vs_node_reliable") or r["impl"] == "node" else "?")
 
 
+def _paired(r: dict[str, Any]) -> str:
+    """The run-by-run ratio (median, min-max): see suite._paired."""
+    if r.get("vs_node_paired") is None:
+        return "-"
+    lo, hi = r["vs_node_paired_range"]
+    return f"{r['vs_node_paired']:.2f} ({lo:.2f}-{hi:.2f})"
+
+
 def _drain_section(results: Results, rows: list[dict[str, Any]], suite: str, title: str) -> list[str]:
     """A worker table: the no-op drain, the payload and the I/O-bound rows."""
     cfg = results.config
@@ -236,7 +246,7 @@ def _drain_section(results: Results, rows: list[dict[str, Any]], suite: str, tit
         + "; medians of verified runs. "
         f"Redis ceiling here: {_num(ceiling)} jobs/s (one core at the lowest Redis us/job measured)",
     ]
-    header = ["case", "worker", "ok", "jobs/s", "min-max", "spread", "x Node"]
+    header = ["case", "worker", "ok", "jobs/s", "min-max", "spread", "x Node", "paired"]
     if suite == "io":
         header.append("of ideal")
     header += ["client us/job", "(sys)", "Redis us/job", "of Redis ceiling", "cmds/job", "scripts/job", "peak RSS MB"]
@@ -250,6 +260,7 @@ def _drain_section(results: Results, rows: list[dict[str, Any]], suite: str, tit
             f"{_num(r['jobs_per_s_min'])}-{_num(r['jobs_per_s_max'])}",
             _spread(r),
             _vs_node(r),
+            _paired(r),
         ]
         if suite == "io":
             ideal = int(r["case"][2:]) / 0.005
@@ -268,7 +279,8 @@ def _drain_section(results: Results, rows: list[dict[str, Any]], suite: str, tit
     out += _table(header, [cells(r) for r in sorted(mine, key=lambda r: (int(r["case"][2:]), r["impl"] != "node"))])
     out.append(
         f"  spread = (max - min) / median of a cell's runs; '?' = a side spread by > {cfg.spread_limit * 100:.0f} %"
-        f" even after up to {cfg.extra_runs} extra runs, or has < {MIN_RUNS} verified runs: not a result"
+        f" even after up to {cfg.extra_runs} extra runs, or has < {MIN_RUNS} verified runs: not a result;"
+        " paired = each run / Node's run of the same repetition, seconds apart: median (min-max)"
     )
     return out
 

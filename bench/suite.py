@@ -14,7 +14,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,16 @@ class Results:
             "goals": goals(self),
             "runs": [r.as_dict() for r in self.runs],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Results:
+        """A saved run read back (``bench/results/*.json``), so its summary can be computed
+        again by this version of the code."""
+        known = {f.name for f in fields(Config)}
+        config = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items() if k in known})
+        names = {f.name for f in fields(RunResult)}
+        runs = [RunResult(**{k: v for k, v in r.items() if k in names}) for r in data["runs"]]
+        return cls(config, data.get("meta", {}), runs)
 
 
 async def run_suite(config: Config, progress: Progress | None = None, pinning: Pinning | None = None) -> Results:
@@ -352,10 +362,29 @@ def summarize(results: Results) -> list[dict[str, Any]]:
         noisy = row.get("spread", 0) > limit or (node is not None and node.get("spread", 0) > limit)
         few = row["ok"] < MIN_RUNS or (node is not None and node["ok"] < MIN_RUNS)
         row["vs_node_reliable"] = row["vs_node"] is not None and not noisy and not few
+        if row["vs_node"] is not None and row["impl"] != "node":
+            row.update(_paired(results, row))
         if row["suite"] == "sync":
             ref = SYNC_REFERENCE.get((row["case"], row["impl"]))
             row["vs_ref"] = _ratio(row, by_key.get(("sync", *ref))) if ref else None
     return rows
+
+
+def _paired(results: Results, row: dict[str, Any]) -> dict[str, Any]:
+    """The ratio run by run: each verified run / Node's run of the same repetition (the two
+    ran seconds apart, on the same machine speed; this VM's speed drifts over minutes).
+    Its median and range; none when fewer than two repetitions have both."""
+    mine, nodes = {}, {}
+    for r in results.runs:
+        if (r.suite, r.case) == (row["suite"], row["case"]) and r.ok and r.jobs_per_s:
+            if r.impl == row["impl"]:
+                mine[r.run] = r.jobs_per_s
+            elif r.impl == "node":
+                nodes[r.run] = r.jobs_per_s
+    ratios = sorted(mine[k] / nodes[k] for k in mine if k in nodes)
+    if len(ratios) < 2:
+        return {}
+    return {"vs_node_paired": statistics.median(ratios), "vs_node_paired_range": (ratios[0], ratios[-1])}
 
 
 def _throughput(good: list[RunResult]) -> dict[str, Any]:
