@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,19 +186,14 @@ def machine_lines(runs: Sequence[dict[str, Any]]) -> list[str]:
             [
                 suite,
                 str(len(mine)),
-                f"{_median(steal):.1f} % ({steal[-1]:.1f} %)",
-                f"{_median(busy):.0f} % ({busy[-1]:.0f} %)",
+                f"{statistics.median(steal):.1f} % ({steal[-1]:.1f} %)",
+                f"{statistics.median(busy):.0f} % ({busy[-1]:.0f} %)",
                 f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-",
             ]
         )
     if not rows:
         return []
     return out + _table(["suite", "runs", "hypervisor steal", "all CPUs busy", "1-min load"], rows, left=2)
-
-
-def _median(values: Sequence[float]) -> float:
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 def _verdict(passed: bool | str | None) -> str:

@@ -140,7 +140,10 @@ class Results:
         known = {f.name for f in fields(Config)}
         config = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items() if k in known})
         names = {f.name for f in fields(RunResult)}
-        runs = [RunResult(**{k: v for k, v in r.items() if k in names}) for r in data["runs"]]
+        # load1 explicitly: its default reads today's load, which a run saved without it never had.
+        runs = [
+            RunResult(**{k: v for k, v in r.items() if k in names} | {"load1": r.get("load1")}) for r in data["runs"]
+        ]
         return cls(config, data.get("meta", {}), runs)
 
 
